@@ -1,0 +1,62 @@
+# pinnace: `make demo` runs a container on btrfs; `make test` runs the test suite.
+# Both install everything they need first (Debian packages, a venv, the project).
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PINNACE := $(VENV)/bin/pinnace
+export DEBIAN_FRONTEND := noninteractive
+
+APT_PACKAGES   := btrfs-progs libbtrfsutil-dev busybox-static iproute2 util-linux \
+                  python3-venv python3-dev gcc pkg-config
+BENCH_PACKAGES := runc podman hyperfine
+PYTEST_ARGS ?= -n 2
+
+.PHONY: all deps bench-deps venv demo test bench busybox clean
+all: demo
+
+define apt_ensure
+	@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:" $$missing; \
+		apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; \
+	fi
+endef
+
+deps:
+	$(call apt_ensure,$(APT_PACKAGES))
+
+bench-deps: deps
+	$(call apt_ensure,$(BENCH_PACKAGES))
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml | deps
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[btrfs,test]'
+	touch $@
+
+busybox-rootfs.tar: | venv
+	$(PY) -m pinnace.testing.busybox $@
+
+busybox: busybox-rootfs.tar
+
+# The demo uses the default root (/var/lib/pinnace). If it is not on btrfs,
+# the btrfs plugin provisions a loop-backed btrfs file of DEMO_BTRFS_SIZE there.
+DEMO_BTRFS_SIZE ?= 4G
+demo: venv busybox-rootfs.tar
+	PINNACE_STORAGE_BTRFS_LOOP_SIZE=$(DEMO_BTRFS_SIZE) $(PINNACE) import -c 'CMD ["sh"]' busybox-rootfs.tar busybox:latest
+	PINNACE_STORAGE_BTRFS_LOOP_SIZE=$(DEMO_BTRFS_SIZE) $(PINNACE) run --rm --storage=btrfs --net=none busybox \
+		sh -c 'echo "hello from $$(hostname), PID $$$$ in its own namespaces"; ls /'
+	$(PINNACE) images
+	$(PINNACE) plugins
+
+test: venv
+	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
+
+bench: bench-deps venv busybox-rootfs.tar
+	$(PY) bench/run_latency.py
+	$(PY) bench/rootfs_create.py
+
+clean:
+	rm -rf $(VENV) busybox-rootfs.tar build *.egg-info

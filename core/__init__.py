@@ -1,0 +1,3 @@
+"""pinnace: a small, hackable Linux container engine built from plugins."""
+
+__version__ = "0.1.0"

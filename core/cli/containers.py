@@ -1,0 +1,100 @@
+"""Container commands: run, ps, rm."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import click
+
+from pinnace.cli import get_engine
+from pinnace.cli.output import FORMAT_OPTION, ago, as_json, duration, table
+
+
+@click.command(context_settings={"ignore_unknown_options": False, "allow_interspersed_args": False})
+@click.option("--rm", "remove", is_flag=True, help="Remove the container when it exits.")
+@click.option("--name", help="Assign a name to the container.")
+@click.option("-e", "--env", multiple=True, metavar="KEY=VALUE", help="Set an environment variable.")
+@click.option("-w", "--workdir", metavar="DIR", help="Working directory inside the container.")
+@click.option("-u", "--user", metavar="USER[:GROUP]", help="User name or UID (and group) to run as.")
+@click.option("-h", "--hostname", help="Container host name [default: the short ID].")
+@click.option("--entrypoint", help="Overwrite the image's ENTRYPOINT.")
+@click.option("--read-only", is_flag=True, help="Mount the container's root filesystem read-only.")
+@click.option("--storage", metavar="NAME", help="Storage plugin (see `pinnace plugins`).")
+@click.option("--net", "--network", "network", metavar="NAME", help="Network plugin.")
+@click.option("--isolation", metavar="NAME", help="Isolation plugin.")
+@click.argument("image")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def run(ctx: click.Context, remove: bool, image: str, command: tuple[str, ...], **kw: Any) -> None:
+    """Run a command in a new container, in the foreground.
+
+    The exit code is the container's; 125 when pinnace itself fails, 126 when
+    the command cannot be executed, 127 when it is not found. Ctrl-C and
+    SIGTERM are forwarded to the container; a third one kills it.
+    """
+    from pinnace.engine import RunOptions
+    from pinnace.runtime.foreground import run_foreground
+
+    engine = get_engine(ctx)
+    opts = RunOptions(image=image, command=list(command), env=list(kw.pop("env")), **kw)
+    ctx.exit(run_foreground(engine, opts, remove=remove))
+
+
+@click.command()
+@click.option("-a", "--all", "all_", is_flag=True, help="Show all containers, not only running ones.")
+@click.option("-q", "--quiet", is_flag=True, help="Only print container IDs.")
+@click.option("--no-trunc", is_flag=True, help="Do not truncate IDs and commands.")
+@FORMAT_OPTION
+@click.pass_context
+def ps(ctx: click.Context, all_: bool, quiet: bool, no_trunc: bool, fmt: str) -> None:
+    """List containers."""
+    containers = get_engine(ctx).containers(all_=all_)
+    if quiet:
+        for c in containers:
+            click.echo(c.id if no_trunc else c.short_id)
+    elif fmt == "json":
+        as_json([{
+            "Id": c.id, "Names": [c.name], "Image": c.image, "ImageID": c.image_id,
+            "Command": c.command, "Created": c.created, "State": c.status,
+            "ExitCode": c.exit_code, "Pid": c.pid, "Storage": c.storage,
+            "Network": c.network, "Isolation": c.isolation,
+        } for c in containers])
+    else:
+        rows = []
+        for c in containers:
+            cmd = " ".join(c.command)
+            if not no_trunc and len(cmd) > 20:
+                cmd = cmd[:19] + "…"
+            rows.append((c.id if no_trunc else c.short_id, c.image, f'"{cmd}"', ago(c.created),
+                         _status(c), c.name))
+        table(("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"), rows)
+
+
+def _status(c: Any) -> str:
+    if c.status == "running":
+        return f"Up {duration(time.time() - (c.started or c.created))}"
+    if c.status == "exited":
+        code = "unknown" if c.exit_code is None else c.exit_code
+        return f"Exited ({code}) {ago(c.finished)}".rstrip()
+    return c.status.capitalize()
+
+
+@click.command()
+@click.option("-f", "--force", is_flag=True, help="Kill and remove a running container.")
+@click.argument("containers", nargs=-1, required=True)
+@click.pass_context
+def rm(ctx: click.Context, force: bool, containers: tuple[str, ...]) -> None:
+    """Remove one or more containers."""
+    from pinnace.errors import PinnaceError
+
+    engine, failed = get_engine(ctx), None
+    for ref in containers:
+        try:
+            engine.remove(ref, force=force)
+            click.echo(ref)
+        except PinnaceError as err:
+            click.echo(f"Error: {err}", err=True)
+            failed = err
+    if failed is not None:
+        ctx.exit(failed.exit_code)

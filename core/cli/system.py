@@ -1,0 +1,173 @@
+"""System commands: plugins, info, doctor, config show, completion."""
+
+from __future__ import annotations
+
+import os
+import platform
+from typing import Any
+
+import click
+
+from pinnace.cli import get_engine
+from pinnace.cli.output import FORMAT_OPTION, as_json, table
+
+ROLES = ("storage", "network", "isolation", "image_source", "plugins")
+
+
+@click.command()
+@FORMAT_OPTION
+@click.pass_context
+def plugins(ctx: click.Context, fmt: str) -> None:
+    """List every installed plugin: role, name, distribution, version, options, load status."""
+    from pinnace import plugins as discovery
+
+    engine = get_engine(ctx)
+    loaded, failed = discovery.load_all()
+    rows = []
+    for ep in discovery.discover():
+        key = (ep.role, ep.name)
+        obj = loaded.get(key)
+        options = [o.name for o in getattr(obj, "options", ())]
+        selected = ep.role in ("storage", "network", "isolation") and \
+            engine.config.selected(ep.role).value == ep.name
+        rows.append({
+            "role": ep.role, "name": ep.name, "selected": selected, "distribution": ep.dist,
+            "version": ep.version, "target": ep.value, "options": options,
+            "status": "ok" if key not in failed else f"failed: {failed[key]}",
+        })
+    if fmt == "json":
+        as_json(rows)
+        return
+    table(("ROLE", "NAME", "DISTRIBUTION", "VERSION", "OPTIONS", "STATUS"), [
+        (r["role"], r["name"] + (" *" if r["selected"] else ""), r["distribution"], r["version"],
+         ",".join(r["options"]) or "-", r["status"]) for r in rows])
+    click.echo("\n* selected by default (see `pinnace config show`)")
+
+
+def _selected_plugins(engine: Any) -> dict[str, str]:
+    return {role: engine.config.selected(role).value for role in ("storage", "network", "isolation")}
+
+
+@click.command()
+@FORMAT_OPTION
+@click.pass_context
+def info(ctx: click.Context, fmt: str) -> None:
+    """Show what is selected and why, where state lives, and what plugins report."""
+    from pinnace.errors import PinnaceError
+    from pinnace.runtime import cgroups
+
+    engine = get_engine(ctx)
+    cfg = engine.config
+    data: dict[str, Any] = {
+        "version": __import__("pinnace").__version__,
+        "kernel": platform.release(),
+        "root": str(cfg.root),
+        "run_root": str(cfg.run_root),
+        "config_file": str(cfg.file) if cfg.file else None,
+        "cgroup_version": cgroups.version(),
+        "selected": {role: {"name": name, "source": cfg.selected(role).source}
+                     for role, name in _selected_plugins(engine).items()},
+        "containers": len(engine.containers(all_=True)),
+        "images": len(engine.images.list()),
+        "plugins": {},
+    }
+    for role, name in _selected_plugins(engine).items():
+        try:
+            engine.plugins.load(role, name)
+        except PinnaceError as err:
+            data["plugins"][f"{role}.{name}"] = {"error": str(err)}
+    for section in engine.plugins.hook.pinnace_info():
+        data["plugins"].update(section or {})
+    if fmt == "json":
+        as_json(data)
+        return
+    for key, value in data.items():
+        if isinstance(value, dict):
+            click.echo(f"{key}:")
+            for k, v in value.items():
+                if isinstance(v, dict):
+                    v = ", ".join(f"{a}={b}" for a, b in v.items())
+                click.echo(f"  {k}: {v}")
+        else:
+            click.echo(f"{key}: {value}")
+
+
+@click.command()
+@FORMAT_OPTION
+@click.pass_context
+def doctor(ctx: click.Context, fmt: str) -> None:
+    """Check what this host lacks for each installed plugin, with a fix for each problem.
+
+    Exits 1 when a check fails.
+    """
+    from pinnace import plugins as discovery
+    from pinnace.errors import PinnaceError
+
+    engine = get_engine(ctx)
+    checks: list[dict[str, str]] = [{
+        "check": "running as root", "ok": "yes" if os.geteuid() == 0 else "no",
+        "detail": f"euid {os.geteuid()}", "fix": "run pinnace as root (sudo)"}]
+    for ep in discovery.discover():
+        if ep.role in ("plugins",):
+            continue
+        try:
+            engine.plugins.load(ep.role, ep.name)
+        except PinnaceError as err:
+            checks.append({"check": f"{ep.role} plugin {ep.name} loads", "ok": "no",
+                           "detail": str(err), "fix": "reinstall or uninstall " + ep.dist})
+    for found in engine.plugins.hook.pinnace_doctor():
+        checks.extend(found or [])
+    if fmt == "json":
+        as_json(checks)
+    else:
+        table(("CHECK", "OK", "DETAIL"), [(c["check"], c["ok"], c.get("detail", "")) for c in checks])
+        fixes = [c for c in checks if c["ok"] != "yes" and c.get("fix")]
+        if fixes:
+            click.echo("\nTo fix:")
+            for c in fixes:
+                click.echo(f"  {c['check']}: {c['fix']}")
+    if any(c["ok"] == "no" for c in checks):
+        ctx.exit(1)
+
+
+@click.group()
+def config() -> None:
+    """Inspect the configuration."""
+
+
+@config.command("show")
+@FORMAT_OPTION
+@click.pass_context
+def config_show(ctx: click.Context, fmt: str) -> None:
+    """Show the effective configuration and where each value came from."""
+    from pinnace import plugins as discovery
+    from pinnace.errors import PinnaceError
+
+    cfg = get_engine(ctx).config
+    rows = [(f"engine.{k}", v.value, v.source) for k, v in cfg.engine.items()]
+    rows.insert(0, ("config_file", str(cfg.file) if cfg.file else "(none)", "flag/env/default"))
+    for ep in discovery.discover():
+        try:
+            cls = discovery.import_target(ep)
+        except PinnaceError:
+            continue
+        declared = tuple(getattr(cls, "options", ()))
+        for name, value in cfg.plugin_options(ep.role, ep.name, declared).items():
+            rows.append((f"{ep.role}.{ep.name}.{name}", value.value, value.source))
+    if fmt == "json":
+        as_json([{"key": k, "value": v, "source": s} for k, v, s in rows])
+    else:
+        table(("KEY", "VALUE", "SOURCE"), [(k, repr(v) if v == "" else v, s) for k, v, s in rows])
+
+
+@click.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print a shell completion script: ``eval "$(pinnace completion bash)"``."""
+    from click.shell_completion import get_completion_class
+
+    from pinnace.cli import cli
+
+    cls = get_completion_class(shell)
+    assert cls is not None
+    click.echo(cls(cli, {}, "pinnace", "_PINNACE_COMPLETE").source())

@@ -1,0 +1,510 @@
+"""The engine: config + state + image store + plugins, the one object the CLI calls.
+
+Every step of ``create``/``start`` that touches the system has an undo, run
+in reverse when a later step fails, so a failure leaves no snapshot, netns,
+cgroup or half-written row behind. The plugin that made a thing owns it: each
+container row records its storage, network and isolation plugin names and
+later calls on it go to those plugins, whatever is selected now.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from pinnace import names
+from pinnace.config import Config
+from pinnace.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidConfig,
+    NotFound,
+    PinnaceError,
+)
+
+if TYPE_CHECKING:
+    from pinnace.images.store import Image, ImageStore
+    from pinnace.plugins import Plugins
+    from pinnace.runtime.spec import ContainerSpec
+    from pinnace.state import State
+
+
+@dataclass
+class RunOptions:
+    """What ``pinnace run`` asks for, before defaults from the image and config apply."""
+
+    image: str
+    command: list[str] = field(default_factory=list)
+    entrypoint: str | None = None
+    name: str | None = None
+    env: list[str] = field(default_factory=list)
+    workdir: str | None = None
+    user: str | None = None
+    hostname: str | None = None
+    storage: str | None = None
+    network: str | None = None
+    isolation: str | None = None
+    read_only: bool = False
+
+
+@dataclass
+class Container:
+    """A container row as commands show it; ``status`` is reconciled with the host."""
+
+    id: str
+    name: str
+    image: str
+    image_id: str
+    command: list[str]
+    status: str
+    exit_code: int | None
+    created: float
+    started: float | None
+    finished: float | None
+    pid: int
+    storage: str
+    network: str
+    isolation: str
+
+    @property
+    def short_id(self) -> str:
+        """The first 12 hex digits, as docker shows them."""
+        return self.id[:12]
+
+
+class Engine:
+    """One pinnace invocation's view of the host: lazily opened state, store and plugins."""
+
+    def __init__(self, config: Config, trace: TextIO | None = None) -> None:
+        self.config = config
+        self._trace = trace
+
+    # ------------------------------------------------------------ components
+    @cached_property
+    def state(self) -> State:
+        """The SQLite state under the root (opened on first use)."""
+        from pinnace.state import State
+
+        return State(self.config.root / "state.db")
+
+    @cached_property
+    def images(self) -> ImageStore:
+        """The OCI image store under the root."""
+        from pinnace.images.store import ImageStore
+
+        return ImageStore(self.config.root / "images", self.state)
+
+    @cached_property
+    def plugins(self) -> Plugins:
+        """The plugin manager (imports pluggy; commands that only read state never touch it)."""
+        from pinnace.plugins import Plugins
+
+        return Plugins(self.config, trace=self._trace)
+
+    def selected(self, role: str, override: str | None = None) -> str:
+        """The plugin name for ``role``: the flag if given, else env, config file, default."""
+        return override or self.config.selected(role).value
+
+    # ------------------------------------------------------------ containers
+    def create(self, opts: RunOptions) -> str:
+        """Create a container (row, rootfs, spec) and return its ID; nothing runs yet."""
+        storage = self.selected("storage", opts.storage)
+        network = self.selected("network", opts.network)
+        isolation = self.selected("isolation", opts.isolation)
+        for role, name in (("storage", storage), ("network", network), ("isolation", isolation)):
+            self.plugins.load(role, name)
+        image = self.images.resolve(opts.image)
+        if opts.name is not None:
+            names.validate(opts.name)
+        cid = names.new_id()
+        command = _command(opts, image.config.get("config") or {})
+        row = {
+            "id": cid, "name": opts.name or "", "image_id": image.id, "image_ref": opts.image,
+            "storage": storage, "network": network, "isolation": isolation,
+        }
+        self._insert(row, opts.name is None)
+        undo: list[Callable[[], None]] = [lambda: self._delete_row(cid)]
+        try:
+            parent = self._ensure_layers(image, storage)
+            mounts = self.plugins.call(
+                "storage", storage, "prepare", key=cid, parent=parent,
+                labels={"pinnace.container": cid},
+            )
+            undo.append(lambda: self.plugins.call("storage", storage, "remove", key=cid))
+            spec = self._spec(cid, opts, image, command, mounts)
+            with self.state.tx() as db:
+                db.execute(
+                    "UPDATE containers SET spec = ? WHERE id = ?",
+                    (json.dumps({"command": command, "runtime": asdict(spec)}), cid),
+                )
+        except BaseException:
+            _run_undos(undo)
+            raise
+        self.state.event("container", "create", cid, image=opts.image)
+        self.plugins.hook.pinnace_container_created(container=self._row_dict(cid))
+        return cid
+
+    def _insert(self, row: dict[str, Any], random_name: bool) -> None:
+        for attempt in range(20):
+            if random_name:
+                row["name"] = names.random_name() if attempt < 10 else f"{names.random_name()}_{attempt}"
+            try:
+                with self.state.tx() as db:
+                    db.execute(
+                        "INSERT INTO containers (id, name, image_id, image_ref, storage, network,"
+                        " isolation, status, created, spec) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                        (row["id"], row["name"], row["image_id"], row["image_ref"], row["storage"],
+                         row["network"], row["isolation"], "created", time.time(), "{}"),
+                    )
+                return
+            except sqlite3.IntegrityError:
+                if not random_name:
+                    other = self.state.one("SELECT id FROM containers WHERE name = ?", row["name"])
+                    raise AlreadyExists(
+                        f'the container name "{row["name"]}" is already in use by container '
+                        f'{other["id"][:12] if other else "?"}; remove it or pick another name'
+                    ) from None
+        raise AlreadyExists("could not find a free random container name; pass --name")
+
+    def _delete_row(self, cid: str) -> None:
+        with self.state.tx() as db:
+            db.execute("DELETE FROM containers WHERE id = ?", (cid,))
+
+    def _spec(self, cid: str, opts: RunOptions, image: Image, command: list[str],
+              mounts: list) -> ContainerSpec:
+        from pinnace.mounts import mounted
+        from pinnace.runtime import users
+        from pinnace.runtime.spec import DEFAULT_PATH, ContainerSpec, Process
+
+        cfg = image.config.get("config") or {}
+        env = _merge_env(cfg.get("Env") or [f"PATH={DEFAULT_PATH}"], opts.env)
+        user_spec = opts.user if opts.user is not None else (cfg.get("User") or "")
+        with mounted(mounts, scratch=self.config.run_root) as rootfs:
+            user = users.resolve(rootfs, user_spec)
+        if not any(e.startswith("HOME=") for e in env):
+            env.append(f"HOME={user.home_dir}")
+        return ContainerSpec(
+            id=cid,
+            process=Process(args=command, env=env, cwd=opts.workdir or cfg.get("WorkingDir") or "/",
+                            user=user.user),
+            rootfs=list(mounts),
+            hostname=opts.hostname or cid[:12],
+            cgroup=f"pinnace/{cid}",
+            readonly_rootfs=opts.read_only,
+        )
+
+    def _ensure_layers(self, image: Image, storage: str) -> str | None:
+        """Unpack the image's layers into committed snapshots of ``storage`` (once each)."""
+        parent = None
+        missing = [
+            layer for layer in image.layers
+            if self.state.one("SELECT 1 FROM snapshots WHERE chain_id = ? AND storage = ?",
+                              layer.chain_id, storage) is None
+        ]
+        if missing:
+            with self._lock(f"unpack-{storage}"):
+                self._unpack(image, storage)
+        if image.layers:
+            parent = image.layers[-1].chain_id
+        return parent
+
+    def _unpack(self, image: Image, storage: str) -> None:
+        from pinnace.errors import NotFound as _NotFound
+        from pinnace.images.unpack import apply_layer
+        from pinnace.mounts import mounted
+
+        for info in self.plugins.call("storage", storage, "walk"):
+            if info.key.startswith("extract-"):  # left by a pinnace killed mid-unpack
+                with contextlib.suppress(_NotFound):
+                    self.plugins.call("storage", storage, "remove", key=info.key)
+        parent = None
+        for layer in image.layers:
+            done = self.state.one("SELECT 1 FROM snapshots WHERE chain_id = ? AND storage = ?",
+                                  layer.chain_id, storage)
+            if done is None:
+                key = f"extract-{os.getpid()}-{layer.chain_id}"
+                labels = {"pinnace.layer": layer.diff_id}
+                mounts = self.plugins.call("storage", storage, "prepare", key=key,
+                                           parent=parent, labels=labels)
+                try:
+                    with mounted(mounts, scratch=self.config.run_root) as target, \
+                            self.images.layer_stream(layer) as stream:
+                        apply_layer(stream, target)
+                    self.plugins.call("storage", storage, "commit", name=layer.chain_id,
+                                      key=key, labels=labels)
+                except BaseException:
+                    with contextlib.suppress(PinnaceError):
+                        self.plugins.call("storage", storage, "remove", key=key)
+                    raise
+                with self.state.tx() as db:
+                    db.execute(
+                        "INSERT OR REPLACE INTO snapshots (chain_id, storage, parent, created)"
+                        " VALUES (?,?,?,?)", (layer.chain_id, storage, parent, time.time()))
+            parent = layer.chain_id
+
+    @contextlib.contextmanager
+    def _lock(self, name: str) -> Iterator[None]:
+        import fcntl
+
+        path = self.config.root / "locks" / f"{name}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            yield
+
+    def bundle(self, cid: str) -> Path:
+        """The container's private runtime directory."""
+        return self.config.run_root / "containers" / cid
+
+    def netns_path(self, cid: str) -> Path:
+        """Where the container's network namespace is bind-mounted."""
+        return self.config.run_root / "netns" / cid
+
+    def start(self, cid: str) -> int:
+        """Set up the network, create the container and start its process; return its PID.
+
+        On failure everything set up here is undone and the container is
+        marked exited (127/126 when the command cannot be executed).
+        """
+        from pinnace import netns
+        from pinnace.network import Attachment
+        from pinnace.runtime.proc import start_time
+
+        row = self._row(cid)
+        spec = _spec_from_json(json.loads(row["spec"])["runtime"])
+        bundle = self.bundle(cid)
+        bundle.mkdir(parents=True, exist_ok=True)
+        undo: list[Callable[[], None]] = [lambda: shutil.rmtree(bundle, ignore_errors=True)]
+        try:
+            ns = self.netns_path(cid)
+            ns.parent.mkdir(parents=True, exist_ok=True)
+            netns.create(str(ns))
+            undo.append(lambda: netns.delete(str(ns)))
+            attachment = Attachment(container_id=cid, netns=str(ns), network=row["network"])
+            undo.append(lambda: self.plugins.call("network", row["network"], "del",
+                                                  attachment=attachment))
+            result = self.plugins.call("network", row["network"], "add", attachment=attachment)
+            spec.netns = str(ns)
+            self.plugins.hook.pinnace_prepare_spec(spec=spec)
+            pid = self.plugins.call("isolation", row["isolation"], "create", spec=spec,
+                                    bundle=bundle)
+            undo.append(lambda: self.plugins.call("isolation", row["isolation"], "delete",
+                                                  container_id=cid, bundle=bundle))
+            with self.state.tx() as db:
+                db.execute(
+                    "UPDATE containers SET status = 'running', pid = ?, pid_start = ?,"
+                    " started = ?, finished = NULL, exit_code = NULL, network_result = ?"
+                    " WHERE id = ?",
+                    (pid, start_time(pid), time.time(), json.dumps(result.to_dict()), cid),
+                )
+            self.plugins.call("isolation", row["isolation"], "start", container_id=cid,
+                              bundle=bundle)
+        except BaseException as err:
+            _run_undos(undo)
+            code = getattr(err, "exit_code", 125) if isinstance(err, PinnaceError) else 125
+            self._record_exit(cid, code)
+            raise
+        self.state.event("container", "start", cid)
+        self.plugins.hook.pinnace_container_started(container=self._row_dict(cid), pid=pid)
+        return pid
+
+    def wait(self, cid: str) -> int:
+        """Wait for a container this process started, tear its runtime down, return its exit code."""
+        row = self._row(cid)
+        code = self.plugins.call("isolation", row["isolation"], "wait", container_id=cid,
+                                 bundle=self.bundle(cid))
+        self._record_exit(cid, code)
+        self._teardown(row)
+        self.state.event("container", "die", cid, exit_code=code)
+        self.plugins.hook.pinnace_container_exited(container=self._row_dict(cid), exit_code=code)
+        return code
+
+    def kill(self, cid: str, signal: int) -> None:
+        """Send ``signal`` to the container's first process."""
+        row = self._row(cid)
+        self.plugins.call("isolation", row["isolation"], "kill", container_id=cid,
+                          bundle=self.bundle(cid), signal=signal)
+
+    def _record_exit(self, cid: str, code: int | None) -> None:
+        with self.state.tx() as db:
+            db.execute(
+                "UPDATE containers SET status = 'exited', exit_code = ?, finished = ?, pid = 0"
+                " WHERE id = ?", (code, time.time(), cid))
+
+    def _teardown(self, row: sqlite3.Row) -> None:
+        """Release the runtime side of a container: process, cgroup, network, netns, bundle."""
+        from pinnace import netns
+        from pinnace.network import Attachment
+
+        cid, bundle, ns = row["id"], self.bundle(row["id"]), self.netns_path(row["id"])
+        steps: list[Callable[[], None]] = [
+            lambda: self.plugins.call("isolation", row["isolation"], "delete",
+                                      container_id=cid, bundle=bundle),
+        ]
+        if ns.exists():
+            attachment = Attachment(container_id=cid, netns=str(ns), network=row["network"])
+            steps.append(lambda: self.plugins.call("network", row["network"], "del",
+                                                   attachment=attachment))
+        steps += [lambda: netns.delete(str(ns)), lambda: shutil.rmtree(bundle, ignore_errors=True)]
+        _run_undos(list(reversed(steps)), raise_first=True)
+
+    def remove(self, ref: str, force: bool = False) -> str:
+        """Remove a container: its process (with ``force``), runtime, rootfs and row."""
+        row = self._row(self.resolve(ref))
+        cid = row["id"]
+        if self._live_status(row) == "running":
+            if not force:
+                raise FailedPrecondition(
+                    f"container {row['name']} is running: stop it first or use rm -f")
+            self._kill_and_reap(row)
+        self._teardown(row)
+        with contextlib.suppress(NotFound):
+            self.plugins.call("storage", row["storage"], "remove", key=cid)
+        self._delete_row(cid)
+        self.state.event("container", "destroy", cid)
+        self.plugins.hook.pinnace_container_removed(container=dict(row))
+        return cid
+
+    def _kill_and_reap(self, row: sqlite3.Row) -> None:
+        import signal
+
+        from pinnace.runtime.proc import is_alive
+
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(row["pid"], signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while is_alive(row["pid"], row["pid_start"]) and time.monotonic() < deadline:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(row["pid"], os.WNOHANG)
+            time.sleep(0.01)
+        self._record_exit(row["id"], 137)
+
+    # ------------------------------------------------------------ queries
+    def resolve(self, ref: str) -> str:
+        """A container ID from a name, a full ID or a unique ID prefix."""
+        row = self.state.one("SELECT id FROM containers WHERE name = ? OR id = ?", ref, ref)
+        if row:
+            return row["id"]
+        if len(ref) >= 1 and all(c in "0123456789abcdef" for c in ref):
+            rows = self.state.query("SELECT id FROM containers WHERE id LIKE ?", ref + "%")
+            if len(rows) == 1:
+                return rows[0]["id"]
+            if len(rows) > 1:
+                raise InvalidConfig(f"container ID prefix {ref!r} is ambiguous ({len(rows)} match)")
+        raise NotFound(f"No such container: {ref}")
+
+    def _row(self, cid: str) -> sqlite3.Row:
+        row = self.state.one("SELECT * FROM containers WHERE id = ?", cid)
+        if row is None:
+            raise NotFound(f"No such container: {cid}")
+        return row
+
+    def _row_dict(self, cid: str) -> dict[str, Any]:
+        return dict(self._row(cid))
+
+    @staticmethod
+    def _live_status(row: sqlite3.Row) -> str:
+        from pinnace.runtime.proc import is_alive
+
+        if row["status"] == "running" and not is_alive(row["pid"], row["pid_start"]):
+            return "exited"
+        return row["status"]
+
+    def containers(self, all_: bool = False) -> list[Container]:
+        """Containers, newest first; only running ones unless ``all_``."""
+        out = []
+        for row in self.state.query("SELECT * FROM containers ORDER BY created DESC"):
+            status = self._live_status(row)
+            if not all_ and status != "running":
+                continue
+            spec = json.loads(row["spec"])
+            out.append(Container(
+                id=row["id"], name=row["name"], image=row["image_ref"], image_id=row["image_id"],
+                command=spec.get("command", []), status=status,
+                exit_code=row["exit_code"] if row["status"] == status else None,
+                created=row["created"], started=row["started"], finished=row["finished"],
+                pid=row["pid"] if status == "running" else 0, storage=row["storage"],
+                network=row["network"], isolation=row["isolation"],
+            ))
+        return out
+
+    def image_in_use(self, image_id: str) -> list[str]:
+        """Names of the containers created from ``image_id``."""
+        return [r["name"] for r in self.state.query(
+            "SELECT name FROM containers WHERE image_id = ?", image_id)]
+
+    def remove_image(self, ref: str, force: bool = False) -> Any:
+        """``rmi``: untag/delete an image, then drop layer snapshots no image needs any more."""
+        result = self.images.remove(ref, force=force, in_use=self.image_in_use)
+        for chain_id in result.orphan_chain_ids:
+            for snap in self.state.query(
+                    "SELECT storage FROM snapshots WHERE chain_id = ?", chain_id):
+                with contextlib.suppress(NotFound):
+                    self.plugins.call("storage", snap["storage"], "remove", key=chain_id)
+                with self.state.tx() as db:
+                    db.execute("DELETE FROM snapshots WHERE chain_id = ? AND storage = ?",
+                               (chain_id, snap["storage"]))
+        return result
+
+
+def _command(opts: RunOptions, cfg: dict[str, Any]) -> list[str]:
+    """Docker's rule: ENTRYPOINT + CMD, where a given command replaces CMD and
+    ``--entrypoint`` replaces ENTRYPOINT (and drops the image's CMD)."""
+    if opts.entrypoint is not None:
+        entry = [opts.entrypoint] if opts.entrypoint else []
+        cmd = list(opts.command)
+    else:
+        entry = list(cfg.get("Entrypoint") or [])
+        cmd = list(opts.command) or list(cfg.get("Cmd") or [])
+    args = entry + cmd
+    if not args:
+        raise InvalidConfig(f"no command given and image {opts.image} has no CMD or ENTRYPOINT")
+    return args
+
+
+def _merge_env(base: list[str], extra: list[str]) -> list[str]:
+    """Image env overridden by ``-e KEY=VALUE``; a bare ``-e KEY`` copies the host's value."""
+    env = dict(e.split("=", 1) if "=" in e else (e, "") for e in base)
+    for item in extra:
+        if "=" in item:
+            key, value = item.split("=", 1)
+        elif item in os.environ:
+            key, value = item, os.environ[item]
+        else:
+            continue
+        if not key:
+            raise InvalidConfig(f"invalid environment variable {item!r}")
+        env[key] = value
+    return [f"{k}={v}" for k, v in env.items()]
+
+
+def _spec_from_json(data: dict[str, Any]) -> ContainerSpec:
+    from pinnace.mounts import Mount
+    from pinnace.runtime.spec import ContainerSpec, Process, User
+
+    proc = dict(data["process"])
+    proc["user"] = User(**proc["user"])
+    data = dict(data, process=Process(**proc),
+                rootfs=[Mount(m["type"], m["source"], tuple(m["options"])) for m in data["rootfs"]])
+    return ContainerSpec(**data)
+
+
+def _run_undos(undos: list[Callable[[], None]], raise_first: bool = False) -> None:
+    """Run undo steps newest first; keep going on errors; optionally raise the first."""
+    first: BaseException | None = None
+    for undo in reversed(undos):
+        try:
+            undo()
+        except Exception as err:  # an undo must not hide the error that triggered it
+            first = first or err
+    if raise_first and first is not None:
+        raise first

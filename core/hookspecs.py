@@ -1,0 +1,227 @@
+"""Every hook specification, grouped by role.
+
+Role hooks (storage, isolation, network, image source) are called on exactly
+one plugin, the one selected for (or owning) the thing at hand, and return
+its result (``firstresult``). Event and extension hooks reach every loaded
+plugin that implements them. Hook names carry the ``pinnace_`` prefix and
+the role, so a misspelt implementation is an error at load time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    import click
+
+    from pinnace.images.store import ImageStore
+    from pinnace.mounts import Mount
+    from pinnace.network import Attachment, NetworkResult
+    from pinnace.runtime.spec import ContainerSpec
+    from pinnace.runtime.status import ContainerState
+    from pinnace.snapshots import SnapshotInfo, Usage
+
+hookspec = pluggy.HookspecMarker("pinnace")
+
+# --------------------------------------------------------------------- storage
+# Snapshots are keyed by strings: committed image layers by their chain ID,
+# containers by their ID. Storage describes mounts; isolation performs them.
+
+
+@hookspec(firstresult=True)
+def pinnace_storage_prepare(key: str, parent: str | None, labels: dict[str, str]) -> list[Mount]:
+    """Create a writable (active) snapshot ``key`` on top of committed ``parent``
+    (or empty when ``parent`` is None) and return the mounts that show it.
+
+    Raise ``AlreadyExists`` if ``key`` exists, ``NotFound`` if ``parent`` does not.
+    """
+
+
+@hookspec(firstresult=True)
+def pinnace_storage_view(key: str, parent: str, labels: dict[str, str]) -> list[Mount]:
+    """Create a read-only snapshot ``key`` of committed ``parent`` and return its mounts."""
+
+
+@hookspec(firstresult=True)
+def pinnace_storage_mounts(key: str) -> list[Mount]:
+    """Return the mounts of an existing active or view snapshot (``NotFound`` otherwise)."""
+
+
+@hookspec(firstresult=True)
+def pinnace_storage_commit(name: str, key: str, labels: dict[str, str]) -> None:
+    """Turn active snapshot ``key`` into committed, read-only snapshot ``name``.
+
+    ``key`` no longer exists afterwards. Committed snapshots can be parents.
+    """
+
+
+@hookspec(firstresult=True)
+def pinnace_storage_remove(key: str) -> None:
+    """Remove snapshot ``key``. ``NotFound`` if absent; ``FailedPrecondition``
+    if it is the parent of another snapshot."""
+
+
+@hookspec(firstresult=True)
+def pinnace_storage_stat(key: str) -> SnapshotInfo:
+    """Return the kind, parent and labels of snapshot ``key`` (``NotFound`` if absent)."""
+
+
+@hookspec(firstresult=True)
+def pinnace_storage_usage(key: str) -> Usage:
+    """Return the disk space and inodes that snapshot ``key`` uses on its own."""
+
+
+@hookspec(firstresult=True)
+def pinnace_storage_walk() -> list[SnapshotInfo]:
+    """Return every snapshot this plugin holds."""
+
+
+# ------------------------------------------------------------------- isolation
+# One container's lifecycle, shaped like an OCI runtime. ``bundle`` is a
+# directory under the run dir private to the container, where the plugin may
+# keep files (pid, sockets) that later calls from other processes read.
+
+
+@hookspec(firstresult=True)
+def pinnace_isolation_create(spec: ContainerSpec, bundle: Path) -> int:
+    """Create the container's namespaces, cgroup and root filesystem, with its
+    first process held before exec. Return that process's host PID.
+
+    On failure, leave nothing behind (no process, cgroup or mount).
+    """
+
+
+@hookspec(firstresult=True)
+def pinnace_isolation_start(container_id: str, bundle: Path) -> None:
+    """Let the created container exec its process.
+
+    Raise ``CommandNotFound`` (127) or ``CommandNotExecutable`` (126) when
+    the exec fails; the container has then exited.
+    """
+
+
+@hookspec(firstresult=True)
+def pinnace_isolation_wait(container_id: str, bundle: Path) -> int:
+    """Block until the container's first process exits; return its exit code
+    (128 + signal number when killed by a signal). Only the process that
+    called ``create`` can wait."""
+
+
+@hookspec(firstresult=True)
+def pinnace_isolation_kill(container_id: str, bundle: Path, signal: int) -> None:
+    """Send ``signal`` to the container's first process (no error if it is gone)."""
+
+
+@hookspec(firstresult=True)
+def pinnace_isolation_state(container_id: str, bundle: Path) -> ContainerState:
+    """Return whether the container is created, running or stopped, and its PID."""
+
+
+@hookspec(firstresult=True)
+def pinnace_isolation_delete(container_id: str, bundle: Path) -> None:
+    """Release everything ``create`` made: kill what is left, remove the cgroup.
+
+    Idempotent and best-effort: it runs after crashes and half-made containers.
+    """
+
+
+# --------------------------------------------------------------------- network
+# CNI-shaped: add/del/check one container in one network namespace.
+
+
+@hookspec(firstresult=True)
+def pinnace_network_add(attachment: Attachment) -> NetworkResult:
+    """Connect the container's network namespace ``attachment.netns`` to
+    ``attachment.network``; return interfaces, IPs, routes and DNS."""
+
+
+@hookspec(firstresult=True)
+def pinnace_network_del(attachment: Attachment) -> None:
+    """Undo ``network_add``. Idempotent and best-effort: it always runs, even
+    after a failed or partial add, and never fails because something is gone."""
+
+
+@hookspec(firstresult=True)
+def pinnace_network_check(attachment: Attachment) -> None:
+    """Raise ``FailedPrecondition`` if the attachment is not as ``add`` left it."""
+
+
+# ---------------------------------------------------------------- image source
+# All installed sources are active; the transport of a reference
+# (``transport:rest``) picks the one whose entry-point name matches.
+
+
+@hookspec(firstresult=True)
+def pinnace_image_source_fetch(reference: str, store: ImageStore) -> str:
+    """Bring the image ``reference`` (without its transport prefix) into
+    ``store`` and return its image ID."""
+
+
+# ----------------------------------------------------------------- lifecycle events
+# Reach every loaded plugin; return values are ignored.
+
+
+@hookspec
+def pinnace_container_created(container: dict[str, Any]) -> None:
+    """A container row was written and its rootfs prepared."""
+
+
+@hookspec
+def pinnace_container_started(container: dict[str, Any], pid: int) -> None:
+    """The container's process was started with host PID ``pid``."""
+
+
+@hookspec
+def pinnace_container_exited(container: dict[str, Any], exit_code: int) -> None:
+    """The container's first process exited with ``exit_code``."""
+
+
+@hookspec
+def pinnace_container_removed(container: dict[str, Any]) -> None:
+    """The container and its rootfs were removed."""
+
+
+@hookspec
+def pinnace_image_pulled(image_id: str, reference: str) -> None:
+    """An image entered the store (pulled, imported or loaded)."""
+
+
+# ------------------------------------------------------------- testbed hooks
+
+
+@hookspec
+def pinnace_prepare_spec(spec: ContainerSpec) -> None:
+    """Adjust the runtime spec in place just before the container is created."""
+
+
+@hookspec
+def pinnace_add_commands(cli: click.Group) -> None:
+    """Add click commands or groups to the ``pinnace`` command line."""
+
+
+@hookspec
+def pinnace_info() -> dict[str, Any]:
+    """Return a section for ``pinnace info`` (a small JSON-ready dict)."""
+
+
+@hookspec
+def pinnace_doctor() -> list[dict[str, str]]:
+    """Return host checks for ``pinnace doctor``: dicts with ``check``,
+    ``ok`` ("yes"/"no"/"warn"), ``detail`` and, when not ok, ``fix``."""
+
+
+REQUIRED: dict[str, tuple[str, ...]] = {
+    "storage": tuple(
+        f"pinnace_storage_{v}"
+        for v in ("prepare", "view", "mounts", "commit", "remove", "stat", "usage", "walk")
+    ),
+    "isolation": tuple(
+        f"pinnace_isolation_{v}" for v in ("create", "start", "wait", "kill", "state", "delete")
+    ),
+    "network": tuple(f"pinnace_network_{v}" for v in ("add", "del", "check")),
+    "image_source": ("pinnace_image_source_fetch",),
+}
+"""The hooks a plugin of each role must implement; checked when it is loaded."""

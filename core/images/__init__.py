@@ -1,0 +1,1 @@
+"""The OCI image store: blobs, manifests, configs, layer unpacking."""

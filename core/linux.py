@@ -1,0 +1,157 @@
+"""Linux system calls Python 3.11 lacks, through ctypes: namespaces, mounts, pivot_root."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+from collections.abc import Iterable
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+NAMESPACE_FLAGS = {
+    "mount": CLONE_NEWNS,
+    "cgroup": CLONE_NEWCGROUP,
+    "uts": CLONE_NEWUTS,
+    "ipc": CLONE_NEWIPC,
+    "user": CLONE_NEWUSER,
+    "pid": CLONE_NEWPID,
+    "net": CLONE_NEWNET,
+}
+"""Namespace names (as in /proc/PID/ns, ``mount`` for ``mnt``) to clone flags."""
+
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_REMOUNT = 32
+MS_NOATIME = 1024
+MS_BIND = 4096
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+MS_SLAVE = 1 << 19
+MS_STRICTATIME = 1 << 24
+MNT_DETACH = 2
+PR_SET_PDEATHSIG = 1
+
+_MOUNT_FLAGS = {
+    "ro": MS_RDONLY,
+    "rw": 0,
+    "nosuid": MS_NOSUID,
+    "nodev": MS_NODEV,
+    "noexec": MS_NOEXEC,
+    "noatime": MS_NOATIME,
+    "strictatime": MS_STRICTATIME,
+    "bind": MS_BIND,
+    "rbind": MS_BIND | MS_REC,
+}
+
+
+def _check(ret: int, what: str) -> int:
+    if ret < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+    return ret
+
+
+def unshare(flags: int) -> None:
+    """unshare(2): move the calling thread into new namespaces."""
+    _check(_libc.unshare(ctypes.c_int(flags)), "unshare")
+
+
+def setns(fd: int, nstype: int = 0) -> None:
+    """setns(2): join the namespace open on ``fd``."""
+    _check(_libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)), "setns")
+
+
+def mount(source: str, target: str, fstype: str | None, flags: int = 0, data: str | None = None) -> None:
+    """mount(2)."""
+    ret = _libc.mount(
+        source.encode(),
+        target.encode(),
+        fstype.encode() if fstype else None,
+        ctypes.c_ulong(flags),
+        data.encode() if data else None,
+    )
+    _check(ret, f"mount {source} on {target}")
+
+
+def umount(target: str, detach: bool = False) -> None:
+    """umount2(2); ``detach`` for a lazy unmount."""
+    _check(_libc.umount2(target.encode(), ctypes.c_int(MNT_DETACH if detach else 0)), f"umount {target}")
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    """pivot_root(2) (no libc wrapper: raw syscall 155 on x86_64, 41 on aarch64)."""
+    import platform
+
+    nr = {"x86_64": 155, "aarch64": 41}[platform.machine()]
+    _check(_libc.syscall(ctypes.c_long(nr), new_root.encode(), put_old.encode()), "pivot_root")
+
+
+def sethostname(name: str) -> None:
+    """sethostname(2) in the current UTS namespace."""
+    raw = name.encode()
+    _check(_libc.sethostname(raw, ctypes.c_size_t(len(raw))), "sethostname")
+
+
+def set_pdeathsig(sig: int) -> None:
+    """prctl(PR_SET_PDEATHSIG): get ``sig`` when the parent thread dies."""
+    _check(_libc.prctl(ctypes.c_int(PR_SET_PDEATHSIG), ctypes.c_ulong(sig), 0, 0, 0), "prctl")
+
+
+def mount_described(fstype: str, source: str, target: str, options: Iterable[str]) -> None:
+    """Mount from an fstab-style description; ``ro`` on a bind mount needs a remount, done here."""
+    flags, data = 0, []
+    for opt in options:
+        if opt in _MOUNT_FLAGS:
+            flags |= _MOUNT_FLAGS[opt]
+        else:
+            data.append(opt)
+    if fstype == "bind":
+        flags |= MS_BIND
+        fstype = ""
+    mount(source, target, fstype or None, flags & ~MS_RDONLY if flags & MS_BIND else flags,
+          ",".join(data) or None)
+    if flags & MS_BIND and flags & MS_RDONLY:
+        mount("", target, None, MS_BIND | MS_REMOUNT | (flags & ~MS_REC))
+
+
+def is_mountpoint(path: str) -> bool:
+    """True when ``path`` is listed as a mount point in this mount namespace."""
+    target = os.path.realpath(path)
+    with open("/proc/self/mountinfo", encoding="utf-8") as f:
+        for line in f:
+            if _unescape(line.split()[4]) == target:
+                return True
+    return False
+
+
+def mounts_under(prefix: str) -> list[str]:
+    """Mount points at or below ``prefix``, deepest first (the order to unmount them)."""
+    base = os.path.realpath(prefix)
+    found = []
+    with open("/proc/self/mountinfo", encoding="utf-8") as f:
+        for line in f:
+            point = _unescape(line.split()[4])
+            if point == base or point.startswith(base.rstrip("/") + "/"):
+                found.append(point)
+    return sorted(set(found), key=len, reverse=True)
+
+
+def _unescape(field: str) -> str:
+    return field.encode().decode("unicode_escape") if "\\" in field else field
+
+
+def ignore_missing(err: OSError) -> None:
+    """Re-raise ``err`` unless it says the thing is already gone."""
+    if err.errno not in (errno.ENOENT, errno.EINVAL, errno.ESRCH):
+        raise err

@@ -1,0 +1,60 @@
+"""Mount descriptions: what storage plugins return and isolation plugins perform."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Mount:
+    """One mount(2) call, described (containerd's mount.Mount).
+
+    ``type`` is a filesystem type or ``"bind"``; ``options`` are fstab-style
+    (``ro``, ``rbind``, ``lowerdir=...``).
+    """
+
+    type: str
+    source: str
+    options: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def readonly(self) -> bool:
+        """True when the mount is requested read-only."""
+        return "ro" in self.options
+
+
+def mount_all(mounts: Sequence[Mount], target: str | Path) -> None:
+    """Perform ``mounts`` on ``target`` in order (the first is the rootfs, the rest stack on it)."""
+    from pinnace import linux
+
+    for m in mounts:
+        linux.mount_described(m.type, m.source, str(target), m.options)
+
+
+@contextlib.contextmanager
+def mounted(mounts: Sequence[Mount], scratch: str | Path | None = None) -> Iterator[Path]:
+    """Yield a directory where ``mounts`` are visible, for the duration of the block.
+
+    A single plain bind mount is yielded as its source directory, with no
+    mount at all; anything else is mounted on a temporary directory and
+    unmounted (lazily) afterwards.
+    """
+    if len(mounts) == 1 and mounts[0].type == "bind":
+        yield Path(mounts[0].source)
+        return
+    from pinnace import linux
+
+    target = tempfile.mkdtemp(prefix="pinnace-mnt-", dir=scratch)
+    try:
+        mount_all(mounts, target)
+        try:
+            yield Path(target)
+        finally:
+            linux.umount(target, detach=True)
+    finally:
+        os.rmdir(target)

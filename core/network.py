@@ -1,0 +1,69 @@
+"""Network attachments and the CNI-shaped result a network plugin returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class PortMapping:
+    """A published port: host_ip:host_port -> container_port/protocol."""
+
+    host_port: int
+    container_port: int
+    protocol: str = "tcp"
+    host_ip: str = ""
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """One container on one network: what ``network_add`` and ``network_del`` receive."""
+
+    container_id: str
+    netns: str
+    network: str
+    ifname: str = "eth0"
+    ports: tuple[PortMapping, ...] = ()
+    options: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Interface:
+    """An interface the plugin created or configured (``sandbox`` is the netns path when inside)."""
+
+    name: str
+    mac: str = ""
+    sandbox: str = ""
+
+
+@dataclass(frozen=True)
+class IPConfig:
+    """An address given to an interface (index into ``NetworkResult.interfaces``)."""
+
+    address: str
+    gateway: str = ""
+    interface: int = 0
+
+
+@dataclass(frozen=True)
+class Route:
+    """A route installed in the container: destination CIDR via gateway."""
+
+    dst: str
+    gw: str = ""
+
+
+@dataclass(frozen=True)
+class NetworkResult:
+    """CNI-shaped result of ``network_add``; the core persists it with the container."""
+
+    interfaces: tuple[Interface, ...] = ()
+    ips: tuple[IPConfig, ...] = ()
+    routes: tuple[Route, ...] = ()
+    dns: dict[str, list[str]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict (the shape stored in the state)."""
+        from dataclasses import asdict
+
+        return asdict(self)

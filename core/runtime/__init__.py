@@ -1,0 +1,1 @@
+"""The container spec, lifecycle and process bookkeeping."""

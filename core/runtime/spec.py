@@ -1,0 +1,53 @@
+"""The container spec handed to isolation plugins: OCI-runtime-like dataclasses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pinnace.mounts import Mount
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@dataclass
+class User:
+    """Who the process runs as inside the container."""
+
+    uid: int = 0
+    gid: int = 0
+    additional_gids: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Process:
+    """The container's first process (OCI ``process``)."""
+
+    args: list[str]
+    env: list[str] = field(default_factory=lambda: [f"PATH={DEFAULT_PATH}"])
+    cwd: str = "/"
+    user: User = field(default_factory=User)
+    terminal: bool = False
+
+
+@dataclass
+class ContainerSpec:
+    """Everything an isolation plugin needs to create one container.
+
+    ``rootfs`` lists the storage mounts that make the root filesystem (the
+    isolation plugin performs them in the container's mount namespace);
+    ``netns`` is the network namespace to join (made by the core, configured
+    by the network plugin); ``cgroup`` is the cgroup path relative to each
+    hierarchy's root.
+    """
+
+    id: str
+    process: Process
+    rootfs: list[Mount]
+    hostname: str = ""
+    netns: str | None = None
+    cgroup: str = ""
+    readonly_rootfs: bool = False
+    namespaces: list[str] = field(
+        default_factory=lambda: ["pid", "mount", "uts", "ipc", "cgroup"]
+    )
+    annotations: dict[str, str] = field(default_factory=dict)

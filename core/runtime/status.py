@@ -1,0 +1,22 @@
+"""A container's runtime status as an isolation plugin reports it."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Status(str, enum.Enum):
+    """OCI runtime states, plus ``unknown`` for a process that vanished unrecorded."""
+
+    CREATED = "created"
+    RUNNING = "running"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True)
+class ContainerState:
+    """What ``pinnace_isolation_state`` returns."""
+
+    status: Status
+    pid: int = 0

@@ -1,0 +1,54 @@
+"""``-u user[:group]`` resolved against the container's /etc/passwd and /etc/group, as docker does."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pinnace.errors import InvalidConfig
+from pinnace.runtime.spec import User
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """The numeric user and the home directory from passwd (``/`` when unknown)."""
+
+    user: User
+    home_dir: str
+
+
+def _read(rootfs: Path, name: str) -> list[list[str]]:
+    try:
+        text = (rootfs / "etc" / name).read_text(errors="replace")
+    except OSError:  # missing or a symlink pointing outside: treat as empty
+        return []
+    return [line.split(":") for line in text.splitlines() if line and not line.startswith("#")]
+
+
+def resolve(rootfs: Path, spec: str) -> Resolved:
+    """Resolve ``uid``, ``name``, ``uid:gid`` or ``name:group`` (empty means root)."""
+    user_part, _, group_part = (spec or "0").partition(":")
+    passwd = [p for p in _read(rootfs, "passwd") if len(p) >= 7]
+    groups = [g for g in _read(rootfs, "group") if len(g) >= 4]
+    entry = next((p for p in passwd if p[0] == user_part), None)
+    if entry is None and user_part.isdigit():
+        entry = next((p for p in passwd if p[2] == user_part), None)
+    if entry is None and not user_part.isdigit():
+        raise InvalidConfig(f"unable to find user {user_part}: no matching entries in passwd file")
+    uid = int(entry[2]) if entry else int(user_part)
+    gid = int(entry[3]) if entry else 0
+    if group_part:
+        if group_part.isdigit():
+            gid = int(group_part)
+        else:
+            match = next((g for g in groups if g[0] == group_part), None)
+            if match is None:
+                raise InvalidConfig(
+                    f"unable to find group {group_part}: no matching entries in group file")
+            gid = int(match[2])
+    extra = []
+    if entry is not None and not group_part:
+        extra = sorted({int(g[2]) for g in groups
+                        if entry[0] in g[3].split(",") and int(g[2]) != gid})
+    return Resolved(User(uid=uid, gid=gid, additional_gids=extra), entry[5] if entry else "/")
+

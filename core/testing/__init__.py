@@ -1,0 +1,1 @@
+"""Test suites that plugin authors run against their own plugins (``pinnace.testing``)."""
