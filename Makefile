@@ -1,7 +1,7 @@
 # pinnace: `make demo` runs a container on btrfs; `make test` runs the test suite.
 # Both install everything they need first (Debian packages, a venv, the project).
 
-PYTHON ?= python3
+PYTHON ?= /usr/bin/python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PINNACE := $(VENV)/bin/pinnace

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from pinnace.cli import get_engine
+from pinnace.cli.root import get_engine
 from pinnace.cli.output import FORMAT_OPTION, ago, as_json, size, table
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from pinnace.cli import get_engine
+from pinnace.cli.root import get_engine
 from pinnace.cli.output import FORMAT_OPTION, as_json, table
 
 ROLES = ("storage", "network", "isolation", "image_source", "plugins")
@@ -166,7 +166,7 @@ def completion(shell: str) -> None:
     """Print a shell completion script: ``eval "$(pinnace completion bash)"``."""
     from click.shell_completion import get_completion_class
 
-    from pinnace.cli import cli
+    from pinnace.cli.root import cli
 
     cls = get_completion_class(shell)
     assert cls is not None
