@@ -1,0 +1,630 @@
+"""The OCI image store: an OCI image layout on disk plus image rows in the state.
+
+On disk, under ``root``: ``oci-layout``, ``index.json`` (one manifest
+descriptor per tag, annotated with ``org.opencontainers.image.ref.name``,
+plus one unannotated descriptor per untagged image) and
+``blobs/sha256/<hex>``. A blob is written to a temp file in its final
+directory, fsynced, verified, then renamed, so a crash never leaves a partial
+blob under its final name. In the state: ``images``, ``tags`` and
+``image_layers``. Layers are stored uncompressed, so a layer's blob digest is
+its diff_id and it can be streamed straight into a snapshot.
+
+The store knows nothing of storage plugins: removing an image reports the
+layer chain IDs no image uses any more, and the engine removes their snapshots.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from pinnace.errors import FailedPrecondition, InvalidConfig, NotFound, TryAgain
+from pinnace.images.reference import is_id_prefix, parse as parse_reference
+
+if TYPE_CHECKING:
+    import sqlite3
+
+    from pinnace.state import State
+
+MEDIA_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+MEDIA_CONFIG = "application/vnd.oci.image.config.v1+json"
+MEDIA_INDEX = "application/vnd.oci.image.index.v1+json"
+MEDIA_LAYER = "application/vnd.oci.image.layer.v1.tar"
+REF_NAME = "org.opencontainers.image.ref.name"
+_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "armv6l": "arm",
+         "i686": "386", "i386": "386"}
+_STALE_TEMP = 3600  # seconds without a write before a blob temp file counts as abandoned
+
+
+@dataclass
+class Layer:
+    """One layer of an image, bottom first."""
+
+    diff_id: str       # sha256 of the uncompressed tar
+    chain_id: str      # identifies the layer *and everything below it* (the snapshot key)
+    blob_digest: str   # the stored blob
+    size: int          # the blob's size in bytes
+
+
+@dataclass
+class Image:
+    """An image in the store."""
+
+    id: str                      # "sha256:<config digest>"
+    tags: list[str]
+    created: float               # when it entered the store (epoch seconds)
+    size: int                    # sum of the layer sizes
+    layers: list[Layer]
+    config: dict[str, Any]       # the parsed OCI image config
+    manifest_digest: str
+
+
+@dataclass
+class RemoveResult:
+    """What ``rmi`` did: the tags it removed, the images it deleted, and the layer
+    chain IDs no remaining image uses (their snapshots can go)."""
+
+    untagged: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    orphan_chain_ids: list[str] = field(default_factory=list)
+
+
+def chain_ids(diff_ids: Sequence[str]) -> list[str]:
+    """OCI chain IDs: ChainID(L0) = DiffID(L0),
+    ChainID(Ln) = sha256(ChainID(Ln-1) + " " + DiffID(Ln))."""
+    out: list[str] = []
+    for diff_id in diff_ids:
+        if out:
+            diff_id = "sha256:" + hashlib.sha256(f"{out[-1]} {diff_id}".encode()).hexdigest()
+        out.append(diff_id)
+    return out
+
+
+def _short(image_id: str) -> str:
+    return image_id.removeprefix("sha256:")[:12]
+
+
+def _rfc3339(ts: float) -> str:
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` (temp file, fsync, rename, fsync the directory)."""
+    tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}-{os.urandom(4).hex()}")
+    try:
+        with open(tmp, "xb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+class _BlobWriter:
+    """A blob being written: a temp file next to the blobs, hashed as it grows."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.tmp = directory / f".tmp-{os.getpid()}-{os.urandom(8).hex()}"
+        self.file = open(self.tmp, "xb")
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.file.write(data)
+        self.hash.update(data)
+        self.size += len(data)
+        return len(data)
+
+    def commit(self, expected: str | None = None) -> str:
+        """Fsync, verify against ``expected``, move into place; return the digest."""
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.file.close()
+        digest = "sha256:" + self.hash.hexdigest()
+        if expected is not None and digest != expected:
+            raise InvalidConfig(f"blob digest mismatch: expected {expected}, got {digest}")
+        os.replace(self.tmp, self.directory / digest.removeprefix("sha256:"))
+        _fsync_dir(self.directory)
+        return digest
+
+    def discard(self) -> None:
+        """Drop the temp file (nothing, once committed)."""
+        self.file.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+class _Tee:
+    """A reader that copies everything read from ``source`` into ``sink``."""
+
+    def __init__(self, source: Any, sink: _BlobWriter) -> None:
+        self.source, self.sink = source, sink
+
+    def read(self, n: int | None = -1) -> bytes:
+        data = self.source.read(n)
+        self.sink.write(data)
+        return data
+
+
+class ImageStore:
+    """OCI image layout under ``root``, indexed by the ``images``/``tags``/``image_layers`` rows."""
+
+    def __init__(self, root: Path, state: State) -> None:
+        self.root = root
+        self.state = state
+        self.blobs = root / "blobs" / "sha256"
+
+    # ------------------------------------------------------------ blobs
+    def blob_path(self, digest: str) -> Path:
+        """Where the blob ``sha256:<hex>`` lives (whether or not it exists)."""
+        algo, _, hexdigest = digest.partition(":")
+        if algo != "sha256" or len(hexdigest) != 64 or not is_id_prefix(hexdigest):
+            raise InvalidConfig(f"invalid digest {digest!r}")
+        return self.blobs / hexdigest
+
+    @contextlib.contextmanager
+    def _writer(self) -> Iterator[_BlobWriter]:
+        if not self.blobs.is_dir():
+            self.blobs.mkdir(parents=True, exist_ok=True)
+        if not (self.root / "oci-layout").exists():
+            _atomic_write(self.root / "oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
+        writer = _BlobWriter(self.blobs)
+        try:
+            yield writer
+        finally:
+            writer.discard()
+
+    def add_blob(self, source: BinaryIO | bytes, expected: str | None = None) -> tuple[str, int]:
+        """Store ``source`` as a blob, verified against ``expected`` when given
+        (a mismatch raises InvalidConfig and stores nothing); return (digest, size)."""
+        with self._writer() as writer:
+            if isinstance(source, bytes):
+                writer.write(source)
+            else:
+                while chunk := source.read(1 << 20):
+                    writer.write(chunk)
+            return writer.commit(expected), writer.size
+
+    def _read_blob(self, digest: str) -> bytes:
+        try:
+            return self.blob_path(digest).read_bytes()
+        except FileNotFoundError:
+            raise NotFound(f"blob {digest} is missing from the image store {self.root}") from None
+
+    def _sweep_temp(self) -> None:
+        """Remove blob temp files abandoned by a crashed pinnace."""
+        if not self.blobs.is_dir():
+            return
+        for entry in os.scandir(self.blobs):
+            if entry.name.startswith(".tmp-"):
+                with contextlib.suppress(FileNotFoundError):
+                    if time.time() - entry.stat().st_mtime > _STALE_TEMP:
+                        os.unlink(entry.path)
+
+    # ------------------------------------------------------------ import
+    def import_rootfs(self, source: Path | BinaryIO, reference: str | None,
+                      changes: Sequence[str] = (), message: str = "") -> str:
+        """Create a one-layer image from a rootfs, like ``docker import``; return its ID.
+
+        ``source`` is a tar file (plain, gzip, bzip2 or xz), a directory (tarred
+        in sorted order with owners, modes, links, FIFOs, devices and xattrs; its
+        own root entry is left out) or a binary stream. ``changes`` are
+        Dockerfile instructions (CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL).
+        A ``reference`` tag moves to the new image. A source that is not a tar
+        raises InvalidConfig and leaves no blob or row behind.
+        """
+        ref = self._tag_ref(reference) if reference is not None else None
+        container_config = parse_changes(changes)
+        self._sweep_temp()
+        written: list[str] = []
+        try:
+            layer_digest, layer_size = self._store_layer(source)
+            written.append(layer_digest)
+            now = time.time()
+            config = {
+                "created": _rfc3339(now),
+                "architecture": _ARCH.get(os.uname().machine, os.uname().machine),
+                "os": "linux",
+                "config": container_config,
+                "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
+                "history": [{"created": _rfc3339(now), "created_by": "pinnace import",
+                             "comment": message}],
+            }
+            config_digest, config_size = self.add_blob(_json(config))
+            written.append(config_digest)
+            manifest = {
+                "schemaVersion": 2,
+                "mediaType": MEDIA_MANIFEST,
+                "config": {"mediaType": MEDIA_CONFIG, "digest": config_digest,
+                           "size": config_size},
+                "layers": [{"mediaType": MEDIA_LAYER, "digest": layer_digest,
+                            "size": layer_size}],
+            }
+            manifest_digest, _ = self.add_blob(_json(manifest))
+            written.append(manifest_digest)
+            with self.state.tx() as db:
+                if not all(self.blob_path(d).exists() for d in written):
+                    raise TryAgain("a concurrent rmi removed a blob of this import; retry")
+                db.execute("INSERT OR IGNORE INTO images (id, manifest_digest, created, size,"
+                           " source) VALUES (?,?,?,?,?)",
+                           (config_digest, manifest_digest, now, layer_size, "import"))
+                db.execute("INSERT OR IGNORE INTO image_layers (image_id, position, diff_id,"
+                           " chain_id, blob_digest) VALUES (?,?,?,?,?)",
+                           (config_digest, 0, layer_digest, layer_digest, layer_digest))
+                if ref is not None:
+                    self._set_tag(db, ref, config_digest)
+                self._write_index(db)
+        except BaseException:
+            self._drop_unreferenced(written)
+            raise
+        self.state.event("image", "import", config_digest, name=ref or "")
+        return config_digest
+
+    def _store_layer(self, source: Path | BinaryIO) -> tuple[str, int]:
+        """Store the rootfs as an uncompressed layer tar blob; return (digest, size)."""
+        if isinstance(source, Path):
+            if source.is_dir():
+                with self._writer() as writer:
+                    _tar_directory(source, writer)
+                    return writer.commit(), writer.size
+            with open(source, "rb") as f:
+                return self._store_tar(f, str(source))
+        return self._store_tar(source, getattr(source, "name", "stream"))
+
+    def _store_tar(self, stream: BinaryIO, label: str) -> tuple[str, int]:
+        """Decompress ``stream`` into a blob, checking on the way that it is a whole tar."""
+        import tarfile
+
+        from pinnace.images.unpack import decompressed
+
+        with self._writer() as writer:
+            tee = _Tee(decompressed(stream), writer)
+            try:
+                with tarfile.open(fileobj=tee, mode="r|") as tar:
+                    for _ in tar:
+                        pass
+            except tarfile.TarError as err:
+                raise InvalidConfig(f"not a tar archive: {label}: {err}") from None
+            while tee.read(1 << 20):  # blocks after the end-of-archive marker
+                pass
+            return writer.commit(), writer.size
+
+    # ------------------------------------------------------------ queries
+    def resolve(self, ref_or_id: str) -> Image:
+        """The image a tag (``busybox`` = ``busybox:latest``), a manifest digest
+        reference (``name@sha256:...``), a full ID or a unique ID prefix names."""
+        return self._load(self._find(ref_or_id)[0])
+
+    def _find(self, value: str) -> tuple[str, str | None]:
+        """(image id, the tag it was found by or None when found by ID or digest)."""
+        ref = None
+        if not value.startswith("sha256:"):
+            try:
+                ref = parse_reference(value)
+            except InvalidConfig:
+                if not is_id_prefix(value):
+                    raise
+        if ref is not None:
+            if ref.digest is not None:
+                row = self.state.one("SELECT id FROM images WHERE manifest_digest = ?", ref.digest)
+                if row:
+                    return row["id"], None
+            else:
+                row = self.state.one("SELECT image_id FROM tags WHERE name = ?", str(ref))
+                if row:
+                    return row["image_id"], str(ref)
+        if is_id_prefix(value):
+            hexdigest = value.removeprefix("sha256:")
+            rows = self.state.query("SELECT id FROM images WHERE substr(id, 8, ?) = ?",
+                                    len(hexdigest), hexdigest)
+            if len(rows) > 1:
+                raise InvalidConfig(f"image ID prefix {value!r} is ambiguous "
+                                    f"({len(rows)} images match); give more digits")
+            if rows:
+                return rows[0]["id"], None
+        raise NotFound(f"No such image: {value}")
+
+    def _tags(self, image_id: str) -> list[str]:
+        return [r["name"] for r in self.state.query(
+            "SELECT name FROM tags WHERE image_id = ? ORDER BY name", image_id)]
+
+    def _load(self, image_id: str) -> Image:
+        row = self.state.one("SELECT * FROM images WHERE id = ?", image_id)
+        if row is None:
+            raise NotFound(f"No such image: {image_id}")
+        manifest = json.loads(self._read_blob(row["manifest_digest"]))
+        sizes = [d["size"] for d in manifest["layers"]]
+        layers = [
+            Layer(r["diff_id"], r["chain_id"], r["blob_digest"], sizes[r["position"]])
+            for r in self.state.query(
+                "SELECT * FROM image_layers WHERE image_id = ? ORDER BY position", image_id)
+        ]
+        return Image(id=image_id, tags=self._tags(image_id), created=row["created"],
+                     size=row["size"], layers=layers,
+                     config=json.loads(self._read_blob(image_id)),
+                     manifest_digest=row["manifest_digest"])
+
+    def list(self) -> list[Image]:
+        """All images, newest first."""
+        return [self._load(r["id"])
+                for r in self.state.query("SELECT id FROM images ORDER BY created DESC, id")]
+
+    def inspect(self, ref: str) -> dict[str, Any]:
+        """Docker-shaped ``image inspect`` data for ``ref``."""
+        image = self.resolve(ref)
+        cfg = image.config.get("config") or {}
+        history = image.config.get("history") or [{}]
+        return {
+            "Id": image.id,
+            "RepoTags": image.tags,
+            "RepoDigests": [],
+            "Parent": "",
+            "Comment": history[-1].get("comment", ""),
+            "Created": image.config.get("created") or _rfc3339(image.created),
+            "Size": image.size,
+            "Architecture": image.config.get("architecture", ""),
+            "Os": image.config.get("os", ""),
+            "Config": {key: cfg.get(key) for key in
+                       ("Env", "Cmd", "Entrypoint", "WorkingDir", "User", "Labels")},
+            "RootFS": {"Type": "layers", "Layers": [layer.diff_id for layer in image.layers]},
+            "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"},
+        }
+
+    @contextlib.contextmanager
+    def layer_stream(self, layer: Layer) -> Iterator[BinaryIO]:
+        """The uncompressed tar of ``layer``, open for reading."""
+        try:
+            f = open(self.blob_path(layer.blob_digest), "rb")
+        except FileNotFoundError:
+            raise NotFound(f"layer blob {layer.blob_digest} is missing from the image store "
+                           f"{self.root}") from None
+        with f:
+            yield f
+
+    # ------------------------------------------------------------ tags
+    @staticmethod
+    def _tag_ref(value: str) -> str:
+        ref = parse_reference(value)
+        if ref.digest is not None:
+            raise InvalidConfig(f"a tag cannot be a digest reference: {value}")
+        return str(ref)
+
+    def _set_tag(self, db: sqlite3.Connection, name: str, image_id: str) -> None:
+        db.execute("INSERT INTO tags (name, image_id) VALUES (?, ?)"
+                   " ON CONFLICT (name) DO UPDATE SET image_id = excluded.image_id",
+                   (name, image_id))
+
+    def tag(self, source_ref: str, new_ref: str) -> None:
+        """Point tag ``new_ref`` at the image ``source_ref`` names (moving it if it exists)."""
+        name = self._tag_ref(new_ref)
+        with self.state.tx() as db:
+            image_id, _ = self._find(source_ref)
+            self._set_tag(db, name, image_id)
+            self._write_index(db)
+        self.state.event("image", "tag", image_id, name=name)
+
+    def untag(self, ref: str) -> str:
+        """Remove tag ``ref`` and return its image ID; the image stays (dangling if that
+        was its last tag)."""
+        name = self._tag_ref(ref)
+        with self.state.tx() as db:
+            row = db.execute("SELECT image_id FROM tags WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                raise NotFound(f"No such image: {ref}")
+            db.execute("DELETE FROM tags WHERE name = ?", (name,))
+            self._write_index(db)
+        self.state.event("image", "untag", row["image_id"], name=name)
+        return row["image_id"]
+
+    # ------------------------------------------------------------ removal
+    def remove(self, ref: str, force: bool,
+               in_use: Callable[[str], list[str]]) -> RemoveResult:
+        """``rmi``, with docker's rules.
+
+        By name: remove that tag; delete the image when it was the last one.
+        By ID (or digest): untag and delete it, refused with several tags unless
+        ``force``. An image used by a container (``in_use(image_id)`` returns
+        their names) is refused unless ``force``; with ``force`` its tags go but
+        the image itself stays, dangling, until no container uses it (its layer
+        snapshots may be the containers' parents), and a forced ``rmi`` of an
+        untagged image in use is refused. Deleted blobs go; the chain IDs no
+        remaining image uses are returned for the engine to drop.
+        """
+        result, doomed = RemoveResult(), set[str]()
+        with self.state.tx() as db:  # decide and act in one transaction: no concurrent rmi between
+            image_id, by_tag = self._find(ref)
+            tags, users = self._tags(image_id), in_use(image_id)
+            short = _short(image_id)
+            if by_tag is not None and len(tags) > 1:
+                result.untagged = [by_tag]
+            elif users and not force:
+                what = (f'remove repository reference "{by_tag}"' if by_tag is not None
+                        else f"delete {short}")
+                raise FailedPrecondition(f"unable to {what} (must force) - image {short} is "
+                                         f"being used by container {', '.join(users)}")
+            elif by_tag is None and len(tags) > 1 and not force:
+                raise FailedPrecondition(f"unable to delete {short} (must be forced) - image is "
+                                         f"referenced in multiple repositories")
+            elif users and not tags:
+                raise FailedPrecondition(f"unable to delete {short} - image is being used by "
+                                         f"container {', '.join(users)}; remove it first")
+            else:
+                result.untagged = tags
+                result.deleted = [] if users else [image_id]
+            for name in result.untagged:
+                db.execute("DELETE FROM tags WHERE name = ?", (name,))
+            if result.deleted:
+                result.orphan_chain_ids, doomed = self._delete_image(db, image_id)
+            self._write_index(db)
+            for digest in doomed:  # inside the transaction: a concurrent import checks for them
+                self.blob_path(digest).unlink(missing_ok=True)
+        for name in result.untagged:
+            self.state.event("image", "untag", image_id, name=name)
+        for deleted in result.deleted:
+            self.state.event("image", "delete", deleted)
+        return result
+
+    def _delete_image(self, db: sqlite3.Connection, image_id: str) -> tuple[list[str], set[str]]:
+        """Delete the image's rows; return (chain IDs, blob digests) nothing else uses."""
+        row = db.execute("SELECT manifest_digest FROM images WHERE id = ?", (image_id,)).fetchone()
+        layers = db.execute("SELECT chain_id, blob_digest FROM image_layers WHERE image_id = ?"
+                            " ORDER BY position", (image_id,)).fetchall()
+        db.execute("DELETE FROM tags WHERE image_id = ?", (image_id,))
+        db.execute("DELETE FROM images WHERE id = ?", (image_id,))
+        orphans = [r["chain_id"] for r in layers if db.execute(
+            "SELECT 1 FROM image_layers WHERE chain_id = ?", (r["chain_id"],)).fetchone() is None]
+        blobs = {image_id, row["manifest_digest"], *(r["blob_digest"] for r in layers)}
+        return orphans, {d for d in blobs if not self._referenced(db, d)}
+
+    @staticmethod
+    def _referenced(db: sqlite3.Connection, digest: str) -> bool:
+        return db.execute(
+            "SELECT 1 FROM images WHERE id = ?1 OR manifest_digest = ?1"
+            " UNION ALL SELECT 1 FROM image_layers WHERE blob_digest = ?1 LIMIT 1",
+            (digest,)).fetchone() is not None
+
+    def _drop_unreferenced(self, digests: Sequence[str]) -> None:
+        """After a failed import: delete the blobs it wrote that no image uses."""
+        if not digests:
+            return
+        with self.state.tx() as db:
+            for digest in digests:
+                if not self._referenced(db, digest):
+                    self.blob_path(digest).unlink(missing_ok=True)
+
+    def _write_index(self, db: sqlite3.Connection) -> None:
+        """Rewrite ``index.json`` from the rows (inside the caller's transaction)."""
+        manifests = []
+        for row in db.execute("SELECT i.manifest_digest AS digest, t.name FROM images i"
+                              " LEFT JOIN tags t ON t.image_id = i.id"
+                              " ORDER BY t.name IS NULL, t.name, i.id"):
+            entry: dict[str, Any] = {"mediaType": MEDIA_MANIFEST, "digest": row["digest"],
+                                     "size": self.blob_path(row["digest"]).stat().st_size}
+            if row["name"] is not None:
+                entry["annotations"] = {REF_NAME: row["name"]}
+            manifests.append(entry)
+        self.root.mkdir(parents=True, exist_ok=True)
+        index = {"schemaVersion": 2, "mediaType": MEDIA_INDEX, "manifests": manifests}
+        _atomic_write(self.root / "index.json", json.dumps(index, indent=2).encode() + b"\n")
+
+
+def _json(data: dict[str, Any]) -> bytes:
+    return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+
+
+def parse_changes(changes: Sequence[str]) -> dict[str, Any]:
+    """The OCI ``config`` object built from Dockerfile instructions (``import -c``):
+    CMD and ENTRYPOINT (JSON or shell form), ENV, WORKDIR, USER, LABEL."""
+    import posixpath
+    import re
+
+    from pinnace.runtime.spec import DEFAULT_PATH
+
+    config: dict[str, Any] = {"Env": [f"PATH={DEFAULT_PATH}"]}
+    for change in changes:
+        instruction, arg = (re.split(r"\s+", change.strip(), maxsplit=1) + [""])[:2]
+        keyword = instruction.upper()
+        if keyword not in ("CMD", "ENTRYPOINT", "ENV", "WORKDIR", "USER", "LABEL"):
+            raise InvalidConfig(f"unsupported instruction in change {change!r}: {instruction!r} "
+                                f"(supported: CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL)")
+        if not arg:
+            raise InvalidConfig(f"{keyword} needs an argument: {change!r}")
+        if keyword in ("CMD", "ENTRYPOINT"):
+            config["Cmd" if keyword == "CMD" else "Entrypoint"] = _command(arg)
+        elif keyword == "ENV":
+            env = config["Env"]
+            for key, value in _pairs(arg, keyword):
+                env[:] = [e for e in env if e.split("=", 1)[0] != key] + [f"{key}={value}"]
+        elif keyword == "LABEL":
+            config.setdefault("Labels", {}).update(_pairs(arg, keyword))
+        elif keyword == "WORKDIR":
+            config["WorkingDir"] = posixpath.normpath(
+                posixpath.join(config.get("WorkingDir", "/"), arg))
+        else:
+            config["User"] = arg
+    return config
+
+
+def _command(arg: str) -> list[str]:
+    """Exec form (a JSON list of strings) or shell form (run by ``/bin/sh -c``)."""
+    if arg.startswith("["):
+        try:
+            parsed = json.loads(arg)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, list) and all(isinstance(a, str) for a in parsed):
+            return parsed
+    return ["/bin/sh", "-c", arg]
+
+
+def _pairs(arg: str, keyword: str) -> list[tuple[str, str]]:
+    """``K=V K2="v 2"`` pairs, or the legacy ``K some value`` form."""
+    import shlex
+
+    try:
+        words = shlex.split(arg)
+    except ValueError as err:
+        raise InvalidConfig(f"{keyword} {arg!r}: {err}") from None
+    if "=" not in words[0]:
+        key, _, value = arg.partition(" ")
+        if not value.strip():
+            raise InvalidConfig(f"{keyword} {arg!r}: expected KEY=VALUE")
+        return [(key, value.strip())]
+    pairs = []
+    for word in words:
+        key, sep, value = word.partition("=")
+        if not sep or not key:
+            raise InvalidConfig(f"{keyword} {arg!r}: expected KEY=VALUE, got {word!r}")
+        pairs.append((key, value))
+    return pairs
+
+
+def _tar_directory(src: Path, out: _BlobWriter) -> None:
+    """Write the tree under ``src`` as a tar to ``out``: sorted depth-first, numeric owners
+    (no user names), mtimes in whole seconds, hardlinks, xattrs as SCHILY.xattr pax headers."""
+    import tarfile
+
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        stack = [(os.path.join(src, name), name) for name in sorted(os.listdir(src), reverse=True)]
+        while stack:
+            path, arcname = stack.pop()
+            info = tar.gettarinfo(path, arcname)
+            if info is None:  # a socket: tar has no way to store it
+                continue
+            info.uname = info.gname = ""
+            info.mtime = int(info.mtime)
+            try:
+                names = sorted(os.listxattr(path, follow_symlinks=False))
+            except OSError:
+                names = []
+            for name in names:
+                value = os.getxattr(path, name, follow_symlinks=False)
+                info.pax_headers[f"SCHILY.xattr.{name}"] = value.decode("utf-8", "surrogateescape")
+            if info.isreg():
+                with open(path, "rb") as f:
+                    tar.addfile(info, f)
+            else:
+                tar.addfile(info)
+            if info.isdir():
+                stack.extend((os.path.join(path, name), f"{arcname}/{name}")
+                             for name in sorted(os.listdir(path), reverse=True))

@@ -1,0 +1,397 @@
+"""Safe layer application: extract an image layer (a tar stream) into a rootfs directory.
+
+Every entry is written through directory file descriptors opened one path
+component at a time with ``O_NOFOLLOW|O_DIRECTORY``, starting from a
+descriptor of the destination, so nothing in the tar (``..``, absolute
+names, symlinks planted by earlier entries, hardlinks) can make a write land
+outside it. The decisions, for a hostile or odd tar:
+
+- names are cleaned lexically: a leading ``/`` is dropped (``/etc/x`` lands
+  at ``dest/etc/x``, as in docker); a name whose ``..`` climbs above the
+  root rejects the **whole layer** with ``InvalidConfig``;
+- a path component that is a symlink (or any non-directory) is never
+  followed: an entry below it rejects the layer, even when the symlink
+  would point inside the rootfs (``etc -> /`` then ``etc/passwd`` fails);
+- symlinks are created as stored (absolute targets resolve in the container);
+- a hardlink must name an existing entry inside ``dest``, found without
+  following symlinks (an absolute link name is relative to ``dest``, too);
+- character and block devices are skipped and counted, never created: a
+  layer has no business shipping host devices, and ``/dev`` is a tmpfs in
+  containers;
+- an existing entry is replaced (a directory by a file: its tree is
+  removed), except that a directory over a directory keeps its contents and
+  takes the new metadata, as docker applies layers;
+- OCI whiteouts: ``.wh.NAME`` deletes ``NAME`` in its own directory (a
+  whiteout of ``.``/``..`` rejects the layer); ``.wh..wh..opq`` empties its
+  directory of what lower layers put there (entries from this layer stay).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, BinaryIO
+
+from pinnace.errors import InvalidConfig
+
+_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_WHITEOUT = ".wh."
+_OPAQUE = ".wh..wh..opq"
+_XATTR = "SCHILY.xattr."
+_XATTR_UNSUPPORTED = (errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM)
+
+
+@dataclass
+class LayerStats:
+    """What one layer application did; FIFOs count as files."""
+
+    files: int = 0
+    dirs: int = 0
+    symlinks: int = 0
+    hardlinks: int = 0
+    skipped_devices: int = 0
+    bytes: int = 0
+
+
+def apply_layer(stream: BinaryIO, dest: Path) -> LayerStats:
+    """Apply the (plain, gzip, bzip2 or xz) layer tar ``stream`` onto the directory ``dest``.
+
+    Reads the stream once, in order (tarfile ``r|`` mode). Raises
+    ``InvalidConfig`` for a hostile member (see the module docstring: the
+    whole layer is rejected, entries applied before it stay) and
+    ``InvalidConfig("corrupt layer: ...")`` for a truncated or corrupt stream.
+    """
+    import tarfile
+
+    root = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        applier = _Applier(root)
+        try:
+            with tarfile.open(fileobj=decompressed(stream), mode="r|") as tar:
+                for member in tar:
+                    applier.apply(member, tar)
+        except tarfile.TarError as err:
+            raise InvalidConfig(f"corrupt layer: {err}") from None
+        applier.finish()
+        return applier.stats
+    finally:
+        os.close(root)
+
+
+def decompressed(stream: BinaryIO) -> BinaryIO:
+    """``stream`` as plain tar bytes: gzip, bzip2 and xz are recognised by their magic
+    and decompressed as read; bad compressed data raises ``tarfile.ReadError``."""
+    head = b""
+    while len(head) < 6:
+        chunk = stream.read(6 - len(head))
+        if not chunk:
+            break
+        head += chunk
+    source: Any = _Prefixed(head, stream)
+    if head.startswith(b"\x1f\x8b"):
+        import gzip
+        import zlib
+
+        return _Checked(gzip.GzipFile(fileobj=source, mode="rb"), "gzip", (zlib.error,))
+    if head[:3] == b"BZh" and head[3:4].isdigit():
+        import bz2
+
+        return _Checked(bz2.BZ2File(source), "bzip2", ())
+    if head.startswith(b"\xfd7zXZ\x00"):
+        import lzma
+
+        return _Checked(lzma.LZMAFile(source), "xz", (lzma.LZMAError,))
+    if head.startswith(b"\x28\xb5\x2f\xfd"):
+        raise InvalidConfig("zstd-compressed tars are not supported yet: decompress with unzstd")
+    return source
+
+
+class _Prefixed:
+    """The bytes already read from a stream (to sniff its magic), then the rest of it."""
+
+    def __init__(self, head: bytes, rest: IO[bytes]) -> None:
+        self._head, self._rest = head, rest
+
+    def read(self, n: int | None = -1) -> bytes:
+        if not self._head:
+            return self._rest.read(n)
+        if n is None or n < 0:
+            data, self._head = self._head + self._rest.read(), b""
+        else:
+            data, self._head = self._head[:n], self._head[n:]
+        return data
+
+
+class _Checked:
+    """A decompressing reader whose data errors surface as ``tarfile.ReadError``."""
+
+    def __init__(self, inner: IO[bytes], kind: str, errors: tuple[type[Exception], ...]) -> None:
+        self._inner, self._kind, self._errors = inner, kind, (EOFError, *errors)
+
+    def read(self, n: int | None = -1) -> bytes:
+        import tarfile
+
+        try:
+            return self._inner.read(n)
+        except OSError as err:
+            if err.errno is not None:  # a real I/O error, not bad compressed data
+                raise
+            raise tarfile.ReadError(f"{self._kind}: {err}") from None
+        except self._errors as err:
+            raise tarfile.ReadError(f"{self._kind}: {err}") from None
+
+
+def _clean(name: str, member: str, what: str = "name") -> tuple[str, ...]:
+    """The path components of ``name`` inside the root, or InvalidConfig if it climbs out."""
+    parts: list[str] = []
+    for part in name.split("/"):
+        if part in ("", "."):
+            continue
+        if "\0" in part:
+            raise InvalidConfig(f"layer member {member!r} has a NUL byte in its name")
+        if part == "..":
+            if not parts:
+                raise InvalidConfig(f"layer member {member!r}: {what} {name!r} points outside "
+                                    f"the rootfs; the layer is rejected")
+            parts.pop()
+        else:
+            parts.append(part)
+    return tuple(parts)
+
+
+def _lstat(dir_fd: int, name: str) -> os.stat_result | None:
+    try:
+        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+
+
+def _remove(dir_fd: int, name: str, st: os.stat_result) -> None:
+    """Remove ``name`` in ``dir_fd``; a directory with its whole tree (never following links)."""
+    if stat.S_ISDIR(st.st_mode):
+        import shutil
+
+        shutil.rmtree(name, dir_fd=dir_fd)
+    else:
+        os.unlink(name, dir_fd=dir_fd)
+
+
+def _mtime_ns(member: Any) -> int:
+    return round(member.mtime * 1_000_000_000)
+
+
+class _Applier:
+    """The state of one layer application: the root fd, what this layer created, stats."""
+
+    def __init__(self, root: int) -> None:
+        self.root = root
+        self.stats = LayerStats()
+        self.created: set[tuple[str, ...]] = set()   # paths this layer made (for opaque dirs)
+        self.dir_times: list[tuple[tuple[str, ...], int]] = []
+
+    def open_dir(self, parts: tuple[str, ...], member: str, create: bool) -> int | None:
+        """An fd of directory ``parts`` under the root, walked without following symlinks.
+
+        Missing components are created (0755, root-owned) when ``create``; else
+        None is returned when the path is missing or not a directory all the way.
+        """
+        fd = os.dup(self.root)
+        try:
+            for i, part in enumerate(parts):
+                try:
+                    sub = os.open(part, _DIR, dir_fd=fd)
+                except FileNotFoundError:
+                    if not create:
+                        os.close(fd)
+                        return None
+                    os.mkdir(part, 0o700, dir_fd=fd)
+                    sub = os.open(part, _DIR, dir_fd=fd)
+                    os.chown(sub, 0, 0)
+                    os.chmod(sub, 0o755)
+                    self.created.add(parts[:i + 1])
+                except OSError as err:
+                    if err.errno not in (errno.ENOTDIR, errno.ELOOP):
+                        raise
+                    if not create:
+                        os.close(fd)
+                        return None
+                    raise InvalidConfig(
+                        f"layer member {member!r}: {'/'.join(parts[:i + 1])!r} is not a "
+                        f"directory (symlinks are never followed); the layer is rejected"
+                    ) from None
+                os.close(fd)
+                fd = sub
+            return fd
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def apply(self, m: Any, tar: Any) -> None:
+        """Apply one tar member."""
+        parts = _clean(m.name, m.name)
+        if parts and parts[-1].startswith(_WHITEOUT):
+            self.whiteout(m.name, parts)
+            return
+        if m.ischr() or m.isblk():
+            self.stats.skipped_devices += 1
+            return
+        if not (m.isreg() or m.isdir() or m.issym() or m.islnk() or m.isfifo()):
+            raise InvalidConfig(f"layer member {m.name!r} has an unsupported type {m.type!r}")
+        if "\0" in m.linkname:
+            raise InvalidConfig(f"layer member {m.name!r} has a NUL byte in its link target")
+        if not parts:
+            if not m.isdir():
+                raise InvalidConfig(f"layer member {m.name!r} would replace the rootfs root")
+            self.metadata(self.root, m)
+            self.dir_times.append(((), _mtime_ns(m)))
+            return
+        parent = self.open_dir(parts[:-1], m.name, create=True)
+        assert parent is not None
+        try:
+            self.create(parent, parts, m, tar)
+        finally:
+            os.close(parent)
+        self.created.add(parts)
+
+    def create(self, parent: int, parts: tuple[str, ...], m: Any, tar: Any) -> None:
+        """Create entry ``parts[-1]`` in ``parent``, replacing what is there."""
+        name = parts[-1]
+        existing = _lstat(parent, name)
+        if m.isdir():
+            if existing is None or not stat.S_ISDIR(existing.st_mode):
+                if existing is not None:
+                    _remove(parent, name, existing)
+                os.mkdir(name, 0o700, dir_fd=parent)
+            fd = os.open(name, _DIR, dir_fd=parent)
+            try:
+                self.metadata(fd, m)
+            finally:
+                os.close(fd)
+            self.dir_times.append((parts, _mtime_ns(m)))
+            self.stats.dirs += 1
+            return
+        if existing is not None:
+            _remove(parent, name, existing)
+        if m.islnk():
+            self.hardlink(parent, name, m)
+        elif m.issym():
+            os.symlink(m.linkname, name, dir_fd=parent)
+            os.chown(name, m.uid, m.gid, dir_fd=parent, follow_symlinks=False)
+            self.xattrs(f"/proc/self/fd/{parent}/{name}", m)
+            ns = _mtime_ns(m)
+            os.utime(name, ns=(ns, ns), dir_fd=parent, follow_symlinks=False)
+            self.stats.symlinks += 1
+        else:
+            if m.isfifo():
+                os.mkfifo(name, 0o600, dir_fd=parent)
+                fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC,
+                             dir_fd=parent)
+            else:
+                fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                             | os.O_CLOEXEC, 0o600, dir_fd=parent)
+            try:
+                if m.isreg():
+                    self.stats.bytes += _copy(tar.extractfile(m), fd)
+                self.metadata(fd, m)
+                ns = _mtime_ns(m)
+                os.utime(fd, ns=(ns, ns))
+            finally:
+                os.close(fd)
+            self.stats.files += 1
+
+    def hardlink(self, parent: int, name: str, m: Any) -> None:
+        """Link ``name`` to the entry ``m.linkname`` names inside the root."""
+        target = _clean(m.linkname, m.name, "hardlink target")
+        missing = InvalidConfig(f"layer member {m.name!r}: hardlink target {m.linkname!r} "
+                                f"does not exist in the rootfs; the layer is rejected")
+        src = self.open_dir(target[:-1], m.name, create=False) if target else None
+        if src is None:
+            raise missing
+        try:
+            os.link(target[-1], name, src_dir_fd=src, dst_dir_fd=parent, follow_symlinks=False)
+        except FileNotFoundError:
+            raise missing from None
+        except PermissionError:
+            raise InvalidConfig(f"layer member {m.name!r}: cannot hardlink to directory "
+                                f"{m.linkname!r}") from None
+        finally:
+            os.close(src)
+        self.stats.hardlinks += 1
+
+    def metadata(self, fd: int, m: Any) -> None:
+        """Owner, mode (with setuid/setgid/sticky) and xattrs of an open entry."""
+        os.chown(fd, m.uid, m.gid)
+        os.chmod(fd, m.mode & 0o7777)
+        self.xattrs(fd, m)
+
+    @staticmethod
+    def xattrs(target: int | str, m: Any) -> None:
+        """Apply the member's ``SCHILY.xattr.*`` pax headers, where the filesystem allows;
+        ``target`` is an open fd, or a path whose last component is not followed."""
+        nofollow = {} if isinstance(target, int) else {"follow_symlinks": False}
+        for key, value in m.pax_headers.items():
+            if not key.startswith(_XATTR):
+                continue
+            try:
+                os.setxattr(target, key[len(_XATTR):], value.encode("utf-8", "surrogateescape"),
+                            **nofollow)
+            except OSError as err:
+                if err.errno not in _XATTR_UNSUPPORTED:
+                    raise InvalidConfig(f"layer member {m.name!r}: xattr "
+                                        f"{key[len(_XATTR):]!r}: {err.strerror}") from None
+
+    def whiteout(self, member: str, parts: tuple[str, ...]) -> None:
+        """Apply ``.wh.NAME`` (delete NAME) or ``.wh..wh..opq`` (empty the directory)."""
+        base = parts[-1]
+        victim = base[len(_WHITEOUT):]
+        if base != _OPAQUE and victim in ("", ".", ".."):
+            raise InvalidConfig(f"layer member {member!r} is a whiteout of {victim!r}, which is "
+                                f"not an entry of its directory; the layer is rejected")
+        parent = self.open_dir(parts[:-1], member, create=False)
+        if parent is None:
+            return
+        try:
+            if base == _OPAQUE:
+                self.opaque(parent, parts[:-1])
+            elif (st := _lstat(parent, victim)) is not None:
+                _remove(parent, victim, st)
+        finally:
+            os.close(parent)
+
+    def opaque(self, dir_fd: int, prefix: tuple[str, ...]) -> None:
+        """Remove everything below ``dir_fd`` that this layer did not create."""
+        for entry in list(os.scandir(dir_fd)):
+            path = prefix + (entry.name,)
+            st = entry.stat(follow_symlinks=False)
+            if path not in self.created:
+                _remove(dir_fd, entry.name, st)
+            elif stat.S_ISDIR(st.st_mode):
+                sub = os.open(entry.name, _DIR, dir_fd=dir_fd)
+                try:
+                    self.opaque(sub, path)
+                finally:
+                    os.close(sub)
+
+    def finish(self) -> None:
+        """Set directory mtimes, now that nothing more is created inside them."""
+        for parts, ns in reversed(self.dir_times):
+            fd = self.open_dir(parts, "/".join(parts), create=False)
+            if fd is not None:
+                try:
+                    os.utime(fd, ns=(ns, ns))
+                finally:
+                    os.close(fd)
+
+
+def _copy(src: IO[bytes] | None, fd: int) -> int:
+    """Copy ``src`` to the open file ``fd``; return the number of bytes."""
+    total = 0
+    while src is not None and (chunk := src.read(1 << 20)):
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(fd, view):]
+        total += len(chunk)
+    return total
