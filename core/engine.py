@@ -120,9 +120,9 @@ class Engine:
         storage = self.selected("storage", opts.storage)
         network = self.selected("network", opts.network)
         isolation = self.selected("isolation", opts.isolation)
+        image = self.images.resolve(opts.image)
         for role, name in (("storage", storage), ("network", network), ("isolation", isolation)):
             self.plugins.load(role, name)
-        image = self.images.resolve(opts.image)
         if opts.name is not None:
             names.validate(opts.name)
         cid = names.new_id()

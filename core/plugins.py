@@ -160,6 +160,7 @@ def load_all() -> tuple[dict[tuple[str, str], Any], dict[tuple[str, str], str]]:
         mgr = ExtensionManager(group, on_load_failure_callback=on_failure,
                                conflict_resolver=on_conflict)
         for ext in mgr:
+            mgr[ext.name]  # resolves duplicate names through on_conflict
             if (role, ext.name) not in failed:
                 loaded[(role, ext.name)] = ext.plugin
     return loaded, failed
@@ -222,7 +223,8 @@ class Plugins:
             raise
         except Exception as err:
             self._forget(f"{role}:{name}")
-            raise PluginError(f"{role} plugin {name!r} ({info.dist}) is invalid: {err}") from err
+            detail = " ".join(str(err).split())  # pluggy's messages span lines
+            raise PluginError(f"{role} plugin {name!r} ({info.dist}) is invalid: {detail}") from err
         implemented = {h.name for h in self.pm.get_hookcallers(instance) or ()}
         missing = [h for h in REQUIRED.get(role, ()) if h not in implemented]
         if missing:
@@ -237,25 +239,25 @@ class Plugins:
         if self.pm.get_plugin(plugin_name) is not None:
             self.pm.unregister(name=plugin_name)
 
-    def call(self, role: str, name: str, verb: str, **kwargs: Any) -> Any:
-        """Call hook ``pinnace_<role>_<verb>`` on plugin ``name`` only and return its result.
+    def call(self, role: str, plugin: str, verb: str, /, **kwargs: Any) -> Any:
+        """Call hook ``pinnace_<role>_<verb>`` on plugin ``plugin`` only and return its result.
 
         Errors that are not :class:`PinnaceError` are reported as the plugin's fault.
         """
-        instance = self.load(role, name)
+        instance = self.load(role, plugin)
         hook = f"pinnace_{role}_{verb}"
-        caller = self._callers.get((role, name, hook))
+        caller = self._callers.get((role, plugin, hook))
         if caller is None:
             others = [p for p in self.pm.get_plugins() if p is not instance]
             caller = self.pm.subset_hook_caller(hook, remove_plugins=others)
-            self._callers[(role, name, hook)] = caller
+            self._callers[(role, plugin, hook)] = caller
         try:
             return caller(**kwargs)
         except PinnaceError:
             raise
         except Exception as err:
             raise PluginError(
-                f"{role} plugin {name!r} failed in {verb}: {type(err).__name__}: {err}"
+                f"{role} plugin {plugin!r} failed in {verb}: {type(err).__name__}: {err}"
             ) from err
 
     def _trace(self, out: TextIO) -> None:

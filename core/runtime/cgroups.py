@@ -1,0 +1,143 @@
+"""Per-container cgroups on v1 (and hybrid) and v2 hosts, reusable by any isolation plugin.
+
+On v1 a container gets a directory in every mounted hierarchy (and in the
+unified one of a hybrid host); on v2 one directory in the unified tree.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import time
+from dataclasses import dataclass
+
+CGROUP_ROOT = "/sys/fs/cgroup"
+CGROUP2_MAGIC = 0x63677270
+
+
+def version() -> str:
+    """``v2`` when /sys/fs/cgroup is the unified hierarchy, else ``v1`` (v1 or hybrid)."""
+    return "v2" if _fs_magic(CGROUP_ROOT) == CGROUP2_MAGIC else "v1"
+
+
+def _fs_magic(path: str) -> int:
+    import ctypes
+
+    buf = ctypes.create_string_buffer(256)
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.statfs(path.encode(), buf) != 0:
+        return 0
+    return int.from_bytes(buf.raw[:8], "little")
+
+
+def hierarchies() -> list[str]:
+    """Mount points of every cgroup hierarchy in this mount namespace."""
+    points = []
+    with open("/proc/self/mountinfo", encoding="utf-8") as f:
+        for line in f:
+            pre, _, post = line.partition(" - ")
+            if post.split()[0] in ("cgroup", "cgroup2"):
+                points.append(pre.split()[4])
+    return points
+
+
+@dataclass(frozen=True)
+class Cgroup:
+    """One container's cgroup: the same relative path in every hierarchy."""
+
+    path: str
+
+    @property
+    def dirs(self) -> list[str]:
+        """Its directory in each hierarchy."""
+        return [os.path.join(h, self.path) for h in hierarchies()]
+
+    def exists(self) -> bool:
+        """True when the cgroup exists in at least one hierarchy."""
+        return any(os.path.isdir(d) for d in self.dirs)
+
+    def add(self, pid: int) -> None:
+        """Move ``pid`` (0: the calling process) into the cgroup in every hierarchy."""
+        for d in self.dirs:
+            with open(os.path.join(d, "cgroup.procs"), "w") as f:
+                f.write(str(pid))
+
+    def pids(self) -> set[int]:
+        """Host PIDs of the processes in the cgroup."""
+        found: set[int] = set()
+        for d in self.dirs:
+            try:
+                with open(os.path.join(d, "cgroup.procs")) as f:
+                    found.update(int(x) for x in f.read().split())
+            except OSError:
+                continue
+        return found
+
+    def kill_all(self, timeout: float = 5.0) -> None:
+        """SIGKILL every process in the cgroup and wait until it is empty."""
+        deadline = time.monotonic() + timeout
+        while (pids := self.pids()) and time.monotonic() < deadline:
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.005)
+
+    def remove(self) -> None:
+        """Remove the cgroup everywhere; a missing directory is fine; retries while busy."""
+        for d in self.dirs:
+            deadline = time.monotonic() + 5
+            while True:
+                try:
+                    os.rmdir(d)
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError as err:
+                    if err.errno != errno.EBUSY or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.01)
+
+
+def create(path: str) -> Cgroup:
+    """Create cgroup ``path`` (e.g. ``pinnace/<id>``) in every hierarchy and return it."""
+    cg = Cgroup(path)
+    try:
+        for h in hierarchies():
+            _make(h, path)
+    except BaseException:
+        cg.remove()
+        raise
+    return cg
+
+
+def _make(hierarchy: str, path: str) -> None:
+    current = hierarchy
+    for part in path.split("/"):
+        parent, current = current, os.path.join(current, part)
+        try:
+            os.mkdir(current)
+        except FileExistsError:
+            continue
+        if os.path.exists(os.path.join(current, "cpuset.cpus")):  # v1 cpuset starts empty
+            for name in ("cpuset.cpus", "cpuset.mems"):
+                with open(os.path.join(parent, name)) as src:
+                    value = src.read().strip()
+                with open(os.path.join(current, name), "w") as dst:
+                    dst.write(value)
+        elif os.path.exists(os.path.join(parent, "cgroup.subtree_control")) \
+                and current != os.path.join(hierarchy, path):
+            _enable_controllers(current)
+
+
+def _enable_controllers(directory: str) -> None:
+    """v2: let the children of ``directory`` use every controller it has."""
+    try:
+        with open(os.path.join(directory, "cgroup.controllers")) as f:
+            wanted = f.read().split()
+        with open(os.path.join(directory, "cgroup.subtree_control"), "w") as f:
+            f.write(" ".join(f"+{c}" for c in wanted))
+    except OSError:
+        pass  # no controllers delegated here: the cgroup still groups processes

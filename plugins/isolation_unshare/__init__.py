@@ -1,0 +1,233 @@
+"""The ``unshare`` isolation: fork, namespaces, a cgroup, pivot_root, exec.
+
+The container's first process is a direct child of the process that calls
+``create`` (PID 1 of a new PID namespace, with PDEATHSIG set, so it dies with
+its creator). ``create`` returns once the container is built and waiting;
+``start`` releases it through a fifo in the bundle; exec errors come back
+over a close-on-exec pipe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+from pinnace.errors import (
+    CommandNotExecutable,
+    CommandNotFound,
+    FailedPrecondition,
+)
+from pinnace.plugin import Plugin, hookimpl
+from pinnace.runtime.spec import ContainerSpec
+from pinnace.runtime.status import ContainerState, Status
+
+
+class _Child:
+    """What the creating process keeps about a container it forked."""
+
+    def __init__(self, pid: int, errors: int) -> None:
+        self.pid = pid
+        self.errors = errors
+        self.exit_code: int | None = None
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _exit_code(status: int) -> int:
+    return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+
+
+class UnshareIsolation(Plugin):
+    """Namespaces and cgroups by hand, through ctypes."""
+
+    def __init__(self, ctx: Any) -> None:
+        super().__init__(ctx)
+        self._children: dict[str, _Child] = {}
+
+    @hookimpl
+    def pinnace_isolation_create(self, spec: ContainerSpec, bundle: Path) -> int:
+        """Fork the container's first process, build its world, hold it before exec."""
+        from pinnace import linux
+        from pinnace.runtime import cgroups
+
+        fifo = str(bundle / "start.fifo")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(fifo)
+        os.mkfifo(fifo, 0o600)
+        cg = cgroups.create(spec.cgroup)
+        ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            linux.unshare(linux.CLONE_NEWPID)
+            pid = os.fork()
+            if pid == 0:
+                self._child(spec, str(bundle), cg, fifo, ready_w, err_w)
+            linux.setns(own_pidns, linux.CLONE_NEWPID)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                linux.setns(own_pidns, linux.CLONE_NEWPID)
+            cg.remove()
+            raise
+        finally:
+            os.close(own_pidns)
+            os.close(ready_w)
+            os.close(err_w)
+        ready = os.read(ready_r, 1)
+        os.close(ready_r)
+        if ready != b"R":
+            message = _read_all(err_r).decode(errors="replace")
+            os.close(err_r)
+            os.waitpid(pid, 0)
+            cg.kill_all()
+            cg.remove()
+            raise FailedPrecondition(f"container setup failed: {message or 'unknown error'}")
+        (bundle / "pid").write_text(str(pid))
+        self._children[spec.id] = _Child(pid, err_r)
+        return pid
+
+    @staticmethod
+    def _child(spec: ContainerSpec, bundle: str, cg: Any, fifo: str, ready_w: int,
+               err_w: int) -> None:
+        """The forked side: never returns."""
+        from pinnace_plugins.isolation_unshare import child
+
+        code = 1
+        try:
+            start_fd = child.setup(spec, bundle, cg, fifo)
+            os.write(ready_w, b"R")
+            os.close(ready_w)
+            if os.read(start_fd, 1) != b"S":
+                os._exit(1)
+            child.execute(spec.process.args, spec.process.env)
+        except child.ExecFailure as err:
+            code = err.code
+            os.write(err_w, f"{err.code}\n{err}".encode())
+        except BaseException as err:  # report anything to the parent, then die
+            with contextlib.suppress(BaseException):
+                os.write(err_w, f"1\n{type(err).__name__}: {err}".encode())
+        os._exit(code)
+
+    @hookimpl
+    def pinnace_isolation_start(self, container_id: str, bundle: Path) -> None:
+        """Release the held process; raise 126/127 errors when its exec fails."""
+        child = self._children.get(container_id)
+        if child is None:
+            raise FailedPrecondition(
+                f"container {container_id[:12]} was not created by this process")
+        fd = os.open(bundle / "start.fifo", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            os.write(fd, b"S")
+        finally:
+            os.close(fd)
+        report = _read_all(child.errors).decode(errors="replace")
+        os.close(child.errors)
+        child.errors = -1
+        if report:
+            code_text, _, message = report.partition("\n")
+            _, status = os.waitpid(child.pid, 0)
+            child.exit_code = _exit_code(status)
+            if code_text == "127":
+                raise CommandNotFound(message)
+            if code_text == "126":
+                raise CommandNotExecutable(message)
+            raise FailedPrecondition(f"container start failed: {message}")
+
+    @hookimpl
+    def pinnace_isolation_wait(self, container_id: str, bundle: Path) -> int:
+        """waitpid on the first process; 128+N when killed by signal N."""
+        child = self._children.get(container_id)
+        if child is None:
+            raise FailedPrecondition(
+                f"container {container_id[:12]} was not created by this process")
+        if child.exit_code is None:
+            _, status = os.waitpid(child.pid, 0)
+            child.exit_code = _exit_code(status)
+        return child.exit_code
+
+    def _pid(self, container_id: str, bundle: Path) -> int:
+        child = self._children.get(container_id)
+        if child is not None:
+            return child.pid
+        try:
+            return int((bundle / "pid").read_text())
+        except (OSError, ValueError):
+            return 0
+
+    @hookimpl
+    def pinnace_isolation_kill(self, container_id: str, bundle: Path, signal: int) -> None:
+        """Signal the first process; nothing happens when it is gone."""
+        pid = self._pid(container_id, bundle)
+        child = self._children.get(container_id)
+        if pid and (child is None or child.exit_code is None):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal)
+
+    @hookimpl
+    def pinnace_isolation_state(self, container_id: str, bundle: Path) -> ContainerState:
+        """created (held before exec), running, or stopped."""
+        pid = self._pid(container_id, bundle)
+        if not pid or not os.path.exists(f"/proc/{pid}"):
+            return ContainerState(Status.STOPPED)
+        try:
+            exe = os.readlink(f"/proc/{pid}/exe")
+        except OSError:
+            return ContainerState(Status.STOPPED)
+        held = os.path.exists(bundle / "start.fifo") and "python" in os.path.basename(exe)
+        return ContainerState(Status.CREATED if held else Status.RUNNING, pid)
+
+    @hookimpl
+    def pinnace_isolation_delete(self, container_id: str, bundle: Path) -> None:
+        """Kill what is left in the cgroup, reap our child, remove the cgroup; idempotent."""
+        from pinnace.runtime import cgroups
+
+        cg = cgroups.Cgroup(f"pinnace/{container_id}")
+        cg.kill_all()
+        child = self._children.pop(container_id, None)
+        if child is not None:
+            if child.errors >= 0:
+                os.close(child.errors)
+            if child.exit_code is None:
+                with contextlib.suppress(ChildProcessError):
+                    os.kill(child.pid, signal.SIGKILL)
+                    os.waitpid(child.pid, 0)
+        cg.remove()
+        for name in ("start.fifo", "pid"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(bundle / name)
+
+    @hookimpl
+    def pinnace_info(self) -> dict[str, Any]:
+        """The cgroup version in use and the hierarchies a container joins."""
+        from pinnace.runtime import cgroups
+
+        return {"isolation.unshare": {"cgroup_version": cgroups.version(),
+                                      "hierarchies": len(cgroups.hierarchies())}}
+
+    @hookimpl
+    def pinnace_doctor(self) -> list[dict[str, str]]:
+        """Namespaces and cgroups this plugin needs."""
+        from pinnace.runtime import cgroups
+
+        checks = []
+        have = set(os.listdir("/proc/self/ns"))
+        missing = {"pid", "mnt", "uts", "ipc", "net", "cgroup"} - have
+        checks.append({"check": "kernel namespaces (pid mnt uts ipc net cgroup)",
+                       "ok": "no" if missing else "yes",
+                       "detail": f"missing: {' '.join(sorted(missing))}" if missing else "all present",
+                       "fix": "use a kernel built with CONFIG_*_NS for the missing namespaces"})
+        points = cgroups.hierarchies()
+        writable = [p for p in points if os.access(p, os.W_OK)]
+        checks.append({"check": "cgroups mounted and writable",
+                       "ok": "yes" if writable else "no",
+                       "detail": f"{cgroups.version()}, {len(writable)}/{len(points)} writable",
+                       "fix": "mount cgroup2 on /sys/fs/cgroup (or v1 hierarchies) read-write"})
+        return checks

@@ -1,0 +1,124 @@
+"""What runs in the container's first process between fork and exec.
+
+Order (as runc does it): die with the parent, own session, join the cgroup,
+join the network namespace, new mount/uts/ipc/cgroup namespaces, mount the
+rootfs and the API filesystems, pivot_root, drop to the user, wait for
+``start``, exec.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import stat
+
+from pinnace import linux
+from pinnace.mounts import mount_all
+from pinnace.runtime.spec import ContainerSpec
+
+DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
+NOSUID_NODEV_NOEXEC = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
+
+
+class ExecFailure(Exception):
+    """The command could not be executed: ``code`` is 126 or 127."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def setup(spec: ContainerSpec, bundle: str, cgroup: object, fifo: str) -> int:
+    """Build the container around this process; return the fd of the start fifo."""
+    linux.set_pdeathsig(signal.SIGKILL)
+    os.setsid()
+    cgroup.add(0)  # type: ignore[attr-defined]  # 0: this process (its PID is 1 in here)
+    if spec.netns:
+        fd = os.open(spec.netns, os.O_RDONLY | os.O_CLOEXEC)
+        linux.setns(fd, linux.CLONE_NEWNET)
+        os.close(fd)
+    else:
+        linux.unshare(linux.CLONE_NEWNET)
+    flags = 0
+    for ns in spec.namespaces:
+        if ns != "pid":
+            flags |= linux.NAMESPACE_FLAGS[ns]
+    linux.unshare(flags)
+    linux.mount("none", "/", None, linux.MS_REC | linux.MS_PRIVATE)
+    rootfs = os.path.join(bundle, "rootfs")
+    os.makedirs(rootfs, exist_ok=True)
+    mount_all(spec.rootfs, rootfs)
+    linux.mount(rootfs, rootfs, None, linux.MS_BIND | linux.MS_REC)
+    _api_filesystems(rootfs)
+    if spec.hostname:
+        linux.sethostname(spec.hostname)
+    start_fd = os.open(fifo, os.O_RDWR | os.O_CLOEXEC)
+    os.chdir(rootfs)
+    linux.pivot_root(".", ".")
+    linux.umount(".", detach=True)
+    os.chdir("/")
+    if spec.readonly_rootfs:
+        linux.mount("", "/", None, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY)
+    cwd = spec.process.cwd or "/"
+    os.makedirs(cwd, exist_ok=True)
+    user = spec.process.user
+    os.setgroups(user.additional_gids)
+    os.setgid(user.gid)
+    os.setuid(user.uid)
+    os.chdir(cwd)
+    return start_fd
+
+
+def _mkdir(path: str, mode: int = 0o755) -> None:
+    if not os.path.isdir(path):
+        if os.path.lexists(path):
+            os.unlink(path)
+        os.makedirs(path, mode)
+
+
+def _api_filesystems(rootfs: str) -> None:
+    """/proc, a minimal /dev, read-only /sys, as docker sets them up."""
+    proc, dev, sys_ = (os.path.join(rootfs, p) for p in ("proc", "dev", "sys"))
+    _mkdir(proc)
+    linux.mount("proc", proc, "proc", NOSUID_NODEV_NOEXEC)
+    _mkdir(dev)
+    linux.mount("tmpfs", dev, "tmpfs", linux.MS_NOSUID | linux.MS_STRICTATIME, "mode=755,size=65536k")
+    old = os.umask(0)
+    try:
+        for name in DEVICES:
+            st = os.stat(f"/dev/{name}")
+            os.mknod(os.path.join(dev, name), stat.S_IFCHR | 0o666, st.st_rdev)
+        for sub, mode in (("pts", 0o755), ("shm", 0o1777), ("mqueue", 0o755)):
+            os.mkdir(os.path.join(dev, sub), mode)
+    finally:
+        os.umask(old)
+    linux.mount("devpts", os.path.join(dev, "pts"), "devpts", linux.MS_NOSUID | linux.MS_NOEXEC,
+                "newinstance,ptmxmode=0666,mode=0620,gid=5")
+    linux.mount("shm", os.path.join(dev, "shm"), "tmpfs", NOSUID_NODEV_NOEXEC,
+                "mode=1777,size=65536k")
+    linux.mount("mqueue", os.path.join(dev, "mqueue"), "mqueue", NOSUID_NODEV_NOEXEC)
+    for link, target in (("ptmx", "pts/ptmx"), ("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
+                         ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):
+        os.symlink(target, os.path.join(dev, link))
+    _mkdir(sys_)
+    linux.mount("sysfs", sys_, "sysfs", NOSUID_NODEV_NOEXEC | linux.MS_RDONLY)
+
+
+def execute(args: list[str], env: list[str]) -> None:
+    """exec the command, resolving it through the container's PATH; raise ExecFailure."""
+    environ = dict(e.split("=", 1) if "=" in e else (e, "") for e in env)
+    name = args[0]
+    if "/" in name:
+        candidates = [name]
+    else:
+        path = environ.get("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        candidates = [os.path.join(d or ".", name) for d in path.split(":")]
+        candidates = [c for c in candidates if os.path.isfile(c) and os.access(c, os.X_OK)]
+        if not candidates:
+            raise ExecFailure(127, f'exec: "{name}": executable file not found in $PATH')
+    try:
+        os.execve(candidates[0], args, environ)
+    except OSError as err:
+        code = 127 if err.errno in (errno.ENOENT, errno.ENOTDIR) else 126
+        raise ExecFailure(code, f'exec: "{name}": {os.strerror(err.errno).lower()}') from None

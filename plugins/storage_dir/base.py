@@ -1,0 +1,345 @@
+"""Snapshot bookkeeping shared by the built-in storage plugins (``dir`` and ``btrfs``).
+
+Layout under the plugin's data directory::
+
+    snapshots/<name>/fs          the tree: a directory, or a btrfs subvolume
+    snapshots/<name>/meta.json   {"kind", "parent", "labels", "created"}
+    tmp/                         staging: trees are built here, then renamed into snapshots/
+    lock                         flock: shared while building, exclusive to commit or remove
+
+``<name>`` is the key percent-encoded (``sha256:ab`` -> ``sha256%3Aab``): reversible,
+so two keys never share a directory and the key is read back from the name.
+A snapshot appears and disappears with one ``rename``, so readers never see
+half a tree. Commit writes the new metadata before renaming, so a crash in
+between leaves the old key holding a committed snapshot, never a key stuck
+half-way; leftovers in ``tmp/`` are swept under the exclusive lock.
+
+A subclass says how a tree is made, sealed, measured and destroyed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pinnace.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidConfig,
+    NotFound,
+    PinnaceError,
+    Unavailable,
+)
+from pinnace.plugin import Plugin, hookimpl
+from pinnace.snapshots import Kind, SnapshotInfo, Usage
+
+if TYPE_CHECKING:
+    from pinnace.mounts import Mount
+
+NAME_MAX = 255
+
+
+def key_to_name(key: str) -> str:
+    """The directory name of snapshot ``key``; ``InvalidConfig`` for keys that could
+    escape the data directory (``/``, ``.``, ``..``), empty or too long keys."""
+    from urllib.parse import quote
+
+    if not isinstance(key, str) or key in ("", ".", "..") or "/" in key:
+        raise InvalidConfig(f"invalid snapshot key {key!r}: must be non-empty, not '.' or '..', "
+                            "without '/'")
+    name = quote(key, safe="")
+    if len(name.encode()) > NAME_MAX:
+        raise InvalidConfig(f"invalid snapshot key {key[:40]!r}...: too long")
+    return name
+
+
+def name_to_key(name: str) -> str:
+    """The key whose directory name is ``name`` (inverse of :func:`key_to_name`)."""
+    from urllib.parse import unquote
+
+    return unquote(name)
+
+
+def mount_of(path: Path) -> tuple[str, str, str]:
+    """``(mount point, filesystem type, source)`` of the mount that holds ``path``
+    (or would hold it, for a path that does not exist yet)."""
+    target = os.path.realpath(path)
+    best = ("/", "unknown", "unknown")
+    with open("/proc/self/mountinfo", encoding="utf-8") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            point = _unescape(left.split()[4])
+            fstype, source = right.split()[:2]
+            inside = target == point or target.startswith(point.rstrip("/") + "/")
+            if inside and len(point) >= len(best[0]):  # later lines stack on earlier ones
+                best = (point, fstype, _unescape(source))
+    return best
+
+
+def _unescape(field: str) -> str:
+    return field.encode().decode("unicode_escape") if "\\" in field else field
+
+
+def human(size: float) -> str:
+    """``12.3 GiB`` for a byte count."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024:
+            return f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"
+
+
+def free_bytes(path: Path) -> int:
+    """Bytes available to root on the filesystem that holds (or would hold) ``path``."""
+    while not path.exists():
+        path = path.parent
+    st = os.statvfs(path)
+    return st.f_bfree * st.f_frsize
+
+
+def tree_usage(path: Path) -> Usage:
+    """Blocks and inodes of the tree at ``path``, hard links counted once,
+    without leaving its filesystem."""
+    seen: set[int] = set()
+    size = 0
+    top = os.lstat(path)
+    stack = [str(path)]
+    seen.add(top.st_ino)
+    size += top.st_blocks * 512
+    while stack:
+        with os.scandir(stack.pop()) as entries:
+            for entry in entries:
+                st = entry.stat(follow_symlinks=False)
+                if st.st_dev != top.st_dev or st.st_ino in seen:
+                    continue
+                seen.add(st.st_ino)
+                size += st.st_blocks * 512
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+    return Usage(size=size, inodes=len(seen))
+
+
+def run(argv: list[str], what: str) -> str:
+    """Run a tool and return its output; a failure is ``FailedPrecondition`` naming
+    ``what`` and the tool's last error line."""
+    import subprocess
+
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True)
+    except FileNotFoundError:
+        raise Unavailable(f"{what}: {argv[0]} is not installed") from None
+    if proc.returncode != 0:
+        lines = (proc.stderr or proc.stdout).strip().splitlines() or [f"exit {proc.returncode}"]
+        raise FailedPrecondition(f"{what}: {argv[0]}: {lines[-1]}")
+    return proc.stdout
+
+
+class TreeStorage(Plugin):
+    """Snapshots kept as ``<data_dir>/snapshots/<name>/{fs,meta.json}``; every storage hook.
+
+    Subclasses implement :meth:`_make`, :meth:`_destroy` and :meth:`_measure`,
+    and may override :meth:`_setup` and :meth:`_seal`.
+    """
+
+    _ready = False
+
+    # ------------------------------------------------------------ for subclasses
+    def _setup(self) -> None:
+        """Make the data directory usable, or raise a one-line error saying how to."""
+
+    def _make(self, parent: Path | None, fs: Path, readonly: bool) -> None:
+        """Create the tree ``fs`` (absent): empty, or with the contents of ``parent``."""
+        raise NotImplementedError
+
+    def _seal(self, fs: Path) -> None:
+        """Make a tree that is being committed read-only, where the filesystem can."""
+
+    def _destroy(self, fs: Path) -> None:
+        """Delete the tree ``fs`` and everything in it."""
+        raise NotImplementedError
+
+    def _measure(self, fs: Path) -> Usage:
+        """The space and inodes the tree ``fs`` uses on its own."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ helpers
+    def _root(self) -> Path:
+        if not self._ready:
+            self._setup()
+            for sub in ("snapshots", "tmp"):  # 0700: image files (setuid ones too) stay root's
+                (self.ctx.data_dir / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
+            self._ready = True
+        return self.ctx.data_dir
+
+    def _dir(self, key: str) -> Path:
+        name = key_to_name(key)  # before _root(): a bad key is an error whatever the host
+        return self._root() / "snapshots" / name
+
+    def _meta(self, key: str) -> dict[str, Any]:
+        import json
+
+        try:
+            with open(self._dir(key) / "meta.json", encoding="utf-8") as f:
+                return json.load(f)
+        except FileNotFoundError:
+            raise NotFound(f"snapshot {key!r} not found") from None
+
+    def _info(self, key: str, meta: dict[str, Any]) -> SnapshotInfo:
+        return SnapshotInfo(key=key, kind=Kind(meta["kind"]), parent=meta["parent"],
+                            labels=dict(meta["labels"]), created=meta["created"])
+
+    @staticmethod
+    def _write_meta(where: Path, kind: Kind, parent: str | None, labels: dict[str, str]) -> None:
+        import json
+
+        meta = {"kind": kind.value, "parent": parent, "labels": dict(labels or {}),
+                "created": time.time()}
+        tmp = where / "meta.json.tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(meta, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, where / "meta.json")
+
+    def _all(self) -> list[SnapshotInfo]:
+        found = []
+        for name in sorted(os.listdir(self._root() / "snapshots")):
+            key = name_to_key(name)
+            with contextlib.suppress(NotFound):  # removed while we looked
+                found.append(self._info(key, self._meta(key)))
+        return found
+
+    @contextlib.contextmanager
+    def _lock(self, exclusive: bool) -> Iterator[None]:
+        """Shared while building a snapshot, exclusive to commit or remove one
+        (which also sweeps what a killed process left in ``tmp/``)."""
+        import fcntl
+
+        fd = os.open(self._root() / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            if exclusive:
+                for name in os.listdir(self._root() / "tmp"):
+                    with contextlib.suppress(OSError, PinnaceError):  # retried next time
+                        self._discard(self._root() / "tmp" / name)
+            yield
+        finally:
+            os.close(fd)
+
+    def _discard(self, where: Path) -> None:
+        import shutil
+
+        if os.path.lexists(where / "fs"):
+            self._destroy(where / "fs")
+        shutil.rmtree(where, ignore_errors=True)
+
+    def _create(self, key: str, parent: str | None, labels: dict[str, str], kind: Kind) -> Path:
+        target = self._dir(key)
+        if parent is not None:
+            key_to_name(parent)
+        with self._lock(exclusive=False):
+            if target.exists():
+                raise AlreadyExists(f"snapshot {key!r} already exists")
+            source = None
+            if parent is not None:
+                if self._meta(parent)["kind"] != Kind.COMMITTED.value:
+                    raise FailedPrecondition(f"parent {parent!r} of {key!r} is not committed")
+                source = self._dir(parent) / "fs"
+            stage = self._root() / "tmp" / f"{os.getpid()}-{os.urandom(6).hex()}"
+            stage.mkdir()
+            try:
+                self._make(source, stage / "fs", readonly=kind is Kind.VIEW)
+                self._write_meta(stage, kind, parent, labels)
+                try:
+                    os.rename(stage, target)
+                except OSError as err:
+                    if target.exists():  # a concurrent prepare of the same key won
+                        raise AlreadyExists(f"snapshot {key!r} already exists") from err
+                    raise
+            except BaseException:
+                with contextlib.suppress(OSError, PinnaceError):  # else swept later
+                    self._discard(stage)
+                raise
+        return target / "fs"
+
+    @staticmethod
+    def _describe(fs: Path, readonly: bool) -> list[Mount]:
+        from pinnace.mounts import Mount
+
+        return [Mount("bind", str(fs), ("rbind", "ro" if readonly else "rw"))]
+
+    # -------------------------------------------------------------------- hooks
+    @hookimpl
+    def pinnace_storage_prepare(self, key: str, parent: str | None,
+                                labels: dict[str, str]) -> list[Mount]:
+        """A writable snapshot ``key``: empty, or a copy-on-write/copy of committed ``parent``."""
+        return self._describe(self._create(key, parent, labels, Kind.ACTIVE), readonly=False)
+
+    @hookimpl
+    def pinnace_storage_view(self, key: str, parent: str, labels: dict[str, str]) -> list[Mount]:
+        """A read-only snapshot ``key`` of committed ``parent``, mounted read-only."""
+        return self._describe(self._create(key, parent, labels, Kind.VIEW), readonly=True)
+
+    @hookimpl
+    def pinnace_storage_mounts(self, key: str) -> list[Mount]:
+        """The mounts of active or view snapshot ``key``; committed ones are never handed out."""
+        kind = self._meta(key)["kind"]
+        if kind == Kind.COMMITTED.value:
+            raise FailedPrecondition(f"snapshot {key!r} is committed: prepare or view a "
+                                     "snapshot on it to mount it")
+        return self._describe(self._dir(key) / "fs", readonly=kind == Kind.VIEW.value)
+
+    @hookimpl
+    def pinnace_storage_commit(self, name: str, key: str, labels: dict[str, str]) -> None:
+        """Seal active snapshot ``key`` and rename it to committed snapshot ``name``."""
+        source, target = self._dir(key), self._dir(name)
+        with self._lock(exclusive=True):
+            meta = self._meta(key)
+            if meta["kind"] != Kind.ACTIVE.value:
+                raise FailedPrecondition(f"snapshot {key!r} is {meta['kind']}, not active: "
+                                         "only active snapshots can be committed")
+            if target.exists():
+                raise AlreadyExists(f"snapshot {name!r} already exists")
+            self._seal(source / "fs")
+            self._write_meta(source, Kind.COMMITTED, meta["parent"], labels)
+            os.rename(source, target)
+
+    @hookimpl
+    def pinnace_storage_remove(self, key: str) -> None:
+        """Delete snapshot ``key``, unless another snapshot is built on it."""
+        from pinnace.linux import mounts_under
+
+        source = self._dir(key)
+        with self._lock(exclusive=True):
+            self._meta(key)
+            busy = mounts_under(str(source))
+            if busy:
+                raise FailedPrecondition(f"snapshot {key!r} is in use: {busy[-1]} is mounted")
+            children = [s.key for s in self._all() if s.parent == key]
+            if children:
+                more = f" and {len(children) - 1} more" if len(children) > 1 else ""
+                raise FailedPrecondition(f"snapshot {key!r} is the parent of {children[0]!r}{more}"
+                                         ": remove those first")
+            trash = self._root() / "tmp" / f"{os.getpid()}-{os.urandom(6).hex()}"
+            os.rename(source, trash)
+            self._discard(trash)
+
+    @hookimpl
+    def pinnace_storage_stat(self, key: str) -> SnapshotInfo:
+        """Kind, parent, labels and creation time of snapshot ``key``."""
+        return self._info(key, self._meta(key))
+
+    @hookimpl
+    def pinnace_storage_usage(self, key: str) -> Usage:
+        """Bytes and inodes snapshot ``key`` uses on its own."""
+        self._meta(key)
+        return self._measure(self._dir(key) / "fs")
+
+    @hookimpl
+    def pinnace_storage_walk(self) -> list[SnapshotInfo]:
+        """Every snapshot, sorted by directory name."""
+        return self._all()

@@ -1,0 +1,98 @@
+"""Shared fixtures: a real btrfs on a loop device, a busybox image, a temp root per test,
+and ``pn``, which runs the real ``pinnace`` command line against that root."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Refuse to run unprivileged: these tests use real namespaces, mounts and cgroups."""
+    if os.geteuid() != 0:
+        raise pytest.UsageError("pinnace's tests need root (real namespaces, mounts, cgroups)")
+
+
+@pytest.fixture(scope="session")
+def btrfs_mount(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A fresh btrfs filesystem on a loop device, for this test session (worker)."""
+    from pinnace.testing.btrfs import loop_btrfs
+
+    base = tmp_path_factory.mktemp("btrfs")
+    with loop_btrfs(base / "fs", "3G") as mnt:
+        yield Path(mnt)
+
+
+@pytest.fixture(scope="session")
+def busybox_tar(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A busybox rootfs tarball built from Debian's busybox-static."""
+    from pinnace.testing.busybox import build_busybox_tar
+
+    path = tmp_path_factory.mktemp("busybox") / "busybox-rootfs.tar"
+    build_busybox_tar(path)
+    return path
+
+
+@pytest.fixture
+def root(btrfs_mount: Path) -> Iterator[Path]:
+    """A pinnace root of its own on the session's btrfs."""
+    path = btrfs_mount / f"root-{uuid.uuid4().hex[:8]}"
+    path.mkdir()
+    yield path
+
+
+class Pinnace:
+    """Runs ``python -m pinnace --root ROOT ...`` and returns the completed process."""
+
+    def __init__(self, root: Path, env: dict[str, str] | None = None) -> None:
+        self.root = root
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("PINNACE_")}
+        self.env.update(env or {})
+
+    def argv(self, *args: str) -> list[str]:
+        """The full command line for ``args``."""
+        return [sys.executable, "-m", "pinnace", "--root", str(self.root), *args]
+
+    def __call__(self, *args: str, check: bool = True, input: str | None = None,
+                 timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(self.argv(*args), capture_output=True, text=True, input=input,
+                              env=self.env, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"pinnace {' '.join(args)} exited {proc.returncode}\n"
+                f"stdout: {proc.stdout}\nstderr: {proc.stderr}")
+        return proc
+
+    def popen(self, *args: str, **kw: object) -> subprocess.Popen[str]:
+        """Start ``pinnace args`` without waiting."""
+        return subprocess.Popen(self.argv(*args), env=self.env, text=True, **kw)  # type: ignore[call-overload]
+
+
+@pytest.fixture
+def pn(root: Path) -> Pinnace:
+    """The pinnace CLI bound to this test's root."""
+    return Pinnace(root)
+
+
+@pytest.fixture
+def busybox(pn: Pinnace, busybox_tar: Path) -> str:
+    """``busybox:latest`` imported into this test's root."""
+    pn("import", "-c", 'CMD ["sh"]', str(busybox_tar), "busybox:latest")
+    return "busybox:latest"
+
+
+def host_leftovers(root: Path) -> list[str]:
+    """Mounts under ``root``, and pinnace cgroups, that still exist (should be none)."""
+    found = []
+    with open("/proc/self/mountinfo", encoding="utf-8") as f:
+        for line in f:
+            point = line.split()[4]
+            if point.startswith(str(root) + "/"):
+                found.append(f"mount {point}")
+    return found
