@@ -1,0 +1,82 @@
+"""What a process inside a default container sees: its own PID, mount, UTS, IPC, net and
+cgroup namespaces, a pivoted root, a minimal /dev, read-only /sys, only loopback."""
+
+from __future__ import annotations
+
+import glob
+import json
+import time
+
+from conftest import Pinnace
+
+SH = "sh", "-c"
+
+
+def run(pn: Pinnace, busybox: str, script: str, *flags: str) -> str:
+    return pn("run", "--rm", *flags, busybox, *SH, script).stdout
+
+
+def test_only_container_processes_are_visible(pn: Pinnace, busybox: str) -> None:
+    pids = run(pn, busybox, "ls /proc | grep -E '^[0-9]+$'").split()
+    assert "1" in pids and len(pids) <= 3  # sh, ls, grep: never the host's processes
+
+
+def test_root_is_pivoted_not_chrooted(pn: Pinnace, busybox: str) -> None:
+    out = run(pn, busybox, "ls /work /usr/lib/python3 2>&1; awk '$5==\"/\"' /proc/self/mountinfo")
+    assert "No such file or directory" in out
+    root_mounts = [line for line in out.splitlines() if line.split()[4:5] == ["/"]]
+    assert len(root_mounts) == 1  # exactly one mount at /: the old root is gone
+
+
+def test_dev_has_the_minimal_nodes(pn: Pinnace, busybox: str) -> None:
+    out = run(pn, busybox, "ls /dev; echo x > /dev/null && echo null-ok; "
+                           "head -c 4 /dev/zero | wc -c; ls /dev/pts; stat -c %a /dev/shm")
+    names = set(out.split())
+    assert {"null", "zero", "full", "random", "urandom", "tty", "pts", "shm", "ptmx"} <= names
+    assert "null-ok" in out and "4" in out.split() and "1777" in out.split()
+    assert not {"sda", "vda", "mem", "kmsg"} & names
+
+
+def test_sys_is_read_only_and_proc_is_mounted(pn: Pinnace, busybox: str) -> None:
+    out = run(pn, busybox, "touch /sys/x 2>&1; echo 1 > /sys/kernel/profiling 2>&1; "
+                           "grep -E ' /(sys|proc) ' /proc/mounts")
+    assert "Read-only file system" in out
+    assert "sysfs /sys sysfs ro" in out and "proc /proc proc rw" in out
+
+
+def test_own_uts_ipc_and_network(pn: Pinnace, busybox: str) -> None:
+    out = run(pn, busybox, "hostname; ls /sys/class/net; cat /sys/class/net/lo/operstate; "
+                           "ifconfig lo | grep -o 'inet addr:[0-9.]*'", "--hostname", "inside")
+    lines = out.split()
+    assert lines[0] == "inside" and lines[1] == "lo"  # no host interface is visible
+    assert "inet addr:127.0.0.1" in out
+    import socket
+
+    assert socket.gethostname() != "inside"
+
+
+def test_cgroup_exists_while_running_and_is_removed_after(pn: Pinnace, busybox: str) -> None:
+    proc = pn.popen("run", "--rm", busybox, *SH, "cat /proc/self/cgroup; sleep 30",
+                    stdout=-1, stderr=-1)
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    rows = []
+    deadline = time.monotonic() + 20
+    while not rows and time.monotonic() < deadline:
+        rows = json.loads(pn("ps", "--format", "json").stdout)
+    cid = rows[0]["Id"]
+    dirs = glob.glob(f"/sys/fs/cgroup/*/pinnace/{cid}") + glob.glob(f"/sys/fs/cgroup/pinnace/{cid}")
+    assert dirs, "no cgroup for the running container"
+    assert first.strip().endswith(":/")  # a cgroup namespace: it sees its cgroup as the root
+    pid = rows[0]["Pid"]
+    for d in dirs:
+        with open(f"{d}/cgroup.procs") as f:
+            assert str(pid) in f.read().split()
+    pn("rm", "-f", cid)
+    proc.wait(timeout=30)
+    assert not [d for d in dirs if glob.glob(d)]
+
+
+def test_read_only_rootfs(pn: Pinnace, busybox: str) -> None:
+    out = run(pn, busybox, "touch /x 2>&1; touch /tmp/y 2>&1 || true", "--read-only")
+    assert "Read-only file system" in out
