@@ -49,6 +49,8 @@ def mounted(mounts: Sequence[Mount], scratch: str | Path | None = None) -> Itera
         return
     from pinnace import linux
 
+    if scratch is not None:
+        os.makedirs(scratch, exist_ok=True)
     target = tempfile.mkdtemp(prefix="pinnace-mnt-", dir=scratch)
     try:
         mount_all(mounts, target)

@@ -36,4 +36,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(125)
     except KeyboardInterrupt:
         sys.exit(130)
+    except Exception as err:  # a bug or an unexpected system error: still one line
+        if debug:
+            raise
+        click.echo(f"Error: unexpected {type(err).__name__}: {err} (run with --debug for the "
+                   "traceback)", err=True)
+        sys.exit(125)
     sys.exit(code if isinstance(code, int) else 0)
