@@ -29,10 +29,15 @@ deps:
 bench-deps: deps
 	$(call apt_ensure,$(BENCH_PACKAGES))
 
+# A "strict" editable install links each source file into build/, so start-up does
+# not pay for an import hook; adding a module re-runs the install (the rule depends on them).
+SOURCES := $(shell find core plugins -name '*.py')
 venv: $(VENV)/.installed
-$(VENV)/.installed: pyproject.toml | deps
+$(VENV)/.installed: pyproject.toml $(SOURCES) | deps
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[btrfs,test]'
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[btrfs,test]' \
+		--config-settings editable_mode=strict
+	$(PY) -m compileall -q build/ >/dev/null  # bytecode even where PYTHONDONTWRITEBYTECODE is set
 	touch $@
 
 busybox-rootfs.tar: | venv

@@ -60,9 +60,13 @@ def main() -> None:
             if shutil.which("podman"):
                 subprocess.run(["podman", "import", str(tar), "localhost/pinnace-bench-busybox"],
                                check=True, capture_output=True)
-                commands["podman run --rm"] = runner(
-                    ["podman", "run", "--rm", "--network=none", "--runtime=runc",
-                     "localhost/pinnace-bench-busybox", "true"])
+                argv = ["podman", "run", "--rm", "--network=none", "--runtime=runc",
+                        "localhost/pinnace-bench-busybox", "true"]
+                probe = subprocess.run(argv, capture_output=True, text=True)
+                if probe.returncode == 0:
+                    commands["podman run --rm"] = runner(argv)
+                else:
+                    print(f"podman: cannot run here: {probe.stderr.strip().splitlines()[-1]}")
             if shutil.which("docker") and subprocess.run(
                     ["docker", "info"], capture_output=True).returncode == 0:
                 subprocess.run(["docker", "import", str(tar), "pinnace-bench-busybox"],

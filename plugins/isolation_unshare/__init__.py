@@ -10,6 +10,7 @@ over a close-on-exec pipe.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import signal
 from pathlib import Path
@@ -21,6 +22,7 @@ from pinnace.errors import (
     FailedPrecondition,
 )
 from pinnace.plugin import Plugin, hookimpl
+from pinnace_plugins.isolation_unshare import child as _setup
 from pinnace.runtime.spec import ContainerSpec
 from pinnace.runtime.status import ContainerState, Status
 
@@ -66,10 +68,12 @@ class UnshareIsolation(Plugin):
         ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+        gc.freeze()  # keep the collector from touching (and copying) every page in the child
         try:
             linux.unshare(linux.CLONE_NEWPID)
             pid = os.fork()
             if pid == 0:
+                gc.disable()
                 self._child(spec, str(bundle), cg, fifo, ready_w, err_w)
             linux.setns(own_pidns, linux.CLONE_NEWPID)
         except BaseException:
@@ -78,6 +82,7 @@ class UnshareIsolation(Plugin):
             cg.remove()
             raise
         finally:
+            gc.unfreeze()
             os.close(own_pidns)
             os.close(ready_w)
             os.close(err_w)
@@ -98,8 +103,7 @@ class UnshareIsolation(Plugin):
     def _child(spec: ContainerSpec, bundle: str, cg: Any, fifo: str, ready_w: int,
                err_w: int) -> None:
         """The forked side: never returns."""
-        from pinnace_plugins.isolation_unshare import child
-
+        child = _setup
         code = 1
         try:
             start_fd = child.setup(spec, bundle, cg, fifo)
