@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-import errno
 import os
 from collections.abc import Iterable
 
@@ -150,8 +149,3 @@ def mounts_under(prefix: str) -> list[str]:
 def _unescape(field: str) -> str:
     return field.encode().decode("unicode_escape") if "\\" in field else field
 
-
-def ignore_missing(err: OSError) -> None:
-    """Re-raise ``err`` unless it says the thing is already gone."""
-    if err.errno not in (errno.ENOENT, errno.EINVAL, errno.ESRCH):
-        raise err

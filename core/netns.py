@@ -49,7 +49,7 @@ def delete(path: str) -> None:
 @contextlib.contextmanager
 def entered(path: str) -> Iterator[None]:
     """Run the block with the calling thread inside the network namespace at ``path``."""
-    home = os.open(f"/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         linux.setns(target, linux.CLONE_NEWNET)

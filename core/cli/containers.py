@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from pinnace.cli.root import get_engine
-from pinnace.cli.output import FORMAT_OPTION, ago, as_json, duration, table
+from pinnace.cli.output import FORMAT_OPTION, ago, as_json, duration, for_each, table
 
 
 @click.command(context_settings={"ignore_unknown_options": False, "allow_interspersed_args": False})
@@ -86,15 +86,10 @@ def _status(c: Any) -> str:
 @click.pass_context
 def rm(ctx: click.Context, force: bool, containers: tuple[str, ...]) -> None:
     """Remove one or more containers."""
-    from pinnace.errors import PinnaceError
+    engine = get_engine(ctx)
 
-    engine, failed = get_engine(ctx), None
-    for ref in containers:
-        try:
-            engine.remove(ref, force=force)
-            click.echo(ref)
-        except PinnaceError as err:
-            click.echo(f"Error: {err}", err=True)
-            failed = err
-    if failed is not None:
-        ctx.exit(failed.exit_code)
+    def remove(ref: str) -> None:
+        engine.remove(ref, force=force)
+        click.echo(ref)
+
+    for_each(ctx, containers, remove)

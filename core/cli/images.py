@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from pinnace.cli.root import get_engine
-from pinnace.cli.output import FORMAT_OPTION, ago, as_json, size, table
+from pinnace.cli.output import FORMAT_OPTION, ago, as_json, for_each, size, table
 
 
 @click.command("import")
@@ -75,22 +75,16 @@ def tag(ctx: click.Context, source: str, target: str) -> None:
 @click.pass_context
 def rmi(ctx: click.Context, force: bool, refs: tuple[str, ...]) -> None:
     """Remove one or more images."""
-    from pinnace.errors import PinnaceError
+    engine = get_engine(ctx)
 
-    engine, failed = get_engine(ctx), None
-    for ref in refs:
-        try:
-            result = engine.remove_image(ref, force=force)
-        except PinnaceError as err:
-            click.echo(f"Error: {err}", err=True)
-            failed = err
-            continue
+    def remove(ref: str) -> None:
+        result = engine.remove_image(ref, force=force)
         for t in result.untagged:
             click.echo(f"Untagged: {t}")
         for d in result.deleted:
             click.echo(f"Deleted: {d}")
-    if failed is not None:
-        ctx.exit(failed.exit_code)
+
+    for_each(ctx, refs, remove)
 
 
 @click.command("inspect")

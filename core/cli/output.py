@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import click
@@ -54,3 +54,19 @@ def size(n: int) -> str:
 FORMAT_OPTION = click.option(
     "--format", "fmt", type=click.Choice(["table", "json"]), default="table",
     show_default=True, help="Output format.")
+
+
+def for_each(ctx: click.Context, refs: Sequence[str], action: Callable[[str], None]) -> None:
+    """Apply ``action`` to every ref, printing each error as one line and going on;
+    exit with the last error's code when any failed (like ``docker rm a b``)."""
+    from pinnace.errors import PinnaceError
+
+    failed: PinnaceError | None = None
+    for ref in refs:
+        try:
+            action(ref)
+        except PinnaceError as err:
+            click.echo(f"Error: {err}", err=True)
+            failed = err
+    if failed is not None:
+        ctx.exit(failed.exit_code)

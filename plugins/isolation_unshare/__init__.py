@@ -120,13 +120,17 @@ class UnshareIsolation(Plugin):
                 os.write(err_w, f"1\n{type(err).__name__}: {err}".encode())
         os._exit(code)
 
-    @hookimpl
-    def pinnace_isolation_start(self, container_id: str, bundle: Path) -> None:
-        """Release the held process; raise 126/127 errors when its exec fails."""
+    def _own_child(self, container_id: str) -> _Child:
         child = self._children.get(container_id)
         if child is None:
             raise FailedPrecondition(
                 f"container {container_id[:12]} was not created by this process")
+        return child
+
+    @hookimpl
+    def pinnace_isolation_start(self, container_id: str, bundle: Path) -> None:
+        """Release the held process; raise 126/127 errors when its exec fails."""
+        child = self._own_child(container_id)
         fd = os.open(bundle / "start.fifo", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         try:
             os.write(fd, b"S")
@@ -148,10 +152,7 @@ class UnshareIsolation(Plugin):
     @hookimpl
     def pinnace_isolation_wait(self, container_id: str, bundle: Path) -> int:
         """waitpid on the first process; 128+N when killed by signal N."""
-        child = self._children.get(container_id)
-        if child is None:
-            raise FailedPrecondition(
-                f"container {container_id[:12]} was not created by this process")
+        child = self._own_child(container_id)
         if child.exit_code is None:
             _, status = os.waitpid(child.pid, 0)
             child.exit_code = _exit_code(status)
