@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import re
-import secrets
 
 from pinnace.errors import InvalidConfig
 
@@ -30,9 +30,10 @@ def validate(name: str) -> str:
 
 def random_name() -> str:
     """A readable random name such as ``swift_rudder``."""
-    return f"{secrets.choice(_ADJECTIVES)}_{secrets.choice(_NOUNS)}"
+    a, n = os.urandom(2)
+    return f"{_ADJECTIVES[a % len(_ADJECTIVES)]}_{_NOUNS[n % len(_NOUNS)]}"
 
 
 def new_id() -> str:
     """A new 64-hex-digit container ID."""
-    return secrets.token_hex(32)
+    return os.urandom(32).hex()
