@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import fcntl
-import socket
-import struct
+from typing import TYPE_CHECKING
 
 from pinnace.errors import FailedPrecondition
 from pinnace.network import Attachment, Interface, IPConfig, NetworkResult
 from pinnace.plugin import Plugin, hookimpl
+
+if TYPE_CHECKING:
+    import socket
 
 SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914
@@ -16,6 +17,9 @@ IFF_UP = 0x1
 
 
 def _lo_flags(sock: socket.socket, set_flags: int = 0) -> int:
+    import fcntl
+    import struct
+
     req = struct.pack("16sH14x", b"lo", 0)
     flags = struct.unpack("16sH14x", fcntl.ioctl(sock, SIOCGIFFLAGS, req))[1]
     if set_flags and not flags & set_flags:
@@ -30,6 +34,8 @@ class NoneNetwork(Plugin):
     @hookimpl
     def pinnace_network_add(self, attachment: Attachment) -> NetworkResult:
         """Bring ``lo`` up inside the container's network namespace."""
+        import socket
+
         from pinnace import netns
 
         with netns.entered(attachment.netns), \
@@ -47,6 +53,8 @@ class NoneNetwork(Plugin):
     @hookimpl
     def pinnace_network_check(self, attachment: Attachment) -> None:
         """``lo`` must be up."""
+        import socket
+
         from pinnace import netns
 
         with netns.entered(attachment.netns), \
