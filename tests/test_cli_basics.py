@@ -43,3 +43,12 @@ def test_usage_errors_exit_125_with_one_message(pn: Pinnace) -> None:
     assert proc.returncode == 125 and "No such command" in proc.stderr
     proc = pn("rm", "ghost", check=False)
     assert proc.returncode == 125 and proc.stderr.strip() == "Error: No such container: ghost"
+
+
+def test_debug_adds_the_traceback(pn: Pinnace) -> None:
+    quiet = pn("run", "nosuchimage", "true", check=False)
+    assert "Traceback" not in quiet.stderr
+    loud = pn("--debug", "run", "nosuchimage", "true", check=False)
+    assert loud.returncode == 125
+    assert "Traceback" in loud.stderr and loud.stderr.strip().endswith(
+        "Error: No such image: nosuchimage")
