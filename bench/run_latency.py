@@ -60,7 +60,10 @@ def main() -> None:
             if shutil.which("podman"):
                 subprocess.run(["podman", "import", str(tar), "localhost/pinnace-bench-busybox"],
                                check=True, capture_output=True)
+                # podman asks runc for higher rlimits than a process without
+                # CAP_SYS_RESOURCE may set: ask for lower ones instead
                 argv = ["podman", "run", "--rm", "--network=none", "--runtime=runc",
+                        "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024",
                         "localhost/pinnace-bench-busybox", "true"]
                 probe = subprocess.run(argv, capture_output=True, text=True)
                 if probe.returncode == 0:
