@@ -49,7 +49,8 @@ busybox: busybox-rootfs.tar
 # the btrfs plugin provisions a loop-backed btrfs file of DEMO_BTRFS_SIZE there.
 DEMO_BTRFS_SIZE ?= 4G
 demo: venv busybox-rootfs.tar
-	PINNACE_STORAGE_BTRFS_LOOP_SIZE=$(DEMO_BTRFS_SIZE) $(PINNACE) import -c 'CMD ["sh"]' busybox-rootfs.tar busybox:latest
+	$(PINNACE) image inspect busybox:latest >/dev/null 2>&1 || \
+		$(PINNACE) import -c 'CMD ["sh"]' busybox-rootfs.tar busybox:latest
 	PINNACE_STORAGE_BTRFS_LOOP_SIZE=$(DEMO_BTRFS_SIZE) $(PINNACE) run --rm --storage=btrfs --net=none busybox \
 		sh -c 'echo "hello from $$(hostname), PID $$$$ in its own namespaces"; ls /'
 	$(PINNACE) images
