@@ -8,7 +8,8 @@ PINNACE := $(VENV)/bin/pinnace
 export DEBIAN_FRONTEND := noninteractive
 
 APT_PACKAGES   := btrfs-progs libbtrfsutil-dev busybox-static iproute2 util-linux \
-                  python3-venv python3-dev gcc pkg-config
+                  python3-venv python3-dev gcc pkg-config \
+                  debootstrap skopeo podman runc
 BENCH_PACKAGES := runc podman hyperfine
 PYTEST_ARGS ?= -n 2
 
@@ -63,6 +64,7 @@ test: venv
 bench: bench-deps venv busybox-rootfs.tar
 	$(PY) bench/run_latency.py
 	$(PY) bench/rootfs_create.py
+	$(PY) bench/save_load.py
 
 clean:
 	rm -rf $(VENV) busybox-rootfs.tar build *.egg-info

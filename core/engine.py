@@ -445,7 +445,22 @@ class Engine:
     def remove_image(self, ref: str, force: bool = False) -> Any:
         """``rmi``: untag/delete an image, then drop layer snapshots no image needs any more."""
         result = self.images.remove(ref, force=force, in_use=self.image_in_use)
-        for chain_id in result.orphan_chain_ids:
+        self._drop_snapshots(result.orphan_chain_ids)
+        return result
+
+    def prune_images(self, all_: bool = False) -> list[Any]:
+        """``image prune``: remove untagged images (every image with ``all_``) that no
+        container uses; return the removal results."""
+        results = []
+        for image in self.images.list():
+            if (image.tags and not all_) or self.image_in_use(image.id):
+                continue
+            results.append(self.remove_image(image.id, force=True))
+        return results
+
+    def _drop_snapshots(self, chain_ids: list[str]) -> None:
+        """Remove the layer snapshots of ``chain_ids`` from every storage that holds them."""
+        for chain_id in chain_ids:
             for snap in self.state.query(
                     "SELECT storage FROM snapshots WHERE chain_id = ?", chain_id):
                 with contextlib.suppress(NotFound):
@@ -453,7 +468,6 @@ class Engine:
                 with self.state.tx() as db:
                     db.execute("DELETE FROM snapshots WHERE chain_id = ? AND storage = ?",
                                (chain_id, snap["storage"]))
-        return result
 
 
 def _command(opts: RunOptions, cfg: dict[str, Any]) -> list[str]:

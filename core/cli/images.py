@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -38,9 +39,11 @@ def import_(ctx: click.Context, source: str, reference: str | None, changes: tup
 @click.option("-a", "--all", "all_", is_flag=True, help="Show all images (default hides none yet).")
 @click.option("-q", "--quiet", is_flag=True, help="Only print image IDs.")
 @click.option("--no-trunc", is_flag=True, help="Do not truncate image IDs.")
+@click.option("--digests", is_flag=True, help="Show the manifest digests.")
 @FORMAT_OPTION
 @click.pass_context
-def images(ctx: click.Context, all_: bool, quiet: bool, no_trunc: bool, fmt: str) -> None:
+def images(ctx: click.Context, all_: bool, quiet: bool, no_trunc: bool, digests: bool,
+           fmt: str) -> None:
     """List images."""
     found = get_engine(ctx).images.list()
     if quiet:
@@ -48,16 +51,18 @@ def images(ctx: click.Context, all_: bool, quiet: bool, no_trunc: bool, fmt: str
             click.echo(img.id if no_trunc else img.id.removeprefix("sha256:")[:12])
         return
     if fmt == "json":
-        as_json([{"Id": i.id, "RepoTags": i.tags, "Created": i.created, "Size": i.size}
-                 for i in found])
+        as_json([{"Id": i.id, "RepoTags": i.tags, "Digest": i.manifest_digest,
+                  "Created": i.created, "Size": i.size} for i in found])
         return
     rows = []
     for img in found:
         short = img.id if no_trunc else img.id.removeprefix("sha256:")[:12]
         for tag in img.tags or ["<none>:<none>"]:
             repo, _, t = tag.rpartition(":")
-            rows.append((repo, t, short, ago(img.created), size(img.size)))
-    table(("REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"), rows)
+            rows.append((repo, t, *([img.manifest_digest] if digests else []), short,
+                         ago(img.created), size(img.size)))
+    table(("REPOSITORY", "TAG", *(["DIGEST"] if digests else []), "IMAGE ID", "CREATED",
+           "SIZE"), rows)
 
 
 @click.command()
@@ -96,6 +101,115 @@ def inspect(ctx: click.Context, refs: tuple[str, ...]) -> None:
     as_json([engine.images.inspect(r) for r in refs])
 
 
+@click.command()
+@click.option("-i", "--input", "source", metavar="FILE",
+              help="Read from this archive or OCI layout directory instead of stdin.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing.")
+@click.pass_context
+def load(ctx: click.Context, source: str | None, quiet: bool) -> None:
+    """Load images from a docker-archive, OCI archive or OCI layout
+    (what `docker save`, `podman save` and skopeo write)."""
+    from pinnace.images.archive import load as load_archive
+
+    engine = get_engine(ctx)
+    if source is not None:
+        loaded = load_archive(engine.images, Path(source))
+    else:
+        loaded = _load_stdin(engine)
+    for item in loaded if not quiet else ():
+        for name in item.tags:
+            click.echo(f"Loaded image: {name}")
+        if not item.tags:
+            click.echo(f"Loaded image ID: {item.id}")
+
+
+def _load_stdin(engine: Any) -> list[Any]:
+    """Copy stdin to a temp file next to the store (archives need random access), load it."""
+    import os
+    import shutil
+
+    from pinnace.errors import InvalidConfig
+    from pinnace.images.archive import load as load_archive
+
+    if sys.stdin.isatty():
+        raise InvalidConfig("requested load from stdin, but stdin is a terminal: use -i FILE")
+    engine.images.root.mkdir(parents=True, exist_ok=True)
+    tmp = engine.images.root / f".stdin-{os.getpid()}.tar"
+    try:
+        with open(tmp, "xb") as f:
+            shutil.copyfileobj(sys.stdin.buffer, f, 1 << 20)
+        return load_archive(engine.images, tmp)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@click.command()
+@click.option("-o", "--output", metavar="FILE", help="Write to a file instead of stdout.")
+@click.option("--format", "fmt", type=click.Choice(["docker-archive", "oci-archive"]),
+              default="docker-archive", show_default=True, help="Archive format.")
+@click.argument("refs", nargs=-1, required=True)
+@click.pass_context
+def save(ctx: click.Context, output: str | None, fmt: str, refs: tuple[str, ...]) -> None:
+    """Save images to a tar archive (docker-archive by default, or OCI)."""
+    from pinnace.cli.output import write_output
+    from pinnace.images.archive import save as save_archive
+
+    engine = get_engine(ctx)
+    for ref in refs:  # fail on an unknown name before creating the output
+        engine.images.find(ref)
+    write_output(output, lambda fd: save_archive(engine.images, refs, fd, fmt))
+
+
+@click.command()
+@click.option("-q", "--quiet", is_flag=True, help="Only print image IDs.")
+@click.option("--no-trunc", is_flag=True, help="Do not truncate the output.")
+@FORMAT_OPTION
+@click.argument("ref")
+@click.pass_context
+def history(ctx: click.Context, quiet: bool, no_trunc: bool, fmt: str, ref: str) -> None:
+    """Show the history of an image, newest first."""
+    from pinnace.images.store import history as image_history
+
+    rows = image_history(get_engine(ctx).images.resolve(ref))
+    if quiet:
+        for row in rows:
+            click.echo(row["Id"] if no_trunc else row["Id"].removeprefix("sha256:")[:12])
+    elif fmt == "json":
+        as_json(rows)
+    else:
+        def cut(text: str) -> str:
+            return text if no_trunc or len(text) <= 45 else text[:44] + "…"
+
+        table(("IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"), [
+            (r["Id"] if no_trunc or r["Id"] == "<missing>"
+             else r["Id"].removeprefix("sha256:")[:12],
+             r["Created"], cut(r["CreatedBy"]), size(r["Size"]), r["Comment"]) for r in rows])
+
+
+@click.command()
+@click.option("-a", "--all", "all_", is_flag=True,
+              help="Remove every image no container uses, not only untagged ones.")
+@click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+def prune(ctx: click.Context, all_: bool, force: bool) -> None:
+    """Remove unused images: untagged ones, or with -a all that no container uses."""
+    if not force and sys.stdin.isatty():
+        what = "all images without at least one container" if all_ else "all dangling images"
+        click.confirm(f"WARNING! This will remove {what}.\nAre you sure you want to continue?",
+                      abort=True)
+    results = get_engine(ctx).prune_images(all_=all_)
+    deleted = [d for r in results for d in r.deleted]
+    if deleted:
+        click.echo("Deleted Images:")
+        for r in results:
+            for name in r.untagged:
+                click.echo(f"untagged: {name}")
+            for d in r.deleted:
+                click.echo(f"deleted: {d}")
+        click.echo()
+    click.echo(f"Total reclaimed space: {size(sum(r.reclaimed for r in results))}")
+
+
 @click.group()
 def image() -> None:
     """Manage images."""
@@ -106,3 +220,7 @@ image.add_command(images, "ls")
 image.add_command(import_, "import")
 image.add_command(tag, "tag")
 image.add_command(rmi, "rm")
+image.add_command(load, "load")
+image.add_command(save, "save")
+image.add_command(history, "history")
+image.add_command(prune, "prune")

@@ -74,6 +74,7 @@ class RemoveResult:
     untagged: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
     orphan_chain_ids: list[str] = field(default_factory=list)
+    reclaimed: int = 0  # bytes of the blobs deleted
 
 
 def chain_ids(diff_ids: Sequence[str]) -> list[str]:
@@ -85,6 +86,11 @@ def chain_ids(diff_ids: Sequence[str]) -> list[str]:
             diff_id = "sha256:" + hashlib.sha256(f"{out[-1]} {diff_id}".encode()).hexdigest()
         out.append(diff_id)
     return out
+
+
+def host_platform() -> tuple[str, str]:
+    """This host's OCI ``(os, architecture)``, e.g. ``("linux", "amd64")``."""
+    return "linux", _ARCH.get(os.uname().machine, os.uname().machine)
 
 
 def _short(image_id: str) -> str:
@@ -205,6 +211,13 @@ class ImageStore:
                     writer.write(chunk)
             return writer.commit(expected), writer.size
 
+    def has_blob(self, digest: str) -> bool:
+        """Whether the blob ``digest`` is stored (False for an invalid digest)."""
+        try:
+            return self.blob_path(digest).is_file()
+        except InvalidConfig:
+            return False
+
     def _read_blob(self, digest: str) -> bytes:
         try:
             return self.blob_path(digest).read_bytes()
@@ -235,87 +248,129 @@ class ImageStore:
         """
         ref = self._tag_ref(reference) if reference is not None else None
         container_config = parse_changes(changes)
-        self._sweep_temp()
-        written: list[str] = []
-        try:
-            layer_digest, layer_size = self._store_layer(source)
-            written.append(layer_digest)
+        with self.staging() as written:
+            layer = self._store_layer(source)
+            written.append(layer[0])
             now = time.time()
             config = {
                 "created": _rfc3339(now),
-                "architecture": _ARCH.get(os.uname().machine, os.uname().machine),
+                "architecture": host_platform()[1],
                 "os": "linux",
                 "config": container_config,
-                "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
+                "rootfs": {"type": "layers", "diff_ids": [layer[0]]},
                 "history": [{"created": _rfc3339(now), "created_by": "pinnace import",
                              "comment": message}],
             }
-            config_digest, config_size = self.add_blob(_json(config))
-            written.append(config_digest)
-            manifest = {
-                "schemaVersion": 2,
-                "mediaType": MEDIA_MANIFEST,
-                "config": {"mediaType": MEDIA_CONFIG, "digest": config_digest,
-                           "size": config_size},
-                "layers": [{"mediaType": MEDIA_LAYER, "digest": layer_digest,
-                            "size": layer_size}],
-            }
-            manifest_digest, _ = self.add_blob(_json(manifest))
-            written.append(manifest_digest)
-            with self.state.tx() as db:
-                if not all(self.blob_path(d).exists() for d in written):
-                    raise TryAgain("a concurrent rmi removed a blob of this import; retry")
-                db.execute("INSERT OR IGNORE INTO images (id, manifest_digest, created, size,"
-                           " source) VALUES (?,?,?,?,?)",
-                           (config_digest, manifest_digest, now, layer_size, "import"))
-                db.execute("INSERT OR IGNORE INTO image_layers (image_id, position, diff_id,"
-                           " chain_id, blob_digest) VALUES (?,?,?,?,?)",
-                           (config_digest, 0, layer_digest, layer_digest, layer_digest))
-                if ref is not None:
-                    self._set_tag(db, ref, config_digest)
-                self._write_index(db)
+            image_id = self.add_image(_json(config), [layer], [ref] if ref else [], "import",
+                                      written)
+        self.state.event("image", "import", image_id, name=ref or "")
+        return image_id
+
+    @contextlib.contextmanager
+    def staging(self) -> Iterator[list[str]]:
+        """A block that writes blobs: append each digest written to the yielded list;
+        if the block fails, those no image references are deleted."""
+        self._sweep_temp()
+        written: list[str] = []
+        try:
+            yield written
         except BaseException:
             self._drop_unreferenced(written)
             raise
-        self.state.event("image", "import", config_digest, name=ref or "")
+
+    def add_image(self, config: bytes, layers: Sequence[tuple[str, int]], tags: Sequence[str],
+                  source: str, written: list[str]) -> str:
+        """Record an image whose uncompressed layer blobs ``(digest, size)`` are stored:
+        write ``config`` (kept byte for byte: its digest is the image ID) and an OCI
+        manifest, then the rows, moving ``tags`` to it. Appends the blobs it writes to
+        ``written``; use inside :meth:`staging`. Returns the image ID."""
+        try:
+            diff_ids = json.loads(config)["rootfs"]["diff_ids"]
+        except (ValueError, KeyError, TypeError):
+            raise InvalidConfig("image config is not JSON with rootfs.diff_ids") from None
+        if not isinstance(diff_ids, list) or len(diff_ids) != len(layers):
+            raise InvalidConfig(f"the image config lists {len(diff_ids or [])} layers, "
+                                f"not {len(layers)}")
+        for n, (want, (got, _)) in enumerate(zip(diff_ids, layers)):
+            if want != got:
+                raise InvalidConfig(f"layer {n} has diff ID {got}, the image config expects "
+                                    f"{want}")
+        config_digest, config_size = self.add_blob(config)
+        written.append(config_digest)
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": MEDIA_MANIFEST,
+            "config": {"mediaType": MEDIA_CONFIG, "digest": config_digest, "size": config_size},
+            "layers": [{"mediaType": MEDIA_LAYER, "digest": digest, "size": size}
+                       for digest, size in layers],
+        }
+        manifest_digest, _ = self.add_blob(_json(manifest))
+        written.append(manifest_digest)
+        names = [self._tag_ref(t) for t in tags]
+        with self.state.tx() as db:
+            if not all(self.blob_path(d).exists() for d in written):
+                raise TryAgain("a concurrent rmi removed a blob of this image; retry")
+            db.execute("INSERT OR IGNORE INTO images (id, manifest_digest, created, size,"
+                       " source) VALUES (?,?,?,?,?)",
+                       (config_digest, manifest_digest, time.time(),
+                        sum(size for _, size in layers), source))
+            for position, (digest, chain_id) in enumerate(
+                    zip(diff_ids, chain_ids(diff_ids))):
+                db.execute("INSERT OR IGNORE INTO image_layers (image_id, position, diff_id,"
+                           " chain_id, blob_digest) VALUES (?,?,?,?,?)",
+                           (config_digest, position, digest, chain_id, digest))
+            for name in names:
+                self._set_tag(db, name, config_digest)
+            self._write_index(db)
         return config_digest
 
     def _store_layer(self, source: Path | BinaryIO) -> tuple[str, int]:
         """Store the rootfs as an uncompressed layer tar blob; return (digest, size)."""
         if isinstance(source, Path):
             if source.is_dir():
-                with self._writer() as writer:
-                    _tar_directory(source, writer)
-                    return writer.commit(), writer.size
-            with open(source, "rb") as f:
-                return self._store_tar(f, str(source))
-        return self._store_tar(source, getattr(source, "name", "stream"))
+                from pinnace.images.layers import write_tree
 
-    def _store_tar(self, stream: BinaryIO, label: str) -> tuple[str, int]:
-        """Decompress ``stream`` into a blob, checking on the way that it is a whole tar."""
+                return self.write_layer(lambda out: write_tree(source, out))
+            with open(source, "rb") as f:
+                return self.add_layer(f, str(source))
+        return self.add_layer(source, getattr(source, "name", "stream"))
+
+    def write_layer(self, write: Callable[[Any], None]) -> tuple[str, int]:
+        """Store as a layer blob the tar that ``write(out)`` writes to ``out`` (an object
+        with ``write``); return (diff ID, size)."""
+        with self._writer() as writer:
+            write(writer)
+            return writer.commit(), writer.size
+
+    def add_layer(self, stream: BinaryIO, label: str) -> tuple[str, int]:
+        """Store the (plain, gzip, bzip2 or xz) tar ``stream`` uncompressed as a layer
+        blob, checking on the way that it is a whole tar whose members a layer may hold
+        (:class:`~pinnace.images.unpack.LayerChecker`); return (diff ID, size).
+        Bad input raises InvalidConfig and stores nothing."""
         import tarfile
 
-        from pinnace.images.unpack import decompressed
+        from pinnace.images.unpack import LayerChecker, decompressed
 
         with self._writer() as writer:
-            tee = _Tee(decompressed(stream), writer)
             try:
+                tee = _Tee(decompressed(stream), writer)
+                checker = LayerChecker()
                 with tarfile.open(fileobj=tee, mode="r|") as tar:
-                    for _ in tar:
-                        pass
+                    for member in tar:
+                        checker.check(member)
+                while tee.read(1 << 20):  # blocks after the end-of-archive marker
+                    pass
             except tarfile.TarError as err:
                 raise InvalidConfig(f"not a tar archive: {label}: {err}") from None
-            while tee.read(1 << 20):  # blocks after the end-of-archive marker
-                pass
             return writer.commit(), writer.size
 
     # ------------------------------------------------------------ queries
     def resolve(self, ref_or_id: str) -> Image:
         """The image a tag (``busybox`` = ``busybox:latest``), a manifest digest
         reference (``name@sha256:...``), a full ID or a unique ID prefix names."""
-        return self._load(self._find(ref_or_id)[0])
+        return self._load(self.find(ref_or_id)[0])
 
-    def _find(self, value: str) -> tuple[str, str | None]:
+    def find(self, value: str) -> tuple[str, str | None]:
         """(image id, the tag it was found by or None when found by ID or digest)."""
         ref = None
         if not value.startswith("sha256:"):
@@ -418,7 +473,7 @@ class ImageStore:
         """Point tag ``new_ref`` at the image ``source_ref`` names (moving it if it exists)."""
         name = self._tag_ref(new_ref)
         with self.state.tx() as db:
-            image_id, _ = self._find(source_ref)
+            image_id, _ = self.find(source_ref)
             self._set_tag(db, name, image_id)
             self._write_index(db)
         self.state.event("image", "tag", image_id, name=name)
@@ -452,7 +507,7 @@ class ImageStore:
         """
         result, doomed = RemoveResult(), set[str]()
         with self.state.tx() as db:  # decide and act in one transaction: no concurrent rmi between
-            image_id, by_tag = self._find(ref)
+            image_id, by_tag = self.find(ref)
             tags, users = self._tags(image_id), in_use(image_id)
             short = _short(image_id)
             if by_tag is not None and len(tags) > 1:
@@ -477,7 +532,9 @@ class ImageStore:
                 result.orphan_chain_ids, doomed = self._delete_image(db, image_id)
             self._write_index(db)
             for digest in doomed:  # inside the transaction: a concurrent import checks for them
-                self.blob_path(digest).unlink(missing_ok=True)
+                with contextlib.suppress(FileNotFoundError):
+                    result.reclaimed += self.blob_path(digest).stat().st_size
+                    self.blob_path(digest).unlink()
         for name in result.untagged:
             self.state.event("image", "untag", image_id, name=name)
         for deleted in result.deleted:
@@ -528,19 +585,41 @@ class ImageStore:
         _atomic_write(self.root / "index.json", json.dumps(index, indent=2).encode() + b"\n")
 
 
+def history(image: Image) -> list[dict[str, Any]]:
+    """``history`` rows of ``image``, newest first: the config's history entries, each
+    matched with its layer (entries marked ``empty_layer`` have none). The newest row
+    carries the image ID, older ones ``<missing>``, as docker shows pulled images."""
+    entries = list(image.config.get("history") or [])
+    with_layer = [e for e in entries if not e.get("empty_layer")]
+    entries = [{} for _ in range(len(image.layers) - len(with_layer))] + entries
+    sizes = iter(layer.size for layer in image.layers)
+    rows = []
+    for entry in entries:
+        rows.append({"Id": "<missing>", "Created": entry.get("created", ""),
+                     "CreatedBy": entry.get("created_by", ""),
+                     "Size": 0 if entry.get("empty_layer") else next(sizes, 0),
+                     "Comment": entry.get("comment", "")})
+    rows.reverse()
+    if rows:
+        rows[0]["Id"] = image.id
+    return rows
+
+
 def _json(data: dict[str, Any]) -> bytes:
     return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
 
 
-def parse_changes(changes: Sequence[str]) -> dict[str, Any]:
-    """The OCI ``config`` object built from Dockerfile instructions (``import -c``):
-    CMD and ENTRYPOINT (JSON or shell form), ENV, WORKDIR, USER, LABEL."""
+def parse_changes(changes: Sequence[str], base: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The OCI ``config`` object built from Dockerfile instructions (``import -c``,
+    ``commit -c``) on top of ``base`` (a fresh default when None): CMD and
+    ENTRYPOINT (JSON or shell form), ENV, WORKDIR, USER, LABEL."""
     import posixpath
     import re
 
     from pinnace.runtime.spec import DEFAULT_PATH
 
-    config: dict[str, Any] = {"Env": [f"PATH={DEFAULT_PATH}"]}
+    config: dict[str, Any] = json.loads(json.dumps(base)) if base else \
+        {"Env": [f"PATH={DEFAULT_PATH}"]}
     for change in changes:
         instruction, arg = (re.split(r"\s+", change.strip(), maxsplit=1) + [""])[:2]
         keyword = instruction.upper()
@@ -552,14 +631,14 @@ def parse_changes(changes: Sequence[str]) -> dict[str, Any]:
         if keyword in ("CMD", "ENTRYPOINT"):
             config["Cmd" if keyword == "CMD" else "Entrypoint"] = _command(arg)
         elif keyword == "ENV":
-            env = config["Env"]
+            env = config["Env"] = list(config.get("Env") or [])
             for key, value in _pairs(arg, keyword):
                 env[:] = [e for e in env if e.split("=", 1)[0] != key] + [f"{key}={value}"]
         elif keyword == "LABEL":
-            config.setdefault("Labels", {}).update(_pairs(arg, keyword))
+            config["Labels"] = {**(config.get("Labels") or {}), **dict(_pairs(arg, keyword))}
         elif keyword == "WORKDIR":
             config["WorkingDir"] = posixpath.normpath(
-                posixpath.join(config.get("WorkingDir", "/"), arg))
+                posixpath.join(config.get("WorkingDir") or "/", arg))
         else:
             config["User"] = arg
     return config
@@ -597,34 +676,3 @@ def _pairs(arg: str, keyword: str) -> list[tuple[str, str]]:
             raise InvalidConfig(f"{keyword} {arg!r}: expected KEY=VALUE, got {word!r}")
         pairs.append((key, value))
     return pairs
-
-
-def _tar_directory(src: Path, out: _BlobWriter) -> None:
-    """Write the tree under ``src`` as a tar to ``out``: sorted depth-first, numeric owners
-    (no user names), mtimes in whole seconds, hardlinks, xattrs as SCHILY.xattr pax headers."""
-    import tarfile
-
-    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        stack = [(os.path.join(src, name), name) for name in sorted(os.listdir(src), reverse=True)]
-        while stack:
-            path, arcname = stack.pop()
-            info = tar.gettarinfo(path, arcname)
-            if info is None:  # a socket: tar has no way to store it
-                continue
-            info.uname = info.gname = ""
-            info.mtime = int(info.mtime)
-            try:
-                names = sorted(os.listxattr(path, follow_symlinks=False))
-            except OSError:
-                names = []
-            for name in names:
-                value = os.getxattr(path, name, follow_symlinks=False)
-                info.pax_headers[f"SCHILY.xattr.{name}"] = value.decode("utf-8", "surrogateescape")
-            if info.isreg():
-                with open(path, "rb") as f:
-                    tar.addfile(info, f)
-            else:
-                tar.addfile(info)
-            if info.isdir():
-                stack.extend((os.path.join(path, name), f"{arcname}/{name}")
-                             for name in sorted(os.listdir(path), reverse=True))

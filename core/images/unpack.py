@@ -162,6 +162,48 @@ def _clean(name: str, member: str, what: str = "name") -> tuple[str, ...]:
     return tuple(parts)
 
 
+def check_member(m: Any) -> tuple[str, ...]:
+    """The path components of tar member ``m`` inside the root, or InvalidConfig when no
+    layer may hold it: a name or hardlink target that climbs out, a whiteout of ``.``
+    or ``..``, a NUL byte, a type a layer cannot have."""
+    parts = _clean(m.name, m.name)
+    if parts and parts[-1].startswith(_WHITEOUT):
+        victim = parts[-1][len(_WHITEOUT):]
+        if parts[-1] != _OPAQUE and victim in ("", ".", ".."):
+            raise InvalidConfig(f"layer member {m.name!r} is a whiteout of {victim!r}, which is "
+                                f"not an entry of its directory; the layer is rejected")
+        return parts
+    if not (m.isreg() or m.isdir() or m.issym() or m.islnk() or m.isfifo() or m.ischr()
+            or m.isblk()):
+        raise InvalidConfig(f"layer member {m.name!r} has an unsupported type {m.type!r}")
+    if "\0" in m.linkname:
+        raise InvalidConfig(f"layer member {m.name!r} has a NUL byte in its link target")
+    if m.islnk():
+        _clean(m.linkname, m.name, "hardlink target")
+    return parts
+
+
+class LayerChecker:
+    """Checks a layer's members in order, as they stream by (before anything is stored):
+    :func:`check_member`, and no member below a symlink the same layer made."""
+
+    def __init__(self) -> None:
+        self.symlinks: set[tuple[str, ...]] = set()
+
+    def check(self, m: Any) -> None:
+        """Raise InvalidConfig if member ``m`` may not be in a layer."""
+        parts = check_member(m)
+        for i in range(1, len(parts)):
+            if parts[:i] in self.symlinks:
+                raise InvalidConfig(f"layer member {m.name!r} is below the symlink "
+                                    f"{'/'.join(parts[:i])!r} of the same layer; the layer "
+                                    f"is rejected")
+        if m.issym():
+            self.symlinks.add(parts)
+        else:
+            self.symlinks.discard(parts)
+
+
 def _lstat(dir_fd: int, name: str) -> os.stat_result | None:
     try:
         return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
@@ -231,17 +273,13 @@ class _Applier:
 
     def apply(self, m: Any, tar: Any) -> None:
         """Apply one tar member."""
-        parts = _clean(m.name, m.name)
+        parts = check_member(m)
         if parts and parts[-1].startswith(_WHITEOUT):
             self.whiteout(m.name, parts)
             return
         if m.ischr() or m.isblk():
             self.stats.skipped_devices += 1
             return
-        if not (m.isreg() or m.isdir() or m.issym() or m.islnk() or m.isfifo()):
-            raise InvalidConfig(f"layer member {m.name!r} has an unsupported type {m.type!r}")
-        if "\0" in m.linkname:
-            raise InvalidConfig(f"layer member {m.name!r} has a NUL byte in its link target")
         if not parts:
             if not m.isdir():
                 raise InvalidConfig(f"layer member {m.name!r} would replace the rootfs root")
@@ -347,9 +385,6 @@ class _Applier:
         """Apply ``.wh.NAME`` (delete NAME) or ``.wh..wh..opq`` (empty the directory)."""
         base = parts[-1]
         victim = base[len(_WHITEOUT):]
-        if base != _OPAQUE and victim in ("", ".", ".."):
-            raise InvalidConfig(f"layer member {member!r} is a whiteout of {victim!r}, which is "
-                                f"not an entry of its directory; the layer is rejected")
         parent = self.open_dir(parts[:-1], member, create=False)
         if parent is None:
             return

@@ -1,0 +1,37 @@
+"""Container-to-image commands: commit and export."""
+
+from __future__ import annotations
+
+import click
+
+from pinnace.cli.root import get_engine
+
+
+@click.command()
+@click.option("-m", "--message", default="", help="Commit message for the image history.")
+@click.option("-a", "--author", default="", help='Author, e.g. "Jane <jane@example.com>".')
+@click.option("-c", "--change", "changes", multiple=True, metavar="INSTRUCTION",
+              help="Apply a Dockerfile instruction (CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL).")
+@click.argument("container")
+@click.argument("reference", required=False)
+@click.pass_context
+def commit(ctx: click.Context, message: str, author: str, changes: tuple[str, ...],
+           container: str, reference: str | None) -> None:
+    """Create a new image from a container's changes."""
+    from pinnace.images.commit import commit as commit_container
+
+    click.echo(commit_container(get_engine(ctx), container, reference, message, author, changes))
+
+
+@click.command()
+@click.option("-o", "--output", metavar="FILE", help="Write to a file instead of stdout.")
+@click.argument("container")
+@click.pass_context
+def export(ctx: click.Context, output: str | None, container: str) -> None:
+    """Export a container's filesystem as a tar archive."""
+    from pinnace.cli.output import write_output
+    from pinnace.images.commit import export as export_container
+
+    engine = get_engine(ctx)
+    engine.resolve(container)  # an unknown name fails before the output is created
+    write_output(output, lambda fd: export_container(engine, container, fd))

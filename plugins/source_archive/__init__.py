@@ -1,0 +1,32 @@
+"""Archive image sources, named like skopeo's transports:
+
+- ``docker-archive:PATH[:REF]``: a tar from ``docker save`` or ``podman save``;
+- ``oci-archive:PATH[:REF]``: a tar of an OCI layout (``skopeo copy ... oci-archive:``);
+- ``oci:DIR[:REF]``: an OCI layout directory.
+
+``REF`` picks one image of a multi-image archive: a reference it is tagged
+with, or ``@N`` for the N-th. The work is :func:`pinnace.images.archive.load`,
+which ``pinnace load`` uses too.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pinnace.plugin import Plugin, hookimpl
+
+if TYPE_CHECKING:
+    from pinnace.images.store import ImageStore
+
+
+class ArchiveSource(Plugin):
+    """One class for the three transports; the entry-point name says which format."""
+
+    @hookimpl
+    def pinnace_image_source_fetch(self, reference: str, store: ImageStore) -> str:
+        """Load the image ``PATH[:REF]`` names and return its ID."""
+        from pinnace.images.archive import load
+
+        path, _, select = reference.partition(":")
+        return load(store, Path(path), kind=self.ctx.name, select=select or None)[0].id

@@ -1,0 +1,25 @@
+"""The ``tar`` image source: ``tar:PATH`` makes a one-layer image from a rootfs tarball
+(plain, gzip, bzip2 or xz) or a directory, as ``pinnace import`` does."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pinnace.errors import NotFound
+from pinnace.plugin import Plugin, hookimpl
+
+if TYPE_CHECKING:
+    from pinnace.images.store import ImageStore
+
+
+class TarSource(Plugin):
+    """Rootfs tarballs as an image transport."""
+
+    @hookimpl
+    def pinnace_image_source_fetch(self, reference: str, store: ImageStore) -> str:
+        """Import the rootfs at path ``reference`` as an untagged image; return its ID."""
+        path = Path(reference)
+        if not path.exists():
+            raise NotFound(f"tar source {reference} does not exist")
+        return store.import_rootfs(path, None, message=f"from tar:{reference}")
