@@ -459,8 +459,9 @@ class Engine:
         return results
 
     def _drop_snapshots(self, chain_ids: list[str]) -> None:
-        """Remove the layer snapshots of ``chain_ids`` from every storage that holds them."""
-        for chain_id in chain_ids:
+        """Remove the layer snapshots of ``chain_ids`` (bottom first) from every storage
+        that holds them, children before their parents."""
+        for chain_id in reversed(chain_ids):
             for snap in self.state.query(
                     "SELECT storage FROM snapshots WHERE chain_id = ?", chain_id):
                 with contextlib.suppress(NotFound):

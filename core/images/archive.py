@@ -141,7 +141,9 @@ class _TarFiles(_Files):
         return _TarMember(self.tar.extractfile(self._member(name)), self.label)
 
     def exists(self, name: str) -> bool:
-        """Whether ``name`` resolves to a regular file member."""
+        """Whether ``name`` resolves to a regular file member (InvalidConfig if it climbs
+        out of the archive)."""
+        _inside(name, self.label)
         try:
             self._member(name)
         except InvalidConfig:
@@ -195,11 +197,9 @@ class _DirFiles(_Files):
             raise self.missing(name) from None
 
     def exists(self, name: str) -> bool:
-        """Whether ``name`` is a regular file inside the directory."""
-        try:
-            return self._path(name).is_file()
-        except InvalidConfig:
-            return False
+        """Whether ``name`` is a regular file inside the directory (InvalidConfig if it
+        leads out of it)."""
+        return self._path(name).is_file()
 
     def close(self) -> None:
         """Nothing to release."""
@@ -297,6 +297,8 @@ def load(store: ImageStore, path: Path, kind: str | None = None,
             diff_ids = _diff_ids(entry.config, len(entry.layers), files.label)
             layers = []
             for diff_id, layer in zip(diff_ids, entry.layers):
+                if not files.exists(layer.name):
+                    raise files.missing(layer.name)
                 if store.has_blob(diff_id):  # stored and verified before: no need to read it
                     layers.append((diff_id, store.blob_path(diff_id).stat().st_size))
                     written.append(diff_id)
