@@ -127,7 +127,6 @@ class DebootstrapSource(Plugin):
                 image_id = store.add_image(_json(config), [layer], [tag], "debootstrap", written)
         finally:
             shutil.rmtree(work, ignore_errors=True)
-        store.state.event("image", "pull", image_id, name=tag)
         return image_id
 
     def _sweep(self) -> None:
