@@ -56,13 +56,20 @@ def trees(btrfs_mount: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[
     subprocess.run(["rm", "-rf", str(work)], check=True)
 
 
-def replay(lower: Path, upper: Path, out: Path) -> None:
-    """Apply the diff of lower -> upper to a copy of lower at ``out``."""
+def diff(lower: Path, upper: Path) -> io.BytesIO:
+    """The diff of lower -> upper, ready to read."""
     buf = io.BytesIO()
     write_diff(lower, upper, buf)
-    subprocess.run(["cp", "-a", str(lower), str(out)], check=True)
     buf.seek(0)
-    apply_layer(buf, out)
+    return buf
+
+
+def assert_replays(lower: Path, upper: Path) -> None:
+    """Applying the diff to a copy of ``lower`` gives ``upper``."""
+    out = lower.parent / "result"
+    subprocess.run(["cp", "-a", str(lower), str(out)], check=True)
+    apply_layer(diff(lower, upper), out)
+    assert snapshot(out) == snapshot(upper)
 
 
 def test_diff_replays_every_kind_of_change(trees: tuple[Path, Path]) -> None:
@@ -79,18 +86,13 @@ def test_diff_replays_every_kind_of_change(trees: tuple[Path, Path]) -> None:
     os.mkfifo(upper / "fifo")
     (upper / "bin" / "tool2").mkdir()  # a new directory tree
     (upper / "bin" / "tool2" / "x").write_text("x\n")
-    result = lower.parent / "result"
-    replay(lower, upper, result)
-    assert snapshot(result) == snapshot(upper)
+    assert_replays(lower, upper)
 
 
 def test_diff_holds_only_changes_and_topmost_whiteouts(trees: tuple[Path, Path]) -> None:
     lower, upper = trees
     subprocess.run(["rm", "-r", str(upper / "etc")], check=True)
-    buf = io.BytesIO()
-    write_diff(lower, upper, buf)
-    buf.seek(0)
-    assert tarfile.open(fileobj=buf).getnames() == [".wh.etc"]
+    assert tarfile.open(fileobj=diff(lower, upper)).getnames() == [".wh.etc"]
 
 
 def test_type_changes_replace_entries(trees: tuple[Path, Path]) -> None:
@@ -100,23 +102,17 @@ def test_type_changes_replace_entries(trees: tuple[Path, Path]) -> None:
     (upper / "etc" / "keep").unlink()
     (upper / "etc" / "keep").mkdir()
     (upper / "etc" / "keep" / "inside").write_text("in\n")
-    result = lower.parent / "result"
-    replay(lower, upper, result)
-    assert snapshot(result) == snapshot(upper)
+    assert_replays(lower, upper)
 
 
 def test_device_nodes_are_written_but_never_created(trees: tuple[Path, Path]) -> None:
     lower, upper = trees
     os.mknod(upper / "null", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
-    buf = io.BytesIO()
-    write_diff(lower, upper, buf)
-    buf.seek(0)
-    member = tarfile.open(fileobj=buf).getmember("null")
+    member = tarfile.open(fileobj=diff(lower, upper)).getmember("null")
     assert member.ischr() and (member.devmajor, member.devminor) == (1, 3)
-    buf.seek(0)
     result = lower.parent / "result"
     subprocess.run(["cp", "-a", str(lower), str(result)], check=True)
-    assert apply_layer(buf, result).skipped_devices == 1
+    assert apply_layer(diff(lower, upper), result).skipped_devices == 1
     assert not (result / "null").exists()
 
 
