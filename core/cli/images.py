@@ -125,7 +125,6 @@ def load(ctx: click.Context, source: str | None, quiet: bool) -> None:
 
 def _load_stdin(engine: Any) -> list[Any]:
     """Copy stdin to a temp file next to the store (archives need random access), load it."""
-    import os
     import shutil
 
     from pinnace.errors import InvalidConfig
@@ -133,14 +132,10 @@ def _load_stdin(engine: Any) -> list[Any]:
 
     if sys.stdin.isatty():
         raise InvalidConfig("requested load from stdin, but stdin is a terminal: use -i FILE")
-    engine.images.root.mkdir(parents=True, exist_ok=True)
-    tmp = engine.images.root / f".stdin-{os.getpid()}.tar"
-    try:
+    with engine.images.scratch_file("stdin") as tmp:
         with open(tmp, "xb") as f:
             shutil.copyfileobj(sys.stdin.buffer, f, 1 << 20)
         return load_archive(engine.images, tmp)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 @click.command()

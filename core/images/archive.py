@@ -249,9 +249,7 @@ def _decompressed_copy(store: ImageStore, path: Path) -> Iterator[Path]:
 
     from pinnace.images.unpack import decompressed
 
-    store.root.mkdir(parents=True, exist_ok=True)
-    tmp = store.root / f".load-{os.getpid()}-{os.urandom(4).hex()}.tar"
-    try:
+    with store.scratch_file("load") as tmp:
         with open(path, "rb") as src, open(tmp, "xb") as dst:
             reader = decompressed(src)
             try:
@@ -260,8 +258,6 @@ def _decompressed_copy(store: ImageStore, path: Path) -> Iterator[Path]:
             except tarfile.TarError as err:
                 raise InvalidConfig(f"{path}: corrupt compressed archive: {err}") from None
         yield tmp
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------- loading

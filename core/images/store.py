@@ -224,6 +224,17 @@ class ImageStore:
         except FileNotFoundError:
             raise NotFound(f"blob {digest} is missing from the image store {self.root}") from None
 
+    @contextlib.contextmanager
+    def scratch_file(self, what: str) -> Iterator[Path]:
+        """A path for a temporary file next to the blobs (same filesystem), removed after
+        the block; one abandoned by a killed pinnace is swept like a blob temp file."""
+        self.blobs.mkdir(parents=True, exist_ok=True)
+        path = self.blobs / f".tmp-{what}-{os.getpid()}-{os.urandom(4).hex()}"
+        try:
+            yield path
+        finally:
+            path.unlink(missing_ok=True)
+
     def _sweep_temp(self) -> None:
         """Remove blob temp files abandoned by a crashed pinnace."""
         if not self.blobs.is_dir():
