@@ -196,6 +196,25 @@ def test_multi_image_archive_and_transport_selection(pn: Pinnace, busybox: str, 
     assert len(manifest) == 2 and manifest[0]["Layers"] == manifest[1]["Layers"]
 
 
+def test_docker_25_archive_oci_layout_with_manifest_json(pn: Pinnace, busybox: str, root: Path,
+                                                         tmp_path: Path) -> None:
+    """docker 25+ writes an OCI layout plus a manifest.json naming blobs/sha256/ paths."""
+    pn("save", "--format", "oci-archive", "-o", str(tmp_path / "o.tar"), busybox)
+    inspect = json.loads(pn("image", "inspect", busybox).stdout)[0]
+    members = []
+    with tarfile.open(tmp_path / "o.tar") as tar:
+        for member in tar.getmembers():
+            data = tar.extractfile(member).read() if member.isfile() else None
+            members.append((member, data))
+    manifest = [{"Config": f"blobs/sha256/{inspect['Id'][7:]}", "RepoTags": ["d25:1"],
+                 "Layers": [f"blobs/sha256/{d[7:]}" for d in inspect["RootFS"]["Layers"]]}]
+    members.append(entry("manifest.json", json.dumps(manifest).encode()))
+    (tmp_path / "d25.tar").write_bytes(tar_bytes(members))
+    other = Pinnace(root / "second")
+    assert other("load", "-i", str(tmp_path / "d25.tar")).stdout.strip() == "Loaded image: d25:1"
+    assert image_id(other, "d25:1") == inspect["Id"]
+
+
 def test_rmi_and_prune_refuse_what_a_container_uses(pn: Pinnace, busybox: str) -> None:
     pn("run", "--name", "user", busybox, "true")
     refused = pn("rmi", busybox, check=False)
