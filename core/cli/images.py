@@ -135,7 +135,7 @@ def _load_stdin(engine: Any) -> list[Any]:
     with engine.images.scratch_file("stdin") as tmp:
         with open(tmp, "xb") as f:
             shutil.copyfileobj(sys.stdin.buffer, f, 1 << 20)
-        return load_archive(engine.images, tmp)
+        return load_archive(engine.images, tmp, label="stdin")
 
 
 @click.command()

@@ -213,7 +213,7 @@ def _parse_json(data: bytes, label: str) -> Any:
 
 
 @contextlib.contextmanager
-def _open_archive(store: ImageStore, path: Path) -> Iterator[_Files]:
+def _open_archive(store: ImageStore, path: Path, label: str) -> Iterator[_Files]:
     """The archive at ``path``: a directory, a tar, or a compressed tar (decompressed
     first into a temp file next to the store, for random access)."""
     if path.is_dir():
@@ -229,14 +229,14 @@ def _open_archive(store: ImageStore, path: Path) -> Iterator[_Files]:
         head = f.read(6)
     if head[:2] == b"\x1f\x8b" or head[:3] == b"BZh" or head.startswith(b"\xfd7zXZ\x00") \
             or head.startswith(b"\x28\xb5\x2f\xfd"):
-        with _decompressed_copy(store, path) as plain:
-            files = _TarFiles(plain, str(path))
+        with _decompressed_copy(store, path, label) as plain:
+            files = _TarFiles(plain, label)
             try:
                 yield files
             finally:
                 files.close()
         return
-    files = _TarFiles(path, str(path))
+    files = _TarFiles(path, label)
     try:
         yield files
     finally:
@@ -244,7 +244,7 @@ def _open_archive(store: ImageStore, path: Path) -> Iterator[_Files]:
 
 
 @contextlib.contextmanager
-def _decompressed_copy(store: ImageStore, path: Path) -> Iterator[Path]:
+def _decompressed_copy(store: ImageStore, path: Path, label: str) -> Iterator[Path]:
     import tarfile
 
     from pinnace.images.unpack import decompressed
@@ -256,38 +256,40 @@ def _decompressed_copy(store: ImageStore, path: Path) -> Iterator[Path]:
                 while chunk := reader.read(1 << 20):
                     dst.write(chunk)
             except tarfile.TarError as err:
-                raise InvalidConfig(f"{path}: corrupt compressed archive: {err}") from None
+                raise InvalidConfig(f"{label}: corrupt compressed archive: {err}") from None
         yield tmp
 
 
 # ---------------------------------------------------------------- loading
 
 
-def load(store: ImageStore, path: Path, kind: str | None = None,
-         select: str | None = None) -> list[Loaded]:
+def load(store: ImageStore, path: Path, kind: str | None = None, select: str | None = None,
+         label: str | None = None) -> list[Loaded]:
     """Load the images of the archive or layout at ``path`` into ``store``.
 
     ``kind`` insists on a format (``docker-archive``, ``oci-archive`` or ``oci``
     for a layout directory); None detects it. ``select`` picks one image: a
     reference it is tagged with, or ``@N`` for the N-th (from 0). Returns what
-    was loaded, in archive order; InvalidConfig (nothing kept) on bad input.
+    was loaded, in archive order; InvalidConfig (nothing kept) on bad input. Errors
+    name the archive ``label`` (default: the path).
     """
+    label = label or str(path)
     if kind == "oci" and not path.is_dir():
         raise InvalidConfig(f"{path} is not an OCI layout directory")
     if kind == "oci-archive" and path.is_dir():
         raise InvalidConfig(f"{path} is a directory; an OCI archive is a tar (use oci:)")
-    with _open_archive(store, path) as files, store.staging() as written:
+    with _open_archive(store, path, label) as files, store.staging() as written:
         docker = files.exists("manifest.json")
         if kind == "docker-archive" and not docker:
-            raise InvalidConfig(f"{path}: not a docker archive (no manifest.json)")
+            raise InvalidConfig(f"{label}: not a docker archive (no manifest.json)")
         if not docker and not files.exists("index.json"):
-            raise InvalidConfig(f"{path}: neither a docker archive (manifest.json) nor an OCI "
+            raise InvalidConfig(f"{label}: neither a docker archive (manifest.json) nor an OCI "
                                 f"layout (index.json)")
         if docker and kind in (None, "docker-archive"):
             entries = _docker_entries(files)
         else:
             entries = _oci_entries(files)
-        entries = _select(entries, select, str(path))
+        entries = _select(entries, select, label)
         loaded = []
         for entry in entries:
             diff_ids = _diff_ids(entry.config, len(entry.layers), files.label)
