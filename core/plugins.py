@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from pinnace.errors import PinnaceError, PluginError
+from pinnace.errors import FailedPrecondition, PinnaceError, PluginError
 
 if TYPE_CHECKING:
     import pluggy
@@ -248,6 +248,8 @@ class Plugins:
         hook = f"pinnace_{role}_{verb}"
         caller = self._callers.get((role, plugin, hook))
         if caller is None:
+            if not hasattr(instance, hook):
+                raise FailedPrecondition(f"{role} plugin {plugin!r} does not support {verb}")
             others = [p for p in self.pm.get_plugins() if p is not instance]
             caller = self.pm.subset_hook_caller(hook, remove_plugins=others)
             self._callers[(role, plugin, hook)] = caller

@@ -52,7 +52,9 @@ def test_exit_code_user_and_hostname(pn: Pinnace, busybox: str) -> None:
 
 
 def test_image_default_cmd_and_entrypoint_override(pn: Pinnace, busybox: str) -> None:
-    assert pn("run", "--rm", busybox, input="echo from-stdin\n").stdout.strip() == "from-stdin"
+    assert pn("run", "--rm", "-i", busybox, input="echo from-stdin\n").stdout.strip() == "from-stdin"
+    # without -i the container's stdin is empty, as with docker
+    assert pn("run", "--rm", busybox, "cat", input="ignored\n").stdout == ""
     out = pn("run", "--rm", "--entrypoint", "echo", busybox, "a", "b").stdout.strip()
     assert out == "a b"
 
