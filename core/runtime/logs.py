@@ -97,6 +97,8 @@ def read(path: Path, tail: int | None = None, since: str | None = None,
     def wanted(e: Entry) -> bool:
         return (since is None or e.time >= since) and (until is None or e.time < until)
 
+    if tail == 0:
+        return []
     if tail is not None:
         found: list[Entry] = []
         for f in reversed(files(path)):
