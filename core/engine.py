@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -318,7 +317,7 @@ class Engine:
         linux.set_child_subreaper()
         bundle = self.bundle(cid)
         bundle.mkdir(parents=True, exist_ok=True)
-        undo: list[Callable[[], None]] = [lambda: shutil.rmtree(bundle, ignore_errors=True)]
+        undo: list[Callable[[], None]] = [lambda: _rmtree(bundle)]
         try:
             ns = self.netns_path(cid)
             ns.parent.mkdir(parents=True, exist_ok=True)
@@ -552,7 +551,7 @@ class Engine:
             attachment = Attachment(container_id=cid, netns=str(ns), network=row["network"])
             steps.append(lambda: self.plugins.call("network", row["network"], "del",
                                                    attachment=attachment))
-        steps += [lambda: netns.delete(str(ns)), lambda: shutil.rmtree(bundle, ignore_errors=True)]
+        steps += [lambda: netns.delete(str(ns)), lambda: _rmtree(bundle)]
         _run_undos(list(reversed(steps)), raise_first=True)
 
     def remove(self, ref: str, force: bool = False) -> str:
@@ -573,7 +572,7 @@ class Engine:
         self._teardown(row)
         with contextlib.suppress(NotFound):
             self.plugins.call("storage", row["storage"], "remove", key=cid)
-        shutil.rmtree(self.log_path(cid).parent, ignore_errors=True)
+        _rmtree(self.log_path(cid).parent)
         self._delete_row(cid)
         self.state.event("container", "destroy", cid)
         self.plugins.hook.pinnace_container_removed(container=dict(row))
@@ -643,6 +642,12 @@ def _container(row: sqlite3.Row) -> Container:
         finished=row["finished"], pid=row["pid"], storage=row["storage"],
         network=row["network"], isolation=row["isolation"],
     )
+
+
+def _rmtree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def _label(row: sqlite3.Row) -> str:
