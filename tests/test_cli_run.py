@@ -122,7 +122,7 @@ def test_kill_9_of_pinnace_mid_run_leaves_a_consistent_state(pn: Pinnace, busybo
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         rows = json.loads(pn("ps", "--format", "json").stdout)
-        if rows:
+        if rows and rows[0]["State"] == "running":
             break
         time.sleep(0.05)
     assert rows and rows[0]["State"] == "running"
