@@ -65,6 +65,7 @@ bench: bench-deps venv busybox-rootfs.tar
 	$(PY) bench/run_latency.py
 	$(PY) bench/rootfs_create.py
 	$(PY) bench/save_load.py
+	$(PY) bench/lifecycle.py
 
 clean:
 	rm -rf $(VENV) busybox-rootfs.tar build *.egg-info
