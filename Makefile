@@ -9,7 +9,8 @@ export DEBIAN_FRONTEND := noninteractive
 
 APT_PACKAGES   := btrfs-progs libbtrfsutil-dev busybox-static iproute2 util-linux \
                   python3-venv python3-dev gcc pkg-config \
-                  debootstrap skopeo podman runc
+                  debootstrap skopeo podman runc \
+                  docker-registry apache2-utils openssl
 BENCH_PACKAGES := runc podman hyperfine
 PYTEST_ARGS ?= -n 2
 
@@ -36,7 +37,7 @@ SOURCES := $(shell find core plugins -name '*.py')
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml $(SOURCES) | deps
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[btrfs,test]' \
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[btrfs,zstd,test]' \
 		--config-settings editable_mode=strict
 	$(PY) -m compileall -q build/ >/dev/null  # bytecode even where PYTHONDONTWRITEBYTECODE is set
 	touch $@

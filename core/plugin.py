@@ -40,6 +40,9 @@ class Option:
         from pinnace.errors import InvalidConfig
 
         kind = type(self.default)
+        if kind is tuple:  # a TOML list, or comma-separated text from the environment
+            items = raw if isinstance(raw, (list, tuple)) else str(raw).split(",")
+            return tuple(str(i).strip() for i in items if str(i).strip())
         if isinstance(raw, kind) and not (kind is int and isinstance(raw, bool)):
             return raw
         text = str(raw).strip()

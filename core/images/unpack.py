@@ -82,7 +82,7 @@ def apply_layer(stream: BinaryIO, dest: Path) -> LayerStats:
 
 
 def decompressed(stream: BinaryIO) -> BinaryIO:
-    """``stream`` as plain tar bytes: gzip, bzip2 and xz are recognised by their magic
+    """``stream`` as plain tar bytes: gzip, bzip2, xz and zstd are recognised by their magic
     and decompressed as read; bad compressed data raises ``tarfile.ReadError``."""
     head = b""
     while len(head) < 6:
@@ -105,7 +105,12 @@ def decompressed(stream: BinaryIO) -> BinaryIO:
 
         return _Checked(lzma.LZMAFile(source), "xz", (lzma.LZMAError,))
     if head.startswith(b"\x28\xb5\x2f\xfd"):
-        raise InvalidConfig("zstd-compressed tars are not supported yet: decompress with unzstd")
+        try:
+            import zstandard
+        except ImportError:
+            raise InvalidConfig("zstd-compressed layer: install pinnace[zstd]") from None
+        reader = zstandard.ZstdDecompressor().stream_reader(source, read_across_frames=True)
+        return _Checked(reader, "zstd", (zstandard.ZstdError,))
     return source
 
 

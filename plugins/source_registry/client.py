@@ -1,0 +1,266 @@
+"""A small client for the OCI distribution API v2 over ``http.client``.
+
+One :class:`Registry` per registry host and command: it decides the scheme
+once (HTTPS; plain HTTP only where insecure access is allowed, after HTTPS
+failed, as docker does), answers auth challenges (anonymous, Basic, Bearer
+tokens from the realm in ``WWW-Authenticate``, one token per scope), follows
+redirects (without credentials to another host), and retries transient
+failures (connection errors, 429 and 5xx) with backoff. Each thread keeps
+its own connections, so layers transfer in parallel.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode, urljoin, urlsplit
+
+from pinnace.errors import FailedPrecondition, NotFound, PinnaceError, TryAgain, Unavailable
+
+RETRIES = 4            # attempts for a request that fails transiently
+BACKOFF = 0.5          # seconds before the second attempt, doubled each time
+TIMEOUT = 60           # seconds without progress on a socket
+_REDIRECTS = 5
+_CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
+
+
+class Transient(Exception):
+    """A failure worth retrying (not an OSError, so decompressors never mistake it
+    for bad data): connection lost, 429, 5xx."""
+
+
+@dataclass
+class Challenge:
+    """What ``WWW-Authenticate`` asked for."""
+
+    scheme: str                    # "basic", "bearer" or "" (none needed)
+    params: dict[str, str] = field(default_factory=dict)
+
+
+def parse_challenge(header: str | None) -> Challenge:
+    """``Bearer realm="...",service="..."`` -> Challenge("bearer", {...})."""
+    if not header:
+        return Challenge("")
+    scheme, _, rest = header.strip().partition(" ")
+    return Challenge(scheme.lower(), dict(_CHALLENGE.findall(rest)))
+
+
+class Registry:
+    """One registry host as seen by one pinnace command."""
+
+    def __init__(self, host: str, insecure: bool, verify: bool,
+                 credentials: tuple[str, str] | None) -> None:
+        self.host = host
+        self.insecure = insecure          # plain HTTP allowed after HTTPS failed
+        self.verify = verify              # verify certificates (False: any certificate)
+        self.credentials = credentials
+        self.scheme: str | None = None
+        self.challenge = Challenge("")
+        self.tokens: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._local = threading.local()
+
+    # ------------------------------------------------------------ connections
+    def _connection(self, scheme: str, netloc: str) -> http.client.HTTPConnection:
+        pool = self._local.__dict__.setdefault("pool", {})
+        conn = pool.get((scheme, netloc))
+        if conn is None:
+            if scheme == "https":
+                import ssl
+
+                ctx = ssl.create_default_context()
+                if not self.verify:
+                    ctx.check_hostname = False
+                    ctx.verify_mode = ssl.CERT_NONE
+                conn = http.client.HTTPSConnection(netloc, timeout=TIMEOUT, context=ctx)
+            else:
+                conn = http.client.HTTPConnection(netloc, timeout=TIMEOUT)
+            pool[(scheme, netloc)] = conn
+        return conn
+
+    def _drop(self, scheme: str, netloc: str) -> None:
+        conn = self._local.__dict__.get("pool", {}).pop((scheme, netloc), None)
+        if conn is not None:
+            conn.close()
+
+    def close(self) -> None:
+        """Close this thread's connections."""
+        for conn in self._local.__dict__.pop("pool", {}).values():
+            conn.close()
+
+    def _send(self, method: str, url: str, headers: dict[str, str],
+              body: bytes | Any = None) -> http.client.HTTPResponse:
+        """One request on a kept-alive connection (reconnecting once if it went stale)."""
+        parts = urlsplit(url)
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        for fresh in (False, True):
+            conn = self._connection(parts.scheme, parts.netloc)
+            try:
+                conn.request(method, path, body=body, headers=headers)
+                return conn.getresponse()
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                self._drop(parts.scheme, parts.netloc)
+                if fresh or (body is not None and not isinstance(body, bytes)):
+                    raise
+        raise AssertionError("unreachable")
+
+    # ------------------------------------------------------------ scheme and auth
+    def ping(self) -> None:
+        """Find the scheme and the auth challenge (``GET /v2/``), once."""
+        with self._lock:
+            if self.scheme is not None:
+                return
+            errors = []
+            for scheme in ("https", "http") if self.insecure else ("https",):
+                quick = scheme == "https" and self.insecure  # plain HTTP is next: no retries
+                try:
+                    resp = self._retrying(lambda: self._send(
+                        "GET", f"{scheme}://{self.host}/v2/", {}), 1 if quick else RETRIES)
+                except Unavailable as err:
+                    errors.append(str(err))
+                    continue
+                resp.read()
+                if resp.status not in (200, 401):
+                    raise Unavailable(f"{self.host} is not a registry: GET /v2/ answered "
+                                      f"{resp.status} {resp.reason}")
+                self.scheme = scheme
+                self.challenge = parse_challenge(resp.getheader("WWW-Authenticate"))
+                return
+            hint = "" if self.insecure else (
+                " (plain HTTP is used only for loopback registries, the insecure_registries "
+                "option and --tls-verify=false)")
+            raise Unavailable(f"cannot reach registry {self.host}: {errors[-1]}{hint}")
+
+    def _basic(self) -> str:
+        assert self.credentials is not None
+        raw = f"{self.credentials[0]}:{self.credentials[1]}".encode()
+        return "Basic " + base64.b64encode(raw).decode()
+
+    def _auth_header(self, scope: str) -> dict[str, str]:
+        if self.challenge.scheme == "basic" and self.credentials:
+            return {"Authorization": self._basic()}
+        if self.challenge.scheme == "bearer":
+            token = self.tokens.get(scope) or self.token(scope)
+            return {"Authorization": f"Bearer {token}"} if token else {}
+        return {}
+
+    def token(self, scope: str) -> str:
+        """A Bearer token for ``scope`` from the challenge's realm (with the stored
+        credentials when there are some, anonymous otherwise)."""
+        realm = self.challenge.params.get("realm")
+        if not realm:
+            raise Unavailable(f"registry {self.host} asked for a Bearer token without a realm")
+        query = {"service": self.challenge.params.get("service", "")}
+        if scope:
+            query["scope"] = scope
+        headers = {"Authorization": self._basic()} if self.credentials else {}
+        url = f"{realm}{'&' if '?' in realm else '?'}{urlencode(query)}"
+        resp = self._retrying(lambda: self._send("GET", url, headers))
+        body = resp.read(1 << 20)
+        if resp.status in (401, 403):
+            raise FailedPrecondition(f"unauthorized: the token server of {self.host} refused "
+                                     f"the credentials{self._login_hint()}")
+        if resp.status != 200:
+            raise Unavailable(f"token server of {self.host} answered {resp.status} {resp.reason}")
+        try:
+            data = json.loads(body)
+            token = data.get("token") or data.get("access_token")
+        except (ValueError, AttributeError):
+            token = None
+        if not isinstance(token, str) or not token:
+            raise Unavailable(f"token server of {self.host} sent no token")
+        self.tokens[scope] = token
+        return token
+
+    def _login_hint(self) -> str:
+        return "" if self.credentials else f" (log in first: pinnace login {self.host})"
+
+    # ------------------------------------------------------------ requests
+    def _retrying(self, attempt: Callable[[], http.client.HTTPResponse],
+                  tries: int = RETRIES) -> http.client.HTTPResponse:
+        """Run ``attempt`` up to ``tries`` times while it fails transiently."""
+        delay = BACKOFF
+        for n in range(1, tries + 1):
+            try:
+                resp = attempt()
+                if resp.status != 429 and resp.status < 500:
+                    return resp
+                resp.read()
+                failure = f"answered {resp.status} {resp.reason}"
+            except (OSError, http.client.HTTPException, Transient) as err:
+                failure = describe(err)
+            if n == tries:
+                raise Unavailable(f"registry {self.host} {failure} ({tries} attempts)")
+            time.sleep(delay)
+            delay *= 2
+        raise AssertionError("unreachable")
+
+    def request(self, method: str, path: str, scope: str, headers: dict[str, str] | None = None,
+                body: bytes | Callable[[], Any] | None = None,
+                expect: Iterable[int] = (200,)) -> http.client.HTTPResponse:
+        """``method`` on ``path`` (``/v2/...`` or an absolute URL a registry gave), with
+        auth for ``scope``; redirects followed, transient failures retried. ``body`` is
+        bytes or a function that opens a fresh body for each attempt. Returns the response
+        (its body unread) when its status is in ``expect``; raises a one-line error else."""
+        self.ping()
+        url = urljoin(f"{self.scheme}://{self.host}", path)
+        headers = dict(headers or {})
+        for _ in range(_REDIRECTS):
+            same_host = urlsplit(url).netloc == self.host
+
+            def attempt(url: str = url, same_host: bool = same_host) -> http.client.HTTPResponse:
+                hdrs = dict(headers, **(self._auth_header(scope) if same_host else {}))
+                payload = body() if callable(body) else body
+                return self._send(method, url, hdrs, payload)
+
+            resp = self._retrying(attempt)
+            if resp.status == 401 and same_host:  # (re)authenticate once, as challenged
+                resp.read()
+                self.challenge = parse_challenge(resp.getheader("WWW-Authenticate"))
+                self.tokens.pop(scope, None)
+                resp = self._retrying(attempt)
+            if resp.status in (301, 302, 303, 307, 308) and resp.getheader("Location"):
+                resp.read()
+                url = urljoin(url, resp.getheader("Location"))
+                if resp.status == 303:
+                    method, body = "GET", None
+                continue
+            if resp.status in expect:
+                return resp
+            raise self._error(resp, method, path)
+        raise Unavailable(f"registry {self.host}: too many redirects for {path}")
+
+    def _error(self, resp: http.client.HTTPResponse, method: str, path: str) -> PinnaceError:
+        body = resp.read(1 << 16)
+        detail = f"{resp.status} {resp.reason}"
+        try:
+            errors = json.loads(body)["errors"]
+            detail = "; ".join(f"{e.get('code', '').lower()}: {e.get('message', '')}"
+                               for e in errors) or detail
+        except (ValueError, KeyError, TypeError, AttributeError):
+            pass
+        what = f"{self.host}{path}" if path.startswith("/") else path
+        if resp.status in (401, 403):
+            return FailedPrecondition(f"unauthorized: {method} {what}: {detail}"
+                                      f"{self._login_hint()}")
+        if resp.status == 404:
+            return NotFound(f"{method} {what}: {detail}")
+        return TryAgain(f"{method} {what}: {detail}") if resp.status == 409 else \
+            FailedPrecondition(f"{method} {what}: {detail}")
+
+
+def describe(err: BaseException) -> str:
+    """A transfer failure in a few words."""
+    if isinstance(err, http.client.IncompleteRead):
+        return "closed the connection in the middle of a reply"
+    if isinstance(err, http.client.RemoteDisconnected):
+        return "closed the connection without a reply"
+    text = getattr(err, "strerror", None) or str(err) or type(err).__name__
+    return f"failed: {text}"
