@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit
 
-from pinnace.errors import FailedPrecondition, NotFound, PinnaceError, TryAgain, Unavailable
+from pinnace.errors import (FailedPrecondition, InvalidConfig, NotFound, PinnaceError, TryAgain,
+                            Unavailable)
 
 RETRIES = 4            # attempts for a request that fails transiently
 BACKOFF = 0.5          # seconds before the second attempt, doubled each time
@@ -236,6 +237,27 @@ class Registry:
                 return resp
             raise self._error(resp, method, path)
         raise Unavailable(f"registry {self.host}: too many redirects for {path}")
+
+    def fetch_small(self, path: str, scope: str, headers: dict[str, str] | None = None,
+                    limit: int = 4 << 20) -> tuple[http.client.HTTPResponse, bytes]:
+        """GET a manifest or config: the whole body (at most ``limit`` bytes), fetched
+        again when the transfer breaks."""
+        for n in range(1, RETRIES + 1):
+            resp = self.request("GET", path, scope, headers)
+            if resp.length is not None and resp.length > limit:
+                raise InvalidConfig(f"{self.host}{path} is larger than {limit} bytes")
+            try:
+                body = resp.read() if resp.length is not None else resp.read(limit + 1)
+            except (OSError, http.client.HTTPException) as err:
+                self.close()
+                if n == RETRIES:
+                    raise Unavailable(f"registry {self.host} {describe(err)} "
+                                      f"({RETRIES} attempts)") from None
+                continue
+            if len(body) > limit:
+                raise InvalidConfig(f"{self.host}{path} is larger than {limit} bytes")
+            return resp, body
+        raise AssertionError("unreachable")
 
     def _error(self, resp: http.client.HTTPResponse, method: str, path: str) -> PinnaceError:
         body = resp.read(1 << 16)

@@ -11,6 +11,7 @@ deleted, and no image row is written.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -43,7 +44,6 @@ LAYER_TYPES = {
     "application/vnd.docker.image.rootfs.diff.tar.gzip": "gzip",
     "application/vnd.docker.image.rootfs.diff.tar.zstd": "zstd",
 }
-MAX_MANIFEST = 4 << 20
 _READ = 1 << 20
 
 
@@ -62,10 +62,7 @@ def parse_platform(text: str) -> tuple[str, str, str | None]:
 
 def get_manifest(reg: Registry, repo: str, ref: str, scope: str) -> tuple[bytes, str, str]:
     """(body, media type, digest) of manifest ``ref`` (a tag or digest), verified."""
-    resp = reg.request("GET", f"/v2/{repo}/manifests/{ref}", scope, {"Accept": ACCEPT})
-    body = resp.read(MAX_MANIFEST + 1)
-    if len(body) > MAX_MANIFEST:
-        raise InvalidConfig(f"manifest {repo}:{ref} is larger than {MAX_MANIFEST} bytes")
+    resp, body = reg.fetch_small(f"/v2/{repo}/manifests/{ref}", scope, {"Accept": ACCEPT})
     digest = "sha256:" + hashlib.sha256(body).hexdigest()
     claimed = resp.getheader("Docker-Content-Digest")
     if ref.startswith("sha256:") and digest != ref:
@@ -135,6 +132,14 @@ class _Verified:
         return b""
 
 
+    def drain(self) -> None:
+        """Read to the end, so a digest mismatch raises (best effort: a broken
+        transfer stops it quietly)."""
+        with contextlib.suppress(Transient, Cancelled):
+            while self.read(_READ):
+                pass
+
+
 class Puller:
     """One pull of one reference from one registry."""
 
@@ -187,9 +192,8 @@ class Puller:
         return image_id
 
     def _config(self, desc: dict[str, Any]) -> dict[str, Any]:
-        resp = self.reg.request("GET", f"/v2/{self.ref.repository}/blobs/{desc['digest']}",
-                                self.scope)
-        body = resp.read(MAX_MANIFEST + 1)
+        _, body = self.reg.fetch_small(f"/v2/{self.ref.repository}/blobs/{desc['digest']}",
+                                       self.scope)
         got = "sha256:" + hashlib.sha256(body).hexdigest()
         if got != desc["digest"]:
             raise InvalidConfig(f"image config {desc['digest']} does not match its digest "
@@ -240,12 +244,14 @@ class Puller:
         try:
             for attempt in range(1, RETRIES + 1):
                 resp = self.reg.request("GET", path, self.scope)
+                reader = _Verified(resp, desc["digest"], desc["size"], bar, self.stop)
                 try:
-                    stored = self.store.add_layer(
-                        _Verified(resp, desc["digest"], desc["size"], bar, self.stop),
-                        f"layer {desc['digest']}")
+                    stored = self.store.add_layer(reader, f"layer {desc['digest']}")
                     written.append(stored[0])
                     break
+                except InvalidConfig:
+                    reader.drain()  # bytes that are not the blob's are the real fault
+                    raise
                 except Transient as err:
                     self.reg.close()
                     if attempt == RETRIES:
