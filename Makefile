@@ -66,6 +66,7 @@ bench: bench-deps venv busybox-rootfs.tar
 	$(PY) bench/run_latency.py
 	$(PY) bench/rootfs_create.py
 	$(PY) bench/save_load.py
+	$(PY) bench/pull.py
 	$(PY) bench/lifecycle.py
 
 clean:

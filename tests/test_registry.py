@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Pinnace
-from registry import (PASSWORD, USER, FaultProxy, Layout, RegistryServer, TokenServer,
+from pinnace.testing.registry import (PASSWORD, USER, FaultProxy, Layout, RegistryServer, TokenServer,
                       _tar, busybox_layers, docker_registry, htpasswd, skopeo_copy)
 
 

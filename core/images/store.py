@@ -366,7 +366,7 @@ class ImageStore:
             try:
                 tee = _Tee(decompressed(stream), writer)
                 checker = LayerChecker()
-                with tarfile.open(fileobj=tee, mode="r|", bufsize=1 << 20) as tar:
+                with tarfile.open(fileobj=tee, mode="r|", bufsize=1 << 16) as tar:
                     for member in tar:
                         checker.check(member)
                 while tee.read(1 << 20):  # blocks after the end-of-archive marker
