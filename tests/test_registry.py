@@ -4,6 +4,7 @@ skopeo, and a fault-injecting proxy for broken registries."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import json
@@ -375,3 +376,48 @@ def test_full_disk_during_pull(busybox_tar: Path, tmp_path: Path, seeded: str) -
         assert list((small / "root/images/blobs/sha256").iterdir()) == []
     finally:
         subprocess.run(["umount", str(small)], check=True)
+
+
+# ------------------------------------------------------------------ progress and options
+
+
+def test_progress_bars_on_a_tty_only(pn: Pinnace, seeded: str) -> None:
+    import pty
+
+    ref = f"{seeded}/lib/multi:1"
+    quiet = pn("pull", ref)
+    assert quiet.stderr == "" and quiet.stdout.startswith("sha256:")
+    pn("rmi", ref)
+    master, slave = pty.openpty()
+    proc = pn.popen("pull", ref, stdout=subprocess.PIPE, stderr=slave)
+    os.close(slave)
+    drawn = b""
+    with contextlib.suppress(OSError):  # EIO once the pty's last writer is gone
+        while chunk := os.read(master, 65536):
+            drawn += chunk
+    os.close(master)
+    assert proc.wait(60) == 0
+    text = drawn.decode()
+    assert "\x1b[" in text  # redrawn in place
+    final = text.rsplit("\x1b[J", 1)[-1].splitlines()  # the last frame: one line per layer
+    assert len(final) == 3 and all(line.endswith(": Pull complete") for line in final)
+
+
+def test_insecure_registries_option() -> None:
+    from pinnace.config import load
+    from pinnace.plugin import Option
+    from pinnace_plugins.source_registry import RegistrySource, insecure_allowed
+
+    assert insecure_allowed("127.0.0.1:5000", ())      # loopback, as docker allows
+    assert insecure_allowed("127.9.9.9", ())
+    assert insecure_allowed("localhost:5000", ())
+    assert insecure_allowed("[::1]:5000", ())
+    assert not insecure_allowed("10.1.2.3:5000", ())
+    assert not insecure_allowed("registry.example:5000", ())
+    assert insecure_allowed("registry.example:5000", ("registry.example",))
+    assert insecure_allowed("10.1.2.3:5000", ("10.0.0.0/8",))
+    assert not insecure_allowed("10.1.2.3:5000", ("10.1.2.3:6000",))
+    option = next(o for o in RegistrySource.options if o.name == "insecure_registries")
+    assert option.parse("a:5000, b") == ("a:5000", "b")       # environment
+    assert option.parse(["a:5000", "b"]) == ("a:5000", "b")   # TOML list
+    assert isinstance(option, Option) and load(None).selected("image_source").value == "docker"
