@@ -111,11 +111,13 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` (temp file, fsync, rename, fsync the directory)."""
+def atomic_write(path: Path, data: bytes, mode: int = 0o666) -> None:
+    """Replace ``path`` with ``data`` (temp file created with ``mode`` less the umask,
+    fsync, rename, fsync the directory)."""
     tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}-{os.urandom(4).hex()}")
     try:
-        with open(tmp, "xb") as f:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+        with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -155,9 +157,14 @@ class _BlobWriter:
         return digest
 
     def discard(self) -> None:
-        """Drop the temp file (nothing, once committed)."""
-        self.file.close()
-        self.tmp.unlink(missing_ok=True)
+        """Drop the temp file (nothing, once committed), even when closing it fails
+        (a full disk refuses the buffered tail)."""
+        try:
+            self.file.close()
+        except OSError:
+            pass
+        finally:
+            self.tmp.unlink(missing_ok=True)
 
 
 class _Tee:
@@ -193,7 +200,7 @@ class ImageStore:
         if not self.blobs.is_dir():
             self.blobs.mkdir(parents=True, exist_ok=True)
         if not (self.root / "oci-layout").exists():
-            _atomic_write(self.root / "oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
+            atomic_write(self.root / "oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
         writer = _BlobWriter(self.blobs)
         try:
             yield writer
@@ -593,7 +600,7 @@ class ImageStore:
             manifests.append(entry)
         self.root.mkdir(parents=True, exist_ok=True)
         index = {"schemaVersion": 2, "mediaType": MEDIA_INDEX, "manifests": manifests}
-        _atomic_write(self.root / "index.json", json.dumps(index, indent=2).encode() + b"\n")
+        atomic_write(self.root / "index.json", json.dumps(index, indent=2).encode() + b"\n")
 
 
 def history(image: Image) -> list[dict[str, Any]]:
