@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PINNACE := $(VENV)/bin/pinnace
 export DEBIAN_FRONTEND := noninteractive
 
-APT_PACKAGES   := btrfs-progs libbtrfsutil-dev busybox-static iproute2 util-linux \
+APT_PACKAGES   := btrfs-progs libbtrfsutil-dev busybox-static iproute2 util-linux iptables \
                   python3-venv python3-dev gcc pkg-config
 BENCH_PACKAGES := runc podman hyperfine
 PYTEST_ARGS ?= -n 2
@@ -35,7 +35,7 @@ SOURCES := $(shell find core plugins -name '*.py')
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml $(SOURCES) | deps
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[btrfs,test]' \
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[btrfs,net,test]' \
 		--config-settings editable_mode=strict
 	$(PY) -m compileall -q build/ >/dev/null  # bytecode even where PYTHONDONTWRITEBYTECODE is set
 	touch $@

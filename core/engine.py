@@ -54,6 +54,12 @@ class RunOptions:
     network: str | None = None
     isolation: str | None = None
     read_only: bool = False
+    networks: list[str] = field(default_factory=list)
+    ports: list[str] = field(default_factory=list)
+    publish_all: bool = False
+    ip: str | None = None
+    dns: list[str] = field(default_factory=list)
+    add_hosts: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -117,12 +123,14 @@ class Engine:
     # ------------------------------------------------------------ containers
     def create(self, opts: RunOptions) -> str:
         """Create a container (row, rootfs, spec) and return its ID; nothing runs yet."""
+        from pinnace import networking
+
         storage = self.selected("storage", opts.storage)
-        network = self.selected("network", opts.network)
         isolation = self.selected("isolation", opts.isolation)
         image = self.images.resolve(opts.image)
-        for role, name in (("storage", storage), ("network", network), ("isolation", isolation)):
+        for role, name in (("storage", storage), ("isolation", isolation)):
             self.plugins.load(role, name)
+        network, net = networking.run_options(self, opts, image.config.get("config") or {})
         if opts.name is not None:
             names.validate(opts.name)
         cid = names.new_id()
@@ -144,7 +152,7 @@ class Engine:
             with self.state.tx() as db:
                 db.execute(
                     "UPDATE containers SET spec = ? WHERE id = ?",
-                    (json.dumps({"command": command, "runtime": asdict(spec)}), cid),
+                    (json.dumps({"command": command, "runtime": asdict(spec), "net": net}), cid),
                 )
         except BaseException:
             _run_undos(undo)
@@ -275,8 +283,7 @@ class Engine:
         On failure everything set up here is undone and the container is
         marked exited (127/126 when the command cannot be executed).
         """
-        from pinnace import netns
-        from pinnace.network import Attachment
+        from pinnace import networking
         from pinnace.runtime.proc import start_time
 
         row = self._row(cid)
@@ -285,15 +292,7 @@ class Engine:
         bundle.mkdir(parents=True, exist_ok=True)
         undo: list[Callable[[], None]] = [lambda: shutil.rmtree(bundle, ignore_errors=True)]
         try:
-            ns = self.netns_path(cid)
-            ns.parent.mkdir(parents=True, exist_ok=True)
-            netns.create(str(ns))
-            undo.append(lambda: netns.delete(str(ns)))
-            attachment = Attachment(container_id=cid, netns=str(ns), network=row["network"])
-            undo.append(lambda: self.plugins.call("network", row["network"], "del",
-                                                  attachment=attachment))
-            result = self.plugins.call("network", row["network"], "add", attachment=attachment)
-            spec.netns = str(ns)
+            result = networking.setup(self, row, spec, bundle, undo)
             self.plugins.hook.pinnace_prepare_spec(spec=spec)
             pid = self.plugins.call("isolation", row["isolation"], "create", spec=spec,
                                     bundle=bundle)
@@ -342,23 +341,22 @@ class Engine:
 
     def _teardown(self, row: sqlite3.Row) -> None:
         """Release the runtime side of a container: process, cgroup, network, netns, bundle."""
-        from pinnace import netns
-        from pinnace.network import Attachment
+        from pinnace import netns, networking
 
         cid, bundle, ns = row["id"], self.bundle(row["id"]), self.netns_path(row["id"])
         steps: list[Callable[[], None]] = [
             lambda: self.plugins.call("isolation", row["isolation"], "delete",
                                       container_id=cid, bundle=bundle),
+            lambda: networking.teardown(self, row),
         ]
-        if ns.exists():
-            attachment = Attachment(container_id=cid, netns=str(ns), network=row["network"])
-            steps.append(lambda: self.plugins.call("network", row["network"], "del",
-                                                   attachment=attachment))
         steps += [lambda: netns.delete(str(ns)), lambda: shutil.rmtree(bundle, ignore_errors=True)]
         _run_undos(list(reversed(steps)), raise_first=True)
 
     def remove(self, ref: str, force: bool = False) -> str:
         """Remove a container: its process (with ``force``), runtime, rootfs and row."""
+        from pinnace import networking
+
+        networking.reconcile(self)
         row = self._row(self.resolve(ref))
         cid = row["id"]
         if self._live_status(row) == "running":
@@ -489,12 +487,13 @@ def _merge_env(base: list[str], extra: list[str]) -> list[str]:
 
 def _spec_from_json(data: dict[str, Any]) -> ContainerSpec:
     from pinnace.mounts import Mount
-    from pinnace.runtime.spec import ContainerSpec, Process, User
+    from pinnace.runtime.spec import ContainerSpec, MountPoint, Process, User
 
     proc = dict(data["process"])
     proc["user"] = User(**proc["user"])
     data = dict(data, process=Process(**proc),
-                rootfs=[Mount(m["type"], m["source"], tuple(m["options"])) for m in data["rootfs"]])
+                rootfs=[Mount(m["type"], m["source"], tuple(m["options"])) for m in data["rootfs"]],
+                mounts=[MountPoint(**m) for m in data.get("mounts", [])])
     return ContainerSpec(**data)
 
 
