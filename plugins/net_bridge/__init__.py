@@ -81,12 +81,14 @@ class BridgeNetwork(Plugin):
                 with contextlib.suppress(Exception):
                     ipr.link("del", ifname=bridge)
             if firewall.available():
-                firewall.delete(f"pn:net:{bridge}")
+                with self._locked("firewall"):
+                    firewall.delete(f"pn:net:{bridge}")
 
     @contextlib.contextmanager
-    def _locked(self, bridge: str) -> Iterator[None]:
+    def _locked(self, name: str) -> Iterator[None]:
+        """An exclusive lock across pinnace processes (a bridge's setup, iptables changes)."""
         self.ctx.data_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.ctx.data_dir / f"{bridge}.lock", "w") as f:
+        with open(self.ctx.data_dir / f"{name}.lock", "w") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
             yield
 
@@ -102,9 +104,10 @@ class BridgeNetwork(Plugin):
                 return socket.if_nametoindex(bridge)
             subnet = ipaddress.ip_interface(attachment.address).network
             if firewall.available():  # rules first: an existing bridge means all is in place
-                firewall.ensure_chains()
-                firewall.delete(f"pn:net:{bridge}")
-                firewall.add(firewall.network_rules(bridge, str(subnet), attachment.internal))
+                with self._locked("firewall"):
+                    firewall.ensure_chains()
+                    firewall.delete(f"pn:net:{bridge}")
+                    firewall.add(firewall.network_rules(bridge, str(subnet), attachment.internal))
             ipr.link("add", ifname=bridge, kind="bridge")
             index = ipr.link_lookup(ifname=bridge)[0]
             if not attachment.internal:
@@ -137,7 +140,7 @@ class BridgeNetwork(Plugin):
                 os.close(fd)
             index = ipr.link_lookup(ifname=veth)[0]
             ipr.link("set", index=index, master=bridge, state="up")
-            ipr.brport("set", index=index, hairpin_mode=1)
+            ipr.brport("set", index=index, mode=1)  # IFLA_BRPORT_MODE: hairpin
         with netns.entered(attachment.netns):
             ipr = iproute()()
         with ipr:
@@ -152,8 +155,9 @@ class BridgeNetwork(Plugin):
                 ipr.route("add", dst="0.0.0.0/0", gateway=attachment.gateway, oif=index)
                 routes = (Route("0.0.0.0/0", attachment.gateway),)
         if attachment.ports:
-            firewall.add(firewall.port_rules(f"pn:ctr:{attachment.container_id[:12]}",
-                                             str(iface.ip), list(attachment.ports)))
+            with self._locked("firewall"):
+                firewall.add(firewall.port_rules(f"pn:ctr:{attachment.container_id[:12]}",
+                                                 str(iface.ip), list(attachment.ports)))
         return NetworkResult(
             interfaces=(Interface(veth), Interface(attachment.ifname, mac, attachment.netns)),
             ips=(IPConfig(attachment.address, attachment.gateway, interface=1),),
@@ -164,7 +168,8 @@ class BridgeNetwork(Plugin):
     def pinnace_network_del(self, attachment: Attachment) -> None:
         """Delete the veth pair and the container's port rules; idempotent."""
         if attachment.ports and firewall.available():
-            firewall.delete(f"pn:ctr:{attachment.container_id[:12]}")
+            with self._locked("firewall"):
+                firewall.delete(f"pn:ctr:{attachment.container_id[:12]}")
         with iproute()() as ipr:
             with contextlib.suppress(Exception):  # gone already: nothing to undo
                 ipr.link("del", ifname=host_veth(attachment))
