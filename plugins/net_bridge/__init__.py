@@ -121,7 +121,10 @@ class BridgeNetwork(Plugin):
     # ------------------------------------------------------------ one container
     @hookimpl
     def pinnace_network_add(self, attachment: Attachment) -> NetworkResult:
-        """A veth pair from the network's bridge into the container, its address and route."""
+        """A veth pair from the network's bridge into the container, its address and route
+        (the default route goes through the first network that has a gateway)."""
+        import socket
+
         from pinnace import netns
 
         if not attachment.address or "bridge" not in attachment.options:
@@ -151,7 +154,7 @@ class BridgeNetwork(Plugin):
             ipr.link("set", index=index, state="up")
             mac = ipr.get_links(index)[0].get_attr("IFLA_ADDRESS")
             routes: tuple[Route, ...] = ()
-            if attachment.gateway:
+            if attachment.gateway and not ipr.get_default_routes(family=socket.AF_INET):
                 ipr.route("add", dst="0.0.0.0/0", gateway=attachment.gateway, oif=index)
                 routes = (Route("0.0.0.0/0", attachment.gateway),)
         if attachment.ports:
