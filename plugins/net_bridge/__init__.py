@@ -13,17 +13,19 @@ import fcntl
 import hashlib
 import ipaddress
 import os
+import socket
 from collections.abc import Iterator
-from typing import Any
 
 from pinnace.errors import FailedPrecondition, InvalidConfig
 from pinnace.network import Attachment, Interface, IPConfig, Network, NetworkResult, Route
 from pinnace.plugin import Option, Plugin, hookimpl
 from pinnace_plugins.net_bridge import firewall
-from pinnace_plugins.net_bridge.netlink import iproute
+from pinnace_plugins.net_bridge.netlink import Netlink
 
 DEFAULT_NETWORK = "pinnace0"
 VETH_PREFIX = "pnv"
+LOOPBACK_INDEX = 1
+"""``lo`` is the first link of every network namespace."""
 
 
 def host_veth(attachment: Attachment) -> str:
@@ -77,9 +79,8 @@ class BridgeNetwork(Plugin):
         """Delete the bridge and its rules; idempotent."""
         bridge = network.options["bridge"]
         with self._locked(bridge):
-            with iproute()() as ipr:
-                with contextlib.suppress(Exception):
-                    ipr.link("del", ifname=bridge)
+            with Netlink() as nl, contextlib.suppress(OSError):
+                nl.delete_link(bridge)
             if firewall.available():
                 with self._locked("firewall"):
                     firewall.delete(f"pn:net:{bridge}")
@@ -92,10 +93,8 @@ class BridgeNetwork(Plugin):
             fcntl.flock(f, fcntl.LOCK_EX)
             yield
 
-    def _ensure_bridge(self, ipr: Any, attachment: Attachment) -> int:
+    def _ensure_bridge(self, nl: Netlink, attachment: Attachment) -> int:
         """The bridge's interface index, making the bridge and its rules when it is missing."""
-        import socket
-
         bridge = attachment.options["bridge"]
         with contextlib.suppress(OSError):
             return socket.if_nametoindex(bridge)
@@ -108,14 +107,13 @@ class BridgeNetwork(Plugin):
                     firewall.ensure_chains()
                     firewall.delete(f"pn:net:{bridge}")
                     firewall.add(firewall.network_rules(bridge, str(subnet), attachment.internal))
-            ipr.link("add", ifname=bridge, kind="bridge")
-            index = ipr.link_lookup(ifname=bridge)[0]
+            nl.add_bridge(bridge)
+            index = socket.if_nametoindex(bridge)
             if not attachment.internal:
-                ipr.addr("add", index=index, address=attachment.gateway,
-                         prefixlen=subnet.prefixlen)
+                nl.add_address(index, attachment.gateway, subnet.prefixlen)
                 _sysctl("ipv4/ip_forward", "1")
                 _sysctl(f"ipv4/conf/{bridge}/route_localnet", "1")
-            ipr.link("set", index=index, state="up")
+            nl.set_up(index)
             return index
 
     # ------------------------------------------------------------ one container
@@ -123,8 +121,6 @@ class BridgeNetwork(Plugin):
     def pinnace_network_add(self, attachment: Attachment) -> NetworkResult:
         """A veth pair from the network's bridge into the container, its address and route
         (the default route goes through the first network that has a gateway)."""
-        import socket
-
         from pinnace import netns
 
         if not attachment.address or "bridge" not in attachment.options:
@@ -133,29 +129,26 @@ class BridgeNetwork(Plugin):
             firewall.require()
         veth = host_veth(attachment)
         iface = ipaddress.ip_interface(attachment.address)
-        with iproute()() as ipr:
-            bridge = self._ensure_bridge(ipr, attachment)
+        with Netlink() as nl:
+            bridge = self._ensure_bridge(nl, attachment)
             fd = os.open(attachment.netns, os.O_RDONLY | os.O_CLOEXEC)
             try:
-                ipr.link("add", ifname=veth, kind="veth",
-                         peer={"ifname": attachment.ifname, "net_ns_fd": fd})
+                nl.add_veth(veth, attachment.ifname, fd)
             finally:
                 os.close(fd)
-            index = ipr.link_lookup(ifname=veth)[0]
-            ipr.link("set", index=index, master=bridge, state="up")
-            ipr.brport("set", index=index, mode=1)  # IFLA_BRPORT_MODE: hairpin
+            index = socket.if_nametoindex(veth)
+            nl.set_up(index, master=bridge)
+            nl.set_hairpin(index)
         with netns.entered(attachment.netns):
-            ipr = iproute()()
-        with ipr:
-            lo = ipr.link_lookup(ifname="lo")[0]
-            ipr.link("set", index=lo, state="up")
-            index = ipr.link_lookup(ifname=attachment.ifname)[0]
-            ipr.addr("add", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen)
-            ipr.link("set", index=index, state="up")
-            mac = ipr.get_links(index)[0].get_attr("IFLA_ADDRESS")
-            routes: tuple[Route, ...] = ()
-            if attachment.gateway and not ipr.get_default_routes(family=socket.AF_INET):
-                ipr.route("add", dst="0.0.0.0/0", gateway=attachment.gateway, oif=index)
+            inner = Netlink()
+            index = socket.if_nametoindex(attachment.ifname)
+        routes: tuple[Route, ...] = ()
+        with inner:
+            inner.set_up(LOOPBACK_INDEX)
+            inner.add_address(index, str(iface.ip), iface.network.prefixlen)
+            inner.set_up(index)
+            mac = inner.link_attr(index, "IFLA_ADDRESS") or ""
+            if attachment.gateway and inner.add_default_route(attachment.gateway, index):
                 routes = (Route("0.0.0.0/0", attachment.gateway),)
         if attachment.ports:
             with self._locked("firewall"):
@@ -173,16 +166,18 @@ class BridgeNetwork(Plugin):
         if attachment.ports and firewall.available():
             with self._locked("firewall"):
                 firewall.delete(f"pn:ctr:{attachment.container_id[:12]}")
-        with iproute()() as ipr:
-            with contextlib.suppress(Exception):  # gone already: nothing to undo
-                ipr.link("del", ifname=host_veth(attachment))
+        with Netlink() as nl, contextlib.suppress(OSError):  # gone already: nothing to undo
+            nl.delete_link(host_veth(attachment))
 
     @hookimpl
     def pinnace_network_check(self, attachment: Attachment) -> None:
         """The host end of the veth must exist and be attached to the bridge."""
-        with iproute()() as ipr:
-            links = ipr.link_lookup(ifname=host_veth(attachment))
-            bridge = ipr.link_lookup(ifname=attachment.options.get("bridge", ""))
-            if not links or not bridge or \
-                    ipr.get_links(links[0])[0].get_attr("IFLA_MASTER") != bridge[0]:
-                raise FailedPrecondition(f"{host_veth(attachment)} is not on its bridge")
+        veth = host_veth(attachment)
+        try:
+            with Netlink() as nl:
+                bridge = socket.if_nametoindex(attachment.options.get("bridge", ""))
+                if nl.link_attr(socket.if_nametoindex(veth), "IFLA_MASTER") == bridge:
+                    return
+        except OSError:
+            pass
+        raise FailedPrecondition(f"{veth} is not on its bridge")
