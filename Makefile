@@ -63,6 +63,7 @@ test: venv
 bench: bench-deps venv busybox-rootfs.tar
 	$(PY) bench/run_latency.py
 	$(PY) bench/rootfs_create.py
+	$(PY) bench/net_overhead.py
 
 clean:
 	rm -rf $(VENV) busybox-rootfs.tar build *.egg-info
