@@ -12,7 +12,7 @@ APT_PACKAGES   := btrfs-progs libbtrfsutil-dev busybox-static iproute2 util-linu
 BENCH_PACKAGES := runc podman hyperfine
 PYTEST_ARGS ?= -n 2
 
-.PHONY: all deps bench-deps venv demo test bench busybox clean
+.PHONY: all deps bench-deps venv demo demo-net test bench busybox clean
 all: demo
 
 define apt_ensure
@@ -55,6 +55,10 @@ demo: venv busybox-rootfs.tar
 		sh -c 'echo "hello from $$(hostname), PID $$$$ in its own namespaces"; ls /'
 	$(PINNACE) images
 	$(PINNACE) plugins
+
+# Two services on bridge networks, inside a private network namespace (the host's is untouched).
+demo-net: venv busybox-rootfs.tar
+	unshare --net sh demo/two-services.sh $(PINNACE) busybox-rootfs.tar
 
 test: venv
 	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
