@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from pinnace.state import State
 
 _ORPHANS = "container_id NOT IN (SELECT id FROM containers)"
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def lease(state: State, network: Network, container_id: str, ifname: str,
@@ -45,8 +47,8 @@ def lease(state: State, network: Network, container_id: str, ifname: str,
     return cidr
 
 
-def _requested(network: Network, requested: str, subnet: ipaddress.IPv4Network | ipaddress.IPv6Network,
-               gateway: object, taken: set) -> object:
+def _requested(network: Network, requested: str, subnet: IPNetwork, gateway: IPAddress,
+               taken: set[IPAddress]) -> IPAddress:
     try:
         address = ipaddress.ip_address(requested)
     except ValueError:

@@ -80,8 +80,9 @@ def run_options(engine: Engine, opts: RunOptions, image_config: dict[str, Any]) 
             raise InvalidConfig("--net=container: shares another container's network: "
                                 "-p, -P, --ip and --network do not apply")
         mode = CONTAINER_MODE + other
-    else:
-        engine.plugins.load("network", mode)
+    elif wants_bridge and engine.plugins.call("network", mode, "default") is None:
+        raise InvalidConfig(f"--net={mode} has no addresses: -p, -P, --ip and --network need "
+                            f"a driver with networks, such as bridge")
     for name in opts.networks:
         network = get(engine, name)
         if network.driver != mode:
@@ -377,11 +378,10 @@ def teardown(engine: Engine, row: sqlite3.Row) -> None:
             return
         ns = str(engine.netns_path(cid))
         attached = _attachments(engine, row, ns)
-        if not attached:
-            plugin = engine.plugins.load("network", mode)
-            if getattr(plugin, "host_netns", False):
+        if not attached and engine.plugins.call("network", mode, "default") is None:
+            if getattr(engine.plugins.load("network", mode), "host_netns", False):
                 ns = f"/proc/{os.getpid()}/ns/net"
-            attached = [(mode, Attachment(cid, ns, mode))]
+            attached = [(mode, Attachment(cid, ns, mode))]  # a driver without leases
         joined = _networks_of(engine, cid)
         first: Exception | None = None
         for driver, attachment in attached:

@@ -366,7 +366,8 @@ def test_kill_9_during_network_setup_is_cleaned_by_the_next_command(
     npn("rm", "victim")
     from pinnace.state import State
 
-    assert State(npn.root / "state.db").query("SELECT * FROM ports") == []
+    state = State(npn.root / "state.db")
+    assert state.query("SELECT * FROM ports") == [] and state.query("SELECT * FROM endpoints") == []
 
 
 def test_without_iptables_ports_fail_clearly_and_the_rest_works(npn: Pinnace, busybox: str,
@@ -393,3 +394,7 @@ def test_network_disconnect_and_container_mode_errors(ctrs: Containers, npn: Pin
                        check=False), "do not apply")
     one_line_error(npn("run", "--rm", "-p", "80:99999", ctrs.image, "true", check=False),
                    "1-65535")
+    one_line_error(npn("run", "--rm", "--net=none", "-p", "80:80", ctrs.image, "true",
+                       check=False), "--net=none has no addresses")
+    one_line_error(npn("run", "--rm", "--add-host", "x", ctrs.image, "true", check=False),
+                   "expected NAME:IP")
