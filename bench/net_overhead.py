@@ -16,19 +16,13 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import report, runner, time_runs  # noqa: E402
-
-from pinnace.testing.btrfs import loop_btrfs  # noqa: E402
-from pinnace.testing.busybox import build_busybox_tar  # noqa: E402
+from common import PODMAN_RUN, busybox_root, report, runner, time_runs  # noqa: E402
 
 INNER = "PINNACE_BENCH_IN_NETNS"
 PODMAN_IMAGE = "localhost/pinnace-bench-busybox"
-# podman asks runc for higher rlimits than a process without CAP_SYS_RESOURCE may set
-PODMAN_ARGS = ["--runtime=runc", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
 
 
 def import_costs(rounds: int) -> None:
@@ -59,53 +53,39 @@ def main() -> None:
         os.execvpe("unshare", ["unshare", "--net", "--", sys.executable, *sys.argv], env)
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     import_costs(args.rounds)
-    script = Path(sys.executable).parent / "pinnace"
-    pinnace = [str(script)] if script.exists() else [sys.executable, "-m", "pinnace"]
-    work = Path(tempfile.mkdtemp(prefix="pinnace-bench-net-"))
-    try:
-        with loop_btrfs(work / "btrfs", "2G") as mnt:
-            root = Path(mnt) / "root"
-            tar = work / "busybox.tar"
-            build_busybox_tar(tar)
-            pn = pinnace + ["--root", str(root)]
-            subprocess.run(pn + ["import", "-c", 'CMD ["sh"]', str(tar), "busybox"], check=True,
-                           capture_output=True)
-            commands = {f"pinnace --net={net}": runner(pn + ["run", "--rm", f"--net={net}",
-                                                              "busybox", "true"])
-                        for net in ("none", "bridge")}
-            if shutil.which("podman"):
-                subprocess.run(["podman", "import", str(tar), PODMAN_IMAGE], check=True,
-                               capture_output=True)
-                for net in ("none", "bridge"):
-                    argv = ["podman", "run", "--rm", f"--network={net}", *PODMAN_ARGS,
-                            PODMAN_IMAGE, "true"]
-                    probe = subprocess.run(argv, capture_output=True, text=True)
-                    if probe.returncode == 0:
-                        commands[f"podman --network={net}"] = runner(argv)
-                    else:
-                        print(f"podman --network={net}: cannot run here: "
-                              f"{probe.stderr.strip().splitlines()[-1]}")
-            print("docker: left out (its daemon builds its bridge in the host's namespace)")
-            for fn in commands.values():  # warm up: caches, unpacked layers, the bridges
-                fn()
-            times = time_runs(commands, args.rounds)
-            report(f"run --rm true, bridge against none, {args.rounds} rounds", times,
-                   baseline="pinnace --net=none")
-            med = {k: statistics.median(v) for k, v in times.items()}
-            extra = med["pinnace --net=bridge"] - med["pinnace --net=none"]
-            print(f"\npinnace: bridge costs {1000 * extra:.1f} ms more than none")
-            if "podman --network=bridge" in med and "podman --network=none" in med:
-                podman = med["podman --network=bridge"] - med["podman --network=none"]
-                print(f"podman:  bridge costs {1000 * podman:.1f} ms more than none")
-                ratio = extra / podman
-                print(f"target pinnace's extra <= 1/2 of podman's: {ratio:.2f}x "
-                      f"{'OK' if ratio <= 0.5 else 'MISSED'}")
-            if shutil.which("podman"):
-                subprocess.run(["podman", "rmi", "-f", PODMAN_IMAGE], capture_output=True)
-            subprocess.run(pn + ["rmi", "busybox"], capture_output=True)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
+    with busybox_root() as (pinnace, root, work):
+        pn = pinnace + ["--root", str(root)]
+        commands = {f"pinnace --net={net}": runner(pn + ["run", "--rm", f"--net={net}",
+                                                          "busybox", "true"])
+                    for net in ("none", "bridge")}
+        if shutil.which("podman"):
+            subprocess.run(["podman", "import", str(work / "busybox.tar"), PODMAN_IMAGE],
+                           check=True, capture_output=True)
+            for net in ("none", "bridge"):
+                argv = PODMAN_RUN + [f"--network={net}", PODMAN_IMAGE, "true"]
+                probe = subprocess.run(argv, capture_output=True, text=True)
+                if probe.returncode == 0:
+                    commands[f"podman --network={net}"] = runner(argv)
+                else:
+                    print(f"podman --network={net}: cannot run here: "
+                          f"{probe.stderr.strip().splitlines()[-1]}")
+        print("docker: left out (its daemon builds its bridge in the host's namespace)")
+        for fn in commands.values():  # warm up: caches, unpacked layers, the bridges
+            fn()
+        times = time_runs(commands, args.rounds)
+        report(f"run --rm true, bridge against none, {args.rounds} rounds", times,
+               baseline="pinnace --net=none")
+        med = {k: statistics.median(v) for k, v in times.items()}
+        extra = med["pinnace --net=bridge"] - med["pinnace --net=none"]
+        print(f"\npinnace: bridge costs {1000 * extra:.1f} ms more than none")
+        if "podman --network=bridge" in med and "podman --network=none" in med:
+            podman = med["podman --network=bridge"] - med["podman --network=none"]
+            print(f"podman:  bridge costs {1000 * podman:.1f} ms more than none")
+            ratio = extra / podman
+            print(f"target pinnace's extra <= 1/2 of podman's: {ratio:.2f}x "
+                  f"{'OK' if ratio <= 0.5 else 'MISSED'}")
+        if shutil.which("podman"):
+            subprocess.run(["podman", "rmi", "-f", PODMAN_IMAGE], capture_output=True)
 
 if __name__ == "__main__":
     main()
