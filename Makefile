@@ -67,6 +67,7 @@ test: venv
 bench: bench-deps venv busybox-rootfs.tar
 	$(PY) bench/run_latency.py
 	$(PY) bench/rootfs_create.py
+	$(PY) bench/lifecycle.py
 	$(PY) bench/net_overhead.py
 
 clean:

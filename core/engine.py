@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -34,8 +33,12 @@ from pinnace.errors import (
 if TYPE_CHECKING:
     from pinnace.images.store import Image, ImageStore
     from pinnace.plugins import Plugins
-    from pinnace.runtime.spec import ContainerSpec
+    from pinnace.runtime.spec import ContainerSpec, Process
     from pinnace.state import State
+
+
+ACTIVE = ("starting", "running", "paused")
+"""Statuses of a container that has a monitor (and, but for ``starting``, a process)."""
 
 
 @dataclass
@@ -60,6 +63,11 @@ class RunOptions:
     ip: str | None = None
     dns: list[str] = field(default_factory=list)
     add_hosts: list[str] = field(default_factory=list)
+    tty: bool = False
+    interactive: bool = False
+    restart: str = "no"
+    log_opts: list[str] = field(default_factory=list)
+    auto_remove: bool = False
 
 
 @dataclass
@@ -116,6 +124,11 @@ class Engine:
 
         return Plugins(self.config, trace=self._trace)
 
+    def reopen(self) -> None:
+        """After fork: stop using the parent's state connection (SQLite ones must not
+        cross a fork); the next use opens a new one. The old one is kept, never closed."""
+        self._forked_away = (self.__dict__.pop("state", None), self.__dict__.pop("images", None))
+
     def selected(self, role: str, override: str | None = None) -> str:
         """The plugin name for ``role``: the flag if given, else env, config file, default."""
         return override or self.config.selected(role).value
@@ -133,6 +146,10 @@ class Engine:
         network, net = networking.run_options(self, opts, image.config.get("config") or {})
         if opts.name is not None:
             names.validate(opts.name)
+        from pinnace.runtime.policy import parse_log_opts, parse_restart
+
+        run = {"tty": opts.tty, "interactive": opts.interactive, "auto_remove": opts.auto_remove,
+               "restart": parse_restart(opts.restart), "log": parse_log_opts(opts.log_opts)}
         cid = names.new_id()
         command = _command(opts, image.config.get("config") or {})
         row = {
@@ -152,7 +169,8 @@ class Engine:
             with self.state.tx() as db:
                 db.execute(
                     "UPDATE containers SET spec = ? WHERE id = ?",
-                    (json.dumps({"command": command, "runtime": asdict(spec), "net": net}), cid),
+                    (json.dumps({"command": command, "runtime": asdict(spec), "run": run,
+                                 "net": net}), cid),
                 )
         except BaseException:
             _run_undos(undo)
@@ -203,7 +221,7 @@ class Engine:
         return ContainerSpec(
             id=cid,
             process=Process(args=command, env=env, cwd=opts.workdir or cfg.get("WorkingDir") or "/",
-                            user=user.user),
+                            user=user.user, terminal=opts.tty),
             rootfs=list(mounts),
             hostname=opts.hostname or cid[:12],
             cgroup=f"pinnace/{cid}",
@@ -277,25 +295,42 @@ class Engine:
         """Where the container's network namespace is bind-mounted."""
         return self.config.run_root / "netns" / cid
 
-    def start(self, cid: str) -> int:
+    def log_path(self, cid: str) -> Path:
+        """The container's json-file log (kept with its state, not in the run dir)."""
+        return self.config.root / "containers" / cid / "json.log"
+
+    def start(self, cid: str, stdio: tuple[int, int, int] | None = None,
+              console_socket: str = "") -> int:
         """Set up the network, create the container and start its process; return its PID.
 
-        On failure everything set up here is undone and the container is
-        marked exited (127/126 when the command cannot be executed).
+        The calling process becomes the container's monitor: it is recorded
+        in the state, made a child subreaper, and must wait for the container
+        and call :meth:`finish`. On failure everything set up here is undone
+        and the container is marked exited (127/126 when the command cannot
+        be executed).
         """
-        from pinnace import networking
+        from pinnace import linux, networking
         from pinnace.runtime.proc import start_time
 
         row = self._row(cid)
+        with self.state.tx() as db:
+            claimed = db.execute(
+                "UPDATE containers SET status = 'starting', monitor_pid = ?, monitor_start = ?,"
+                " stop_requested = 0 WHERE id = ? AND status NOT IN (?, ?, ?)",
+                (os.getpid(), start_time(os.getpid()), cid, *ACTIVE)).rowcount
+        if not claimed:
+            raise FailedPrecondition(f"container {_label(row)} is already {row['status']}")
         spec = _spec_from_json(json.loads(row["spec"])["runtime"])
+        spec.process.console_socket = console_socket
+        linux.set_child_subreaper()
         bundle = self.bundle(cid)
         bundle.mkdir(parents=True, exist_ok=True)
-        undo: list[Callable[[], None]] = [lambda: shutil.rmtree(bundle, ignore_errors=True)]
+        undo: list[Callable[[], None]] = [lambda: _rmtree(bundle)]
         try:
             result = networking.setup(self, row, spec, bundle, undo)
             self.plugins.hook.pinnace_prepare_spec(spec=spec)
             pid = self.plugins.call("isolation", row["isolation"], "create", spec=spec,
-                                    bundle=bundle)
+                                    bundle=bundle, stdio=stdio)
             undo.append(lambda: self.plugins.call("isolation", row["isolation"], "delete",
                                                   container_id=cid, bundle=bundle))
             with self.state.tx() as db:
@@ -321,17 +356,177 @@ class Engine:
         row = self._row(cid)
         code = self.plugins.call("isolation", row["isolation"], "wait", container_id=cid,
                                  bundle=self.bundle(cid))
-        self._record_exit(cid, code)
-        self._teardown(row)
-        self.state.event("container", "die", cid, exit_code=code)
-        self.plugins.hook.pinnace_container_exited(container=self._row_dict(cid), exit_code=code)
+        self.finish(cid, code)
         return code
 
-    def kill(self, cid: str, signal: int) -> None:
-        """Send ``signal`` to the container's first process."""
-        row = self._row(cid)
+    def finish(self, cid: str, code: int | None) -> bool:
+        """Record the exit of a container this process monitored and release its runtime.
+
+        Returns True when its restart policy asks for another start. ``code``
+        is None when it is unknown.
+        """
+        from pinnace.runtime.policy import should_restart
+
+        try:
+            row = self._row(cid)
+        except NotFound:  # removed meanwhile (rm -f)
+            return False
+        try:
+            self._teardown(row)
+        finally:  # "exited" means its runtime is released: a start may follow at once
+            self._record_exit(cid, code)
+        self.state.event("container", "die", cid, exit_code=code)
+        self.plugins.hook.pinnace_container_exited(container=self._row_dict(cid), exit_code=code)
+        run = json.loads(row["spec"]).get("run", {})
+        policy = run.get("restart", {"name": "no", "max": 0})
+        again = should_restart(policy, code, row["restart_count"], bool(row["stop_requested"]))
+        if again:
+            with self.state.tx() as db:
+                db.execute("UPDATE containers SET restart_count = restart_count + 1 WHERE id = ?",
+                           (cid,))
+        elif run.get("auto_remove"):
+            self.remove(cid, force=True)
+        return again
+
+    def kill(self, cid: str, signal: int, by_user: bool = False) -> None:
+        """Send ``signal`` to the container's first process. ``by_user`` with
+        SIGKILL, SIGTERM or SIGINT counts as a stop: no restart follows."""
+        import signal as signals
+
+        row = self._current(cid)
+        if row["status"] not in ("running", "paused"):
+            raise FailedPrecondition(f"container {_label(row)} is not running")
+        if by_user and signal in (signals.SIGKILL, signals.SIGTERM, signals.SIGINT):
+            self._set(cid, stop_requested=1)
         self.plugins.call("isolation", row["isolation"], "kill", container_id=cid,
                           bundle=self.bundle(cid), signal=signal)
+        if row["status"] == "paused" and signal == signals.SIGKILL:
+            self.plugins.call("isolation", row["isolation"], "resume", container_id=cid,
+                              bundle=self.bundle(cid))
+
+    def stop(self, cid: str, timeout: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL after ``timeout`` seconds; return once it has exited.
+
+        A stopped container is not restarted by its policy; stopping one
+        that is not running is not an error (as with docker).
+        """
+        import signal
+
+        row = self._current(cid)
+        self._set(cid, stop_requested=1)  # also stops a restart that is waiting to happen
+        if row["status"] not in ACTIVE:
+            return
+        if row["status"] == "paused":
+            self.unpause(cid)
+        for sig, limit in ((signal.SIGTERM, timeout), (signal.SIGKILL, 30.0)):
+            if limit > 0:
+                with contextlib.suppress(FailedPrecondition):
+                    self.kill(cid, sig)
+                if self.wait_exit(cid, limit) is not None:
+                    return
+        raise FailedPrecondition(f"container {_label(row)} did not stop after SIGKILL")
+
+    def wait_exit(self, cid: str, timeout: float | None = None) -> int | None:
+        """Block until the container is no longer running; return its exit code
+        (-1 when unknown), or None on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            row = self._current(cid)
+            if row["status"] not in ACTIVE:
+                return -1 if row["exit_code"] is None else row["exit_code"]
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
+            time.sleep(0.02)
+
+    def pause(self, cid: str) -> None:
+        """Freeze every process of a running container."""
+        self._freeze(cid, "running", "pause", "paused")
+
+    def unpause(self, cid: str) -> None:
+        """Thaw a paused container."""
+        self._freeze(cid, "paused", "resume", "running")
+
+    def _freeze(self, cid: str, before: str, verb: str, after: str) -> None:
+        row = self._current(cid)
+        if row["status"] != before:
+            raise FailedPrecondition(f"container {_label(row)} is not {before}")
+        self.plugins.call("isolation", row["isolation"], verb, container_id=cid,
+                          bundle=self.bundle(cid))
+        self._set(cid, status=after)
+        self.state.event("container", "pause" if verb == "pause" else "unpause", cid)
+
+    def rename(self, cid: str, new_name: str) -> None:
+        """Give the container another name (refused when taken)."""
+        names.validate(new_name)
+        try:
+            self._set(cid, name=new_name)
+        except sqlite3.IntegrityError:
+            raise AlreadyExists(f'the container name "{new_name}" is already in use') from None
+        self.state.event("container", "rename", cid, name=new_name)
+
+    def prune(self) -> list[str]:
+        """Remove every container that is not running; return their IDs."""
+        gone = []
+        for c in self.containers(all_=True):
+            if c.status in ("exited", "created"):
+                with contextlib.suppress(NotFound):
+                    gone.append(self.remove(c.id))
+        return gone
+
+    def exec_process(self, cid: str, args: list[str], env: list[str], workdir: str | None,
+                     user: str | None, tty: bool) -> Process:
+        """The process ``exec`` runs: the container's env and user unless overridden."""
+        from pinnace.runtime import users
+        from pinnace.runtime.spec import Process
+
+        row = self._current(cid)
+        if row["status"] != "running":
+            raise FailedPrecondition(
+                f"container {_label(row)} is {row['status']}: exec needs a running container")
+        if not args:
+            raise InvalidConfig("exec needs a command")
+        base = _spec_from_json(json.loads(row["spec"])["runtime"]).process
+        who = users.resolve(Path(f"/proc/{row['pid']}/root"), user).user if user else base.user
+        return Process(args=args, env=_merge_env(base.env, env), cwd=workdir or base.cwd,
+                       user=who, terminal=tty)
+
+    def exec(self, cid: str, process: Process, stdio: tuple[int, int, int] | None) -> int:
+        """Start ``process`` in the running container as a child of this process; its PID."""
+        row = self._row(cid)
+        pid = self.plugins.call("isolation", row["isolation"], "exec", container_id=cid,
+                                bundle=self.bundle(cid), process=process, stdio=stdio)
+        self.state.event("container", "exec_start", cid, command=process.args)
+        return pid
+
+    def _set(self, cid: str, **values: Any) -> None:
+        cols = ", ".join(f"{k} = ?" for k in values)
+        with self.state.tx() as db:
+            db.execute(f"UPDATE containers SET {cols} WHERE id = ?", (*values.values(), cid))
+
+    def _monitor_alive(self, row: sqlite3.Row) -> bool:
+        from pinnace.runtime.proc import is_alive
+
+        return is_alive(row["monitor_pid"], row["monitor_start"])
+
+    def _current(self, cid: str) -> sqlite3.Row:
+        """The container's row, after reconciling it with the host."""
+        row = self._row(cid)
+        return self._reconcile(row) if row["status"] in ACTIVE else row
+
+    def _reconcile(self, row: sqlite3.Row) -> sqlite3.Row:
+        """A running row whose monitor is gone (killed, or the host rebooted): mark
+        it exited with an unknown code and release what its runtime left."""
+        if self._monitor_alive(row):
+            return row
+        with self.state.tx() as db:
+            claimed = db.execute(
+                "UPDATE containers SET status = 'exited', exit_code = NULL, finished = ?,"
+                " pid = 0 WHERE id = ? AND status IN ('starting', 'running', 'paused')",
+                (time.time(), row["id"])).rowcount
+        if claimed:
+            self._teardown(row)
+            self.state.event("container", "die", row["id"], exit_code=None)
+        return self._row(row["id"])
 
     def _record_exit(self, cid: str, code: int | None) -> None:
         with self.state.tx() as db:
@@ -349,42 +544,32 @@ class Engine:
                                       container_id=cid, bundle=bundle),
             lambda: networking.teardown(self, row),
         ]
-        steps += [lambda: netns.delete(str(ns)), lambda: shutil.rmtree(bundle, ignore_errors=True)]
+        steps += [lambda: netns.delete(str(ns)), lambda: _rmtree(bundle)]
         _run_undos(list(reversed(steps)), raise_first=True)
 
     def remove(self, ref: str, force: bool = False) -> str:
         """Remove a container: its process (with ``force``), runtime, rootfs and row."""
-        from pinnace import networking
-
-        networking.reconcile(self)
-        row = self._row(self.resolve(ref))
-        cid = row["id"]
-        if self._live_status(row) == "running":
+        cid = self.resolve(ref)
+        row = self._current(cid)
+        if row["status"] in ACTIVE:
             if not force:
                 raise FailedPrecondition(
-                    f"container {row['name']} is running: stop it first or use rm -f")
-            self._kill_and_reap(row)
+                    f"container {row['name']} is {row['status']}: stop it first or use rm -f")
+            self._set(cid, stop_requested=1)
+            self.kill(cid, 9)
+            try:
+                if self.wait_exit(cid, 30) is None:
+                    raise FailedPrecondition(f"container {row['name']} did not exit after SIGKILL")
+            except NotFound:  # its monitor removed it (run --rm)
+                return cid
         self._teardown(row)
         with contextlib.suppress(NotFound):
             self.plugins.call("storage", row["storage"], "remove", key=cid)
+        _rmtree(self.log_path(cid).parent)
         self._delete_row(cid)
         self.state.event("container", "destroy", cid)
         self.plugins.hook.pinnace_container_removed(container=dict(row))
         return cid
-
-    def _kill_and_reap(self, row: sqlite3.Row) -> None:
-        import signal
-
-        from pinnace.runtime.proc import is_alive
-
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(row["pid"], signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while is_alive(row["pid"], row["pid_start"]) and time.monotonic() < deadline:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(row["pid"], os.WNOHANG)
-            time.sleep(0.01)
-        self._record_exit(row["id"], 137)
 
     # ------------------------------------------------------------ queries
     def resolve(self, ref: str) -> str:
@@ -409,31 +594,19 @@ class Engine:
     def _row_dict(self, cid: str) -> dict[str, Any]:
         return dict(self._row(cid))
 
-    @staticmethod
-    def _live_status(row: sqlite3.Row) -> str:
-        from pinnace.runtime.proc import is_alive
-
-        if row["status"] == "running" and not is_alive(row["pid"], row["pid_start"]):
-            return "exited"
-        return row["status"]
-
     def containers(self, all_: bool = False) -> list[Container]:
-        """Containers, newest first; only running ones unless ``all_``."""
+        """Containers, newest first; only running (and paused) ones unless ``all_``."""
         out = []
         for row in self.state.query("SELECT * FROM containers ORDER BY created DESC"):
-            status = self._live_status(row)
-            if not all_ and status != "running":
-                continue
-            spec = json.loads(row["spec"])
-            out.append(Container(
-                id=row["id"], name=row["name"], image=row["image_ref"], image_id=row["image_id"],
-                command=spec.get("command", []), status=status,
-                exit_code=row["exit_code"] if row["status"] == status else None,
-                created=row["created"], started=row["started"], finished=row["finished"],
-                pid=row["pid"] if status == "running" else 0, storage=row["storage"],
-                network=row["network"], isolation=row["isolation"],
-            ))
+            if row["status"] in ACTIVE:
+                row = self._reconcile(row)
+            if all_ or row["status"] in ACTIVE:
+                out.append(_container(row))
         return out
+
+    def container(self, cid: str) -> Container:
+        """One container, reconciled with the host."""
+        return _container(self._current(cid))
 
     def image_in_use(self, image_id: str) -> list[str]:
         """Names of the containers created from ``image_id``."""
@@ -452,6 +625,26 @@ class Engine:
                     db.execute("DELETE FROM snapshots WHERE chain_id = ? AND storage = ?",
                                (chain_id, snap["storage"]))
         return result
+
+
+def _container(row: sqlite3.Row) -> Container:
+    return Container(
+        id=row["id"], name=row["name"], image=row["image_ref"], image_id=row["image_id"],
+        command=json.loads(row["spec"]).get("command", []), status=row["status"],
+        exit_code=row["exit_code"], created=row["created"], started=row["started"],
+        finished=row["finished"], pid=row["pid"], storage=row["storage"],
+        network=row["network"], isolation=row["isolation"],
+    )
+
+
+def _rmtree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _label(row: sqlite3.Row) -> str:
+    return row["name"] or row["id"][:12]
 
 
 def _command(opts: RunOptions, cfg: dict[str, Any]) -> list[str]:

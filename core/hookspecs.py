@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from pinnace.images.store import ImageStore
     from pinnace.mounts import Mount
     from pinnace.network import Attachment, Network, NetworkResult
-    from pinnace.runtime.spec import ContainerSpec
+    from pinnace.runtime.spec import ContainerSpec, Process
     from pinnace.runtime.status import ContainerState
     from pinnace.snapshots import SnapshotInfo, Usage
 
@@ -86,10 +86,15 @@ def pinnace_storage_walk() -> list[SnapshotInfo]:
 
 
 @hookspec(firstresult=True)
-def pinnace_isolation_create(spec: ContainerSpec, bundle: Path) -> int:
+def pinnace_isolation_create(spec: ContainerSpec, bundle: Path,
+                             stdio: tuple[int, int, int] | None) -> int:
     """Create the container's namespaces, cgroup and root filesystem, with its
     first process held before exec. Return that process's host PID.
 
+    The first process gets ``stdio`` as its stdin, stdout and stderr (None:
+    the caller's), or with ``spec.process.terminal`` a pty whose master goes
+    to ``spec.process.console_socket``. It is a descendant of the caller, which
+    is a child subreaper, so the core's monitor can reap it with ``waitpid``.
     On failure, leave nothing behind (no process, cgroup or mount).
     """
 
@@ -118,6 +123,27 @@ def pinnace_isolation_kill(container_id: str, bundle: Path, signal: int) -> None
 @hookspec(firstresult=True)
 def pinnace_isolation_state(container_id: str, bundle: Path) -> ContainerState:
     """Return whether the container is created, running or stopped, and its PID."""
+
+
+@hookspec(firstresult=True)
+def pinnace_isolation_exec(container_id: str, bundle: Path, process: Process,
+                           stdio: tuple[int, int, int] | None) -> int:
+    """Start ``process`` inside the running container (all its namespaces and its
+    cgroup, the same security policy) as a child of the caller; return its PID.
+    ``stdio`` and ``process.terminal`` work as for ``create``.
+
+    Raise ``CommandNotFound``/``CommandNotExecutable`` when it cannot be executed.
+    """
+
+
+@hookspec(firstresult=True)
+def pinnace_isolation_pause(container_id: str, bundle: Path) -> None:
+    """Freeze every process of the container (the cgroup freezer)."""
+
+
+@hookspec(firstresult=True)
+def pinnace_isolation_resume(container_id: str, bundle: Path) -> None:
+    """Thaw a paused container."""
 
 
 @hookspec(firstresult=True)

@@ -40,6 +40,7 @@ MS_SLAVE = 1 << 19
 MS_STRICTATIME = 1 << 24
 MNT_DETACH = 2
 PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
 
 _MOUNT_FLAGS = {
     "ro": MS_RDONLY,
@@ -105,6 +106,11 @@ def sethostname(name: str) -> None:
 def set_pdeathsig(sig: int) -> None:
     """prctl(PR_SET_PDEATHSIG): get ``sig`` when the parent thread dies."""
     _check(_libc.prctl(ctypes.c_int(PR_SET_PDEATHSIG), ctypes.c_ulong(sig), 0, 0, 0), "prctl")
+
+
+def set_child_subreaper() -> None:
+    """prctl(PR_SET_CHILD_SUBREAPER): orphaned descendants are reparented to this process."""
+    _check(_libc.prctl(ctypes.c_int(PR_SET_CHILD_SUBREAPER), ctypes.c_ulong(1), 0, 0, 0), "prctl")
 
 
 def mount_described(fstype: str, source: str, target: str, options: Iterable[str]) -> None:

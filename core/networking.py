@@ -12,7 +12,6 @@ attachment named after the plugin.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import ipaddress
 import json
 import os
@@ -39,9 +38,6 @@ if TYPE_CHECKING:
 
 DEFAULT_DRIVER = "bridge"
 CONTAINER_MODE = "container:"
-_OWNED: dict[str, int] = {}
-"""Lock fds on ``<bundle>/owner.lock`` this process holds: a container whose lock
-nobody holds while its network namespace exists was left by a dead pinnace."""
 
 
 # --------------------------------------------------------------- run options
@@ -234,47 +230,18 @@ def prune(engine: Engine) -> list[str]:
 
 
 # --------------------------------------------------------------- container side
-def _own(engine: Engine, cid: str) -> None:
-    path = engine.bundle(cid) / "owner.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    _OWNED[cid] = fd
+def reconcile(engine: Engine) -> None:
+    """Release what containers whose monitor died (mid-setup too) left: veths, rules, leases."""
+    from pinnace.engine import ACTIVE
 
-
-def _disown(cid: str) -> None:
-    fd = _OWNED.pop(cid, None)
-    if fd is not None:
-        os.close(fd)
-
-
-def _abandoned(engine: Engine, cid: str) -> bool:
-    """True when the container's netns exists but no live pinnace owns the container."""
-    if cid in _OWNED or not engine.netns_path(cid).exists():
-        return False
-    try:
-        fd = os.open(engine.bundle(cid) / "owner.lock", os.O_RDWR | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return True
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
-    except BlockingIOError:
-        return False
-    finally:
-        os.close(fd)
-
-
-def reconcile(engine: Engine) -> list[str]:
-    """Tear down containers a dead ``pinnace`` left mid-setup or running; return their IDs."""
-    cleaned = []
     for row in engine.state.query(
-            "SELECT * FROM containers WHERE status IN ('created', 'running')"):
-        if _abandoned(engine, row["id"]):
-            with contextlib.suppress(Exception):
-                engine._teardown(row)
-            engine._record_exit(row["id"], None)
-            cleaned.append(row["id"])
-    return cleaned
+            f"SELECT * FROM containers WHERE status IN ({','.join('?' * len(ACTIVE))})", *ACTIVE):
+        with contextlib.suppress(Exception):  # a stale container must not fail this command
+            engine._reconcile(row)
+
+
+def _running(engine: Engine, row: sqlite3.Row) -> bool:
+    return engine._current(row["id"])["status"] == "running"
 
 
 def _attachments(engine: Engine, row: sqlite3.Row, netns: str) -> list[tuple[str, Attachment]]:
@@ -308,11 +275,9 @@ def setup(engine: Engine, row: sqlite3.Row, spec: ContainerSpec, bundle: Path,
     cid, mode = row["id"], row["network"]
     net = _net_options(row)
     reconcile(engine)
-    _own(engine, cid)
-    undo.append(lambda: _disown(cid))
     if mode.startswith(CONTAINER_MODE):
         other = engine._row(engine.resolve(mode[len(CONTAINER_MODE):]))
-        if engine._live_status(other) != "running":
+        if not _running(engine, other):
             raise FailedPrecondition(f"cannot join the network of container {other['name']}: "
                                      f"it is not running")
         spec.netns = str(engine.netns_path(other["id"]))
@@ -373,28 +338,25 @@ def _merge(results: list[NetworkResult]) -> NetworkResult:
 def teardown(engine: Engine, row: sqlite3.Row) -> None:
     """Detach the container from every network, free its leases and ports; idempotent."""
     cid, mode = row["id"], row["network"]
-    try:
-        if mode.startswith(CONTAINER_MODE):
-            return
-        ns = str(engine.netns_path(cid))
-        attached = _attachments(engine, row, ns)
-        if not attached and engine.plugins.call("network", mode, "default") is None:
-            if getattr(engine.plugins.load("network", mode), "host_netns", False):
-                ns = f"/proc/{os.getpid()}/ns/net"
-            attached = [(mode, Attachment(cid, ns, mode))]  # a driver without leases
-        joined = _networks_of(engine, cid)
-        first: Exception | None = None
-        for driver, attachment in attached:
-            try:
-                engine.plugins.call("network", driver, "del", attachment=attachment)
-            except Exception as err:  # keep detaching the others
-                first = first or err
-        ipam.release(engine.state, cid)
-        _refresh_peers(engine, cid, joined)
-        if first is not None:
-            raise first
-    finally:
-        _disown(cid)
+    if mode.startswith(CONTAINER_MODE):
+        return
+    ns = str(engine.netns_path(cid))
+    attached = _attachments(engine, row, ns)
+    if not attached and engine.plugins.call("network", mode, "default") is None:
+        if getattr(engine.plugins.load("network", mode), "host_netns", False):
+            ns = f"/proc/{os.getpid()}/ns/net"
+        attached = [(mode, Attachment(cid, ns, mode))]  # a driver without leases
+    joined = _networks_of(engine, cid)
+    first: Exception | None = None
+    for driver, attachment in attached:
+        try:
+            engine.plugins.call("network", driver, "del", attachment=attachment)
+        except Exception as err:  # keep detaching the others
+            first = first or err
+    ipam.release(engine.state, cid)
+    _refresh_peers(engine, cid, joined)
+    if first is not None:
+        raise first
 
 
 def connect(engine: Engine, name: str, ref: str, ip: str | None = None) -> None:
@@ -413,7 +375,7 @@ def connect(engine: Engine, name: str, ref: str, ip: str | None = None) -> None:
         joined += [default.name] if default else []
     if network.name in joined:
         raise AlreadyExists(f"container {row['name']} is already connected to {network.name}")
-    if engine._live_status(row) == "running":
+    if _running(engine, row):
         taken = {r["ifname"] for r in engine.state.query(
             "SELECT ifname FROM endpoints WHERE container_id = ?", row["id"])}
         ifname = next(f"eth{i}" for i in range(len(taken) + 1) if f"eth{i}" not in taken)
@@ -425,7 +387,7 @@ def connect(engine: Engine, name: str, ref: str, ip: str | None = None) -> None:
     joined.append(network.name)
     with engine.state.tx() as db:
         db.execute("UPDATE containers SET spec = ? WHERE id = ?", (json.dumps(spec), row["id"]))
-    if engine._live_status(row) == "running":
+    if _running(engine, row):
         write_etc(engine, engine._row(row["id"]), None, engine.bundle(row["id"]))
         _refresh_peers(engine, row["id"], [network.name])
 
@@ -444,7 +406,7 @@ def disconnect(engine: Engine, name: str, ref: str) -> None:
     spec.setdefault("net", {})["networks"] = [n for n in joined if n != network.name]
     with engine.state.tx() as db:
         db.execute("UPDATE containers SET spec = ? WHERE id = ?", (json.dumps(spec), row["id"]))
-    if engine._live_status(row) == "running":
+    if _running(engine, row):
         write_etc(engine, engine._row(row["id"]), None, engine.bundle(row["id"]))
         _refresh_peers(engine, row["id"], [network.name])
 
@@ -511,8 +473,8 @@ def _refresh_peers(engine: Engine, cid: str, networks: list[str]) -> None:
 # --------------------------------------------------------------- inspect
 def settings(engine: Engine, ref: str) -> dict[str, Any]:
     """A container's network settings, shaped like docker's ``NetworkSettings``."""
-    row = engine._row(engine.resolve(ref))
-    running = engine._live_status(row) == "running"
+    row = engine._current(engine.resolve(ref))
+    running = row["status"] == "running"
     nets: dict[str, Any] = {}
     for ep in engine.state.query("SELECT * FROM endpoints WHERE container_id = ? ORDER BY ifname",
                                  row["id"]) if running else []:

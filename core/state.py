@@ -73,7 +73,14 @@ MIGRATIONS: tuple[str, ...] = (
         attributes TEXT NOT NULL DEFAULT '{}'
     );
     """,
-    # 2: named networks, their endpoints (IP leases) and published ports
+    # 2: containers that outlive the CLI: the monitor that owns one, restarts, stops
+    """
+    ALTER TABLE containers ADD COLUMN monitor_pid INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE containers ADD COLUMN monitor_start INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE containers ADD COLUMN restart_count INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE containers ADD COLUMN stop_requested INTEGER NOT NULL DEFAULT 0
+    """,
+    # 3: named networks, their endpoints (IP leases) and published ports
     """
     CREATE TABLE networks (
         name TEXT PRIMARY KEY,

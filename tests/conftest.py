@@ -77,9 +77,15 @@ class Pinnace:
 
 
 @pytest.fixture
-def pn(root: Path) -> Pinnace:
-    """The pinnace CLI bound to this test's root."""
-    return Pinnace(root)
+def pn(root: Path) -> Iterator[Pinnace]:
+    """The pinnace CLI bound to this test's root; containers still there at the end
+    (detached ones have monitors of their own) are removed."""
+    cli = Pinnace(root)
+    yield cli
+    if (root / "state.db").exists():
+        left = cli("ps", "-aq", "--no-trunc", check=False).stdout.split()
+        if left:
+            cli("rm", "-f", *left, check=False)
 
 
 @pytest.fixture

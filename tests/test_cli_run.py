@@ -52,7 +52,9 @@ def test_exit_code_user_and_hostname(pn: Pinnace, busybox: str) -> None:
 
 
 def test_image_default_cmd_and_entrypoint_override(pn: Pinnace, busybox: str) -> None:
-    assert pn("run", "--rm", busybox, input="echo from-stdin\n").stdout.strip() == "from-stdin"
+    assert pn("run", "--rm", "-i", busybox, input="echo from-stdin\n").stdout.strip() == "from-stdin"
+    # without -i the container's stdin is empty, as with docker
+    assert pn("run", "--rm", busybox, "cat", input="ignored\n").stdout == ""
     out = pn("run", "--rm", "--entrypoint", "echo", busybox, "a", "b").stdout.strip()
     assert out == "a b"
 
@@ -120,7 +122,7 @@ def test_kill_9_of_pinnace_mid_run_leaves_a_consistent_state(pn: Pinnace, busybo
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         rows = json.loads(pn("ps", "--format", "json").stdout)
-        if rows:
+        if rows and rows[0]["State"] == "running":
             break
         time.sleep(0.05)
     assert rows and rows[0]["State"] == "running"

@@ -26,11 +26,11 @@ def test_migrations_run_in_order_from_an_older_schema(tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     State(tmp_path / "state.db").close()
     monkeypatch.setattr(state_mod, "MIGRATIONS", state_mod.MIGRATIONS + (
-        "ALTER TABLE containers ADD COLUMN restart_count INTEGER NOT NULL DEFAULT 0",))
+        "ALTER TABLE containers ADD COLUMN probe INTEGER NOT NULL DEFAULT 0",))
     s = State(tmp_path / "state.db")
     assert s.one("PRAGMA user_version")[0] == len(state_mod.MIGRATIONS)
     cols = {r["name"] for r in s.query("PRAGMA table_info(containers)")}
-    assert "restart_count" in cols
+    assert "probe" in cols
 
 
 def test_a_newer_schema_is_refused(tmp_path: Path) -> None:

@@ -9,10 +9,18 @@ import click
 
 from pinnace.cli.root import get_engine
 from pinnace.cli.output import FORMAT_OPTION, ago, as_json, duration, for_each, table
+from pinnace.errors import PinnaceError
 
 
 @click.command(context_settings={"ignore_unknown_options": False, "allow_interspersed_args": False})
-@click.option("--rm", "remove", is_flag=True, help="Remove the container when it exits.")
+@click.option("-d", "--detach", is_flag=True, help="Run in the background and print the ID.")
+@click.option("-i", "--interactive", is_flag=True, help="Keep stdin open (attach it in the foreground).")
+@click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-terminal.")
+@click.option("--rm", "auto_remove", is_flag=True, help="Remove the container when it exits.")
+@click.option("--restart", default="no", show_default=True,
+              metavar="no|on-failure[:N]|always|unless-stopped", help="Restart policy.")
+@click.option("--log-opt", "log_opts", multiple=True, metavar="max-size=SIZE|max-file=N",
+              help="json-file log options (rotation).")
 @click.option("--name", help="Assign a name to the container.")
 @click.option("-e", "--env", multiple=True, metavar="KEY=VALUE", help="Set an environment variable.")
 @click.option("-w", "--workdir", metavar="DIR", help="Working directory inside the container.")
@@ -36,21 +44,36 @@ from pinnace.cli.output import FORMAT_OPTION, ago, as_json, duration, for_each, 
 @click.argument("image")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
-def run(ctx: click.Context, remove: bool, image: str, command: tuple[str, ...], **kw: Any) -> None:
-    """Run a command in a new container, in the foreground.
+def run(ctx: click.Context, detach: bool, image: str, command: tuple[str, ...],
+        **kw: Any) -> None:
+    """Run a command in a new container.
 
-    The exit code is the container's; 125 when pinnace itself fails, 126 when
-    the command cannot be executed, 127 when it is not found. Ctrl-C and
-    SIGTERM are forwarded to the container; a third one kills it.
+    In the foreground the exit code is the container's; 125 when pinnace
+    itself fails, 126 when the command cannot be executed, 127 when it is
+    not found. Signals are forwarded; a third Ctrl-C kills it. With -d it
+    runs under a monitor of its own and the ID is printed.
     """
     from pinnace.engine import RunOptions
-    from pinnace.runtime.foreground import run_foreground
 
     engine = get_engine(ctx)
-    for key in ("env", "networks", "ports", "dns", "add_hosts"):
+    for key in ("env", "log_opts", "networks", "ports", "dns", "add_hosts"):
         kw[key] = list(kw[key])
     opts = RunOptions(image=image, command=list(command), **kw)
-    ctx.exit(run_foreground(engine, opts, remove=remove))
+    if detach:
+        from pinnace.runtime.monitor import start_detached
+
+        cid = engine.create(opts)
+        try:
+            start_detached(engine, cid)
+        except PinnaceError:
+            if opts.auto_remove:
+                engine.remove(cid, force=True)
+            raise
+        click.echo(cid)
+        return
+    from pinnace.runtime.foreground import run_foreground
+
+    ctx.exit(run_foreground(engine, opts))
 
 
 @click.command()
@@ -86,6 +109,8 @@ def ps(ctx: click.Context, all_: bool, quiet: bool, no_trunc: bool, fmt: str) ->
 def _status(c: Any) -> str:
     if c.status == "running":
         return f"Up {duration(time.time() - (c.started or c.created))}"
+    if c.status == "paused":
+        return f"Up {duration(time.time() - (c.started or c.created))} (Paused)"
     if c.status == "exited":
         code = "unknown" if c.exit_code is None else c.exit_code
         return f"Exited ({code}) {ago(c.finished)}".rstrip()

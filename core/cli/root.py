@@ -13,6 +13,20 @@ COMMANDS: dict[str, str] = {
     "run": "pinnace.cli.containers:run",
     "ps": "pinnace.cli.containers:ps",
     "rm": "pinnace.cli.containers:rm",
+    "container": "pinnace.cli.root:container",
+    "start": "pinnace.cli.lifecycle:start",
+    "stop": "pinnace.cli.lifecycle:stop",
+    "restart": "pinnace.cli.lifecycle:restart",
+    "kill": "pinnace.cli.lifecycle:kill",
+    "wait": "pinnace.cli.lifecycle:wait",
+    "pause": "pinnace.cli.lifecycle:pause",
+    "unpause": "pinnace.cli.lifecycle:unpause",
+    "rename": "pinnace.cli.lifecycle:rename",
+    "logs": "pinnace.cli.logs:logs",
+    "exec": "pinnace.cli.exec:exec_",
+    "attach": "pinnace.cli.exec:attach",
+    "inspect": "pinnace.cli.inspect:inspect",
+    "top": "pinnace.cli.inspect:top",
     "import": "pinnace.cli.images:import_",
     "images": "pinnace.cli.images:images",
     "tag": "pinnace.cli.images:tag",
@@ -27,25 +41,52 @@ COMMANDS: dict[str, str] = {
 }
 
 
-class LazyGroup(click.Group):
-    """A group that imports a command's module only when that command runs,
-    and asks extension plugins for their commands (``pinnace_add_commands``) on demand."""
+CONTAINER_COMMANDS: dict[str, str] = {
+    name: COMMANDS[name] for name in (
+        "run", "start", "stop", "restart", "kill", "wait", "pause", "unpause", "rename",
+        "logs", "exec", "attach", "inspect", "top", "rm")
+} | {"ls": "pinnace.cli.containers:ps", "ps": "pinnace.cli.containers:ps",
+     "prune": "pinnace.cli.lifecycle:prune"}
 
+
+class LazyCommands(click.Group):
+    """A group whose commands are imported only when they run (``lazy``: name -> module:attr)."""
+
+    lazy: dict[str, str] = {}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(self.lazy) | set(self.commands))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.lazy:
+            import importlib
+
+            module, _, attr = self.lazy[name].partition(":")
+            return getattr(importlib.import_module(module), attr)
+        return self.commands.get(name)
+
+
+class ContainerGroup(LazyCommands):
+    """``pinnace container ...``: the container commands under one name, as docker has."""
+
+    lazy = CONTAINER_COMMANDS
+
+
+class LazyGroup(LazyCommands):
+    """The root group: lazy commands, plus the commands extension plugins add
+    (``pinnace_add_commands``), asked for on demand."""
+
+    lazy = COMMANDS
     _plugin_commands_added = False
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         self._add_plugin_commands(ctx)
-        return sorted(set(COMMANDS) | set(self.commands))
+        return super().list_commands(ctx)
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        if name in COMMANDS:
-            import importlib
-
-            module, _, attr = COMMANDS[name].partition(":")
-            return getattr(importlib.import_module(module), attr)
-        if name not in self.commands:
+        if name not in self.lazy and name not in self.commands:
             self._add_plugin_commands(ctx)
-        return self.commands.get(name)
+        return super().get_command(ctx, name)
 
     def _add_plugin_commands(self, ctx: click.Context) -> None:
         if self._plugin_commands_added:
@@ -87,3 +128,8 @@ def cli(**_: Any) -> None:
     `run`, or in the config file; `pinnace plugins` lists what is installed.
     """
 
+
+
+@click.group(cls=ContainerGroup)
+def container() -> None:
+    """Manage containers (the same commands as at the top level, plus ls and prune)."""

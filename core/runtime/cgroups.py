@@ -85,6 +85,23 @@ class Cgroup:
                     pass
             time.sleep(0.005)
 
+    def freeze(self, frozen: bool = True) -> None:
+        """Freeze (or thaw) every process: the v1 freezer when mounted, else v2's cgroup.freeze."""
+        for d in self.dirs:
+            v1 = os.path.join(d, "freezer.state")
+            if os.path.exists(v1):
+                _write_until(v1, "FROZEN" if frozen else "THAWED")
+                return
+        for d in self.dirs:
+            v2 = os.path.join(d, "cgroup.freeze")
+            if os.path.exists(v2):
+                with open(v2, "w") as f:
+                    f.write("1" if frozen else "0")
+                return
+        from pinnace.errors import Unavailable
+
+        raise Unavailable("no cgroup freezer on this host (neither v1 freezer nor cgroup.freeze)")
+
     def remove(self) -> None:
         """Remove the cgroup everywhere; a missing directory is fine; retries while busy."""
         for d in self.dirs:
@@ -141,3 +158,15 @@ def _enable_controllers(directory: str) -> None:
             f.write(" ".join(f"+{c}" for c in wanted))
     except OSError:
         pass  # no controllers delegated here: the cgroup still groups processes
+
+
+def _write_until(path: str, state: str, timeout: float = 5.0) -> None:
+    """Write a v1 freezer state and wait until the kernel reports it (FREEZING passes)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with open(path, "w") as f:
+            f.write(state)
+        with open(path) as f:
+            if f.read().strip() == state or time.monotonic() > deadline:
+                return
+        time.sleep(0.005)

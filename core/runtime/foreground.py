@@ -1,14 +1,25 @@
-"""``pinnace run`` in the foreground: create, start, forward signals, wait, clean up."""
+"""``pinnace run`` (and ``start -a``) in the foreground: this process is the monitor.
+
+The container's output goes through pipes to the terminal and to its log,
+as with docker, so ``pinnace logs`` works for it afterwards. With ``-i``
+it reads this process's stdin directly; with ``-t`` it gets a pty of its
+own, the terminal goes into raw mode and window size changes follow.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import signal
 import sys
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
+
+from pinnace.errors import NotFound
 
 if TYPE_CHECKING:
     from pinnace.engine import Engine, RunOptions
+    from pinnace.runtime.monitor import Streams
+    from pinnace.runtime.watch import JsonLog
 
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
              signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH)
@@ -16,30 +27,86 @@ KILL_AFTER = 3
 """Like the docker CLI, the third SIGINT/SIGTERM kills the container outright."""
 
 
-def run_foreground(engine: Engine, opts: RunOptions, remove: bool) -> int:
-    """Run a container attached to this process's stdio; return its exit code."""
-    cid = engine.create(opts)
+def run_foreground(engine: Engine, opts: RunOptions) -> int:
+    """Create a container and run it attached to this process's stdio; return its exit code."""
+    return attach_start(engine, engine.create(opts))
+
+
+def attach_start(engine: Engine, cid: str) -> int:
+    """Start an existing container in the foreground, pump its streams, wait, finish."""
+    from pinnace.runtime.monitor import open_streams, run_options
+    from pinnace.runtime.watch import JsonLog
+
+    run = run_options(engine, cid)
+    tty, interactive = run.get("tty", False), run.get("interactive", False)
+    streams = open_streams(str(engine.bundle(cid)), tty, interactive,
+                           stdin=0 if interactive and not tty else None)
+    log_opts = run.get("log", {})
+
+    def send(signum: int) -> None:
+        engine.kill(cid, signum)
+
     try:
-        with _forwarding(engine, cid):
-            engine.start(cid)
+        with forwarding(send, streams if tty else None):
+            try:
+                engine.start(cid, stdio=streams.stdio, console_socket=streams.console_path)
+                streams.started()
+            except BaseException:
+                streams.close()
+                raise
+            path = engine.log_path(cid)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pump(streams, tty, interactive,
+                 JsonLog(str(path), log_opts.get("max_size", 0), log_opts.get("max_files", 1)))
             return engine.wait(cid)
-    finally:
-        if remove:
-            engine.remove(cid, force=True)
+    except BaseException:
+        if run.get("auto_remove"):
+            with contextlib.suppress(NotFound):
+                engine.remove(cid, force=True)
+        raise
+
+
+def pump(streams: Streams, tty: bool, interactive: bool, log: JsonLog | None) -> None:
+    """Copy the process's output to our stdout/stderr (and ``log``) and, with a
+    pty and ``interactive``, our stdin to it, until its output closes.
+    With a pty our terminal is in raw mode meanwhile and its size is copied."""
+    from pinnace.runtime.watch import Session
+
+    session = Session(streams.outputs, stdin=streams.stdin, log=log,
+                      echo={"stdout": 1, "stderr": 2},
+                      local_input=0 if tty and interactive else None, tty=tty)
+    if not tty:
+        session.run()
+        return
+    from pinnace.runtime import console
+
+    size = console.window_size(0)
+    if size and streams.outputs:
+        console.resize(next(iter(streams.outputs)), *size)
+    with console.raw_mode(0):
+        session.run()
 
 
 @contextlib.contextmanager
-def _forwarding(engine: Engine, cid: str):  # type: ignore[no-untyped-def]
+def forwarding(send: Callable[[int], None], tty: Streams | None) -> Iterator[None]:
+    """Forward our signals with ``send``; with a pty, SIGWINCH resizes it instead."""
     count = {"n": 0}
 
     def forward(signum: int, _frame: object) -> None:
+        if signum == signal.SIGWINCH and tty is not None:
+            from pinnace.runtime import console
+
+            size = console.window_size(0)
+            if size and tty.outputs:
+                console.resize(next(iter(tty.outputs)), *size)
+            return
         if signum in (signal.SIGINT, signal.SIGTERM):
             count["n"] += 1
             if count["n"] >= KILL_AFTER:
                 print("pinnace: got 3 interrupts, killing the container", file=sys.stderr)
                 signum = signal.SIGKILL
         with contextlib.suppress(Exception):
-            engine.kill(cid, signum)
+            send(signum)
 
     previous = {s: signal.signal(s, forward) for s in FORWARDED}
     try:

@@ -27,6 +27,9 @@ class Process:
     cwd: str = "/"
     user: User = field(default_factory=User)
     terminal: bool = False
+    console_socket: str = ""
+    """With ``terminal``: a unix socket path to which the runtime sends the pty master
+    (SCM_RIGHTS), allocated inside the container's own devpts; stdio is then the pty."""
 
 
 @dataclass

@@ -23,7 +23,7 @@ from pinnace.errors import (
 )
 from pinnace.plugin import Plugin, hookimpl
 from pinnace_plugins.isolation_unshare import child as _setup
-from pinnace.runtime.spec import ContainerSpec
+from pinnace.runtime.spec import ContainerSpec, Process
 from pinnace.runtime.status import ContainerState, Status
 
 
@@ -43,6 +43,31 @@ def _read_all(fd: int) -> bytes:
     return b"".join(chunks)
 
 
+def _report_and_exit(run: Any, err_w: int) -> None:
+    """In a forked child: ``run`` (which execs on success); any failure is written
+    to ``err_w`` as "CODE\\nmessage" for the parent, then the child exits."""
+    code = 1
+    try:
+        run()
+    except _setup.ExecFailure as err:
+        code = err.code
+        os.write(err_w, f"{err.code}\n{err}".encode())
+    except BaseException as err:  # report anything to the parent, then die
+        with contextlib.suppress(BaseException):
+            os.write(err_w, f"1\n{type(err).__name__}: {err}".encode())
+    os._exit(code)
+
+
+def _raise_exec_error(report: str, what: str) -> None:
+    """Turn a child's "CODE\\nmessage" report into the matching error."""
+    code_text, _, message = report.partition("\n")
+    if code_text == "127":
+        raise CommandNotFound(message)
+    if code_text == "126":
+        raise CommandNotExecutable(message)
+    raise FailedPrecondition(f"{what}: {message}")
+
+
 def _exit_code(status: int) -> int:
     return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
 
@@ -55,7 +80,8 @@ class UnshareIsolation(Plugin):
         self._children: dict[str, _Child] = {}
 
     @hookimpl
-    def pinnace_isolation_create(self, spec: ContainerSpec, bundle: Path) -> int:
+    def pinnace_isolation_create(self, spec: ContainerSpec, bundle: Path,
+                                 stdio: tuple[int, int, int] | None = None) -> int:
         """Fork the container's first process, build its world, hold it before exec."""
         from pinnace import linux
         from pinnace.runtime import cgroups
@@ -74,7 +100,7 @@ class UnshareIsolation(Plugin):
             pid = os.fork()
             if pid == 0:
                 gc.disable()
-                self._child(spec, str(bundle), cg, fifo, ready_w, err_w)
+                self._child(spec, str(bundle), cg, fifo, ready_w, err_w, stdio)
             linux.setns(own_pidns, linux.CLONE_NEWPID)
         except BaseException:
             with contextlib.suppress(OSError):
@@ -101,24 +127,18 @@ class UnshareIsolation(Plugin):
 
     @staticmethod
     def _child(spec: ContainerSpec, bundle: str, cg: Any, fifo: str, ready_w: int,
-               err_w: int) -> None:
+               err_w: int, stdio: tuple[int, int, int] | None) -> None:
         """The forked side: never returns."""
-        child = _setup
-        code = 1
-        try:
-            start_fd = child.setup(spec, bundle, cg, fifo)
+        def run() -> None:
+            _setup.redirect(stdio)
+            start_fd = _setup.setup(spec, bundle, cg, fifo)
             os.write(ready_w, b"R")
             os.close(ready_w)
             if os.read(start_fd, 1) != b"S":
                 os._exit(1)
-            child.execute(spec.process.args, spec.process.env)
-        except child.ExecFailure as err:
-            code = err.code
-            os.write(err_w, f"{err.code}\n{err}".encode())
-        except BaseException as err:  # report anything to the parent, then die
-            with contextlib.suppress(BaseException):
-                os.write(err_w, f"1\n{type(err).__name__}: {err}".encode())
-        os._exit(code)
+            _setup.execute(spec.process.args, spec.process.env)
+
+        _report_and_exit(run, err_w)
 
     def _own_child(self, container_id: str) -> _Child:
         child = self._children.get(container_id)
@@ -140,14 +160,65 @@ class UnshareIsolation(Plugin):
         os.close(child.errors)
         child.errors = -1
         if report:
-            code_text, _, message = report.partition("\n")
             _, status = os.waitpid(child.pid, 0)
             child.exit_code = _exit_code(status)
-            if code_text == "127":
-                raise CommandNotFound(message)
-            if code_text == "126":
-                raise CommandNotExecutable(message)
-            raise FailedPrecondition(f"container start failed: {message}")
+            _raise_exec_error(report, "container start failed")
+
+    @hookimpl
+    def pinnace_isolation_exec(self, container_id: str, bundle: Path, process: Process,
+                               stdio: tuple[int, int, int] | None = None) -> int:
+        """Fork into the container's namespaces and cgroup, exec ``process``."""
+        from pinnace import linux
+        from pinnace.runtime import cgroups
+
+        pid = self._pid(container_id, bundle)
+        if not pid or not os.path.exists(f"/proc/{pid}"):
+            raise FailedPrecondition(f"container {container_id[:12]} is not running")
+        fds = {ns: os.open(f"/proc/{pid}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC)
+               for ns in ("pid", "net", "ipc", "uts", "cgroup", "mnt")}
+        own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        cg = cgroups.Cgroup(f"pinnace/{container_id}")
+        try:
+            linux.setns(fds["pid"], linux.CLONE_NEWPID)
+            child = os.fork()
+            if child == 0:
+                self._exec_child(process, cg, fds, err_w, stdio)
+            linux.setns(own_pidns, linux.CLONE_NEWPID)
+        finally:
+            for fd in (*fds.values(), own_pidns, err_w):
+                os.close(fd)
+        report = _read_all(err_r).decode(errors="replace")
+        os.close(err_r)
+        if report:
+            os.waitpid(child, 0)
+            _raise_exec_error(report, "exec failed")
+        return child
+
+    @staticmethod
+    def _exec_child(process: Process, cg: Any, fds: dict[str, int], err_w: int,
+                    stdio: tuple[int, int, int] | None) -> None:
+        """The forked side of exec: never returns."""
+        def run() -> None:
+            _setup.redirect(stdio)
+            _setup.join(process, cg, fds)
+            _setup.execute(process.args, process.env)
+
+        _report_and_exit(run, err_w)
+
+    @hookimpl
+    def pinnace_isolation_pause(self, container_id: str, bundle: Path) -> None:
+        """Freeze the container's cgroup."""
+        from pinnace.runtime import cgroups
+
+        cgroups.Cgroup(f"pinnace/{container_id}").freeze(True)
+
+    @hookimpl
+    def pinnace_isolation_resume(self, container_id: str, bundle: Path) -> None:
+        """Thaw the container's cgroup."""
+        from pinnace.runtime import cgroups
+
+        cgroups.Cgroup(f"pinnace/{container_id}").freeze(False)
 
     @hookimpl
     def pinnace_isolation_wait(self, container_id: str, bundle: Path) -> int:

@@ -15,7 +15,7 @@ import stat
 
 from pinnace import linux
 from pinnace.mounts import mount_all
-from pinnace.runtime.spec import ContainerSpec
+from pinnace.runtime.spec import ContainerSpec, Process
 
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 NOSUID_NODEV_NOEXEC = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
@@ -27,6 +27,15 @@ class ExecFailure(Exception):
     def __init__(self, code: int, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+def redirect(stdio: tuple[int, int, int] | None) -> None:
+    """Make ``stdio`` this process's stdin, stdout and stderr (None: keep them)."""
+    if stdio is None:
+        return
+    for target, fd in enumerate(stdio):
+        if fd != target:
+            os.dup2(fd, target)
 
 
 def setup(spec: ContainerSpec, bundle: str, cgroup: object, fifo: str) -> int:
@@ -55,20 +64,56 @@ def setup(spec: ContainerSpec, bundle: str, cgroup: object, fifo: str) -> int:
         linux.sethostname(spec.hostname)
     _spec_mounts(spec, rootfs)
     start_fd = os.open(fifo, os.O_RDWR | os.O_CLOEXEC)
+    terminal = _connect_console(spec.process)
     os.chdir(rootfs)
     linux.pivot_root(".", ".")
     linux.umount(".", detach=True)
     os.chdir("/")
+    if terminal is not None:
+        _make_console(terminal, spec.process)
     if spec.readonly_rootfs:
         linux.mount("", "/", None, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY)
-    cwd = spec.process.cwd or "/"
-    os.makedirs(cwd, exist_ok=True)
-    user = spec.process.user
+    os.makedirs(spec.process.cwd or "/", exist_ok=True)
+    _become(spec.process)
+    return start_fd
+
+
+def join(process: Process, cgroup: object, fds: dict[str, int]) -> None:
+    """Move this process into a running container: its cgroup, then every namespace
+    (the mount namespace last: it changes the root), a session, the process's user."""
+    cgroup.add(0)  # type: ignore[attr-defined]
+    for ns in ("net", "ipc", "uts", "cgroup"):
+        linux.setns(fds[ns], 0)
+    terminal = _connect_console(process)
+    linux.setns(fds["mnt"], linux.CLONE_NEWNS)
+    os.setsid()
+    if terminal is not None:
+        _make_console(terminal, process)
+    _become(process)
+
+
+def _connect_console(process: Process) -> object | None:
+    """With a terminal: connect to the console socket while its path is still visible."""
+    if not process.terminal:
+        return None
+    from pinnace.runtime import console
+
+    return console.connect(process.console_socket)
+
+
+def _make_console(sock: object, process: Process) -> None:
+    from pinnace.runtime import console
+
+    console.make_console(sock, process.user.uid, process.user.gid)  # type: ignore[arg-type]
+
+
+def _become(process: Process) -> None:
+    """Drop to the process's user and groups and enter its working directory."""
+    user = process.user
     os.setgroups(user.additional_gids)
     os.setgid(user.gid)
     os.setuid(user.uid)
-    os.chdir(cwd)
-    return start_fd
+    os.chdir(process.cwd or "/")
 
 
 def _in_root(rootfs: str, path: str) -> str:

@@ -1,0 +1,128 @@
+"""``pinnace inspect``: a container as docker-shaped JSON, and ``top``'s process list."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from pinnace.engine import ACTIVE
+
+if TYPE_CHECKING:
+    from pinnace.engine import Engine
+
+ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+def _time(ts: float | None) -> str:
+    from pinnace.runtime.watch import timestamp
+
+    return timestamp(ts) if ts else ZERO_TIME
+
+
+def container(engine: Engine, cid: str) -> dict[str, Any]:
+    """State, Config, HostConfig, Mounts, GraphDriver and NetworkSettings of a container."""
+    c = engine.container(cid)
+    row = engine.state.one("SELECT * FROM containers WHERE id = ?", cid)
+    spec = json.loads(row["spec"])
+    runtime, run = spec.get("runtime", {}), spec.get("run", {})
+    process = runtime.get("process", {})
+    user = process.get("user", {})
+    network = json.loads(row["network_result"]) if row["network_result"] else {}
+    restart = run.get("restart", {"name": "no", "max": 0})
+    log = run.get("log", {})
+    running = c.status in ACTIVE
+    return {
+        "Id": c.id,
+        "Created": _time(c.created),
+        "Path": c.command[0] if c.command else "",
+        "Args": c.command[1:],
+        "State": {
+            "Status": c.status,
+            "Running": running,
+            "Paused": c.status == "paused",
+            "Restarting": False,
+            "OOMKilled": bool(row["oom_killed"]) if "oom_killed" in row.keys() else False,
+            "Dead": False,
+            "Pid": c.pid if running else 0,
+            "ExitCode": -1 if c.exit_code is None and c.status == "exited" else (c.exit_code or 0),
+            "Error": "",
+            "StartedAt": _time(c.started),
+            "FinishedAt": _time(c.finished),
+        },
+        "Image": c.image_id,
+        "Name": "/" + c.name,
+        "RestartCount": row["restart_count"],
+        "Driver": c.storage,
+        "LogPath": str(engine.log_path(cid)),
+        "Config": {
+            "Hostname": runtime.get("hostname", ""),
+            "User": f"{user.get('uid', 0)}:{user.get('gid', 0)}",
+            "Tty": run.get("tty", False),
+            "OpenStdin": run.get("interactive", False),
+            "Env": process.get("env", []),
+            "Cmd": c.command,
+            "Image": c.image,
+            "WorkingDir": process.get("cwd", "/"),
+        },
+        "HostConfig": {
+            "NetworkMode": c.network,
+            "Isolation": c.isolation,
+            "RestartPolicy": {"Name": restart["name"], "MaximumRetryCount": restart["max"]},
+            "AutoRemove": run.get("auto_remove", False),
+            "ReadonlyRootfs": runtime.get("readonly_rootfs", False),
+            "LogConfig": {"Type": "json-file", "Config": {
+                k: str(v) for k, v in (("max-size", log.get("max_size")),
+                                       ("max-file", log.get("max_files"))) if v}},
+        },
+        "Mounts": [],
+        "GraphDriver": {"Name": c.storage, "Data": {
+            "RootfsMounts": [{"Type": m["type"], "Source": m["source"],
+                              "Options": m["options"]} for m in runtime.get("rootfs", [])]}},
+        "NetworkSettings": {
+            "SandboxKey": str(engine.netns_path(cid)) if running else "",
+            "Networks": _networks(c.network, network),
+        },
+    }
+
+
+def _networks(name: str, result: dict[str, Any]) -> dict[str, Any]:
+    ips = result.get("ips") or []
+    if not ips:
+        return {}
+    first = ips[0]
+    address, _, prefix = first.get("address", "").partition("/")
+    return {name: {"IPAddress": address, "IPPrefixLen": int(prefix or 0),
+                   "Gateway": first.get("gateway", ""),
+                   "MacAddress": (result.get("interfaces") or [{}])[0].get("mac", "")}}
+
+
+def processes(engine: Engine, cid: str, ps_args: list[str]) -> tuple[list[str], list[list[str]]]:
+    """``top``: the host's ``ps`` output (``-ef`` unless other options are given)
+    restricted to the container's processes, as headers and rows."""
+    import subprocess
+
+    from pinnace.errors import FailedPrecondition, Unavailable
+    from pinnace.runtime import cgroups
+
+    c = engine.container(cid)
+    if c.status not in ACTIVE:
+        raise FailedPrecondition(f"container {c.name} is not running")
+    pids = cgroups.Cgroup(f"pinnace/{cid}").pids()
+    try:
+        out = subprocess.run(["ps", *(ps_args or ["-ef"])], capture_output=True, text=True,
+                             check=True).stdout
+    except FileNotFoundError:
+        raise Unavailable("top needs ps (Debian package procps)") from None
+    except subprocess.CalledProcessError as err:
+        raise FailedPrecondition(f"ps {' '.join(ps_args)} failed: {err.stderr.strip()}") from None
+    lines = out.splitlines()
+    headers = lines[0].split()
+    if "PID" not in headers:
+        raise FailedPrecondition("ps output has no PID column: include pid in the options")
+    col = headers.index("PID")
+    rows = []
+    for line in lines[1:]:
+        fields = line.split(None, len(headers) - 1)
+        if len(fields) > col and fields[col].isdigit() and int(fields[col]) in pids:
+            rows.append(fields)
+    return headers, rows

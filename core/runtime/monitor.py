@@ -1,0 +1,201 @@
+"""A container's monitor: the process that starts it, carries its streams and finishes it.
+
+pinnace has no daemon. In the foreground the ``pinnace`` process itself is
+the monitor (:mod:`pinnace.runtime.foreground`). For ``run -d``, ``start``
+and restarts, :func:`start_detached` forks one: it starts the container
+with its streams on pipes (or a pty), tells the CLI it started (or why
+not), then execs :mod:`pinnace.runtime.watch` as a bare script to keep
+its memory small while it logs and waits. When the container exits, the
+watcher execs ``python -m pinnace.runtime.monitor`` which records the exit,
+tears the runtime down and applies the restart policy, going round again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from pinnace.errors import PinnaceError
+
+if TYPE_CHECKING:
+    from pinnace.engine import Engine
+    from pinnace.runtime.console import ConsoleSocket
+
+
+@dataclass
+class Streams:
+    """The monitor's ends of a container's stdio, and the container's ends until it starts."""
+
+    stdio: tuple[int, int, int] | None
+    outputs: dict[int, str] = field(default_factory=dict)
+    stdin: int | None = None
+    console: ConsoleSocket | None = None
+    interactive: bool = False
+    _theirs: list[int] = field(default_factory=list)
+
+    @property
+    def console_path(self) -> str:
+        """The console socket the runtime sends the pty master to ("" without a tty)."""
+        return self.console.path if self.console else ""
+
+    def started(self) -> None:
+        """The container holds its ends now: close ours of theirs, take the pty master."""
+        for fd in self._theirs:
+            os.close(fd)
+        self._theirs.clear()
+        if self.console is not None:
+            try:
+                master = self.console.receive()
+            finally:
+                self.console.close()
+            self.outputs = {master: "stdout"}
+            self.stdin = master if self.interactive else None
+
+    def close(self) -> None:
+        """Close everything (after a failed start)."""
+        for fd in {*self._theirs, *self.outputs, *([self.stdin] if self.stdin else [])}:
+            os.close(fd)
+        if self.console is not None:
+            self.console.close()
+
+
+def open_streams(bundle: str, tty: bool, interactive: bool, stdin: int | None = None) -> Streams:
+    """Pipes for stdout and stderr (or a console socket for a pty), and stdin:
+    ``stdin`` passed straight through when given, else a pipe with
+    ``interactive``, else /dev/null."""
+    os.makedirs(bundle, exist_ok=True)
+    if tty:
+        from pinnace.runtime.console import ConsoleSocket
+
+        return Streams(None, console=ConsoleSocket(os.path.join(bundle, "console.sock")),
+                       interactive=interactive)
+    out_r, out_w = os.pipe2(os.O_CLOEXEC)
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    theirs = [out_w, err_w]
+    mine_stdin = None
+    if stdin is None:
+        if interactive:
+            stdin, mine_stdin = os.pipe2(os.O_CLOEXEC)
+        else:
+            stdin = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+        theirs.append(stdin)
+    return Streams((stdin, out_w, err_w), {out_r: "stdout", err_r: "stderr"}, mine_stdin,
+                   interactive=interactive, _theirs=theirs)
+
+
+def run_options(engine: Engine, cid: str) -> dict[str, Any]:
+    """The ``run`` options stored with the container (tty, interactive, restart, log)."""
+    row = engine.state.one("SELECT spec FROM containers WHERE id = ?", cid)
+    return json.loads(row["spec"]).get("run", {}) if row else {}
+
+
+def start_detached(engine: Engine, cid: str) -> None:
+    """Fork a monitor that starts the container; return once it runs, or raise why not."""
+    read_end, write_end = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:  # the monitor
+        try:
+            os.close(read_end)
+            _detach(engine, cid)
+            serve(engine, cid, write_end)
+        finally:
+            os._exit(1)
+    os.close(write_end)
+    chunks = []
+    while chunk := os.read(read_end, 65536):
+        chunks.append(chunk)
+    os.close(read_end)
+    report = b"".join(chunks)
+    if report != b"ok":
+        os.waitpid(pid, 0)
+        _raise(report)
+
+
+def _detach(engine: Engine, cid: str) -> None:
+    """Leave the CLI's session and terminal; the monitor's own errors go to a file."""
+    os.setsid()
+    engine.reopen()
+    log_dir = engine.log_path(cid).parent
+    log_dir.mkdir(parents=True, exist_ok=True)
+    null = os.open("/dev/null", os.O_RDWR)
+    errors = os.open(log_dir / "monitor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(null, 0)
+    os.dup2(null, 1)
+    os.dup2(errors, 2)
+    os.close(null)
+    os.close(errors)
+
+
+def serve(engine: Engine, cid: str, report: int | None) -> NoReturn:
+    """In the monitor: start the container, report on ``report``, exec the watcher."""
+    from pinnace.runtime import watch
+
+    run = run_options(engine, cid)
+    streams = open_streams(str(engine.bundle(cid)), run.get("tty", False),
+                           run.get("interactive", False))
+    try:
+        pid = engine.start(cid, stdio=streams.stdio, console_socket=streams.console_path)
+        streams.started()
+    except BaseException as err:
+        streams.close()
+        if report is not None:
+            code = err.exit_code if isinstance(err, PinnaceError) else 125
+            os.write(report, json.dumps({"error": str(err) or type(err).__name__,
+                                         "code": code}).encode())
+        os._exit(1)
+    if report is not None:
+        os.write(report, b"ok")
+    log = run.get("log", {})
+    fds = [*streams.outputs, *([streams.stdin] if streams.stdin is not None else [])]
+    for fd in fds:
+        os.set_inheritable(fd, True)
+    cfg = engine.config
+    finish = [sys.executable, "-m", "pinnace.runtime.monitor",
+              json.dumps({"config": str(cfg.file) if cfg.file else None, "root": str(cfg.root),
+                          "run_root": str(cfg.run_root)}), cid]
+    args = {"pid": pid, "outputs": {str(fd): s for fd, s in streams.outputs.items()},
+            "stdin": streams.stdin, "tty": run.get("tty", False),
+            "log": str(engine.log_path(cid)), "max_size": log.get("max_size", 0),
+            "max_files": log.get("max_files", 1),
+            "attach": str(engine.bundle(cid) / "attach.sock"), "finish": finish}
+    os.execv(sys.executable, [sys.executable, "-I", "-S", watch.__file__, json.dumps(args)])
+
+
+def _raise(report: bytes) -> NoReturn:
+    try:
+        info = json.loads(report)
+    except ValueError:
+        info = {"error": "the container's monitor died while starting it", "code": 125}
+    err = PinnaceError(info["error"])
+    err.exit_code = info["code"]
+    raise err
+
+
+def finish_main(argv: list[str]) -> None:
+    """``python -m pinnace.runtime.monitor SETTINGS CID CODE``: the watcher saw the
+    container exit; record it, tear down, and restart it when its policy says so."""
+    from pinnace import config
+    from pinnace.engine import Engine
+    from pinnace.runtime.policy import backoff
+
+    settings, cid, code_text = json.loads(argv[0]), argv[1], argv[2]
+    cfg = config.load(settings["config"], {"root": settings["root"],
+                                           "run_root": settings["run_root"]})
+    engine = Engine(cfg)
+    code = int(code_text)
+    if not engine.finish(cid, None if code < 0 else code):
+        return
+    row = engine.state.one("SELECT restart_count FROM containers WHERE id = ?", cid)
+    time.sleep(backoff(row["restart_count"] - 1 if row else 0))
+    row = engine.state.one("SELECT stop_requested, status FROM containers WHERE id = ?", cid)
+    if row is None or row["stop_requested"] or row["status"] != "exited":
+        return
+    serve(engine, cid, None)
+
+
+if __name__ == "__main__":
+    finish_main(sys.argv[1:])

@@ -1,0 +1,72 @@
+"""Parsing and deciding the per-container policies a monitor applies: restart and log rotation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pinnace.errors import InvalidConfig
+
+RESTART_NAMES = ("no", "always", "unless-stopped", "on-failure")
+MAX_BACKOFF = 60.0
+UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def parse_restart(text: str) -> dict[str, Any]:
+    """``no``, ``always``, ``unless-stopped`` or ``on-failure[:N]`` as a dict."""
+    name, _, count = text.partition(":")
+    if name not in RESTART_NAMES:
+        raise InvalidConfig(
+            f"invalid restart policy {text!r}: use no, always, unless-stopped or on-failure[:N]")
+    if count and (name != "on-failure" or not count.isdigit()):
+        raise InvalidConfig(f"invalid restart policy {text!r}: only on-failure takes a count N >= 0")
+    return {"name": name, "max": int(count or 0)}
+
+
+def should_restart(policy: dict[str, Any], exit_code: int | None, restarts: int,
+                   stopped_by_user: bool) -> bool:
+    """Docker's rule: never after ``stop``/``kill`` by a user; on-failure only for a
+    non-zero code, at most N times when N > 0."""
+    if stopped_by_user or policy["name"] == "no":
+        return False
+    if policy["name"] == "on-failure":
+        return exit_code != 0 and (policy["max"] == 0 or restarts < policy["max"])
+    return True
+
+
+def backoff(restarts: int) -> float:
+    """Seconds to wait before restart number ``restarts + 1``: 100 ms doubling, at most a minute."""
+    return min(0.1 * 2 ** restarts, MAX_BACKOFF)
+
+
+def parse_size(text: str) -> int:
+    """``10m``, ``512k``, ``1g`` or a byte count."""
+    raw = text.strip().lower()
+    number, unit = raw.rstrip("bkmg"), raw[len(raw.rstrip("bkmg")):]
+    unit = unit[:-1] if len(unit) == 2 and unit.endswith("b") else unit
+    try:
+        value = float(number) * UNITS[unit]
+    except (KeyError, ValueError):
+        raise InvalidConfig(f"invalid size {text!r}: use a number with b, k, m or g") from None
+    if value <= 0:
+        raise InvalidConfig(f"invalid size {text!r}: must be positive")
+    return int(value)
+
+
+def parse_log_opts(items: list[str]) -> dict[str, int]:
+    """``--log-opt max-size=10m --log-opt max-file=3`` (json-file's options)."""
+    out = {"max_size": 0, "max_files": 1}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise InvalidConfig(f"invalid --log-opt {item!r}: use KEY=VALUE")
+        if key == "max-size":
+            out["max_size"] = parse_size(value)
+        elif key == "max-file":
+            if not value.isdigit() or int(value) < 1:
+                raise InvalidConfig(f"invalid max-file {value!r}: a whole number >= 1")
+            out["max_files"] = int(value)
+        else:
+            raise InvalidConfig(f"unknown log option {key!r}: json-file takes max-size and max-file")
+    if out["max_files"] > 1 and not out["max_size"]:
+        raise InvalidConfig("max-file needs max-size")
+    return out

@@ -1,0 +1,289 @@
+"""The slim side of a container's monitor: copy its output to the log and to
+attached clients, feed it input, and notice when it exits.
+
+This module imports only the standard library, so the long-lived monitor of
+a detached container runs it as a script (``python -I -S watch.py ARGS``)
+after exec-ing away the engine, keeping its memory small. The foreground
+``run`` uses the same :class:`Session` in-process, with the terminal as
+one more reader and writer.
+
+Logs use docker's json-file format: one JSON object per line with ``log``,
+``stream`` and ``time`` (RFC 3339, nanoseconds, UTC), rotated by size.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import struct
+import sys
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import socket
+
+FRAME = struct.Struct(">cI")
+"""Attach protocol frames: a type byte and a payload length, then the payload."""
+STDIN, STDOUT, STDERR, RESIZE, CLOSE_STDIN = b"0", b"1", b"2", b"r", b"e"
+STREAM_FRAMES = {"stdout": STDOUT, "stderr": STDERR}
+DRAIN_GRACE = 1.0
+"""Seconds to keep reading output after the first process exited."""
+
+
+def timestamp(now: float | None = None) -> str:
+    """RFC 3339 with nanoseconds, UTC, as docker writes it."""
+    now = time.time() if now is None else now
+    whole = int(now)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + \
+        f".{int((now - whole) * 1e9):09d}Z"
+
+
+class JsonLog:
+    """A json-file log with size-based rotation (``max_size`` 0: unlimited)."""
+
+    def __init__(self, path: str, max_size: int = 0, max_files: int = 1) -> None:
+        self.path, self.max_size, self.max_files = path, max_size, max(1, max_files)
+        self.file = open(path, "ab")  # noqa: SIM115  # lives as long as the monitor
+        self.size = self.file.tell()
+        self.partial: dict[str, bytes] = {}
+
+    def write(self, stream: str, data: bytes) -> None:
+        """Append ``data`` from ``stream``; complete lines are written, a tail waits."""
+        data = self.partial.pop(stream, b"") + data
+        *lines, rest = data.split(b"\n")
+        for line in lines:
+            self._emit(stream, line + b"\n")
+        if rest:
+            self.partial[stream] = rest
+
+    def flush(self) -> None:
+        """Write the unterminated tails (at exit)."""
+        for stream, rest in sorted(self.partial.items()):
+            self._emit(stream, rest)
+        self.partial.clear()
+        self.file.flush()
+
+    def _emit(self, stream: str, raw: bytes) -> None:
+        entry = json.dumps({"log": raw.decode("utf-8", "replace"), "stream": stream,
+                            "time": timestamp()}, ensure_ascii=False).encode() + b"\n"
+        if self.max_size and self.size and self.size + len(entry) > self.max_size:
+            self._rotate()
+        self.file.write(entry)
+        self.file.flush()
+        self.size += len(entry)
+
+    def _rotate(self) -> None:
+        self.file.close()
+        if self.max_files == 1:
+            os.truncate(self.path, 0)
+        else:
+            for n in range(self.max_files - 1, 0, -1):
+                older = self.path if n == 1 else f"{self.path}.{n - 1}"
+                if os.path.exists(older):
+                    os.replace(older, f"{self.path}.{n}")
+        self.file = open(self.path, "ab")  # noqa: SIM115
+        self.size = 0
+
+
+class Session:
+    """One pump loop: container outputs to log, local fds and attach clients;
+    local input and client input to the container's stdin (or pty)."""
+
+    def __init__(self, outputs: dict[int, str], stdin: int | None = None,
+                 log: JsonLog | None = None, echo: dict[str, int] | None = None,
+                 local_input: int | None = None, attach: str | None = None,
+                 tty: bool = False) -> None:
+        self.outputs = dict(outputs)
+        self.stdin = stdin
+        self.log = log
+        self.echo = echo or {}
+        self.local_input = local_input
+        self.tty = tty
+        self.clients: list[socket.socket] = []
+        self.buffers: dict[socket.socket, bytes] = {}
+        self.listener: socket.socket | None = None
+        self.attach = attach
+        if attach:
+            self.listener = unix_socket(attach, listen=True)
+
+    def run(self, pidfd: int | None = None) -> None:
+        """Pump until every output is closed (and, with ``pidfd``, the process exited)."""
+        exited_at: float | None = None
+        while self.outputs or (pidfd is not None and exited_at is None):
+            readers: list = list(self.outputs) + self.clients
+            if self.local_input is not None:
+                readers.append(self.local_input)
+            if self.listener is not None:
+                readers.append(self.listener)
+            if pidfd is not None and exited_at is None:
+                readers.append(pidfd)
+            timeout = None
+            if exited_at is not None:
+                timeout = max(0.0, exited_at + DRAIN_GRACE - time.monotonic())
+                if timeout == 0:
+                    break
+            ready, _, _ = select.select(readers, [], [], timeout)
+            for r in ready:
+                if r is pidfd:
+                    exited_at = time.monotonic()
+                elif r is self.listener:
+                    conn, _ = self.listener.accept()
+                    self.clients.append(conn)
+                elif r in self.clients:
+                    self._client_input(r)
+                elif r == self.local_input:
+                    self._local_input()
+                else:
+                    self._output(r)
+        if self.log:
+            self.log.flush()
+
+    def close(self) -> None:
+        """Close the attach socket and its clients."""
+        for c in self.clients:
+            c.close()
+        if self.listener is not None:
+            self.listener.close()
+            if self.attach and os.path.exists(self.attach):
+                os.unlink(self.attach)
+
+    def _output(self, fd: int) -> None:
+        try:
+            data = os.read(fd, 65536)
+        except OSError:  # EIO: the pty's last slave closed
+            data = b""
+        stream = self.outputs[fd]
+        if not data:
+            del self.outputs[fd]
+            if fd != self.stdin:
+                os.close(fd)
+            return
+        if self.log:
+            self.log.write(stream, data)
+        if stream in self.echo:
+            _write_all(self.echo[stream], data)
+        frame = FRAME.pack(STREAM_FRAMES[stream], len(data)) + data
+        for c in list(self.clients):
+            try:
+                c.sendall(frame)
+            except OSError:
+                self._drop(c)
+
+    def _local_input(self) -> None:
+        data = os.read(self.local_input, 65536)  # type: ignore[arg-type]
+        if not data:
+            self.local_input = None
+        elif self.stdin is not None:
+            _write_all(self.stdin, data)
+
+    def _client_input(self, conn: socket.socket) -> None:
+        try:
+            data = conn.recv(65536)
+        except OSError:
+            data = b""
+        if not data:
+            self._drop(conn)
+            return
+        buf = self.buffers.get(conn, b"") + data
+        while len(buf) >= FRAME.size:
+            kind, length = FRAME.unpack_from(buf)
+            if len(buf) < FRAME.size + length:
+                break
+            payload, buf = buf[FRAME.size:FRAME.size + length], buf[FRAME.size + length:]
+            self._frame(kind, payload)
+        self.buffers[conn] = buf
+
+    def _frame(self, kind: bytes, payload: bytes) -> None:
+        if self.stdin is None:
+            return
+        if kind == STDIN:
+            _write_all(self.stdin, payload)
+        elif kind == RESIZE and self.tty:
+            import fcntl
+            import termios
+
+            rows, cols = (int(x) for x in payload.split())
+            try:
+                fcntl.ioctl(self.stdin, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+            except OSError:
+                pass
+        elif kind == CLOSE_STDIN and not self.tty:
+            os.close(self.stdin)
+            self.stdin = None
+
+    def _drop(self, conn: socket.socket) -> None:
+        self.clients.remove(conn)
+        self.buffers.pop(conn, None)
+        conn.close()
+
+
+def unix_socket(path: str, listen: bool) -> socket.socket:
+    """A unix socket bound to (or connected to) ``path``, whatever its length: a path
+    too long for ``sun_path`` is reached through /proc/self/fd of its directory."""
+    import socket
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    dir_fd = None
+    address = path
+    if len(os.fsencode(path)) > 100:
+        dir_fd = os.open(os.path.dirname(path) or ".", os.O_PATH | os.O_CLOEXEC)
+        address = f"/proc/self/fd/{dir_fd}/{os.path.basename(path)}"
+    try:
+        if listen:
+            if os.path.lexists(path):
+                os.unlink(path)
+            sock.bind(address)
+            sock.listen(8)
+        else:
+            sock.connect(address)
+    except BaseException:
+        sock.close()
+        raise
+    finally:
+        if dir_fd is not None:
+            os.close(dir_fd)
+    return sock
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    try:
+        while data:
+            data = data[os.write(fd, data):]
+    except OSError:  # the reader went away; output still reaches the log
+        pass
+
+
+def _exit_code(status: int) -> int:
+    return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+
+
+def main(argv: list[str]) -> None:
+    """Monitor one detached container (its first process is our child), then
+    exec ``finish`` with the exit code appended."""
+    args = json.loads(argv[0])
+    pid = args["pid"]
+    outputs = {int(fd): stream for fd, stream in args["outputs"].items()}
+    log = JsonLog(args["log"], args.get("max_size", 0), args.get("max_files", 1))
+    session = Session(outputs, stdin=args.get("stdin"), log=log, attach=args.get("attach"),
+                      tty=args.get("tty", False))
+    pidfd = os.pidfd_open(pid)
+    try:
+        session.run(pidfd)
+    finally:
+        session.close()
+    code = -1
+    while True:  # reap our first process, and any orphan that was reparented to us
+        try:
+            child, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            break
+        if child == pid:
+            code = _exit_code(status)
+            break
+    os.execv(args["finish"][0], args["finish"] + [str(code)])
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

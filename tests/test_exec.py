@@ -1,0 +1,108 @@
+"""``pinnace exec``, and terminals: run -it, exec -it, attach with detach keys."""
+
+from __future__ import annotations
+
+import os
+import select
+import subprocess
+import time
+from pathlib import Path
+
+from conftest import Pinnace
+from test_detached import inspect, until
+
+
+def test_exec_joins_every_namespace_and_the_cgroup(pn: Pinnace, busybox: str) -> None:
+    pn("run", "-d", "--name", "box", "-h", "boxhost", busybox, "sleep", "60")
+    pid = inspect(pn, "box")["State"]["Pid"]
+    out = pn("exec", "box", "sh", "-c",
+             "hostname; cat /proc/1/cmdline | tr '\\0' ' '; echo; readlink /proc/self/ns/net;"
+             " readlink /proc/self/ns/mnt; readlink /proc/self/ns/pid; cat /proc/self/cgroup").stdout
+    lines = out.splitlines()
+    assert lines[0] == "boxhost"
+    assert lines[1].strip() == "sleep 60"  # it sees the container's PID 1, not the host's
+    for line, ns in zip(lines[2:5], ("net", "mnt", "pid")):
+        assert line == os.readlink(f"/proc/{pid}/ns/{ns}"), ns
+    container_cgroups = Path(f"/proc/{pid}/cgroup").read_text()
+    assert all(line.endswith(":/") for line in lines[5:])  # the container's cgroup namespace
+    assert container_cgroups.count("\n") == len(lines[5:])
+
+
+def test_exec_exit_codes_env_workdir_user(pn: Pinnace, busybox: str) -> None:
+    pn("run", "-d", "--name", "box", "-e", "FROM_RUN=1", busybox, "sleep", "60")
+    assert pn("exec", "box", "sh", "-c", "exit 9", check=False).returncode == 9
+    out = pn("exec", "-e", "X=2", "-w", "/tmp", "-u", "nobody", "box", "sh", "-c",
+             "echo $FROM_RUN $X; pwd; id -un").stdout.split()
+    assert out == ["1", "2", "/tmp", "nobody"]
+    missing = pn("exec", "box", "nosuchcmd", check=False)
+    assert missing.returncode == 127 and "executable file not found" in missing.stderr
+    assert pn("exec", "box", "/etc/passwd", check=False).returncode == 126
+    assert pn("exec", "-i", "box", "cat", input="piped\n").stdout == "piped\n"
+    assert pn("exec", "box", "cat", input="not read without -i\n").stdout == ""
+
+
+def test_exec_detached_keeps_running(pn: Pinnace, busybox: str) -> None:
+    pn("run", "-d", "--name", "box", busybox, "sleep", "60")
+    assert pn("exec", "-d", "box", "sh", "-c", "sleep 1; echo done > /tmp/marker").stdout == ""
+    until(lambda: pn("exec", "box", "cat", "/tmp/marker", check=False).stdout == "done\n",
+          what="the detached exec to finish")
+
+
+def on_pty(argv: list[str], script: list[tuple[float, bytes]], timeout: float = 60,
+           size: tuple[int, int] = (33, 111)) -> tuple[bytes, int]:
+    """Run ``argv`` with a pty as its terminal, typing ``script`` (delay, bytes)."""
+    import fcntl
+    import struct
+    import termios
+
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", *size, 0, 0))
+    proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+    os.close(slave)
+    output, pending = b"", list(script)
+    deadline = time.monotonic() + timeout
+    next_at = time.monotonic() + (pending[0][0] if pending else 0)
+    while time.monotonic() < deadline:
+        if pending and time.monotonic() >= next_at:
+            os.write(master, pending.pop(0)[1])
+            next_at = time.monotonic() + (pending[0][0] if pending else 0)
+        ready, _, _ = select.select([master], [], [], 0.05)
+        if ready:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                chunk = b""
+            if not chunk and proc.poll() is not None:
+                break
+            output += chunk
+        elif proc.poll() is not None and not pending:
+            break
+    os.close(master)
+    return output, proc.wait(timeout=10)
+
+
+def test_run_it_gives_a_real_terminal(pn: Pinnace, busybox: str) -> None:
+    out, code = on_pty(pn.argv("run", "-it", "--rm", busybox, "sh"), [
+        (1.5, b"tty; stty size; echo $((6*7))\r"),
+        (0.5, b"trap 'echo caught-int' INT; sleep 5\r"),
+        (1.0, b"\x03"),  # Ctrl-C reaches the container's foreground process
+        (0.5, b"exit 5\r")])
+    text = out.decode(errors="replace")
+    assert "/dev/pts/0" in text and "33 111" in text and "42" in text, text
+    assert "caught-int" in text, text
+    assert code == 5
+
+
+def test_exec_it_and_attach_with_detach_keys(pn: Pinnace, busybox: str) -> None:
+    pn("run", "-dit", "--name", "term", busybox, "sh")
+    out, code = on_pty(pn.argv("exec", "-it", "term", "sh"), [
+        (1.5, b"tty; stty size\r"), (0.5, b"exit 3\r")], size=(20, 70))
+    assert b"/dev/pts/" in out and b"20 70" in out and code == 3, out
+    out, code = on_pty(pn.argv("attach", "term"), [
+        (1.5, b"echo $((6*7))\r"), (0.5, b"\x10\x11")])
+    assert b"42" in out and code == 0, out
+    assert inspect(pn, "term")["State"]["Status"] == "running"  # detached, not stopped
+    out, code = on_pty(pn.argv("attach", "--detach-keys", "ctrl-x", "term"), [
+        (1.5, b"exit 4\r")])
+    assert code == 4, out
+    until(lambda: inspect(pn, "term")["State"]["Status"] == "exited")
