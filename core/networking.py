@@ -76,7 +76,7 @@ def run_options(engine: Engine, opts: RunOptions, image_config: dict[str, Any]) 
             raise InvalidConfig("--net=container: shares another container's network: "
                                 "-p, -P, --ip and --network do not apply")
         mode = CONTAINER_MODE + other
-    elif wants_bridge and engine.plugins.call("network", mode, "default") is None:
+    elif wants_bridge and _optional(engine, mode, "default") is None:
         raise InvalidConfig(f"--net={mode} has no addresses: -p, -P, --ip and --network need "
                             f"a driver with networks, such as bridge")
     for name in opts.networks:
@@ -115,6 +115,13 @@ def _net_options(row: sqlite3.Row) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------- named networks
+def _optional(engine: Engine, driver: str, verb: str, **kwargs: Any) -> Any:
+    """Call an optional network hook (named networks); None when the driver lacks it."""
+    if not hasattr(engine.plugins.load("network", driver), f"pinnace_network_{verb}"):
+        return None
+    return engine.plugins.call("network", driver, verb, **kwargs)
+
+
 def _network(row: sqlite3.Row) -> Network:
     return Network(row["name"], row["id"], row["driver"], row["subnet"], row["gateway"],
                    bool(row["internal"]), json.loads(row["options"]), row["created"])
@@ -175,7 +182,7 @@ def create(engine: Engine, name: str, driver: str = DEFAULT_DRIVER, subnet: str 
         taken.append(default.subnet)
     draft = Network(name=name, id=names.new_id(), driver=driver, subnet=subnet,
                     gateway=gateway, internal=internal)
-    network = engine.plugins.call("network", driver, "create", network=draft, taken=taken)
+    network = _optional(engine, driver, "create", network=draft, taken=taken)
     if network is None:
         raise InvalidConfig(f"network driver {driver} has no named networks")
     if ipaddress.ip_address(network.gateway) not in ipaddress.ip_network(network.subnet):
@@ -187,7 +194,7 @@ def create(engine: Engine, name: str, driver: str = DEFAULT_DRIVER, subnet: str 
 
 def ensure_default(engine: Engine, driver: str) -> Network | None:
     """The driver's default network, recorded on first use (None when it has none)."""
-    network = engine.plugins.call("network", driver, "default")
+    network = _optional(engine, driver, "default")
     if network is None:
         return None
     if engine.state.one("SELECT 1 FROM networks WHERE name = ?", network.name) is None:
@@ -216,7 +223,7 @@ def remove(engine: Engine, name: str) -> str:
     if used:
         raise FailedPrecondition(f"network {network.name} is in use by container "
                                  f"{', '.join(sorted(used))}")
-    engine.plugins.call("network", network.driver, "remove", network=network)
+    _optional(engine, network.driver, "remove", network=network)
     with engine.state.tx() as db:
         db.execute("DELETE FROM networks WHERE name = ?", (network.name,))
     engine.state.event("network", "destroy", network.id, name=network.name)
@@ -342,7 +349,7 @@ def teardown(engine: Engine, row: sqlite3.Row) -> None:
         return
     ns = str(engine.netns_path(cid))
     attached = _attachments(engine, row, ns)
-    if not attached and engine.plugins.call("network", mode, "default") is None:
+    if not attached and _optional(engine, mode, "default") is None:
         if getattr(engine.plugins.load("network", mode), "host_netns", False):
             ns = f"/proc/{os.getpid()}/ns/net"
         attached = [(mode, Attachment(cid, ns, mode))]  # a driver without leases
@@ -473,8 +480,10 @@ def _refresh_peers(engine: Engine, cid: str, networks: list[str]) -> None:
 # --------------------------------------------------------------- inspect
 def settings(engine: Engine, ref: str) -> dict[str, Any]:
     """A container's network settings, shaped like docker's ``NetworkSettings``."""
+    from pinnace.engine import ACTIVE
+
     row = engine._current(engine.resolve(ref))
-    running = row["status"] == "running"
+    running = row["status"] in ACTIVE
     nets: dict[str, Any] = {}
     for ep in engine.state.query("SELECT * FROM endpoints WHERE container_id = ? ORDER BY ifname",
                                  row["id"]) if running else []:

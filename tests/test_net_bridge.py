@@ -83,7 +83,7 @@ class Containers:
         if proc.poll() is not None:
             raise AssertionError(f"{name} exited {proc.returncode}: {proc.stderr.read()}")
         rows = json.loads(self.pn("ps", "--format", "json").stdout)
-        if not any(r["Names"] == [name] for r in rows):
+        if not any(r["Names"] == [name] and r["State"] == "running" for r in rows):
             return None
         return settings(self.pn, name)
 
