@@ -76,9 +76,11 @@ def run_options(engine: Engine, opts: RunOptions, image_config: dict[str, Any]) 
             raise InvalidConfig("--net=container: shares another container's network: "
                                 "-p, -P, --ip and --network do not apply")
         mode = CONTAINER_MODE + other
-    elif wants_bridge and _optional(engine, mode, "default") is None:
-        raise InvalidConfig(f"--net={mode} has no addresses: -p, -P, --ip and --network need "
-                            f"a driver with networks, such as bridge")
+    else:
+        engine.plugins.load("network", mode)  # an unknown plugin fails here, before any row
+        if wants_bridge and _optional(engine, mode, "default") is None:
+            raise InvalidConfig(f"--net={mode} has no addresses: -p, -P, --ip and --network "
+                                f"need a driver with networks, such as bridge")
     for name in opts.networks:
         network = get(engine, name)
         if network.driver != mode:
