@@ -487,13 +487,16 @@ def settings(engine: Engine, ref: str) -> dict[str, Any]:
     row = engine._current(engine.resolve(ref))
     running = row["status"] in ACTIVE
     nets: dict[str, Any] = {}
+    result = json.loads(row["network_result"] or "{}") if running else {}
+    macs = {i["name"]: i["mac"] for i in result.get("interfaces", []) if i.get("sandbox")}
     for ep in engine.state.query("SELECT * FROM endpoints WHERE container_id = ? ORDER BY ifname",
                                  row["id"]) if running else []:
         network = get(engine, ep["network"])
         iface = ipaddress.ip_interface(ep["address"])
         nets[network.name] = {"NetworkID": network.id, "IPAddress": str(iface.ip),
                               "IPPrefixLen": iface.network.prefixlen, "Interface": ep["ifname"],
-                              "Gateway": "" if network.internal else network.gateway}
+                              "Gateway": "" if network.internal else network.gateway,
+                              "MacAddress": macs.get(ep["ifname"], "")}
     ports: dict[str, Any] = {}
     for p in ipam.ports_of(engine.state, row["id"]) if running else []:
         ports.setdefault(f"{p.container_port}/{p.protocol}", []).append(

@@ -154,6 +154,10 @@ def test_reachability_both_ways_and_hairpin(ctrs: Containers, netns: Path) -> No
     info = ctrs.start("web", "--net=bridge", "-p", "8080:80", command=httpd("hello-web"),
                       ready_port=80)
     ip = info["Networks"]["pinnace0"]["IPAddress"]
+    shown = json.loads(ctrs.pn("inspect", "web").stdout)[0]["NetworkSettings"]
+    assert shown["Networks"]["pinnace0"]["IPAddress"] == ip == shown["IPAddress"]
+    assert shown["Networks"]["pinnace0"]["MacAddress"].count(":") == 5
+    assert shown["Ports"] == {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]}
     assert "hello-web" in http_get(netns, ip, 80)               # host -> container
     assert "hello-web" in http_get(netns, "127.0.0.1", 8080)    # published, from loopback
     # container -> host: a server in the test's namespace on the gateway's address
