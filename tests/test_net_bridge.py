@@ -57,6 +57,27 @@ def http_get(netns: Path, host: str, port: int) -> str:
     return b"".join(chunks).decode()
 
 
+def from_another_host(netns: Path, port: int) -> str:
+    """GET / on the test namespace's address from a second namespace wired to it by a veth
+    pair (192.0.2.0/24, TEST-NET-1): another host, as far as the published port knows."""
+    from pinnace.testing.netns import private_netns
+
+    with private_netns(netns.with_name("remote")) as remote:
+        holder = subprocess.Popen(["nsenter", f"--net={remote}", "sleep", "60"])
+        try:
+            run_in(netns, "ip", "link", "add", "rmt0", "type", "veth", "peer", "name", "rmt1")
+            run_in(netns, "ip", "link", "set", "rmt1", "netns", str(holder.pid))
+            run_in(netns, "ip", "addr", "add", "192.0.2.1/24", "dev", "rmt0")
+            run_in(netns, "ip", "link", "set", "rmt0", "up")
+            run_in(remote, "ip", "addr", "add", "192.0.2.2/24", "dev", "rmt1")
+            run_in(remote, "ip", "link", "set", "rmt1", "up")
+            return wait_until(lambda: http_get(remote, "192.0.2.1", port), "the remote GET", 20)
+        finally:
+            holder.kill()
+            holder.wait()
+            run_in(netns, "ip", "link", "del", "rmt0", check=False)
+
+
 class Containers:
     """Detached containers of one test (``run -d``), removed at its end."""
 
@@ -169,6 +190,7 @@ def test_reachability_both_ways_and_hairpin(ctrs: Containers, netns: Path) -> No
     thread.join()
     server.close()
     assert got == [b"from-container\n"]
+    assert "hello-web" in from_another_host(netns, 8080)       # published, from outside
     # hairpin: a container reaching a published port through the host's address
     out = ctrs.pn("run", "--rm", "--net=bridge", ctrs.image, "sh", "-c",
                   GET.format(host="10.90.0.1", port=8080)).stdout
@@ -258,6 +280,10 @@ def test_two_service_demo(ctrs: Containers, npn: Pinnace, netns: Path) -> None:
     other = npn("run", "--rm", "--net=bridge", ctrs.image, "sh", "-c",
                 GET.format(host=api_ip, port=80), check=False)
     assert "internal-api" not in other.stdout
+    web_front = settings(npn, "web")["Networks"]["frontend"]["IPAddress"]
+    other = npn("run", "--rm", "--net=bridge", ctrs.image, "sh", "-c",
+                GET.format(host=web_front, port=80), check=False)
+    assert "external-web" not in other.stdout  # networks are isolated from each other
     out = ctrs.exec("api", "ip route; " + GET.format(host="10.90.0.1", port=8080))
     assert "default" not in out and "external-web" not in out
     # names: web's hosts file lists api; api's lists web once web joined
