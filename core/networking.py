@@ -87,6 +87,8 @@ def run_options(engine: Engine, opts: RunOptions, image_config: dict[str, Any]) 
             raise InvalidConfig(f"network {name} belongs to the {network.driver} driver, "
                                 f"not --net={mode}")
     ports = [parse_publish(p) for p in opts.ports]
+    if (opts.ports or opts.publish_all) and opts.networks and get(engine, opts.networks[0]).internal:
+        raise InvalidConfig(f"network {opts.networks[0]} is internal: it publishes no ports")
     if opts.publish_all:
         for exposed in (image_config.get("ExposedPorts") or {}):
             number, _, proto = exposed.partition("/")
@@ -259,8 +261,7 @@ def _attachments(engine: Engine, row: sqlite3.Row, netns: str) -> list[tuple[str
     found = []
     ports = tuple(ipam.ports_of(engine.state, cid))
     for ep in engine.state.query(
-            "SELECT e.*, n.driver FROM endpoints e JOIN networks n ON n.name = e.network"
-            " WHERE e.container_id = ? ORDER BY e.ifname", cid):
+            "SELECT * FROM endpoints WHERE container_id = ? ORDER BY ifname", cid):
         network = get(engine, ep["network"])
         found.append((network.driver, _attachment(cid, netns, network, ep["ifname"],
                                                   ep["address"], ports if ep["ifname"] == "eth0"

@@ -332,6 +332,9 @@ def test_address_outside_subnet_or_taken(ctrs: Containers, npn: Pinnace, netns: 
                        "true", check=False), "outside network small")
     one_line_error(npn("run", "--rm", "--network", "nope", ctrs.image, "true", check=False),
                    "network nope not found")
+    npn("network", "create", "--internal", "closed")
+    one_line_error(npn("run", "--rm", "--network", "closed", "-p", "8086:80", ctrs.image, "true",
+                       check=False), "internal: it publishes no ports")
     ctrs.start("first", "--network", "small", "--ip", "10.77.0.9")
     one_line_error(npn("run", "--rm", "--network", "small", "--ip", "10.77.0.9", ctrs.image,
                        "true", check=False), "already in use")
