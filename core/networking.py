@@ -87,7 +87,8 @@ def run_options(engine: Engine, opts: RunOptions, image_config: dict[str, Any]) 
             raise InvalidConfig(f"network {name} belongs to the {network.driver} driver, "
                                 f"not --net={mode}")
     ports = [parse_publish(p) for p in opts.ports]
-    if (opts.ports or opts.publish_all) and opts.networks and get(engine, opts.networks[0]).internal:
+    publishes = opts.ports or opts.publish_all
+    if publishes and opts.networks and get(engine, opts.networks[0]).internal:
         raise InvalidConfig(f"network {opts.networks[0]} is internal: it publishes no ports")
     if opts.publish_all:
         for exposed in (image_config.get("ExposedPorts") or {}):
@@ -313,7 +314,8 @@ def setup(engine: Engine, row: sqlite3.Row, spec: ContainerSpec, bundle: Path,
         default = ensure_default(engine, mode)
         names = [default.name] if default else []
     if not names:
-        result = engine.plugins.call("network", mode, "add", attachment=Attachment(cid, str(ns), mode))
+        result = engine.plugins.call("network", mode, "add",
+                                     attachment=Attachment(cid, str(ns), mode))
     else:
         ports = ipam.reserve_ports(engine.state, cid,
                                    [PortMapping(**p) for p in net.get("ports") or []])

@@ -103,7 +103,7 @@ class Netlink:
             ("IFLA_IFNAME", name), ("IFLA_LINKINFO", {"attrs": [("IFLA_INFO_KIND", "bridge")]})])
 
     def add_veth(self, name: str, peer: str, peer_netns_fd: int) -> None:
-        """Create veth pair ``name`` here and ``peer`` in the namespace open on ``peer_netns_fd``."""
+        """Create veth pair ``name`` here, ``peer`` in the namespace open on ``peer_netns_fd``."""
         peer_info = {"attrs": [("IFLA_IFNAME", peer), ("IFLA_NET_NS_FD", peer_netns_fd)]}
         self.request(self.ifinfmsg(), RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, attrs=[
             ("IFLA_IFNAME", name),
