@@ -423,3 +423,14 @@ def test_network_disconnect_and_container_mode_errors(ctrs: Containers, npn: Pin
                        check=False), "--net=none has no addresses")
     one_line_error(npn("run", "--rm", "--add-host", "x", ctrs.image, "true", check=False),
                    "expected NAME:IP")
+
+
+def test_subnet_and_gateway_of_a_network(npn: Pinnace, busybox: str, netns: Path) -> None:
+    npn("network", "create", "--subnet", "10.78.0.0/24", "--gateway", "10.78.0.254", "gw")
+    out = npn("run", "--rm", "--network", "gw", busybox, "sh", "-c",
+              "ip -4 addr show eth0; ip route").stdout
+    assert ipv4(out) == "10.78.0.1/24"  # the first address the gateway does not hold
+    assert "default via 10.78.0.254 dev eth0" in out
+    assert "inet 10.78.0.254/24" in run_in(netns, "ip", "-4", "addr").stdout
+    shown = json.loads(npn("network", "inspect", "gw").stdout)[0]
+    assert shown["IPAM"]["Config"] == [{"Subnet": "10.78.0.0/24", "Gateway": "10.78.0.254"}]
