@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import tarfile
@@ -138,3 +139,14 @@ def test_commit_with_a_bad_tag_or_change_writes_nothing(pn: Pinnace, busybox: st
     assert sorted((pn.root / "images" / "blobs" / "sha256").iterdir()) == before
     assert [s for s in pn("images", "-q").stdout.split()] == [
         json.loads(pn("image", "inspect", "busybox").stdout)[0]["Id"][7:19]]
+
+
+def test_commit_and_export_of_a_running_container(pn: Pinnace, busybox: str) -> None:
+    pn("run", "-d", "--name", "live", busybox, "sh", "-c", "echo live > /live; exec sleep 60")
+    for _ in range(100):  # the file is there once the shell ran
+        exported = subprocess.run(pn.argv("export", "live"), capture_output=True).stdout
+        if "live" in tarfile.open(fileobj=io.BytesIO(exported)).getnames():
+            break
+    pn("commit", "live", "live:1")
+    assert pn("run", "--rm", "live:1", "cat", "/live").stdout == "live\n"
+    pn("rm", "-f", "live")
