@@ -80,7 +80,7 @@ def write_output(path: str | None, write: Callable[[int], None]) -> None:
     import os
     import sys
 
-    from pinnace.errors import InvalidConfig
+    from pinnace.errors import FailedPrecondition, InvalidConfig
 
     if path is None:
         if sys.stdout.isatty():
@@ -91,14 +91,19 @@ def write_output(path: str | None, write: Callable[[int], None]) -> None:
         return
     tmp = os.path.join(os.path.dirname(os.path.abspath(path)),
                        f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    except OSError as err:
+        raise InvalidConfig(f"cannot write {path}: {err.strerror}") from None
     try:
         try:
             write(fd)
         finally:
             os.close(fd)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(err, OSError):  # a full disk, a quota: one line, nothing left behind
+            raise FailedPrecondition(f"writing {path}: {err.strerror or err}") from None
         raise
