@@ -33,8 +33,10 @@ ENGINE_DEFAULTS: dict[str, str] = {
     "storage": "btrfs",
     "network": "none",
     "isolation": "unshare",
+    "image_source": "docker",  # the transport of references without one
 }
-ROLE_KEYS = {"storage": "storage", "network": "network", "isolation": "isolation"}
+ROLE_KEYS = {"storage": "storage", "network": "network", "isolation": "isolation",
+             "image_source": "image_source"}
 
 
 @dataclass(frozen=True)

@@ -127,13 +127,26 @@ class Engine:
         """The plugin name for ``role``: the flag if given, else env, config file, default."""
         return override or self.config.selected(role).value
 
+    # ------------------------------------------------------------ images
+    def image_for_run(self, ref: str) -> Image:
+        """The image ``ref`` names, fetched through its transport when the store lacks
+        it and it names a transport or a registry (as ``docker run`` pulls)."""
+        from pinnace.images import sources
+
+        try:
+            return self.images.resolve(ref)
+        except (NotFound, InvalidConfig):  # TRANSPORT:rest is no valid local name
+            if not sources.has_transport(ref, self):
+                raise
+        return self.images.resolve(sources.fetch(self, ref, sources.TransferOptions()))
+
     # ------------------------------------------------------------ containers
     def create(self, opts: RunOptions) -> str:
         """Create a container (row, rootfs, spec) and return its ID; nothing runs yet."""
         storage = self.selected("storage", opts.storage)
         network = self.selected("network", opts.network)
         isolation = self.selected("isolation", opts.isolation)
-        image = self.images.resolve(opts.image)
+        image = self.image_for_run(opts.image)
         for role, name in (("storage", storage), ("network", network), ("isolation", isolation)):
             self.plugins.load(role, name)
         if opts.name is not None:

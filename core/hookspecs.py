@@ -17,6 +17,7 @@ import pluggy
 if TYPE_CHECKING:
     import click
 
+    from pinnace.images.sources import TransferOptions
     from pinnace.images.store import ImageStore
     from pinnace.mounts import Mount
     from pinnace.network import Attachment, NetworkResult
@@ -181,9 +182,32 @@ def pinnace_network_check(attachment: Attachment) -> None:
 
 
 @hookspec(firstresult=True)
-def pinnace_image_source_fetch(reference: str, store: ImageStore) -> str:
+def pinnace_image_source_fetch(reference: str, store: ImageStore,
+                               options: TransferOptions) -> str:
     """Bring the image ``reference`` (without its transport prefix) into
-    ``store`` and return its image ID."""
+    ``store`` and return its image ID. ``options`` carries what the user asked
+    for (platform, TLS verification, progress display); a source ignores what
+    does not apply to it, and may leave ``options`` out of its signature."""
+
+
+@hookspec(firstresult=True)
+def pinnace_image_source_push(image_id: str, destination: str, store: ImageStore,
+                              options: TransferOptions) -> str:
+    """Optional: copy image ``image_id`` from ``store`` to ``destination`` (without its
+    transport prefix); return the digest of what was written there."""
+
+
+@hookspec(firstresult=True)
+def pinnace_image_source_login(server: str, username: str, password: str,
+                               options: TransferOptions) -> None:
+    """Optional: check the credentials against ``server`` and store them for later
+    fetches and pushes (readable by root only). ``AccessDenied``-like failures raise
+    ``InvalidConfig``."""
+
+
+@hookspec(firstresult=True)
+def pinnace_image_source_logout(server: str) -> bool:
+    """Optional: forget the credentials stored for ``server``; return whether there were any."""
 
 
 # ----------------------------------------------------------------- lifecycle events

@@ -1,0 +1,95 @@
+"""Transport dispatch: a reference ``TRANSPORT:rest`` goes to the image source plugin
+named ``TRANSPORT``, like skopeo's transports; any other reference goes to the
+default source (``[engine] image_source``, the registry plugin ``docker``).
+
+``docker://127.0.0.1:5000/x:1``, ``oci-archive:app.tar`` and ``debootstrap:bookworm``
+name their transport; ``127.0.0.1:5000/x:1`` and ``localhost:5000/x`` do not (a
+prefix counts as a transport only when an installed image source has that name).
+``TRANSPORT://rest`` and ``TRANSPORT:rest`` are the same reference.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pinnace.engine import Engine
+    from pinnace.progress import Progress
+
+_TRANSPORT = re.compile(r"([a-z][a-z0-9-]*):(.*)", re.S)
+
+
+@dataclass
+class TransferOptions:
+    """What a user asked of a fetch, push or login; sources ignore what does not apply."""
+
+    platform: str | None = None        # "os/arch[/variant]"; None: this host's
+    tls_verify: bool | None = None     # None: the source's configuration decides
+    progress: Progress | None = None   # per-layer progress display; None: quiet
+    compression: str | None = None     # push: layer compression (gzip, zstd, none)
+
+
+def split(reference: str, transports: list[str], default: str) -> tuple[str, str]:
+    """``(transport, rest)`` of ``reference``: its prefix when that names one of
+    ``transports``, else ``default`` and the whole reference."""
+    match = _TRANSPORT.fullmatch(reference)
+    if match and match.group(1) in transports:
+        return match.group(1), match.group(2).removeprefix("//")
+    return default, reference
+
+
+def has_transport(reference: str, engine: Engine) -> bool:
+    """Whether ``reference`` names a transport or a registry, i.e. whether it can be
+    fetched rather than only found in the store."""
+    from pinnace import plugins
+    from pinnace.errors import InvalidConfig
+    from pinnace.images.reference import parse
+
+    match = _TRANSPORT.fullmatch(reference)
+    if match and match.group(1) in plugins.available("image_source"):
+        return True
+    try:
+        return parse(reference).registry is not None
+    except InvalidConfig:
+        return False
+
+
+def _split(reference: str, engine: Engine) -> tuple[str, str]:
+    from pinnace import plugins
+
+    return split(reference, plugins.available("image_source"),
+                 engine.selected("image_source"))
+
+
+def fetch(engine: Engine, reference: str, options: TransferOptions) -> str:
+    """Bring ``reference`` into the engine's store through its transport; return the image ID."""
+    transport, rest = _split(reference, engine)
+    image_id = engine.plugins.call("image_source", transport, "fetch", reference=rest,
+                                   store=engine.images, options=options)
+    engine.plugins.hook.pinnace_image_pulled(image_id=image_id, reference=reference)
+    return image_id
+
+
+def push(engine: Engine, source: str, destination: str, options: TransferOptions) -> str:
+    """Copy image ``source`` from the store to ``destination``; return the written digest."""
+    image_id = engine.images.resolve(source).id
+    transport, rest = _split(destination, engine)
+    return engine.plugins.call("image_source", transport, "push", image_id=image_id,
+                               destination=rest, store=engine.images, options=options)
+
+
+def login(engine: Engine, server: str, username: str, password: str,
+          options: TransferOptions) -> None:
+    """Check and store credentials for ``server`` (``TRANSPORT:server`` picks the source)."""
+    transport, rest = _split(server, engine)
+    engine.plugins.call("image_source", transport, "login", server=rest, username=username,
+                        password=password, options=options)
+
+
+def logout(engine: Engine, server: str) -> bool:
+    """Forget the credentials for ``server``; return whether there were any."""
+    transport, rest = _split(server, engine)
+    result: Any = engine.plugins.call("image_source", transport, "logout", server=rest)
+    return bool(result)
