@@ -1,27 +1,22 @@
-"""The archive and tar image sources, called through their hook as the transport
-dispatch calls them (``TRANSPORT:rest`` -> that plugin's ``pinnace_image_source_fetch``)."""
+"""The archive and tar image sources through ``pinnace pull TRANSPORT:rest``."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import pytest
-
 from conftest import Pinnace
-from pinnace import config
-from pinnace.engine import Engine
-from pinnace.errors import InvalidConfig, NotFound
 
 
 def fetch(root: Path, transport: str, reference: str) -> str:
-    """The image ID the ``transport`` plugin returns for ``reference``."""
-    engine = Engine(config.load(None, {"root": str(root), "run_root": None}))
-    try:
-        return engine.plugins.call("image_source", transport, "fetch", reference=reference,
-                                   store=engine.images)
-    finally:
-        engine.state.close()
+    """``pinnace pull -q TRANSPORT:reference``: the image ID."""
+    return Pinnace(root)("pull", "-q", f"{transport}:{reference}").stdout.strip()
+
+
+def refused(root: Path, transport: str, reference: str, text: str) -> None:
+    proc = Pinnace(root)("pull", "-q", f"{transport}:{reference}", check=False)
+    assert proc.returncode == 125 and text in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
 
 
 def test_tar_transport_imports_a_rootfs(pn: Pinnace, busybox_tar: Path) -> None:
@@ -29,8 +24,7 @@ def test_tar_transport_imports_a_rootfs(pn: Pinnace, busybox_tar: Path) -> None:
     assert pn("run", "--rm", image_id[7:19], "/bin/echo", "from tar").stdout == "from tar\n"
     history = json.loads(pn("history", "--format", "json", image_id[7:19]).stdout)
     assert history[0]["Comment"] == f"from tar:{busybox_tar}"
-    with pytest.raises(NotFound, match="does not exist"):
-        fetch(pn.root, "tar", str(busybox_tar) + ".missing")
+    refused(pn.root, "tar", str(busybox_tar) + ".missing", "does not exist")
 
 
 def test_archive_transports_pick_an_image(pn: Pinnace, busybox: str, root: Path,
@@ -45,9 +39,6 @@ def test_archive_transports_pick_an_image(pn: Pinnace, busybox: str, root: Path,
     assert "busybox:latest" not in Pinnace(other)("images").stdout  # only the one asked for
     assert fetch(other, "docker-archive", f"{tmp_path / 'd.tar'}:@0") == want
     assert fetch(other, "oci-archive", f"{tmp_path / 'o.tar'}:busybox:latest") == want
-    with pytest.raises(NotFound, match="no image tagged third:3"):
-        fetch(other, "docker-archive", f"{tmp_path / 'd.tar'}:third:3")
-    with pytest.raises(InvalidConfig, match="not a docker archive"):
-        fetch(other, "docker-archive", str(tmp_path / "o.tar"))
-    with pytest.raises(InvalidConfig, match="not an OCI layout directory"):
-        fetch(other, "oci", str(tmp_path / "o.tar"))
+    refused(other, "docker-archive", f"{tmp_path / 'd.tar'}:third:3", "no image tagged third:3")
+    refused(other, "docker-archive", str(tmp_path / "o.tar"), "not a docker archive")
+    refused(other, "oci", str(tmp_path / "o.tar"), "not an OCI layout directory")
