@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 from conftest import Pinnace
@@ -42,3 +43,19 @@ def test_archive_transports_pick_an_image(pn: Pinnace, busybox: str, root: Path,
     refused(other, "docker-archive", f"{tmp_path / 'd.tar'}:third:3", "no image tagged third:3")
     refused(other, "docker-archive", str(tmp_path / "o.tar"), "not a docker archive")
     refused(other, "oci", str(tmp_path / "o.tar"), "not an OCI layout directory")
+
+
+def test_push_to_archive_transports(pn: Pinnace, busybox: str, tmp_path: Path) -> None:
+    digest = json.loads(pn("images", "--format", "json").stdout)[0]["Digest"]
+    out = pn("push", busybox, f"oci-archive:{tmp_path / 'p.tar'}:pushed/box:7").stdout
+    assert out.strip().splitlines()[-1] == digest
+    inspect = subprocess.run(
+        ["skopeo", "inspect", f"oci-archive:{tmp_path / 'p.tar'}:pushed/box:7"],
+        capture_output=True, text=True, check=True).stdout
+    assert json.loads(inspect)["Digest"] == digest
+    pn("push", busybox, f"docker-archive:{tmp_path / 'd.tar'}:pushed/box:8")
+    other = Pinnace(pn.root.parent / (pn.root.name + "-other"))
+    assert other("load", "-i", str(tmp_path / "d.tar")).stdout.strip() == \
+        "Loaded image: pushed/box:8"
+    proc = pn("push", busybox, f"oci:{tmp_path / 'layout'}", check=False)
+    assert proc.returncode == 125 and "push to oci-archive:FILE instead" in proc.stderr
