@@ -133,7 +133,7 @@ def test_commit_and_export_of_unknown_containers(pn: Pinnace, tmp_path: Path) ->
 def test_commit_with_a_bad_tag_or_change_writes_nothing(pn: Pinnace, busybox: str) -> None:
     pn("run", "--name", "c", busybox, "true")
     before = sorted((pn.root / "images" / "blobs" / "sha256").iterdir())
-    for args in (("commit", "c", "Bad:Name"), ("commit", "-c", "EXPOSE 80", "c", "ok:1")):
+    for args in (("commit", "c", "Bad:Name"), ("commit", "-c", "RUN true", "c", "ok:1")):
         proc = pn(*args, check=False)
         assert proc.returncode == 125 and len(proc.stderr.strip().splitlines()) == 1
     assert sorted((pn.root / "images" / "blobs" / "sha256").iterdir()) == before

@@ -623,7 +623,7 @@ def _json(data: dict[str, Any]) -> bytes:
 def parse_changes(changes: Sequence[str], base: dict[str, Any] | None = None) -> dict[str, Any]:
     """The OCI ``config`` object built from Dockerfile instructions (``import -c``,
     ``commit -c``) on top of ``base`` (a fresh default when None): CMD and
-    ENTRYPOINT (JSON or shell form), ENV, WORKDIR, USER, LABEL."""
+    ENTRYPOINT (JSON or shell form), ENV, WORKDIR, USER, LABEL, EXPOSE."""
     import posixpath
     import re
 
@@ -634,9 +634,9 @@ def parse_changes(changes: Sequence[str], base: dict[str, Any] | None = None) ->
     for change in changes:
         instruction, arg = (re.split(r"\s+", change.strip(), maxsplit=1) + [""])[:2]
         keyword = instruction.upper()
-        if keyword not in ("CMD", "ENTRYPOINT", "ENV", "WORKDIR", "USER", "LABEL"):
+        if keyword not in ("CMD", "ENTRYPOINT", "ENV", "WORKDIR", "USER", "LABEL", "EXPOSE"):
             raise InvalidConfig(f"unsupported instruction in change {change!r}: {instruction!r} "
-                                f"(supported: CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL)")
+                                f"(supported: CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL, EXPOSE)")
         if not arg:
             raise InvalidConfig(f"{keyword} needs an argument: {change!r}")
         if keyword in ("CMD", "ENTRYPOINT"):
@@ -645,6 +645,13 @@ def parse_changes(changes: Sequence[str], base: dict[str, Any] | None = None) ->
             env = config["Env"] = list(config.get("Env") or [])
             for key, value in _pairs(arg, keyword):
                 env[:] = [e for e in env if e.split("=", 1)[0] != key] + [f"{key}={value}"]
+        elif keyword == "EXPOSE":
+            for port in arg.split():
+                number, _, proto = port.partition("/")
+                if not number.isdigit() or proto not in ("", "tcp", "udp"):
+                    raise InvalidConfig(f"invalid port {port!r} in {change!r}")
+                config["ExposedPorts"] = {**(config.get("ExposedPorts") or {}),
+                                          f"{int(number)}/{proto or 'tcp'}": {}}
         elif keyword == "LABEL":
             config["Labels"] = {**(config.get("Labels") or {}), **dict(_pairs(arg, keyword))}
         elif keyword == "WORKDIR":
