@@ -359,3 +359,19 @@ def test_not_an_archive(pn: Pinnace, tmp_path: Path) -> None:
     refused(pn, tmp_path / "notes.txt", "not a tar archive")
     (tmp_path / "empty.tar").write_bytes(tar_bytes([entry("x", b"1")]))
     refused(pn, tmp_path / "empty.tar", "neither a docker archive")
+
+
+def test_save_to_a_full_disk_leaves_no_partial_archive(pn: Pinnace, busybox: str,
+                                                       tmp_path: Path) -> None:
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)], check=True)
+    try:
+        proc = pn("save", "-o", str(small / "b.tar"), busybox, check=False)
+        assert proc.returncode == 125
+        assert proc.stderr.strip() == f"Error: writing {small / 'b.tar'}: No space left on device"
+        assert os.listdir(small) == []
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
+    proc = pn("save", "-o", str(tmp_path / "no" / "dir.tar"), busybox, check=False)
+    assert proc.returncode == 125 and "No such file or directory" in proc.stderr

@@ -1,27 +1,23 @@
-"""The archive and tar image sources, called through their hook as the transport
-dispatch calls them (``TRANSPORT:rest`` -> that plugin's ``pinnace_image_source_fetch``)."""
+"""The archive and tar image sources through ``pinnace pull TRANSPORT:rest``."""
 
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
-import pytest
-
 from conftest import Pinnace
-from pinnace import config
-from pinnace.engine import Engine
-from pinnace.errors import InvalidConfig, NotFound
 
 
 def fetch(root: Path, transport: str, reference: str) -> str:
-    """The image ID the ``transport`` plugin returns for ``reference``."""
-    engine = Engine(config.load(None, {"root": str(root), "run_root": None}))
-    try:
-        return engine.plugins.call("image_source", transport, "fetch", reference=reference,
-                                   store=engine.images)
-    finally:
-        engine.state.close()
+    """``pinnace pull -q TRANSPORT:reference``: the image ID."""
+    return Pinnace(root)("pull", "-q", f"{transport}:{reference}").stdout.strip()
+
+
+def refused(root: Path, transport: str, reference: str, text: str) -> None:
+    proc = Pinnace(root)("pull", "-q", f"{transport}:{reference}", check=False)
+    assert proc.returncode == 125 and text in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
 
 
 def test_tar_transport_imports_a_rootfs(pn: Pinnace, busybox_tar: Path) -> None:
@@ -29,8 +25,7 @@ def test_tar_transport_imports_a_rootfs(pn: Pinnace, busybox_tar: Path) -> None:
     assert pn("run", "--rm", image_id[7:19], "/bin/echo", "from tar").stdout == "from tar\n"
     history = json.loads(pn("history", "--format", "json", image_id[7:19]).stdout)
     assert history[0]["Comment"] == f"from tar:{busybox_tar}"
-    with pytest.raises(NotFound, match="does not exist"):
-        fetch(pn.root, "tar", str(busybox_tar) + ".missing")
+    refused(pn.root, "tar", str(busybox_tar) + ".missing", "does not exist")
 
 
 def test_archive_transports_pick_an_image(pn: Pinnace, busybox: str, root: Path,
@@ -45,9 +40,22 @@ def test_archive_transports_pick_an_image(pn: Pinnace, busybox: str, root: Path,
     assert "busybox:latest" not in Pinnace(other)("images").stdout  # only the one asked for
     assert fetch(other, "docker-archive", f"{tmp_path / 'd.tar'}:@0") == want
     assert fetch(other, "oci-archive", f"{tmp_path / 'o.tar'}:busybox:latest") == want
-    with pytest.raises(NotFound, match="no image tagged third:3"):
-        fetch(other, "docker-archive", f"{tmp_path / 'd.tar'}:third:3")
-    with pytest.raises(InvalidConfig, match="not a docker archive"):
-        fetch(other, "docker-archive", str(tmp_path / "o.tar"))
-    with pytest.raises(InvalidConfig, match="not an OCI layout directory"):
-        fetch(other, "oci", str(tmp_path / "o.tar"))
+    refused(other, "docker-archive", f"{tmp_path / 'd.tar'}:third:3", "no image tagged third:3")
+    refused(other, "docker-archive", str(tmp_path / "o.tar"), "not a docker archive")
+    refused(other, "oci", str(tmp_path / "o.tar"), "not an OCI layout directory")
+
+
+def test_push_to_archive_transports(pn: Pinnace, busybox: str, tmp_path: Path) -> None:
+    digest = json.loads(pn("images", "--format", "json").stdout)[0]["Digest"]
+    out = pn("push", busybox, f"oci-archive:{tmp_path / 'p.tar'}:pushed/box:7").stdout
+    assert out.strip().splitlines()[-1] == digest
+    inspect = subprocess.run(
+        ["skopeo", "inspect", f"oci-archive:{tmp_path / 'p.tar'}:pushed/box:7"],
+        capture_output=True, text=True, check=True).stdout
+    assert json.loads(inspect)["Digest"] == digest
+    pn("push", busybox, f"docker-archive:{tmp_path / 'd.tar'}:pushed/box:8")
+    other = Pinnace(pn.root.parent / (pn.root.name + "-other"))
+    assert other("load", "-i", str(tmp_path / "d.tar")).stdout.strip() == \
+        "Loaded image: pushed/box:8"
+    proc = pn("push", busybox, f"oci:{tmp_path / 'layout'}", check=False)
+    assert proc.returncode == 125 and "push to oci-archive:FILE instead" in proc.stderr

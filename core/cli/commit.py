@@ -29,9 +29,9 @@ def commit(ctx: click.Context, message: str, author: str, changes: tuple[str, ..
 @click.pass_context
 def export(ctx: click.Context, output: str | None, container: str) -> None:
     """Export a container's filesystem as a tar archive."""
-    from pinnace.cli.output import write_output
+    from pinnace.images.archive import write_to
     from pinnace.images.commit import export as export_container
 
     engine = get_engine(ctx)
     engine.resolve(container)  # an unknown name fails before the output is created
-    write_output(output, lambda fd: export_container(engine, container, fd))
+    write_to(output, lambda fd: export_container(engine, container, fd))

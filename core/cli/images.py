@@ -146,13 +146,12 @@ def _load_stdin(engine: Any) -> list[Any]:
 @click.pass_context
 def save(ctx: click.Context, output: str | None, fmt: str, refs: tuple[str, ...]) -> None:
     """Save images to a tar archive (docker-archive by default, or OCI)."""
-    from pinnace.cli.output import write_output
-    from pinnace.images.archive import save as save_archive
+    from pinnace.images.archive import save as save_archive, write_to
 
     engine = get_engine(ctx)
     for ref in refs:  # fail on an unknown name before creating the output
         engine.images.find(ref)
-    write_output(output, lambda fd: save_archive(engine.images, refs, fd, fmt))
+    write_to(output, lambda fd: save_archive(engine.images, refs, fd, fmt))
 
 
 @click.command()

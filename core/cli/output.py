@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -71,34 +70,3 @@ def for_each(ctx: click.Context, refs: Sequence[str], action: Callable[[str], No
             failed = err
     if failed is not None:
         ctx.exit(failed.exit_code)
-
-
-def write_output(path: str | None, write: Callable[[int], None]) -> None:
-    """Call ``write(fd)`` on file ``path``, or on stdout when None (refused on a terminal).
-    A file is written under a temp name and renamed when complete, so a failure never
-    leaves half an archive under the name asked for."""
-    import os
-    import sys
-
-    from pinnace.errors import InvalidConfig
-
-    if path is None:
-        if sys.stdout.isatty():
-            raise InvalidConfig("refusing to write an archive to a terminal: use -o FILE or "
-                                "redirect stdout")
-        sys.stdout.flush()
-        write(sys.stdout.fileno())
-        return
-    tmp = os.path.join(os.path.dirname(os.path.abspath(path)),
-                       f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-    try:
-        try:
-            write(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise

@@ -53,7 +53,7 @@ COMMANDS: dict[str, str] = {
 CONTAINER_COMMANDS: dict[str, str] = {
     name: COMMANDS[name] for name in (
         "run", "start", "stop", "restart", "kill", "wait", "pause", "unpause", "rename",
-        "logs", "exec", "attach", "inspect", "top", "rm")
+        "logs", "exec", "attach", "inspect", "top", "rm", "commit", "export")
 } | {"ls": "pinnace.cli.containers:ps", "ps": "pinnace.cli.containers:ps",
      "prune": "pinnace.cli.lifecycle:prune"}
 

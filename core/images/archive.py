@@ -29,7 +29,7 @@ import hashlib
 import json
 import os
 import posixpath
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -553,6 +553,13 @@ def save(store: ImageStore, refs: Sequence[str], fd: int, fmt: str = "docker-arc
     for ref in refs:
         image_id, tag = store.find(ref)
         images.append((store.resolve(image_id), tag))
+    write(store, images, fd, fmt)
+
+
+def write(store: ImageStore, images: Sequence[tuple[Any, str | None]], fd: int,
+          fmt: str) -> None:
+    """Write ``(image, name or None)`` pairs to ``fd`` as a ``fmt`` tar; an image without
+    a name is listed under all its tags."""
     out = TarOut(fd)
     if fmt == "docker-archive":
         _save_docker(store, images, out)
@@ -561,7 +568,8 @@ def save(store: ImageStore, refs: Sequence[str], fd: int, fmt: str = "docker-arc
     out.close()
 
 
-def _save_docker(store: ImageStore, images: list[tuple[Any, str | None]], out: TarOut) -> None:
+def _save_docker(store: ImageStore, images: Sequence[tuple[Any, str | None]],
+                 out: TarOut) -> None:
     manifest: list[dict[str, Any]] = []
     repositories: dict[str, dict[str, str]] = {}
     done: set[str] = set()
@@ -588,7 +596,7 @@ def _save_docker(store: ImageStore, images: list[tuple[Any, str | None]], out: T
     out.add_bytes("repositories", json.dumps(repositories).encode())
 
 
-def _save_oci(store: ImageStore, images: list[tuple[Any, str | None]], out: TarOut) -> None:
+def _save_oci(store: ImageStore, images: Sequence[tuple[Any, str | None]], out: TarOut) -> None:
     from pinnace.images.store import MEDIA_INDEX, MEDIA_MANIFEST
 
     out.add_bytes("oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
@@ -615,3 +623,38 @@ def _save_oci(store: ImageStore, images: list[tuple[Any, str | None]], out: TarO
             descriptors.append(entry)
     index = {"schemaVersion": 2, "mediaType": MEDIA_INDEX, "manifests": descriptors}
     out.add_bytes("index.json", json.dumps(index).encode())
+
+
+def write_to(path: str | None, write: Callable[[int], None]) -> None:
+    """Call ``write(fd)`` on file ``path``, or on stdout when None (refused on a terminal).
+    A file is written under a temp name and renamed when complete, so a failure never
+    leaves half an archive under the name asked for."""
+    import sys
+
+    from pinnace.errors import FailedPrecondition
+
+    if path is None:
+        if sys.stdout.isatty():
+            raise InvalidConfig("refusing to write an archive to a terminal: use -o FILE or "
+                                "redirect stdout")
+        sys.stdout.flush()
+        write(sys.stdout.fileno())
+        return
+    tmp = os.path.join(os.path.dirname(os.path.abspath(path)),
+                       f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    except OSError as err:
+        raise InvalidConfig(f"cannot write {path}: {err.strerror}") from None
+    try:
+        try:
+            write(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException as err:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        if isinstance(err, OSError):  # a full disk, a quota: one line, nothing left behind
+            raise FailedPrecondition(f"writing {path}: {err.strerror or err}") from None
+        raise

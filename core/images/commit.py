@@ -78,7 +78,8 @@ def commit(engine: Engine, ref: str, reference: str | None, message: str = "",
     top = image.layers[-1].chain_id if image.layers else None
     with store.staging() as written:
         with _rootfs(engine, row) as upper, _image_tree(engine, row["storage"], top) as lower:
-            layer = store.write_layer(lambda out: write_diff(lower, upper, out))
+            layer = store.write_layer(
+                lambda out: write_diff(lower, upper, out, _mount_points(row)))
         written.append(layer[0])
         now = _rfc3339(time.time())
         command = json.loads(row["spec"]).get("command") or []
@@ -94,6 +95,17 @@ def commit(engine: Engine, ref: str, reference: str | None, message: str = "",
                                    written)
     store.state.event("image", "commit", image_id, container=row["id"], name=tag or "")
     return image_id
+
+
+def _mount_points(row: Any) -> set[str]:
+    """Where the engine mounts things over the container's rootfs (its /etc files and
+    the spec's mounts), as paths relative to the rootfs."""
+    from pinnace.etcfiles import FILES
+
+    runtime = json.loads(row["spec"]).get("runtime") or {}
+    found = {f"etc/{name}" for name in FILES}
+    found.update(m["destination"].strip("/") for m in runtime.get("mounts") or [])
+    return found
 
 
 def _container(engine: Engine, ref: str) -> Any:

@@ -12,13 +12,17 @@ A diff is written as the OCI image spec describes a changeset: entries that
 are new or whose type, mode, owner, size, mtime, device number, link target or
 xattrs differ from the lower tree, and a ``.wh.NAME`` whiteout for each NAME of
 the lower tree that is gone (only the topmost: a removed directory's contents
-need no whiteouts of their own).
+need no whiteouts of their own). A directory whose only change is its mtime
+(something inside it changed) is not written itself. Paths given as mount
+points (where the engine mounted ``/etc/hosts`` or a volume) are left out when
+the lower tree does not have them: they are the engine's, not the container's.
 """
 
 from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Set
 from pathlib import Path
 from typing import Any
 
@@ -93,18 +97,22 @@ def write_tree(src: Path, out: Any) -> None:
     tar.close()
 
 
-def write_diff(lower: Path | None, upper: Path, out: Any) -> None:
-    """Write what changed from tree ``lower`` (None: empty) to tree ``upper`` as a layer tar."""
+def write_diff(lower: Path | None, upper: Path, out: Any,
+               mount_points: Set[str] = frozenset()) -> None:
+    """Write what changed from tree ``lower`` (None: empty) to tree ``upper`` as a layer
+    tar; ``mount_points`` are relative paths (``etc/hosts``) to leave out when new."""
     tar = TreeTar(out)
     if lower is None:
         for name in sorted(os.listdir(upper)):
-            tar.add_tree(os.path.join(upper, name), name)
+            if name not in mount_points:
+                tar.add_tree(os.path.join(upper, name), name)
     else:
-        _diff_dir(tar, str(lower), str(upper), "")
+        _diff_dir(tar, str(lower), str(upper), "", mount_points)
     tar.close()
 
 
-def _diff_dir(tar: TreeTar, lower: str, upper: str, arcname: str) -> None:
+def _diff_dir(tar: TreeTar, lower: str, upper: str, arcname: str,
+              mount_points: Set[str]) -> None:
     """Diff two directories that both exist, recursively."""
     before = set(os.listdir(lower))
     after = sorted(os.listdir(upper))
@@ -113,28 +121,28 @@ def _diff_dir(tar: TreeTar, lower: str, upper: str, arcname: str) -> None:
     for name in after:
         up, arc = os.path.join(upper, name), _join(arcname, name)
         if name not in before:
-            tar.add_tree(up, arc)
+            if arc not in mount_points:
+                tar.add_tree(up, arc)
             continue
         low = os.path.join(lower, name)
         old, new = os.lstat(low), os.lstat(up)
         if stat.S_ISDIR(old.st_mode) and stat.S_ISDIR(new.st_mode):
             if not _same(low, old, up, new):
                 tar.add(up, arc)
-            _diff_dir(tar, low, up, arc)
+            _diff_dir(tar, low, up, arc, mount_points)
         elif not _same(low, old, up, new):
             tar.add_tree(up, arc)
 
 
 def _same(low: str, old: os.stat_result, up: str, new: os.stat_result) -> bool:
     """Whether an entry is unchanged: same metadata, link target and xattrs (content is
-    taken as unchanged when size and mtime are, as docker does)."""
+    taken as unchanged when size and mtime are, as docker does; a directory's mtime
+    only says that its contents changed, which the diff shows entry by entry)."""
     if (old.st_mode, old.st_uid, old.st_gid, old.st_rdev) != \
             (new.st_mode, new.st_uid, new.st_gid, new.st_rdev):
         return False
     if not stat.S_ISDIR(new.st_mode) and \
             (old.st_size, old.st_mtime_ns) != (new.st_size, new.st_mtime_ns):
-        return False
-    if stat.S_ISDIR(new.st_mode) and old.st_mtime_ns != new.st_mtime_ns:
         return False
     if stat.S_ISLNK(new.st_mode) and os.readlink(low) != os.readlink(up):
         return False

@@ -657,7 +657,8 @@ def parse_changes(changes: Sequence[str], base: dict[str, Any] | None = None) ->
                 number, _, proto = port.partition("/")
                 if not number.isdigit() or proto not in ("", "tcp", "udp"):
                     raise InvalidConfig(f"invalid port {port!r} in {change!r}")
-                config.setdefault("ExposedPorts", {})[f"{int(number)}/{proto or 'tcp'}"] = {}
+                config["ExposedPorts"] = {**(config.get("ExposedPorts") or {}),
+                                          f"{int(number)}/{proto or 'tcp'}": {}}
         elif keyword == "LABEL":
             config["Labels"] = {**(config.get("Labels") or {}), **dict(_pairs(arg, keyword))}
         elif keyword == "WORKDIR":

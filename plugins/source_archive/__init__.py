@@ -6,7 +6,8 @@
 
 ``REF`` picks one image of a multi-image archive: a reference it is tagged
 with, or ``@N`` for the N-th. The work is :func:`pinnace.images.archive.load`,
-which ``pinnace load`` uses too.
+which ``pinnace load`` uses too. ``push`` writes ``docker-archive:`` and
+``oci-archive:`` destinations (``REF`` names the image in it), as ``save`` does.
 """
 
 from __future__ import annotations
@@ -30,3 +31,22 @@ class ArchiveSource(Plugin):
 
         path, _, select = reference.partition(":")
         return load(store, Path(path), kind=self.ctx.name, select=select or None)[0].id
+
+    @hookimpl
+    def pinnace_image_source_push(self, image_id: str, destination: str,
+                                  store: ImageStore) -> str:
+        """Write image ``image_id`` to the archive ``PATH[:REF]``; return its manifest digest."""
+        from pinnace.errors import InvalidConfig
+        from pinnace.images.archive import write, write_to
+        from pinnace.images.reference import parse
+
+        if self.ctx.name == "oci":
+            raise InvalidConfig("pushing to an OCI layout directory is not supported: push to "
+                                "oci-archive:FILE instead")
+        path, _, name = destination.partition(":")
+        if not path:
+            raise InvalidConfig(f"{self.ctx.name}: a destination needs a path: {destination!r}")
+        image = store.resolve(image_id)
+        tag = str(parse(name)) if name else None
+        write_to(path, lambda fd: write(store, [(image, tag)], fd, self.ctx.name))
+        return image.manifest_digest
