@@ -110,6 +110,15 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (host_ip, host_port, protocol)
     );
     """,
+    # 4: the registry digests an image was pulled by or pushed as (RepoDigests)
+    """
+    CREATE TABLE repo_digests (
+        name TEXT NOT NULL,              -- registry/repository, e.g. 127.0.0.1:5000/lib/bb
+        digest TEXT NOT NULL,            -- the registry's manifest (or index) digest
+        image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        PRIMARY KEY (name, digest)
+    );
+    """,
 )
 
 

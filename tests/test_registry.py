@@ -117,6 +117,12 @@ def test_pull_by_digest_and_oci_manifest(pn: Pinnace, seeded: str) -> None:
         check=True, capture_output=True, text=True).stdout)["Digest"]
     image_id = pn("pull", f"docker://{seeded}/lib/bb@{digest}").stdout.strip()
     assert pn("run", "--rm", "--storage=dir", image_id[7:19], "echo", "ok").stdout == "ok\n"
+    # the registry's digest names the image locally, as docker's RepoDigests do
+    inspect = json.loads(pn("image", "inspect", f"{seeded}/lib/bb@{digest}").stdout)[0]
+    assert inspect["Id"] == image_id and inspect["RepoDigests"] == [f"{seeded}/lib/bb@{digest}"]
+    pn("pull", f"{seeded}/lib/bb:1")
+    listed = pn("images", "--digests").stdout
+    assert f"{seeded}/lib/bb   1     {digest}" in listed
     proc = pn("pull", f"{seeded}/lib/bb@sha256:{'0' * 64}", check=False)
     assert "not found" in error_line(proc) or "unknown" in proc.stderr
 
@@ -167,6 +173,8 @@ def test_push_round_trip_through_skopeo(pn: Pinnace, busybox: str, registry: Reg
     raw = subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false",
                           f"docker://{host}/me/bb:1"], check=True, capture_output=True).stdout
     assert "sha256:" + hashlib.sha256(raw).hexdigest() == digest
+    repo_digests = json.loads(pn("image", "inspect", busybox).stdout)[0]["RepoDigests"]
+    assert repo_digests == [f"{host}/me/bb@{digest}"]
     manifest = json.loads(raw)
     assert manifest["layers"][0]["mediaType"].endswith("tar+gzip")
     # skopeo copies it back; its layer decompresses to the image's diff ID

@@ -52,6 +52,7 @@ def images(ctx: click.Context, all_: bool, quiet: bool, no_trunc: bool, digests:
         return
     if fmt == "json":
         as_json([{"Id": i.id, "RepoTags": i.tags, "Digest": i.manifest_digest,
+                  "RepoDigests": i.repo_digests,
                   "Created": i.created, "Size": i.size} for i in found])
         return
     rows = []
@@ -59,7 +60,10 @@ def images(ctx: click.Context, all_: bool, quiet: bool, no_trunc: bool, digests:
         short = img.id if no_trunc else img.id.removeprefix("sha256:")[:12]
         for tag in img.tags or ["<none>:<none>"]:
             repo, _, t = tag.rpartition(":")
-            rows.append((repo, t, *([img.manifest_digest] if digests else []), short,
+            # the registry's digest for this repository when known, else the local manifest's
+            digest = next((d.partition("@")[2] for d in img.repo_digests
+                           if d.partition("@")[0] == repo), img.manifest_digest)
+            rows.append((repo, t, *([digest] if digests else []), short,
                          ago(img.created), size(img.size)))
     table(("REPOSITORY", "TAG", *(["DIGEST"] if digests else []), "IMAGE ID", "CREATED",
            "SIZE"), rows)

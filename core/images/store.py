@@ -64,6 +64,7 @@ class Image:
     layers: list[Layer]
     config: dict[str, Any]       # the parsed OCI image config
     manifest_digest: str
+    repo_digests: list[str] = field(default_factory=list)  # "registry/repo@sha256:..."
 
 
 @dataclass
@@ -399,9 +400,11 @@ class ImageStore:
                     raise
         if ref is not None:
             if ref.digest is not None:
-                row = self.state.one("SELECT id FROM images WHERE manifest_digest = ?", ref.digest)
+                row = self.state.one(
+                    "SELECT id FROM images WHERE manifest_digest = ?1 UNION ALL SELECT image_id"
+                    " FROM repo_digests WHERE name = ?2 AND digest = ?1", ref.digest, ref.name)
                 if row:
-                    return row["id"], None
+                    return row[0], None
             else:
                 row = self.state.one("SELECT image_id FROM tags WHERE name = ?", str(ref))
                 if row:
@@ -435,7 +438,10 @@ class ImageStore:
         return Image(id=image_id, tags=self._tags(image_id), created=row["created"],
                      size=row["size"], layers=layers,
                      config=json.loads(self._read_blob(image_id)),
-                     manifest_digest=row["manifest_digest"])
+                     manifest_digest=row["manifest_digest"],
+                     repo_digests=[f"{r['name']}@{r['digest']}" for r in self.state.query(
+                         "SELECT name, digest FROM repo_digests WHERE image_id = ?"
+                         " ORDER BY name, digest", image_id)])
 
     def list(self) -> list[Image]:
         """All images, newest first."""
@@ -450,7 +456,7 @@ class ImageStore:
         return {
             "Id": image.id,
             "RepoTags": image.tags,
-            "RepoDigests": [],
+            "RepoDigests": image.repo_digests,
             "Parent": "",
             "Comment": history[-1].get("comment", ""),
             "Created": image.config.get("created") or _rfc3339(image.created),
@@ -473,6 +479,13 @@ class ImageStore:
                            f"{self.root}") from None
         with f:
             yield f
+
+    def add_repo_digest(self, name: str, digest: str, image_id: str) -> None:
+        """Record that registry repository ``name`` holds image ``image_id`` as manifest
+        ``digest`` (after a pull or a push): ``name@digest`` then finds it."""
+        with self.state.tx() as db:
+            db.execute("INSERT OR REPLACE INTO repo_digests (name, digest, image_id)"
+                       " VALUES (?,?,?)", (name, digest, image_id))
 
     # ------------------------------------------------------------ tags
     @staticmethod
@@ -565,6 +578,7 @@ class ImageStore:
         layers = db.execute("SELECT chain_id, blob_digest FROM image_layers WHERE image_id = ?"
                             " ORDER BY position", (image_id,)).fetchall()
         db.execute("DELETE FROM tags WHERE image_id = ?", (image_id,))
+        db.execute("DELETE FROM repo_digests WHERE image_id = ?", (image_id,))
         db.execute("DELETE FROM images WHERE id = ?", (image_id,))
         orphans = [r["chain_id"] for r in layers if db.execute(
             "SELECT 1 FROM image_layers WHERE chain_id = ?", (r["chain_id"],)).fetchone() is None]

@@ -183,6 +183,7 @@ class Puller:
                 tags = [name] if self.ref.tag else []
                 image_id = self.store.add_image(self.config_bytes, stored, tags, "pull",
                                                 written)
+                self.store.add_repo_digest(self.ref.name, digest, image_id)
         except OSError as err:
             if err.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise Unavailable(f"no space left in {self.store.root} while pulling {name}; "

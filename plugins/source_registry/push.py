@@ -89,7 +89,9 @@ class Pusher:
         self.reg.request("PUT", f"/v2/{self.repo}/manifests/{self.dest.tag or 'latest'}",
                          self.scope, {"Content-Type": OCI_MANIFEST}, manifest, expect=(201,))
         self.cache.save()
-        return "sha256:" + hashlib.sha256(manifest).hexdigest()
+        digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
+        self.store.add_repo_digest(self.dest.name, digest, self.image.id)
+        return digest
 
     def _layer(self, layer: Any) -> dict[str, Any]:
         bar = self.options.progress.bar(layer.diff_id[7:19], layer.size) \
