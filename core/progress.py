@@ -76,13 +76,6 @@ class Progress:
         self.redraw(force=True)
         return bar
 
-    def message(self, text: str) -> None:
-        """A line that stays above the bars."""
-        with self.lock:
-            self._erase()
-            self.out.write(text + "\n")
-            self._draw()
-
     def redraw(self, force: bool = False) -> None:
         """Redraw every bar, at most every 0.1 s unless ``force``."""
         now = time.monotonic()

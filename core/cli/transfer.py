@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from typing import Any
 
 import click
@@ -85,15 +84,14 @@ def login(ctx: click.Context, username: str | None, password: str | None,
         if password is not None:
             raise InvalidConfig("--password and --password-stdin are mutually exclusive")
         password = sys.stdin.readline().rstrip("\r\n")
-    ask: Callable[..., str] = click.prompt
     if username is None:
         if not sys.stdin.isatty():
             raise InvalidConfig("no username given: use -u USER (stdin is not a terminal)")
-        username = ask("Username")
+        username = click.prompt("Username")
     if password is None:
         if not sys.stdin.isatty():
             raise InvalidConfig("no password given: use -p or --password-stdin")
-        password = ask("Password", hide_input=True)
+        password = click.prompt("Password", hide_input=True)
     if not username or not password:
         raise InvalidConfig("username and password must not be empty")
     sources.login(get_engine(ctx), server, username, password, _options(tls_verify=tls_verify))

@@ -22,8 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit
 
-from pinnace.errors import (FailedPrecondition, InvalidConfig, NotFound, PinnaceError, TryAgain,
-                            Unavailable)
+from pinnace.errors import FailedPrecondition, InvalidConfig, NotFound, PinnaceError, Unavailable
 
 RETRIES = 4            # attempts for a request that fails transiently
 BACKOFF = 0.5          # seconds before the second attempt, doubled each time
@@ -274,8 +273,7 @@ class Registry:
                                       f"{self._login_hint()}")
         if resp.status == 404:
             return NotFound(f"{method} {what}: {detail}")
-        return TryAgain(f"{method} {what}: {detail}") if resp.status == 409 else \
-            FailedPrecondition(f"{method} {what}: {detail}")
+        return FailedPrecondition(f"{method} {what}: {detail}")
 
 
 def describe(err: BaseException) -> str:
