@@ -105,7 +105,8 @@ class Registry:
             try:
                 conn.request(method, path, body=body, headers=headers)
                 return conn.getresponse()
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+            except (http.client.RemoteDisconnected, http.client.ImproperConnectionState,
+                    BrokenPipeError, ConnectionResetError):
                 self._drop(parts.scheme, parts.netloc)
                 if fresh or (body is not None and not isinstance(body, bytes)):
                     raise
@@ -218,7 +219,11 @@ class Registry:
             def attempt(url: str = url, same_host: bool = same_host) -> http.client.HTTPResponse:
                 hdrs = dict(headers, **(self._auth_header(scope) if same_host else {}))
                 payload = body() if callable(body) else body
-                return self._send(method, url, hdrs, payload)
+                try:
+                    return self._send(method, url, hdrs, payload)
+                finally:
+                    if hasattr(payload, "close"):
+                        payload.close()
 
             resp = self._retrying(attempt)
             if resp.status == 401 and same_host:  # (re)authenticate once, as challenged
