@@ -8,7 +8,7 @@ PINNACE := $(VENV)/bin/pinnace
 export DEBIAN_FRONTEND := noninteractive
 
 APT_PACKAGES   := btrfs-progs libbtrfsutil-dev busybox-static iproute2 util-linux \
-                  python3-venv python3-dev gcc pkg-config
+                  python3-venv python3-dev gcc pkg-config libseccomp2
 BENCH_PACKAGES := runc podman hyperfine
 PYTEST_ARGS ?= -n 2
 

@@ -80,6 +80,10 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE containers ADD COLUMN restart_count INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE containers ADD COLUMN stop_requested INTEGER NOT NULL DEFAULT 0
     """,
+    # 3: whether the kernel's OOM killer struck the container's cgroup on its last run
+    """
+    ALTER TABLE containers ADD COLUMN oom_killed INTEGER NOT NULL DEFAULT 0
+    """,
 )
 
 

@@ -31,6 +31,20 @@ from pinnace.errors import PinnaceError
 @click.option("--storage", metavar="NAME", help="Storage plugin (see `pinnace plugins`).")
 @click.option("--net", "--network", "network", metavar="NAME", help="Network plugin.")
 @click.option("--isolation", metavar="NAME", help="Isolation plugin.")
+@click.option("--privileged", is_flag=True,
+              help="Every capability, no seccomp filter, no masked paths, every device.")
+@click.option("--cap-add", multiple=True, metavar="CAP", help="Add a capability (or ALL).")
+@click.option("--cap-drop", multiple=True, metavar="CAP", help="Drop a capability (or ALL).")
+@click.option("--security-opt", multiple=True,
+              metavar="no-new-privileges|seccomp=unconfined|seccomp=FILE",
+              help="Security options.")
+@click.option("-m", "--memory", metavar="SIZE", help="Memory limit (e.g. 64m, 1g).")
+@click.option("--memory-swap", metavar="SIZE",
+              help="Memory plus swap limit; -1 for unlimited swap [default: twice --memory].")
+@click.option("--cpus", type=float, metavar="N", help="CPU quota in CPUs (e.g. 0.5).")
+@click.option("-c", "--cpu-shares", type=int, metavar="N", help="Relative CPU weight.")
+@click.option("--cpuset-cpus", metavar="LIST", help="CPUs to run on (e.g. 0-1, 0,2).")
+@click.option("--pids-limit", type=int, metavar="N", help="Most processes at once (-1: no limit).")
 @click.argument("image")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
@@ -47,7 +61,9 @@ def run(ctx: click.Context, detach: bool, image: str, command: tuple[str, ...],
 
     engine = get_engine(ctx)
     opts = RunOptions(image=image, command=list(command), env=list(kw.pop("env")),
-                      log_opts=list(kw.pop("log_opts")), **kw)
+                      log_opts=list(kw.pop("log_opts")),
+                      **{k: list(kw.pop(k)) for k in ("cap_add", "cap_drop", "security_opt")},
+                      **kw)
     if detach:
         from pinnace.runtime.monitor import start_detached
 
