@@ -108,13 +108,13 @@ class Lockdown:
     def __init__(self, sec: Security) -> None:
         from pinnace.runtime import capabilities, seccomp
 
-        self._caps = capabilities
+        self._caps, self._seccomp = capabilities, seccomp
         self.keep = capabilities.mask(sec.capabilities)
         self.no_new_privileges = sec.no_new_privileges
-        self.filter = None
+        self.program = b""
         if sec.seccomp != "unconfined":
             profile = seccomp.default_profile() if sec.seccomp == "default" else sec.seccomp
-            self.filter = seccomp.build(profile, sec.capabilities)  # type: ignore[arg-type]
+            self.program = seccomp.compiled(profile, sec.capabilities)  # type: ignore[arg-type]
 
     def apply(self, user: User) -> None:
         """Become the container's process: seccomp filter, bounding set, user and groups,
@@ -126,8 +126,8 @@ class Lockdown:
         caps = self._caps
         if self.no_new_privileges:
             caps.set_no_new_privs()
-        if self.filter is not None:
-            self.filter.load()
+        if self.program:
+            self._seccomp.install(self.program)
         caps.limit_bounding_set(self.keep)
         caps.set_keepcaps(True)
         os.setgroups(user.additional_gids)
