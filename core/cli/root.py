@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "attach": "pinnace.cli.exec:attach",
     "inspect": "pinnace.cli.inspect:inspect",
     "top": "pinnace.cli.inspect:top",
+    "stats": "pinnace.cli.stats:stats",
     "import": "pinnace.cli.images:import_",
     "images": "pinnace.cli.images:images",
     "tag": "pinnace.cli.images:tag",
@@ -43,7 +44,7 @@ COMMANDS: dict[str, str] = {
 CONTAINER_COMMANDS: dict[str, str] = {
     name: COMMANDS[name] for name in (
         "run", "start", "stop", "restart", "kill", "wait", "pause", "unpause", "rename",
-        "logs", "exec", "attach", "inspect", "top", "rm")
+        "logs", "exec", "attach", "inspect", "top", "rm", "stats")
 } | {"ls": "pinnace.cli.containers:ps", "ps": "pinnace.cli.containers:ps",
      "prune": "pinnace.cli.lifecycle:prune"}
 
