@@ -64,6 +64,7 @@ bench: bench-deps venv busybox-rootfs.tar
 	$(PY) bench/run_latency.py
 	$(PY) bench/rootfs_create.py
 	$(PY) bench/lifecycle.py
+	$(PY) bench/hardening_cost.py
 
 clean:
 	rm -rf $(VENV) busybox-rootfs.tar build *.egg-info
