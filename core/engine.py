@@ -152,6 +152,8 @@ class Engine:
 
         run = {"tty": opts.tty, "interactive": opts.interactive, "auto_remove": opts.auto_remove,
                "restart": parse_restart(opts.restart), "log": parse_log_opts(opts.log_opts)}
+        if opts.auto_remove and run["restart"]["name"] != "no":
+            raise InvalidConfig("conflicting options: --restart and --rm")
         cid = names.new_id()
         command = _command(opts, image.config.get("config") or {})
         row = {
@@ -458,23 +460,20 @@ class Engine:
 
     def pause(self, cid: str) -> None:
         """Freeze every process of a running container."""
-        row = self._current(cid)
-        if row["status"] != "running":
-            raise FailedPrecondition(f"container {_label(row)} is not running")
-        self.plugins.call("isolation", row["isolation"], "pause", container_id=cid,
-                          bundle=self.bundle(cid))
-        self._set(cid, status="paused")
-        self.state.event("container", "pause", cid)
+        self._freeze(cid, "running", "pause", "paused")
 
     def unpause(self, cid: str) -> None:
         """Thaw a paused container."""
+        self._freeze(cid, "paused", "resume", "running")
+
+    def _freeze(self, cid: str, before: str, verb: str, after: str) -> None:
         row = self._current(cid)
-        if row["status"] != "paused":
-            raise FailedPrecondition(f"container {_label(row)} is not paused")
-        self.plugins.call("isolation", row["isolation"], "resume", container_id=cid,
+        if row["status"] != before:
+            raise FailedPrecondition(f"container {_label(row)} is not {before}")
+        self.plugins.call("isolation", row["isolation"], verb, container_id=cid,
                           bundle=self.bundle(cid))
-        self._set(cid, status="running")
-        self.state.event("container", "unpause", cid)
+        self._set(cid, status=after)
+        self.state.event("container", "pause" if verb == "pause" else "unpause", cid)
 
     def rename(self, cid: str, new_name: str) -> None:
         """Give the container another name (refused when taken)."""
