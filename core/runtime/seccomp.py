@@ -16,6 +16,7 @@ name is allowed (docker's profile is an allow list: see docs/decisions.md).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import hashlib
@@ -181,13 +182,20 @@ def compiled(profile: dict[str, Any], capabilities: list[str]) -> bytes:
             return f.read()
     except OSError:
         pass
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "wb") as f:
+    with open(os.memfd_create("seccomp", os.MFD_CLOEXEC), "w+b") as f:
         build(profile, capabilities).export_bpf(f)
-    os.replace(tmp, path)
-    with open(path, "rb") as f:
-        return f.read()
+        f.seek(0)
+        program = f.read()
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:  # best effort: an unwritable cache only costs the next run the compile
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(tmp, "wb") as out:
+            out.write(program)
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+    return program
 
 
 class _SockFprog(ctypes.Structure):

@@ -192,7 +192,8 @@ class UnshareIsolation(Plugin):
         own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         cg = cgroups.Cgroup(f"pinnace/{container_id}")
-        security = Security(**json.loads((bundle / "security.json").read_text()))
+        saved = bundle / "security.json"  # absent for a container started by an older pinnace
+        security = Security(**json.loads(saved.read_text())) if saved.exists() else Security()
         try:
             linux.setns(fds["pid"], linux.CLONE_NEWPID)
             child = os.fork()
