@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import statistics
 import subprocess
+import sys
+import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 
 def time_runs(commands: dict[str, Callable[[], None]], rounds: int) -> dict[str, list[float]]:
@@ -37,3 +43,39 @@ def report(title: str, times: dict[str, list[float]], baseline: str | None = Non
         med = statistics.median(ts)
         ratio = f"{med / base:.2f}x" if base else ""
         print(f"{name:<34}{med * 1000:>10.1f}{min(ts) * 1000:>9.1f}{max(ts) * 1000:>9.1f}{ratio:>9}")
+
+
+@dataclass
+class Workspace:
+    """A scratch directory with a loop btrfs, a pinnace root on it holding ``busybox``,
+    and the busybox rootfs tarball."""
+
+    work: Path
+    root: Path
+    tar: Path
+    pinnace: list[str]
+    """How to run this venv's pinnace (without ``--root``)."""
+
+    def cli(self, *args: str) -> list[str]:
+        """A pinnace command line against this root."""
+        return [*self.pinnace, "--root", str(self.root), *args]
+
+
+@contextlib.contextmanager
+def busybox_workspace(size: str = "2G") -> Iterator[Workspace]:
+    """A :class:`Workspace`, removed afterwards."""
+    from pinnace.testing.btrfs import loop_btrfs
+    from pinnace.testing.busybox import build_busybox_tar
+
+    script = Path(sys.executable).parent / "pinnace"
+    pinnace = [str(script)] if script.exists() else [sys.executable, "-m", "pinnace"]
+    work = Path(tempfile.mkdtemp(prefix="pinnace-bench-"))
+    try:
+        with loop_btrfs(work / "btrfs", size) as mnt:
+            ws = Workspace(work, Path(mnt) / "root", work / "busybox.tar", pinnace)
+            build_busybox_tar(ws.tar)
+            subprocess.run(ws.cli("import", "-c", 'CMD ["sh"]', str(ws.tar), "busybox"),
+                           check=True, capture_output=True)
+            yield ws
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -122,3 +124,16 @@ def test_stats(pn: Pinnace, busybox: str) -> None:
     assert "idle" in table[1]
     missing = pn("stats", "--no-stream", "nosuch", check=False)
     assert missing.returncode == 125 and "No such container: nosuch" in missing.stderr
+
+
+def test_stats_streams_until_interrupted(pn: Pinnace, busybox: str) -> None:
+    pn("run", "-d", "--name", "idle", busybox, "sleep", "60")
+    proc = pn.popen("stats", "idle", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        lines = [proc.stdout.readline() for _ in range(4)]  # type: ignore[union-attr]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=30)
+    assert [line.split()[0] for line in lines] == ["CONTAINER", lines[1].split()[0]] * 2
+    assert all("idle" in line for line in lines[1::2])
+    assert code == 0
