@@ -10,8 +10,12 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
+
+PODMAN_RUN = ["podman", "run", "--rm", "--runtime=runc",
+              "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
+"""``podman run`` as the benchmarks call it: podman asks runc for higher rlimits than a
+process without CAP_SYS_RESOURCE may set, so it is asked for lower ones instead."""
 
 
 def time_runs(commands: dict[str, Callable[[], None]], rounds: int) -> dict[str, list[float]]:
@@ -45,25 +49,13 @@ def report(title: str, times: dict[str, list[float]], baseline: str | None = Non
         print(f"{name:<34}{med * 1000:>10.1f}{min(ts) * 1000:>9.1f}{max(ts) * 1000:>9.1f}{ratio:>9}")
 
 
-@dataclass
-class Workspace:
-    """A scratch directory with a loop btrfs, a pinnace root on it holding ``busybox``,
-    and the busybox rootfs tarball."""
-
-    work: Path
-    root: Path
-    tar: Path
-    pinnace: list[str]
-    """How to run this venv's pinnace (without ``--root``)."""
-
-    def cli(self, *args: str) -> list[str]:
-        """A pinnace command line against this root."""
-        return [*self.pinnace, "--root", str(self.root), *args]
-
-
 @contextlib.contextmanager
-def busybox_workspace(size: str = "2G") -> Iterator[Workspace]:
-    """A :class:`Workspace`, removed afterwards."""
+def busybox_root() -> Iterator[tuple[list[str], Path, Path]]:
+    """A scratch directory with a pinnace root on a loop btrfs and busybox imported there.
+
+    Yields the pinnace command line (without ``--root``), the root and the scratch
+    directory (which holds ``busybox.tar``); everything goes afterwards.
+    """
     from pinnace.testing.btrfs import loop_btrfs
     from pinnace.testing.busybox import build_busybox_tar
 
@@ -71,11 +63,12 @@ def busybox_workspace(size: str = "2G") -> Iterator[Workspace]:
     pinnace = [str(script)] if script.exists() else [sys.executable, "-m", "pinnace"]
     work = Path(tempfile.mkdtemp(prefix="pinnace-bench-"))
     try:
-        with loop_btrfs(work / "btrfs", size) as mnt:
-            ws = Workspace(work, Path(mnt) / "root", work / "busybox.tar", pinnace)
-            build_busybox_tar(ws.tar)
-            subprocess.run(ws.cli("import", "-c", 'CMD ["sh"]', str(ws.tar), "busybox"),
+        with loop_btrfs(work / "btrfs", "2G") as mnt:
+            root = Path(mnt) / "root"
+            build_busybox_tar(work / "busybox.tar")
+            subprocess.run(pinnace + ["--root", str(root), "import", "-c", 'CMD ["sh"]',
+                                      str(work / "busybox.tar"), "busybox"],
                            check=True, capture_output=True)
-            yield ws
+            yield pinnace, root, work
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import busybox_workspace, report, runner, time_runs  # noqa: E402
+from common import busybox_root, report, runner, time_runs  # noqa: E402
 
 UNHARDENED = "--privileged, unconfined"
 
@@ -25,9 +25,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=20)
     args = parser.parse_args()
-    with busybox_workspace() as ws:
-        run = ws.cli("run", "--rm", "--storage=btrfs", "--net=none")
-        cold_cache = ws.work / "cache"
+    with busybox_root() as (pinnace, root, work):
+        run = pinnace + ["--root", str(root), "run", "--rm", "--storage=btrfs", "--net=none"]
+        cold_cache = work / "cache"
         cold = runner(run + ["busybox", "true"],
                       env=dict(os.environ, XDG_CACHE_HOME=str(cold_cache)))
 

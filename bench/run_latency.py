@@ -14,11 +14,10 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import busybox_workspace, report, runner, time_runs  # noqa: E402
+from common import PODMAN_RUN, busybox_root, report, runner, time_runs  # noqa: E402
 
 from pinnace.testing.busybox import build_busybox_rootfs  # noqa: E402
 
@@ -38,8 +37,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=20)
     args = parser.parse_args()
-    with busybox_workspace() as ws:
-        pinnace, root, tar, work = ws.pinnace, ws.root, ws.tar, ws.work
+    with busybox_root() as (pinnace, root, work):
+        tar = work / "busybox.tar"
         commands = {}
         if shutil.which("runc"):
             bundle = runc_bundle(work / "bundle")
@@ -51,11 +50,7 @@ def main() -> None:
         if shutil.which("podman"):
             subprocess.run(["podman", "import", str(tar), "localhost/pinnace-bench-busybox"],
                            check=True, capture_output=True)
-            # podman asks runc for higher rlimits than a process without
-            # CAP_SYS_RESOURCE may set: ask for lower ones instead
-            argv = ["podman", "run", "--rm", "--network=none", "--runtime=runc",
-                    "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024",
-                    "localhost/pinnace-bench-busybox", "true"]
+            argv = PODMAN_RUN + ["--network=none", "localhost/pinnace-bench-busybox", "true"]
             probe = subprocess.run(argv, capture_output=True, text=True)
             if probe.returncode == 0:
                 commands["podman run --rm"] = runner(argv)

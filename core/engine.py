@@ -57,6 +57,12 @@ class RunOptions:
     network: str | None = None
     isolation: str | None = None
     read_only: bool = False
+    networks: list[str] = field(default_factory=list)
+    ports: list[str] = field(default_factory=list)
+    publish_all: bool = False
+    ip: str | None = None
+    dns: list[str] = field(default_factory=list)
+    add_hosts: list[str] = field(default_factory=list)
     tty: bool = False
     interactive: bool = False
     restart: str = "no"
@@ -140,12 +146,14 @@ class Engine:
     # ------------------------------------------------------------ containers
     def create(self, opts: RunOptions) -> str:
         """Create a container (row, rootfs, spec) and return its ID; nothing runs yet."""
+        from pinnace import networking
+
         storage = self.selected("storage", opts.storage)
-        network = self.selected("network", opts.network)
         isolation = self.selected("isolation", opts.isolation)
         image = self.images.resolve(opts.image)
-        for role, name in (("storage", storage), ("network", network), ("isolation", isolation)):
+        for role, name in (("storage", storage), ("isolation", isolation)):
             self.plugins.load(role, name)
+        network, net = networking.run_options(self, opts, image.config.get("config") or {})
         if opts.name is not None:
             names.validate(opts.name)
         from pinnace.runtime.policy import parse_log_opts, parse_restart
@@ -173,7 +181,8 @@ class Engine:
             with self.state.tx() as db:
                 db.execute(
                     "UPDATE containers SET spec = ? WHERE id = ?",
-                    (json.dumps({"command": command, "runtime": asdict(spec), "run": run}), cid),
+                    (json.dumps({"command": command, "runtime": asdict(spec), "run": run,
+                                 "net": net}), cid),
                 )
         except BaseException:
             _run_undos(undo)
@@ -316,8 +325,7 @@ class Engine:
         and the container is marked exited (127/126 when the command cannot
         be executed).
         """
-        from pinnace import linux, netns
-        from pinnace.network import Attachment
+        from pinnace import linux, networking
         from pinnace.runtime.proc import start_time
 
         row = self._row(cid)
@@ -335,15 +343,7 @@ class Engine:
         bundle.mkdir(parents=True, exist_ok=True)
         undo: list[Callable[[], None]] = [lambda: _rmtree(bundle)]
         try:
-            ns = self.netns_path(cid)
-            ns.parent.mkdir(parents=True, exist_ok=True)
-            netns.create(str(ns))
-            undo.append(lambda: netns.delete(str(ns)))
-            attachment = Attachment(container_id=cid, netns=str(ns), network=row["network"])
-            undo.append(lambda: self.plugins.call("network", row["network"], "del",
-                                                  attachment=attachment))
-            result = self.plugins.call("network", row["network"], "add", attachment=attachment)
-            spec.netns = str(ns)
+            result = networking.setup(self, row, spec, bundle, undo)
             self.plugins.hook.pinnace_prepare_spec(spec=spec)
             pid = self.plugins.call("isolation", row["isolation"], "create", spec=spec,
                                     bundle=bundle, stdio=stdio)
@@ -556,18 +556,14 @@ class Engine:
 
     def _teardown(self, row: sqlite3.Row) -> None:
         """Release the runtime side of a container: process, cgroup, network, netns, bundle."""
-        from pinnace import netns
-        from pinnace.network import Attachment
+        from pinnace import netns, networking
 
         cid, bundle, ns = row["id"], self.bundle(row["id"]), self.netns_path(row["id"])
         steps: list[Callable[[], None]] = [
             lambda: self.plugins.call("isolation", row["isolation"], "delete",
                                       container_id=cid, bundle=bundle),
+            lambda: networking.teardown(self, row),
         ]
-        if ns.exists():
-            attachment = Attachment(container_id=cid, netns=str(ns), network=row["network"])
-            steps.append(lambda: self.plugins.call("network", row["network"], "del",
-                                                   attachment=attachment))
         steps += [lambda: netns.delete(str(ns)), lambda: _rmtree(bundle)]
         _run_undos(list(reversed(steps)), raise_first=True)
 
@@ -704,12 +700,14 @@ def _merge_env(base: list[str], extra: list[str]) -> list[str]:
 
 def _spec_from_json(data: dict[str, Any]) -> ContainerSpec:
     from pinnace.mounts import Mount
-    from pinnace.runtime.spec import ContainerSpec, Process, Resources, Security, User
+    from pinnace.runtime.spec import (ContainerSpec, MountPoint, Process, Resources,
+                                      Security, User)
 
     proc = dict(data["process"])
     proc["user"] = User(**proc["user"])
     data = dict(data, process=Process(**proc),
                 rootfs=[Mount(m["type"], m["source"], tuple(m["options"])) for m in data["rootfs"]],
+                mounts=[MountPoint(**m) for m in data.get("mounts", [])],
                 security=Security(**data.get("security", {})),
                 resources=Resources(**data.get("resources", {})))
     return ContainerSpec(**data)

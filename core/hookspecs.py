@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from pinnace.images.store import ImageStore
     from pinnace.mounts import Mount
-    from pinnace.network import Attachment, NetworkResult
+    from pinnace.network import Attachment, Network, NetworkResult
     from pinnace.runtime.spec import ContainerSpec, Process
     from pinnace.runtime.status import ContainerState
     from pinnace.snapshots import SnapshotInfo, Usage
@@ -161,7 +161,10 @@ def pinnace_isolation_delete(container_id: str, bundle: Path) -> None:
 @hookspec(firstresult=True)
 def pinnace_network_add(attachment: Attachment) -> NetworkResult:
     """Connect the container's network namespace ``attachment.netns`` to
-    ``attachment.network``; return interfaces, IPs, routes and DNS."""
+    ``attachment.network``; return interfaces, IPs, routes and DNS.
+
+    For drivers with named networks the core has leased ``attachment.address``
+    and filled ``gateway``, ``internal``, ``ports`` and the network's ``options``."""
 
 
 @hookspec(firstresult=True)
@@ -173,6 +176,28 @@ def pinnace_network_del(attachment: Attachment) -> None:
 @hookspec(firstresult=True)
 def pinnace_network_check(attachment: Attachment) -> None:
     """Raise ``FailedPrecondition`` if the attachment is not as ``add`` left it."""
+
+
+# Named networks (optional: drivers without them implement none of these).
+# The core keeps networks and their IP leases in the state; the driver makes
+# the host side (a bridge, rules) and may do so lazily in ``network_add``.
+
+
+@hookspec(firstresult=True)
+def pinnace_network_default() -> Network | None:
+    """The network a container of this driver joins when none is named
+    (recorded by the core on first use), or None."""
+
+
+@hookspec(firstresult=True)
+def pinnace_network_create(network: Network, taken: list[str]) -> Network:
+    """Complete a new network of this driver: choose a subnet when it is empty
+    (none of the ``taken`` CIDRs), a gateway, and the driver's ``options``."""
+
+
+@hookspec(firstresult=True)
+def pinnace_network_remove(network: Network) -> None:
+    """Remove what the driver made on the host for ``network``; idempotent."""
 
 
 # ---------------------------------------------------------------- image source

@@ -34,6 +34,17 @@ class Process:
 
 
 @dataclass
+class MountPoint:
+    """A mount at ``destination`` inside the container (OCI ``mounts``), made
+    after the root filesystem; a bind mount's ``source`` is a host path."""
+
+    destination: str
+    source: str
+    type: str = "bind"
+    options: list[str] = field(default_factory=list)
+
+
+@dataclass
 class Security:
     """What the container may do (OCI ``process.capabilities``, ``noNewPrivileges``,
     ``linux.seccomp``, ``maskedPaths``, ``readonlyPaths``), filled by the core from
@@ -97,7 +108,7 @@ class ContainerSpec:
     ``rootfs`` lists the storage mounts that make the root filesystem (the
     isolation plugin performs them in the container's mount namespace);
     ``netns`` is the network namespace to join (made by the core, configured
-    by the network plugin); ``cgroup`` is the cgroup path relative to each
+    by the network plugin); ``mounts`` go on top of the root filesystem; ``cgroup`` is the cgroup path relative to each
     hierarchy's root.
     """
 
@@ -112,5 +123,6 @@ class ContainerSpec:
         default_factory=lambda: ["pid", "mount", "uts", "ipc", "cgroup"]
     )
     annotations: dict[str, str] = field(default_factory=dict)
+    mounts: list[MountPoint] = field(default_factory=list)
     security: Security = field(default_factory=Security)
     resources: Resources = field(default_factory=Resources)
