@@ -37,6 +37,7 @@ COMMANDS: dict[str, str] = {
     "doctor": "pinnace.cli.system:doctor",
     "config": "pinnace.cli.system:config",
     "completion": "pinnace.cli.system:completion",
+    "experiment": "pinnace.cli.experiment:experiment",
 }
 
 

@@ -44,10 +44,7 @@ import pytest
 
 from pinnace import netns
 from pinnace.errors import FailedPrecondition
-from pinnace.network import Attachment, NetworkResult
-
-LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
-
+from pinnace.network import Attachment, NetworkResult, routable_ipv4
 
 def ip_json(*args: str) -> list[dict[str, Any]]:
     """``ip -j ARGS`` in the calling thread's network namespace, parsed."""
@@ -89,13 +86,9 @@ def host_leftovers() -> dict[str, list[str]]:
 def peer_address(result: NetworkResult, shares_host: bool) -> str:
     """Where another container reaches this one: its first routable IPv4 address
     (loopback when the plugin puts every container in the host's namespace)."""
-    if shares_host:
-        return "127.0.0.1"
-    for ip in result.ips:
-        address = ipaddress.ip_interface(ip.address).ip
-        if address.version == 4 and address not in LOOPBACK:
-            return str(address)
-    raise AssertionError(f"network_add returned no routable IPv4 address: {result}")
+    address = "127.0.0.1" if shares_host else routable_ipv4([ip.address for ip in result.ips])
+    assert address, f"network_add returned no routable IPv4 address: {result}"
+    return address
 
 
 def exchange(client_ns: str, server_ns: str, address: str, payload: bytes) -> bytes:
@@ -190,7 +183,7 @@ class NetworkContract:
         netns.create(path)
         try:
             with netns.entered(path):
-                subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+                netns.loopback_up()
                 yield path
         finally:
             netns.delete(path)
