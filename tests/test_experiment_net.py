@@ -1,0 +1,120 @@
+"""``pinnace experiment net``: real containers under each strategy, measured inside a
+private network namespace the experiment makes itself; the table, CSV, JSON and plot."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import Pinnace
+
+from pinnace.experiments import net
+from pinnace.experiments.stats import Summary
+
+STRATEGIES = ("none", "host", "bridge", "routed")
+
+
+def host_links() -> list[str]:
+    """The links of the namespace the tests run in (the experiment must not add any)."""
+    out = subprocess.run(["ip", "-j", "link"], capture_output=True, text=True, check=True).stdout
+    return sorted(link["ifname"] for link in json.loads(out))
+
+
+def test_experiment_compares_four_strategies(pn: Pinnace, busybox: str, routed_site: Path,
+                                             tmp_path: Path) -> None:
+    pn.env["PYTHONPATH"] = str(routed_site)
+    installed = {r["name"] for r in json.loads(pn("plugins", "--format", "json").stdout)
+                 if r["role"] == "network"}
+    before = host_links()
+    out_dir = tmp_path / "results"
+    proc = pn("experiment", "net", "--strategies", ",".join(STRATEGIES), "--runs", "2",
+              "--out", str(out_dir), "--payload-mib", "4", timeout=900)
+    assert host_links() == before, "the experiment touched the host's network"
+    assert json.loads(pn("ps", "-a", "--format", "json").stdout) == []
+
+    lines = proc.stdout.splitlines()
+    header = next(line for line in lines if line.startswith("metric"))
+    assert header.split() == ["metric", "unit", *STRATEGIES]
+    for metric in net.METRICS:
+        assert any(line.startswith(metric.title) for line in lines), metric.title
+    assert "wrote" in proc.stdout
+
+    data = json.loads((out_dir / "net.json").read_text())
+    env = data["environment"]
+    assert env["kernel"] == os.uname().release and env["parameters"]["runs"] == 2
+    assert env["plugins"]["routed"]["version"] == "0.1.0"
+    result = data["strategies"]
+    assert list(result) == list(STRATEGIES)
+    for name in STRATEGIES:
+        if name not in installed:
+            assert result[name]["reason"].startswith("unavailable: unknown network plugin")
+            assert all(m["value"] == "n/a" for m in result[name]["metrics"].values())
+
+    routed, none = result["routed"]["metrics"], result["none"]["metrics"]
+    assert result["routed"]["available"] and result["none"]["available"]
+    for metrics in (routed, none):
+        assert len(metrics["setup"]["samples"]) == 4 and len(metrics["teardown"]["samples"]) == 4
+        assert all(v > 0 for v in metrics["setup"]["samples"])
+    for key in ("c2c_connect", "c2c_rtt", "c2c_throughput"):
+        assert len(routed[key]["samples"]) == 2 and routed[key]["median"] > 0
+        assert none[key] == {"value": "n/a",
+                             "reason": "containers get no address outside loopback"}
+    for key in ("port_connect", "port_rtt"):
+        assert none[key]["value"] == routed[key]["value"] == "n/a"
+
+    with open(out_dir / "net.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(STRATEGIES) * len(net.METRICS)
+    row = {(r["strategy"], r["metric"]): r for r in rows}
+    assert row[("none", "c2c_rtt")]["median"] == "n/a"
+    assert float(row[("routed", "c2c_rtt")]["median"]) == pytest.approx(routed["c2c_rtt"]["median"],
+                                                                        rel=1e-4)
+    assert (out_dir / "net.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not [p for p in out_dir.iterdir() if p.name.startswith(".net-")]
+
+
+def test_plot_without_matplotlib_says_how_to_get_it(monkeypatch: pytest.MonkeyPatch,
+                                                    tmp_path: Path) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # what an absent package looks like
+    strategies = {"none": net.Strategy("none", samples={"setup": [1.0, 2.0]})}
+    message = net.plot(tmp_path / "net.png", strategies)
+    assert message == "no plot: install matplotlib for the plot: pip install 'pinnace[plot]'"
+    assert not (tmp_path / "net.png").exists()
+
+
+def test_bad_input_is_one_line_and_makes_nothing(pn: Pinnace, busybox: str,
+                                                 tmp_path: Path) -> None:
+    out_dir = tmp_path / "results"
+    for args, message in (
+            (["--strategies", "none,none"], "--strategies needs distinct plugin names"),
+            (["--strategies", ","], "--strategies needs distinct plugin names"),
+            (["--image", "missing:latest"], "missing"),
+            (["--runs", "0"], "--runs")):
+        proc = pn("experiment", "net", *args, "--out", str(out_dir), check=False)
+        assert proc.returncode == 125, proc.stderr
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("Error: ")]
+        assert len(errors) == 1 and message in errors[0], proc.stderr
+    assert not out_dir.exists()
+
+
+def test_trace_lines_become_setup_and_teardown_times() -> None:
+    text = ("trace: pinnace_network_add [network:routed] 12.50 ms\n"
+            "hello from the container\n"
+            "trace: pinnace_isolation_create [isolation:unshare] 40.00 ms\n"
+            "trace: pinnace_network_del [network:routed] 3.25 ms\n"
+            "trace: pinnace_network_del [network:routed] 0.75 ms\n")
+    assert net.trace_times(text) == (12.5, 4.0)
+    assert net.trace_times("no trace here\n") is None
+
+
+def test_summaries_show_median_and_p95_or_na() -> None:
+    summary = Summary(tuple(float(v) for v in range(1, 21)))
+    assert summary.median == 10.5 and summary.percentile(95) == pytest.approx(19.05)
+    assert summary.cell() == "10.5 / 19.1"
+    assert Summary((), "no ports").cell() == "n/a"
+    assert Summary((2.0,)).cell() == "2 / 2"
