@@ -62,7 +62,8 @@ def net(ctx: click.Context, strategies: str, runs: int, out_dir: Path, image: st
     experiment_net.write_json(out_dir / "net.json", experiment_net.environment(params, results),
                               results)
     missing = experiment_net.plot(out_dir / "net.png", results)
-    written = [out_dir / "net.csv", out_dir / "net.json"] + ([] if missing else [out_dir / "net.png"])
+    written = [out_dir / name for name in ("net.csv", "net.json", "net.png")]
+    written = written[:2] if missing else written
     click.echo("wrote " + ", ".join(str(p) for p in written))
     if missing:
         click.echo(missing)

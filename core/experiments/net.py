@@ -283,9 +283,10 @@ class NetExperiment:
             if not reachable(netns, address, port, timeout=20):
                 raise StrategyFailed(f"the server at {address}:{port} is unreachable "
                                      f"from the client container")
-        add("c2c_connect", []).append(statistics.median(connect_times(netns, address, ECHO_PORT,
-                                                            p.connects)))
-        add("c2c_rtt", []).append(statistics.median(round_trips(netns, address, ECHO_PORT, p.pings)))
+        connects = connect_times(netns, address, ECHO_PORT, p.connects)
+        add("c2c_connect", []).append(statistics.median(connects))
+        add("c2c_rtt", []).append(statistics.median(round_trips(netns, address, ECHO_PORT,
+                                                                p.pings)))
         add("c2c_throughput", []).append(throughput(netns, address, SOURCE_PORT, p.payload))
 
     def _published_port(self, strategy: Strategy) -> None:
@@ -465,8 +466,9 @@ def plot(path: Path, strategies: dict[str, Strategy]) -> str | None:
             if not summary.available:
                 ax.text(x, 0, "n/a", ha="center", va="bottom", color="gray")
                 continue
-            low, high = summary.median - summary.percentile(5), summary.percentile(95) - summary.median
-            ax.bar(x, summary.median, yerr=[[low], [high]], capsize=4, color=f"C{x}")
+            mid = summary.median
+            errors = [[mid - summary.percentile(5)], [summary.percentile(95) - mid]]
+            ax.bar(x, mid, yerr=errors, capsize=4, color=f"C{x}")
         ax.set_xticks(range(len(names)), names)
         ax.set_title(metric.title, fontsize=9)
         ax.set_ylabel(metric.unit)

@@ -45,6 +45,7 @@ import pytest
 from pinnace import netns
 from pinnace.errors import FailedPrecondition
 from pinnace.network import Attachment, NetworkResult, routable_ipv4
+from pinnace.testing import assert_implements_role
 
 def ip_json(*args: str) -> list[dict[str, Any]]:
     """``ip -j ARGS`` in the calling thread's network namespace, parsed."""
@@ -208,17 +209,7 @@ class NetworkContract:
     # ----------------------------------------------------------------- hooks
     def test_implements_every_network_hook(self, tmp_path: Path) -> None:
         """pluggy accepts the plugin and finds every required network hook on it."""
-        import pluggy
-
-        from pinnace import hookspecs
-
-        plugin = self.make_plugin(tmp_path)
-        pm = pluggy.PluginManager("pinnace")
-        pm.add_hookspecs(hookspecs)
-        pm.register(plugin)
-        pm.check_pending()
-        implemented = {caller.name for caller in pm.get_hookcallers(plugin) or ()}
-        assert set(hookspecs.REQUIRED["network"]) <= implemented
+        assert_implements_role(self.make_plugin(tmp_path), "network")
 
     # ------------------------------------------------------------ add, check
     def test_add_configures_the_container_namespace(self, net: Containers) -> None:

@@ -137,7 +137,8 @@ class RoutedNetwork(Plugin):
 
     @hookimpl
     def pinnace_network_del(self, attachment: Attachment) -> None:
-        """Delete the host end (the peer, its address and the /32 route go with it); free the lease."""
+        """Delete the host end (the peer, its address and the /32 route go with it);
+        free the lease."""
         host = self.host_ifname(attachment)
         if ip_json("link", "show", "dev", host):
             with contextlib.suppress(FailedPrecondition):  # gone meanwhile: nothing to undo
@@ -146,10 +147,12 @@ class RoutedNetwork(Plugin):
 
     @hookimpl
     def pinnace_network_check(self, attachment: Attachment) -> None:
-        """The host end is up with its /32 route, and the container's interface is up with its address."""
+        """The host end is up with its /32 route; the container's interface is up with
+        its address."""
         address, host = self._leased(attachment), self.host_ifname(attachment)
         if address is None:
-            raise FailedPrecondition(f"routed: container {attachment.container_id[:12]} has no lease")
+            raise FailedPrecondition(
+                f"routed: container {attachment.container_id[:12]} has no lease")
         link = ip_json("link", "show", "dev", host)
         if not link or "UP" not in link[0].get("flags", []):
             raise FailedPrecondition(f"routed: {host} is missing or down")
