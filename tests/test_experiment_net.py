@@ -20,9 +20,11 @@ STRATEGIES = ("none", "host", "bridge", "routed")
 
 
 def host_links() -> list[str]:
-    """The links of the namespace the tests run in (the experiment must not add any)."""
+    """Links of the strategies under test (routed and bridge veths, bridges) in the
+    namespace the tests run in: the experiment must make none there."""
     out = subprocess.run(["ip", "-j", "link"], capture_output=True, text=True, check=True).stdout
-    return sorted(link["ifname"] for link in json.loads(out))
+    return sorted(name for name in (link["ifname"] for link in json.loads(out))
+                  if name.startswith(("rt", "pnv", "pn-", "pinnace")))
 
 
 def test_experiment_compares_four_strategies(pn: Pinnace, busybox: str, routed_site: Path,
