@@ -69,8 +69,9 @@ def host_leftovers() -> dict[str, list[str]]:
                             for a in ip_json("address") for i in a.get("addr_info", [])),
     }
     for family in ("-4", "-6"):
-        state[f"routes{family}"] = sorted(json.dumps(r, sort_keys=True) for r in ip_json(
-            family, "route", "show", "table", "all"))
+        state[f"routes{family}"] = sorted(  # flags: link state (linkdown), not configuration
+            json.dumps({k: v for k, v in r.items() if k != "flags"}, sort_keys=True)
+            for r in ip_json(family, "route", "show", "table", "all"))
         state[f"rules{family}"] = sorted(json.dumps(r, sort_keys=True)
                                          for r in ip_json(family, "rule"))
     for tool in ("iptables-save", "ip6tables-save"):
@@ -82,6 +83,18 @@ def host_leftovers() -> dict[str, list[str]]:
         out = subprocess.run(["nft", "list", "ruleset"], capture_output=True, text=True).stdout
         state["nft"] = [line.strip() for line in out.splitlines() if line.strip()]
     return state
+
+
+def assert_unchanged(before: dict[str, list[str]]) -> None:
+    """The calling thread's namespace is as :func:`host_leftovers` saw it in ``before``;
+    otherwise fail naming what appeared and what vanished."""
+    after = host_leftovers()
+    changes = []
+    for key in sorted(set(before) | set(after)):
+        old, new = before.get(key, []), after.get(key, [])
+        changes += [f"{key}: left behind {item}" for item in new if item not in old]
+        changes += [f"{key}: removed {item}" for item in old if item not in new]
+    assert not changes, "\n".join(changes)
 
 
 def peer_address(result: NetworkResult, shares_host: bool) -> str:
@@ -233,8 +246,9 @@ class NetworkContract:
         net.check(box)
 
     def test_check_notices_a_broken_container(self, net: Containers) -> None:
-        """With the container's interfaces down, ``check`` raises FailedPrecondition
-        (a plugin sharing the host's namespace owns nothing, and stays satisfied)."""
+        """With the container's interfaces deleted and ``lo`` down, ``check`` raises
+        FailedPrecondition (a plugin sharing the host's namespace owns nothing there,
+        and stays satisfied)."""
         box = net.new()
         net.add(box)
         if net.shares_host:
@@ -242,7 +256,8 @@ class NetworkContract:
             return
         with netns.entered(box.netns):
             for ifname in links_up(box.netns):
-                subprocess.run(["ip", "link", "set", ifname, "down"], check=True)
+                how = ["set", "dev", ifname, "down"] if ifname == "lo" else ["delete", "dev", ifname]
+                subprocess.run(["ip", "link", *how], check=True)
         with pytest.raises(FailedPrecondition):
             net.check(box)
 
@@ -256,7 +271,7 @@ class NetworkContract:
         net.add(box)
         net.delete(box)
         net.delete(box)
-        assert host_leftovers() == before
+        assert_unchanged(before)
 
     def test_nothing_left_after_del(self, net: Containers) -> None:
         """After ``del`` no link, address, route, rule or firewall rule of the container remains."""
@@ -269,7 +284,7 @@ class NetworkContract:
                 "a connected plugin changed nothing on the host"
         for box in boxes:
             net.delete(box)
-        assert host_leftovers() == before
+        assert_unchanged(before)
 
     def test_del_after_the_namespace_is_gone(self, net: Containers) -> None:
         """A container whose namespace vanished (a crash) is still cleaned up by ``del``,
@@ -279,7 +294,7 @@ class NetworkContract:
         first = net.add(box)
         net.gone(box)
         net.delete(box)
-        assert host_leftovers() == before
+        assert_unchanged(before)
         again = net.new()
         second = net.add(again)
         net.check(again)
@@ -298,7 +313,7 @@ class NetworkContract:
             assert len(set(addresses)) == len(addresses), f"duplicate addresses: {addresses}"
         for box in boxes:
             net.delete(box)
-        assert host_leftovers() == before
+        assert_unchanged(before)
 
     # ----------------------------------------------------------- connectivity
     def test_containers_reach_each_other_or_are_isolated(self, net: Containers) -> None:
