@@ -242,21 +242,18 @@ class NetExperiment:
 
     def _measure_once(self, strategy: Strategy, number: int) -> None:
         p, add = self.params, strategy.samples.setdefault
-        ports = ["-p", f"{PUBLISHED_PORT}:{ECHO_PORT}"] if self.can_publish else []
-        server_cmd = (f"nc -ll -p {ECHO_PORT} -e cat & exec nc -ll -p {SOURCE_PORT} "
-                      f"-e dd if=/dev/zero bs={BLOCK} count={p.payload // BLOCK}")
-        server = self._start(f"netexp-{strategy.name}-{number}-server", strategy.name,
-                             [*ports, p.image, "sh", "-c", server_cmd])
         client = self._start(f"netexp-{strategy.name}-{number}-client", strategy.name,
                              [p.image, "sleep", "3600"])
+        server = None
         try:
-            for box in (server, client):
-                self._wait_running(box)
+            server = self._start_server(strategy, f"netexp-{strategy.name}-{number}-server")
+            self._wait_running(client)
             self._container_to_container(strategy, server, client)
             self._published_port(strategy)
         except BaseException:
             for box in (client, server):
-                self._stop(box)
+                if box is not None:
+                    self._stop(box)
             raise
         for box in (client, server):
             times = self._stop(box)
@@ -264,6 +261,25 @@ class NetExperiment:
                 raise StrategyFailed(f"no network hook timings in the --trace output of {box.name}")
             add("setup", []).append(times[0])
             add("teardown", []).append(times[1])
+
+    def _start_server(self, strategy: Strategy, name: str) -> _Box:
+        """The server container, running; with ``-p`` unless the strategy refuses it."""
+        p = self.params
+        command = [p.image, "sh", "-c", f"nc -ll -p {ECHO_PORT} -e cat & exec nc -ll -p "
+                   f"{SOURCE_PORT} -e dd if=/dev/zero bs={BLOCK} count={p.payload // BLOCK}"]
+        if self.can_publish and "port_connect" not in strategy.missing:
+            server = self._start(name, strategy.name,
+                                 ["-p", f"{PUBLISHED_PORT}:{ECHO_PORT}", *command])
+            try:
+                self._wait_running(server)
+                return server
+            except StrategyFailed as err:
+                self._stop(server)
+                strategy.missing["port_connect"] = strategy.missing["port_rtt"] = \
+                    f"-p {PUBLISHED_PORT}:{ECHO_PORT} refused: {err}"
+        server = self._start(name, strategy.name, command)
+        self._wait_running(server)
+        return server
 
     def _container_to_container(self, strategy: Strategy, server: _Box, client: _Box) -> None:
         from pinnace.network import routable_ipv4
