@@ -104,6 +104,18 @@ def test_bad_input_is_one_line_and_makes_nothing(pn: Pinnace, busybox: str,
     assert not out_dir.exists()
 
 
+def test_without_cap_sys_admin_it_refuses_before_touching_anything(
+        pn: Pinnace, busybox: str, tmp_path: Path) -> None:
+    out_dir = tmp_path / "results"
+    proc = subprocess.run(["setpriv", "--bounding-set=-sys_admin", "--",
+                           *pn.argv("experiment", "net", "--runs", "1", "--out", str(out_dir))],
+                          capture_output=True, text=True, env=pn.env, timeout=120)
+    assert proc.returncode == 125
+    assert proc.stderr.strip() == ("Error: cannot make a private network namespace for the "
+                                   "experiment (unshare: Operation not permitted); run it as root")
+    assert not out_dir.exists()
+
+
 def test_trace_lines_become_setup_and_teardown_times() -> None:
     text = ("trace: pinnace_network_add [network:routed] 12.50 ms\n"
             "hello from the container\n"

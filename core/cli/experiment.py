@@ -43,7 +43,7 @@ def net(ctx: click.Context, strategies: str, runs: int, out_dir: Path, image: st
     import tempfile
 
     from pinnace import netns
-    from pinnace.errors import InvalidConfig
+    from pinnace.errors import InvalidConfig, Unavailable
     from pinnace.experiments import net as experiment_net
 
     names = [s.strip() for s in strategies.split(",") if s.strip()]
@@ -51,7 +51,11 @@ def net(ctx: click.Context, strategies: str, runs: int, out_dir: Path, image: st
         raise InvalidConfig(f"--strategies needs distinct plugin names, got {strategies!r}")
     engine = get_engine(ctx)
     engine.images.resolve(image)  # a missing image is an error before anything runs
-    netns.enter_private()
+    try:
+        netns.enter_private()
+    except OSError as err:
+        raise Unavailable(f"cannot make a private network namespace for the experiment "
+                          f"({err.strerror}); run it as root") from None
     out_dir.mkdir(parents=True, exist_ok=True)
     params = experiment_net.Parameters(tuple(names), runs, image, payload_mib << 20)
     with tempfile.TemporaryDirectory(prefix=".net-", dir=out_dir) as work:
