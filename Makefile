@@ -7,12 +7,12 @@ PY     := $(VENV)/bin/python
 PINNACE := $(VENV)/bin/pinnace
 export DEBIAN_FRONTEND := noninteractive
 
-APT_PACKAGES   := btrfs-progs libbtrfsutil-dev busybox-static iproute2 util-linux \
+APT_PACKAGES   := btrfs-progs libbtrfsutil-dev busybox-static iproute2 util-linux iptables \
                   python3-venv python3-dev gcc pkg-config
 BENCH_PACKAGES := runc podman hyperfine
 PYTEST_ARGS ?= -n 2
 
-.PHONY: all deps bench-deps venv demo test bench busybox clean
+.PHONY: all deps bench-deps venv demo demo-net test bench busybox clean
 all: demo
 
 define apt_ensure
@@ -35,7 +35,7 @@ SOURCES := $(shell find core plugins -name '*.py')
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml $(SOURCES) | deps
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[btrfs,test]' \
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[btrfs,net,test]' \
 		--config-settings editable_mode=strict
 	$(PY) -m compileall -q build/ >/dev/null  # bytecode even where PYTHONDONTWRITEBYTECODE is set
 	touch $@
@@ -56,6 +56,10 @@ demo: venv busybox-rootfs.tar
 	$(PINNACE) images
 	$(PINNACE) plugins
 
+# Two services on bridge networks, inside a private network namespace (the host's is untouched).
+demo-net: venv busybox-rootfs.tar
+	unshare --net sh demo/two-services.sh $(PINNACE) busybox-rootfs.tar
+
 test: venv
 	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
@@ -63,6 +67,8 @@ test: venv
 bench: bench-deps venv busybox-rootfs.tar
 	$(PY) bench/run_latency.py
 	$(PY) bench/rootfs_create.py
+	$(PY) bench/lifecycle.py
+	$(PY) bench/net_overhead.py
 
 clean:
 	rm -rf $(VENV) busybox-rootfs.tar build *.egg-info

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import statistics
 import subprocess
+import sys
+import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+PODMAN_RUN = ["podman", "run", "--rm", "--runtime=runc",
+              "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
+"""``podman run`` as the benchmarks call it: podman asks runc for higher rlimits than a
+process without CAP_SYS_RESOURCE may set, so it is asked for lower ones instead."""
 
 
 def time_runs(commands: dict[str, Callable[[], None]], rounds: int) -> dict[str, list[float]]:
@@ -37,3 +47,28 @@ def report(title: str, times: dict[str, list[float]], baseline: str | None = Non
         med = statistics.median(ts)
         ratio = f"{med / base:.2f}x" if base else ""
         print(f"{name:<34}{med * 1000:>10.1f}{min(ts) * 1000:>9.1f}{max(ts) * 1000:>9.1f}{ratio:>9}")
+
+
+@contextlib.contextmanager
+def busybox_root() -> Iterator[tuple[list[str], Path, Path]]:
+    """A scratch directory with a pinnace root on a loop btrfs and busybox imported there.
+
+    Yields the pinnace command line (without ``--root``), the root and the scratch
+    directory (which holds ``busybox.tar``); everything goes afterwards.
+    """
+    from pinnace.testing.btrfs import loop_btrfs
+    from pinnace.testing.busybox import build_busybox_tar
+
+    script = Path(sys.executable).parent / "pinnace"
+    pinnace = [str(script)] if script.exists() else [sys.executable, "-m", "pinnace"]
+    work = Path(tempfile.mkdtemp(prefix="pinnace-bench-"))
+    try:
+        with loop_btrfs(work / "btrfs", "2G") as mnt:
+            root = Path(mnt) / "root"
+            build_busybox_tar(work / "busybox.tar")
+            subprocess.run(pinnace + ["--root", str(root), "import", "-c", 'CMD ["sh"]',
+                                      str(work / "busybox.tar"), "busybox"],
+                           check=True, capture_output=True)
+            yield pinnace, root, work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

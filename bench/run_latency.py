@@ -14,14 +14,12 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import report, runner, time_runs  # noqa: E402
+from common import PODMAN_RUN, busybox_root, report, runner, time_runs  # noqa: E402
 
-from pinnace.testing.btrfs import loop_btrfs  # noqa: E402
-from pinnace.testing.busybox import build_busybox_rootfs, build_busybox_tar  # noqa: E402
+from pinnace.testing.busybox import build_busybox_rootfs  # noqa: E402
 
 
 def runc_bundle(path: Path) -> Path:
@@ -39,69 +37,55 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=20)
     args = parser.parse_args()
-    script = Path(sys.executable).parent / "pinnace"
-    pinnace = [str(script)] if script.exists() else [sys.executable, "-m", "pinnace"]
-    work = Path(tempfile.mkdtemp(prefix="pinnace-bench-"))
-    try:
-        with loop_btrfs(work / "btrfs", "2G") as mnt:
-            root = Path(mnt) / "root"
-            tar = work / "busybox.tar"
-            build_busybox_tar(tar)
-            subprocess.run(pinnace + ["--root", str(root), "import", "-c", 'CMD ["sh"]', str(tar),
-                                      "busybox"], check=True, capture_output=True)
-            commands = {}
-            if shutil.which("runc"):
-                bundle = runc_bundle(work / "bundle")
-                commands["runc run"] = runner(["runc", "run", "--bundle", str(bundle), "bench"])
-            for storage in ("btrfs", "dir"):
-                commands[f"pinnace run --rm ({storage})"] = runner(
-                    pinnace + ["--root", str(root), "run", "--rm", f"--storage={storage}",
-                               "--net=none", "busybox", "true"])
-            if shutil.which("podman"):
-                subprocess.run(["podman", "import", str(tar), "localhost/pinnace-bench-busybox"],
-                               check=True, capture_output=True)
-                # podman asks runc for higher rlimits than a process without
-                # CAP_SYS_RESOURCE may set: ask for lower ones instead
-                argv = ["podman", "run", "--rm", "--network=none", "--runtime=runc",
-                        "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024",
-                        "localhost/pinnace-bench-busybox", "true"]
-                probe = subprocess.run(argv, capture_output=True, text=True)
-                if probe.returncode == 0:
-                    commands["podman run --rm"] = runner(argv)
-                else:
-                    print(f"podman: cannot run here: {probe.stderr.strip().splitlines()[-1]}")
-            if shutil.which("docker") and subprocess.run(
-                    ["docker", "info"], capture_output=True).returncode == 0:
-                subprocess.run(["docker", "import", str(tar), "pinnace-bench-busybox"],
-                               check=True, capture_output=True)
-                commands["docker run --rm"] = runner(
-                    ["docker", "run", "--rm", "--network=none", "pinnace-bench-busybox", "true"])
+    with busybox_root() as (pinnace, root, work):
+        tar = work / "busybox.tar"
+        commands = {}
+        if shutil.which("runc"):
+            bundle = runc_bundle(work / "bundle")
+            commands["runc run"] = runner(["runc", "run", "--bundle", str(bundle), "bench"])
+        for storage in ("btrfs", "dir"):
+            commands[f"pinnace run --rm ({storage})"] = runner(
+                pinnace + ["--root", str(root), "run", "--rm", f"--storage={storage}",
+                           "--net=none", "busybox", "true"])
+        if shutil.which("podman"):
+            subprocess.run(["podman", "import", str(tar), "localhost/pinnace-bench-busybox"],
+                           check=True, capture_output=True)
+            argv = PODMAN_RUN + ["--network=none", "localhost/pinnace-bench-busybox", "true"]
+            probe = subprocess.run(argv, capture_output=True, text=True)
+            if probe.returncode == 0:
+                commands["podman run --rm"] = runner(argv)
             else:
-                print("docker: no daemon answers here, skipped")
-            commands["pinnace --version"] = runner(pinnace + ["--version"])
-            commands["python -c pass"] = runner([sys.executable, "-c", "pass"])
-            for fn in commands.values():  # warm up: caches, unpacked layers
-                fn()
-            times = time_runs(commands, args.rounds)
-            report(f"run latency, {args.rounds} rounds", times,
-                   baseline="runc run" if "runc run" in times else None)
-            med = {k: statistics.median(v) for k, v in times.items()}
-            pin = med["pinnace run --rm (btrfs)"]
-            print()
-            if "runc run" in med:
-                print(f"target pinnace <= 3x runc: {pin / med['runc run']:.2f}x "
-                      f"{'OK' if pin <= 3 * med['runc run'] else 'MISSED'}")
-            if "podman run --rm" in med:
-                print(f"target pinnace < podman: {pin / med['podman run --rm']:.2f}x "
-                      f"{'OK' if pin < med['podman run --rm'] else 'MISSED'}")
-            print(f"target pinnace --version < 60 ms: {med['pinnace --version'] * 1000:.1f} ms "
-                  f"{'OK' if med['pinnace --version'] < 0.060 else 'MISSED'}")
-            if shutil.which("podman"):
-                subprocess.run(["podman", "rmi", "-f", "localhost/pinnace-bench-busybox"],
-                               capture_output=True)
-            subprocess.run(pinnace + ["--root", str(root), "rmi", "busybox"], capture_output=True)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+                print(f"podman: cannot run here: {probe.stderr.strip().splitlines()[-1]}")
+        if shutil.which("docker") and subprocess.run(
+                ["docker", "info"], capture_output=True).returncode == 0:
+            subprocess.run(["docker", "import", str(tar), "pinnace-bench-busybox"],
+                           check=True, capture_output=True)
+            commands["docker run --rm"] = runner(
+                ["docker", "run", "--rm", "--network=none", "pinnace-bench-busybox", "true"])
+        else:
+            print("docker: no daemon answers here, skipped")
+        commands["pinnace --version"] = runner(pinnace + ["--version"])
+        commands["python -c pass"] = runner([sys.executable, "-c", "pass"])
+        for fn in commands.values():  # warm up: caches, unpacked layers
+            fn()
+        times = time_runs(commands, args.rounds)
+        report(f"run latency, {args.rounds} rounds", times,
+               baseline="runc run" if "runc run" in times else None)
+        med = {k: statistics.median(v) for k, v in times.items()}
+        pin = med["pinnace run --rm (btrfs)"]
+        print()
+        if "runc run" in med:
+            print(f"target pinnace <= 3x runc: {pin / med['runc run']:.2f}x "
+                  f"{'OK' if pin <= 3 * med['runc run'] else 'MISSED'}")
+        if "podman run --rm" in med:
+            print(f"target pinnace < podman: {pin / med['podman run --rm']:.2f}x "
+                  f"{'OK' if pin < med['podman run --rm'] else 'MISSED'}")
+        print(f"target pinnace --version < 60 ms: {med['pinnace --version'] * 1000:.1f} ms "
+              f"{'OK' if med['pinnace --version'] < 0.060 else 'MISSED'}")
+        if shutil.which("podman"):
+            subprocess.run(["podman", "rmi", "-f", "localhost/pinnace-bench-busybox"],
+                           capture_output=True)
+        subprocess.run(pinnace + ["--root", str(root), "rmi", "busybox"], capture_output=True)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -58,6 +57,12 @@ class RunOptions:
     network: str | None = None
     isolation: str | None = None
     read_only: bool = False
+    networks: list[str] = field(default_factory=list)
+    ports: list[str] = field(default_factory=list)
+    publish_all: bool = False
+    ip: str | None = None
+    dns: list[str] = field(default_factory=list)
+    add_hosts: list[str] = field(default_factory=list)
     tty: bool = False
     interactive: bool = False
     restart: str = "no"
@@ -131,12 +136,14 @@ class Engine:
     # ------------------------------------------------------------ containers
     def create(self, opts: RunOptions) -> str:
         """Create a container (row, rootfs, spec) and return its ID; nothing runs yet."""
+        from pinnace import networking
+
         storage = self.selected("storage", opts.storage)
-        network = self.selected("network", opts.network)
         isolation = self.selected("isolation", opts.isolation)
         image = self.images.resolve(opts.image)
-        for role, name in (("storage", storage), ("network", network), ("isolation", isolation)):
+        for role, name in (("storage", storage), ("isolation", isolation)):
             self.plugins.load(role, name)
+        network, net = networking.run_options(self, opts, image.config.get("config") or {})
         if opts.name is not None:
             names.validate(opts.name)
         from pinnace.runtime.policy import parse_log_opts, parse_restart
@@ -162,7 +169,8 @@ class Engine:
             with self.state.tx() as db:
                 db.execute(
                     "UPDATE containers SET spec = ? WHERE id = ?",
-                    (json.dumps({"command": command, "runtime": asdict(spec), "run": run}), cid),
+                    (json.dumps({"command": command, "runtime": asdict(spec), "run": run,
+                                 "net": net}), cid),
                 )
         except BaseException:
             _run_undos(undo)
@@ -301,8 +309,7 @@ class Engine:
         and the container is marked exited (127/126 when the command cannot
         be executed).
         """
-        from pinnace import linux, netns
-        from pinnace.network import Attachment
+        from pinnace import linux, networking
         from pinnace.runtime.proc import start_time
 
         row = self._row(cid)
@@ -318,17 +325,9 @@ class Engine:
         linux.set_child_subreaper()
         bundle = self.bundle(cid)
         bundle.mkdir(parents=True, exist_ok=True)
-        undo: list[Callable[[], None]] = [lambda: shutil.rmtree(bundle, ignore_errors=True)]
+        undo: list[Callable[[], None]] = [lambda: _rmtree(bundle)]
         try:
-            ns = self.netns_path(cid)
-            ns.parent.mkdir(parents=True, exist_ok=True)
-            netns.create(str(ns))
-            undo.append(lambda: netns.delete(str(ns)))
-            attachment = Attachment(container_id=cid, netns=str(ns), network=row["network"])
-            undo.append(lambda: self.plugins.call("network", row["network"], "del",
-                                                  attachment=attachment))
-            result = self.plugins.call("network", row["network"], "add", attachment=attachment)
-            spec.netns = str(ns)
+            result = networking.setup(self, row, spec, bundle, undo)
             self.plugins.hook.pinnace_prepare_spec(spec=spec)
             pid = self.plugins.call("isolation", row["isolation"], "create", spec=spec,
                                     bundle=bundle, stdio=stdio)
@@ -441,23 +440,20 @@ class Engine:
 
     def pause(self, cid: str) -> None:
         """Freeze every process of a running container."""
-        row = self._current(cid)
-        if row["status"] != "running":
-            raise FailedPrecondition(f"container {_label(row)} is not running")
-        self.plugins.call("isolation", row["isolation"], "pause", container_id=cid,
-                          bundle=self.bundle(cid))
-        self._set(cid, status="paused")
-        self.state.event("container", "pause", cid)
+        self._freeze(cid, "running", "pause", "paused")
 
     def unpause(self, cid: str) -> None:
         """Thaw a paused container."""
+        self._freeze(cid, "paused", "resume", "running")
+
+    def _freeze(self, cid: str, before: str, verb: str, after: str) -> None:
         row = self._current(cid)
-        if row["status"] != "paused":
-            raise FailedPrecondition(f"container {_label(row)} is not paused")
-        self.plugins.call("isolation", row["isolation"], "resume", container_id=cid,
+        if row["status"] != before:
+            raise FailedPrecondition(f"container {_label(row)} is not {before}")
+        self.plugins.call("isolation", row["isolation"], verb, container_id=cid,
                           bundle=self.bundle(cid))
-        self._set(cid, status="running")
-        self.state.event("container", "unpause", cid)
+        self._set(cid, status=after)
+        self.state.event("container", "pause" if verb == "pause" else "unpause", cid)
 
     def rename(self, cid: str, new_name: str) -> None:
         """Give the container another name (refused when taken)."""
@@ -540,19 +536,15 @@ class Engine:
 
     def _teardown(self, row: sqlite3.Row) -> None:
         """Release the runtime side of a container: process, cgroup, network, netns, bundle."""
-        from pinnace import netns
-        from pinnace.network import Attachment
+        from pinnace import netns, networking
 
         cid, bundle, ns = row["id"], self.bundle(row["id"]), self.netns_path(row["id"])
         steps: list[Callable[[], None]] = [
             lambda: self.plugins.call("isolation", row["isolation"], "delete",
                                       container_id=cid, bundle=bundle),
+            lambda: networking.teardown(self, row),
         ]
-        if ns.exists():
-            attachment = Attachment(container_id=cid, netns=str(ns), network=row["network"])
-            steps.append(lambda: self.plugins.call("network", row["network"], "del",
-                                                   attachment=attachment))
-        steps += [lambda: netns.delete(str(ns)), lambda: shutil.rmtree(bundle, ignore_errors=True)]
+        steps += [lambda: netns.delete(str(ns)), lambda: _rmtree(bundle)]
         _run_undos(list(reversed(steps)), raise_first=True)
 
     def remove(self, ref: str, force: bool = False) -> str:
@@ -573,7 +565,7 @@ class Engine:
         self._teardown(row)
         with contextlib.suppress(NotFound):
             self.plugins.call("storage", row["storage"], "remove", key=cid)
-        shutil.rmtree(self.log_path(cid).parent, ignore_errors=True)
+        _rmtree(self.log_path(cid).parent)
         self._delete_row(cid)
         self.state.event("container", "destroy", cid)
         self.plugins.hook.pinnace_container_removed(container=dict(row))
@@ -645,6 +637,12 @@ def _container(row: sqlite3.Row) -> Container:
     )
 
 
+def _rmtree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def _label(row: sqlite3.Row) -> str:
     return row["name"] or row["id"][:12]
 
@@ -682,12 +680,13 @@ def _merge_env(base: list[str], extra: list[str]) -> list[str]:
 
 def _spec_from_json(data: dict[str, Any]) -> ContainerSpec:
     from pinnace.mounts import Mount
-    from pinnace.runtime.spec import ContainerSpec, Process, User
+    from pinnace.runtime.spec import ContainerSpec, MountPoint, Process, User
 
     proc = dict(data["process"])
     proc["user"] = User(**proc["user"])
     data = dict(data, process=Process(**proc),
-                rootfs=[Mount(m["type"], m["source"], tuple(m["options"])) for m in data["rootfs"]])
+                rootfs=[Mount(m["type"], m["source"], tuple(m["options"])) for m in data["rootfs"]],
+                mounts=[MountPoint(**m) for m in data.get("mounts", [])])
     return ContainerSpec(**data)
 
 

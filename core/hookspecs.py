@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from pinnace.images.store import ImageStore
     from pinnace.mounts import Mount
-    from pinnace.network import Attachment, NetworkResult
+    from pinnace.network import Attachment, Network, NetworkResult
     from pinnace.runtime.spec import ContainerSpec, Process
     from pinnace.runtime.status import ContainerState
     from pinnace.snapshots import SnapshotInfo, Usage
@@ -173,6 +173,28 @@ def pinnace_network_del(attachment: Attachment) -> None:
 @hookspec(firstresult=True)
 def pinnace_network_check(attachment: Attachment) -> None:
     """Raise ``FailedPrecondition`` if the attachment is not as ``add`` left it."""
+
+
+# Named networks (optional: drivers without them implement none of these).
+# The core keeps networks and their IP leases in the state; the driver makes
+# the host side (a bridge, rules) and may do so lazily in ``network_add``.
+
+
+@hookspec(firstresult=True)
+def pinnace_network_default() -> Network | None:
+    """The network a container of this driver joins when none is named
+    (recorded by the core on first use), or None."""
+
+
+@hookspec(firstresult=True)
+def pinnace_network_create(network: Network, taken: list[str]) -> Network:
+    """Complete a new network of this driver: choose a subnet when it is empty
+    (none of the ``taken`` CIDRs), a gateway, and the driver's ``options``."""
+
+
+@hookspec(firstresult=True)
+def pinnace_network_remove(network: Network) -> None:
+    """Remove what the driver made on the host for ``network``; idempotent."""
 
 
 # ---------------------------------------------------------------- image source

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,7 +50,8 @@ def mounted(mounts: Sequence[Mount], scratch: str | Path | None = None) -> Itera
 
     if scratch is not None:
         os.makedirs(scratch, exist_ok=True)
-    target = tempfile.mkdtemp(prefix="pinnace-mnt-", dir=scratch)
+    target = os.path.join(scratch or "/tmp", f"pinnace-mnt-{os.getpid()}-{os.urandom(4).hex()}")
+    os.mkdir(target, 0o700)
     try:
         mount_all(mounts, target)
         try:

@@ -16,6 +16,20 @@ class PortMapping:
 
 
 @dataclass(frozen=True)
+class Network:
+    """A named network as the state records it; ``options`` belong to its driver (plugin)."""
+
+    name: str
+    id: str
+    driver: str
+    subnet: str
+    gateway: str
+    internal: bool = False
+    options: dict[str, str] = field(default_factory=dict)
+    created: float = 0.0
+
+
+@dataclass(frozen=True)
 class Attachment:
     """One container on one network: what ``network_add`` and ``network_del`` receive."""
 
@@ -25,6 +39,12 @@ class Attachment:
     ifname: str = "eth0"
     ports: tuple[PortMapping, ...] = ()
     options: dict[str, str] = field(default_factory=dict)
+    address: str = ""
+    """The container's address as CIDR (``10.90.0.2/16``), leased by the core from the network."""
+    gateway: str = ""
+    """The network's gateway address; empty on ``internal`` networks' containers (no route out)."""
+    internal: bool = False
+    """No outbound NAT, no published ports, no route to anything outside the network."""
 
 
 @dataclass(frozen=True)

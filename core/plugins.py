@@ -10,12 +10,12 @@ name into an error.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import json
 import os
 import sys
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -50,19 +50,20 @@ class EntryPointInfo:
 
 def _cache_file() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    tag = hashlib.sha256(sys.prefix.encode()).hexdigest()[:16]
+    tag = f"{zlib.crc32(sys.prefix.encode()):08x}"
     return Path(base) / "pinnace" / f"entry-points-{tag}.json"
 
 
 def _path_key() -> str:
-    h = hashlib.sha256(sys.executable.encode())
+    """The interpreter and every sys.path entry with its mtime: installs change it."""
+    parts = [sys.executable]
     for entry in sys.path:
         try:
             mtime = os.stat(entry or ".").st_mtime_ns
         except OSError:
             mtime = 0
-        h.update(f"{entry}\0{mtime}\0".encode())
-    return h.hexdigest()
+        parts.append(f"{entry}={mtime}")
+    return "\n".join(parts)
 
 
 def _scan() -> list[EntryPointInfo]:

@@ -80,6 +80,36 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE containers ADD COLUMN restart_count INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE containers ADD COLUMN stop_requested INTEGER NOT NULL DEFAULT 0
     """,
+    # 3: named networks, their endpoints (IP leases) and published ports
+    """
+    CREATE TABLE networks (
+        name TEXT PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        driver TEXT NOT NULL,            -- the network plugin that owns it
+        subnet TEXT NOT NULL,
+        gateway TEXT NOT NULL,
+        internal INTEGER NOT NULL DEFAULT 0,
+        options TEXT NOT NULL DEFAULT '{}',  -- JSON: the driver's own (bridge device ...)
+        created REAL NOT NULL
+    );
+    CREATE TABLE endpoints (             -- one container on one network: its IP lease
+        container_id TEXT NOT NULL,
+        network TEXT NOT NULL REFERENCES networks(name),
+        ifname TEXT NOT NULL,
+        address TEXT NOT NULL,           -- CIDR, e.g. 10.90.0.2/16
+        created REAL NOT NULL,
+        PRIMARY KEY (container_id, network),
+        UNIQUE (network, address)
+    );
+    CREATE TABLE ports (                 -- published ports, one row per host port
+        host_ip TEXT NOT NULL,           -- '' for every address
+        host_port INTEGER NOT NULL,
+        protocol TEXT NOT NULL,
+        container_id TEXT NOT NULL,
+        container_port INTEGER NOT NULL,
+        PRIMARY KEY (host_ip, host_port, protocol)
+    );
+    """,
 )
 
 

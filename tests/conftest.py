@@ -50,14 +50,16 @@ def root(btrfs_mount: Path) -> Iterator[Path]:
 class Pinnace:
     """Runs ``python -m pinnace --root ROOT ...`` and returns the completed process."""
 
-    def __init__(self, root: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, root: Path, env: dict[str, str] | None = None,
+                 prefix: tuple[str, ...] = ()) -> None:
         self.root = root
+        self.prefix = list(prefix)
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("PINNACE_")}
         self.env.update(env or {})
 
     def argv(self, *args: str) -> list[str]:
         """The full command line for ``args``."""
-        return [sys.executable, "-m", "pinnace", "--root", str(self.root), *args]
+        return [*self.prefix, sys.executable, "-m", "pinnace", "--root", str(self.root), *args]
 
     def __call__(self, *args: str, check: bool = True, input: str | None = None,
                  timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -84,6 +86,21 @@ def pn(root: Path) -> Iterator[Pinnace]:
         left = cli("ps", "-aq", "--no-trunc", check=False).stdout.split()
         if left:
             cli("rm", "-f", *left, check=False)
+
+
+@pytest.fixture
+def netns(tmp_path: Path) -> Iterator[Path]:
+    """A private network namespace for this test (bridges, veths, rules die with it)."""
+    from pinnace.testing.netns import private_netns
+
+    with private_netns(tmp_path / "netns") as path:
+        yield path
+
+
+@pytest.fixture
+def npn(root: Path, netns: Path) -> Pinnace:
+    """The pinnace CLI bound to this test's root, run inside this test's ``netns``."""
+    return Pinnace(root, prefix=("nsenter", f"--net={netns}", "--"))
 
 
 @pytest.fixture

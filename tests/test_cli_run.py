@@ -75,7 +75,7 @@ def test_unknown_plugin_lists_the_available_ones(pn: Pinnace, busybox: str) -> N
     assert proc.returncode == 125
     assert proc.stderr.strip() == "Error: unknown storage plugin 'nope' (available: btrfs, dir)"
     proc = pn("run", "--net=nope", busybox, "true", check=False)
-    assert proc.returncode == 125 and "available: bridge, none" in proc.stderr
+    assert proc.returncode == 125 and "available: bridge, host, none" in proc.stderr
     assert pn("ps", "-a", "-q").stdout.strip() == ""
 
 
@@ -122,7 +122,7 @@ def test_kill_9_of_pinnace_mid_run_leaves_a_consistent_state(pn: Pinnace, busybo
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         rows = json.loads(pn("ps", "--format", "json").stdout)
-        if rows:
+        if rows and rows[0]["State"] == "running":
             break
         time.sleep(0.05)
     assert rows and rows[0]["State"] == "running"

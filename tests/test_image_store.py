@@ -123,8 +123,10 @@ def test_a_truncated_gzip_source_leaves_nothing(store: ImageStore, tmp_path: Pat
 
 def test_a_bad_change_is_refused_before_anything_is_written(store: ImageStore, tmp_path: Path,
                                                             state: State) -> None:
-    with pytest.raises(InvalidConfig, match="'EXPOSE'"):
-        store.import_rootfs(write(tmp_path / "r.tar", rootfs_tar({})), "x", ["EXPOSE 80"])
+    with pytest.raises(InvalidConfig, match="'HEALTHCHECK'"):
+        store.import_rootfs(write(tmp_path / "r.tar", rootfs_tar({})), "x", ["HEALTHCHECK NONE"])
+    with pytest.raises(InvalidConfig, match="invalid port 'http'"):
+        store.import_rootfs(write(tmp_path / "r.tar", rootfs_tar({})), "x", ["EXPOSE http"])
     assert blob_files(store) == [] and state.query("SELECT * FROM images") == []
 
 
@@ -144,6 +146,8 @@ def test_parse_changes() -> None:
         "Labels": {"org.x": "y z", "k": "v"},
     }
     assert parse_changes(['CMD ["sh"]'])["Cmd"] == ["sh"]
+    assert parse_changes(["EXPOSE 80 53/udp", "EXPOSE 8080/tcp"])["ExposedPorts"] == {
+        "80/tcp": {}, "53/udp": {}, "8080/tcp": {}}
     for bad in ("CMD", "ENV =x", "RUN true", "LABEL k"):
         with pytest.raises(InvalidConfig):
             parse_changes([bad])

@@ -3,12 +3,40 @@ answers without importing click; the commands are in :mod:`pinnace.cli.root`."""
 
 from __future__ import annotations
 
+import gc
+import os
 import sys
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the CLI; print engine errors as one line and exit with docker's codes."""
-    args = sys.argv[1:] if argv is None else argv
+    """Entry point: run the CLI; print engine errors as one line and exit with docker's codes.
+
+    It leaves without the interpreter's teardown (``os._exit`` once the standard
+    streams are flushed): every command has committed and closed what it opened,
+    and tearing down the modules and the state connection (which would checkpoint
+    the SQLite WAL) costs more than a small container's whole run. For the same
+    reason the cyclic garbage collector is off: a command is short, and what
+    stays (a foreground run, ``logs -f``) makes little garbage.
+    """
+    gc.disable()
+    try:
+        _run(sys.argv[1:] if argv is None else argv)
+    except SystemExit as done:
+        code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+        if done.code is not None and not isinstance(done.code, int):
+            print(done.code, file=sys.stderr)
+    else:
+        code = 0
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BrokenPipeError:
+        pass
+    os._exit(code)
+
+
+def _run(args: list[str]) -> None:
+    """Parse and run one command line; leave through SystemExit."""
     if args in (["--version"], ["-v"]):
         from pinnace import __version__
 

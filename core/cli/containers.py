@@ -29,7 +29,17 @@ from pinnace.errors import PinnaceError
 @click.option("--entrypoint", help="Overwrite the image's ENTRYPOINT.")
 @click.option("--read-only", is_flag=True, help="Mount the container's root filesystem read-only.")
 @click.option("--storage", metavar="NAME", help="Storage plugin (see `pinnace plugins`).")
-@click.option("--net", "--network", "network", metavar="NAME", help="Network plugin.")
+@click.option("--net", "network", metavar="NAME",
+              help="Network plugin (none, bridge, host ...) or container:NAME.")
+@click.option("--network", "networks", multiple=True, metavar="NAME",
+              help="Join a named network (implies --net=bridge); repeatable.")
+@click.option("-p", "--publish", "ports", multiple=True,
+              metavar="[IP:]HOSTPORT:PORT[/PROTO]", help="Publish a container port on the host.")
+@click.option("-P", "--publish-all", is_flag=True, help="Publish every exposed port on a free host port.")
+@click.option("--ip", metavar="ADDRESS", help="The container's address on its first network.")
+@click.option("--dns", multiple=True, metavar="ADDRESS", help="A DNS server for the container.")
+@click.option("--add-host", "add_hosts", multiple=True, metavar="NAME:IP",
+              help="Add a line to the container's /etc/hosts.")
 @click.option("--isolation", metavar="NAME", help="Isolation plugin.")
 @click.argument("image")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
@@ -46,8 +56,9 @@ def run(ctx: click.Context, detach: bool, image: str, command: tuple[str, ...],
     from pinnace.engine import RunOptions
 
     engine = get_engine(ctx)
-    opts = RunOptions(image=image, command=list(command), env=list(kw.pop("env")),
-                      log_opts=list(kw.pop("log_opts")), **kw)
+    for key in ("env", "log_opts", "networks", "ports", "dns", "add_hosts"):
+        kw[key] = list(kw[key])
+    opts = RunOptions(image=image, command=list(command), **kw)
     if detach:
         from pinnace.runtime.monitor import start_detached
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import signal as signals
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -13,10 +15,23 @@ from pinnace.errors import InvalidConfig
 CONTAINERS = click.argument("containers", nargs=-1, required=True)
 
 
-def _start(engine: object, cid: str) -> None:
+def _start(engine: Any, cid: str) -> None:
     from pinnace.runtime.monitor import start_detached
 
-    start_detached(engine, cid)  # type: ignore[arg-type]
+    start_detached(engine, cid)
+
+
+def _each(ctx: click.Context, containers: tuple[str, ...],
+          action: Callable[[Any, str], object]) -> None:
+    """Resolve each container and apply ``action(engine, id)``; print what it
+    returns, or the name given when it returns nothing, as docker does."""
+    engine = get_engine(ctx)
+
+    def one(ref: str) -> None:
+        result = action(engine, engine.resolve(ref))
+        click.echo(ref if result is None else result)
+
+    for_each(ctx, containers, one)
 
 
 @click.command()
@@ -26,19 +41,14 @@ def _start(engine: object, cid: str) -> None:
 @click.pass_context
 def start(ctx: click.Context, attach: bool, interactive: bool, containers: tuple[str, ...]) -> None:
     """Start one or more stopped containers."""
-    engine = get_engine(ctx)
     if attach:
         if len(containers) != 1:
             raise InvalidConfig("start -a takes exactly one container")
         from pinnace.runtime.foreground import attach_start
 
+        engine = get_engine(ctx)
         ctx.exit(attach_start(engine, engine.resolve(containers[0])))
-
-    def one(ref: str) -> None:
-        _start(engine, engine.resolve(ref))
-        click.echo(ref)
-
-    for_each(ctx, containers, one)
+    _each(ctx, containers, _start)
 
 
 @click.command()
@@ -48,13 +58,7 @@ def start(ctx: click.Context, attach: bool, interactive: bool, containers: tuple
 @click.pass_context
 def stop(ctx: click.Context, timeout: int, containers: tuple[str, ...]) -> None:
     """Stop running containers: SIGTERM, then SIGKILL after a grace period."""
-    engine = get_engine(ctx)
-
-    def one(ref: str) -> None:
-        engine.stop(engine.resolve(ref), timeout)
-        click.echo(ref)
-
-    for_each(ctx, containers, one)
+    _each(ctx, containers, lambda engine, cid: engine.stop(cid, timeout))
 
 
 @click.command()
@@ -64,15 +68,11 @@ def stop(ctx: click.Context, timeout: int, containers: tuple[str, ...]) -> None:
 @click.pass_context
 def restart(ctx: click.Context, timeout: int, containers: tuple[str, ...]) -> None:
     """Stop (if running) and start containers again."""
-    engine = get_engine(ctx)
-
-    def one(ref: str) -> None:
-        cid = engine.resolve(ref)
+    def again(engine: Any, cid: str) -> None:
         engine.stop(cid, timeout)
         _start(engine, cid)
-        click.echo(ref)
 
-    for_each(ctx, containers, one)
+    _each(ctx, containers, again)
 
 
 def parse_signal(text: str) -> int:
@@ -96,14 +96,8 @@ def parse_signal(text: str) -> int:
 @click.pass_context
 def kill(ctx: click.Context, signal_: str, containers: tuple[str, ...]) -> None:
     """Send a signal to the first process of running containers."""
-    engine = get_engine(ctx)
     number = parse_signal(signal_)
-
-    def one(ref: str) -> None:
-        engine.kill(engine.resolve(ref), number, by_user=True)
-        click.echo(ref)
-
-    for_each(ctx, containers, one)
+    _each(ctx, containers, lambda engine, cid: engine.kill(cid, number, by_user=True))
 
 
 @click.command()
@@ -111,12 +105,7 @@ def kill(ctx: click.Context, signal_: str, containers: tuple[str, ...]) -> None:
 @click.pass_context
 def wait(ctx: click.Context, containers: tuple[str, ...]) -> None:
     """Block until containers stop, then print their exit codes."""
-    engine = get_engine(ctx)
-
-    def one(ref: str) -> None:
-        click.echo(engine.wait_exit(engine.resolve(ref)))
-
-    for_each(ctx, containers, one)
+    _each(ctx, containers, lambda engine, cid: engine.wait_exit(cid))
 
 
 @click.command()
@@ -124,13 +113,7 @@ def wait(ctx: click.Context, containers: tuple[str, ...]) -> None:
 @click.pass_context
 def pause(ctx: click.Context, containers: tuple[str, ...]) -> None:
     """Freeze every process in containers."""
-    engine = get_engine(ctx)
-
-    def one(ref: str) -> None:
-        engine.pause(engine.resolve(ref))
-        click.echo(ref)
-
-    for_each(ctx, containers, one)
+    _each(ctx, containers, lambda engine, cid: engine.pause(cid))
 
 
 @click.command()
@@ -138,13 +121,7 @@ def pause(ctx: click.Context, containers: tuple[str, ...]) -> None:
 @click.pass_context
 def unpause(ctx: click.Context, containers: tuple[str, ...]) -> None:
     """Thaw paused containers."""
-    engine = get_engine(ctx)
-
-    def one(ref: str) -> None:
-        engine.unpause(engine.resolve(ref))
-        click.echo(ref)
-
-    for_each(ctx, containers, one)
+    _each(ctx, containers, lambda engine, cid: engine.unpause(cid))
 
 
 @click.command()

@@ -534,7 +534,7 @@ def _json(data: dict[str, Any]) -> bytes:
 
 def parse_changes(changes: Sequence[str]) -> dict[str, Any]:
     """The OCI ``config`` object built from Dockerfile instructions (``import -c``):
-    CMD and ENTRYPOINT (JSON or shell form), ENV, WORKDIR, USER, LABEL."""
+    CMD and ENTRYPOINT (JSON or shell form), ENV, WORKDIR, USER, LABEL, EXPOSE."""
     import posixpath
     import re
 
@@ -544,9 +544,9 @@ def parse_changes(changes: Sequence[str]) -> dict[str, Any]:
     for change in changes:
         instruction, arg = (re.split(r"\s+", change.strip(), maxsplit=1) + [""])[:2]
         keyword = instruction.upper()
-        if keyword not in ("CMD", "ENTRYPOINT", "ENV", "WORKDIR", "USER", "LABEL"):
+        if keyword not in ("CMD", "ENTRYPOINT", "ENV", "WORKDIR", "USER", "LABEL", "EXPOSE"):
             raise InvalidConfig(f"unsupported instruction in change {change!r}: {instruction!r} "
-                                f"(supported: CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL)")
+                                f"(supported: CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL, EXPOSE)")
         if not arg:
             raise InvalidConfig(f"{keyword} needs an argument: {change!r}")
         if keyword in ("CMD", "ENTRYPOINT"):
@@ -555,6 +555,12 @@ def parse_changes(changes: Sequence[str]) -> dict[str, Any]:
             env = config["Env"]
             for key, value in _pairs(arg, keyword):
                 env[:] = [e for e in env if e.split("=", 1)[0] != key] + [f"{key}={value}"]
+        elif keyword == "EXPOSE":
+            for port in arg.split():
+                number, _, proto = port.partition("/")
+                if not number.isdigit() or proto not in ("", "tcp", "udp"):
+                    raise InvalidConfig(f"invalid port {port!r} in {change!r}")
+                config.setdefault("ExposedPorts", {})[f"{int(number)}/{proto or 'tcp'}"] = {}
         elif keyword == "LABEL":
             config.setdefault("Labels", {}).update(_pairs(arg, keyword))
         elif keyword == "WORKDIR":

@@ -33,13 +33,24 @@ class Process:
 
 
 @dataclass
+class MountPoint:
+    """A mount at ``destination`` inside the container (OCI ``mounts``), made
+    after the root filesystem; a bind mount's ``source`` is a host path."""
+
+    destination: str
+    source: str
+    type: str = "bind"
+    options: list[str] = field(default_factory=list)
+
+
+@dataclass
 class ContainerSpec:
     """Everything an isolation plugin needs to create one container.
 
     ``rootfs`` lists the storage mounts that make the root filesystem (the
     isolation plugin performs them in the container's mount namespace);
     ``netns`` is the network namespace to join (made by the core, configured
-    by the network plugin); ``cgroup`` is the cgroup path relative to each
+    by the network plugin); ``mounts`` go on top of the root filesystem; ``cgroup`` is the cgroup path relative to each
     hierarchy's root.
     """
 
@@ -54,3 +65,4 @@ class ContainerSpec:
         default_factory=lambda: ["pid", "mount", "uts", "ipc", "cgroup"]
     )
     annotations: dict[str, str] = field(default_factory=dict)
+    mounts: list[MountPoint] = field(default_factory=list)

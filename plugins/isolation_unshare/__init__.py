@@ -43,6 +43,21 @@ def _read_all(fd: int) -> bytes:
     return b"".join(chunks)
 
 
+def _report_and_exit(run: Any, err_w: int) -> None:
+    """In a forked child: ``run`` (which execs on success); any failure is written
+    to ``err_w`` as "CODE\\nmessage" for the parent, then the child exits."""
+    code = 1
+    try:
+        run()
+    except _setup.ExecFailure as err:
+        code = err.code
+        os.write(err_w, f"{err.code}\n{err}".encode())
+    except BaseException as err:  # report anything to the parent, then die
+        with contextlib.suppress(BaseException):
+            os.write(err_w, f"1\n{type(err).__name__}: {err}".encode())
+    os._exit(code)
+
+
 def _raise_exec_error(report: str, what: str) -> None:
     """Turn a child's "CODE\\nmessage" report into the matching error."""
     code_text, _, message = report.partition("\n")
@@ -114,23 +129,16 @@ class UnshareIsolation(Plugin):
     def _child(spec: ContainerSpec, bundle: str, cg: Any, fifo: str, ready_w: int,
                err_w: int, stdio: tuple[int, int, int] | None) -> None:
         """The forked side: never returns."""
-        child = _setup
-        code = 1
-        try:
-            child.redirect(stdio)
-            start_fd = child.setup(spec, bundle, cg, fifo)
+        def run() -> None:
+            _setup.redirect(stdio)
+            start_fd = _setup.setup(spec, bundle, cg, fifo)
             os.write(ready_w, b"R")
             os.close(ready_w)
             if os.read(start_fd, 1) != b"S":
                 os._exit(1)
-            child.execute(spec.process.args, spec.process.env)
-        except child.ExecFailure as err:
-            code = err.code
-            os.write(err_w, f"{err.code}\n{err}".encode())
-        except BaseException as err:  # report anything to the parent, then die
-            with contextlib.suppress(BaseException):
-                os.write(err_w, f"1\n{type(err).__name__}: {err}".encode())
-        os._exit(code)
+            _setup.execute(spec.process.args, spec.process.env)
+
+        _report_and_exit(run, err_w)
 
     def _own_child(self, container_id: str) -> _Child:
         child = self._children.get(container_id)
@@ -191,18 +199,12 @@ class UnshareIsolation(Plugin):
     def _exec_child(process: Process, cg: Any, fds: dict[str, int], err_w: int,
                     stdio: tuple[int, int, int] | None) -> None:
         """The forked side of exec: never returns."""
-        code = 1
-        try:
+        def run() -> None:
             _setup.redirect(stdio)
             _setup.join(process, cg, fds)
             _setup.execute(process.args, process.env)
-        except _setup.ExecFailure as err:
-            code = err.code
-            os.write(err_w, f"{err.code}\n{err}".encode())
-        except BaseException as err:  # report anything to the parent, then die
-            with contextlib.suppress(BaseException):
-                os.write(err_w, f"1\n{type(err).__name__}: {err}".encode())
-        os._exit(code)
+
+        _report_and_exit(run, err_w)
 
     @hookimpl
     def pinnace_isolation_pause(self, container_id: str, bundle: Path) -> None:

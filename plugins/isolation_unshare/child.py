@@ -62,6 +62,7 @@ def setup(spec: ContainerSpec, bundle: str, cgroup: object, fifo: str) -> int:
     _api_filesystems(rootfs)
     if spec.hostname:
         linux.sethostname(spec.hostname)
+    _spec_mounts(spec, rootfs)
     start_fd = os.open(fifo, os.O_RDWR | os.O_CLOEXEC)
     terminal = _connect_console(spec.process)
     os.chdir(rootfs)
@@ -113,6 +114,40 @@ def _become(process: Process) -> None:
     os.setgid(user.gid)
     os.setuid(user.uid)
     os.chdir(process.cwd or "/")
+
+
+def _in_root(rootfs: str, path: str) -> str:
+    """``path`` inside ``rootfs`` with symlinks resolved as if ``rootfs`` were ``/``."""
+    parts = [p for p in path.split("/") if p]
+    done: list[str] = []
+    for _ in range(256):
+        if not parts:
+            return os.path.join(rootfs, *done)
+        part = parts.pop(0)
+        if part == "..":
+            done = done[:-1]
+            continue
+        full = os.path.join(rootfs, *done, part)
+        if os.path.islink(full):
+            target = os.readlink(full)
+            parts = [p for p in target.split("/") if p] + parts
+            if target.startswith("/"):
+                done = []
+        elif part != ".":
+            done.append(part)
+    raise OSError(errno.ELOOP, f"too many symlinks in {path}")
+
+
+def _spec_mounts(spec: ContainerSpec, rootfs: str) -> None:
+    """Mount ``spec.mounts`` on the rootfs; destinations resolve inside it (symlinks too)."""
+    for m in spec.mounts:
+        target = _in_root(rootfs, m.destination)
+        if m.type != "bind" or os.path.isdir(m.source):
+            os.makedirs(target, exist_ok=True)
+        elif not os.path.exists(target):
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644))
+        linux.mount_described(m.type, m.source, target, m.options)
 
 
 def _mkdir(path: str, mode: int = 0o755) -> None:

@@ -201,8 +201,9 @@ class TreeStorage(Plugin):
         tmp = where / "meta.json.tmp"
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(meta, f)
-            f.flush()
-            os.fsync(f.fileno())
+            if kind is Kind.COMMITTED:  # a layer outlives crashes; a container's rootfs need not
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, where / "meta.json")
 
     def _all(self) -> list[SnapshotInfo]:

@@ -1,0 +1,118 @@
+"""Network commands: network create, ls, inspect, rm, connect, disconnect, prune."""
+
+from __future__ import annotations
+
+import click
+
+from pinnace.cli.output import FORMAT_OPTION, as_json, for_each, table
+from pinnace.cli.root import get_engine
+
+
+@click.group()
+def network() -> None:
+    """Manage named networks."""
+
+
+@network.command()
+@click.option("-d", "--driver", default="bridge", show_default=True, help="Network plugin.")
+@click.option("--subnet", default="", metavar="CIDR", help="Subnet [default: a free /24].")
+@click.option("--gateway", default="", metavar="ADDRESS",
+              help="Gateway address [default: the subnet's first].")
+@click.option("--internal", is_flag=True,
+              help="No route out: no outbound NAT, no published ports, unreachable from other networks.")
+@click.argument("name")
+@click.pass_context
+def create(ctx: click.Context, name: str, driver: str, subnet: str, gateway: str,
+           internal: bool) -> None:
+    """Create a network; prints its ID."""
+    from pinnace import networking
+
+    click.echo(networking.create(get_engine(ctx), name, driver, subnet, gateway, internal).id)
+
+
+def _summary(net: object, users: list[str]) -> dict:
+    from dataclasses import asdict
+
+    data = asdict(net)  # type: ignore[call-overload]
+    return {"Name": data["name"], "Id": data["id"], "Driver": data["driver"],
+            "Internal": data["internal"], "Created": data["created"],
+            "IPAM": {"Config": [{"Subnet": data["subnet"], "Gateway": data["gateway"]}]},
+            "Options": data["options"], "Containers": users}
+
+
+@network.command("ls")
+@click.option("-q", "--quiet", is_flag=True, help="Only print network names.")
+@FORMAT_OPTION
+@click.pass_context
+def ls(ctx: click.Context, quiet: bool, fmt: str) -> None:
+    """List networks."""
+    from pinnace import networking
+
+    engine = get_engine(ctx)
+    found = networking.networks(engine)
+    if quiet:
+        for n in found:
+            click.echo(n.name)
+    elif fmt == "json":
+        as_json([_summary(n, networking.users(engine, n.name)) for n in found])
+    else:
+        table(("NETWORK ID", "NAME", "DRIVER", "SUBNET", "GATEWAY", "INTERNAL"),
+              [(n.id[:12], n.name, n.driver, n.subnet, n.gateway, "yes" if n.internal else "")
+               for n in found])
+
+
+@network.command()
+@click.argument("names", nargs=-1, required=True)
+@click.pass_context
+def inspect(ctx: click.Context, names: tuple[str, ...]) -> None:
+    """Show networks as JSON, with the containers on them."""
+    from pinnace import networking
+
+    engine = get_engine(ctx)
+    as_json([_summary(n, networking.users(engine, n.name))
+             for n in (networking.get(engine, name) for name in names)])
+
+
+@network.command()
+@click.argument("names", nargs=-1, required=True)
+@click.pass_context
+def rm(ctx: click.Context, names: tuple[str, ...]) -> None:
+    """Remove networks no container uses."""
+    from pinnace import networking
+
+    engine = get_engine(ctx)
+    for_each(ctx, names, lambda name: click.echo(networking.remove(engine, name)))
+
+
+@network.command()
+@click.option("-f", "--force", is_flag=True, help="Do not ask (pinnace never asks).")
+@click.pass_context
+def prune(ctx: click.Context, force: bool) -> None:
+    """Remove every network no container uses."""
+    from pinnace import networking
+
+    for name in networking.prune(get_engine(ctx)):
+        click.echo(name)
+
+
+@network.command()
+@click.option("--ip", metavar="ADDRESS", help="The container's address on this network.")
+@click.argument("name")
+@click.argument("container")
+@click.pass_context
+def connect(ctx: click.Context, name: str, container: str, ip: str | None) -> None:
+    """Connect a container to a network (now, when it is running)."""
+    from pinnace import networking
+
+    networking.connect(get_engine(ctx), name, container, ip)
+
+
+@network.command()
+@click.argument("name")
+@click.argument("container")
+@click.pass_context
+def disconnect(ctx: click.Context, name: str, container: str) -> None:
+    """Disconnect a container from a network."""
+    from pinnace import networking
+
+    networking.disconnect(get_engine(ctx), name, container)

@@ -1,0 +1,37 @@
+"""A private network namespace for tests: whatever bridges, veths and iptables rules
+a network plugin makes there vanish with it, and the host's network is never touched."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def private_netns(path: Path) -> Iterator[Path]:
+    """A new network namespace bind-mounted on ``path`` with ``lo`` up; gone afterwards."""
+    from pinnace import netns
+
+    netns.create(str(path))
+    try:
+        run_in(path, "ip", "link", "set", "lo", "up")
+        yield path
+    finally:
+        netns.delete(str(path))
+
+
+def run_in(path: Path, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run ``argv`` inside the network namespace at ``path``; return the finished process."""
+    return subprocess.run(["nsenter", f"--net={path}", "--", *argv], capture_output=True,
+                          text=True, check=check)
+
+
+def leftovers(path: Path) -> list[str]:
+    """pinnace's veths (``pnv*``) and port rules (``pn:ctr:``) still in the namespace."""
+    links = [line.split()[1].split("@")[0].rstrip(":")
+             for line in run_in(path, "ip", "-o", "link").stdout.splitlines()]
+    rules = [line for line in run_in(path, "iptables-save").stdout.splitlines()
+             if "pn:ctr:" in line]
+    return [f"link {name}" for name in links if name.startswith("pnv")] + rules
