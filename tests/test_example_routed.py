@@ -9,49 +9,26 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import Pinnace
 
+from pinnace.testing.netns import run_in
+
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "pinnace-routed"
 
 
-class NetnsPinnace(Pinnace):
-    """The pinnace CLI run inside the network namespace at ``netns``."""
-
-    def __init__(self, root: Path, netns: Path) -> None:
-        super().__init__(root)
-        self.netns = netns
-
-    def argv(self, *args: str) -> list[str]:
-        """``nsenter --net=NETNS -- python -m pinnace ...``."""
-        return ["nsenter", f"--net={self.netns}", "--", *super().argv(*args)]
-
-    def ip(self, *args: str) -> list[dict]:
-        """``ip -j ARGS`` in the namespace, parsed."""
-        out = subprocess.run(["nsenter", f"--net={self.netns}", "--", "ip", "-j", *args],
-                             capture_output=True, text=True, check=True).stdout
-        return json.loads(out or "[]")
-
-
 @pytest.fixture
-def rpn(pn: Pinnace, busybox: str, routed_site: Path, tmp_path: Path) -> Iterator[NetnsPinnace]:
-    """pinnace with the routed plugin on its PYTHONPATH, in a private network namespace."""
-    from pinnace import netns
+def rpn(npn: Pinnace, busybox: str, routed_site: Path) -> Pinnace:
+    """pinnace with the routed plugin on its PYTHONPATH, in this test's private ``netns``."""
+    npn.env["PYTHONPATH"] = str(routed_site)
+    return npn
 
-    path = tmp_path / "host-netns"
-    netns.create(str(path))
-    cli = NetnsPinnace(pn.root, path)
-    cli.env["PYTHONPATH"] = str(routed_site)
-    try:
-        yield cli
-        left = cli("ps", "-aq", "--no-trunc", check=False).stdout.split()
-        if left:
-            cli("rm", "-f", *left, check=False)
-    finally:
-        netns.delete(str(path))
+
+def ip(netns: Path, *args: str) -> list[dict]:
+    """``ip -j ARGS`` in the namespace at ``netns``, parsed."""
+    return json.loads(run_in(netns, "ip", "-j", *args).stdout or "[]")
 
 
 def test_routed_plugin_is_discovered(pn: Pinnace, routed_site: Path) -> None:
@@ -64,16 +41,16 @@ def test_routed_plugin_is_discovered(pn: Pinnace, routed_site: Path) -> None:
         == ("network", "pinnace-routed", "0.1.0", "ok")
 
 
-def test_container_gets_a_32_and_a_default_route(rpn: NetnsPinnace, busybox: str) -> None:
+def test_container_gets_a_32_and_a_default_route(rpn: Pinnace, busybox: str, netns: Path) -> None:
     out = rpn("run", "--rm", "--net=routed", busybox, "sh", "-c",
               "ip -4 -o addr show dev eth0; ip route").stdout
     assert "inet 10.213.0." in out and "/32 " in out, out
     assert "default via 169.254.1.1 dev eth0" in out, out
-    assert [link["ifname"] for link in rpn.ip("link")] == ["lo"], "a veth was left behind"
+    assert [link["ifname"] for link in ip(netns, "link")] == ["lo"], "a veth was left behind"
     assert not list((rpn.root / "network" / "routed" / "leases").iterdir())
 
 
-def test_two_containers_talk_through_host_routes(rpn: NetnsPinnace, busybox: str) -> None:
+def test_two_containers_talk_through_host_routes(rpn: Pinnace, busybox: str, netns: Path) -> None:
     web = rpn.popen("run", "--name", "web", "--net=routed", busybox, "sh", "-c",
                     "mkdir /www && echo routed-ok > /www/index.html && "
                     "exec httpd -f -p 8000 -h /www",
@@ -90,7 +67,7 @@ def test_two_containers_talk_through_host_routes(rpn: NetnsPinnace, busybox: str
             assert web.poll() is None, web.stderr.read() if web.stderr else ""
             time.sleep(0.1)
         assert address.startswith("10.213.0."), address
-        routes = {r["dst"]: r.get("dev") for r in rpn.ip("route")}
+        routes = {r["dst"]: r.get("dev") for r in ip(netns, "route")}
         assert routes[address].startswith("rt"), routes
         got = rpn("run", "--rm", "--net=routed", busybox, "sh", "-c",
                   f"for i in 1 2 3 4 5 6 7 8 9 10; do wget -qO- http://{address}:8000/ && exit 0;"
@@ -99,8 +76,8 @@ def test_two_containers_talk_through_host_routes(rpn: NetnsPinnace, busybox: str
     finally:
         rpn("rm", "-f", "web", check=False)
         web.wait(timeout=60)
-    assert [link["ifname"] for link in rpn.ip("link")] == ["lo"]
-    assert not rpn.ip("route"), "a /32 route was left behind"
+    assert [link["ifname"] for link in ip(netns, "link")] == ["lo"]
+    assert not ip(netns, "route"), "a /32 route was left behind"
 
 
 def test_example_passes_the_network_contract(routed_site: Path, tmp_path: Path) -> None:
