@@ -30,8 +30,6 @@ def host_links() -> list[str]:
 def test_experiment_compares_four_strategies(pn: Pinnace, busybox: str, routed_site: Path,
                                              tmp_path: Path) -> None:
     pn.env["PYTHONPATH"] = str(routed_site)
-    installed = {r["name"] for r in json.loads(pn("plugins", "--format", "json").stdout)
-                 if r["role"] == "network"}
     before = host_links()
     out_dir = tmp_path / "results"
     proc = pn("experiment", "net", "--strategies", ",".join(STRATEGIES), "--runs", "2",
@@ -49,25 +47,31 @@ def test_experiment_compares_four_strategies(pn: Pinnace, busybox: str, routed_s
     data = json.loads((out_dir / "net.json").read_text())
     env = data["environment"]
     assert env["kernel"] == os.uname().release and env["parameters"]["runs"] == 2
-    assert env["plugins"]["routed"]["version"] == "0.1.0"
+    assert env["plugins"]["routed"] == {"distribution": "pinnace-routed", "version": "0.1.0",
+                                        "entry_point": "pinnace_routed:RoutedNetwork"}
+    assert env["plugins"]["bridge"]["distribution"] == "pinnace"
     result = data["strategies"]
     assert list(result) == list(STRATEGIES)
     for name in STRATEGIES:
-        if name not in installed:
-            assert result[name]["reason"].startswith("unavailable: unknown network plugin")
-            assert all(m["value"] == "n/a" for m in result[name]["metrics"].values())
-
-    routed, none = result["routed"]["metrics"], result["none"]["metrics"]
-    assert result["routed"]["available"] and result["none"]["available"]
-    for metrics in (routed, none):
+        assert result[name]["available"], result[name]["reason"]
+        metrics = result[name]["metrics"]
         assert len(metrics["setup"]["samples"]) == 4 and len(metrics["teardown"]["samples"]) == 4
-        assert all(v > 0 for v in metrics["setup"]["samples"])
-    for key in ("c2c_connect", "c2c_rtt", "c2c_throughput"):
+    measured = {name: {k for k, m in result[name]["metrics"].items() if "samples" in m}
+                for name in STRATEGIES}
+    c2c = {"c2c_connect", "c2c_rtt", "c2c_throughput"}
+    ports = {"port_connect", "port_rtt"}
+    assert measured == {"none": {"setup", "teardown"},
+                        "host": {"setup", "teardown", *c2c},
+                        "bridge": {"setup", "teardown", *c2c, *ports},
+                        "routed": {"setup", "teardown", *c2c}}
+    routed, none = result["routed"]["metrics"], result["none"]["metrics"]
+    assert all(v > 0 for v in routed["setup"]["samples"] + result["bridge"]["metrics"][
+        "setup"]["samples"])
+    for key in c2c:
         assert len(routed[key]["samples"]) == 2 and routed[key]["median"] > 0
         assert none[key] == {"value": "n/a",
                              "reason": "containers get no address outside loopback"}
-    for key in ("port_connect", "port_rtt"):
-        assert none[key]["value"] == routed[key]["value"] == "n/a"
+    assert "refused: --net=routed" in routed["port_rtt"]["reason"]
 
     with open(out_dir / "net.csv", newline="") as f:
         rows = list(csv.DictReader(f))
@@ -132,3 +136,4 @@ def test_summaries_show_median_and_p95_or_na() -> None:
     assert summary.cell() == "10.5 / 19.1"
     assert Summary((), "no ports").cell() == "n/a"
     assert Summary((2.0,)).cell() == "2 / 2"
+    assert Summary((1012.4, 958.0)).cell() == "985 / 1010"

@@ -31,8 +31,13 @@ class Summary:
         """The median sample."""
         return statistics.median(self.samples)
 
-    def cell(self, digits: int = 3) -> str:
-        """``median / p95`` for a table, or ``n/a``."""
+    def cell(self) -> str:
+        """``median / p95`` for a table (three significant digits, whole numbers from
+        100 on), or ``n/a``."""
         if not self.available:
             return NA
-        return f"{self.median:.{digits}g} / {self.percentile(95):.{digits}g}"
+        return f"{_short(self.median)} / {_short(self.percentile(95))}"
+
+
+def _short(value: float) -> str:
+    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
