@@ -256,7 +256,7 @@ class NetworkContract:
             return
         with netns.entered(box.netns):
             for ifname in links_up(box.netns):
-                how = ["set", "dev", ifname, "down"] if ifname == "lo" else ["delete", "dev", ifname]
+                how = ["set", ifname, "down"] if ifname == "lo" else ["delete", ifname]
                 subprocess.run(["ip", "link", *how], check=True)
         with pytest.raises(FailedPrecondition):
             net.check(box)
