@@ -150,6 +150,8 @@ class Engine:
 
         run = {"tty": opts.tty, "interactive": opts.interactive, "auto_remove": opts.auto_remove,
                "restart": parse_restart(opts.restart), "log": parse_log_opts(opts.log_opts)}
+        if opts.auto_remove and run["restart"]["name"] != "no":
+            raise InvalidConfig("conflicting options: --restart and --rm")
         cid = names.new_id()
         command = _command(opts, image.config.get("config") or {})
         row = {

@@ -204,7 +204,16 @@ def test_exec_kill_pause_on_a_stopped_container(pn: Pinnace, busybox: str) -> No
 
 def test_bad_restart_policy_and_log_opt_create_nothing(pn: Pinnace, busybox: str) -> None:
     for args in (("--restart", "sometimes"), ("--restart", "always:3"),
-                 ("--log-opt", "max-size=lots"), ("--log-opt", "colour=red")):
+                 ("--log-opt", "max-size=lots"), ("--log-opt", "colour=red"),
+                 ("--rm", "--restart", "always")):
         out = pn("run", "-d", *args, busybox, "true", check=False)
         assert out.returncode == 125 and out.stderr.startswith("Error: ")
     assert pn("ps", "-aq").stdout == ""
+
+
+def test_run_d_rm_removes_the_container_when_it_exits(pn: Pinnace, busybox: str, root: Path) -> None:
+    pn("run", "-d", "--rm", "--name", "brief", busybox, "sh", "-c", "sleep 0.5")
+    assert "brief" in pn("ps", "-a").stdout
+    until(lambda: "brief" not in pn("ps", "-a").stdout, what="auto-removal")
+    assert host_leftovers(root) == []
+    assert not list((root / "containers").iterdir())  # its log went with it
