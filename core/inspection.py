@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from pinnace import networking
 from pinnace.engine import ACTIVE
 
 if TYPE_CHECKING:
@@ -27,7 +28,6 @@ def container(engine: Engine, cid: str) -> dict[str, Any]:
     runtime, run = spec.get("runtime", {}), spec.get("run", {})
     process = runtime.get("process", {})
     user = process.get("user", {})
-    network = json.loads(row["network_result"]) if row["network_result"] else {}
     restart = run.get("restart", {"name": "no", "max": 0})
     log = run.get("log", {})
     running = c.status in ACTIVE
@@ -78,22 +78,8 @@ def container(engine: Engine, cid: str) -> dict[str, Any]:
         "GraphDriver": {"Name": c.storage, "Data": {
             "RootfsMounts": [{"Type": m["type"], "Source": m["source"],
                               "Options": m["options"]} for m in runtime.get("rootfs", [])]}},
-        "NetworkSettings": {
-            "SandboxKey": str(engine.netns_path(cid)) if running else "",
-            "Networks": _networks(c.network, network),
-        },
+        "NetworkSettings": networking.settings(engine, cid),
     }
-
-
-def _networks(name: str, result: dict[str, Any]) -> dict[str, Any]:
-    ips = result.get("ips") or []
-    if not ips:
-        return {}
-    first = ips[0]
-    address, _, prefix = first.get("address", "").partition("/")
-    return {name: {"IPAddress": address, "IPPrefixLen": int(prefix or 0),
-                   "Gateway": first.get("gateway", ""),
-                   "MacAddress": (result.get("interfaces") or [{}])[0].get("mac", "")}}
 
 
 def processes(engine: Engine, cid: str, ps_args: list[str]) -> tuple[list[str], list[list[str]]]:

@@ -76,9 +76,11 @@ def run_options(engine: Engine, opts: RunOptions, image_config: dict[str, Any]) 
             raise InvalidConfig("--net=container: shares another container's network: "
                                 "-p, -P, --ip and --network do not apply")
         mode = CONTAINER_MODE + other
-    elif wants_bridge and _optional(engine, mode, "default") is None:
-        raise InvalidConfig(f"--net={mode} has no addresses: -p, -P, --ip and --network need "
-                            f"a driver with networks, such as bridge")
+    else:
+        engine.plugins.load("network", mode)  # an unknown plugin fails here, before any row
+        if wants_bridge and _optional(engine, mode, "default") is None:
+            raise InvalidConfig(f"--net={mode} has no addresses: -p, -P, --ip and --network "
+                                f"need a driver with networks, such as bridge")
     for name in opts.networks:
         network = get(engine, name)
         if network.driver != mode:
@@ -485,13 +487,16 @@ def settings(engine: Engine, ref: str) -> dict[str, Any]:
     row = engine._current(engine.resolve(ref))
     running = row["status"] in ACTIVE
     nets: dict[str, Any] = {}
+    result = json.loads(row["network_result"] or "{}") if running else {}
+    macs = {i["name"]: i["mac"] for i in result.get("interfaces", []) if i.get("sandbox")}
     for ep in engine.state.query("SELECT * FROM endpoints WHERE container_id = ? ORDER BY ifname",
                                  row["id"]) if running else []:
         network = get(engine, ep["network"])
         iface = ipaddress.ip_interface(ep["address"])
         nets[network.name] = {"NetworkID": network.id, "IPAddress": str(iface.ip),
                               "IPPrefixLen": iface.network.prefixlen, "Interface": ep["ifname"],
-                              "Gateway": "" if network.internal else network.gateway}
+                              "Gateway": "" if network.internal else network.gateway,
+                              "MacAddress": macs.get(ep["ifname"], "")}
     ports: dict[str, Any] = {}
     for p in ipam.ports_of(engine.state, row["id"]) if running else []:
         ports.setdefault(f"{p.container_port}/{p.protocol}", []).append(

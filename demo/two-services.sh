@@ -15,7 +15,6 @@ get() { echo "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 $1 80 | tail -n 1"; 
 
 cleanup() {
     $P rm -f api web >/dev/null 2>&1 || true
-    wait
     $P network rm backend frontend >/dev/null 2>&1 || true
     $P network rm pinnace0 >/dev/null 2>&1 || true
     rm -rf "$ROOT"
@@ -27,9 +26,8 @@ $P import -c 'CMD ["sh"]' "$TAR" busybox >/dev/null
 set -x
 $P network create --subnet 10.77.0.0/24 --internal backend
 $P network create frontend
-eval "$P run --name api --network backend busybox $(serve internal-api)" &
-eval "$P run --name web --network frontend -p 8080:80 busybox $(serve external-web)" &
-until $P ps | grep -q ' web$' && $P ps | grep -q ' api$'; do sleep 0.2; done
+eval "$P run -d --name api --network backend busybox $(serve internal-api)"
+eval "$P run -d --name web --network frontend -p 8080:80 busybox $(serve external-web)"
 $P network connect backend web
 $P network ls
 python3 -c 'import urllib.request; print(urllib.request.urlopen("http://127.0.0.1:8080/").read().decode().strip())'

@@ -1,7 +1,7 @@
 """The bridge, host and container: networks, each test inside a private network namespace
 of its own (the ``netns``/``npn`` fixtures): real bridges, veths and iptables rules there.
 
-Long-running containers are background ``pinnace run`` processes, removed at the end.
+Long-running containers run detached (``run -d``) and are removed at the end.
 """
 
 from __future__ import annotations
@@ -58,18 +58,17 @@ def http_get(netns: Path, host: str, port: int) -> str:
 
 
 class Containers:
-    """Background ``pinnace run`` processes of one test, removed at its end."""
+    """Detached containers of one test (``run -d``), removed at its end."""
 
     def __init__(self, pn: Pinnace, image: str) -> None:
         self.pn, self.image = pn, image
-        self.procs: dict[str, subprocess.Popen[str]] = {}
+        self.names: list[str] = []
 
     def start(self, name: str, *args: str, command: list[str] | None = None,
               ready_port: int | None = None) -> dict[str, Any]:
-        """Run container ``name`` in the background; wait until it runs (and serves)."""
-        self.procs[name] = self.pn.popen("run", "--name", name, *args, self.image,
-                                         *(command or ["sleep", "1000"]),
-                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        """Run container ``name`` detached; wait until it runs (and serves on ``ready_port``)."""
+        self.names.append(name)
+        self.pn("run", "-d", "--name", name, *args, self.image, *(command or ["sleep", "1000"]))
         info = wait_until(lambda: self.running(name), f"container {name} to run")
         if ready_port:
             ip = next(iter(info["Networks"].values()))["IPAddress"]
@@ -79,13 +78,11 @@ class Containers:
 
     def running(self, name: str) -> dict[str, Any] | None:
         """The container's network settings once it runs, else None."""
-        proc = self.procs[name]
-        if proc.poll() is not None:
-            raise AssertionError(f"{name} exited {proc.returncode}: {proc.stderr.read()}")
-        rows = json.loads(self.pn("ps", "--format", "json").stdout)
-        if not any(r["Names"] == [name] and r["State"] == "running" for r in rows):
-            return None
-        return settings(self.pn, name)
+        rows = json.loads(self.pn("ps", "-a", "--format", "json").stdout)
+        state = next(r["State"] for r in rows if r["Names"] == [name])
+        if state == "exited":
+            raise AssertionError(f"{name} exited: {self.pn('logs', name, check=False).stderr}")
+        return settings(self.pn, name) if state == "running" else None
 
     def exec(self, name: str, script: str, check: bool = False) -> str:
         """Run ``sh -c script`` in a new container sharing ``name``'s network; its output."""
@@ -94,15 +91,10 @@ class Containers:
         return proc.stdout + proc.stderr
 
     def remove_all(self) -> None:
-        """rm -f every container started here, and reap the processes."""
-        for name, proc in self.procs.items():
+        """rm -f every container started here."""
+        for name in self.names:
             self.pn("rm", "-f", name, check=False)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        self.procs.clear()
+        self.names.clear()
 
 
 def settings(pn: Pinnace, name: str) -> dict[str, Any]:
@@ -154,6 +146,10 @@ def test_reachability_both_ways_and_hairpin(ctrs: Containers, netns: Path) -> No
     info = ctrs.start("web", "--net=bridge", "-p", "8080:80", command=httpd("hello-web"),
                       ready_port=80)
     ip = info["Networks"]["pinnace0"]["IPAddress"]
+    shown = json.loads(ctrs.pn("inspect", "web").stdout)[0]["NetworkSettings"]
+    assert shown["Networks"]["pinnace0"]["IPAddress"] == ip == shown["IPAddress"]
+    assert shown["Networks"]["pinnace0"]["MacAddress"].count(":") == 5
+    assert shown["Ports"] == {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]}
     assert "hello-web" in http_get(netns, ip, 80)               # host -> container
     assert "hello-web" in http_get(netns, "127.0.0.1", 8080)    # published, from loopback
     # container -> host: a server in the test's namespace on the gateway's address
