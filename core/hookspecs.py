@@ -161,7 +161,10 @@ def pinnace_isolation_delete(container_id: str, bundle: Path) -> None:
 @hookspec(firstresult=True)
 def pinnace_network_add(attachment: Attachment) -> NetworkResult:
     """Connect the container's network namespace ``attachment.netns`` to
-    ``attachment.network``; return interfaces, IPs, routes and DNS."""
+    ``attachment.network``; return interfaces, IPs, routes and DNS.
+
+    For drivers with named networks the core has leased ``attachment.address``
+    and filled ``gateway``, ``internal``, ``ports`` and the network's ``options``."""
 
 
 @hookspec(firstresult=True)

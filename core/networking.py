@@ -87,6 +87,9 @@ def run_options(engine: Engine, opts: RunOptions, image_config: dict[str, Any]) 
             raise InvalidConfig(f"network {name} belongs to the {network.driver} driver, "
                                 f"not --net={mode}")
     ports = [parse_publish(p) for p in opts.ports]
+    publishes = opts.ports or opts.publish_all
+    if publishes and opts.networks and get(engine, opts.networks[0]).internal:
+        raise InvalidConfig(f"network {opts.networks[0]} is internal: it publishes no ports")
     if opts.publish_all:
         for exposed in (image_config.get("ExposedPorts") or {}):
             number, _, proto = exposed.partition("/")
@@ -259,8 +262,7 @@ def _attachments(engine: Engine, row: sqlite3.Row, netns: str) -> list[tuple[str
     found = []
     ports = tuple(ipam.ports_of(engine.state, cid))
     for ep in engine.state.query(
-            "SELECT e.*, n.driver FROM endpoints e JOIN networks n ON n.name = e.network"
-            " WHERE e.container_id = ? ORDER BY e.ifname", cid):
+            "SELECT * FROM endpoints WHERE container_id = ? ORDER BY ifname", cid):
         network = get(engine, ep["network"])
         found.append((network.driver, _attachment(cid, netns, network, ep["ifname"],
                                                   ep["address"], ports if ep["ifname"] == "eth0"
@@ -312,7 +314,8 @@ def setup(engine: Engine, row: sqlite3.Row, spec: ContainerSpec, bundle: Path,
         default = ensure_default(engine, mode)
         names = [default.name] if default else []
     if not names:
-        result = engine.plugins.call("network", mode, "add", attachment=Attachment(cid, str(ns), mode))
+        result = engine.plugins.call("network", mode, "add",
+                                     attachment=Attachment(cid, str(ns), mode))
     else:
         ports = ipam.reserve_ports(engine.state, cid,
                                    [PortMapping(**p) for p in net.get("ports") or []])

@@ -57,6 +57,27 @@ def http_get(netns: Path, host: str, port: int) -> str:
     return b"".join(chunks).decode()
 
 
+def from_another_host(netns: Path, port: int) -> str:
+    """GET / on the test namespace's address from a second namespace wired to it by a veth
+    pair (192.0.2.0/24, TEST-NET-1): another host, as far as the published port knows."""
+    from pinnace.testing.netns import private_netns
+
+    with private_netns(netns.with_name("remote")) as remote:
+        holder = subprocess.Popen(["nsenter", f"--net={remote}", "sleep", "60"])
+        try:
+            run_in(netns, "ip", "link", "add", "rmt0", "type", "veth", "peer", "name", "rmt1")
+            run_in(netns, "ip", "link", "set", "rmt1", "netns", str(holder.pid))
+            run_in(netns, "ip", "addr", "add", "192.0.2.1/24", "dev", "rmt0")
+            run_in(netns, "ip", "link", "set", "rmt0", "up")
+            run_in(remote, "ip", "addr", "add", "192.0.2.2/24", "dev", "rmt1")
+            run_in(remote, "ip", "link", "set", "rmt1", "up")
+            return wait_until(lambda: http_get(remote, "192.0.2.1", port), "the remote GET", 20)
+        finally:
+            holder.kill()
+            holder.wait()
+            run_in(netns, "ip", "link", "del", "rmt0", check=False)
+
+
 class Containers:
     """Detached containers of one test (``run -d``), removed at its end."""
 
@@ -169,6 +190,7 @@ def test_reachability_both_ways_and_hairpin(ctrs: Containers, netns: Path) -> No
     thread.join()
     server.close()
     assert got == [b"from-container\n"]
+    assert "hello-web" in from_another_host(netns, 8080)       # published, from outside
     # hairpin: a container reaching a published port through the host's address
     out = ctrs.pn("run", "--rm", "--net=bridge", ctrs.image, "sh", "-c",
                   GET.format(host="10.90.0.1", port=8080)).stdout
@@ -258,6 +280,10 @@ def test_two_service_demo(ctrs: Containers, npn: Pinnace, netns: Path) -> None:
     other = npn("run", "--rm", "--net=bridge", ctrs.image, "sh", "-c",
                 GET.format(host=api_ip, port=80), check=False)
     assert "internal-api" not in other.stdout
+    web_front = settings(npn, "web")["Networks"]["frontend"]["IPAddress"]
+    other = npn("run", "--rm", "--net=bridge", ctrs.image, "sh", "-c",
+                GET.format(host=web_front, port=80), check=False)
+    assert "external-web" not in other.stdout  # networks are isolated from each other
     out = ctrs.exec("api", "ip route; " + GET.format(host="10.90.0.1", port=8080))
     assert "default" not in out and "external-web" not in out
     # names: web's hosts file lists api; api's lists web once web joined
@@ -306,6 +332,9 @@ def test_address_outside_subnet_or_taken(ctrs: Containers, npn: Pinnace, netns: 
                        "true", check=False), "outside network small")
     one_line_error(npn("run", "--rm", "--network", "nope", ctrs.image, "true", check=False),
                    "network nope not found")
+    npn("network", "create", "--internal", "closed")
+    one_line_error(npn("run", "--rm", "--network", "closed", "-p", "8086:80", ctrs.image, "true",
+                       check=False), "internal: it publishes no ports")
     ctrs.start("first", "--network", "small", "--ip", "10.77.0.9")
     one_line_error(npn("run", "--rm", "--network", "small", "--ip", "10.77.0.9", ctrs.image,
                        "true", check=False), "already in use")
@@ -394,3 +423,14 @@ def test_network_disconnect_and_container_mode_errors(ctrs: Containers, npn: Pin
                        check=False), "--net=none has no addresses")
     one_line_error(npn("run", "--rm", "--add-host", "x", ctrs.image, "true", check=False),
                    "expected NAME:IP")
+
+
+def test_subnet_and_gateway_of_a_network(npn: Pinnace, busybox: str, netns: Path) -> None:
+    npn("network", "create", "--subnet", "10.78.0.0/24", "--gateway", "10.78.0.254", "gw")
+    out = npn("run", "--rm", "--network", "gw", busybox, "sh", "-c",
+              "ip -4 addr show eth0; ip route").stdout
+    assert ipv4(out) == "10.78.0.1/24"  # the first address the gateway does not hold
+    assert "default via 10.78.0.254 dev eth0" in out
+    assert "inet 10.78.0.254/24" in run_in(netns, "ip", "-4", "addr").stdout
+    shown = json.loads(npn("network", "inspect", "gw").stdout)[0]
+    assert shown["IPAM"]["Config"] == [{"Subnet": "10.78.0.0/24", "Gateway": "10.78.0.254"}]

@@ -19,7 +19,7 @@ def network() -> None:
 @click.option("--gateway", default="", metavar="ADDRESS",
               help="Gateway address [default: the subnet's first].")
 @click.option("--internal", is_flag=True,
-              help="No route out: no outbound NAT, no published ports, unreachable from other networks.")
+              help="No route out: no NAT out, no published ports, unreachable from other networks.")
 @click.argument("name")
 @click.pass_context
 def create(ctx: click.Context, name: str, driver: str, subnet: str, gateway: str,

@@ -152,6 +152,7 @@ class BridgeNetwork(Plugin):
                 routes = (Route("0.0.0.0/0", attachment.gateway),)
         if attachment.ports:
             with self._locked("firewall"):
+                firewall.ensure_chains()  # the bridge may predate iptables on this host
                 firewall.add(firewall.port_rules(f"pn:ctr:{attachment.container_id[:12]}",
                                                  str(iface.ip), list(attachment.ports)))
         return NetworkResult(
