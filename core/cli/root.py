@@ -38,6 +38,7 @@ COMMANDS: dict[str, str] = {
     "doctor": "pinnace.cli.system:doctor",
     "config": "pinnace.cli.system:config",
     "completion": "pinnace.cli.system:completion",
+    "experiment": "pinnace.cli.experiment:experiment",
     "network": "pinnace.cli.networks:network",
 }
 
