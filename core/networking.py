@@ -479,7 +479,8 @@ def _refresh_peers(engine: Engine, cid: str, networks: list[str]) -> None:
             f" ({','.join('?' * len(networks))})", cid, *networks):
         bundle = engine.bundle(other["id"])
         if (bundle / "hosts").exists():
-            write_etc(engine, other, None, bundle)
+            with contextlib.suppress(FileNotFoundError):  # it went away meanwhile
+                write_etc(engine, other, None, bundle)
 
 
 # --------------------------------------------------------------- inspect
