@@ -110,7 +110,11 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (host_ip, host_port, protocol)
     );
     """,
-    # 4: the registry digests an image was pulled by or pushed as (RepoDigests)
+    # 4: whether the kernel's OOM killer struck the container's cgroup on its last run
+    """
+    ALTER TABLE containers ADD COLUMN oom_killed INTEGER NOT NULL DEFAULT 0
+    """,
+    # 5: the registry digests an image was pulled by or pushed as (RepoDigests)
     """
     CREATE TABLE repo_digests (
         name TEXT NOT NULL,              -- registry/repository, e.g. 127.0.0.1:5000/lib/bb
