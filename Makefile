@@ -8,7 +8,7 @@ PINNACE := $(VENV)/bin/pinnace
 export DEBIAN_FRONTEND := noninteractive
 
 APT_PACKAGES   := btrfs-progs libbtrfsutil-dev busybox-static iproute2 util-linux iptables \
-                  python3-venv python3-dev gcc pkg-config \
+                  python3-venv python3-dev gcc pkg-config libseccomp2 \
                   debootstrap skopeo podman runc
 BENCH_PACKAGES := runc podman hyperfine
 PYTEST_ARGS ?= -n 2
@@ -71,6 +71,7 @@ bench: bench-deps venv busybox-rootfs.tar
 	$(PY) bench/save_load.py
 	$(PY) bench/lifecycle.py
 	$(PY) bench/net_overhead.py
+	$(PY) bench/hardening_cost.py
 
 clean:
 	rm -rf $(VENV) busybox-rootfs.tar build *.egg-info

@@ -68,6 +68,16 @@ class RunOptions:
     restart: str = "no"
     log_opts: list[str] = field(default_factory=list)
     auto_remove: bool = False
+    privileged: bool = False
+    cap_add: list[str] = field(default_factory=list)
+    cap_drop: list[str] = field(default_factory=list)
+    security_opt: list[str] = field(default_factory=list)
+    memory: str | None = None
+    memory_swap: str | None = None
+    cpus: float | None = None
+    cpu_shares: int | None = None
+    cpuset_cpus: str | None = None
+    pids_limit: int | None = None
 
 
 @dataclass
@@ -223,7 +233,7 @@ class Engine:
     def _spec(self, cid: str, opts: RunOptions, image: Image, command: list[str],
               mounts: list) -> ContainerSpec:
         from pinnace.mounts import mounted
-        from pinnace.runtime import users
+        from pinnace.runtime import limits, security, users
         from pinnace.runtime.spec import DEFAULT_PATH, ContainerSpec, Process
 
         cfg = image.config.get("config") or {}
@@ -241,6 +251,10 @@ class Engine:
             hostname=opts.hostname or cid[:12],
             cgroup=f"pinnace/{cid}",
             readonly_rootfs=opts.read_only,
+            security=security.policy(opts.privileged, opts.cap_add, opts.cap_drop,
+                                     opts.security_opt),
+            resources=limits.resources(opts.memory, opts.memory_swap, opts.cpus, opts.cpu_shares,
+                                       opts.cpuset_cpus, opts.pids_limit, opts.privileged),
         )
 
     def _ensure_layers(self, image: Image, storage: str) -> str | None:
@@ -382,14 +396,18 @@ class Engine:
         """
         from pinnace.runtime.policy import should_restart
 
+        from pinnace.runtime import cgroups, limits
+
         try:
             row = self._row(cid)
         except NotFound:  # removed meanwhile (rm -f)
             return False
+        oom = limits.oom_killed(cgroups.Cgroup(f"pinnace/{cid}"))  # before teardown removes it
         try:
             self._teardown(row)
         finally:  # "exited" means its runtime is released: a start may follow at once
             self._record_exit(cid, code)
+            self._set(cid, oom_killed=int(oom))
         self.state.event("container", "die", cid, exit_code=code)
         self.plugins.hook.pinnace_container_exited(container=self._row_dict(cid), exit_code=code)
         run = json.loads(row["spec"]).get("run", {})
@@ -710,13 +728,16 @@ def _merge_env(base: list[str], extra: list[str]) -> list[str]:
 
 def _spec_from_json(data: dict[str, Any]) -> ContainerSpec:
     from pinnace.mounts import Mount
-    from pinnace.runtime.spec import ContainerSpec, MountPoint, Process, User
+    from pinnace.runtime.spec import (ContainerSpec, MountPoint, Process, Resources,
+                                      Security, User)
 
     proc = dict(data["process"])
     proc["user"] = User(**proc["user"])
     data = dict(data, process=Process(**proc),
                 rootfs=[Mount(m["type"], m["source"], tuple(m["options"])) for m in data["rootfs"]],
-                mounts=[MountPoint(**m) for m in data.get("mounts", [])])
+                mounts=[MountPoint(**m) for m in data.get("mounts", [])],
+                security=Security(**data.get("security", {})),
+                resources=Resources(**data.get("resources", {})))
     return ContainerSpec(**data)
 
 

@@ -70,6 +70,7 @@ def container(engine: Engine, cid: str) -> dict[str, Any]:
             "RestartPolicy": {"Name": restart["name"], "MaximumRetryCount": restart["max"]},
             "AutoRemove": run.get("auto_remove", False),
             "ReadonlyRootfs": runtime.get("readonly_rootfs", False),
+            **_limits_and_security(runtime),
             "LogConfig": {"Type": "json-file", "Config": {
                 k: str(v) for k, v in (("max-size", log.get("max_size")),
                                        ("max-file", log.get("max_files"))) if v}},
@@ -79,6 +80,24 @@ def container(engine: Engine, cid: str) -> dict[str, Any]:
             "RootfsMounts": [{"Type": m["type"], "Source": m["source"],
                               "Options": m["options"]} for m in runtime.get("rootfs", [])]}},
         "NetworkSettings": networking.settings(engine, cid),
+    }
+
+
+def _limits_and_security(runtime: dict[str, Any]) -> dict[str, Any]:
+    """HostConfig's resource and security fields, from the runtime spec."""
+    res, sec = runtime.get("resources") or {}, runtime.get("security") or {}
+    period = res.get("cpu_period") or 0
+    seccomp = sec.get("seccomp", "default")
+    return {
+        "Privileged": sec.get("privileged", False),
+        "Memory": res.get("memory", 0), "MemorySwap": res.get("memory_swap", 0),
+        "NanoCpus": res.get("cpu_quota", 0) * 1_000_000_000 // period if period else 0,
+        "CpuShares": res.get("cpu_shares", 0), "CpusetCpus": res.get("cpuset_cpus", ""),
+        "PidsLimit": res.get("pids_limit") or None,
+        "Capabilities": sec.get("capabilities"),
+        "SecurityOpt": [*(["no-new-privileges"] if sec.get("no_new_privileges") else []),
+                        *([f"seccomp={seccomp}"] if isinstance(seccomp, str) else
+                          ["seccomp=<profile>"])],
     }
 
 

@@ -60,3 +60,31 @@ def entered(path: str) -> Iterator[None]:
     finally:
         os.close(target)
         os.close(home)
+
+
+SIOCGIFFLAGS = 0x8913
+SIOCSIFFLAGS = 0x8914
+IFF_UP = 0x1
+
+
+def loopback_up(bring_up: bool = True) -> bool:
+    """Whether ``lo`` is up in the calling thread's network namespace; with
+    ``bring_up`` it is brought up first (an ioctl, no ``ip`` process)."""
+    import fcntl
+    import socket
+    import struct
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        req = struct.pack("16sH14x", b"lo", 0)
+        flags = struct.unpack("16sH14x", fcntl.ioctl(sock, SIOCGIFFLAGS, req))[1]
+        if bring_up and not flags & IFF_UP:
+            flags |= IFF_UP
+            fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags))
+    return bool(flags & IFF_UP)
+
+
+def enter_private() -> None:
+    """Move the calling thread into a new network namespace with ``lo`` up; the
+    processes it starts afterwards live there too, away from the host's network."""
+    linux.unshare(linux.CLONE_NEWNET)
+    loopback_up()

@@ -87,3 +87,14 @@ class NetworkResult:
         from dataclasses import asdict
 
         return asdict(self)
+
+
+def routable_ipv4(addresses: list[str]) -> str | None:
+    """The first IPv4 address outside 127.0.0.0/8 among CIDRs like ``10.0.0.2/24``, or None."""
+    import ipaddress
+
+    for text in addresses:
+        address = ipaddress.ip_interface(text).ip
+        if address.version == 4 and not address.is_loopback:
+            return str(address)
+    return None

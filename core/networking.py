@@ -479,10 +479,27 @@ def _refresh_peers(engine: Engine, cid: str, networks: list[str]) -> None:
             f" ({','.join('?' * len(networks))})", cid, *networks):
         bundle = engine.bundle(other["id"])
         if (bundle / "hosts").exists():
-            write_etc(engine, other, None, bundle)
+            with contextlib.suppress(FileNotFoundError):  # it went away meanwhile
+                write_etc(engine, other, None, bundle)
 
 
 # --------------------------------------------------------------- inspect
+def _from_result(result: dict[str, Any]) -> dict[str, Any] | None:
+    """Docker's fields for the first address outside loopback that a plugin's
+    ``network_add`` returned, or None."""
+    interfaces = result.get("interfaces") or []
+    for ip in result.get("ips") or []:
+        address = ipaddress.ip_interface(ip["address"])
+        if address.is_loopback:
+            continue
+        index = ip.get("interface", 0)
+        iface = interfaces[index] if index < len(interfaces) else {}
+        return {"NetworkID": "", "IPAddress": str(address.ip),
+                "IPPrefixLen": address.network.prefixlen, "Interface": iface.get("name", ""),
+                "Gateway": ip.get("gateway", ""), "MacAddress": iface.get("mac", "")}
+    return None
+
+
 def settings(engine: Engine, ref: str) -> dict[str, Any]:
     """A container's network settings, shaped like docker's ``NetworkSettings``."""
     from pinnace.engine import ACTIVE
@@ -500,6 +517,9 @@ def settings(engine: Engine, ref: str) -> dict[str, Any]:
                               "IPPrefixLen": iface.network.prefixlen, "Interface": ep["ifname"],
                               "Gateway": "" if network.internal else network.gateway,
                               "MacAddress": macs.get(ep["ifname"], "")}
+    own = None if nets else _from_result(result)  # a driver that leases addresses itself
+    if own:
+        nets[row["network"]] = own
     ports: dict[str, Any] = {}
     for p in ipam.ports_of(engine.state, row["id"]) if running else []:
         ports.setdefault(f"{p.container_port}/{p.protocol}", []).append(

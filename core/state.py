@@ -110,6 +110,10 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (host_ip, host_port, protocol)
     );
     """,
+    # 4: whether the kernel's OOM killer struck the container's cgroup on its last run
+    """
+    ALTER TABLE containers ADD COLUMN oom_killed INTEGER NOT NULL DEFAULT 0
+    """,
 )
 
 

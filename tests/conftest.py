@@ -119,3 +119,15 @@ def host_leftovers(root: Path) -> list[str]:
             if point.startswith(str(root) + "/"):
                 found.append(f"mount {point}")
     return found
+
+
+@pytest.fixture(scope="session")
+def routed_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example network plugin (examples/pinnace-routed) pip-installed into a directory
+    of its own: tests that want it put that directory on their pinnace's PYTHONPATH."""
+    site = tmp_path_factory.mktemp("routed-site")
+    example = Path(__file__).resolve().parent.parent / "examples" / "pinnace-routed"
+    subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", "install",
+                    "--no-deps", "--target", str(site), str(example)],
+                   check=True, capture_output=True, text=True)
+    return site

@@ -41,6 +41,20 @@ from pinnace.errors import PinnaceError
 @click.option("--add-host", "add_hosts", multiple=True, metavar="NAME:IP",
               help="Add a line to the container's /etc/hosts.")
 @click.option("--isolation", metavar="NAME", help="Isolation plugin.")
+@click.option("--privileged", is_flag=True,
+              help="Every capability, no seccomp filter, no masked paths, every device.")
+@click.option("--cap-add", multiple=True, metavar="CAP", help="Add a capability (or ALL).")
+@click.option("--cap-drop", multiple=True, metavar="CAP", help="Drop a capability (or ALL).")
+@click.option("--security-opt", multiple=True,
+              metavar="no-new-privileges|seccomp=unconfined|seccomp=FILE",
+              help="Security options.")
+@click.option("-m", "--memory", metavar="SIZE", help="Memory limit (e.g. 64m, 1g).")
+@click.option("--memory-swap", metavar="SIZE",
+              help="Memory plus swap limit; -1 for unlimited swap [default: twice --memory].")
+@click.option("--cpus", type=float, metavar="N", help="CPU quota in CPUs (e.g. 0.5).")
+@click.option("-c", "--cpu-shares", type=int, metavar="N", help="Relative CPU weight.")
+@click.option("--cpuset-cpus", metavar="LIST", help="CPUs to run on (e.g. 0-1, 0,2).")
+@click.option("--pids-limit", type=int, metavar="N", help="Most processes at once (-1: no limit).")
 @click.argument("image")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
@@ -56,7 +70,8 @@ def run(ctx: click.Context, detach: bool, image: str, command: tuple[str, ...],
     from pinnace.engine import RunOptions
 
     engine = get_engine(ctx)
-    for key in ("env", "log_opts", "networks", "ports", "dns", "add_hosts"):
+    for key in ("env", "log_opts", "networks", "ports", "dns", "add_hosts", "cap_add", "cap_drop",
+                "security_opt"):
         kw[key] = list(kw[key])
     opts = RunOptions(image=image, command=list(command), **kw)
     if detach:

@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "attach": "pinnace.cli.exec:attach",
     "inspect": "pinnace.cli.inspect:inspect",
     "top": "pinnace.cli.inspect:top",
+    "stats": "pinnace.cli.stats:stats",
     "import": "pinnace.cli.images:import_",
     "images": "pinnace.cli.images:images",
     "tag": "pinnace.cli.images:tag",
@@ -46,6 +47,7 @@ COMMANDS: dict[str, str] = {
     "doctor": "pinnace.cli.system:doctor",
     "config": "pinnace.cli.system:config",
     "completion": "pinnace.cli.system:completion",
+    "experiment": "pinnace.cli.experiment:experiment",
     "network": "pinnace.cli.networks:network",
 }
 
@@ -53,7 +55,7 @@ COMMANDS: dict[str, str] = {
 CONTAINER_COMMANDS: dict[str, str] = {
     name: COMMANDS[name] for name in (
         "run", "start", "stop", "restart", "kill", "wait", "pause", "unpause", "rename",
-        "logs", "exec", "attach", "inspect", "top", "rm", "commit", "export")
+        "logs", "exec", "attach", "inspect", "top", "rm", "stats", "commit", "export")
 } | {"ls": "pinnace.cli.containers:ps", "ps": "pinnace.cli.containers:ps",
      "prune": "pinnace.cli.lifecycle:prune"}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from pinnace.mounts import Mount
 
@@ -44,6 +45,63 @@ class MountPoint:
 
 
 @dataclass
+class Security:
+    """What the container may do (OCI ``process.capabilities``, ``noNewPrivileges``,
+    ``linux.seccomp``, ``maskedPaths``, ``readonlyPaths``), filled by the core from
+    docker's defaults and the flags (:mod:`pinnace.runtime.security`), applied by the
+    isolation plugin. The defaults are docker's hardening."""
+
+    privileged: bool = False
+    capabilities: list[str] = field(default_factory=lambda: list(DEFAULT_CAPABILITIES))
+    no_new_privileges: bool = False
+    seccomp: str | dict[str, Any] = "default"
+    """``default`` (the built-in profile), ``unconfined``, or a docker-format profile."""
+    masked_paths: list[str] = field(default_factory=lambda: list(MASKED_PATHS))
+    readonly_paths: list[str] = field(default_factory=lambda: list(READONLY_PATHS))
+
+
+@dataclass
+class Resources:
+    """cgroup limits (OCI ``linux.resources``); 0 or empty means no limit."""
+
+    memory: int = 0
+    memory_swap: int = 0
+    """Memory plus swap in bytes; -1 unlimited swap; 0 unset."""
+    cpu_quota: int = 0
+    cpu_period: int = 0
+    cpu_shares: int = 0
+    cpuset_cpus: str = ""
+    pids_limit: int = 0
+    devices: list[str] = field(default_factory=lambda: list(DEFAULT_DEVICES))
+    """The device allowlist in cgroup v1 syntax (``c 1:3 rwm``)."""
+
+
+DEFAULT_CAPABILITIES = (
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
+    "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+)
+"""docker's default capability set."""
+
+MASKED_PATHS = (
+    "/proc/asound", "/proc/acpi", "/proc/interrupts", "/proc/kcore", "/proc/keys",
+    "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
+    "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap",
+)
+"""Hidden from the container: an empty read-only tmpfs over a directory, /dev/null over a file."""
+
+READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+"""Visible to the container but read-only."""
+
+DEFAULT_DEVICES = (
+    "c *:* m", "b *:* m",  # mknod of any node; using one needs the entries below
+    "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm",  # null zero full (u)random
+    "c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm",  # tty console ptmx pts/*
+)
+"""The devices a container may read, write and create (as docker allows them)."""
+
+
+@dataclass
 class ContainerSpec:
     """Everything an isolation plugin needs to create one container.
 
@@ -66,3 +124,5 @@ class ContainerSpec:
     )
     annotations: dict[str, str] = field(default_factory=dict)
     mounts: list[MountPoint] = field(default_factory=list)
+    security: Security = field(default_factory=Security)
+    resources: Resources = field(default_factory=Resources)

@@ -41,6 +41,7 @@ import pytest
 from pinnace.errors import AlreadyExists, FailedPrecondition, NotFound
 from pinnace.mounts import Mount, mounted
 from pinnace.snapshots import Kind, SnapshotInfo, Usage
+from pinnace.testing import assert_implements_role
 
 OWNER = 1234
 MTIME = 1_000_000_000
@@ -203,16 +204,7 @@ class StorageContract:
     # ----------------------------------------------------------------- hooks
     def test_implements_every_storage_hook(self, storage: Any) -> None:
         """pluggy accepts the plugin and finds every required storage hook on it."""
-        import pluggy
-
-        from pinnace import hookspecs
-
-        pm = pluggy.PluginManager("pinnace")
-        pm.add_hookspecs(hookspecs)
-        pm.register(storage)
-        pm.check_pending()
-        implemented = {caller.name for caller in pm.get_hookcallers(storage) or ()}
-        assert set(hookspecs.REQUIRED["storage"]) <= implemented
+        assert_implements_role(storage, "storage")
 
     # ------------------------------------------------------------- lifecycle
     def test_prepare_empty_then_commit(self, snaps: Snapshots) -> None:

@@ -83,14 +83,23 @@ class UnshareIsolation(Plugin):
     def pinnace_isolation_create(self, spec: ContainerSpec, bundle: Path,
                                  stdio: tuple[int, int, int] | None = None) -> int:
         """Fork the container's first process, build its world, hold it before exec."""
+        import json
+        from dataclasses import asdict
+
         from pinnace import linux
-        from pinnace.runtime import cgroups
+        from pinnace.runtime import cgroups, limits
 
         fifo = str(bundle / "start.fifo")
         with contextlib.suppress(FileNotFoundError):
             os.unlink(fifo)
         os.mkfifo(fifo, 0o600)
         cg = cgroups.create(spec.cgroup)
+        try:  # limits and the device allowlist hold before anything runs in the cgroup
+            limits.apply(cg, spec.resources)
+        except BaseException:
+            cg.remove()
+            raise
+        (bundle / "security.json").write_text(json.dumps(asdict(spec.security)))  # for exec
         ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
@@ -167,9 +176,13 @@ class UnshareIsolation(Plugin):
     @hookimpl
     def pinnace_isolation_exec(self, container_id: str, bundle: Path, process: Process,
                                stdio: tuple[int, int, int] | None = None) -> int:
-        """Fork into the container's namespaces and cgroup, exec ``process``."""
+        """Fork into the container's namespaces and cgroup, exec ``process`` under the
+        container's own security (capabilities, seccomp, no_new_privs)."""
+        import json
+
         from pinnace import linux
         from pinnace.runtime import cgroups
+        from pinnace.runtime.spec import Security
 
         pid = self._pid(container_id, bundle)
         if not pid or not os.path.exists(f"/proc/{pid}"):
@@ -179,11 +192,13 @@ class UnshareIsolation(Plugin):
         own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         cg = cgroups.Cgroup(f"pinnace/{container_id}")
+        saved = bundle / "security.json"  # absent for a container started by an older pinnace
+        security = Security(**json.loads(saved.read_text())) if saved.exists() else Security()
         try:
             linux.setns(fds["pid"], linux.CLONE_NEWPID)
             child = os.fork()
             if child == 0:
-                self._exec_child(process, cg, fds, err_w, stdio)
+                self._exec_child(process, security, cg, fds, err_w, stdio)
             linux.setns(own_pidns, linux.CLONE_NEWPID)
         finally:
             for fd in (*fds.values(), own_pidns, err_w):
@@ -196,12 +211,12 @@ class UnshareIsolation(Plugin):
         return child
 
     @staticmethod
-    def _exec_child(process: Process, cg: Any, fds: dict[str, int], err_w: int,
+    def _exec_child(process: Process, security: Any, cg: Any, fds: dict[str, int], err_w: int,
                     stdio: tuple[int, int, int] | None) -> None:
         """The forked side of exec: never returns."""
         def run() -> None:
             _setup.redirect(stdio)
-            _setup.join(process, cg, fds)
+            _setup.join(process, security, cg, fds)
             _setup.execute(process.args, process.env)
 
         _report_and_exit(run, err_w)
@@ -276,7 +291,7 @@ class UnshareIsolation(Plugin):
                     os.kill(child.pid, signal.SIGKILL)
                     os.waitpid(child.pid, 0)
         cg.remove()
-        for name in ("start.fifo", "pid"):
+        for name in ("start.fifo", "pid", "security.json"):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(bundle / name)
 

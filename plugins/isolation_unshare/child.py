@@ -2,8 +2,9 @@
 
 Order (as runc does it): die with the parent, own session, join the cgroup,
 join the network namespace, new mount/uts/ipc/cgroup namespaces, mount the
-rootfs and the API filesystems, pivot_root, drop to the user, wait for
-``start``, exec.
+rootfs and the API filesystems, pivot_root, masked and read-only paths,
+drop to the user with the container's capabilities and seccomp filter
+(:mod:`pinnace.runtime.security`), wait for ``start``, exec.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import stat
 
 from pinnace import linux
 from pinnace.mounts import mount_all
-from pinnace.runtime.spec import ContainerSpec, Process
+from pinnace.runtime import security
+from pinnace.runtime.spec import ContainerSpec, Process, Security
 
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 NOSUID_NODEV_NOEXEC = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
@@ -42,6 +44,7 @@ def setup(spec: ContainerSpec, bundle: str, cgroup: object, fifo: str) -> int:
     """Build the container around this process; return the fd of the start fifo."""
     linux.set_pdeathsig(signal.SIGKILL)
     os.setsid()
+    lockdown = security.Lockdown(spec.security)
     cgroup.add(0)  # type: ignore[attr-defined]  # 0: this process (its PID is 1 in here)
     if spec.netns:
         fd = os.open(spec.netns, os.O_RDONLY | os.O_CLOEXEC)
@@ -73,14 +76,16 @@ def setup(spec: ContainerSpec, bundle: str, cgroup: object, fifo: str) -> int:
         _make_console(terminal, spec.process)
     if spec.readonly_rootfs:
         linux.mount("", "/", None, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY)
+    security.restrict_paths(spec.security)
     os.makedirs(spec.process.cwd or "/", exist_ok=True)
-    _become(spec.process)
+    _become(spec.process, lockdown)
     return start_fd
 
 
-def join(process: Process, cgroup: object, fds: dict[str, int]) -> None:
+def join(process: Process, sec: Security, cgroup: object, fds: dict[str, int]) -> None:
     """Move this process into a running container: its cgroup, then every namespace
     (the mount namespace last: it changes the root), a session, the process's user."""
+    lockdown = security.Lockdown(sec)
     cgroup.add(0)  # type: ignore[attr-defined]
     for ns in ("net", "ipc", "uts", "cgroup"):
         linux.setns(fds[ns], 0)
@@ -89,7 +94,7 @@ def join(process: Process, cgroup: object, fds: dict[str, int]) -> None:
     os.setsid()
     if terminal is not None:
         _make_console(terminal, process)
-    _become(process)
+    _become(process, lockdown)
 
 
 def _connect_console(process: Process) -> object | None:
@@ -107,12 +112,10 @@ def _make_console(sock: object, process: Process) -> None:
     console.make_console(sock, process.user.uid, process.user.gid)  # type: ignore[arg-type]
 
 
-def _become(process: Process) -> None:
-    """Drop to the process's user and groups and enter its working directory."""
-    user = process.user
-    os.setgroups(user.additional_gids)
-    os.setgid(user.gid)
-    os.setuid(user.uid)
+def _become(process: Process, lockdown: security.Lockdown) -> None:
+    """Drop to the process's user, groups, capabilities and seccomp filter
+    (:meth:`pinnace.runtime.security.Lockdown.apply`); enter its working directory."""
+    lockdown.apply(process.user)
     os.chdir(process.cwd or "/")
 
 

@@ -1,0 +1,496 @@
+"""``pinnace experiment net``: compare network strategies (network plugins) on one workload.
+
+For each strategy and each run, two real containers are started with
+``pinnace --trace run --rm --net=STRATEGY``: a server (busybox ``nc`` as a TCP
+echo service and as a source of zeros) and a client (``sleep``). Measured:
+
+- network setup and teardown time per container: the durations of the
+  network hooks in each ``pinnace`` process's ``--trace`` output;
+- container-to-container TCP connect time, 1-byte round trip and throughput:
+  the measuring code runs in the client container's network namespace
+  (``setns``), so its packets take the client container's path to the server;
+- host-to-published-port connect time and round trip, where ``-p`` publishes.
+
+A measurement a strategy cannot make is recorded as n/a with the reason,
+never as zero. The caller runs all of it inside a private network namespace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pinnace.errors import PinnaceError
+from pinnace.experiments.stats import Summary
+
+if TYPE_CHECKING:
+    from pinnace.engine import Engine
+
+ECHO_PORT = 5000
+SOURCE_PORT = 5001
+PUBLISHED_PORT = 18080
+BLOCK = 65536
+TRACE = re.compile(r"^trace: (pinnace_network_\w+) \[[^\]]*\] ([0-9.]+) ms", re.M)
+TEARDOWN_HOOKS = ("pinnace_network_del", "pinnace_network_remove")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One measured quantity: a short key, what it is, its unit."""
+
+    key: str
+    title: str
+    unit: str
+
+
+METRICS = (
+    Metric("setup", "network setup per container", "ms"),
+    Metric("teardown", "network teardown per container", "ms"),
+    Metric("c2c_connect", "container-to-container TCP connect", "ms"),
+    Metric("c2c_rtt", "container-to-container round trip (1 byte)", "ms"),
+    Metric("c2c_throughput", "container-to-container throughput", "MB/s"),
+    Metric("port_connect", "host-to-published-port TCP connect", "ms"),
+    Metric("port_rtt", "host-to-published-port round trip (1 byte)", "ms"),
+)
+
+
+@dataclass(frozen=True)
+class Parameters:
+    """What the experiment does: which strategies, how often, with what workload."""
+
+    strategies: tuple[str, ...]
+    runs: int
+    image: str = "busybox:latest"
+    payload: int = 32 << 20
+    """Bytes the server sends for the throughput measurement (a multiple of 64 KiB)."""
+    pings: int = 200
+    """1-byte round trips per run (the run's value is their median)."""
+    connects: int = 20
+    """TCP connects per run (the run's value is their median)."""
+
+
+@dataclass
+class Strategy:
+    """The outcome for one strategy: its samples, or why it or a metric is n/a."""
+
+    name: str
+    plugin: dict[str, str] = field(default_factory=dict)
+    reason: str = ""
+    """Why the strategy could not run at all ("" when it ran)."""
+    samples: dict[str, list[float]] = field(default_factory=dict)
+    missing: dict[str, str] = field(default_factory=dict)
+    """metric key -> why the strategy cannot make it."""
+
+    def summary(self, key: str) -> Summary:
+        """The samples of metric ``key``, or the reason there are none."""
+        why = self.reason or self.missing.get(key, "")
+        return Summary(tuple(self.samples.get(key, ())), why or "not measured")
+
+
+class StrategyFailed(PinnaceError):
+    """A container of the strategy could not be started or measured."""
+
+
+# ------------------------------------------------------------------ measuring
+@contextlib.contextmanager
+def _socket_in(netns: str | None) -> Iterator[socket.socket]:
+    """A TCP socket made in network namespace ``netns`` (None: this thread's)."""
+    from pinnace import netns as namespaces
+
+    with contextlib.ExitStack() as stack:
+        if netns:
+            stack.enter_context(namespaces.entered(netns))
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    with sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.settimeout(10)
+        yield sock
+
+
+def reachable(netns: str | None, address: str, port: int, timeout: float) -> bool:
+    """Whether a TCP connect from ``netns`` to ``address:port`` succeeds within ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with _socket_in(netns) as sock:
+            sock.settimeout(1)
+            try:
+                sock.connect((address, port))
+                return True
+            except OSError:
+                if time.monotonic() >= deadline:
+                    return False
+        time.sleep(0.05)
+
+
+def connect_times(netns: str | None, address: str, port: int, count: int) -> list[float]:
+    """Milliseconds each of ``count`` TCP connects takes (until the handshake completes)."""
+    times = []
+    for _ in range(count):
+        with _socket_in(netns) as sock:
+            start = time.perf_counter()
+            sock.connect((address, port))
+            times.append((time.perf_counter() - start) * 1000)
+    return times
+
+
+def round_trips(netns: str | None, address: str, port: int, count: int) -> list[float]:
+    """Milliseconds each of ``count`` 1-byte exchanges with an echo service takes."""
+    times = []
+    with _socket_in(netns) as sock:
+        sock.connect((address, port))
+        for _ in range(count):
+            start = time.perf_counter()
+            sock.sendall(b"x")
+            if sock.recv(1) != b"x":
+                raise StrategyFailed(f"the echo service at {address}:{port} did not echo")
+            times.append((time.perf_counter() - start) * 1000)
+    return times
+
+
+def throughput(netns: str | None, address: str, port: int, expected: int) -> float:
+    """MB/s of a stream of ``expected`` bytes the server sends until it closes."""
+    with _socket_in(netns) as sock:
+        start = time.perf_counter()
+        sock.connect((address, port))
+        received = 0
+        while chunk := sock.recv(1 << 20):
+            received += len(chunk)
+        elapsed = time.perf_counter() - start
+    if received != expected:
+        raise StrategyFailed(f"received {received} of {expected} bytes from {address}:{port}")
+    return expected / elapsed / 1e6
+
+
+def trace_times(text: str) -> tuple[float, float] | None:
+    """(setup ms, teardown ms): sums of the network hook durations in ``--trace`` output."""
+    calls = TRACE.findall(text)
+    if not calls:
+        return None
+    teardown = sum(float(ms) for hook, ms in calls if hook in TEARDOWN_HOOKS)
+    return sum(float(ms) for hook, ms in calls if hook not in TEARDOWN_HOOKS), teardown
+
+
+# -------------------------------------------------------------------- running
+@dataclass
+class _Box:
+    """A container started in the background by ``pinnace run``."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    stderr: Path
+    cid: str = ""
+    pid: int = 0
+    result: dict[str, Any] = field(default_factory=dict)
+
+
+class NetExperiment:
+    """Runs the measurements of :class:`Parameters` with ``pinnace`` processes started
+    by ``argv`` (the command line up to the subcommand, with --root and friends)."""
+
+    def __init__(self, engine: Engine, argv: list[str], params: Parameters, workdir: Path,
+                 say: Callable[[str], None]) -> None:
+        self.engine, self.argv, self.params, self.dir, self.say = engine, argv, params, workdir, say
+        self.strategies = {name: Strategy(name) for name in params.strategies}
+        self.boxes: list[_Box] = []
+        self.can_publish = _run_takes_ports()
+
+    def run(self) -> dict[str, Strategy]:
+        """Every run of every available strategy (in rotating order); the results."""
+        ready = [s for s in self.strategies.values() if self._check_installed(s)]
+        try:
+            for number in range(self.params.runs):
+                shift = number % len(ready) if ready else 0
+                for strategy in ready[shift:] + ready[:shift]:
+                    if not strategy.reason:
+                        self._measure(strategy, number)
+                self.say(f"run {number + 1}/{self.params.runs} done")
+        finally:
+            for box in list(self.boxes):
+                self._stop(box)
+        return self.strategies
+
+    def _check_installed(self, strategy: Strategy) -> bool:
+        from pinnace import plugins
+
+        try:
+            info = plugins.find("network", strategy.name)
+            self.engine.plugins.load("network", strategy.name)
+        except PinnaceError as err:
+            strategy.reason = f"unavailable: {err}"
+            return False
+        strategy.plugin = {"distribution": info.dist, "version": info.version,
+                           "entry_point": info.value}
+        return True
+
+    def _measure(self, strategy: Strategy, number: int) -> None:
+        try:
+            self._measure_once(strategy, number)
+        except StrategyFailed as err:
+            strategy.reason = f"failed in run {number + 1}: {err}"
+            self.say(f"{strategy.name}: {strategy.reason}")
+
+    def _measure_once(self, strategy: Strategy, number: int) -> None:
+        p, add = self.params, strategy.samples.setdefault
+        client = self._start(f"netexp-{strategy.name}-{number}-client", strategy.name,
+                             [p.image, "sleep", "3600"])
+        server = None
+        try:
+            server = self._start_server(strategy, f"netexp-{strategy.name}-{number}-server")
+            self._wait_running(client)
+            self._container_to_container(strategy, server, client)
+            self._published_port(strategy)
+        except BaseException:
+            for box in (client, server):
+                if box is not None:
+                    self._stop(box)
+            raise
+        for box in (client, server):
+            times = self._stop(box)
+            if times is None:
+                raise StrategyFailed(f"no network hook timings in the --trace output of {box.name}")
+            add("setup", []).append(times[0])
+            add("teardown", []).append(times[1])
+
+    def _start_server(self, strategy: Strategy, name: str) -> _Box:
+        """The server container, running; with ``-p`` unless the strategy refuses it."""
+        p = self.params
+        command = [p.image, "sh", "-c", f"nc -ll -p {ECHO_PORT} -e cat & exec nc -ll -p "
+                   f"{SOURCE_PORT} -e dd if=/dev/zero bs={BLOCK} count={p.payload // BLOCK}"]
+        if self.can_publish and "port_connect" not in strategy.missing:
+            server = self._start(name, strategy.name,
+                                 ["-p", f"{PUBLISHED_PORT}:{ECHO_PORT}", *command])
+            try:
+                self._wait_running(server)
+                return server
+            except StrategyFailed as err:
+                self._stop(server)
+                strategy.missing["port_connect"] = strategy.missing["port_rtt"] = \
+                    f"-p {PUBLISHED_PORT}:{ECHO_PORT} refused: {err}"
+        server = self._start(name, strategy.name, command)
+        self._wait_running(server)
+        return server
+
+    def _container_to_container(self, strategy: Strategy, server: _Box, client: _Box) -> None:
+        from pinnace.network import routable_ipv4
+
+        p, add = self.params, strategy.samples.setdefault
+        plugin = self.engine.plugins.load("network", strategy.name)
+        if getattr(plugin, "host_netns", False):
+            address: str | None = "127.0.0.1"  # both containers are in the host's namespace
+        else:
+            address = routable_ipv4([ip["address"] for ip in server.result.get("ips", [])])
+        if address is None:
+            for key in ("c2c_connect", "c2c_rtt", "c2c_throughput"):
+                strategy.missing[key] = "containers get no address outside loopback"
+            return
+        netns = f"/proc/{client.pid}/ns/net"
+        for port in (ECHO_PORT, SOURCE_PORT):
+            if not reachable(netns, address, port, timeout=20):
+                raise StrategyFailed(f"the server at {address}:{port} is unreachable "
+                                     f"from the client container")
+        connects = connect_times(netns, address, ECHO_PORT, p.connects)
+        add("c2c_connect", []).append(statistics.median(connects))
+        add("c2c_rtt", []).append(statistics.median(round_trips(netns, address, ECHO_PORT,
+                                                                p.pings)))
+        add("c2c_throughput", []).append(throughput(netns, address, SOURCE_PORT, p.payload))
+
+    def _published_port(self, strategy: Strategy) -> None:
+        p, add = self.params, strategy.samples.setdefault
+        if not self.can_publish:
+            reason = "this pinnace has no -p (published ports)"
+        elif "port_connect" in strategy.missing:
+            return
+        elif not reachable(None, "127.0.0.1", PUBLISHED_PORT, timeout=5):
+            reason = f"-p {PUBLISHED_PORT}:{ECHO_PORT} publishes nothing with this strategy"
+        else:
+            add("port_connect", []).append(statistics.median(connect_times(
+                None, "127.0.0.1", PUBLISHED_PORT, p.connects)))
+            add("port_rtt", []).append(statistics.median(round_trips(
+                None, "127.0.0.1", PUBLISHED_PORT, p.pings)))
+            return
+        strategy.missing["port_connect"] = strategy.missing["port_rtt"] = reason
+
+    # ----------------------------------------------------------- containers
+    def _start(self, name: str, strategy: str, args: list[str]) -> _Box:
+        stderr = self.dir / f"{name}.stderr"
+        with open(stderr, "wb") as err:
+            proc = subprocess.Popen(
+                [*self.argv, "--trace", "run", "--rm", "--name", name, f"--net={strategy}", *args],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+        box = _Box(name, proc, stderr)
+        self.boxes.append(box)
+        return box
+
+    def _wait_running(self, box: _Box, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            row = self.engine.state.one(
+                "SELECT id, status, pid, network_result FROM containers WHERE name = ?", box.name)
+            if row is not None and row["status"] == "running" and row["pid"]:
+                box.cid, box.pid = row["id"], row["pid"]
+                box.result = json.loads(row["network_result"] or "{}")
+                return
+            if box.proc.poll() is not None:
+                raise StrategyFailed(_error_line(box.stderr.read_text(errors="replace"))
+                                     or f"pinnace run exited {box.proc.returncode}")
+            time.sleep(0.02)
+        raise StrategyFailed(f"container {box.name} was not running after {timeout:.0f} s")
+
+    def _stop(self, box: _Box) -> tuple[float, float] | None:
+        """Kill the container, let its ``pinnace run --rm`` tear it down; its hook timings."""
+        if box.proc.poll() is None:
+            cid = box.cid
+            if not cid:
+                row = self.engine.state.one("SELECT id FROM containers WHERE name = ?", box.name)
+                cid = row["id"] if row else ""
+            with contextlib.suppress(PinnaceError):
+                if cid:
+                    self.engine.kill(cid, signal.SIGKILL, by_user=True)
+            try:
+                box.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                box.proc.kill()
+                box.proc.wait()
+        with contextlib.suppress(PinnaceError):
+            self.engine.remove(box.name, force=True)
+        self.boxes.remove(box)
+        text = box.stderr.read_text(errors="replace")
+        box.stderr.unlink()
+        return trace_times(text)
+
+
+def _error_line(stderr: str) -> str:
+    errors = [line[len("Error: "):] for line in stderr.splitlines() if line.startswith("Error: ")]
+    return errors[-1] if errors else ""
+
+
+def _run_takes_ports() -> bool:
+    from pinnace.cli.containers import run
+
+    return any("-p" in param.opts for param in run.params)
+
+
+# --------------------------------------------------------------------- results
+def environment(params: Parameters, strategies: dict[str, Strategy]) -> dict[str, Any]:
+    """Where and how the experiment ran: kernel, CPU, versions, plugins, parameters."""
+    import platform
+    from dataclasses import asdict
+
+    from pinnace import __version__
+
+    cpu = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    uname = os.uname()
+    return {
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "kernel": uname.release, "kernel_version": uname.version, "machine": uname.machine,
+        "cpu": cpu, "cpus": os.cpu_count(), "python": platform.python_version(),
+        "pinnace": __version__,
+        "plugins": {name: s.plugin for name, s in strategies.items() if s.plugin},
+        "network_namespace": "private (the experiment unshares one; the host's is untouched)",
+        "parameters": asdict(params),
+    }
+
+
+def table(strategies: dict[str, Strategy]) -> str:
+    """Metrics down, strategies across, ``median / p95`` cells (``n/a`` when not measured)."""
+    names = list(strategies)
+    header = ["metric", "unit", *names]
+    rows = [[m.title, m.unit, *(strategies[n].summary(m.key).cell() for n in names)]
+            for m in METRICS]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
+    notes = [f"{s.name}: {s.reason}" for s in strategies.values() if s.reason]
+    for s in strategies.values():
+        for reason in dict.fromkeys(s.missing.values()):
+            notes.append(f"{s.name}: n/a: {reason}")
+    return "\n".join(["cells: median / p95 over runs", *lines, *notes])
+
+
+def write_csv(path: Path, strategies: dict[str, Strategy]) -> None:
+    """One row per strategy and metric: samples, median, p95, min, max (``n/a`` when none)."""
+    import csv
+
+    with open(path, "w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["strategy", "metric", "unit", "samples", "median", "p95", "min", "max",
+                      "note"])
+        for s in strategies.values():
+            for m in METRICS:
+                summary = s.summary(m.key)
+                if summary.available:
+                    values = [f"{v:.6g}" for v in (summary.median, summary.percentile(95),
+                                                    min(summary.samples), max(summary.samples))]
+                    out.writerow([s.name, m.key, m.unit, len(summary.samples), *values, ""])
+                else:
+                    out.writerow([s.name, m.key, m.unit, 0, "n/a", "n/a", "n/a", "n/a",
+                                  summary.reason])
+
+
+def write_json(path: Path, env: dict[str, Any], strategies: dict[str, Strategy]) -> None:
+    """Environment, and per strategy and metric the samples and summary or the n/a reason."""
+    data: dict[str, Any] = {"environment": env, "metrics": {
+        m.key: {"title": m.title, "unit": m.unit} for m in METRICS}, "strategies": {}}
+    for s in strategies.values():
+        entry: dict[str, Any] = {"available": not s.reason, "reason": s.reason,
+                                 "plugin": s.plugin, "metrics": {}}
+        for m in METRICS:
+            summary = s.summary(m.key)
+            entry["metrics"][m.key] = (
+                {"samples": list(summary.samples), "median": summary.median,
+                 "p95": summary.percentile(95)} if summary.available
+                else {"value": "n/a", "reason": summary.reason})
+        data["strategies"][s.name] = entry
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+PLOT_HINT = "install matplotlib for the plot: pip install 'pinnace[plot]'"
+
+
+def plot(path: Path, strategies: dict[str, Strategy]) -> str | None:
+    """Draw one bar chart per metric (median, error bars from p5 to p95) into ``path``.
+
+    Returns None, or a one-line message saying why there is no plot.
+    """
+    try:
+        import matplotlib
+    except ImportError:
+        return f"no plot: {PLOT_HINT}"
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(strategies)
+    fig, axes = plt.subplots(2, 4, figsize=(16, 7), constrained_layout=True)
+    for ax, metric in zip(axes.flat, METRICS):
+        for x, name in enumerate(names):
+            summary = strategies[name].summary(metric.key)
+            if not summary.available:
+                ax.text(x, 0, "n/a", ha="center", va="bottom", color="gray")
+                continue
+            mid = summary.median
+            errors = [[mid - summary.percentile(5)], [summary.percentile(95) - mid]]
+            ax.bar(x, mid, yerr=errors, capsize=4, color=f"C{x}")
+        ax.set_xticks(range(len(names)), names)
+        ax.set_title(metric.title, fontsize=9)
+        ax.set_ylabel(metric.unit)
+    axes.flat[-1].axis("off")
+    axes.flat[-1].text(0, 0.5, "bars: median over runs\nerror bars: 5th to 95th percentile\n"
+                       "n/a: the strategy cannot make it", fontsize=9, va="center")
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return None

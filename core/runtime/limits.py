@@ -1,0 +1,165 @@
+"""Resource limits on a container's cgroup, v1 and v2: parsed from docker's flags,
+written before the container's first process runs, and the OOM-kill check.
+
+v1 writes each controller's files in its own hierarchy (memory, cpu, cpuset,
+pids, devices); v2 writes the unified tree's (memory.max, cpu.max, ...). v2 has
+no devices file (its allowlist is an eBPF program): there the allowlist is not
+applied, as podman without crun's eBPF support does.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from pinnace.errors import InvalidConfig, Unavailable
+from pinnace.runtime import cgroups
+from pinnace.runtime.spec import Resources
+
+CPU_PERIOD = 100_000
+MIN_MEMORY = 6 * 1024 * 1024
+SWAP_FILES = ("memory.memsw.limit_in_bytes", "memory.swap.max")
+"""Present only with swap accounting; without it the swap limit is skipped, as docker does."""
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
+
+
+def parse_bytes(text: str, flag: str) -> int:
+    """docker's sizes: ``1024``, ``512k``, ``64m``, ``1g`` (binary units, optional ``b``)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)b?\s*", text.lower())
+    if not m:
+        raise InvalidConfig(f"invalid size for {flag}: {text!r} (use e.g. 512k, 64m, 1g)")
+    return int(float(m.group(1)) * _UNITS[m.group(2)])
+
+
+def online_cpus() -> set[int]:
+    """The host's online CPUs."""
+    return _cpu_list(_read("/sys/devices/system/cpu/online") or f"0-{(os.cpu_count() or 1) - 1}")
+
+
+def _cpu_list(text: str) -> set[int]:
+    cpus: set[int] = set()
+    for part in text.strip().split(","):
+        first, _, last = part.partition("-")
+        if not first.isdigit() or (last and not last.isdigit()):
+            raise InvalidConfig(f"invalid --cpuset-cpus {text!r} (use e.g. 0-1 or 0,2)")
+        cpus.update(range(int(first), int(last or first) + 1))
+    return cpus
+
+
+def resources(memory: str | None = None, memory_swap: str | None = None,
+              cpus: float | None = None, cpu_shares: int | None = None,
+              cpuset_cpus: str | None = None, pids_limit: int | None = None,
+              privileged: bool = False) -> Resources:
+    """Limits from ``run``'s flags, checked as docker checks them."""
+    res = Resources()
+    if privileged:
+        res.devices = ["a *:* rwm"]
+    if memory:
+        res.memory = parse_bytes(memory, "--memory")
+        if res.memory < MIN_MEMORY:
+            raise InvalidConfig("minimum memory limit allowed is 6MB")
+    if memory_swap:
+        if memory_swap.strip() == "-1":
+            res.memory_swap = -1
+        else:
+            res.memory_swap = parse_bytes(memory_swap, "--memory-swap")
+            if not res.memory:
+                raise InvalidConfig("--memory-swap needs --memory as well")
+            if res.memory_swap < res.memory:
+                raise InvalidConfig("--memory-swap must be at least --memory (it counts both)")
+    elif res.memory:
+        res.memory_swap = 2 * res.memory  # docker: as much swap as memory
+    if cpus is not None:
+        available = len(online_cpus())
+        if not 0.01 <= cpus <= available:
+            raise InvalidConfig(f"--cpus must be from 0.01 to {available} (this host's CPUs)")
+        res.cpu_period, res.cpu_quota = CPU_PERIOD, int(cpus * CPU_PERIOD)
+    if cpu_shares:
+        res.cpu_shares = min(max(cpu_shares, 2), 262144)
+    if cpuset_cpus:
+        missing = _cpu_list(cpuset_cpus) - online_cpus()
+        if missing:
+            raise InvalidConfig(f"--cpuset-cpus {cpuset_cpus}: CPUs {sorted(missing)} are not "
+                                "available on this host")
+        res.cpuset_cpus = cpuset_cpus.strip()
+    if pids_limit is not None and pids_limit > 0:
+        res.pids_limit = pids_limit
+    return res
+
+
+def apply(cg: cgroups.Cgroup, res: Resources) -> None:
+    """Write the limits into ``cg`` (before any process of the container runs)."""
+    writes = _v1_writes(res) if cgroups.version() == "v1" else _v2_writes(res)
+    for name, value in writes:
+        _write(cg, name, value, optional=name in SWAP_FILES)
+
+
+def _v1_writes(res: Resources) -> list[tuple[str, str]]:
+    writes = [("devices.deny", "a"), *(("devices.allow", rule) for rule in res.devices)]
+    if res.memory:
+        writes += [("memory.limit_in_bytes", str(res.memory)),
+                   ("memory.memsw.limit_in_bytes", str(res.memory_swap))]
+    if res.cpu_quota:
+        writes += [("cpu.cfs_period_us", str(res.cpu_period)),
+                   ("cpu.cfs_quota_us", str(res.cpu_quota))]
+    if res.cpu_shares:
+        writes.append(("cpu.shares", str(res.cpu_shares)))
+    if res.cpuset_cpus:
+        writes.append(("cpuset.cpus", res.cpuset_cpus))
+    if res.pids_limit:
+        writes.append(("pids.max", str(res.pids_limit)))
+    return writes
+
+
+def _v2_writes(res: Resources) -> list[tuple[str, str]]:
+    writes = []
+    if res.memory:
+        writes.append(("memory.max", str(res.memory)))
+        swap = "max" if res.memory_swap < 0 else str(res.memory_swap - res.memory)
+        writes.append(("memory.swap.max", swap))
+    if res.cpu_quota:
+        writes.append(("cpu.max", f"{res.cpu_quota} {res.cpu_period}"))
+    if res.cpu_shares:  # v1 shares 2..262144 onto v2 weights 1..10000, as runc maps them
+        writes.append(("cpu.weight", str(1 + ((res.cpu_shares - 2) * 9999) // 262142)))
+    if res.cpuset_cpus:
+        writes.append(("cpuset.cpus", res.cpuset_cpus))
+    if res.pids_limit:
+        writes.append(("pids.max", str(res.pids_limit)))
+    return writes
+
+
+def _write(cg: cgroups.Cgroup, name: str, value: str, optional: bool = False) -> None:
+    for d in cg.dirs:
+        path = os.path.join(d, name)
+        if os.path.exists(path):
+            try:
+                with open(path, "w") as f:
+                    f.write(value)
+            except OSError as err:
+                raise InvalidConfig(f"cannot set {name} to {value}: {err.strerror}") from None
+            return
+    if optional:
+        return
+    controller = name.split(".")[0]
+    raise Unavailable(f"the {controller} cgroup controller is not available here: "
+                      f"cannot set {name}")
+
+
+def oom_killed(cg: cgroups.Cgroup) -> bool:
+    """True when the kernel's OOM killer killed a process of ``cg`` (v1 memory.oom_control,
+    v2 memory.events); read before the cgroup is removed."""
+    for d in cg.dirs:
+        for name in ("memory.oom_control", "memory.events"):
+            for line in (_read(os.path.join(d, name)) or "").splitlines():
+                key, _, count = line.partition(" ")
+                if key == "oom_kill" and count.strip().isdigit() and int(count) > 0:
+                    return True
+    return False
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return None
