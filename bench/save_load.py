@@ -94,7 +94,7 @@ def main() -> None:
     runroot = tempfile.mkdtemp(prefix="pd-")  # podman wants a short runroot
     podman = ["podman", "--root", str(work / "podman"), "--runroot", runroot,
               "--storage-driver", "overlay", "--cgroup-manager", "cgroupfs",
-              "--events-backend", "file"]
+              "--events-backend", "file", "--tmpdir", str(Path(runroot) / "tmp")]
     ref = "bench/saveload:1"
     try:
         with loop_btrfs(work / "btrfs", "4G") as mnt:

@@ -235,6 +235,16 @@ def test_dir_replaced_by_a_file_and_back(dest: Path) -> None:
     assert (dest / "d").is_dir() and [p.name for p in (dest / "d").iterdir()] == ["h"]
 
 
+def test_kept_directory_fds_never_outlive_a_replaced_directory(dest: Path) -> None:
+    # within one layer: d/ is walked (and its fd kept), then replaced, then written below
+    apply(dest, file("d/sub/f"), file("d", b"a file now\n"), file("e/g"))
+    assert (dest / "d").read_bytes() == b"a file now\n" and (dest / "e" / "g").exists()
+    with pytest.raises(InvalidConfig, match="'d' is not a directory"):
+        apply(dest, file("x/y"), file("d/sub/h"))
+    apply(dest, file("w/sub/f"), directory("w"), entry("w/.wh.sub"), file("w/sub/again"))
+    assert [p.name for p in (dest / "w" / "sub").iterdir()] == ["again"]
+
+
 def test_dir_over_dir_keeps_contents_and_takes_metadata(dest: Path) -> None:
     apply(dest, directory("d", mode=0o755), file("d/keep"))
     apply(dest, directory("d", mode=0o700, uid=7, gid=8))

@@ -67,8 +67,8 @@ def apply_layer(stream: BinaryIO, dest: Path) -> LayerStats:
     import tarfile
 
     root = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    applier = _Applier(root)
     try:
-        applier = _Applier(root)
         try:
             with tarfile.open(fileobj=decompressed(stream), mode="r|") as tar:
                 for member in tar:
@@ -78,6 +78,7 @@ def apply_layer(stream: BinaryIO, dest: Path) -> LayerStats:
         applier.finish()
         return applier.stats
     finally:
+        applier.forget()
         os.close(root)
 
 
@@ -238,43 +239,60 @@ class _Applier:
         self.stats = LayerStats()
         self.created: set[tuple[str, ...]] = set()   # paths this layer made (for opaque dirs)
         self.dir_times: list[tuple[tuple[str, ...], int]] = []
+        self.chain: list[int] = []                   # fds of self.path's directories
+        self.path: tuple[str, ...] = ()
 
     def open_dir(self, parts: tuple[str, ...], member: str, create: bool) -> int | None:
         """An fd of directory ``parts`` under the root, walked without following symlinks.
 
         Missing components are created (0755, root-owned) when ``create``; else
         None is returned when the path is missing or not a directory all the way.
+        The fds of the last path walked are kept (:meth:`forget` drops them), so
+        the entries of one directory, which tars list together, cost one open each.
         """
-        fd = os.dup(self.root)
-        try:
-            for i, part in enumerate(parts):
-                try:
-                    sub = os.open(part, _DIR, dir_fd=fd)
-                except FileNotFoundError:
-                    if not create:
-                        os.close(fd)
-                        return None
-                    os.mkdir(part, 0o700, dir_fd=fd)
-                    sub = os.open(part, _DIR, dir_fd=fd)
-                    os.chown(sub, 0, 0)
-                    os.chmod(sub, 0o755)
-                    self.created.add(parts[:i + 1])
-                except OSError as err:
-                    if err.errno not in (errno.ENOTDIR, errno.ELOOP):
-                        raise
-                    if not create:
-                        os.close(fd)
-                        return None
-                    raise InvalidConfig(
-                        f"layer member {member!r}: {'/'.join(parts[:i + 1])!r} is not a "
-                        f"directory (symlinks are never followed); the layer is rejected"
-                    ) from None
-                os.close(fd)
-                fd = sub
-            return fd
-        except BaseException:
+        keep = 0
+        while keep < min(len(parts), len(self.path)) and parts[keep] == self.path[keep]:
+            keep += 1
+        for fd in self.chain[keep:]:
             os.close(fd)
-            raise
+        del self.chain[keep:]
+        self.path = parts[:keep]
+        for i in range(keep, len(parts)):
+            fd = self.chain[-1] if self.chain else self.root
+            part = parts[i]
+            try:
+                sub = os.open(part, _DIR, dir_fd=fd)
+            except FileNotFoundError:
+                if not create:
+                    return None
+                os.mkdir(part, 0o700, dir_fd=fd)
+                sub = os.open(part, _DIR, dir_fd=fd)
+                os.chown(sub, 0, 0)
+                os.chmod(sub, 0o755)
+                self.created.add(parts[:i + 1])
+            except OSError as err:
+                if err.errno not in (errno.ENOTDIR, errno.ELOOP):
+                    raise
+                if not create:
+                    return None
+                raise InvalidConfig(
+                    f"layer member {member!r}: {'/'.join(parts[:i + 1])!r} is not a "
+                    f"directory (symlinks are never followed); the layer is rejected"
+                ) from None
+            self.chain.append(sub)
+            self.path = parts[:i + 1]
+        return os.dup(self.chain[-1] if self.chain else self.root)
+
+    def remove(self, dir_fd: int, name: str, st: os.stat_result) -> None:
+        """Remove an entry (a directory with its tree); kept directory fds may be stale."""
+        _remove(dir_fd, name, st)
+        self.forget()
+
+    def forget(self) -> None:
+        """Close the kept directory fds (after anything is removed, and at the end)."""
+        for fd in self.chain:
+            os.close(fd)
+        self.chain, self.path = [], ()
 
     def apply(self, m: Any, tar: Any) -> None:
         """Apply one tar member."""
@@ -306,7 +324,7 @@ class _Applier:
         if m.isdir():
             if existing is None or not stat.S_ISDIR(existing.st_mode):
                 if existing is not None:
-                    _remove(parent, name, existing)
+                    self.remove(parent, name, existing)
                 os.mkdir(name, 0o700, dir_fd=parent)
             fd = os.open(name, _DIR, dir_fd=parent)
             try:
@@ -317,7 +335,7 @@ class _Applier:
             self.stats.dirs += 1
             return
         if existing is not None:
-            _remove(parent, name, existing)
+            self.remove(parent, name, existing)
         if m.islnk():
             self.hardlink(parent, name, m)
         elif m.issym():
@@ -397,7 +415,7 @@ class _Applier:
             if base == _OPAQUE:
                 self.opaque(parent, parts[:-1])
             elif (st := _lstat(parent, victim)) is not None:
-                _remove(parent, victim, st)
+                self.remove(parent, victim, st)
         finally:
             os.close(parent)
 
@@ -407,7 +425,7 @@ class _Applier:
             path = prefix + (entry.name,)
             st = entry.stat(follow_symlinks=False)
             if path not in self.created:
-                _remove(dir_fd, entry.name, st)
+                self.remove(dir_fd, entry.name, st)
             elif stat.S_ISDIR(st.st_mode):
                 sub = os.open(entry.name, _DIR, dir_fd=dir_fd)
                 try:
