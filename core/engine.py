@@ -29,6 +29,7 @@ from pinnace.errors import (
     NotFound,
     PinnaceError,
 )
+from pinnace.files import remove_tree
 
 if TYPE_CHECKING:
     from pinnace.images.store import Image, ImageStore
@@ -354,7 +355,7 @@ class Engine:
         linux.set_child_subreaper()
         bundle = self.bundle(cid)
         bundle.mkdir(parents=True, exist_ok=True)
-        undo: list[Callable[[], None]] = [lambda: _rmtree(bundle)]
+        undo: list[Callable[[], None]] = [lambda: remove_tree(bundle)]
         try:
             result = networking.setup(self, row, spec, bundle, undo)
             self.plugins.hook.pinnace_prepare_spec(spec=spec)
@@ -577,7 +578,7 @@ class Engine:
                                       container_id=cid, bundle=bundle),
             lambda: networking.teardown(self, row),
         ]
-        steps += [lambda: netns.delete(str(ns)), lambda: _rmtree(bundle)]
+        steps += [lambda: netns.delete(str(ns)), lambda: remove_tree(bundle)]
         _run_undos(list(reversed(steps)), raise_first=True)
 
     def remove(self, ref: str, force: bool = False) -> str:
@@ -598,7 +599,7 @@ class Engine:
         self._teardown(row)
         with contextlib.suppress(NotFound):
             self.plugins.call("storage", row["storage"], "remove", key=cid)
-        _rmtree(self.log_path(cid).parent)
+        remove_tree(self.log_path(cid).parent)
         self._delete_row(cid)
         self.state.event("container", "destroy", cid)
         self.plugins.hook.pinnace_container_removed(container=dict(row))
@@ -683,12 +684,6 @@ def _container(row: sqlite3.Row) -> Container:
         finished=row["finished"], pid=row["pid"], storage=row["storage"],
         network=row["network"], isolation=row["isolation"],
     )
-
-
-def _rmtree(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def _label(row: sqlite3.Row) -> str:

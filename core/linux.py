@@ -108,6 +108,11 @@ def set_pdeathsig(sig: int) -> None:
     _check(_libc.prctl(ctypes.c_int(PR_SET_PDEATHSIG), ctypes.c_ulong(sig), 0, 0, 0), "prctl")
 
 
+def inet_socket() -> int:
+    """socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC): a descriptor for interface ioctls."""
+    return _check(_libc.socket(2, 2 | os.O_CLOEXEC, 0), "socket")
+
+
 def set_child_subreaper() -> None:
     """prctl(PR_SET_CHILD_SUBREAPER): orphaned descendants are reparented to this process."""
     _check(_libc.prctl(ctypes.c_int(PR_SET_CHILD_SUBREAPER), ctypes.c_ulong(1), 0, 0, 0), "prctl")

@@ -16,7 +16,6 @@ layer chain IDs no image uses any more, and the engine removes their snapshots.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import time
@@ -81,6 +80,8 @@ class RemoveResult:
 def chain_ids(diff_ids: Sequence[str]) -> list[str]:
     """OCI chain IDs: ChainID(L0) = DiffID(L0),
     ChainID(Ln) = sha256(ChainID(Ln-1) + " " + DiffID(Ln))."""
+    import hashlib
+
     out: list[str] = []
     for diff_id in diff_ids:
         if out:
@@ -133,6 +134,8 @@ class _BlobWriter:
     """A blob being written: a temp file next to the blobs, hashed as it grows."""
 
     def __init__(self, directory: Path) -> None:
+        import hashlib
+
         self.directory = directory
         self.tmp = directory / f".tmp-{os.getpid()}-{os.urandom(8).hex()}"
         self.file = open(self.tmp, "xb")

@@ -232,11 +232,11 @@ class TreeStorage(Plugin):
             os.close(fd)
 
     def _discard(self, where: Path) -> None:
-        import shutil
+        from pinnace.files import remove_tree
 
         if os.path.lexists(where / "fs"):
             self._destroy(where / "fs")
-        shutil.rmtree(where, ignore_errors=True)
+        remove_tree(where)
 
     def _create(self, key: str, parent: str | None, labels: dict[str, str], kind: Kind) -> Path:
         target = self._dir(key)
