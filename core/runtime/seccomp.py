@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
-import hashlib
 import json
 import os
 from typing import Any
@@ -171,15 +170,25 @@ def _architectures(profile: dict[str, Any], native: str) -> list[str]:
 
 
 def compiled(profile: dict[str, Any], capabilities: list[str]) -> bytes:
-    """The BPF program of ``profile`` for a process holding ``capabilities`` (cached)."""
+    """The BPF program of ``profile`` for a process holding ``capabilities`` (cached).
+
+    A cache file holds its key (the profile, capabilities, kernel release and
+    machine) in full before the program, and is used only when that key
+    matches exactly: a cheap checksum names the file, the comparison decides.
+    """
+    import zlib
+
     uname = os.uname()
-    key = hashlib.sha256(json.dumps([profile, sorted(capabilities), uname.release,
-                                     uname.machine], sort_keys=True).encode()).hexdigest()
+    key = json.dumps([profile, sorted(capabilities), uname.release, uname.machine],
+                     sort_keys=True).encode()
+    header = len(key).to_bytes(8, "little") + key
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    path = os.path.join(base, "pinnace", f"seccomp-{key[:32]}.bpf")
+    path = os.path.join(base, "pinnace", f"seccomp-{zlib.crc32(key):08x}-{len(key)}.bpf")
     try:
         with open(path, "rb") as f:
-            return f.read()
+            data = f.read()
+        if data.startswith(header):
+            return data[len(header):]
     except OSError:
         pass
     with open(os.memfd_create("seccomp", os.MFD_CLOEXEC), "w+b") as f:
@@ -190,7 +199,7 @@ def compiled(profile: dict[str, Any], capabilities: list[str]) -> bytes:
     try:  # best effort: an unwritable cache only costs the next run the compile
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(tmp, "wb") as out:
-            out.write(program)
+            out.write(header + program)
         os.replace(tmp, path)
     except OSError:
         with contextlib.suppress(OSError):
