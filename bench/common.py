@@ -72,3 +72,18 @@ def busybox_root() -> Iterator[tuple[list[str], Path, Path]]:
             yield pinnace, root, work
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def podman_store(work: Path) -> tuple[list[str], Callable[[], None]]:
+    """A podman command line with a store of its own under ``work`` (and a short
+    runroot, which podman wants), and the function that resets and removes it."""
+    runroot = tempfile.mkdtemp(prefix="pd-")
+    podman = ["podman", "--root", str(work / "podman"), "--runroot", runroot,
+              "--storage-driver", "overlay", "--cgroup-manager", "cgroupfs",
+              "--events-backend", "file", "--tmpdir", str(Path(runroot) / "tmp")]
+
+    def cleanup() -> None:
+        subprocess.run(podman + ["system", "reset", "--force"], capture_output=True)
+        shutil.rmtree(runroot, ignore_errors=True)
+
+    return podman, cleanup

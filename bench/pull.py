@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import report  # noqa: E402
+from common import podman_store, report  # noqa: E402
 
 from pinnace.testing.busybox import build_busybox_tar  # noqa: E402
 from pinnace.testing.registry import Layout, docker_registry, skopeo_copy  # noqa: E402
@@ -83,10 +83,7 @@ def main() -> None:
     script = Path(sys.executable).parent / "pinnace"
     pinnace = [str(script)] if script.exists() else [sys.executable, "-m", "pinnace"]
     work = Path(tempfile.mkdtemp(prefix="pinnace-bench-pull-"))
-    runroot = tempfile.mkdtemp(prefix="pd-")
-    podman = ["podman", "--root", str(work / "podman"), "--runroot", runroot,
-              "--storage-driver", "overlay", "--cgroup-manager", "cgroupfs",
-              "--events-backend", "file"]
+    podman, podman_cleanup = podman_store(work)
     times: dict[str, list[float]] = {}
     rss: dict[str, list[int]] = {}
     try:
@@ -150,9 +147,8 @@ def main() -> None:
         peak = max(rss["pinnace pull"])
         print(f"pinnace pull peak RSS: {peak} MB (under 150 MB: {'OK' if peak < 150 else 'MISSED'})")
     finally:
-        subprocess.run(podman + ["system", "reset", "--force"], capture_output=True)
+        podman_cleanup()
         shutil.rmtree(work, ignore_errors=True)
-        shutil.rmtree(runroot, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import report  # noqa: E402
+from common import podman_store, report  # noqa: E402
 
 from pinnace.testing.btrfs import loop_btrfs  # noqa: E402
 from pinnace.testing.busybox import build_busybox_tar  # noqa: E402
@@ -91,10 +91,7 @@ def main() -> None:
     script = Path(sys.executable).parent / "pinnace"
     pinnace = [str(script)] if script.exists() else [sys.executable, "-m", "pinnace"]
     work = Path(tempfile.mkdtemp(prefix="pinnace-bench-"))
-    runroot = tempfile.mkdtemp(prefix="pd-")  # podman wants a short runroot
-    podman = ["podman", "--root", str(work / "podman"), "--runroot", runroot,
-              "--storage-driver", "overlay", "--cgroup-manager", "cgroupfs",
-              "--events-backend", "file", "--tmpdir", str(Path(runroot) / "tmp")]
+    podman, podman_cleanup = podman_store(work)
     ref = "bench/saveload:1"
     try:
         with loop_btrfs(work / "btrfs", "4G") as mnt:
@@ -137,9 +134,8 @@ def main() -> None:
                 print(f"{mine} / {peer}: {med[mine] / med[peer]:.2f}x "
                       f"({size_mb / med[mine]:.0f} MB/s vs {size_mb / med[peer]:.0f} MB/s)")
     finally:
-        subprocess.run(podman + ["system", "reset", "--force"], capture_output=True)
+        podman_cleanup()
         shutil.rmtree(work, ignore_errors=True)
-        shutil.rmtree(runroot, ignore_errors=True)
 
 
 if __name__ == "__main__":
