@@ -49,12 +49,15 @@ busybox: busybox-rootfs.tar
 
 # The demo uses the default root (/var/lib/pinnace). If it is not on btrfs,
 # the btrfs plugin provisions a loop-backed btrfs file of DEMO_BTRFS_SIZE there.
+# The container gets a bridge network (pinnace0, NAT, a veth) built inside a private
+# network namespace (unshare --net), so the demo leaves the host's network as it was.
 DEMO_BTRFS_SIZE ?= 4G
 demo: venv busybox-rootfs.tar
 	$(PINNACE) image inspect busybox:latest >/dev/null 2>&1 || \
 		$(PINNACE) import -c 'CMD ["sh"]' busybox-rootfs.tar busybox:latest
-	PINNACE_STORAGE_BTRFS_LOOP_SIZE=$(DEMO_BTRFS_SIZE) $(PINNACE) run --rm --storage=btrfs --net=none busybox \
-		sh -c 'echo "hello from $$(hostname), PID $$$$ in its own namespaces"; ls /'
+	PINNACE_STORAGE_BTRFS_LOOP_SIZE=$(DEMO_BTRFS_SIZE) unshare --net sh -c 'ip link set lo up && \
+		$(PINNACE) run --rm --storage=btrfs --net=bridge busybox sh -c \
+		"echo hello from \$$(hostname), PID \$$\$$ in its own namespaces; ip -4 -o addr show eth0; ip route; ls /"'
 	$(PINNACE) images
 	$(PINNACE) plugins
 
