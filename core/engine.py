@@ -234,7 +234,7 @@ class Engine:
     def _spec(self, cid: str, opts: RunOptions, image: Image, command: list[str],
               mounts: list) -> ContainerSpec:
         from pinnace.mounts import mounted
-        from pinnace.runtime import limits, security, users
+        from pinnace.runtime import cgroups, limits, security, users
         from pinnace.runtime.spec import DEFAULT_PATH, ContainerSpec, Process
 
         cfg = image.config.get("config") or {}
@@ -250,7 +250,7 @@ class Engine:
                             user=user.user, terminal=opts.tty),
             rootfs=list(mounts),
             hostname=opts.hostname or cid[:12],
-            cgroup=f"pinnace/{cid}",
+            cgroup=cgroups.container_cgroup(cid).path,
             readonly_rootfs=opts.read_only,
             security=security.policy(opts.privileged, opts.cap_add, opts.cap_drop,
                                      opts.security_opt),
@@ -395,20 +395,18 @@ class Engine:
         Returns True when its restart policy asks for another start. ``code``
         is None when it is unknown.
         """
-        from pinnace.runtime.policy import should_restart
-
         from pinnace.runtime import cgroups, limits
+        from pinnace.runtime.policy import should_restart
 
         try:
             row = self._row(cid)
         except NotFound:  # removed meanwhile (rm -f)
             return False
-        oom = limits.oom_killed(cgroups.Cgroup(f"pinnace/{cid}"))  # before teardown removes it
+        oom = limits.oom_killed(cgroups.container_cgroup(cid))  # before teardown removes it
         try:
             self._teardown(row)
         finally:  # "exited" means its runtime is released: a start may follow at once
-            self._record_exit(cid, code)
-            self._set(cid, oom_killed=int(oom))
+            self._record_exit(cid, code, oom_killed=oom)
         self.state.event("container", "die", cid, exit_code=code)
         self.plugins.hook.pinnace_container_exited(container=self._row_dict(cid), exit_code=code)
         run = json.loads(row["spec"]).get("run", {})
@@ -562,11 +560,11 @@ class Engine:
             self.state.event("container", "die", row["id"], exit_code=None)
         return self._row(row["id"])
 
-    def _record_exit(self, cid: str, code: int | None) -> None:
+    def _record_exit(self, cid: str, code: int | None, oom_killed: bool = False) -> None:
         with self.state.tx() as db:
             db.execute(
-                "UPDATE containers SET status = 'exited', exit_code = ?, finished = ?, pid = 0"
-                " WHERE id = ?", (code, time.time(), cid))
+                "UPDATE containers SET status = 'exited', exit_code = ?, finished = ?, pid = 0,"
+                " oom_killed = ? WHERE id = ?", (code, time.time(), int(oom_killed), cid))
 
     def _teardown(self, row: sqlite3.Row) -> None:
         """Release the runtime side of a container: process, cgroup, network, netns, bundle."""

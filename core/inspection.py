@@ -112,7 +112,7 @@ def processes(engine: Engine, cid: str, ps_args: list[str]) -> tuple[list[str], 
     c = engine.container(cid)
     if c.status not in ACTIVE:
         raise FailedPrecondition(f"container {c.name} is not running")
-    pids = cgroups.Cgroup(f"pinnace/{cid}").pids()
+    pids = cgroups.container_cgroup(cid).pids()
     try:
         out = subprocess.run(["ps", *(ps_args or ["-ef"])], capture_output=True, text=True,
                              check=True).stdout

@@ -27,6 +27,7 @@ def stats(ctx: click.Context, no_stream: bool, no_trunc: bool, fmt: str,
           containers: tuple[str, ...]) -> None:
     """Show containers' resource usage, refreshed every second (all running ones
     unless CONTAINERs are named; Ctrl-C leaves)."""
+    from pinnace.runtime import cgroups
     from pinnace.runtime import stats as usage
 
     engine = get_engine(ctx)
@@ -36,7 +37,8 @@ def stats(ctx: click.Context, no_stream: bool, no_trunc: bool, fmt: str,
     try:
         while True:
             listed = [engine.container(cid) for cid in ids] if ids else engine.containers()
-            now = {c.id: usage.read(f"pinnace/{c.id}", c.pid) if c.pid else None for c in listed}
+            now = {c.id: usage.read(cgroups.container_cgroup(c.id), c.pid) if c.pid else None
+                   for c in listed}
             if first:  # a CPU percentage needs a second reading
                 before, first = now, False
                 time.sleep(INTERVAL)

@@ -42,7 +42,8 @@ def attach(engine: Engine, cid: str, detach_keys: bytes, with_stdin: bool,
     from pinnace.runtime import console
     from pinnace.runtime.foreground import forwarding
     from pinnace.runtime.monitor import run_options
-    from pinnace.runtime.watch import CLOSE_STDIN, FRAME, RESIZE, STDIN, unix_socket
+    from pinnace.runtime.watch import (CLOSE_STDIN, FRAME, RESIZE, STDERR, STDIN, frames,
+                                       unix_socket)
 
     c = engine.container(cid)
     if c.status not in ACTIVE:
@@ -100,14 +101,9 @@ def attach(engine: Engine, cid: str, detach_keys: bytes, with_stdin: bool,
                 chunk = sock.recv(65536)
                 if not chunk:
                     break
-                buf += chunk
-                while len(buf) >= FRAME.size:
-                    kind, length = FRAME.unpack_from(buf)
-                    if len(buf) < FRAME.size + length:
-                        break
-                    payload = buf[FRAME.size:FRAME.size + length]
-                    buf = buf[FRAME.size + length:]
-                    os.write(2 if kind == b"2" else 1, payload)
+                complete, buf = frames(buf + chunk)
+                for kind, payload in complete:
+                    os.write(2 if kind == STDERR else 1, payload)
     sock.close()
     if detached:
         return 0

@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass
 
 CGROUP_ROOT = "/sys/fs/cgroup"
+PARENT = "pinnace"
+"""Every container's cgroup is a child of this one, in each hierarchy."""
 CGROUP2_MAGIC = 0x63677270
 
 
@@ -103,7 +105,8 @@ class Cgroup:
         raise Unavailable("no cgroup freezer on this host (neither v1 freezer nor cgroup.freeze)")
 
     def remove(self) -> None:
-        """Remove the cgroup everywhere; a missing directory is fine; retries while busy."""
+        """Remove the cgroup everywhere (a missing directory is fine; retries while
+        busy), then the parents it leaves empty (``pinnace`` once no container is left)."""
         for d in self.dirs:
             deadline = time.monotonic() + 5
             while True:
@@ -116,17 +119,37 @@ class Cgroup:
                     if err.errno != errno.EBUSY or time.monotonic() > deadline:
                         raise
                     time.sleep(0.01)
+            for _ in range(self.path.count("/")):
+                d = os.path.dirname(d)
+                try:
+                    os.rmdir(d)
+                except OSError:  # another container's cgroup is still in it
+                    break
+
+
+def container_cgroup(container_id: str) -> Cgroup:
+    """The cgroup of a container (``pinnace/<id>`` in every hierarchy)."""
+    return Cgroup(f"{PARENT}/{container_id}")
 
 
 def create(path: str) -> Cgroup:
-    """Create cgroup ``path`` (e.g. ``pinnace/<id>``) in every hierarchy and return it."""
+    """Create cgroup ``path`` (e.g. ``pinnace/<id>``) in every hierarchy and return it.
+
+    A parent that another container's teardown removes meanwhile (it was empty)
+    is made again."""
     cg = Cgroup(path)
-    try:
-        for h in hierarchies():
-            _make(h, path)
-    except BaseException:
-        cg.remove()
-        raise
+    for attempt in range(5):
+        try:
+            for h in hierarchies():
+                _make(h, path)
+            return cg
+        except FileNotFoundError:
+            if attempt == 4:
+                cg.remove()
+                raise
+        except BaseException:
+            cg.remove()
+            raise
     return cg
 
 

@@ -81,10 +81,15 @@ def window_size(fd: int) -> tuple[int, int] | None:
     return rows, cols
 
 
-def resize(fd: int, rows: int, cols: int) -> None:
-    """Set the window size of the pty on ``fd`` (its foreground group gets SIGWINCH)."""
-    with contextlib.suppress(OSError):
-        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
+def copy_size(terminal: int, pty: int) -> None:
+    """Give the pty on ``pty`` the window size of ``terminal`` (nothing when it is not one)."""
+    from pinnace.runtime.watch import resize
+
+    size = window_size(terminal)
+    if size:
+        resize(pty, *size)
 
 
 @contextlib.contextmanager

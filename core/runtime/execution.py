@@ -21,6 +21,7 @@ def run_exec(engine: Engine, cid: str, process: Process, interactive: bool,
     """Run ``process`` in container ``cid``; its exit code (0 at once with ``detach``)."""
     from pinnace.runtime.foreground import forwarding, pump
     from pinnace.runtime.monitor import open_streams
+    from pinnace.runtime.watch import exit_code
 
     bundle = str(engine.bundle(cid))
     if detach:
@@ -63,4 +64,4 @@ def run_exec(engine: Engine, cid: str, process: Process, interactive: bool,
         if streams is not None:
             with contextlib.suppress(OSError):
                 os.rmdir(os.path.dirname(streams.console_path))
-    return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+    return exit_code(status)

@@ -80,9 +80,8 @@ def pump(streams: Streams, tty: bool, interactive: bool, log: JsonLog | None) ->
         return
     from pinnace.runtime import console
 
-    size = console.window_size(0)
-    if size and streams.outputs:
-        console.resize(next(iter(streams.outputs)), *size)
+    if streams.outputs:
+        console.copy_size(0, next(iter(streams.outputs)))
     with console.raw_mode(0):
         session.run()
 
@@ -96,9 +95,8 @@ def forwarding(send: Callable[[int], None], tty: Streams | None) -> Iterator[Non
         if signum == signal.SIGWINCH and tty is not None:
             from pinnace.runtime import console
 
-            size = console.window_size(0)
-            if size and tty.outputs:
-                console.resize(next(iter(tty.outputs)), *size)
+            if tty.outputs:
+                console.copy_size(0, next(iter(tty.outputs)))
             return
         if signum in (signal.SIGINT, signal.SIGTERM):
             count["n"] += 1

@@ -10,25 +10,16 @@ applied, as podman without crun's eBPF support does.
 from __future__ import annotations
 
 import os
-import re
 
 from pinnace.errors import InvalidConfig, Unavailable
 from pinnace.runtime import cgroups
 from pinnace.runtime.spec import Resources
+from pinnace.units import parse_bytes
 
 CPU_PERIOD = 100_000
 MIN_MEMORY = 6 * 1024 * 1024
 SWAP_FILES = ("memory.memsw.limit_in_bytes", "memory.swap.max")
 """Present only with swap accounting; without it the swap limit is skipped, as docker does."""
-_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
-
-
-def parse_bytes(text: str, flag: str) -> int:
-    """docker's sizes: ``1024``, ``512k``, ``64m``, ``1g`` (binary units, optional ``b``)."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)b?\s*", text.lower())
-    if not m:
-        raise InvalidConfig(f"invalid size for {flag}: {text!r} (use e.g. 512k, 64m, 1g)")
-    return int(float(m.group(1)) * _UNITS[m.group(2)])
 
 
 def online_cpus() -> set[int]:

@@ -20,6 +20,7 @@ from pinnace.errors import InvalidConfig
 BLOCK = 65536
 FOLLOW_POLL = 0.1
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|ms|s|m|h)")
+_DURATIONS = re.compile(f"(?:{_DURATION.pattern})+")
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
 
 
@@ -40,7 +41,7 @@ def parse_time(text: str, now: float | None = None) -> str:
 
     now = time.time() if now is None else now
     raw = text.strip()
-    if _DURATION.fullmatch(raw) or re.fullmatch(r"(?:\d+(?:\.\d+)?(?:ns|us|ms|s|m|h))+", raw):
+    if _DURATIONS.fullmatch(raw):
         seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION.findall(raw))
         return timestamp(now - seconds)
     if re.fullmatch(r"\d+(\.\d+)?", raw):

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from pinnace.errors import InvalidConfig
+from pinnace.units import parse_bytes
 
 RESTART_NAMES = ("no", "always", "unless-stopped", "on-failure")
 MAX_BACKOFF = 60.0
-UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
 
 def parse_restart(text: str) -> dict[str, Any]:
@@ -38,20 +38,6 @@ def backoff(restarts: int) -> float:
     return min(0.1 * 2 ** restarts, MAX_BACKOFF)
 
 
-def parse_size(text: str) -> int:
-    """``10m``, ``512k``, ``1g`` or a byte count."""
-    raw = text.strip().lower()
-    number, unit = raw.rstrip("bkmg"), raw[len(raw.rstrip("bkmg")):]
-    unit = unit[:-1] if len(unit) == 2 and unit.endswith("b") else unit
-    try:
-        value = float(number) * UNITS[unit]
-    except (KeyError, ValueError):
-        raise InvalidConfig(f"invalid size {text!r}: use a number with b, k, m or g") from None
-    if value <= 0:
-        raise InvalidConfig(f"invalid size {text!r}: must be positive")
-    return int(value)
-
-
 def parse_log_opts(items: list[str]) -> dict[str, int]:
     """``--log-opt max-size=10m --log-opt max-file=3`` (json-file's options)."""
     out = {"max_size": 0, "max_files": 1}
@@ -60,7 +46,9 @@ def parse_log_opts(items: list[str]) -> dict[str, int]:
         if not sep:
             raise InvalidConfig(f"invalid --log-opt {item!r}: use KEY=VALUE")
         if key == "max-size":
-            out["max_size"] = parse_size(value)
+            out["max_size"] = parse_bytes(value, "--log-opt max-size")
+            if out["max_size"] <= 0:
+                raise InvalidConfig(f"invalid max-size {value!r}: must be positive")
         elif key == "max-file":
             if not value.isdigit() or int(value) < 1:
                 raise InvalidConfig(f"invalid max-file {value!r}: a whole number >= 1")

@@ -24,10 +24,10 @@ class Usage:
     net_tx: int = 0
 
 
-def read(cgroup_path: str, pid: int) -> Usage:
-    """Usage of the cgroup ``cgroup_path`` and of the network namespace of ``pid``
-    (net I/O is 0 when the process is gone)."""
-    files = _Files(cgroups.Cgroup(cgroup_path).dirs)
+def read(cgroup: cgroups.Cgroup, pid: int) -> Usage:
+    """Usage of ``cgroup`` and of the network namespace of ``pid`` (net I/O is 0
+    when the process is gone)."""
+    files = _Files(cgroup.dirs)
     host_memory = _host_memory()
     if files.has("cpuacct.usage") or files.has("memory.usage_in_bytes"):  # v1
         cpu = _int(files.read("cpuacct.usage"))

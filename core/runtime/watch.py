@@ -186,14 +186,9 @@ class Session:
         if not data:
             self._drop(conn)
             return
-        buf = self.buffers.get(conn, b"") + data
-        while len(buf) >= FRAME.size:
-            kind, length = FRAME.unpack_from(buf)
-            if len(buf) < FRAME.size + length:
-                break
-            payload, buf = buf[FRAME.size:FRAME.size + length], buf[FRAME.size + length:]
+        complete, self.buffers[conn] = frames(self.buffers.get(conn, b"") + data)
+        for kind, payload in complete:
             self._frame(kind, payload)
-        self.buffers[conn] = buf
 
     def _frame(self, kind: bytes, payload: bytes) -> None:
         if self.stdin is None:
@@ -201,14 +196,8 @@ class Session:
         if kind == STDIN:
             _write_all(self.stdin, payload)
         elif kind == RESIZE and self.tty:
-            import fcntl
-            import termios
-
             rows, cols = (int(x) for x in payload.split())
-            try:
-                fcntl.ioctl(self.stdin, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-            except OSError:
-                pass
+            resize(self.stdin, rows, cols)
         elif kind == CLOSE_STDIN and not self.tty:
             os.close(self.stdin)
             self.stdin = None
@@ -255,7 +244,31 @@ def _write_all(fd: int, data: bytes) -> None:
         pass
 
 
-def _exit_code(status: int) -> int:
+def frames(buf: bytes) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """The complete attach frames at the start of ``buf`` as (type, payload), and the rest."""
+    out = []
+    while len(buf) >= FRAME.size:
+        kind, length = FRAME.unpack_from(buf)
+        if len(buf) < FRAME.size + length:
+            break
+        out.append((kind, buf[FRAME.size:FRAME.size + length]))
+        buf = buf[FRAME.size + length:]
+    return out, buf
+
+
+def resize(fd: int, rows: int, cols: int) -> None:
+    """Set the window size of the pty on ``fd`` (its foreground group gets SIGWINCH)."""
+    import fcntl
+    import termios
+
+    try:
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    except OSError:
+        pass
+
+
+def exit_code(status: int) -> int:
+    """A wait status as a shell reports it: the exit code, or 128 + the signal number."""
     return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
 
 
@@ -280,7 +293,7 @@ def main(argv: list[str]) -> None:
         except ChildProcessError:
             break
         if child == pid:
-            code = _exit_code(status)
+            code = exit_code(status)
             break
     os.execv(args["finish"][0], args["finish"] + [str(code)])
 

@@ -25,6 +25,7 @@ from pinnace.plugin import Plugin, hookimpl
 from pinnace_plugins.isolation_unshare import child as _setup
 from pinnace.runtime.spec import ContainerSpec, Process
 from pinnace.runtime.status import ContainerState, Status
+from pinnace.runtime.watch import exit_code
 
 
 class _Child:
@@ -66,10 +67,6 @@ def _raise_exec_error(report: str, what: str) -> None:
     if code_text == "126":
         raise CommandNotExecutable(message)
     raise FailedPrecondition(f"{what}: {message}")
-
-
-def _exit_code(status: int) -> int:
-    return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
 
 
 class UnshareIsolation(Plugin):
@@ -170,7 +167,7 @@ class UnshareIsolation(Plugin):
         child.errors = -1
         if report:
             _, status = os.waitpid(child.pid, 0)
-            child.exit_code = _exit_code(status)
+            child.exit_code = exit_code(status)
             _raise_exec_error(report, "container start failed")
 
     @hookimpl
@@ -191,7 +188,7 @@ class UnshareIsolation(Plugin):
                for ns in ("pid", "net", "ipc", "uts", "cgroup", "mnt")}
         own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
-        cg = cgroups.Cgroup(f"pinnace/{container_id}")
+        cg = cgroups.container_cgroup(container_id)
         saved = bundle / "security.json"  # absent for a container started by an older pinnace
         security = Security(**json.loads(saved.read_text())) if saved.exists() else Security()
         try:
@@ -226,14 +223,14 @@ class UnshareIsolation(Plugin):
         """Freeze the container's cgroup."""
         from pinnace.runtime import cgroups
 
-        cgroups.Cgroup(f"pinnace/{container_id}").freeze(True)
+        cgroups.container_cgroup(container_id).freeze(True)
 
     @hookimpl
     def pinnace_isolation_resume(self, container_id: str, bundle: Path) -> None:
         """Thaw the container's cgroup."""
         from pinnace.runtime import cgroups
 
-        cgroups.Cgroup(f"pinnace/{container_id}").freeze(False)
+        cgroups.container_cgroup(container_id).freeze(False)
 
     @hookimpl
     def pinnace_isolation_wait(self, container_id: str, bundle: Path) -> int:
@@ -241,7 +238,7 @@ class UnshareIsolation(Plugin):
         child = self._own_child(container_id)
         if child.exit_code is None:
             _, status = os.waitpid(child.pid, 0)
-            child.exit_code = _exit_code(status)
+            child.exit_code = exit_code(status)
         return child.exit_code
 
     def _pid(self, container_id: str, bundle: Path) -> int:
@@ -280,7 +277,7 @@ class UnshareIsolation(Plugin):
         """Kill what is left in the cgroup, reap our child, remove the cgroup; idempotent."""
         from pinnace.runtime import cgroups
 
-        cg = cgroups.Cgroup(f"pinnace/{container_id}")
+        cg = cgroups.container_cgroup(container_id)
         cg.kill_all()
         child = self._children.pop(container_id, None)
         if child is not None:

@@ -14,25 +14,15 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from pinnace.errors import FailedPrecondition, InvalidConfig, Unavailable
+from pinnace.errors import FailedPrecondition, Unavailable
+from pinnace.units import parse_bytes
 from pinnace_plugins.storage_dir.base import mount_of, run
 
-UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
 def image_of(data_dir: Path) -> Path:
     """Where the loop image for ``data_dir`` lives: ``<data_dir>.img``, its sibling."""
     return data_dir.with_name(data_dir.name + ".img")
-
-
-def parse_size(text: str) -> int:
-    """Bytes in a size such as ``20G``, ``512M``, ``1TiB`` or ``1073741824`` (binary units)."""
-    import re
-
-    m = re.fullmatch(r"\s*(\d+)\s*([KMGT]?)(?:i?B)?\s*", text, re.IGNORECASE)
-    if not m or int(m[1]) == 0:
-        raise InvalidConfig(f"storage.btrfs loop_size {text!r}: expected a size such as 20G")
-    return int(m[1]) * UNITS[m[2].upper()]
 
 
 def fixes(data_dir: Path) -> str:
@@ -58,7 +48,7 @@ def ensure_btrfs(data_dir: Path, loop_size: str) -> None:
         return
     if not loop_size:
         raise not_btrfs(data_dir, fstype)
-    size = parse_size(loop_size)
+    size = parse_bytes(loop_size, "storage.btrfs loop_size")
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     with _flock(data_dir.with_name(data_dir.name + ".lock")):
         if mount_of(data_dir)[1] == "btrfs":  # another process got here first
