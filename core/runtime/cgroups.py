@@ -6,6 +6,7 @@ unified one of a hybrid host); on v2 one directory in the unified tree.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import signal
@@ -154,22 +155,32 @@ def create(path: str) -> Cgroup:
 
 
 def _make(hierarchy: str, path: str) -> None:
+    """Make each level of ``path`` that is missing. Every level is checked, made by
+    this process or not: another pinnace may have just made a parent and not yet
+    filled in what its children need (a v1 cpuset starts empty; v2 controllers
+    must be enabled), and a child of an empty cpuset cannot take a process."""
     current = hierarchy
     for part in path.split("/"):
         parent, current = current, os.path.join(current, part)
-        try:
+        with contextlib.suppress(FileExistsError):
             os.mkdir(current)
-        except FileExistsError:
-            continue
-        if os.path.exists(os.path.join(current, "cpuset.cpus")):  # v1 cpuset starts empty
+        if os.path.exists(os.path.join(current, "cpuset.cpus")):
             for name in ("cpuset.cpus", "cpuset.mems"):
-                with open(os.path.join(parent, name)) as src:
-                    value = src.read().strip()
-                with open(os.path.join(current, name), "w") as dst:
-                    dst.write(value)
+                _inherit(parent, current, name)
         elif os.path.exists(os.path.join(parent, "cgroup.subtree_control")) \
                 and current != os.path.join(hierarchy, path):
             _enable_controllers(current)
+
+
+def _inherit(parent: str, child: str, name: str) -> None:
+    """Copy a v1 cpuset file from ``parent`` into ``child`` when it is still empty."""
+    with open(os.path.join(child, name)) as f:
+        if f.read().strip():
+            return
+    with open(os.path.join(parent, name)) as src:
+        value = src.read().strip()
+    with open(os.path.join(child, name), "w") as dst:
+        dst.write(value)
 
 
 def _enable_controllers(directory: str) -> None:

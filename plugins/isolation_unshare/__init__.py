@@ -126,7 +126,7 @@ class UnshareIsolation(Plugin):
             os.waitpid(pid, 0)
             cg.kill_all()
             cg.remove()
-            raise FailedPrecondition(f"container setup failed: {message or 'unknown error'}")
+            _raise_exec_error(message or "1\nunknown error", "container setup failed")
         (bundle / "pid").write_text(str(pid))
         self._children[spec.id] = _Child(pid, err_r)
         return pid
