@@ -39,7 +39,7 @@ ROLE_KEYS = {"storage": "storage", "network": "network", "isolation": "isolation
              "image_source": "image_source"}
 
 
-@dataclass(frozen=True)
+@dataclass
 class Value:
     """A configuration value and where it came from (default, file path, env var, flag)."""
 

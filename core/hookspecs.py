@@ -27,6 +27,21 @@ if TYPE_CHECKING:
 
 hookspec = pluggy.HookspecMarker("pinnace")
 
+
+class PluginManager(pluggy.PluginManager):
+    """pluggy's manager for project ``pinnace``; only ``pinnace_*`` names are looked at.
+
+    Registering a plugin otherwise inspects every attribute of it (its imports
+    included), which costs more than the rest of a short command's set-up.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("pinnace")
+
+    def parse_hookimpl_opts(self, plugin: Any, name: str) -> Any:
+        """Hook options of ``plugin.<name>``: only ``pinnace_*`` names can be hooks."""
+        return super().parse_hookimpl_opts(plugin, name) if name.startswith("pinnace_") else None
+
 # --------------------------------------------------------------------- storage
 # Snapshots are keyed by strings: committed image layers by their chain ID,
 # containers by their ID. Storage describes mounts; isolation performs them.

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
-@dataclass(frozen=True)
+@dataclass
 class Mount:
     """One mount(2) call, described (containerd's mount.Mount).
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
-@dataclass(frozen=True)
+@dataclass
 class PortMapping:
     """A published port: host_ip:host_port -> container_port/protocol."""
 
@@ -15,7 +15,7 @@ class PortMapping:
     host_ip: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass
 class Network:
     """A named network as the state records it; ``options`` belong to its driver (plugin)."""
 
@@ -29,7 +29,7 @@ class Network:
     created: float = 0.0
 
 
-@dataclass(frozen=True)
+@dataclass
 class Attachment:
     """One container on one network: what ``network_add`` and ``network_del`` receive."""
 
@@ -47,7 +47,7 @@ class Attachment:
     """No outbound NAT, no published ports, no route to anything outside the network."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class Interface:
     """An interface the plugin created or configured (``sandbox`` is the netns path when inside)."""
 
@@ -56,7 +56,7 @@ class Interface:
     sandbox: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass
 class IPConfig:
     """An address given to an interface (index into ``NetworkResult.interfaces``)."""
 
@@ -65,7 +65,7 @@ class IPConfig:
     interface: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass
 class Route:
     """A route installed in the container: destination CIDR via gateway."""
 
@@ -73,7 +73,7 @@ class Route:
     gw: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass
 class NetworkResult:
     """CNI-shaped result of ``network_add``; the core persists it with the container."""
 

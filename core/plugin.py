@@ -26,7 +26,7 @@ def group_of(role: str) -> str:
     return f"pinnace.{role}"
 
 
-@dataclass(frozen=True)
+@dataclass
 class Option:
     """A plugin option: set in ``[<role>.<plugin>]`` of the config file or
     ``PINNACE_<ROLE>_<PLUGIN>_<OPTION>`` in the environment."""
@@ -60,7 +60,7 @@ class Option:
             ) from None
 
 
-@dataclass(frozen=True)
+@dataclass
 class PluginContext:
     """What a plugin instance is given: its name and role, its option values,
     a private data directory under the root, and the engine's runtime directory."""

@@ -32,7 +32,7 @@ GROUP_PREFIX = "pinnace."
 CACHE_FORMAT = 1
 
 
-@dataclass(frozen=True)
+@dataclass
 class EntryPointInfo:
     """One installed plugin as its distribution declares it."""
 
@@ -80,9 +80,21 @@ def _scan() -> list[EntryPointInfo]:
     return sorted(found, key=lambda e: (e.group, e.name, e.dist))
 
 
+_discovered: dict[str, list[EntryPointInfo]] = {}
+"""What :func:`discover` found in this process, by :func:`_path_key`."""
+
+
 def discover() -> list[EntryPointInfo]:
     """Every entry point in a ``pinnace.*`` group, from the cache when it is current."""
-    path, key = _cache_file(), _path_key()
+    key = _path_key()
+    if key not in _discovered:
+        _discovered.clear()
+        _discovered[key] = _read_cache(key)
+    return _discovered[key]
+
+
+def _read_cache(key: str) -> list[EntryPointInfo]:
+    path = _cache_file()
     try:
         data = json.loads(path.read_text())
         if data.get("format") == CACHE_FORMAT and data.get("key") == key:
@@ -176,12 +188,10 @@ class Plugins:
     """
 
     def __init__(self, config: Config, trace: TextIO | None = None) -> None:
-        import pluggy
-
         from pinnace import hookspecs
 
         self.config = config
-        self.pm: pluggy.PluginManager = pluggy.PluginManager("pinnace")
+        self.pm: pluggy.PluginManager = hookspecs.PluginManager()
         self.pm.add_hookspecs(hookspecs)
         self._loaded: dict[tuple[str, str], Any] = {}
         self._callers: dict[tuple[str, str, str], Callable[..., Any]] = {}

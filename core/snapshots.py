@@ -14,7 +14,7 @@ class Kind(str, enum.Enum):
     COMMITTED = "committed"
 
 
-@dataclass(frozen=True)
+@dataclass
 class SnapshotInfo:
     """A snapshot as its storage plugin sees it."""
 
@@ -25,7 +25,7 @@ class SnapshotInfo:
     created: float = 0.0
 
 
-@dataclass(frozen=True)
+@dataclass
 class Usage:
     """Disk used by a snapshot on its own (not counting its parents): bytes and inodes."""
 

@@ -45,7 +45,7 @@ TRACE = re.compile(r"^trace: (pinnace_network_\w+) \[[^\]]*\] ([0-9.]+) ms", re.
 TEARDOWN_HOOKS = ("pinnace_network_del", "pinnace_network_remove")
 
 
-@dataclass(frozen=True)
+@dataclass
 class Metric:
     """One measured quantity: a short key, what it is, its unit."""
 
@@ -65,7 +65,7 @@ METRICS = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass
 class Parameters:
     """What the experiment does: which strategies, how often, with what workload."""
 

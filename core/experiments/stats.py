@@ -8,7 +8,7 @@ from dataclasses import dataclass
 NA = "n/a"
 
 
-@dataclass(frozen=True)
+@dataclass
 class Summary:
     """The samples of one metric of one strategy, or why there are none (``reason``)."""
 

@@ -23,7 +23,7 @@ _HEX64 = re.compile(r"[a-f0-9]{64}")
 _MAX_NAME = 255
 
 
-@dataclass(frozen=True)
+@dataclass
 class Reference:
     """A parsed, normalised image reference; ``str()`` gives its canonical form."""
 

@@ -34,18 +34,26 @@ def _fs_magic(path: str) -> int:
     return int.from_bytes(buf.raw[:8], "little")
 
 
+_hierarchies: dict[int, list[str]] = {}
+"""Cgroup mount points, by mount namespace: reading mountinfo costs more than a write."""
+
+
 def hierarchies() -> list[str]:
     """Mount points of every cgroup hierarchy in this mount namespace."""
-    points = []
-    with open("/proc/self/mountinfo", encoding="utf-8") as f:
-        for line in f:
-            pre, _, post = line.partition(" - ")
-            if post.split()[0] in ("cgroup", "cgroup2"):
-                points.append(pre.split()[4])
-    return points
+    namespace = os.stat("/proc/self/ns/mnt").st_ino
+    points = _hierarchies.get(namespace)
+    if points is None:
+        points = []
+        with open("/proc/self/mountinfo", encoding="utf-8") as f:
+            for line in f:
+                pre, _, post = line.partition(" - ")
+                if post.split()[0] in ("cgroup", "cgroup2"):
+                    points.append(pre.split()[4])
+        _hierarchies[namespace] = points
+    return list(points)
 
 
-@dataclass(frozen=True)
+@dataclass
 class Cgroup:
     """One container's cgroup: the same relative path in every hierarchy."""
 

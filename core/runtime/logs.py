@@ -24,7 +24,7 @@ _DURATIONS = re.compile(f"(?:{_DURATION.pattern})+")
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
 
 
-@dataclass(frozen=True)
+@dataclass
 class Entry:
     """One log line: its stream, its text (with the newline) and its RFC 3339 time."""
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pinnace.runtime import cgroups
 
 
-@dataclass(frozen=True)
+@dataclass
 class Usage:
     """One reading; CPU is cumulative, so a percentage needs two (:func:`cpu_percent`)."""
 

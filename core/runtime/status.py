@@ -14,7 +14,7 @@ class Status(str, enum.Enum):
     STOPPED = "stopped"
 
 
-@dataclass(frozen=True)
+@dataclass
 class ContainerState:
     """What ``pinnace_isolation_state`` returns."""
 

@@ -9,7 +9,7 @@ from pinnace.errors import InvalidConfig
 from pinnace.runtime.spec import User
 
 
-@dataclass(frozen=True)
+@dataclass
 class Resolved:
     """The numeric user and the home directory from passwd (``/`` when unknown)."""
 

@@ -7,11 +7,9 @@ from typing import Any
 
 def assert_implements_role(plugin: Any, role: str) -> None:
     """pluggy accepts ``plugin`` (no misspelt hook) and finds every hook ``role`` requires."""
-    import pluggy
-
     from pinnace import hookspecs
 
-    pm = pluggy.PluginManager("pinnace")
+    pm = hookspecs.PluginManager()
     pm.add_hookspecs(hookspecs)
     pm.register(plugin)
     pm.check_pending()

@@ -11,7 +11,7 @@ from pinnace.errors import FailedPrecondition
 APT_DIR = Path("/etc/apt")
 
 
-@dataclass(frozen=True)
+@dataclass
 class Source:
     """One ``deb`` source: its URI, suites, components and keyring (if signed-by a file)."""
 
