@@ -59,6 +59,18 @@ def _report_and_exit(run: Any, err_w: int) -> None:
     os._exit(code)
 
 
+def _attach(cg: Any, pid: int, gate: int) -> str:
+    """Move forked child ``pid`` into cgroup ``cg`` and open its gate; return why not, or ""."""
+    try:
+        cg.add(pid)
+        os.write(gate, b"C")
+        return ""
+    except OSError as err:
+        return f"cannot move the process into its cgroup: {err.strerror or err}"
+    finally:
+        os.close(gate)
+
+
 def _raise_exec_error(report: str, what: str) -> None:
     """Turn a child's "CODE\\nmessage" report into the matching error."""
     code_text, _, message = report.partition("\n")
@@ -99,6 +111,7 @@ class UnshareIsolation(Plugin):
         (bundle / "security.json").write_text(json.dumps(asdict(spec.security)))  # for exec
         ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        gate_r, gate_w = os.pipe2(os.O_CLOEXEC)
         own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
         gc.freeze()  # keep the collector from touching (and copying) every page in the child
         try:
@@ -106,11 +119,13 @@ class UnshareIsolation(Plugin):
             pid = os.fork()
             if pid == 0:
                 gc.disable()
-                self._child(spec, str(bundle), cg, fifo, ready_w, err_w, stdio)
+                os.close(gate_w)
+                self._child(spec, str(bundle), gate_r, fifo, ready_w, err_w, stdio)
             linux.setns(own_pidns, linux.CLONE_NEWPID)
         except BaseException:
             with contextlib.suppress(OSError):
                 linux.setns(own_pidns, linux.CLONE_NEWPID)
+            os.close(gate_w)
             cg.remove()
             raise
         finally:
@@ -118,10 +133,12 @@ class UnshareIsolation(Plugin):
             os.close(own_pidns)
             os.close(ready_w)
             os.close(err_w)
+            os.close(gate_r)
+        unattached = _attach(cg, pid, gate_w)
         ready = os.read(ready_r, 1)
         os.close(ready_r)
         if ready != b"R":
-            message = _read_all(err_r).decode(errors="replace")
+            message = _read_all(err_r).decode(errors="replace") or (unattached and f"1\n{unattached}")
             os.close(err_r)
             os.waitpid(pid, 0)
             cg.kill_all()
@@ -132,12 +149,12 @@ class UnshareIsolation(Plugin):
         return pid
 
     @staticmethod
-    def _child(spec: ContainerSpec, bundle: str, cg: Any, fifo: str, ready_w: int,
+    def _child(spec: ContainerSpec, bundle: str, gate: int, fifo: str, ready_w: int,
                err_w: int, stdio: tuple[int, int, int] | None) -> None:
         """The forked side: never returns."""
         def run() -> None:
             _setup.redirect(stdio)
-            start_fd = _setup.setup(spec, bundle, cg, fifo)
+            start_fd = _setup.setup(spec, bundle, gate, fifo)
             os.write(ready_w, b"R")
             os.close(ready_w)
             if os.read(start_fd, 1) != b"S":
@@ -188,6 +205,7 @@ class UnshareIsolation(Plugin):
                for ns in ("pid", "net", "ipc", "uts", "cgroup", "mnt")}
         own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        gate_r, gate_w = os.pipe2(os.O_CLOEXEC)
         cg = cgroups.container_cgroup(container_id)
         saved = bundle / "security.json"  # absent for a container started by an older pinnace
         security = Security(**json.loads(saved.read_text())) if saved.exists() else Security()
@@ -195,12 +213,17 @@ class UnshareIsolation(Plugin):
             linux.setns(fds["pid"], linux.CLONE_NEWPID)
             child = os.fork()
             if child == 0:
-                self._exec_child(process, security, cg, fds, err_w, stdio)
+                os.close(gate_w)
+                self._exec_child(process, security, gate_r, fds, err_w, stdio)
             linux.setns(own_pidns, linux.CLONE_NEWPID)
+        except BaseException:
+            os.close(gate_w)
+            raise
         finally:
-            for fd in (*fds.values(), own_pidns, err_w):
+            for fd in (*fds.values(), own_pidns, err_w, gate_r):
                 os.close(fd)
-        report = _read_all(err_r).decode(errors="replace")
+        unattached = _attach(cg, child, gate_w)
+        report = _read_all(err_r).decode(errors="replace") or (unattached and f"1\n{unattached}")
         os.close(err_r)
         if report:
             os.waitpid(child, 0)
@@ -208,12 +231,12 @@ class UnshareIsolation(Plugin):
         return child
 
     @staticmethod
-    def _exec_child(process: Process, security: Any, cg: Any, fds: dict[str, int], err_w: int,
-                    stdio: tuple[int, int, int] | None) -> None:
+    def _exec_child(process: Process, security: Any, gate: int, fds: dict[str, int],
+                    err_w: int, stdio: tuple[int, int, int] | None) -> None:
         """The forked side of exec: never returns."""
         def run() -> None:
             _setup.redirect(stdio)
-            _setup.join(process, security, cg, fds)
+            _setup.join(process, security, gate, fds)
             _setup.execute(process.args, process.env)
 
         _report_and_exit(run, err_w)
