@@ -508,7 +508,6 @@ class Engine:
     def exec_process(self, cid: str, args: list[str], env: list[str], workdir: str | None,
                      user: str | None, tty: bool) -> Process:
         """The process ``exec`` runs: the container's env and user unless overridden."""
-        from pinnace.runtime import users
         from pinnace.runtime.spec import Process
 
         row = self._current(cid)
@@ -518,7 +517,11 @@ class Engine:
         if not args:
             raise InvalidConfig("exec needs a command")
         base = _spec_from_json(json.loads(row["spec"])["runtime"]).process
-        who = users.resolve(Path(f"/proc/{row['pid']}/root"), user).user if user else base.user
+        who = base.user
+        if user:
+            from pinnace.runtime import users
+
+            who = users.resolve(Path(f"/proc/{row['pid']}/root"), user).user
         return Process(args=args, env=_merge_env(base.env, env), cwd=workdir or base.cwd,
                        user=who, terminal=tty)
 
