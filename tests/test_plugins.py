@@ -206,5 +206,8 @@ def test_info_and_doctor(pn: Pinnace) -> None:
     proc = pn("doctor", "--format", "json", check=False)
     checks = json.loads(proc.stdout)
     assert any(c["check"] == "running as root" and c["ok"] == "yes" for c in checks)
+    moves = next(c for c in checks if c["check"] == "fast cgroup moves (favordynmods)")
+    favoring = "favordynmods" in Path("/proc/self/mountinfo").read_text()
+    assert moves["ok"] == ("yes" if favoring else "warn")
     assert all(c.get("fix") for c in checks if c["ok"] == "no")
     assert proc.returncode == (1 if any(c["ok"] == "no" for c in checks) else 0)

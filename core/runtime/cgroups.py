@@ -53,6 +53,17 @@ def hierarchies() -> list[str]:
     return list(points)
 
 
+def fast_moves() -> bool:
+    """True when a cgroup hierarchy is mounted with ``favordynmods``: moving a process
+    into a cgroup then takes no RCU grace period (10-20 ms each time otherwise)."""
+    with open("/proc/self/mountinfo", encoding="utf-8") as f:
+        for line in f:
+            post = line.partition(" - ")[2].split()
+            if post and post[0] in ("cgroup", "cgroup2") and "favordynmods" in post[-1].split(","):
+                return True
+    return False
+
+
 @dataclass
 class Cgroup:
     """One container's cgroup: the same relative path in every hierarchy."""

@@ -341,4 +341,14 @@ class UnshareIsolation(Plugin):
                        "ok": "yes" if writable else "no",
                        "detail": f"{cgroups.version()}, {len(writable)}/{len(points)} writable",
                        "fix": "mount cgroup2 on /sys/fs/cgroup (or v1 hierarchies) read-write"})
+        fast = cgroups.fast_moves()
+        target = next((p for p in points if p in ("/sys/fs/cgroup/unified", "/sys/fs/cgroup")),
+                      "/sys/fs/cgroup")
+        checks.append({"check": "fast cgroup moves (favordynmods)",
+                       "ok": "yes" if fast else "warn",
+                       "detail": "a cgroup hierarchy is mounted with favordynmods" if fast else
+                                 "each container start and exec waits for an RCU grace period "
+                                 "(10-20 ms) to move its process into the cgroup",
+                       "fix": f"mount -o remount,favordynmods {target} (fork and exit pay a "
+                              "little more; recent kernels keep it on until reboot)"})
         return checks
