@@ -249,6 +249,33 @@ def test_push_uncompressed_and_zstd_then_pull(pn: Pinnace, busybox: str,
         assert out == f"{fmt}\n"
 
 
+def test_push_of_a_pulled_image_sends_its_blobs_as_they_are(pn: Pinnace, seeded: str,
+                                                             root: Path, tmp_path: Path) -> None:
+    ref = f"{seeded}/lib/multi:1"
+    served = [d["digest"] for d in registry_manifest(seeded, "lib/multi:1")["layers"]]
+    pn("pull", ref)
+    diff_ids = json.loads(pn("image", "inspect", ref).stdout)[0]["RootFS"]["Layers"]
+    with docker_registry(tmp_path / "second", access_log=True) as second:
+        pn("push", ref, f"{second.host}/copy/gzip:1")
+        pushed = registry_manifest(second.host, "copy/gzip:1")["layers"]
+        assert [d["digest"] for d in pushed] == served  # the pulled gzip blobs, not new ones
+        log = (second.storage.parent / "registry.log").read_text()
+        # a monolithic upload (POST, PUT) for each layer and the config: nothing recompressed
+        assert uploads(second, "copy/gzip") == 2 * 4 and '"PATCH ' not in log
+        # another compression is made from the tar, checked against its diff ID on the way
+        pn("push", "--compression-format", "none", ref, f"{second.host}/copy/none:1")
+        assert [d["digest"] for d in registry_manifest(second.host, "copy/none:1")["layers"]] \
+            == diff_ids
+        pn("push", "--compression-format", "zstd", ref, f"{second.host}/copy/zstd:1")
+        media = {d["mediaType"] for d in registry_manifest(second.host, "copy/zstd:1")["layers"]}
+        assert media == {"application/vnd.oci.image.layer.v1.tar+zstd"}
+        other = Pinnace(root / "other")
+        other("pull", f"{second.host}/copy/zstd:1")
+        out = other("run", "--rm", "--storage=dir", f"{second.host}/copy/zstd:1", "cat",
+                    "/etc/motd2")
+        assert out.stdout == "layer 3\n"
+
+
 # ------------------------------------------------------------------ auth
 
 
@@ -358,6 +385,9 @@ def test_bad_layer_is_refused_at_first_run_and_leaves_nothing(
         assert f"layer {bad['digest']}: " in line and expected in line
         assert len(snapshots(pn)) == 2 * 1  # busybox's layer stays unpacked, nothing else
     assert stored_images(pn) == [image_id[7:19]]  # still listed: rmi or a new pull fixes it
+    line = error_line(pn("push", "--compression-format", "zstd", ref,
+                         f"{seeded}/lib/copy-{kind}:1", check=False))
+    assert f"layer {bad['digest']}: " in line  # a push that recompresses reads it whole
     assert not any(p.name.startswith(".tmp-") for p in (pn.root / "images/blobs/sha256").iterdir())
     # the registry's image is fixed under the same name: a pull moves the tag to it
     unique_image(lay, busybox_tar, "good")

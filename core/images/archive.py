@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from pinnace.errors import InvalidConfig, NotFound
 
 if TYPE_CHECKING:
-    from pinnace.images.store import ImageStore, Layer
+    from pinnace.images.store import Blob, ImageStore, Layer
 
 FORMATS = ("docker-archive", "oci-archive")
 _JSON_LIMIT = 16 << 20           # manifests and configs are small; refuse to read more
@@ -446,19 +446,19 @@ def _select(entries: list[_Entry], select: str | None, label: str) -> list[_Entr
 
 
 def _store_layer(store: ImageStore, files: _Files, layer: _LayerRef,
-                 written: list[str]) -> tuple[str, int]:
+                 written: list[str]) -> Blob:
     """Store one layer uncompressed, checking its blob digest when the archive gives one."""
     with files.open(layer.name) as f:
         source = _Hashing(f) if layer.digest else f
-        digest, size = store.add_layer(source, f"{files.label}: {layer.name}")
-        written.append(digest)
+        blob = store.add_layer(source, f"{files.label}: {layer.name}")
+        written.append(blob.digest)
         if layer.digest:
             source.drain()
             got = "sha256:" + source.hash.hexdigest()
             if got != layer.digest or (layer.size is not None and source.size != layer.size):
                 raise InvalidConfig(f"{files.label}: {layer.name} does not match its digest "
                                     f"(expected {layer.digest}, got {got})")
-    return digest, size
+    return blob
 
 
 class _Hashing:
