@@ -5,9 +5,8 @@ descriptor per tag, annotated with ``org.opencontainers.image.ref.name``,
 plus one unannotated descriptor per untagged image) and
 ``blobs/sha256/<hex>``. A blob is written to a temp file in its final
 directory, verified, fsynced, then renamed, so a crash never leaves a partial
-blob under its final name (a pull fsyncs its blobs together at its end, before
-the image row: see :meth:`ImageStore.sync`). In the state: ``images``, ``tags``
-and ``image_layers``.
+blob under its final name. In the state: ``images``, ``tags`` and
+``image_layers``.
 
 Layer blobs are kept as they came, like containerd's content store: pulled ones
 as the registry served them (gzip, zstd or plain tar), built ones (import,
@@ -165,20 +164,17 @@ class _BlobWriter:
         self.size += len(data)
         return len(data)
 
-    def commit(self, expected: str | None = None, durable: bool = True) -> str:
-        """Verify against ``expected``, fsync (unless not ``durable``: the caller syncs
-        later), move into place; return the digest."""
+    def commit(self, expected: str | None = None) -> str:
+        """Verify against ``expected``, fsync, move into place; return the digest."""
         self.file.flush()
         digest = "sha256:" + self.hash.hexdigest()
         if expected is not None and digest != expected:
             raise InvalidConfig(f"blob {expected} does not match its digest (its bytes hash "
                                 f"to {digest}): rejected, nothing stored")
-        if durable:
-            os.fsync(self.file.fileno())
+        os.fsync(self.file.fileno())
         self.file.close()
         os.replace(self.tmp, self.directory / digest.removeprefix("sha256:"))
-        if durable:
-            _fsync_dir(self.directory)
+        _fsync_dir(self.directory)
         return digest
 
     def discard(self) -> None:
@@ -232,35 +228,16 @@ class ImageStore:
         finally:
             writer.discard()
 
-    def add_blob(self, source: BinaryIO | bytes, expected: str | None = None,
-                 durable: bool = True) -> tuple[str, int]:
+    def add_blob(self, source: BinaryIO | bytes, expected: str | None = None) -> tuple[str, int]:
         """Store ``source`` as a blob, verified against ``expected`` when given
-        (a mismatch raises InvalidConfig and stores nothing); return (digest, size).
-        A blob stored not ``durable`` must be passed to :meth:`sync` before an image
-        records it."""
+        (a mismatch raises InvalidConfig and stores nothing); return (digest, size)."""
         with self._writer() as writer:
             if isinstance(source, bytes):
                 writer.write(source)
             else:
                 while chunk := source.read(1 << 20):
                     writer.write(chunk)
-            return writer.commit(expected, durable), writer.size
-
-    def sync(self, digests: Sequence[str]) -> None:
-        """Make the blobs ``digests`` durable: fsync each, then the blob directory once.
-
-        A pull stores its blobs without an fsync each and calls this once, after the
-        last one and before the image row: a crash before it leaves blobs no image
-        uses (and :meth:`has_image_blob` does not trust), never an image whose blob
-        lost its bytes."""
-        for digest in digests:
-            fd = os.open(self.blob_path(digest), os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        if digests:
-            _fsync_dir(self.blobs)
+            return writer.commit(expected), writer.size
 
     def has_blob(self, digest: str) -> bool:
         """Whether the blob ``digest`` is stored (False for an invalid digest)."""
@@ -268,11 +245,6 @@ class ImageStore:
             return self.blob_path(digest).is_file()
         except InvalidConfig:
             return False
-
-    def has_image_blob(self, digest: str) -> bool:
-        """Whether the blob ``digest`` is stored and an image uses it, so it was synced
-        (a blob a killed pull left behind may have lost its bytes: fetch it again)."""
-        return self.has_blob(digest) and self._referenced(self.state.db, digest)
 
     def has_image(self, image_id: str) -> bool:
         """Whether the image ``image_id`` (a full ID) is in the store."""

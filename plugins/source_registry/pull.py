@@ -3,8 +3,8 @@ parallel, each streamed from the socket into the store as the registry serves it
 (gzip, zstd or plain tar), its digest checked on the way, never whole in memory.
 
 A blob whose bytes do not hash to its digest is rejected before it is moved into
-place; an interrupted transfer is retried from the start. The blobs are made
-durable together (one fsync pass) before the image row is written. A layer's
+place (fsynced first, in its transfer's thread, so the fsyncs overlap the other
+transfers); an interrupted transfer is retried from the start. A layer's
 diff ID, and whether it is a whole tar a layer may hold, are checked when it is
 first unpacked (:meth:`pinnace.images.store.ImageStore.layer_stream`), not here:
 a pull only downloads. If anything fails, the blobs this pull wrote and no image
@@ -162,7 +162,6 @@ class Puller:
         try:
             with self.store.staging() as written:
                 stored = self._layers(layers, diff_ids, written)
-                self.store.sync(written)
                 tags = [name] if self.ref.tag else []
                 image_id = self.store.add_image(self.config_bytes, stored, tags, "pull",
                                                 written)
@@ -194,8 +193,7 @@ class Puller:
     def _layers(self, layers: list[dict[str, Any]], diff_ids: list[str],
                 written: list[str]) -> list[Blob]:
         """Fetch the layer blobs the store lacks (appending them to ``written``); return
-        every layer's blob. A blob that an image uses is trusted; none is fetched when
-        the image itself is stored."""
+        every layer's blob. None is fetched when the image itself is stored."""
         from pinnace.images.compression import COMPRESSION, MEDIA
         from pinnace.images.store import Blob
 
@@ -210,7 +208,7 @@ class Puller:
             if not isinstance(desc.get("size"), int) or desc["size"] < 0:
                 raise InvalidConfig(f"{self.ref}: layer {desc['digest']} has no valid size")
             blobs.append(Blob(desc["digest"], desc["size"], MEDIA[kind]))
-            if image_stored or self.store.has_image_blob(desc["digest"]):
+            if image_stored or self.store.has_blob(desc["digest"]):
                 if progress is not None:
                     progress.bar(desc["digest"][7:19]).finish("Already exists")
                 continue
@@ -233,14 +231,14 @@ class Puller:
     def _layer(self, desc: dict[str, Any], diff_id: str, kind: str, bar: Bar | None,
                written: list[str]) -> None:
         """Download, verify and store one layer blob as served (retried from the start
-        when the transfer breaks), appending it to ``written``; it is synced later."""
+        when the transfer breaks), appending it to ``written``."""
         path = f"/v2/{self.ref.repository}/blobs/{desc['digest']}"
         try:
             for attempt in range(1, RETRIES + 1):
                 resp = self.reg.request("GET", path, self.scope)
                 body = _Body(resp, desc["digest"], desc["size"], bar, self.stop)
                 try:
-                    self.store.add_blob(body, expected=desc["digest"], durable=False)
+                    self.store.add_blob(body, expected=desc["digest"])
                     written.append(desc["digest"])
                     break
                 except Transient as err:
