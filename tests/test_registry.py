@@ -154,6 +154,14 @@ def test_pull_stores_blobs_as_served_and_checks_diff_ids_at_first_run(
     assert snapshots(pn) == []  # nothing is unpacked by a pull
     assert pn("run", "--rm", "--storage=dir", ref, "cat", "/etc/motd2").stdout == "layer 3\n"
     assert len(snapshots(pn)) == 2 * 3  # one directory and one row per layer
+    # a commit on top keeps the gzip layers below its own plain one
+    pn("run", "--name", "c", "--storage=dir", ref, "sh", "-c", "echo mine > /etc/mine")
+    pn("commit", "c", "committed:1")
+    kept = stored_manifest(pn, "committed:1")["layers"]
+    assert [d["digest"] for d in kept[:3]] == layers
+    assert kept[3]["mediaType"] == "application/vnd.oci.image.layer.v1.tar"
+    out = pn("run", "--rm", "--storage=dir", "committed:1", "cat", "/etc/mine", "/etc/motd2")
+    assert out.stdout == "mine\nlayer 3\n"
 
 
 def test_pull_by_digest_and_oci_manifest(pn: Pinnace, seeded: str) -> None:
