@@ -57,7 +57,7 @@ class Layer:
     chain_id: str      # identifies the layer *and everything below it* (the snapshot key)
     blob_digest: str   # the stored blob (the diff ID when it is a plain tar)
     size: int          # the blob's size in bytes
-    media_type: str = MEDIA_LAYER  # the blob's OCI media type: its compression
+    media_type: str    # the blob's OCI media type: its compression
 
 
 class Blob(NamedTuple):
@@ -380,7 +380,7 @@ class ImageStore:
         return config_digest
 
     def _store_layer(self, source: Path | BinaryIO) -> Blob:
-        """Store the rootfs as an uncompressed layer tar blob; return (digest, size)."""
+        """Store the rootfs as an uncompressed layer tar blob (its digest is its diff ID)."""
         if isinstance(source, Path):
             if source.is_dir():
                 from pinnace.images.layers import write_tree
@@ -392,7 +392,7 @@ class ImageStore:
 
     def write_layer(self, write: Callable[[Any], None]) -> Blob:
         """Store as a layer blob the tar that ``write(out)`` writes to ``out`` (an object
-        with ``write``); return (diff ID, size)."""
+        with ``write``); its digest is its diff ID."""
         with self._writer() as writer:
             write(writer)
             return Blob(writer.commit(), writer.size)
@@ -400,7 +400,7 @@ class ImageStore:
     def add_layer(self, stream: BinaryIO, label: str) -> Blob:
         """Store the (plain, gzip, bzip2 or xz) tar ``stream`` uncompressed as a layer
         blob, checking on the way that it is a whole tar whose members a layer may hold
-        (:class:`~pinnace.images.unpack.LayerChecker`); return (diff ID, size).
+        (:class:`~pinnace.images.unpack.LayerChecker`); its digest is its diff ID.
         Bad input raises InvalidConfig and stores nothing."""
         import tarfile
 

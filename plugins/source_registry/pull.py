@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from pinnace.errors import InvalidConfig, NotFound, PinnaceError, Unavailable
+from pinnace.images.compression import COMPRESSION, MEDIA
 from pinnace.images.reference import Reference
 from pinnace_plugins.source_registry.client import RETRIES, Registry, Transient, describe
 
@@ -194,7 +195,6 @@ class Puller:
                 written: list[str]) -> list[Blob]:
         """Fetch the layer blobs the store lacks (appending them to ``written``); return
         every layer's blob. None is fetched when the image itself is stored."""
-        from pinnace.images.compression import COMPRESSION, MEDIA
         from pinnace.images.store import Blob
 
         progress = self.options.progress

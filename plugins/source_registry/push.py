@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import urlencode
 
 from pinnace.errors import FailedPrecondition, InvalidConfig
+from pinnace.images.compression import COMPRESSION, MEDIA, Counted
 from pinnace.images.reference import Reference
 from pinnace_plugins.source_registry.client import Registry
 from pinnace_plugins.source_registry.pull import OCI_MANIFEST
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
     from pinnace.images.store import Image, ImageStore, Layer
     from pinnace_plugins.source_registry.files import BlobCache
 
-COMPRESSIONS = ("gzip", "zstd", "none")
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 CHUNK = 8 << 20        # bytes per PATCH of a chunked upload
 GZIP_LEVEL = 1         # fast; a few percent larger than gzip's default
@@ -67,7 +67,7 @@ class Pusher:
         self.repo = dest.repository
         self.scope = f"repository:{self.repo}:pull,push"
         self.compression = options.compression or "gzip"
-        if self.compression not in COMPRESSIONS:
+        if self.compression not in MEDIA:
             raise InvalidConfig(f"unknown compression {self.compression!r} "
                                 f"(gzip, zstd or none)")
         self.lock = threading.Lock()
@@ -93,8 +93,6 @@ class Pusher:
         return digest
 
     def _layer(self, layer: Layer) -> dict[str, Any]:
-        from pinnace.images.compression import COMPRESSION, MEDIA, Counted
-
         bar = self.options.progress.bar(layer.diff_id[7:19], layer.size) \
             if self.options.progress else None
         as_stored = COMPRESSION[layer.media_type] == self.compression
@@ -125,8 +123,6 @@ class Pusher:
         """The descriptor of a blob the registry has (or can mount) for ``layer`` in the
         compression pushed: the stored blob itself when it has it, else one the
         blob cache knows."""
-        from pinnace.images.compression import MEDIA
-
         known = self.cache.lookup(layer.diff_id, self.compression)
         if as_stored:
             repos = known["repos"] if known and known["digest"] == layer.blob_digest else []
