@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Pinnace, host_leftovers
+from pinnace.testing.registry import Layout, busybox_layers, docker_registry, skopeo_copy
 
 PODMAN_RUN = ("run", "--rm", "--network=none", "--ulimit", "nofile=1024:1024",
               "--ulimit", "nproc=1024:1024")
@@ -122,6 +123,36 @@ def test_pinnace_save_then_podman_load_and_run(pn: Pinnace, busybox: str, podman
     assert pid.removeprefix("sha256:") == image_id(pn, busybox).removeprefix("sha256:")
     assert podman(*PODMAN_RUN, name, "sh", "-c", "echo hi from $(busybox | head -1 | "
                   "cut -c1-7)").stdout == "hi from BusyBox\n"
+
+
+def test_pulled_image_saves_plain_for_docker_archive_and_as_pulled_for_oci(
+        pn: Pinnace, podman, busybox_tar: Path, tmp_path: Path) -> None:
+    lay = Layout(tmp_path / "layout")
+    lay.tag(lay.image(busybox_layers(busybox_tar)), "multi")  # gzip layers
+    with docker_registry(tmp_path / "registry") as reg:
+        ref = f"{reg.host}/lib/multi:1"
+        skopeo_copy(f"oci:{lay.path}:multi", f"docker://{ref}")
+        pn("pull", ref)
+    diff_ids = json.loads(pn("image", "inspect", ref).stdout)[0]["RootFS"]["Layers"]
+    # docker-archive: each layer a plain tar (decompressed on the way), as docker writes it
+    pn("save", "-o", str(tmp_path / "d.tar"), ref)
+    with tarfile.open(tmp_path / "d.tar") as tar:
+        names = json.load(tar.extractfile("manifest.json"))[0]["Layers"]
+        assert [sha(tar.extractfile(name).read()) for name in names] == diff_ids
+    podman("load", "-i", str(tmp_path / "d.tar"))
+    assert podman(*PODMAN_RUN, ref, "cat", "/etc/motd2").stdout == "layer 3\n"
+    podman("rmi", "-a", "-f")
+    # OCI archive: the gzip blobs as pulled
+    pn("save", "--format", "oci-archive", "-o", str(tmp_path / "o.tar"), ref)
+    raw = json.loads(subprocess.run(["skopeo", "inspect", "--raw", f"oci-archive:{tmp_path / 'o.tar'}"],
+                                    check=True, capture_output=True).stdout)
+    assert [d["mediaType"][-5:] for d in raw["layers"]] == ["+gzip"] * 3
+    with tarfile.open(tmp_path / "o.tar") as tar:
+        for d in raw["layers"]:
+            assert tar.extractfile(f"blobs/sha256/{d['digest'][7:]}").read()[:2] == b"\x1f\x8b"
+    podman("load", "-i", str(tmp_path / "o.tar"))
+    name = podman("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.strip()
+    assert podman(*PODMAN_RUN, name, "cat", "/etc/motd").stdout == "hello from layer 2\n"
 
 
 def test_save_to_stdout_and_load_from_stdin(pn: Pinnace, busybox: str, root: Path,

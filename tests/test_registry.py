@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
@@ -95,6 +96,29 @@ def stored_images(pn: Pinnace) -> list[str]:
     return pn("images", "-q").stdout.split()
 
 
+def registry_manifest(host: str, ref: str) -> dict:
+    """The manifest the registry serves for ``ref`` (a repository:tag on ``host``)."""
+    return json.loads(subprocess.run(
+        ["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{host}/{ref}"],
+        check=True, capture_output=True).stdout)
+
+
+def stored_manifest(pn: Pinnace, ref: str) -> dict:
+    """The manifest pinnace's store keeps for tag ``ref`` (found in its OCI layout)."""
+    index = json.loads((pn.root / "images/index.json").read_text())
+    digest = next(m["digest"] for m in index["manifests"]
+                  if m.get("annotations", {}).get("org.opencontainers.image.ref.name") == ref)
+    return json.loads((pn.root / "images/blobs/sha256" / digest[7:]).read_bytes())
+
+
+def snapshots(pn: Pinnace) -> list[str]:
+    """The layer snapshots the dir storage keeps, and the rows that record them."""
+    path = pn.root / "storage/dir/snapshots"
+    with contextlib.closing(sqlite3.connect(pn.root / "state.db")) as db:
+        rows = [r[0] for r in db.execute("SELECT chain_id FROM snapshots")]
+    return sorted(os.listdir(path) if path.exists() else []) + rows
+
+
 # ------------------------------------------------------------------ pull
 
 
@@ -109,6 +133,35 @@ def test_pull_multi_layer_docker_schema2_with_whiteout(pn: Pinnace, seeded: str)
     assert len(inspect["RootFS"]["Layers"]) == 3
     # a second pull finds every layer already there and gives the same image
     assert pn("pull", ref).stdout.strip() == image_id
+
+
+def test_pull_stores_blobs_as_served_and_checks_diff_ids_at_first_run(
+        pn: Pinnace, seeded: str) -> None:
+    ref = f"{seeded}/lib/multi:1"
+    served = registry_manifest(seeded, "lib/multi:1")
+    pn("pull", ref)
+    # the store holds the registry's gzip blobs under the registry's digests
+    layers = [d["digest"] for d in served["layers"]]
+    kept = stored_manifest(pn, ref)["layers"]
+    assert [d["digest"] for d in kept] == layers
+    assert {d["mediaType"] for d in kept} == {"application/vnd.oci.image.layer.v1.tar+gzip"}
+    for digest in layers:
+        blob = (pn.root / "images/blobs/sha256" / digest[7:]).read_bytes()
+        assert blob[:2] == b"\x1f\x8b" and "sha256:" + hashlib.sha256(blob).hexdigest() == digest
+    # inspect lists diff IDs (the uncompressed tars'), not the blob digests
+    diff_ids = json.loads(pn("image", "inspect", ref).stdout)[0]["RootFS"]["Layers"]
+    assert len(diff_ids) == 3 and not set(diff_ids) & set(layers)
+    assert snapshots(pn) == []  # nothing is unpacked by a pull
+    assert pn("run", "--rm", "--storage=dir", ref, "cat", "/etc/motd2").stdout == "layer 3\n"
+    assert len(snapshots(pn)) == 2 * 3  # one directory and one row per layer
+    # a commit on top keeps the gzip layers below its own plain one
+    pn("run", "--name", "c", "--storage=dir", ref, "sh", "-c", "echo mine > /etc/mine")
+    pn("commit", "c", "committed:1")
+    kept = stored_manifest(pn, "committed:1")["layers"]
+    assert [d["digest"] for d in kept[:3]] == layers
+    assert kept[3]["mediaType"] == "application/vnd.oci.image.layer.v1.tar"
+    out = pn("run", "--rm", "--storage=dir", "committed:1", "cat", "/etc/mine", "/etc/motd2")
+    assert out.stdout == "mine\nlayer 3\n"
 
 
 def test_pull_by_digest_and_oci_manifest(pn: Pinnace, seeded: str) -> None:
@@ -204,6 +257,33 @@ def test_push_uncompressed_and_zstd_then_pull(pn: Pinnace, busybox: str,
         assert out == f"{fmt}\n"
 
 
+def test_push_of_a_pulled_image_sends_its_blobs_as_they_are(pn: Pinnace, seeded: str,
+                                                             root: Path, tmp_path: Path) -> None:
+    ref = f"{seeded}/lib/multi:1"
+    served = [d["digest"] for d in registry_manifest(seeded, "lib/multi:1")["layers"]]
+    pn("pull", ref)
+    diff_ids = json.loads(pn("image", "inspect", ref).stdout)[0]["RootFS"]["Layers"]
+    with docker_registry(tmp_path / "second", access_log=True) as second:
+        pn("push", ref, f"{second.host}/copy/gzip:1")
+        pushed = registry_manifest(second.host, "copy/gzip:1")["layers"]
+        assert [d["digest"] for d in pushed] == served  # the pulled gzip blobs, not new ones
+        log = (second.storage.parent / "registry.log").read_text()
+        # a monolithic upload (POST, PUT) for each layer and the config: nothing recompressed
+        assert uploads(second, "copy/gzip") == 2 * 4 and '"PATCH ' not in log
+        # another compression is made from the tar, checked against its diff ID on the way
+        pn("push", "--compression-format", "none", ref, f"{second.host}/copy/none:1")
+        assert [d["digest"] for d in registry_manifest(second.host, "copy/none:1")["layers"]] \
+            == diff_ids
+        pn("push", "--compression-format", "zstd", ref, f"{second.host}/copy/zstd:1")
+        media = {d["mediaType"] for d in registry_manifest(second.host, "copy/zstd:1")["layers"]}
+        assert media == {"application/vnd.oci.image.layer.v1.tar+zstd"}
+        other = Pinnace(root / "other")
+        other("pull", f"{second.host}/copy/zstd:1")
+        out = other("run", "--rm", "--storage=dir", f"{second.host}/copy/zstd:1", "cat",
+                    "/etc/motd2")
+        assert out.stdout == "layer 3\n"
+
+
 # ------------------------------------------------------------------ auth
 
 
@@ -290,16 +370,41 @@ def test_blob_not_matching_its_digest_is_rejected(pn: Pinnace, busybox_tar: Path
     assert not any((pn.root / "images/blobs/sha256").iterdir())  # nothing stored
 
 
-def test_truncated_gzip_layer_is_rejected(pn: Pinnace, busybox_tar: Path,
-                                          tmp_path: Path, seeded: str) -> None:
+BAD_LAYERS = {  # a gzip layer blob (with the right digest) -> what its first unpack says
+    "diff-id": (gzip.compress(_tar([("other", b"not the layer the config lists")])),
+                "not to the diff ID"),
+    "truncated": (gzip.compress(_tar([("big", os.urandom(1 << 16))]))[:40_000],
+                  "corrupt compressed data: gzip"),
+    "not-a-tar": (gzip.compress(os.urandom(1 << 14)), "corrupt layer"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_LAYERS))
+def test_bad_layer_is_refused_at_first_run_and_leaves_nothing(
+        pn: Pinnace, busybox_tar: Path, tmp_path: Path, seeded: str, kind: str) -> None:
+    blob, expected = BAD_LAYERS[kind]
     lay = Layout(tmp_path / "layout")
-    whole = gzip.compress(_tar([("big", os.urandom(1 << 16))]))
-    unique_image(lay, busybox_tar, "trunc", extra=whole[:len(whole) // 2])
-    skopeo_copy(f"oci:{lay.path}:trunc", f"docker://{seeded}/lib/trunc:1")
-    line = error_line(pn("pull", f"{seeded}/lib/trunc:1", check=False))
-    assert "gzip" in line and "not a tar archive" in line
-    assert stored_images(pn) == []
-    assert not any((pn.root / "images/blobs/sha256").iterdir())
+    bad = unique_image(lay, busybox_tar, "bad", extra=blob)
+    skopeo_copy(f"oci:{lay.path}:bad", f"docker://{seeded}/lib/bad-{kind}:1")
+    ref = f"{seeded}/lib/bad-{kind}:1"
+    image_id = pn("pull", ref).stdout.strip()  # the blob's digest is right: pulled
+    for _ in range(2):  # refused each time, not remembered as unpacked
+        line = error_line(pn("run", "--rm", "--storage=dir", ref, "true", check=False))
+        assert f"layer {bad['digest']}: " in line and expected in line
+        assert len(snapshots(pn)) == 2 * 1  # busybox's layer stays unpacked, nothing else
+    assert stored_images(pn) == [image_id[7:19]]  # still listed: rmi or a new pull fixes it
+    line = error_line(pn("push", "--compression-format", "zstd", ref,
+                         f"{seeded}/lib/copy-{kind}:1", check=False))
+    assert f"layer {bad['digest']}: " in line  # a push that recompresses reads it whole
+    assert not any(p.name.startswith(".tmp-") for p in (pn.root / "images/blobs/sha256").iterdir())
+    # the registry's image is fixed under the same name: a pull moves the tag to it
+    unique_image(lay, busybox_tar, "good")
+    skopeo_copy(f"oci:{lay.path}:good", f"docker://{seeded}/lib/bad-{kind}:1")
+    fixed = pn("pull", ref).stdout.strip()
+    assert fixed != image_id
+    assert pn("run", "--rm", "--storage=dir", ref, "ls", "/random.bin").stdout == "/random.bin\n"
+    pn("rmi", image_id)
+    assert bad["digest"][7:] not in os.listdir(pn.root / "images/blobs/sha256")
 
 
 @pytest.fixture

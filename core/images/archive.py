@@ -11,15 +11,16 @@ directory. docker 25 writes both at once; ``manifest.json`` wins, for its tags.
 Loading never trusts the archive: a path it names must be a file inside it
 (``..``, absolute paths and links that climb out are refused), every OCI blob
 is checked against its descriptor's digest and size, every layer against the
-config's ``rootfs.diff_ids``, and a layer must be a whole tar. Layers are
-stored uncompressed. On any error the blobs written so far that no image
+config's ``rootfs.diff_ids``, and a layer must be a whole tar. Loaded layers
+are stored uncompressed. On any error the blobs written so far that no image
 uses are deleted, so a failed load leaves the store as it was.
 
-Saving writes uncompressed layers. docker-archive uses the classic layout
-(``<config hex>.json``, ``<diff id hex>/layer.tar``, ``manifest.json``,
-``repositories``) that every docker and podman loads; an OCI archive has one
-``index.json`` entry per saved reference, named by
-``org.opencontainers.image.ref.name``.
+docker-archive is saved in the classic layout (``<config hex>.json``, ``<diff
+id hex>/layer.tar``, ``manifest.json``, ``repositories``) that every docker and
+podman loads, with plain tar layers: a compressed stored layer (a pulled one) is
+decompressed, and checked against its diff ID, on the way. An OCI archive holds
+the blobs as stored (compressed or not) and has one ``index.json`` entry per
+saved reference, named by ``org.opencontainers.image.ref.name``.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from pinnace.errors import InvalidConfig, NotFound
 
 if TYPE_CHECKING:
-    from pinnace.images.store import ImageStore
+    from pinnace.images.store import Blob, ImageStore, Layer
 
 FORMATS = ("docker-archive", "oci-archive")
 _JSON_LIMIT = 16 << 20           # manifests and configs are small; refuse to read more
@@ -247,7 +248,7 @@ def _open_archive(store: ImageStore, path: Path, label: str) -> Iterator[_Files]
 def _decompressed_copy(store: ImageStore, path: Path, label: str) -> Iterator[Path]:
     import tarfile
 
-    from pinnace.images.unpack import decompressed
+    from pinnace.images.compression import decompressed
 
     with store.scratch_file("load") as tmp:
         with open(path, "rb") as src, open(tmp, "xb") as dst:
@@ -445,19 +446,19 @@ def _select(entries: list[_Entry], select: str | None, label: str) -> list[_Entr
 
 
 def _store_layer(store: ImageStore, files: _Files, layer: _LayerRef,
-                 written: list[str]) -> tuple[str, int]:
+                 written: list[str]) -> Blob:
     """Store one layer uncompressed, checking its blob digest when the archive gives one."""
     with files.open(layer.name) as f:
         source = _Hashing(f) if layer.digest else f
-        digest, size = store.add_layer(source, f"{files.label}: {layer.name}")
-        written.append(digest)
+        blob = store.add_layer(source, f"{files.label}: {layer.name}")
+        written.append(blob.digest)
         if layer.digest:
             source.drain()
             got = "sha256:" + source.hash.hexdigest()
             if got != layer.digest or (layer.size is not None and source.size != layer.size):
                 raise InvalidConfig(f"{files.label}: {layer.name} does not match its digest "
                                     f"(expected {layer.digest}, got {got})")
-    return digest, size
+    return blob
 
 
 class _Hashing:
@@ -582,7 +583,7 @@ def _save_docker(store: ImageStore, images: Sequence[tuple[Any, str | None]],
         for layer in image.layers:
             name = layer.diff_id.removeprefix("sha256:") + "/layer.tar"
             if name not in done:
-                out.add_file(name, store.blob_path(layer.blob_digest))
+                _add_plain_layer(store, layer, name, out)
                 done.add(name)
             names.append(name)
         tags = [tag] if tag else image.tags
@@ -594,6 +595,19 @@ def _save_docker(store: ImageStore, images: Sequence[tuple[Any, str | None]],
                     image.layers[-1].diff_id.removeprefix("sha256:")
     out.add_bytes("manifest.json", json.dumps(manifest).encode())
     out.add_bytes("repositories", json.dumps(repositories).encode())
+
+
+def _add_plain_layer(store: ImageStore, layer: Layer, name: str, out: TarOut) -> None:
+    """Add ``layer`` as the plain tar ``name``: its blob, or (compressed) the tar it
+    holds, decompressed into a scratch file first (a tar header needs the size)."""
+    if layer.blob_digest == layer.diff_id:
+        out.add_file(name, store.blob_path(layer.blob_digest))
+        return
+    with store.scratch_file("save") as tmp:
+        with store.layer_stream(layer) as tar, open(tmp, "xb") as plain:
+            while chunk := tar.read(1 << 20):
+                plain.write(chunk)
+        out.add_file(name, tmp)
 
 
 def _save_oci(store: ImageStore, images: Sequence[tuple[Any, str | None]], out: TarOut) -> None:

@@ -67,7 +67,7 @@ def commit(engine: Engine, ref: str, reference: str | None, message: str = "",
     """Make a new image from container ``ref``: its image plus one layer holding what
     the container changed, tagged ``reference`` when given; return the image ID."""
     from pinnace.images.layers import write_diff
-    from pinnace.images.store import _rfc3339, _json, parse_changes
+    from pinnace.images.store import Blob, _json, _rfc3339, parse_changes
 
     store = engine.images
     tag = store._tag_ref(reference) if reference else None
@@ -90,7 +90,7 @@ def commit(engine: Engine, ref: str, reference: str | None, message: str = "",
         config["history"] = [*(config.get("history") or []), entry]
         config["rootfs"] = {"type": "layers",
                             "diff_ids": [*(l.diff_id for l in image.layers), layer[0]]}
-        layers = [(l.diff_id, l.size) for l in image.layers] + [layer]
+        layers = [Blob(l.blob_digest, l.size, l.media_type) for l in image.layers] + [layer]
         image_id = store.add_image(_json(config), layers, [tag] if tag else [], "commit",
                                    written)
     store.state.event("image", "commit", image_id, container=row["id"], name=tag or "")

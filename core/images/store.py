@@ -4,10 +4,16 @@ On disk, under ``root``: ``oci-layout``, ``index.json`` (one manifest
 descriptor per tag, annotated with ``org.opencontainers.image.ref.name``,
 plus one unannotated descriptor per untagged image) and
 ``blobs/sha256/<hex>``. A blob is written to a temp file in its final
-directory, fsynced, verified, then renamed, so a crash never leaves a partial
+directory, verified, fsynced, then renamed, so a crash never leaves a partial
 blob under its final name. In the state: ``images``, ``tags`` and
-``image_layers``. Layers are stored uncompressed, so a layer's blob digest is
-its diff_id and it can be streamed straight into a snapshot.
+``image_layers``.
+
+Layer blobs are kept as they came, like containerd's content store: pulled ones
+as the registry served them (gzip, zstd or plain tar), built ones (import,
+commit, load) as plain tar, whose digest is then the diff ID. The manifest's
+media type says which (:mod:`pinnace.images.compression`). A compressed layer's
+diff ID (the config's ``rootfs.diff_ids``) is checked when it is first read,
+which is when it is unpacked into a snapshot.
 
 The store knows nothing of storage plugins: removing an image reports the
 layer chain IDs no image uses any more, and the engine removes their snapshots.
@@ -22,7 +28,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
 from pinnace.errors import FailedPrecondition, InvalidConfig, NotFound, TryAgain
 from pinnace.images.reference import is_id_prefix, parse as parse_reference
@@ -30,6 +36,7 @@ from pinnace.images.reference import is_id_prefix, parse as parse_reference
 if TYPE_CHECKING:
     import sqlite3
 
+    from pinnace.progress import Bar
     from pinnace.state import State
 
 MEDIA_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -48,8 +55,17 @@ class Layer:
 
     diff_id: str       # sha256 of the uncompressed tar
     chain_id: str      # identifies the layer *and everything below it* (the snapshot key)
-    blob_digest: str   # the stored blob
+    blob_digest: str   # the stored blob (the diff ID when it is a plain tar)
     size: int          # the blob's size in bytes
+    media_type: str    # the blob's OCI media type: its compression
+
+
+class Blob(NamedTuple):
+    """A stored layer blob, as an image records it."""
+
+    digest: str
+    size: int
+    media_type: str = MEDIA_LAYER   # a plain tar: its digest is its diff ID
 
 
 @dataclass
@@ -59,7 +75,7 @@ class Image:
     id: str                      # "sha256:<config digest>"
     tags: list[str]
     created: float               # when it entered the store (epoch seconds)
-    size: int                    # sum of the layer sizes
+    size: int                    # sum of the layer blobs' sizes (as stored)
     layers: list[Layer]
     config: dict[str, Any]       # the parsed OCI image config
     manifest_digest: str
@@ -149,13 +165,14 @@ class _BlobWriter:
         return len(data)
 
     def commit(self, expected: str | None = None) -> str:
-        """Fsync, verify against ``expected``, move into place; return the digest."""
+        """Verify against ``expected``, fsync, move into place; return the digest."""
         self.file.flush()
-        os.fsync(self.file.fileno())
-        self.file.close()
         digest = "sha256:" + self.hash.hexdigest()
         if expected is not None and digest != expected:
-            raise InvalidConfig(f"blob digest mismatch: expected {expected}, got {digest}")
+            raise InvalidConfig(f"blob {expected} does not match its digest (its bytes hash "
+                                f"to {digest}): rejected, nothing stored")
+        os.fsync(self.file.fileno())
+        self.file.close()
         os.replace(self.tmp, self.directory / digest.removeprefix("sha256:"))
         _fsync_dir(self.directory)
         return digest
@@ -229,6 +246,10 @@ class ImageStore:
         except InvalidConfig:
             return False
 
+    def has_image(self, image_id: str) -> bool:
+        """Whether the image ``image_id`` (a full ID) is in the store."""
+        return self.state.one("SELECT 1 FROM images WHERE id = ?", image_id) is not None
+
     def _read_blob(self, digest: str) -> bytes:
         try:
             return self.blob_path(digest).read_bytes()
@@ -300,31 +321,38 @@ class ImageStore:
             self._drop_unreferenced(written)
             raise
 
-    def add_image(self, config: bytes, layers: Sequence[tuple[str, int]], tags: Sequence[str],
-                  source: str, written: list[str]) -> str:
-        """Record an image whose uncompressed layer blobs ``(digest, size)`` are stored:
-        write ``config`` (kept byte for byte: its digest is the image ID) and an OCI
-        manifest, then the rows, moving ``tags`` to it. Appends the blobs it writes to
-        ``written``; use inside :meth:`staging`. Returns the image ID."""
+    def add_image(self, config: bytes, layers: Sequence[Blob | tuple[str, int]],
+                  tags: Sequence[str], source: str, written: list[str]) -> str:
+        """Record an image whose layer blobs (:class:`Blob`, or ``(digest, size)`` of a
+        plain tar) are stored: write ``config`` (kept byte for byte: its digest is the
+        image ID) and an OCI manifest, then the rows, moving ``tags`` to it. A plain
+        tar's digest must be its diff ID; a compressed blob's diff ID is checked when
+        it is unpacked. Appends the blobs it writes to ``written``; use inside
+        :meth:`staging`. An image already stored only gets the tags, and the blobs in
+        ``written`` that no image uses go. Returns the image ID."""
+        from pinnace.images.compression import COMPRESSION
+
+        blobs = [Blob(*layer) for layer in layers]
         try:
             diff_ids = json.loads(config)["rootfs"]["diff_ids"]
         except (ValueError, KeyError, TypeError):
             raise InvalidConfig("image config is not JSON with rootfs.diff_ids") from None
-        if not isinstance(diff_ids, list) or len(diff_ids) != len(layers):
+        if not isinstance(diff_ids, list) or len(diff_ids) != len(blobs) \
+                or not all(isinstance(d, str) for d in diff_ids):
             raise InvalidConfig(f"the image config lists {len(diff_ids or [])} layers, "
-                                f"not {len(layers)}")
-        for n, (want, (got, _)) in enumerate(zip(diff_ids, layers)):
-            if want != got:
-                raise InvalidConfig(f"layer {n} has diff ID {got}, the image config expects "
-                                    f"{want}")
+                                f"not {len(blobs)}")
+        for n, (want, blob) in enumerate(zip(diff_ids, blobs)):
+            if COMPRESSION.get(blob.media_type) == "none" and want != blob.digest:
+                raise InvalidConfig(f"layer {n} has diff ID {blob.digest}, the image config "
+                                    f"expects {want}")
         config_digest, config_size = self.add_blob(config)
         written.append(config_digest)
         manifest = {
             "schemaVersion": 2,
             "mediaType": MEDIA_MANIFEST,
             "config": {"mediaType": MEDIA_CONFIG, "digest": config_digest, "size": config_size},
-            "layers": [{"mediaType": MEDIA_LAYER, "digest": digest, "size": size}
-                       for digest, size in layers],
+            "layers": [{"mediaType": b.media_type, "digest": b.digest, "size": b.size}
+                       for b in blobs],
         }
         manifest_digest, _ = self.add_blob(_json(manifest))
         written.append(manifest_digest)
@@ -332,22 +360,27 @@ class ImageStore:
         with self.state.tx() as db:
             if not all(self.blob_path(d).exists() for d in written):
                 raise TryAgain("a concurrent rmi removed a blob of this image; retry")
-            db.execute("INSERT OR IGNORE INTO images (id, manifest_digest, created, size,"
-                       " source) VALUES (?,?,?,?,?)",
-                       (config_digest, manifest_digest, time.time(),
-                        sum(size for _, size in layers), source))
-            for position, (digest, chain_id) in enumerate(
-                    zip(diff_ids, chain_ids(diff_ids))):
-                db.execute("INSERT OR IGNORE INTO image_layers (image_id, position, diff_id,"
-                           " chain_id, blob_digest) VALUES (?,?,?,?,?)",
-                           (config_digest, position, digest, chain_id, digest))
+            stored = db.execute("SELECT 1 FROM images WHERE id = ?", (config_digest,)).fetchone()
+            if stored is None:
+                db.execute("INSERT INTO images (id, manifest_digest, created, size, source)"
+                           " VALUES (?,?,?,?,?)",
+                           (config_digest, manifest_digest, time.time(),
+                            sum(b.size for b in blobs), source))
+                db.executemany(
+                    "INSERT INTO image_layers (image_id, position, diff_id, chain_id,"
+                    " blob_digest) VALUES (?,?,?,?,?)",
+                    [(config_digest, position, diff_id, chain_id, blob.digest)
+                     for position, (diff_id, chain_id, blob) in
+                     enumerate(zip(diff_ids, chain_ids(diff_ids), blobs))])
             for name in names:
                 self._set_tag(db, name, config_digest)
             self._write_index(db)
+            if stored is not None:  # the image as stored before (pulled, say) stays
+                self._drop_unreferenced(written)
         return config_digest
 
-    def _store_layer(self, source: Path | BinaryIO) -> tuple[str, int]:
-        """Store the rootfs as an uncompressed layer tar blob; return (digest, size)."""
+    def _store_layer(self, source: Path | BinaryIO) -> Blob:
+        """Store the rootfs as an uncompressed layer tar blob (its digest is its diff ID)."""
         if isinstance(source, Path):
             if source.is_dir():
                 from pinnace.images.layers import write_tree
@@ -357,21 +390,22 @@ class ImageStore:
                 return self.add_layer(f, str(source))
         return self.add_layer(source, getattr(source, "name", "stream"))
 
-    def write_layer(self, write: Callable[[Any], None]) -> tuple[str, int]:
+    def write_layer(self, write: Callable[[Any], None]) -> Blob:
         """Store as a layer blob the tar that ``write(out)`` writes to ``out`` (an object
-        with ``write``); return (diff ID, size)."""
+        with ``write``); its digest is its diff ID."""
         with self._writer() as writer:
             write(writer)
-            return writer.commit(), writer.size
+            return Blob(writer.commit(), writer.size)
 
-    def add_layer(self, stream: BinaryIO, label: str) -> tuple[str, int]:
+    def add_layer(self, stream: BinaryIO, label: str) -> Blob:
         """Store the (plain, gzip, bzip2 or xz) tar ``stream`` uncompressed as a layer
         blob, checking on the way that it is a whole tar whose members a layer may hold
-        (:class:`~pinnace.images.unpack.LayerChecker`); return (diff ID, size).
+        (:class:`~pinnace.images.unpack.LayerChecker`); its digest is its diff ID.
         Bad input raises InvalidConfig and stores nothing."""
         import tarfile
 
-        from pinnace.images.unpack import LayerChecker, decompressed
+        from pinnace.images.compression import decompressed
+        from pinnace.images.unpack import LayerChecker
 
         with self._writer() as writer:
             try:
@@ -384,7 +418,7 @@ class ImageStore:
                     pass
             except tarfile.TarError as err:
                 raise InvalidConfig(f"not a tar archive: {label}: {err}") from None
-            return writer.commit(), writer.size
+            return Blob(writer.commit(), writer.size)
 
     # ------------------------------------------------------------ queries
     def resolve(self, ref_or_id: str) -> Image:
@@ -431,10 +465,10 @@ class ImageStore:
         row = self.state.one("SELECT * FROM images WHERE id = ?", image_id)
         if row is None:
             raise NotFound(f"No such image: {image_id}")
-        manifest = json.loads(self._read_blob(row["manifest_digest"]))
-        sizes = [d["size"] for d in manifest["layers"]]
+        descriptors = json.loads(self._read_blob(row["manifest_digest"]))["layers"]
         layers = [
-            Layer(r["diff_id"], r["chain_id"], r["blob_digest"], sizes[r["position"]])
+            Layer(r["diff_id"], r["chain_id"], r["blob_digest"],
+                  descriptors[r["position"]]["size"], descriptors[r["position"]]["mediaType"])
             for r in self.state.query(
                 "SELECT * FROM image_layers WHERE image_id = ? ORDER BY position", image_id)
         ]
@@ -473,15 +507,27 @@ class ImageStore:
         }
 
     @contextlib.contextmanager
-    def layer_stream(self, layer: Layer) -> Iterator[BinaryIO]:
-        """The uncompressed tar of ``layer``, open for reading."""
+    def layer_stream(self, layer: Layer, progress: Bar | None = None) -> Iterator[BinaryIO]:
+        """The uncompressed tar of ``layer``, open for reading, checked against its diff
+        ID: when the block ends, the rest is read, and InvalidConfig is raised unless the
+        whole tar hashes to the diff ID (the caller undoes what it made of the stream).
+        An InvalidConfig (corrupt data, a hostile tar) names the layer. ``progress``
+        advances by the blob bytes read."""
+        from pinnace.images.compression import Counted, LayerReader
+
         try:
             f = open(self.blob_path(layer.blob_digest), "rb")
         except FileNotFoundError:
             raise NotFound(f"layer blob {layer.blob_digest} is missing from the image store "
                            f"{self.root}") from None
         with f:
-            yield f
+            try:
+                blob = Counted(f, progress) if progress is not None else f
+                reader = LayerReader(blob, layer.media_type, layer.diff_id)
+                yield reader
+                reader.verify()
+            except InvalidConfig as err:
+                raise InvalidConfig(f"layer {layer.blob_digest}: {err}") from None
 
     def add_repo_digest(self, name: str, digest: str, image_id: str) -> None:
         """Record that registry repository ``name`` holds image ``image_id`` as manifest

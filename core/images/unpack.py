@@ -42,6 +42,7 @@ _WHITEOUT = ".wh."
 _OPAQUE = ".wh..wh..opq"
 _XATTR = "SCHILY.xattr."
 _XATTR_UNSUPPORTED = (errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM)
+_BUFSIZE = 1 << 16  # bytes per read of the layer stream (tarfile's default is 10 KiB)
 
 
 @dataclass
@@ -66,11 +67,13 @@ def apply_layer(stream: BinaryIO, dest: Path) -> LayerStats:
     """
     import tarfile
 
+    from pinnace.images.compression import decompressed
+
     root = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     applier = _Applier(root)
     try:
         try:
-            with tarfile.open(fileobj=decompressed(stream), mode="r|") as tar:
+            with tarfile.open(fileobj=decompressed(stream), mode="r|", bufsize=_BUFSIZE) as tar:
                 for member in tar:
                     applier.apply(member, tar)
         except tarfile.TarError as err:
@@ -80,74 +83,6 @@ def apply_layer(stream: BinaryIO, dest: Path) -> LayerStats:
     finally:
         applier.forget()
         os.close(root)
-
-
-def decompressed(stream: BinaryIO) -> BinaryIO:
-    """``stream`` as plain tar bytes: gzip, bzip2, xz and zstd are recognised by their magic
-    and decompressed as read; bad compressed data raises ``tarfile.ReadError``."""
-    head = b""
-    while len(head) < 6:
-        chunk = stream.read(6 - len(head))
-        if not chunk:
-            break
-        head += chunk
-    source: Any = _Prefixed(head, stream)
-    if head.startswith(b"\x1f\x8b"):
-        import gzip
-        import zlib
-
-        return _Checked(gzip.GzipFile(fileobj=source, mode="rb"), "gzip", (zlib.error,))
-    if head[:3] == b"BZh" and head[3:4].isdigit():
-        import bz2
-
-        return _Checked(bz2.BZ2File(source), "bzip2", ())
-    if head.startswith(b"\xfd7zXZ\x00"):
-        import lzma
-
-        return _Checked(lzma.LZMAFile(source), "xz", (lzma.LZMAError,))
-    if head.startswith(b"\x28\xb5\x2f\xfd"):
-        try:
-            import zstandard
-        except ImportError:
-            raise InvalidConfig("zstd-compressed layer: install pinnace[zstd]") from None
-        reader = zstandard.ZstdDecompressor().stream_reader(source, read_across_frames=True)
-        return _Checked(reader, "zstd", (zstandard.ZstdError,))
-    return source
-
-
-class _Prefixed:
-    """The bytes already read from a stream (to sniff its magic), then the rest of it."""
-
-    def __init__(self, head: bytes, rest: IO[bytes]) -> None:
-        self._head, self._rest = head, rest
-
-    def read(self, n: int | None = -1) -> bytes:
-        if not self._head:
-            return self._rest.read(n)
-        if n is None or n < 0:
-            data, self._head = self._head + self._rest.read(), b""
-        else:
-            data, self._head = self._head[:n], self._head[n:]
-        return data
-
-
-class _Checked:
-    """A decompressing reader whose data errors surface as ``tarfile.ReadError``."""
-
-    def __init__(self, inner: IO[bytes], kind: str, errors: tuple[type[Exception], ...]) -> None:
-        self._inner, self._kind, self._errors = inner, kind, (EOFError, *errors)
-
-    def read(self, n: int | None = -1) -> bytes:
-        import tarfile
-
-        try:
-            return self._inner.read(n)
-        except OSError as err:
-            if err.errno is not None:  # a real I/O error, not bad compressed data
-                raise
-            raise tarfile.ReadError(f"{self._kind}: {err}") from None
-        except self._errors as err:
-            raise tarfile.ReadError(f"{self._kind}: {err}") from None
 
 
 def _clean(name: str, member: str, what: str = "name") -> tuple[str, ...]:

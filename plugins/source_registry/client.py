@@ -153,16 +153,15 @@ class Registry:
         return {}
 
     def token(self, scope: str) -> str:
-        """A Bearer token for ``scope`` from the challenge's realm (with the stored
-        credentials when there are some, anonymous otherwise)."""
+        """A Bearer token for ``scope`` (several scopes separated by spaces) from the
+        challenge's realm (with the stored credentials when there are some, anonymous
+        otherwise)."""
         realm = self.challenge.params.get("realm")
         if not realm:
             raise Unavailable(f"registry {self.host} asked for a Bearer token without a realm")
-        query = {"service": self.challenge.params.get("service", "")}
-        if scope:
-            query["scope"] = scope
+        query = {"service": self.challenge.params.get("service", ""), "scope": scope.split()}
         headers = {"Authorization": self._basic()} if self.credentials else {}
-        url = f"{realm}{'&' if '?' in realm else '?'}{urlencode(query)}"
+        url = f"{realm}{'&' if '?' in realm else '?'}{urlencode(query, doseq=True)}"
         resp = self._retrying(lambda: self._send("GET", url, headers))
         body = resp.read(1 << 20)
         if resp.status in (401, 403):

@@ -1,17 +1,19 @@
 """Pull: manifest (or index, narrowed to one platform), config, then the layers in
-parallel, each streamed from the socket through its digest check and its
-decompressor into the store's uncompressed layer blob, never whole in memory.
+parallel, each streamed from the socket into the store as the registry serves it
+(gzip, zstd or plain tar), its digest checked on the way, never whole in memory.
 
-A blob whose bytes do not hash to its digest is rejected before its layer blob
-is moved into place; a layer whose tar is bad (truncated gzip, hostile
-member) is rejected by the store; an interrupted transfer is retried from the
-start. If anything fails, the blobs this pull wrote and no image uses are
-deleted, and no image row is written.
+A blob whose bytes do not hash to its digest is rejected before it is moved into
+place (fsynced first, in its transfer's thread, so the fsyncs overlap the other
+transfers); an interrupted transfer is retried from the start. A layer's
+diff ID, and whether it is a whole tar a layer may hold, are checked when it is
+first unpacked (:meth:`pinnace.images.store.ImageStore.layer_stream`), not here:
+a pull only downloads. If anything fails, the blobs this pull wrote and no image
+uses are deleted, and no image row is written. An image already in the store
+(same config digest) is not downloaded again.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import hashlib
 import json
@@ -20,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from pinnace.errors import InvalidConfig, NotFound, PinnaceError, Unavailable
+from pinnace.images.compression import COMPRESSION, MEDIA
 from pinnace.images.reference import Reference
 from pinnace_plugins.source_registry.client import RETRIES, Registry, Transient, describe
 
@@ -29,6 +32,7 @@ if TYPE_CHECKING:
     from pinnace.images.sources import TransferOptions
     from pinnace.images.store import ImageStore
     from pinnace.progress import Bar
+    from pinnace.images.store import Blob
     from pinnace_plugins.source_registry.files import BlobCache
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -36,14 +40,6 @@ OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 ACCEPT = ", ".join((OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST))
-LAYER_TYPES = {
-    "application/vnd.oci.image.layer.v1.tar": "none",
-    "application/vnd.oci.image.layer.v1.tar+gzip": "gzip",
-    "application/vnd.oci.image.layer.v1.tar+zstd": "zstd",
-    "application/vnd.docker.image.rootfs.diff.tar": "none",
-    "application/vnd.docker.image.rootfs.diff.tar.gzip": "gzip",
-    "application/vnd.docker.image.rootfs.diff.tar.zstd": "zstd",
-}
 _READ = 1 << 20
 
 
@@ -94,14 +90,14 @@ def select_platform(index: dict[str, Any], wanted: tuple[str, str, str | None],
                    f"(it has: {', '.join(offered) or 'none'}); choose one with --platform")
 
 
-class _Verified:
-    """The body of a blob response, hashed as it is read; at its end the digest and
-    size must match, else InvalidConfig. Network failures surface as Transient."""
+class _Body:
+    """The body of a blob response, which must have the size its descriptor says,
+    else InvalidConfig (its digest is checked by the store as it is written).
+    Network failures surface as Transient."""
 
     def __init__(self, resp: http.client.HTTPResponse, digest: str, size: int,
                  bar: Bar | None, stop: threading.Event) -> None:
         self.resp, self.digest, self.size, self.bar, self.stop = resp, digest, size, bar, stop
-        self.hash = hashlib.sha256()
         self.count = 0
 
     def read(self, n: int | None = -1) -> bytes:
@@ -118,26 +114,13 @@ class _Verified:
             raise InvalidConfig(f"blob {self.digest} is larger than the {self.size} bytes "
                                 f"its manifest says: rejected")
         if data:
-            self.hash.update(data)
             if self.bar is not None:
                 self.bar.advance(len(data))
             return data
         if self.count < self.size:
             raise Transient(f"blob {self.digest}: registry closed the connection after "
                             f"{self.count} of {self.size} bytes")
-        got = "sha256:" + self.hash.hexdigest()
-        if got != self.digest:
-            raise InvalidConfig(f"blob {self.digest} does not match its digest (its bytes hash "
-                                f"to {got}): rejected, nothing stored")
         return b""
-
-
-    def drain(self) -> None:
-        """Read to the end, so a digest mismatch raises (best effort: a broken
-        transfer stops it quietly)."""
-        with contextlib.suppress(Transient, Cancelled):
-            while self.read(_READ):
-                pass
 
 
 class Puller:
@@ -199,7 +182,7 @@ class Puller:
         if got != desc["digest"]:
             raise InvalidConfig(f"image config {desc['digest']} does not match its digest "
                                 f"(got {got}): rejected")
-        self.config_bytes = body
+        self.config_bytes, self.config_digest = body, got
         try:
             config = json.loads(body)
         except ValueError:
@@ -209,15 +192,23 @@ class Puller:
         return config
 
     def _layers(self, layers: list[dict[str, Any]], diff_ids: list[str],
-                written: list[str]) -> list[tuple[str, int]]:
+                written: list[str]) -> list[Blob]:
+        """Fetch the layer blobs the store lacks (appending them to ``written``); return
+        every layer's blob. None is fetched when the image itself is stored."""
+        from pinnace.images.store import Blob
+
         progress = self.options.progress
-        jobs = []
+        image_stored = self.store.has_image(self.config_digest)
+        blobs, jobs = [], []
         for desc, diff_id in zip(layers, diff_ids):
-            kind = LAYER_TYPES.get(desc.get("mediaType", ""))
+            kind = COMPRESSION.get(desc.get("mediaType", ""))
             if kind is None:
                 raise InvalidConfig(f"{self.ref}: unsupported layer type "
                                     f"{desc.get('mediaType')!r}")
-            if self.store.has_blob(diff_id):
+            if not isinstance(desc.get("size"), int) or desc["size"] < 0:
+                raise InvalidConfig(f"{self.ref}: layer {desc['digest']} has no valid size")
+            blobs.append(Blob(desc["digest"], desc["size"], MEDIA[kind]))
+            if image_stored or self.store.has_blob(desc["digest"]):
                 if progress is not None:
                     progress.bar(desc["digest"][7:19]).finish("Already exists")
                 continue
@@ -235,24 +226,21 @@ class Puller:
         real = [e for e in errors if not isinstance(e, Cancelled)]
         if real:
             raise real[0]
-        return [(d, self.store.blob_path(d).stat().st_size) for d in diff_ids]
+        return blobs
 
     def _layer(self, desc: dict[str, Any], diff_id: str, kind: str, bar: Bar | None,
                written: list[str]) -> None:
-        """Download, verify and store one layer (retried from the start when the
-        transfer breaks), appending its blob to ``written``."""
+        """Download, verify and store one layer blob as served (retried from the start
+        when the transfer breaks), appending it to ``written``."""
         path = f"/v2/{self.ref.repository}/blobs/{desc['digest']}"
         try:
             for attempt in range(1, RETRIES + 1):
                 resp = self.reg.request("GET", path, self.scope)
-                reader = _Verified(resp, desc["digest"], desc["size"], bar, self.stop)
+                body = _Body(resp, desc["digest"], desc["size"], bar, self.stop)
                 try:
-                    stored = self.store.add_layer(reader, f"layer {desc['digest']}")
-                    written.append(stored[0])
+                    self.store.add_blob(body, expected=desc["digest"])
+                    written.append(desc["digest"])
                     break
-                except InvalidConfig:
-                    reader.drain()  # bytes that are not the blob's are the real fault
-                    raise
                 except Transient as err:
                     self.reg.close()
                     if attempt == RETRIES:
@@ -261,9 +249,6 @@ class Puller:
                         bar.restart()
         finally:
             self.reg.close()
-        if stored[0] != diff_id:
-            raise InvalidConfig(f"layer {desc['digest']} unpacks to {stored[0]}, the image "
-                                f"config expects {diff_id}: rejected")
         with self.lock:
             self.cache.record(diff_id, kind, desc["digest"], desc["size"],
                               f"{self.reg.host}/{self.ref.repository}")

@@ -1,11 +1,13 @@
 """Push: the layers (in parallel), the config, then an OCI manifest.
 
-The store keeps layers uncompressed. A layer is pushed uncompressed with a
-monolithic upload (its digest is known: it is the diff ID), or compressed on
-the fly with a chunked upload (its digest is known only at the end). A blob
-the registry already has is skipped: found by ``HEAD`` from the digests of
-earlier pulls and pushes (the blob cache), or mounted from another
-repository of the same registry that holds it.
+Layers are pushed in the compression asked for (gzip by default). A stored blob
+that already has it (a pulled gzip layer, an imported plain tar pushed with
+``none``) is sent as it is, with a monolithic upload (its digest is known);
+another is decompressed (checked against its diff ID) and compressed on the fly
+with a chunked upload (its digest is known only at the end). A blob the
+registry already has is skipped: found by ``HEAD`` from the digests of earlier
+pulls and pushes (the blob cache), or mounted from another repository of the
+same registry that holds it.
 """
 
 from __future__ import annotations
@@ -15,32 +17,32 @@ import json
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import urlencode
 
-from pinnace.errors import InvalidConfig
+from pinnace.errors import FailedPrecondition, InvalidConfig
+from pinnace.images.compression import COMPRESSION, MEDIA, Counted
 from pinnace.images.reference import Reference
 from pinnace_plugins.source_registry.client import Registry
 from pinnace_plugins.source_registry.pull import OCI_MANIFEST
 
 if TYPE_CHECKING:
     from pinnace.images.sources import TransferOptions
-    from pinnace.images.store import Image, ImageStore
-    from pinnace.progress import Bar
+    from pinnace.images.store import Image, ImageStore, Layer
     from pinnace_plugins.source_registry.files import BlobCache
 
-MEDIA = {"gzip": "application/vnd.oci.image.layer.v1.tar+gzip",
-         "zstd": "application/vnd.oci.image.layer.v1.tar+zstd",
-         "none": "application/vnd.oci.image.layer.v1.tar"}
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 CHUNK = 8 << 20        # bytes per PATCH of a chunked upload
 GZIP_LEVEL = 1         # fast; a few percent larger than gzip's default
 _READ = 1 << 20
 
 
-def _compressed(path: Path, compression: str, bar: Bar | None) -> Iterator[bytes]:
-    """The file at ``path``, compressed, in pieces (``bar`` counts the bytes read)."""
+def _compressed(tar: BinaryIO, compression: str) -> Iterator[bytes]:
+    """The plain tar ``tar`` compressed (``none``: as it is), in pieces."""
+    if compression == "none":
+        while data := tar.read(_READ):
+            yield data
+        return
     if compression == "gzip":
         import zlib
 
@@ -49,12 +51,9 @@ def _compressed(path: Path, compression: str, bar: Bar | None) -> Iterator[bytes
         import zstandard
 
         comp = zstandard.ZstdCompressor(level=3).compressobj()
-    with open(path, "rb") as f:
-        while data := f.read(_READ):
-            if bar is not None:
-                bar.advance(len(data))
-            if out := comp.compress(data):
-                yield out
+    while data := tar.read(_READ):
+        if out := comp.compress(data):
+            yield out
     yield comp.flush()
 
 
@@ -93,37 +92,41 @@ class Pusher:
         self.store.add_repo_digest(self.dest.name, digest, self.image.id)
         return digest
 
-    def _layer(self, layer: Any) -> dict[str, Any]:
+    def _layer(self, layer: Layer) -> dict[str, Any]:
         bar = self.options.progress.bar(layer.diff_id[7:19], layer.size) \
             if self.options.progress else None
+        as_stored = COMPRESSION[layer.media_type] == self.compression
         try:
-            desc = self._existing(layer.diff_id)
+            desc = self._existing(layer, as_stored)
             if desc is not None:
                 if bar is not None:
                     bar.finish("Layer already exists")
                 return desc
-            path = self.store.blob_path(layer.blob_digest)
-            if self.compression == "none":
-                self._monolithic(layer.diff_id, layer.size, lambda: open(path, "rb"))
-                digest, size = layer.diff_id, layer.size
+            if as_stored:
+                path = self.store.blob_path(layer.blob_digest)
+                self._monolithic(layer.blob_digest, layer.size,
+                                 lambda: Counted(open(path, "rb"), bar))
+                digest, size = layer.blob_digest, layer.size
             else:
-                digest, size = self._chunked(_compressed(path, self.compression, bar))
-                with self.lock:
-                    self.cache.record(layer.diff_id, self.compression, digest, size,
-                                      f"{self.reg.host}/{self.repo}")
+                with self.store.layer_stream(layer, bar) as tar:
+                    digest, size = self._chunked(_compressed(tar, self.compression))
+            with self.lock:
+                self.cache.record(layer.diff_id, self.compression, digest, size,
+                                  f"{self.reg.host}/{self.repo}")
             if bar is not None:
                 bar.finish("Pushed")
             return {"mediaType": MEDIA[self.compression], "digest": digest, "size": size}
         finally:
             self.reg.close()
 
-    def _existing(self, diff_id: str) -> dict[str, Any] | None:
-        """The descriptor of a blob the registry has (or can mount) for ``diff_id``."""
-        if self.compression == "none":
-            known: dict[str, Any] | None = {"digest": diff_id, "repos": [],
-                                             "size": self.store.blob_path(diff_id).stat().st_size}
-        else:
-            known = self.cache.lookup(diff_id, self.compression)
+    def _existing(self, layer: Layer, as_stored: bool) -> dict[str, Any] | None:
+        """The descriptor of a blob the registry has (or can mount) for ``layer`` in the
+        compression pushed: the stored blob itself when it has it, else one the
+        blob cache knows."""
+        known = self.cache.lookup(layer.diff_id, self.compression)
+        if as_stored:
+            repos = known["repos"] if known and known["digest"] == layer.blob_digest else []
+            known = {"digest": layer.blob_digest, "size": layer.size, "repos": repos}
         if known is None:
             return None
         desc = {"mediaType": MEDIA[self.compression], "digest": known["digest"],
@@ -133,10 +136,14 @@ class Pusher:
         prefix = f"{self.reg.host}/"
         for repo in known["repos"]:
             if repo.startswith(prefix) and repo != prefix + self.repo:
-                query = urlencode({"mount": known["digest"], "from": repo[len(prefix):]})
-                resp = self.reg.request("POST", f"/v2/{self.repo}/blobs/uploads/?{query}",
-                                        self.scope, {"Content-Length": "0"}, b"",
-                                        expect=(201, 202))
+                source = repo[len(prefix):]
+                query = urlencode({"mount": known["digest"], "from": source})
+                try:  # a mount needs pull access to the other repository as well
+                    resp = self.reg.request("POST", f"/v2/{self.repo}/blobs/uploads/?{query}",
+                                            f"{self.scope} repository:{source}:pull",
+                                            {"Content-Length": "0"}, b"", expect=(201, 202))
+                except FailedPrecondition:  # refused: upload it instead
+                    continue
                 resp.read()
                 if resp.status == 201:
                     return desc

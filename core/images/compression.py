@@ -1,0 +1,171 @@
+"""Layer compression: the media types a stored layer blob may have, decompressing a
+stream (by its compression, or by sniffing its magic), and reading a stored layer as
+the uncompressed tar its diff ID names, checked as it is read.
+
+The store keeps layer blobs as they came: pulled ones as the registry served them
+(gzip, zstd or plain tar), built ones (import, commit, load) as plain tar. The
+media type in the image's manifest says which; it is always the OCI name
+(docker's names are mapped when an image is pulled).
+"""
+
+from __future__ import annotations
+
+from typing import IO, TYPE_CHECKING, Any, BinaryIO
+
+from pinnace.errors import InvalidConfig
+
+if TYPE_CHECKING:
+    from pinnace.progress import Bar
+
+MEDIA_TAR = "application/vnd.oci.image.layer.v1.tar"
+MEDIA = {"none": MEDIA_TAR, "gzip": MEDIA_TAR + "+gzip", "zstd": MEDIA_TAR + "+zstd"}
+"""The OCI media type of a layer blob of each compression."""
+_DOCKER_TAR = "application/vnd.docker.image.rootfs.diff.tar"
+COMPRESSION = {
+    MEDIA_TAR: "none", MEDIA["gzip"]: "gzip", MEDIA["zstd"]: "zstd",
+    _DOCKER_TAR: "none", _DOCKER_TAR + ".gzip": "gzip", _DOCKER_TAR + ".zstd": "zstd",
+}
+"""The compression of each layer media type a registry may serve (OCI and docker)."""
+_READ = 1 << 20
+
+
+def decompressor(source: IO[bytes], kind: str) -> BinaryIO:
+    """``source`` decompressed as it is read: ``kind`` is none, gzip, bzip2, xz or zstd.
+    Bad compressed data raises ``tarfile.ReadError``."""
+    if kind == "none":
+        return source  # type: ignore[return-value]
+    if kind == "gzip":
+        import gzip
+        import zlib
+
+        return _Checked(gzip.GzipFile(fileobj=source, mode="rb"), kind, (zlib.error,))
+    if kind == "bzip2":
+        import bz2
+
+        return _Checked(bz2.BZ2File(source), kind, ())
+    if kind == "xz":
+        import lzma
+
+        return _Checked(lzma.LZMAFile(source), kind, (lzma.LZMAError,))
+    if kind == "zstd":
+        try:
+            import zstandard
+        except ImportError:
+            raise InvalidConfig("zstd-compressed layer: install pinnace[zstd]") from None
+        reader = zstandard.ZstdDecompressor().stream_reader(source, read_across_frames=True)
+        return _Checked(reader, kind, (zstandard.ZstdError,))
+    raise InvalidConfig(f"unknown layer compression {kind!r}")
+
+
+def decompressed(stream: BinaryIO) -> BinaryIO:
+    """``stream`` as plain tar bytes: gzip, bzip2, xz and zstd are recognised by their magic
+    and decompressed as read; bad compressed data raises ``tarfile.ReadError``."""
+    head = b""
+    while len(head) < 6:
+        chunk = stream.read(6 - len(head))
+        if not chunk:
+            break
+        head += chunk
+    source: Any = _Prefixed(head, stream)
+    if head.startswith(b"\x1f\x8b"):
+        return decompressor(source, "gzip")
+    if head[:3] == b"BZh" and head[3:4].isdigit():
+        return decompressor(source, "bzip2")
+    if head.startswith(b"\xfd7zXZ\x00"):
+        return decompressor(source, "xz")
+    if head.startswith(b"\x28\xb5\x2f\xfd"):
+        return decompressor(source, "zstd")
+    return source
+
+
+class _Prefixed:
+    """The bytes already read from a stream (to sniff its magic), then the rest of it."""
+
+    def __init__(self, head: bytes, rest: IO[bytes]) -> None:
+        self._head, self._rest = head, rest
+
+    def read(self, n: int | None = -1) -> bytes:
+        if not self._head:
+            return self._rest.read(n)
+        if n is None or n < 0:
+            data, self._head = self._head + self._rest.read(), b""
+        else:
+            data, self._head = self._head[:n], self._head[n:]
+        return data
+
+
+class _Checked:
+    """A decompressing reader whose data errors surface as ``tarfile.ReadError``."""
+
+    def __init__(self, inner: IO[bytes], kind: str, errors: tuple[type[Exception], ...]) -> None:
+        self._inner, self._kind, self._errors = inner, kind, (EOFError, *errors)
+
+    def read(self, n: int | None = -1) -> bytes:
+        import tarfile
+
+        try:
+            return self._inner.read(n)
+        except OSError as err:
+            if err.errno is not None:  # a real I/O error, not bad compressed data
+                raise
+            raise tarfile.ReadError(f"{self._kind}: {err}") from None
+        except self._errors as err:
+            raise tarfile.ReadError(f"{self._kind}: {err}") from None
+
+
+class Counted:
+    """A reader that advances ``bar`` (when there is one) by the bytes read through it,
+    and closes what it reads."""
+
+    def __init__(self, inner: IO[bytes], bar: Bar | None) -> None:
+        self.inner, self.bar = inner, bar
+
+    def read(self, n: int | None = -1) -> bytes:
+        """Up to ``n`` bytes (all when ``n`` is negative)."""
+        data = self.inner.read(n)
+        if self.bar is not None:
+            self.bar.advance(len(data))
+        return data
+
+    def close(self) -> None:
+        """Close the inner reader."""
+        self.inner.close()
+
+
+class LayerReader:
+    """The uncompressed tar of a stored layer blob, hashed as it is read.
+
+    Bad compressed data raises InvalidConfig; :meth:`verify` reads what the
+    consumer left (a tar reader stops at the end-of-archive marker) and raises
+    InvalidConfig unless the whole stream hashes to ``diff_id``.
+    """
+
+    def __init__(self, blob: IO[bytes], media_type: str, diff_id: str) -> None:
+        import hashlib
+
+        kind = COMPRESSION.get(media_type)
+        if kind is None:
+            raise InvalidConfig(f"unsupported layer media type {media_type!r}")
+        self._inner = decompressor(blob, kind)
+        self._hash = hashlib.sha256()
+        self.diff_id = diff_id
+
+    def read(self, n: int | None = -1) -> bytes:
+        """Up to ``n`` bytes of the uncompressed tar (all of it when ``n`` is negative)."""
+        import tarfile
+
+        try:
+            data = self._inner.read(n)
+        except tarfile.ReadError as err:
+            raise InvalidConfig(f"corrupt compressed data: {err}") from None
+        self._hash.update(data)
+        return data
+
+    def verify(self) -> None:
+        """Read to the end; InvalidConfig unless what was read hashes to the diff ID."""
+        while self.read(_READ):
+            pass
+        got = "sha256:" + self._hash.hexdigest()
+        if got != self.diff_id:
+            raise InvalidConfig(f"its uncompressed tar hashes to {got}, not to the diff ID "
+                                f"{self.diff_id} its image config lists")
