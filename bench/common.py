@@ -49,6 +49,34 @@ def report(title: str, times: dict[str, list[float]], baseline: str | None = Non
         print(f"{name:<34}{med * 1000:>10.1f}{min(ts) * 1000:>9.1f}{max(ts) * 1000:>9.1f}{ratio:>9}")
 
 
+def cgroup_move_ms(probes: int = 5) -> float:
+    """Median time to move a fresh process into a new cgroup on this host (ms): runc and
+    pinnace pay it once per container start and exec. Fast hosts mount a hierarchy with
+    ``favordynmods``; elsewhere the move waits for an RCU grace period."""
+    import os
+    import signal
+
+    from pinnace.runtime import cgroups
+
+    cg = cgroups.create("pinnace-bench-probe")
+    took = []
+    try:
+        for _ in range(probes):
+            pid = os.fork()
+            if pid == 0:
+                signal.pause()
+                os._exit(0)
+            start = time.perf_counter()
+            cg.add(pid)
+            took.append((time.perf_counter() - start) * 1000)
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            time.sleep(0.05)  # let the kernel leave its write-side mode, as between runs
+    finally:
+        cg.remove()
+    return statistics.median(took)
+
+
 @contextlib.contextmanager
 def busybox_root() -> Iterator[tuple[list[str], Path, Path]]:
     """A scratch directory with a pinnace root on a loop btrfs and busybox imported there.

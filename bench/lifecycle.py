@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import report, runner, time_runs  # noqa: E402
+from common import cgroup_move_ms, report, runner, time_runs  # noqa: E402
 from run_latency import runc_bundle  # noqa: E402
 
 from pinnace.testing.btrfs import loop_btrfs  # noqa: E402
@@ -76,6 +76,8 @@ def exec_latency(pinnace: list[str], work: Path, rounds: int) -> dict[str, float
         times = time_runs(commands, rounds)
         report(f"exec latency, {rounds} rounds", times,
                baseline="runc exec" if "runc exec" in times else None)
+        print(f"moving a process into a cgroup takes {cgroup_move_ms():.1f} ms on this host "
+              "(runc and pinnace pay it once per exec)")
         return {k: statistics.median(v) for k, v in times.items()}
     finally:
         for clean in cleanups:

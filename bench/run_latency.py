@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import PODMAN_RUN, busybox_root, report, runner, time_runs  # noqa: E402
+from common import PODMAN_RUN, busybox_root, cgroup_move_ms, report, runner, time_runs  # noqa: E402
 
 from pinnace.testing.busybox import build_busybox_rootfs  # noqa: E402
 
@@ -73,6 +73,8 @@ def main() -> None:
                baseline="runc run" if "runc run" in times else None)
         med = {k: statistics.median(v) for k, v in times.items()}
         pin = med["pinnace run --rm (btrfs)"]
+        print(f"moving a process into a cgroup takes {cgroup_move_ms():.1f} ms on this host "
+              "(runc and pinnace pay it once per start)")
         print()
         if "runc run" in med:
             print(f"target pinnace <= 3x runc: {pin / med['runc run']:.2f}x "
