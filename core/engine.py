@@ -148,11 +148,11 @@ class Engine:
     def image_for_run(self, ref: str) -> Image:
         """The image ``ref`` names, fetched through its transport when the store lacks
         it and it names a transport or a registry (as ``docker run`` pulls)."""
-        from pinnace.images import sources
-
         try:
             return self.images.resolve(ref)
         except (NotFound, InvalidConfig):  # TRANSPORT:rest is no valid local name
+            from pinnace.images import sources
+
             if not sources.has_transport(ref, self):
                 raise
         return self.images.resolve(sources.fetch(self, ref, sources.TransferOptions()))
