@@ -138,7 +138,8 @@ class UnshareIsolation(Plugin):
         ready = os.read(ready_r, 1)
         os.close(ready_r)
         if ready != b"R":
-            message = _read_all(err_r).decode(errors="replace") or (unattached and f"1\n{unattached}")
+            message = (_read_all(err_r).decode(errors="replace")
+                       or (unattached and f"1\n{unattached}"))
             os.close(err_r)
             os.waitpid(pid, 0)
             cg.kill_all()
