@@ -12,6 +12,7 @@ import subprocess
 import tarfile
 import uuid
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 
@@ -57,8 +58,30 @@ def tar_bytes(*entries: Entry) -> bytes:
     return buf.getvalue()
 
 
+_READ_FROM: list[Path | None] = [None]
+"""Where layers are put for apply_layer: None for a stream; a directory for files."""
+
+
+@pytest.fixture(autouse=True, params=["stream", "file"])
+def read_from(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Every test runs twice: with each layer as a stream (read in order) and as a
+    file (a plain tar in a file is read in place, its data copied by the kernel)."""
+    _READ_FROM[0] = None if request.param == "stream" else tmp_path
+    return str(request.param)
+
+
+def layer(data: bytes) -> BinaryIO:
+    """``data`` as apply_layer gets it in this run: a stream or an open file."""
+    where = _READ_FROM[0]
+    if where is None:
+        return io.BytesIO(data)
+    path = where / f"layer-{uuid.uuid4().hex}.tar"
+    path.write_bytes(data)
+    return open(path, "rb")  # noqa: SIM115  # closed with the test's process
+
+
 def apply(dest: Path, *entries: Entry) -> LayerStats:
-    return apply_layer(io.BytesIO(tar_bytes(*entries)), dest)
+    return apply_layer(layer(tar_bytes(*entries)), dest)
 
 
 @pytest.fixture
@@ -81,7 +104,7 @@ def test_files_dirs_links_in_any_compression(dest: Path, compress) -> None:
     data = tar_bytes(directory("etc"), file("etc/hostname", b"box\n", uid=1234, gid=5678),
                      symlink("etc/alias", "/etc/hostname"), hardlink("etc/same", "etc/hostname"),
                      entry("run.fifo", tarfile.FIFOTYPE, mode=0o600))
-    stats = apply_layer(io.BytesIO(compress(data) if compress else data), dest)
+    stats = apply_layer(layer(compress(data) if compress else data), dest)
     assert stats == LayerStats(files=2, dirs=1, symlinks=1, hardlinks=1, bytes=4)
     st = (dest / "etc/hostname").stat()
     assert (dest / "etc/hostname").read_bytes() == b"box\n"
@@ -258,18 +281,18 @@ def test_dir_over_dir_keeps_contents_and_takes_metadata(dest: Path) -> None:
 def test_truncated_gzip_is_a_corrupt_layer(dest: Path) -> None:
     data = gzip.compress(tar_bytes(file("big", os.urandom(200_000))))
     with pytest.raises(InvalidConfig, match="^corrupt layer: "):
-        apply_layer(io.BytesIO(data[: len(data) // 2]), dest)
+        apply_layer(layer(data[: len(data) // 2]), dest)
 
 
 def test_truncated_tar_is_a_corrupt_layer(dest: Path) -> None:
     data = tar_bytes(file("big", os.urandom(100_000)))
     with pytest.raises(InvalidConfig, match="^corrupt layer: "):
-        apply_layer(io.BytesIO(data[:50_000]), dest)
+        apply_layer(layer(data[:50_000]), dest)
 
 
 def test_garbage_is_a_corrupt_layer(dest: Path) -> None:
     with pytest.raises(InvalidConfig, match="^corrupt layer: "):
-        apply_layer(io.BytesIO(b"this is not a tar archive at all\n" * 40), dest)
+        apply_layer(layer(b"this is not a tar archive at all\n" * 40), dest)
     assert list(dest.iterdir()) == []
 
 

@@ -60,7 +60,9 @@ class LayerStats:
 def apply_layer(stream: BinaryIO, dest: Path) -> LayerStats:
     """Apply the (plain, gzip, bzip2 or xz) layer tar ``stream`` onto the directory ``dest``.
 
-    Reads the stream once, in order (tarfile ``r|`` mode). Raises
+    Reads the stream once, in order (tarfile ``r|`` mode). A plain tar in a
+    file is read in place instead: the kernel copies each file's data from
+    it (``copy_file_range``), with no pass through this process. Raises
     ``InvalidConfig`` for a hostile member (see the module docstring: the
     whole layer is rejected, entries applied before it stay) and
     ``InvalidConfig("corrupt layer: ...")`` for a truncated or corrupt stream.
@@ -70,10 +72,13 @@ def apply_layer(stream: BinaryIO, dest: Path) -> LayerStats:
     from pinnace.images.compression import decompressed
 
     root = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    applier = _Applier(root)
+    source = _plain_file(stream)
+    applier = _Applier(root, source)
     try:
         try:
-            with tarfile.open(fileobj=decompressed(stream), mode="r|", bufsize=_BUFSIZE) as tar:
+            opened = (tarfile.open(fileobj=stream, mode="r:") if source is not None else
+                      tarfile.open(fileobj=decompressed(stream), mode="r|", bufsize=_BUFSIZE))
+            with opened as tar:
                 for member in tar:
                     applier.apply(member, tar)
         except tarfile.TarError as err:
@@ -83,6 +88,21 @@ def apply_layer(stream: BinaryIO, dest: Path) -> LayerStats:
     finally:
         applier.forget()
         os.close(root)
+
+
+def _plain_file(stream: BinaryIO) -> int | None:
+    """The descriptor of ``stream`` when it is a regular file holding a plain
+    (uncompressed) tar, at its start; else None."""
+    try:
+        fd = stream.fileno()
+        if not stat.S_ISREG(os.fstat(fd).st_mode) or stream.tell() != 0:
+            return None
+    except (AttributeError, OSError, ValueError):
+        return None
+    head = stream.read(6)
+    stream.seek(0)
+    compressed = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd")
+    return None if head.startswith(compressed) else fd
 
 
 def _clean(name: str, member: str, what: str = "name") -> tuple[str, ...]:
@@ -169,8 +189,9 @@ def _mtime_ns(member: Any) -> int:
 class _Applier:
     """The state of one layer application: the root fd, what this layer created, stats."""
 
-    def __init__(self, root: int) -> None:
+    def __init__(self, root: int, source: int | None = None) -> None:
         self.root = root
+        self.source = source                         # the fd of a plain tar file read in place
         self.stats = LayerStats()
         self.created: set[tuple[str, ...]] = set()   # paths this layer made (for opaque dirs)
         self.dir_times: list[tuple[tuple[str, ...], int]] = []
@@ -290,7 +311,10 @@ class _Applier:
                              | os.O_CLOEXEC, 0o600, dir_fd=parent)
             try:
                 if m.isreg():
-                    self.stats.bytes += _copy(tar.extractfile(m), fd)
+                    self.stats.bytes += (
+                        _copy_range(self.source, m.offset_data, m.size, fd)
+                        if self.source is not None and not m.issparse()
+                        else _copy(tar.extractfile(m), fd))
                 self.metadata(fd, m)
                 ns = _mtime_ns(m)
                 os.utime(fd, ns=(ns, ns))
@@ -377,6 +401,32 @@ class _Applier:
                     os.utime(fd, ns=(ns, ns))
                 finally:
                     os.close(fd)
+
+
+def _copy_range(src: int, offset: int, size: int, fd: int) -> int:
+    """Copy ``size`` bytes at ``offset`` of file ``src`` to the open file ``fd`` in the
+    kernel (``copy_file_range``, or ``pread``/``write`` where it cannot); the bytes."""
+    done = 0
+    kernel = True
+    while done < size:
+        if kernel:
+            try:
+                n = os.copy_file_range(src, fd, size - done, offset + done)
+            except OSError as err:
+                if err.errno not in (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+                    raise
+                kernel = False
+                continue
+        else:
+            chunk = os.pread(src, min(size - done, 1 << 20), offset + done)
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(fd, view):]
+            n = len(chunk)
+        if n == 0:
+            raise InvalidConfig(f"corrupt layer: a member's data ends {size - done} bytes early")
+        done += n
+    return done
 
 
 def _copy(src: IO[bytes] | None, fd: int) -> int:
