@@ -37,7 +37,7 @@ SOURCES := $(shell find core plugins -name '*.py')
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml $(SOURCES) | deps
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[btrfs,net,zstd,test]' \
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[btrfs,net,zstd,gzip,test]' \
 		--config-settings editable_mode=strict
 	$(PY) -m compileall -q build/ >/dev/null  # bytecode even where PYTHONDONTWRITEBYTECODE is set
 	touch $@

@@ -9,6 +9,7 @@ import lzma
 import os
 import stat
 import subprocess
+import sys
 import tarfile
 import uuid
 from pathlib import Path
@@ -280,6 +281,15 @@ def test_dir_over_dir_keeps_contents_and_takes_metadata(dest: Path) -> None:
 
 def test_truncated_gzip_is_a_corrupt_layer(dest: Path) -> None:
     data = gzip.compress(tar_bytes(file("big", os.urandom(200_000))))
+    with pytest.raises(InvalidConfig, match="^corrupt layer: "):
+        apply_layer(layer(data[: len(data) // 2]), dest)
+
+
+def test_gzip_without_isal_goes_through_zlib(dest: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "isal", None)  # as where python-isal is not installed
+    data = gzip.compress(tar_bytes(file("etc/motd", b"hi\n"), file("big", os.urandom(200_000))))
+    assert apply_layer(layer(data), dest).files == 2
+    assert (dest / "etc/motd").read_bytes() == b"hi\n"
     with pytest.raises(InvalidConfig, match="^corrupt layer: "):
         apply_layer(layer(data[: len(data) // 2]), dest)
 
