@@ -73,15 +73,22 @@ def decompressed(stream: BinaryIO) -> BinaryIO:
             break
         head += chunk
     source: Any = _Prefixed(head, stream)
+    kind = sniff(head)
+    return source if kind == "none" else decompressor(source, kind)
+
+
+def sniff(head: bytes) -> str:
+    """The compression of a stream that starts with ``head`` (its first 6 bytes):
+    gzip, bzip2, xz or zstd by their magic, else none."""
     if head.startswith(b"\x1f\x8b"):
-        return decompressor(source, "gzip")
+        return "gzip"
     if head[:3] == b"BZh" and head[3:4].isdigit():
-        return decompressor(source, "bzip2")
+        return "bzip2"
     if head.startswith(b"\xfd7zXZ\x00"):
-        return decompressor(source, "xz")
+        return "xz"
     if head.startswith(b"\x28\xb5\x2f\xfd"):
-        return decompressor(source, "zstd")
-    return source
+        return "zstd"
+    return "none"
 
 
 class _Reader:

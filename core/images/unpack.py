@@ -99,10 +99,11 @@ def _plain_file(stream: BinaryIO) -> int | None:
             return None
     except (AttributeError, OSError, ValueError):
         return None
+    from pinnace.images.compression import sniff
+
     head = stream.read(6)
     stream.seek(0)
-    compressed = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd")
-    return None if head.startswith(compressed) else fd
+    return fd if sniff(head) == "none" else None
 
 
 def _clean(name: str, member: str, what: str = "name") -> tuple[str, ...]:

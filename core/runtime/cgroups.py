@@ -34,34 +34,35 @@ def _fs_magic(path: str) -> int:
     return int.from_bytes(buf.raw[:8], "little")
 
 
-_hierarchies: dict[int, list[str]] = {}
-"""Cgroup mount points, by mount namespace: reading mountinfo costs more than a write."""
+_mounts: dict[int, list[tuple[str, list[str]]]] = {}
+"""Cgroup mounts, by mount namespace: reading mountinfo costs more than a write."""
+
+
+def _cgroup_mounts() -> list[tuple[str, list[str]]]:
+    """``(mount point, super options)`` of every cgroup hierarchy in this mount namespace."""
+    namespace = os.stat("/proc/self/ns/mnt").st_ino
+    mounts = _mounts.get(namespace)
+    if mounts is None:
+        mounts = []
+        with open("/proc/self/mountinfo", encoding="utf-8") as f:
+            for line in f:
+                pre, _, post = line.partition(" - ")
+                fields = post.split()  # type, source, super options
+                if fields and fields[0] in ("cgroup", "cgroup2"):
+                    mounts.append((pre.split()[4], fields[-1].split(",")))
+        _mounts[namespace] = mounts
+    return mounts
 
 
 def hierarchies() -> list[str]:
     """Mount points of every cgroup hierarchy in this mount namespace."""
-    namespace = os.stat("/proc/self/ns/mnt").st_ino
-    points = _hierarchies.get(namespace)
-    if points is None:
-        points = []
-        with open("/proc/self/mountinfo", encoding="utf-8") as f:
-            for line in f:
-                pre, _, post = line.partition(" - ")
-                if post.split()[0] in ("cgroup", "cgroup2"):
-                    points.append(pre.split()[4])
-        _hierarchies[namespace] = points
-    return list(points)
+    return [point for point, _ in _cgroup_mounts()]
 
 
 def fast_moves() -> bool:
     """True when a cgroup hierarchy is mounted with ``favordynmods``: moving a process
     into a cgroup then takes no RCU grace period (10-20 ms each time otherwise)."""
-    with open("/proc/self/mountinfo", encoding="utf-8") as f:
-        for line in f:
-            post = line.partition(" - ")[2].split()
-            if post and post[0] in ("cgroup", "cgroup2") and "favordynmods" in post[-1].split(","):
-                return True
-    return False
+    return any("favordynmods" in options for _, options in _cgroup_mounts())
 
 
 @dataclass
