@@ -54,10 +54,18 @@ def _cache_file() -> Path:
     return Path(base) / "pinnace" / f"entry-points-{tag}.json"
 
 
+def _search_path() -> list[str]:
+    """Where plugins are installed: ``sys.path`` without the entry Python puts first, the
+    script's directory (the current one for ``python -m``), unless ``-P`` left it out.
+    It holds no installed plugin, and keying the cache on it would rebuild the cache
+    whenever a file there changes."""
+    return sys.path if sys.flags.safe_path else sys.path[1:]
+
+
 def _path_key() -> str:
-    """The interpreter and every sys.path entry with its mtime: installs change it."""
+    """The interpreter and every searched entry with its mtime: installs change it."""
     parts = [sys.executable]
-    for entry in sys.path:
+    for entry in _search_path():
         try:
             mtime = os.stat(entry or ".").st_mtime_ns
         except OSError:
@@ -70,7 +78,7 @@ def _scan() -> list[EntryPointInfo]:
     from importlib import metadata
 
     found, seen = [], set()
-    for dist in metadata.distributions():
+    for dist in metadata.distributions(path=_search_path()):
         name = dist.metadata["Name"] or "?"
         for ep in dist.entry_points:
             item = (ep.group, ep.name, ep.value)

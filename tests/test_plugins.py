@@ -57,6 +57,35 @@ def test_plugins_lists_builtins_with_distribution_and_version(pn: Pinnace) -> No
     assert "btrfs *" in pn("plugins").stdout
 
 
+def test_discovery_cache_survives_changes_in_the_current_directory(
+        pn: Pinnace, tmp_path: Path) -> None:
+    """``python -m pinnace`` puts the current directory first on sys.path; discovery
+    leaves that entry out, so files appearing there do not rebuild its cache, while a
+    plugin appearing on PYTHONPATH does."""
+    import subprocess
+
+    pn.env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+    work = tmp_path / "work"
+    work.mkdir()
+
+    def plugins() -> list[str]:
+        out = subprocess.run(pn.argv("plugins", "--format", "json"), cwd=work, env=pn.env,
+                             text=True, capture_output=True, check=True).stdout
+        return sorted(row["name"] for row in json.loads(out))
+
+    first = plugins()
+    [cache] = (tmp_path / "cache" / "pinnace").glob("entry-points-*.json")
+    written = cache.stat().st_mtime_ns
+    (work / "new-file").write_text("x")
+    assert plugins() == first
+    assert cache.stat().st_mtime_ns == written, "a change in the cwd rebuilt the cache"
+    install_fake(tmp_path / "site", "pinnace-late", "late_store", storage_source(STORAGE_VERBS),
+                 {"pinnace.storage": {"late": "late_store:Store"}})
+    pn.env["PYTHONPATH"] = str(tmp_path / "site")
+    assert "late" in plugins()
+    assert cache.stat().st_mtime_ns != written
+
+
 def test_missing_required_hook_names_the_plugin_and_hooks(pn: Pinnace, site: Path,
                                                           busybox: str) -> None:
     install_fake(site, "half-store", "half_store", storage_source(("prepare", "walk")),
