@@ -14,7 +14,7 @@ APT_PACKAGES   := btrfs-progs libbtrfsutil-dev busybox-static iproute2 util-linu
 BENCH_PACKAGES := runc podman hyperfine
 PYTEST_ARGS ?= -n 2
 
-.PHONY: all deps bench-deps venv demo demo-net test bench busybox clean
+.PHONY: all deps bench-deps venv demo demo-net lint test bench busybox clean
 all: demo
 
 define apt_ensure
@@ -65,7 +65,12 @@ demo: venv busybox-rootfs.tar
 demo-net: venv busybox-rootfs.tar
 	unshare --net sh demo/two-services.sh $(PINNACE) busybox-rootfs.tar
 
-test: venv
+LINTED := core plugins tests bench examples
+
+lint: venv
+	$(VENV)/bin/ruff check $(LINTED)
+
+test: venv lint
 	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 

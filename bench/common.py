@@ -46,7 +46,27 @@ def report(title: str, times: dict[str, list[float]], baseline: str | None = Non
     for name, ts in times.items():
         med = statistics.median(ts)
         ratio = f"{med / base:.2f}x" if base else ""
-        print(f"{name:<34}{med * 1000:>10.1f}{min(ts) * 1000:>9.1f}{max(ts) * 1000:>9.1f}{ratio:>9}")
+        print(f"{name:<34}{med * 1000:>10.1f}{min(ts) * 1000:>9.1f}"
+              f"{max(ts) * 1000:>9.1f}{ratio:>9}")
+
+
+FLOOR = "floor: required imports"
+FLOOR_MODULES = "click, pluggy, sqlite3, ctypes"
+
+
+def floor_runner() -> Callable[[], None]:
+    """The interpreter importing what every pinnace command needs and the design requires
+    (click for the CLI, pluggy for hook calls, sqlite3 for the state, ctypes for the
+    system calls) and doing nothing else: no pinnace command can start faster."""
+    return runner([sys.executable, "-c", f"import {FLOOR_MODULES}"])
+
+
+def print_floor(med: dict[str, float], pinnace: str, baseline: str) -> None:
+    """Say how much of ``pinnace``'s median is the import floor and how it compares."""
+    floor, own = med[FLOOR], med[pinnace] - med[FLOOR]
+    print(f"{FLOOR}: python importing {FLOOR_MODULES} takes {floor * 1000:.1f} ms, "
+          f"{floor / med[baseline]:.2f}x {baseline}; {pinnace} does its own work in "
+          f"{own * 1000:.1f} ms on top")
 
 
 def cgroup_move_ms(probes: int = 5) -> float:

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import busybox_root, report, runner, time_runs  # noqa: E402
+from common import busybox_root, report, runner, time_runs
 
 UNHARDENED = "--privileged, unconfined"
 

@@ -20,11 +20,19 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import cgroup_move_ms, report, runner, time_runs  # noqa: E402
-from run_latency import runc_bundle  # noqa: E402
+from common import (
+    FLOOR,
+    cgroup_move_ms,
+    floor_runner,
+    print_floor,
+    report,
+    runner,
+    time_runs,
+)
+from run_latency import runc_bundle
 
-from pinnace.testing.btrfs import loop_btrfs  # noqa: E402
-from pinnace.testing.busybox import build_busybox_tar  # noqa: E402
+from pinnace.testing.btrfs import loop_btrfs
+from pinnace.testing.busybox import build_busybox_tar
 
 PODMAN_LIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
 
@@ -70,6 +78,7 @@ def exec_latency(pinnace: list[str], work: Path, rounds: int) -> dict[str, float
             print(f"podman: cannot run here: {probe.stderr.strip().splitlines()[-1:]}")
         cleanups.append(lambda: subprocess.run(["podman", "rm", "-f", "bench-exec"],
                                                capture_output=True))
+    commands[FLOOR] = floor_runner()
     try:
         for fn in commands.values():
             fn()
@@ -78,7 +87,10 @@ def exec_latency(pinnace: list[str], work: Path, rounds: int) -> dict[str, float
                baseline="runc exec" if "runc exec" in times else None)
         print(f"moving a process into a cgroup takes {cgroup_move_ms():.1f} ms on this host "
               "(runc and pinnace pay it once per exec)")
-        return {k: statistics.median(v) for k, v in times.items()}
+        med = {k: statistics.median(v) for k, v in times.items()}
+        if "runc exec" in med:
+            print_floor(med, "pinnace exec", "runc exec")
+        return med
     finally:
         for clean in cleanups:
             clean()

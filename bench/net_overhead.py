@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import PODMAN_RUN, busybox_root, report, runner, time_runs  # noqa: E402
+from common import PODMAN_RUN, busybox_root, report, runner, time_runs
 
 INNER = "PINNACE_BENCH_IN_NETNS"
 PODMAN_IMAGE = "localhost/pinnace-bench-busybox"

@@ -29,11 +29,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import PODMAN_RUN, podman_store, report  # noqa: E402
+from common import PODMAN_RUN, podman_store, report
 
-from pinnace.testing.btrfs import loop_btrfs  # noqa: E402
-from pinnace.testing.busybox import build_busybox_tar  # noqa: E402
-from pinnace.testing.registry import Layout, docker_registry, skopeo_copy  # noqa: E402
+from pinnace.testing.btrfs import loop_btrfs
+from pinnace.testing.busybox import build_busybox_tar
+from pinnace.testing.registry import Layout, docker_registry, skopeo_copy
 
 SOURCES = ("/usr/bin", "/usr/lib/x86_64-linux-gnu", "/usr/share", "/usr/lib")
 
@@ -176,7 +176,8 @@ def main() -> None:
             ratio = med[mine] / med[peer]
             print(f"{mine} / {peer}: {ratio:.2f}x ({goal}: {'OK' if ratio < limit else 'MISSED'})")
         peak = max(rss["pinnace pull"])
-        print(f"pinnace pull peak RSS: {peak} MB (under 150 MB: {'OK' if peak < 150 else 'MISSED'})")
+        print(f"pinnace pull peak RSS: {peak} MB "
+              f"(under 150 MB: {'OK' if peak < 150 else 'MISSED'})")
         ratio = statistics.median(first_run["pinnace pull + first run"]) / \
             statistics.median(first_run["podman pull + first run"])
         print(f"pinnace pull + first run / podman pull + first run: {ratio:.2f}x")

@@ -17,9 +17,19 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import PODMAN_RUN, busybox_root, cgroup_move_ms, report, runner, time_runs  # noqa: E402
+from common import (
+    FLOOR,
+    PODMAN_RUN,
+    busybox_root,
+    cgroup_move_ms,
+    floor_runner,
+    print_floor,
+    report,
+    runner,
+    time_runs,
+)
 
-from pinnace.testing.busybox import build_busybox_rootfs  # noqa: E402
+from pinnace.testing.busybox import build_busybox_rootfs
 
 
 def runc_bundle(path: Path) -> Path:
@@ -66,6 +76,7 @@ def main() -> None:
             print("docker: no daemon answers here, skipped")
         commands["pinnace --version"] = runner(pinnace + ["--version"])
         commands["python -c pass"] = runner([sys.executable, "-c", "pass"])
+        commands[FLOOR] = floor_runner()
         for fn in commands.values():  # warm up: caches, unpacked layers
             fn()
         times = time_runs(commands, args.rounds)
@@ -75,6 +86,8 @@ def main() -> None:
         pin = med["pinnace run --rm (btrfs)"]
         print(f"moving a process into a cgroup takes {cgroup_move_ms():.1f} ms on this host "
               "(runc and pinnace pay it once per start)")
+        if "runc run" in med:
+            print_floor(med, "pinnace run --rm (btrfs)", "runc run")
         print()
         if "runc run" in med:
             print(f"target pinnace <= 3x runc: {pin / med['runc run']:.2f}x "

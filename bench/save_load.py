@@ -27,10 +27,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import podman_store, report  # noqa: E402
+from common import podman_store, report
 
-from pinnace.testing.btrfs import loop_btrfs  # noqa: E402
-from pinnace.testing.busybox import build_busybox_tar  # noqa: E402
+from pinnace.testing.btrfs import loop_btrfs
+from pinnace.testing.busybox import build_busybox_tar
 
 
 def data_layer(n: int, megabytes: int) -> bytes:
@@ -110,7 +110,8 @@ def main() -> None:
                                                           ref]),
                                    ("podman save", podman + ["save", "-o", str(out["podman"]),
                                                              pd_ref])):
-                    def clear(path: Path = out[name.split()[0]]) -> None:
+                    peer_out = out[name.split()[0]]
+                    def clear(path: Path = peer_out) -> None:
                         path.unlink(missing_ok=True)
                     times.setdefault(name, []).extend(
                         timed(args.rounds, clear, lambda argv=argv: run(argv)))

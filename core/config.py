@@ -123,7 +123,8 @@ def load(config_file: str | None = None, flags: dict[str, str | None] | None = N
         if role not in ("storage", "network", "isolation", "image_source", "plugins"):
             raise InvalidConfig(f"{path}: unknown table [{role}]")
         if not isinstance(table, dict) or not all(isinstance(t, dict) for t in table.values()):
-            raise InvalidConfig(f"{path}: [{role}] must hold one table per plugin, e.g. [{role}.NAME]")
+            raise InvalidConfig(f"{path}: [{role}] must hold one table per plugin, "
+                                f"e.g. [{role}.NAME]")
     return Config(file=path, engine=engine, tables=data)
 
 

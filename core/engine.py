@@ -208,7 +208,8 @@ class Engine:
     def _insert(self, row: dict[str, Any], random_name: bool) -> None:
         for attempt in range(20):
             if random_name:
-                row["name"] = names.random_name() if attempt < 10 else f"{names.random_name()}_{attempt}"
+                row["name"] = (names.random_name() if attempt < 10
+                               else f"{names.random_name()}_{attempt}")
             try:
                 with self.state.tx() as db:
                     db.execute(
@@ -382,7 +383,8 @@ class Engine:
         return pid
 
     def wait(self, cid: str) -> int:
-        """Wait for a container this process started, tear its runtime down, return its exit code."""
+        """Wait for a container this process started, tear its runtime down, return its
+        exit code."""
         row = self._row(cid)
         code = self.plugins.call("isolation", row["isolation"], "wait", container_id=cid,
                                  bundle=self.bundle(cid))
@@ -724,8 +726,7 @@ def _merge_env(base: list[str], extra: list[str]) -> list[str]:
 
 def _spec_from_json(data: dict[str, Any]) -> ContainerSpec:
     from pinnace.mounts import Mount
-    from pinnace.runtime.spec import (ContainerSpec, MountPoint, Process, Resources,
-                                      Security, User)
+    from pinnace.runtime.spec import ContainerSpec, MountPoint, Process, Resources, Security, User
 
     proc = dict(data["process"])
     proc["user"] = User(**proc["user"])

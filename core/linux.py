@@ -72,7 +72,8 @@ def setns(fd: int, nstype: int = 0) -> None:
     _check(_libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)), "setns")
 
 
-def mount(source: str, target: str, fstype: str | None, flags: int = 0, data: str | None = None) -> None:
+def mount(source: str, target: str, fstype: str | None, flags: int = 0,
+          data: str | None = None) -> None:
     """mount(2)."""
     ret = _libc.mount(
         source.encode(),
@@ -86,7 +87,8 @@ def mount(source: str, target: str, fstype: str | None, flags: int = 0, data: st
 
 def umount(target: str, detach: bool = False) -> None:
     """umount2(2); ``detach`` for a lazy unmount."""
-    _check(_libc.umount2(target.encode(), ctypes.c_int(MNT_DETACH if detach else 0)), f"umount {target}")
+    _check(_libc.umount2(target.encode(), ctypes.c_int(MNT_DETACH if detach else 0)),
+           f"umount {target}")
 
 
 def pivot_root(new_root: str, put_old: str) -> None:

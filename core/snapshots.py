@@ -6,7 +6,7 @@ import enum
 from dataclasses import dataclass, field
 
 
-class Kind(str, enum.Enum):
+class Kind(enum.StrEnum):
     """A snapshot's kind: writable (active), read-only view, or committed (immutable parent)."""
 
     ACTIVE = "active"

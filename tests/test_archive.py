@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
 from conftest import Pinnace, host_leftovers
+
 from pinnace.testing.registry import Layout, busybox_layers, docker_registry, skopeo_copy
 
 PODMAN_RUN = ("run", "--rm", "--network=none", "--ulimit", "nofile=1024:1024",
@@ -81,7 +81,8 @@ def docker_archive(path: Path, layers: list[bytes], tags: list[str],
                    edit: Callable[[list[dict]], None] | None = None,
                    diff_ids: list[str] | None = None) -> Path:
     """A docker-archive with the given layer tars (stored as given: plain or gzip)."""
-    ids = diff_ids or [sha(gzip.decompress(l) if l[:2] == b"\x1f\x8b" else l) for l in layers]
+    ids = diff_ids or [sha(gzip.decompress(layer) if layer[:2] == b"\x1f\x8b" else layer)
+                       for layer in layers]
     config = json.dumps({"architecture": "amd64", "os": "linux",
                          "config": {"Cmd": ["sh"]},
                          "rootfs": {"type": "layers", "diff_ids": ids}}).encode()
@@ -144,7 +145,8 @@ def test_pulled_image_saves_plain_for_docker_archive_and_as_pulled_for_oci(
     podman("rmi", "-a", "-f")
     # OCI archive: the gzip blobs as pulled
     pn("save", "--format", "oci-archive", "-o", str(tmp_path / "o.tar"), ref)
-    raw = json.loads(subprocess.run(["skopeo", "inspect", "--raw", f"oci-archive:{tmp_path / 'o.tar'}"],
+    raw = json.loads(subprocess.run(["skopeo", "inspect", "--raw",
+                                     f"oci-archive:{tmp_path / 'o.tar'}"],
                                     check=True, capture_output=True).stdout)
     assert [d["mediaType"][-5:] for d in raw["layers"]] == ["+gzip"] * 3
     with tarfile.open(tmp_path / "o.tar") as tar:

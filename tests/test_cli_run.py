@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import Pinnace, host_leftovers
 
 
@@ -52,7 +51,8 @@ def test_exit_code_user_and_hostname(pn: Pinnace, busybox: str) -> None:
 
 
 def test_image_default_cmd_and_entrypoint_override(pn: Pinnace, busybox: str) -> None:
-    assert pn("run", "--rm", "-i", busybox, input="echo from-stdin\n").stdout.strip() == "from-stdin"
+    assert pn("run", "--rm", "-i", busybox,
+              input="echo from-stdin\n").stdout.strip() == "from-stdin"
     # without -i the container's stdin is empty, as with docker
     assert pn("run", "--rm", busybox, "cat", input="ignored\n").stdout == ""
     out = pn("run", "--rm", "--entrypoint", "echo", busybox, "a", "b").stdout.strip()
@@ -87,7 +87,8 @@ def test_image_not_found(pn: Pinnace) -> None:
     assert proc.returncode == 125 and proc.stderr.startswith("Error: invalid reference format")
 
 
-def test_btrfs_storage_on_a_non_btrfs_root_says_how_to_fix(tmp_path: Path, busybox_tar: Path) -> None:
+def test_btrfs_storage_on_a_non_btrfs_root_says_how_to_fix(tmp_path: Path,
+                                                           busybox_tar: Path) -> None:
     pn = Pinnace(tmp_path / "root")  # /tmp is not btrfs here
     pn("import", str(busybox_tar), "busybox")
     proc = pn("run", "--rm", "--storage=btrfs", "busybox", "true", check=False)

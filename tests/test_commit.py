@@ -9,7 +9,6 @@ import tarfile
 from pathlib import Path
 
 import pytest
-
 from conftest import Pinnace, host_leftovers
 
 CHANGES = """

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from conftest import Pinnace
+
 from pinnace.errors import FailedPrecondition, InvalidConfig
 from pinnace.plugin import PluginContext
 from pinnace_plugins.source_debootstrap import DebootstrapSource, debootstrap_argv, tag_for

@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import Pinnace, host_leftovers
 
 LOOP = "i=0; while true; do echo out $i; echo err $i >&2; i=$((i+1)); sleep 0.1; done"
@@ -174,7 +173,7 @@ def test_wiped_runtime_dir_as_after_a_reboot(pn: Pinnace, busybox: str, root: Pa
         pid = inspect(pn, name)["State"]["Pid"]
         monitor = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
         os.kill(monitor, signal.SIGKILL)
-        until(lambda: not os.path.exists(f"/proc/{pid}"))
+        until(lambda pid=pid: not os.path.exists(f"/proc/{pid}"))
     for ns in (root / "run" / "netns").iterdir():  # ... and /run empty
         os.system(f"umount {ns} 2>/dev/null")
     shutil.rmtree(root / "run")
@@ -211,7 +210,8 @@ def test_bad_restart_policy_and_log_opt_create_nothing(pn: Pinnace, busybox: str
     assert pn("ps", "-aq").stdout == ""
 
 
-def test_run_d_rm_removes_the_container_when_it_exits(pn: Pinnace, busybox: str, root: Path) -> None:
+def test_run_d_rm_removes_the_container_when_it_exits(pn: Pinnace, busybox: str,
+                                                      root: Path) -> None:
     pn("run", "-d", "--rm", "--name", "brief", busybox, "sh", "-c", "sleep 0.5")
     assert "brief" in pn("ps", "-a").stdout
     until(lambda: "brief" not in pn("ps", "-a").stdout, what="auto-removal")

@@ -17,11 +17,12 @@ def test_exec_joins_every_namespace_and_the_cgroup(pn: Pinnace, busybox: str) ->
     pid = inspect(pn, "box")["State"]["Pid"]
     out = pn("exec", "box", "sh", "-c",
              "hostname; cat /proc/1/cmdline | tr '\\0' ' '; echo; readlink /proc/self/ns/net;"
-             " readlink /proc/self/ns/mnt; readlink /proc/self/ns/pid; cat /proc/self/cgroup").stdout
+             " readlink /proc/self/ns/mnt; readlink /proc/self/ns/pid;"
+             " cat /proc/self/cgroup").stdout
     lines = out.splitlines()
     assert lines[0] == "boxhost"
     assert lines[1].strip() == "sleep 60"  # it sees the container's PID 1, not the host's
-    for line, ns in zip(lines[2:5], ("net", "mnt", "pid")):
+    for line, ns in zip(lines[2:5], ("net", "mnt", "pid"), strict=True):
         assert line == os.readlink(f"/proc/{pid}/ns/{ns}"), ns
     container_cgroups = Path(f"/proc/{pid}/cgroup").read_text()
     assert all(line.endswith(":/") for line in lines[5:])  # the container's cgroup namespace

@@ -68,8 +68,8 @@ def test_import_tar_writes_layout_blobs_rows_and_event(store: ImageStore, tmp_pa
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
     image = store.resolve("box:latest")
     assert image.id == image_id and image.tags == ["box:latest"]
-    assert [(l.diff_id, l.chain_id, l.blob_digest, l.size) for l in image.layers] == [
-        (digest, digest, digest, len(data))]
+    assert [(layer.diff_id, layer.chain_id, layer.blob_digest, layer.size)
+            for layer in image.layers] == [(digest, digest, digest, len(data))]
     assert image.size == len(data)
     assert image.config["rootfs"] == {"type": "layers", "diff_ids": [digest]}
     assert image.config["os"] == "linux" and image.config["config"]["Cmd"] == ["sh"]

@@ -52,7 +52,8 @@ def test_limits_are_written_to_the_cgroup(pn: Pinnace, busybox: str) -> None:
     assert cgroup_file(cid, "cpuset.cpus").read_text().strip() == "0"
     assert cgroup_file(cid, "pids.max").read_text().strip() == "50"
     # the container runs where its cgroup says (cpuset 0 only)
-    assert pn("exec", cid, "grep", "Cpus_allowed_list", "/proc/self/status").stdout.split()[-1] == "0"
+    assert pn("exec", cid, "grep", "Cpus_allowed_list",
+              "/proc/self/status").stdout.split()[-1] == "0"
 
 
 def test_memory_hog_is_oom_killed_and_reported(pn: Pinnace, busybox: str) -> None:

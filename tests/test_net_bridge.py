@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import Pinnace
+
 from pinnace import netns as netns_mod
 from pinnace.testing.netns import leftovers, run_in
 

@@ -8,7 +8,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from conftest import Pinnace
 
 STORAGE_VERBS = ("prepare", "view", "mounts", "commit", "remove", "stat", "usage", "walk")

@@ -17,10 +17,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from conftest import Pinnace
-from pinnace.testing.registry import (PASSWORD, USER, FaultProxy, Layout, RegistryServer, TokenServer,
-                      _tar, busybox_layers, docker_registry, htpasswd, skopeo_copy)
+
+from pinnace.testing.registry import (
+    PASSWORD,
+    USER,
+    FaultProxy,
+    Layout,
+    RegistryServer,
+    TokenServer,
+    _tar,
+    busybox_layers,
+    docker_registry,
+    htpasswd,
+    skopeo_copy,
+)
 
 
 @pytest.fixture(scope="session")

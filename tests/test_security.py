@@ -153,7 +153,8 @@ def test_chroot_and_dotdot_stay_inside_the_rootfs(pn: Pinnace, busybox: str,
     with tarfile.open(busybox_tar) as tar:
         image_top = {m.name.strip("./").split("/")[0] for m in tar.getmembers()} - {""}
     host_only = set(os.listdir("/")) - image_top
-    assert host_only, "the host's / must have entries the image lacks for this test to mean anything"
+    assert host_only, ("the host's / must have entries the image lacks for this test to mean "
+                       "anything")
     script = ("mkdir -p /jail/bin && cp /bin/busybox /jail/bin/ &&"
               " chroot /jail /bin/busybox sh -c 'cd ../../../..; /bin/busybox ls -a .';"
               " echo ---; cd /proc/1/root/../../..; ls -a; echo ---; ls -a /proc/self/cwd/../..;"

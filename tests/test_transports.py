@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from conftest import Pinnace
+
 from pinnace.images.sources import split
 
 SOURCES = ["debootstrap", "docker", "docker-archive", "oci", "oci-archive", "tar"]

@@ -78,7 +78,7 @@ def layer(data: bytes) -> BinaryIO:
         return io.BytesIO(data)
     path = where / f"layer-{uuid.uuid4().hex}.tar"
     path.write_bytes(data)
-    return open(path, "rb")  # noqa: SIM115  # closed with the test's process
+    return open(path, "rb")  # closed with the test's process
 
 
 def apply(dest: Path, *entries: Entry) -> LayerStats:

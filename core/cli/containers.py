@@ -7,14 +7,15 @@ from typing import Any
 
 import click
 
-from pinnace.cli.root import get_engine
 from pinnace.cli.output import FORMAT_OPTION, ago, as_json, duration, for_each, table
+from pinnace.cli.root import get_engine
 from pinnace.errors import PinnaceError
 
 
 @click.command(context_settings={"ignore_unknown_options": False, "allow_interspersed_args": False})
 @click.option("-d", "--detach", is_flag=True, help="Run in the background and print the ID.")
-@click.option("-i", "--interactive", is_flag=True, help="Keep stdin open (attach it in the foreground).")
+@click.option("-i", "--interactive", is_flag=True,
+              help="Keep stdin open (attach it in the foreground).")
 @click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-terminal.")
 @click.option("--rm", "auto_remove", is_flag=True, help="Remove the container when it exits.")
 @click.option("--restart", default="no", show_default=True,
@@ -22,9 +23,11 @@ from pinnace.errors import PinnaceError
 @click.option("--log-opt", "log_opts", multiple=True, metavar="max-size=SIZE|max-file=N",
               help="json-file log options (rotation).")
 @click.option("--name", help="Assign a name to the container.")
-@click.option("-e", "--env", multiple=True, metavar="KEY=VALUE", help="Set an environment variable.")
+@click.option("-e", "--env", multiple=True, metavar="KEY=VALUE",
+              help="Set an environment variable.")
 @click.option("-w", "--workdir", metavar="DIR", help="Working directory inside the container.")
-@click.option("-u", "--user", metavar="USER[:GROUP]", help="User name or UID (and group) to run as.")
+@click.option("-u", "--user", metavar="USER[:GROUP]",
+              help="User name or UID (and group) to run as.")
 @click.option("-h", "--hostname", help="Container host name [default: the short ID].")
 @click.option("--entrypoint", help="Overwrite the image's ENTRYPOINT.")
 @click.option("--read-only", is_flag=True, help="Mount the container's root filesystem read-only.")
@@ -35,7 +38,8 @@ from pinnace.errors import PinnaceError
               help="Join a named network (implies --net=bridge); repeatable.")
 @click.option("-p", "--publish", "ports", multiple=True,
               metavar="[IP:]HOSTPORT:PORT[/PROTO]", help="Publish a container port on the host.")
-@click.option("-P", "--publish-all", is_flag=True, help="Publish every exposed port on a free host port.")
+@click.option("-P", "--publish-all", is_flag=True,
+              help="Publish every exposed port on a free host port.")
 @click.option("--ip", metavar="ADDRESS", help="The container's address on its first network.")
 @click.option("--dns", multiple=True, metavar="ADDRESS", help="A DNS server for the container.")
 @click.option("--add-host", "add_hosts", multiple=True, metavar="NAME:IP",
@@ -92,7 +96,8 @@ def run(ctx: click.Context, detach: bool, image: str, command: tuple[str, ...],
 
 
 @click.command()
-@click.option("-a", "--all", "all_", is_flag=True, help="Show all containers, not only running ones.")
+@click.option("-a", "--all", "all_", is_flag=True,
+              help="Show all containers, not only running ones.")
 @click.option("-q", "--quiet", is_flag=True, help="Only print container IDs.")
 @click.option("--no-trunc", is_flag=True, help="Do not truncate IDs and commands.")
 @FORMAT_OPTION

@@ -13,7 +13,8 @@ from pinnace.cli.root import get_engine
 @click.option("-d", "--detach", is_flag=True, help="Leave the command running in the background.")
 @click.option("-i", "--interactive", is_flag=True, help="Keep stdin open.")
 @click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-terminal.")
-@click.option("-e", "--env", multiple=True, metavar="KEY=VALUE", help="Set an environment variable.")
+@click.option("-e", "--env", multiple=True, metavar="KEY=VALUE",
+              help="Set an environment variable.")
 @click.option("-w", "--workdir", metavar="DIR", help="Working directory inside the container.")
 @click.option("-u", "--user", metavar="USER[:GROUP]", help="User name or UID (and group).")
 @click.argument("container")
@@ -42,7 +43,8 @@ def exec_(ctx: click.Context, detach: bool, interactive: bool, tty: bool, contai
 def attach(ctx: click.Context, detach_keys: str, no_stdin: bool, sig_proxy: bool,
            container: str) -> None:
     """Attach to a detached container's streams; exit with its exit code."""
-    from pinnace.runtime.attach import attach as attach_to, parse_detach_keys
+    from pinnace.runtime.attach import attach as attach_to
+    from pinnace.runtime.attach import parse_detach_keys
 
     engine = get_engine(ctx)
     keys = parse_detach_keys(detach_keys)

@@ -8,8 +8,8 @@ from typing import Any
 
 import click
 
-from pinnace.cli.root import get_engine
 from pinnace.cli.output import FORMAT_OPTION, ago, as_json, for_each, size, table
+from pinnace.cli.root import get_engine
 
 
 @click.command("import")
@@ -150,7 +150,8 @@ def _load_stdin(engine: Any) -> list[Any]:
 @click.pass_context
 def save(ctx: click.Context, output: str | None, fmt: str, refs: tuple[str, ...]) -> None:
     """Save images to a tar archive (docker-archive by default, or OCI)."""
-    from pinnace.images.archive import save as save_archive, write_to
+    from pinnace.images.archive import save as save_archive
+    from pinnace.images.archive import write_to
 
     engine = get_engine(ctx)
     for ref in refs:  # fail on an unknown name before creating the output

@@ -35,7 +35,8 @@ def _each(ctx: click.Context, containers: tuple[str, ...],
 
 
 @click.command()
-@click.option("-a", "--attach", is_flag=True, help="Attach stdout/stderr and wait for the exit code.")
+@click.option("-a", "--attach", is_flag=True,
+              help="Attach stdout/stderr and wait for the exit code.")
 @click.option("-i", "--interactive", is_flag=True, help="Attach stdin too (with -a).")
 @CONTAINERS
 @click.pass_context
@@ -140,7 +141,8 @@ def rename(ctx: click.Context, container: str, new_name: str) -> None:
 def prune(ctx: click.Context, force: bool) -> None:
     """Remove all stopped containers."""
     if not force and not click.confirm(
-            "WARNING! This will remove all stopped containers.\nAre you sure you want to continue?"):
+            "WARNING! This will remove all stopped containers.\n"
+            "Are you sure you want to continue?"):
         return
     gone = get_engine(ctx).prune()
     if gone:

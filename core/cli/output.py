@@ -15,7 +15,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     cells = [[str(h) for h in headers]] + [[str(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     for r in cells:
-        click.echo("   ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+        click.echo("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip())
 
 
 def as_json(data: Any) -> None:

@@ -117,7 +117,8 @@ def get_engine(ctx: click.Context) -> Any:
         from pinnace.engine import Engine
 
         p = root.params
-        cfg = config.load(p.get("config_file"), {"root": p.get("root"), "run_root": p.get("run_root")})
+        cfg = config.load(p.get("config_file"),
+                          {"root": p.get("root"), "run_root": p.get("run_root")})
         root.obj = Engine(cfg, trace=sys.stderr if p.get("trace") else None)
     return root.obj
 
@@ -127,7 +128,8 @@ def get_engine(ctx: click.Context) -> Any:
                       message="%(prog)s version %(version)s")
 @click.option("--root", metavar="DIR", envvar=None,
               help="Directory for state, images and storage [default: /var/lib/pinnace].")
-@click.option("--run-root", metavar="DIR", help="Directory for runtime files [default: /run/pinnace].")
+@click.option("--run-root", metavar="DIR",
+              help="Directory for runtime files [default: /run/pinnace].")
 @click.option("--config", "config_file", metavar="FILE",
               help="Config file [default: $PINNACE_CONFIG or /etc/pinnace/pinnace.toml].")
 @click.option("--debug", is_flag=True, help="Show tracebacks on errors.")

@@ -8,8 +8,8 @@ from typing import Any
 
 import click
 
-from pinnace.cli.root import get_engine
 from pinnace.cli.output import FORMAT_OPTION, as_json, table
+from pinnace.cli.root import get_engine
 
 ROLES = ("storage", "network", "isolation", "image_source", "plugins")
 
@@ -45,7 +45,8 @@ def plugins(ctx: click.Context, fmt: str) -> None:
 
 
 def _selected_plugins(engine: Any) -> dict[str, str]:
-    return {role: engine.config.selected(role).value for role in ("storage", "network", "isolation")}
+    return {role: engine.config.selected(role).value
+            for role in ("storage", "network", "isolation")}
 
 
 @click.command()
@@ -120,7 +121,8 @@ def doctor(ctx: click.Context, fmt: str) -> None:
     if fmt == "json":
         as_json(checks)
     else:
-        table(("CHECK", "OK", "DETAIL"), [(c["check"], c["ok"], c.get("detail", "")) for c in checks])
+        table(("CHECK", "OK", "DETAIL"),
+              [(c["check"], c["ok"], c.get("detail", "")) for c in checks])
         fixes = [c for c in checks if c["ok"] != "yes" and c.get("fix")]
         if fixes:
             click.echo("\nTo fix:")

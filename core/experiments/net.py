@@ -414,7 +414,8 @@ def table(strategies: dict[str, Strategy]) -> str:
     rows = [[m.title, m.unit, *(strategies[n].summary(m.key).cell() for n in names)]
             for m in METRICS]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+             for r in [header, *rows]]
     notes = [f"{s.name}: {s.reason}" for s in strategies.values() if s.reason]
     for s in strategies.values():
         for reason in dict.fromkeys(s.missing.values()):
@@ -476,7 +477,7 @@ def plot(path: Path, strategies: dict[str, Strategy]) -> str | None:
 
     names = list(strategies)
     fig, axes = plt.subplots(2, 4, figsize=(16, 7), constrained_layout=True)
-    for ax, metric in zip(axes.flat, METRICS):
+    for ax, metric in zip(axes.flat, METRICS, strict=False):  # 8 axes, 7 metrics
         for x, name in enumerate(names):
             summary = strategies[name].summary(metric.key)
             if not summary.available:

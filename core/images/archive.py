@@ -295,7 +295,7 @@ def load(store: ImageStore, path: Path, kind: str | None = None, select: str | N
         for entry in entries:
             diff_ids = _diff_ids(entry.config, len(entry.layers), files.label)
             layers = []
-            for diff_id, layer in zip(diff_ids, entry.layers):
+            for diff_id, layer in zip(diff_ids, entry.layers, strict=True):
                 if not files.exists(layer.name):
                     raise files.missing(layer.name)
                 if store.has_blob(diff_id):  # stored and verified before: no need to read it

@@ -89,8 +89,9 @@ def commit(engine: Engine, ref: str, reference: str | None, message: str = "",
         config["created"] = now
         config["history"] = [*(config.get("history") or []), entry]
         config["rootfs"] = {"type": "layers",
-                            "diff_ids": [*(l.diff_id for l in image.layers), layer[0]]}
-        layers = [Blob(l.blob_digest, l.size, l.media_type) for l in image.layers] + [layer]
+                            "diff_ids": [*(base.diff_id for base in image.layers), layer[0]]}
+        layers = [Blob(base.blob_digest, base.size, base.media_type)
+                  for base in image.layers] + [layer]
         image_id = store.add_image(_json(config), layers, [tag] if tag else [], "commit",
                                    written)
     store.state.event("image", "commit", image_id, container=row["id"], name=tag or "")

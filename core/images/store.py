@@ -27,11 +27,13 @@ import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
 from pinnace.errors import FailedPrecondition, InvalidConfig, NotFound, TryAgain
-from pinnace.images.reference import is_id_prefix, parse as parse_reference
+from pinnace.images.reference import is_id_prefix
+from pinnace.images.reference import parse as parse_reference
 
 if TYPE_CHECKING:
     import sqlite3
@@ -116,9 +118,9 @@ def _short(image_id: str) -> str:
 
 
 def _rfc3339(ts: float) -> str:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
 
 
 def _fsync_dir(path: Path) -> None:
@@ -341,7 +343,7 @@ class ImageStore:
                 or not all(isinstance(d, str) for d in diff_ids):
             raise InvalidConfig(f"the image config lists {len(diff_ids or [])} layers, "
                                 f"not {len(blobs)}")
-        for n, (want, blob) in enumerate(zip(diff_ids, blobs)):
+        for n, (want, blob) in enumerate(zip(diff_ids, blobs, strict=True)):
             if COMPRESSION.get(blob.media_type) == "none" and want != blob.digest:
                 raise InvalidConfig(f"layer {n} has diff ID {blob.digest}, the image config "
                                     f"expects {want}")
@@ -371,7 +373,7 @@ class ImageStore:
                     " blob_digest) VALUES (?,?,?,?,?)",
                     [(config_digest, position, diff_id, chain_id, blob.digest)
                      for position, (diff_id, chain_id, blob) in
-                     enumerate(zip(diff_ids, chain_ids(diff_ids), blobs))])
+                     enumerate(zip(diff_ids, chain_ids(diff_ids), blobs, strict=True))])
             for name in names:
                 self._set_tag(db, name, config_digest)
             self._write_index(db)

@@ -42,8 +42,7 @@ def attach(engine: Engine, cid: str, detach_keys: bytes, with_stdin: bool,
     from pinnace.runtime import console
     from pinnace.runtime.foreground import forwarding
     from pinnace.runtime.monitor import run_options
-    from pinnace.runtime.watch import (CLOSE_STDIN, FRAME, RESIZE, STDERR, STDIN, frames,
-                                       unix_socket)
+    from pinnace.runtime.watch import CLOSE_STDIN, FRAME, RESIZE, STDERR, STDIN, frames, unix_socket
 
     c = engine.container(cid)
     if c.status not in ACTIVE:

@@ -13,6 +13,7 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC
 from pathlib import Path
 
 from pinnace.errors import InvalidConfig
@@ -46,7 +47,7 @@ def parse_time(text: str, now: float | None = None) -> str:
         return timestamp(now - seconds)
     if re.fullmatch(r"\d+(\.\d+)?", raw):
         return timestamp(float(raw))
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     try:
         parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
@@ -55,7 +56,7 @@ def parse_time(text: str, now: float | None = None) -> str:
             f"invalid time {text!r}: use RFC 3339 (2026-01-02T15:04:05Z), a Unix "
             "timestamp or a duration like 10m") from None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
     return timestamp(parsed.timestamp())
 
 
@@ -125,14 +126,14 @@ def read(path: Path, tail: int | None = None, since: str | None = None,
 def follow(path: Path, running: Callable[[], bool], until: str | None = None) -> Iterator[Entry]:
     """Entries appended to the log from now on, across rotations, until the
     container stops (or ``until`` passes)."""
-    f = open(path, "rb") if path.exists() else None  # noqa: SIM115
+    f = open(path, "rb") if path.exists() else None
     if f is not None:
         f.seek(0, os.SEEK_END)
     partial = b""
     try:
         while True:
             if f is None and path.exists():
-                f = open(path, "rb")  # noqa: SIM115
+                f = open(path, "rb")
             data = f.read() if f is not None else b""
             if data:
                 partial += data
@@ -147,7 +148,7 @@ def follow(path: Path, running: Callable[[], bool], until: str | None = None) ->
             if f is not None and path.exists():
                 if os.stat(path).st_ino != os.fstat(f.fileno()).st_ino:
                     f.close()  # rotated: the old file is read to its end; go on in the new
-                    f = open(path, "rb")  # noqa: SIM115
+                    f = open(path, "rb")
                     continue
                 if os.fstat(f.fileno()).st_size < f.tell():
                     f.seek(0)  # truncated in place (max-file=1)

@@ -18,7 +18,8 @@ def parse_restart(text: str) -> dict[str, Any]:
         raise InvalidConfig(
             f"invalid restart policy {text!r}: use no, always, unless-stopped or on-failure[:N]")
     if count and (name != "on-failure" or not count.isdigit()):
-        raise InvalidConfig(f"invalid restart policy {text!r}: only on-failure takes a count N >= 0")
+        raise InvalidConfig(
+            f"invalid restart policy {text!r}: only on-failure takes a count N >= 0")
     return {"name": name, "max": int(count or 0)}
 
 
@@ -54,7 +55,8 @@ def parse_log_opts(items: list[str]) -> dict[str, int]:
                 raise InvalidConfig(f"invalid max-file {value!r}: a whole number >= 1")
             out["max_files"] = int(value)
         else:
-            raise InvalidConfig(f"unknown log option {key!r}: json-file takes max-size and max-file")
+            raise InvalidConfig(
+                f"unknown log option {key!r}: json-file takes max-size and max-file")
     if out["max_files"] > 1 and not out["max_size"]:
         raise InvalidConfig("max-file needs max-size")
     return out

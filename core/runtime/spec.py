@@ -108,8 +108,8 @@ class ContainerSpec:
     ``rootfs`` lists the storage mounts that make the root filesystem (the
     isolation plugin performs them in the container's mount namespace);
     ``netns`` is the network namespace to join (made by the core, configured
-    by the network plugin); ``mounts`` go on top of the root filesystem; ``cgroup`` is the cgroup path relative to each
-    hierarchy's root.
+    by the network plugin); ``mounts`` go on top of the root filesystem; ``cgroup``
+    is the cgroup path relative to each hierarchy's root.
     """
 
     id: str

@@ -6,7 +6,7 @@ import enum
 from dataclasses import dataclass
 
 
-class Status(str, enum.Enum):
+class Status(enum.StrEnum):
     """OCI runtime states, plus ``unknown`` for a process that vanished unrecorded."""
 
     CREATED = "created"

@@ -1,4 +1,5 @@
-"""``-u user[:group]`` resolved against the container's /etc/passwd and /etc/group, as docker does."""
+"""``-u user[:group]`` resolved against the container's /etc/passwd and /etc/group,
+as docker does."""
 
 from __future__ import annotations
 

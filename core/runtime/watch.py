@@ -45,7 +45,7 @@ class JsonLog:
 
     def __init__(self, path: str, max_size: int = 0, max_files: int = 1) -> None:
         self.path, self.max_size, self.max_files = path, max_size, max(1, max_files)
-        self.file = open(path, "ab")  # noqa: SIM115  # lives as long as the monitor
+        self.file = open(path, "ab")  # lives as long as the monitor
         self.size = self.file.tell()
         self.partial: dict[str, bytes] = {}
 
@@ -83,7 +83,7 @@ class JsonLog:
                 older = self.path if n == 1 else f"{self.path}.{n - 1}"
                 if os.path.exists(older):
                     os.replace(older, f"{self.path}.{n}")
-        self.file = open(self.path, "ab")  # noqa: SIM115
+        self.file = open(self.path, "ab")
         self.size = 0
 
 

@@ -47,6 +47,7 @@ from pinnace.errors import FailedPrecondition
 from pinnace.network import Attachment, NetworkResult, routable_ipv4
 from pinnace.testing import assert_implements_role
 
+
 def ip_json(*args: str) -> list[dict[str, Any]]:
     """``ip -j ARGS`` in the calling thread's network namespace, parsed."""
     proc = subprocess.run(["ip", "-j", *args], capture_output=True, text=True, check=True)

@@ -22,10 +22,10 @@ from pinnace.errors import (
     FailedPrecondition,
 )
 from pinnace.plugin import Plugin, hookimpl
-from pinnace_plugins.isolation_unshare import child as _setup
 from pinnace.runtime.spec import ContainerSpec, Process
 from pinnace.runtime.status import ContainerState, Status
 from pinnace.runtime.watch import exit_code
+from pinnace_plugins.isolation_unshare import child as _setup
 
 
 class _Child:
@@ -334,7 +334,8 @@ class UnshareIsolation(Plugin):
         missing = {"pid", "mnt", "uts", "ipc", "net", "cgroup"} - have
         checks.append({"check": "kernel namespaces (pid mnt uts ipc net cgroup)",
                        "ok": "no" if missing else "yes",
-                       "detail": f"missing: {' '.join(sorted(missing))}" if missing else "all present",
+                       "detail": (f"missing: {' '.join(sorted(missing))}" if missing
+                                  else "all present"),
                        "fix": "use a kernel built with CONFIG_*_NS for the missing namespaces"})
         points = cgroups.hierarchies()
         writable = [p for p in points if os.access(p, os.W_OK)]

@@ -182,7 +182,8 @@ def _api_filesystems(rootfs: str) -> None:
     _mkdir(proc)
     linux.mount("proc", proc, "proc", NOSUID_NODEV_NOEXEC)
     _mkdir(dev)
-    linux.mount("tmpfs", dev, "tmpfs", linux.MS_NOSUID | linux.MS_STRICTATIME, "mode=755,size=65536k")
+    linux.mount("tmpfs", dev, "tmpfs", linux.MS_NOSUID | linux.MS_STRICTATIME,
+                "mode=755,size=65536k")
     old = os.umask(0)
     try:
         for name in DEVICES:
@@ -197,8 +198,9 @@ def _api_filesystems(rootfs: str) -> None:
     linux.mount("shm", os.path.join(dev, "shm"), "tmpfs", NOSUID_NODEV_NOEXEC,
                 "mode=1777,size=65536k")
     linux.mount("mqueue", os.path.join(dev, "mqueue"), "mqueue", NOSUID_NODEV_NOEXEC)
-    for link, target in (("ptmx", "pts/ptmx"), ("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
-                         ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):
+    for link, target in (("ptmx", "pts/ptmx"), ("fd", "/proc/self/fd"),
+                         ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
+                         ("stderr", "/proc/self/fd/2")):
         os.symlink(target, os.path.join(dev, link))
     _mkdir(sys_)
     linux.mount("sysfs", sys_, "sysfs", NOSUID_NODEV_NOEXEC | linux.MS_RDONLY)

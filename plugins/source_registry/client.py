@@ -122,7 +122,7 @@ class Registry:
             for scheme in ("https", "http") if self.insecure else ("https",):
                 quick = scheme == "https" and self.insecure  # plain HTTP is next: no retries
                 try:
-                    resp = self._retrying(lambda: self._send(
+                    resp = self._retrying(lambda scheme=scheme: self._send(
                         "GET", f"{scheme}://{self.host}/v2/", {}), 1 if quick else RETRIES)
                 except Unavailable as err:
                     errors.append(str(err))
@@ -215,7 +215,9 @@ class Registry:
         for _ in range(_REDIRECTS):
             same_host = urlsplit(url).netloc == self.host
 
-            def attempt(url: str = url, same_host: bool = same_host) -> http.client.HTTPResponse:
+            def attempt(url: str = url, same_host: bool = same_host, method: str = method,
+                        body: bytes | Callable[[], Any] | None = body,
+                        ) -> http.client.HTTPResponse:
                 hdrs = dict(headers, **(self._auth_header(scope) if same_host else {}))
                 payload = body() if callable(body) else body
                 try:

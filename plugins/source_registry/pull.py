@@ -30,9 +30,8 @@ if TYPE_CHECKING:
     import http.client
 
     from pinnace.images.sources import TransferOptions
-    from pinnace.images.store import ImageStore
+    from pinnace.images.store import Blob, ImageStore
     from pinnace.progress import Bar
-    from pinnace.images.store import Blob
     from pinnace_plugins.source_registry.files import BlobCache
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -200,7 +199,7 @@ class Puller:
         progress = self.options.progress
         image_stored = self.store.has_image(self.config_digest)
         blobs, jobs = [], []
-        for desc, diff_id in zip(layers, diff_ids):
+        for desc, diff_id in zip(layers, diff_ids, strict=True):
             kind = COMPRESSION.get(desc.get("mediaType", ""))
             if kind is None:
                 raise InvalidConfig(f"{self.ref}: unsupported layer type "

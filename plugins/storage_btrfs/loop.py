@@ -19,7 +19,6 @@ from pinnace.units import parse_bytes
 from pinnace_plugins.storage_dir.base import mount_of, run
 
 
-
 def image_of(data_dir: Path) -> Path:
     """Where the loop image for ``data_dir`` lives: ``<data_dir>.img``, its sibling."""
     return data_dir.with_name(data_dir.name + ".img")

@@ -96,7 +96,8 @@ class OverlayStorage(Plugin):
         """Rename active snapshot ``key`` to committed ``name``."""
         meta = self._meta(key)
         if meta["kind"] != Kind.ACTIVE:
-            raise FailedPrecondition(f"overlay: only active snapshots commit, {key!r} is {meta['kind']}")
+            raise FailedPrecondition(
+                f"overlay: only active snapshots commit, {key!r} is {meta['kind']}")
         if self._dir(name).exists():
             raise AlreadyExists(f"overlay: snapshot {name!r} exists")
         os.rename(self._dir(key), self._dir(name))

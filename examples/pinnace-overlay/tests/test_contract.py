@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pinnace_overlay import OverlayStorage
+
 from pinnace.plugin import PluginContext
 from pinnace.testing.storage import StorageContract
-from pinnace_overlay import OverlayStorage
 
 
 class TestOverlayContract(StorageContract):

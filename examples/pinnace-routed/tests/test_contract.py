@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pinnace_routed import RoutedNetwork
+
 from pinnace.plugin import PluginContext
 from pinnace.testing.network import NetworkContract
-from pinnace_routed import RoutedNetwork
 
 
 class TestRoutedContract(NetworkContract):
