@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from pinnace.errors import InvalidConfig, NotFound
+from pinnace.images.compression import Hashing, decompressed
 
 if TYPE_CHECKING:
     from pinnace.images.store import Blob, ImageStore, Layer
@@ -248,8 +249,6 @@ def _open_archive(store: ImageStore, path: Path, label: str) -> Iterator[_Files]
 def _decompressed_copy(store: ImageStore, path: Path, label: str) -> Iterator[Path]:
     import tarfile
 
-    from pinnace.images.compression import decompressed
-
     with store.scratch_file("load") as tmp:
         with open(path, "rb") as src, open(tmp, "xb") as dst:
             reader = decompressed(src)
@@ -449,34 +448,15 @@ def _store_layer(store: ImageStore, files: _Files, layer: _LayerRef,
                  written: list[str]) -> Blob:
     """Store one layer uncompressed, checking its blob digest when the archive gives one."""
     with files.open(layer.name) as f:
-        source = _Hashing(f) if layer.digest else f
+        source = Hashing(f) if layer.digest else f
         blob = store.add_layer(source, f"{files.label}: {layer.name}")
         written.append(blob.digest)
         if layer.digest:
-            source.drain()
-            got = "sha256:" + source.hash.hexdigest()
+            got = source.drain()
             if got != layer.digest or (layer.size is not None and source.size != layer.size):
                 raise InvalidConfig(f"{files.label}: {layer.name} does not match its digest "
                                     f"(expected {layer.digest}, got {got})")
     return blob
-
-
-class _Hashing:
-    """A reader that hashes and counts what passes through it."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner, self.hash, self.size = inner, hashlib.sha256(), 0
-
-    def read(self, n: int = -1) -> bytes:
-        data = self.inner.read(n)
-        self.hash.update(data)
-        self.size += len(data)
-        return data
-
-    def drain(self) -> None:
-        """Read (and hash) whatever the consumer left, such as a compressor's trailer."""
-        while self.read(1 << 20):
-            pass
 
 
 def _diff_ids(config: bytes, count: int, label: str) -> list[str]:

@@ -159,22 +159,42 @@ class Counted(_Reader):
         self.inner.close()
 
 
-class LayerReader:
+class Hashing(_Reader):
+    """A reader that hashes and counts what passes through it."""
+
+    def __init__(self, inner: IO[bytes]) -> None:
+        import hashlib
+
+        self.inner, self._hash, self.size = inner, hashlib.sha256(), 0
+
+    def read(self, n: int | None = -1) -> bytes:
+        """Up to ``n`` bytes (all when ``n`` is negative)."""
+        data = self.inner.read(n)
+        self._hash.update(data)
+        self.size += len(data)
+        return data
+
+    def drain(self) -> str:
+        """Read (and hash) what the consumer left, such as the padding after a tar's
+        end-of-archive marker or a compressor's trailer; the digest of all that passed."""
+        while self.read(_READ):
+            pass
+        return "sha256:" + self._hash.hexdigest()
+
+
+class LayerReader(Hashing):
     """The uncompressed tar of a stored layer blob, hashed as it is read.
 
     Bad compressed data raises InvalidConfig; :meth:`verify` reads what the
-    consumer left (a tar reader stops at the end-of-archive marker) and raises
-    InvalidConfig unless the whole stream hashes to ``diff_id``.
+    consumer left and raises InvalidConfig unless the whole stream hashes to
+    ``diff_id``.
     """
 
     def __init__(self, blob: IO[bytes], media_type: str, diff_id: str) -> None:
-        import hashlib
-
         kind = COMPRESSION.get(media_type)
         if kind is None:
             raise InvalidConfig(f"unsupported layer media type {media_type!r}")
-        self._inner = decompressor(blob, kind)
-        self._hash = hashlib.sha256()
+        super().__init__(decompressor(blob, kind))
         self.diff_id = diff_id
 
     def read(self, n: int | None = -1) -> bytes:
@@ -182,17 +202,13 @@ class LayerReader:
         import tarfile
 
         try:
-            data = self._inner.read(n)
+            return super().read(n)
         except tarfile.ReadError as err:
             raise InvalidConfig(f"corrupt compressed data: {err}") from None
-        self._hash.update(data)
-        return data
 
     def verify(self) -> None:
         """Read to the end; InvalidConfig unless what was read hashes to the diff ID."""
-        while self.read(_READ):
-            pass
-        got = "sha256:" + self._hash.hexdigest()
+        got = self.drain()
         if got != self.diff_id:
             raise InvalidConfig(f"its uncompressed tar hashes to {got}, not to the diff ID "
                                 f"{self.diff_id} its image config lists")
