@@ -4,6 +4,7 @@ as real distributions (a dist-info with entry points on PYTHONPATH) for one test
 from __future__ import annotations
 
 import json
+import subprocess
 import textwrap
 from pathlib import Path
 
@@ -61,8 +62,6 @@ def test_discovery_cache_survives_changes_in_the_current_directory(
     """``python -m pinnace`` puts the current directory first on sys.path; discovery
     leaves that entry out, so files appearing there do not rebuild its cache, while a
     plugin appearing on PYTHONPATH does."""
-    import subprocess
-
     pn.env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
     work = tmp_path / "work"
     work.mkdir()

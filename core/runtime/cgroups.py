@@ -164,14 +164,11 @@ def create(path: str) -> Cgroup:
             for h in hierarchies():
                 _make(h, path)
             return cg
-        except FileNotFoundError:
-            if attempt == 4:
+        except BaseException as err:
+            if not (isinstance(err, FileNotFoundError) and attempt < 4):
                 cg.remove()
                 raise
-        except BaseException:
-            cg.remove()
-            raise
-    return cg
+    raise AssertionError("not reached: the last attempt returns or raises")
 
 
 def _make(hierarchy: str, path: str) -> None:
