@@ -8,6 +8,7 @@ The file is ``--config``, else ``$PINNACE_CONFIG``, else
     storage = "btrfs"        # selected plugins, by name
     network = "none"
     isolation = "unshare"
+    disabled_plugins = ["noisy-events"]   # or "role.name"; env: comma-separated
 
     [storage.btrfs]          # one table per plugin for its declared options
     loop_size = "20G"
@@ -34,6 +35,7 @@ ENGINE_DEFAULTS: dict[str, str] = {
     "network": "none",
     "isolation": "unshare",
     "image_source": "docker",  # the transport of references without one
+    "disabled_plugins": "",  # names (or ROLE.NAME) of installed plugins never to load
 }
 ROLE_KEYS = {"storage": "storage", "network": "network", "isolation": "isolation",
              "image_source": "image_source"}
@@ -73,6 +75,12 @@ class Config:
     def selected(self, role: str) -> Value:
         """The plugin name selected for ``role`` and why."""
         return self.engine[ROLE_KEYS[role]]
+
+    def disabled(self, role: str, name: str) -> bool:
+        """Whether plugin ``name`` of ``role`` is disabled (``disabled_plugins`` lists its
+        name, or ``role.name``)."""
+        listed = {item.strip() for item in self.engine["disabled_plugins"].value.split(",")}
+        return name in listed or f"{role}.{name}" in listed
 
     def plugin_options(self, role: str, name: str, declared: tuple) -> dict[str, Value]:
         """Values for a plugin's declared options; unknown keys in its table are an error."""
@@ -116,7 +124,9 @@ def load(config_file: str | None = None, flags: dict[str, str | None] | None = N
         elif os.environ.get(env):
             engine[key] = Value(os.environ[env], f"env {env}")
         elif key in engine_table:
-            engine[key] = Value(str(engine_table[key]), str(path))
+            raw = engine_table[key]
+            text = ",".join(map(str, raw)) if isinstance(raw, list) else str(raw)
+            engine[key] = Value(text, str(path))
         else:
             engine[key] = Value(default, "default")
     for role, table in data.items():

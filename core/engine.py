@@ -186,11 +186,11 @@ class Engine:
         undo: list[Callable[[], None]] = [lambda: self._delete_row(cid)]
         try:
             parent = self._ensure_layers(image, storage)
+            undo.append(lambda: self._remove_snapshot(storage, cid))
             mounts = self.plugins.call(
                 "storage", storage, "prepare", key=cid, parent=parent,
                 labels={"pinnace.container": cid},
             )
-            undo.append(lambda: self.plugins.call("storage", storage, "remove", key=cid))
             spec = self._spec(cid, opts, image, command, mounts)
             with self.state.tx() as db:
                 db.execute(
@@ -202,7 +202,7 @@ class Engine:
             _run_undos(undo)
             raise
         self.state.event("container", "create", cid, image=opts.image)
-        self.plugins.hook.pinnace_container_created(container=self._row_dict(cid))
+        self.plugins.broadcast("pinnace_container_created", container=self._row_dict(cid))
         return cid
 
     def _insert(self, row: dict[str, Any], random_name: bool) -> None:
@@ -290,9 +290,9 @@ class Engine:
             if done is None:
                 key = f"extract-{os.getpid()}-{layer.chain_id}"
                 labels = {"pinnace.layer": layer.diff_id}
-                mounts = self.plugins.call("storage", storage, "prepare", key=key,
-                                           parent=parent, labels=labels)
                 try:
+                    mounts = self.plugins.call("storage", storage, "prepare", key=key,
+                                               parent=parent, labels=labels)
                     with mounted(mounts, scratch=self.config.run_root) as target, \
                             self.images.layer_stream(layer) as stream:
                         apply_layer(stream, target)
@@ -300,13 +300,19 @@ class Engine:
                                       key=key, labels=labels)
                 except BaseException:
                     with contextlib.suppress(PinnaceError):
-                        self.plugins.call("storage", storage, "remove", key=key)
+                        self._remove_snapshot(storage, key)
+                        self._remove_snapshot(storage, layer.chain_id)  # committed, unrecorded
                     raise
                 with self.state.tx() as db:
                     db.execute(
                         "INSERT OR REPLACE INTO snapshots (chain_id, storage, parent, created)"
                         " VALUES (?,?,?,?)", (layer.chain_id, storage, parent, time.time()))
             parent = layer.chain_id
+
+    def _remove_snapshot(self, storage: str, key: str) -> None:
+        """Remove snapshot ``key`` of ``storage`` if it exists (an undo: it may not)."""
+        with contextlib.suppress(NotFound):
+            self.plugins.call("storage", storage, "remove", key=key)
 
     @contextlib.contextmanager
     def _lock(self, name: str) -> Iterator[None]:
@@ -359,7 +365,7 @@ class Engine:
         undo: list[Callable[[], None]] = [lambda: remove_tree(bundle)]
         try:
             result = networking.setup(self, row, spec, bundle, undo)
-            self.plugins.hook.pinnace_prepare_spec(spec=spec)
+            self.plugins.broadcast("pinnace_prepare_spec", spec=spec)
             pid = self.plugins.call("isolation", row["isolation"], "create", spec=spec,
                                     bundle=bundle, stdio=stdio)
             undo.append(lambda: self.plugins.call("isolation", row["isolation"], "delete",
@@ -379,16 +385,19 @@ class Engine:
             self._record_exit(cid, code)
             raise
         self.state.event("container", "start", cid)
-        self.plugins.hook.pinnace_container_started(container=self._row_dict(cid), pid=pid)
+        self.plugins.broadcast("pinnace_container_started", container=self._row_dict(cid), pid=pid)
         return pid
 
     def wait(self, cid: str) -> int:
         """Wait for a container this process started, tear its runtime down, return its
         exit code."""
         row = self._row(cid)
-        code = self.plugins.call("isolation", row["isolation"], "wait", container_id=cid,
-                                 bundle=self.bundle(cid))
-        self.finish(cid, code)
+        code = None
+        try:
+            code = self.plugins.call("isolation", row["isolation"], "wait", container_id=cid,
+                                     bundle=self.bundle(cid))
+        finally:  # a failed wait still ends the monitoring: the teardown kills what is left
+            self.finish(cid, code)
         return code
 
     def finish(self, cid: str, code: int | None) -> bool:
@@ -405,12 +414,15 @@ class Engine:
         except NotFound:  # removed meanwhile (rm -f)
             return False
         oom = limits.oom_killed(cgroups.container_cgroup(cid))  # before teardown removes it
+        failure: Exception | None = None
         try:
             self._teardown(row)
-        finally:  # "exited" means its runtime is released: a start may follow at once
-            self._record_exit(cid, code, oom_killed=oom)
+        except Exception as err:  # raised once --rm has had its go (which tears down again)
+            failure = err
+        self._record_exit(cid, code, oom_killed=oom)
         self.state.event("container", "die", cid, exit_code=code)
-        self.plugins.hook.pinnace_container_exited(container=self._row_dict(cid), exit_code=code)
+        self.plugins.broadcast("pinnace_container_exited", container=self._row_dict(cid),
+                                exit_code=code)
         run = json.loads(row["spec"]).get("run", {})
         policy = run.get("restart", {"name": "no", "max": 0})
         again = should_restart(policy, code, row["restart_count"], bool(row["stop_requested"]))
@@ -420,6 +432,8 @@ class Engine:
                            (cid,))
         elif run.get("auto_remove"):
             self.remove(cid, force=True)
+        if failure is not None:
+            raise failure
         return again
 
     def kill(self, cid: str, signal: int, by_user: bool = False) -> None:
@@ -605,7 +619,7 @@ class Engine:
         remove_tree(self.log_path(cid).parent)
         self._delete_row(cid)
         self.state.event("container", "destroy", cid)
-        self.plugins.hook.pinnace_container_removed(container=dict(row))
+        self.plugins.broadcast("pinnace_container_removed", container=dict(row))
         return cid
 
     # ------------------------------------------------------------ queries

@@ -67,25 +67,23 @@ def parse_publish(text: str) -> PortMapping:
 def run_options(engine: Engine, opts: RunOptions, image_config: dict[str, Any]) -> tuple[str, dict]:
     """Validate the network flags of ``run``; return the mode and what to keep in the spec."""
     mode = opts.network
-    wants_bridge = bool(opts.networks or opts.ports or opts.publish_all or opts.ip)
-    if mode is None:
-        mode = DEFAULT_DRIVER if wants_bridge else engine.selected("network")
+    named = [get(engine, name) for name in opts.networks]
+    wants_addresses = bool(named or opts.ports or opts.publish_all or opts.ip)
+    if mode is None:  # a named network brings its driver
+        mode = named[0].driver if named else \
+            DEFAULT_DRIVER if wants_addresses else engine.selected("network")
     if mode.startswith(CONTAINER_MODE):
         other = engine.resolve(mode[len(CONTAINER_MODE):])
-        if wants_bridge:
+        if wants_addresses:
             raise InvalidConfig("--net=container: shares another container's network: "
                                 "-p, -P, --ip and --network do not apply")
         mode = CONTAINER_MODE + other
-    else:
-        engine.plugins.load("network", mode)  # an unknown plugin fails here, before any row
-        if wants_bridge and _optional(engine, mode, "default") is None:
-            raise InvalidConfig(f"--net={mode} has no addresses: -p, -P, --ip and --network "
-                                f"need a driver with networks, such as bridge")
-    for name in opts.networks:
-        network = get(engine, name)
-        if network.driver != mode:
-            raise InvalidConfig(f"network {name} belongs to the {network.driver} driver, "
-                                f"not --net={mode}")
+    elif not has_networks(engine, mode) and wants_addresses:  # loads it: unknown fails
+        raise InvalidConfig(f"--net={mode} has no addresses: -p, -P, --ip and --network "
+                            f"need a driver with networks, such as bridge")
+    if named and opts.network is not None and named[0].driver != mode:
+        raise InvalidConfig(f"network {named[0].name} belongs to the {named[0].driver} driver, "
+                            f"not --net={mode}")
     ports = [parse_publish(p) for p in opts.ports]
     publishes = opts.ports or opts.publish_all
     if publishes and opts.networks and get(engine, opts.networks[0]).internal:
@@ -120,9 +118,15 @@ def _net_options(row: sqlite3.Row) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------- named networks
+def has_networks(engine: Engine, driver: str) -> bool:
+    """Whether network plugin ``driver`` has named networks (loading it: an unknown name
+    fails here, before anything is made)."""
+    return engine.plugins.implements("network", driver, "create")
+
+
 def _optional(engine: Engine, driver: str, verb: str, **kwargs: Any) -> Any:
     """Call an optional network hook (named networks); None when the driver lacks it."""
-    if not hasattr(engine.plugins.load("network", driver), f"pinnace_network_{verb}"):
+    if not engine.plugins.implements("network", driver, verb):
         return None
     return engine.plugins.call("network", driver, verb, **kwargs)
 
@@ -165,7 +169,8 @@ def _record(engine: Engine, network: Network) -> None:
 
 
 def create(engine: Engine, name: str, driver: str = DEFAULT_DRIVER, subnet: str = "",
-           gateway: str = "", internal: bool = False) -> Network:
+           gateway: str = "", internal: bool = False,
+           options: dict[str, str] | None = None) -> Network:
     """``network create``: validate, let the driver complete it, record it."""
     from pinnace import names
 
@@ -186,7 +191,7 @@ def create(engine: Engine, name: str, driver: str = DEFAULT_DRIVER, subnet: str 
     if default is not None and default.subnet not in taken:
         taken.append(default.subnet)
     draft = Network(name=name, id=names.new_id(), driver=driver, subnet=subnet,
-                    gateway=gateway, internal=internal)
+                    gateway=gateway, internal=internal, options=dict(options or {}))
     network = _optional(engine, driver, "create", network=draft, taken=taken)
     if network is None:
         raise InvalidConfig(f"network driver {driver} has no named networks")
@@ -205,7 +210,12 @@ def ensure_default(engine: Engine, driver: str) -> Network | None:
     if engine.state.one("SELECT 1 FROM networks WHERE name = ?", network.name) is None:
         with contextlib.suppress(AlreadyExists):  # a concurrent pinnace recorded it first
             _record(engine, network)
-    return get(engine, network.name)
+    recorded = get(engine, network.name)
+    if recorded.driver != driver:
+        raise InvalidConfig(f"the default network of driver {driver}, {network.name}, "
+                            f"belongs to driver {recorded.driver}: one of them must use "
+                            f"another name")
+    return recorded
 
 
 def users(engine: Engine, name: str) -> list[str]:
@@ -376,7 +386,7 @@ def connect(engine: Engine, name: str, ref: str, ip: str | None = None) -> None:
     reconcile(engine)
     network = get(engine, name)
     row = engine._row(engine.resolve(ref))
-    if row["network"] != network.driver:
+    if row["network"].startswith(CONTAINER_MODE) or not has_networks(engine, row["network"]):
         raise InvalidConfig(f"container {row['name']} uses --net={row['network']}; "
                             f"it cannot join {network.driver} network {network.name}")
     spec = json.loads(row["spec"])

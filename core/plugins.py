@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 
 GROUP_PREFIX = "pinnace."
 CACHE_FORMAT = 1
+EXTENSION = "plugins"
+"""The role name of extension plugins (group ``pinnace.plugins``): events, commands."""
+DISABLE_ENV = "PINNACE_DISABLED_PLUGINS"
 
 
 @dataclass
@@ -190,39 +193,44 @@ def load_all() -> tuple[dict[tuple[str, str], Any], dict[tuple[str, str], str]]:
 class Plugins:
     """The plugin manager of one pinnace process: loads plugins on demand and calls them.
 
-    Extension plugins (group ``pinnace.plugins``) are always loaded; a role
-    plugin is loaded the first time something selects it or something it
-    owns is touched. Role calls reach exactly one plugin.
+    Extension plugins (group ``pinnace.plugins``) are loaded when the manager
+    is built; one that fails to load is a warning, not a failed command. A
+    role plugin is loaded the first time something selects it or something it
+    owns is touched. A role call reaches exactly the plugin asked for, with
+    the wrappers extension plugins put around that hook; a broadcast (event
+    and testbed hooks) reaches every plugin that implements it, each on its
+    own, so one plugin's exception is a warning that names it.
     """
 
-    def __init__(self, config: Config, trace: TextIO | None = None) -> None:
+    def __init__(self, config: Config, trace: TextIO | None = None,
+                 warn: Callable[[str], None] | None = None) -> None:
         from pinnace import hookspecs
 
         self.config = config
+        self.warn = warn or _warn
         self.pm: pluggy.PluginManager = hookspecs.PluginManager()
         self.pm.add_hookspecs(hookspecs)
         self._loaded: dict[tuple[str, str], Any] = {}
-        self._callers: dict[tuple[str, str, str], Callable[..., Any]] = {}
+        self._callers: dict[tuple[str, str], Callable[..., Any]] = {}
         self.timings: list[tuple[str, str, float]] = []
         if trace is not None:
             self._trace(trace)
         for info in discover():
-            if info.role == "plugins":
-                self.load("plugins", info.name)
-
-    @property
-    def hook(self) -> Any:
-        """Event and extension hooks: reach every loaded plugin."""
-        return self.pm.hook
+            if info.role == EXTENSION and not config.disabled(info.role, info.name):
+                try:
+                    self.load(EXTENSION, info.name)
+                except PinnaceError as err:
+                    self.warn(f"{err}; it is left out (disable it: {DISABLE_ENV}={info.name})")
 
     def load(self, role: str, name: str) -> Any:
         """The instance of plugin ``name`` of ``role``, imported, built and validated once."""
         key = (role, name)
         if key in self._loaded:
             return self._loaded[key]
-        from pinnace.hookspecs import REQUIRED
         from pinnace.plugin import PluginContext
 
+        if self.config.disabled(role, name):
+            raise PluginError(f"{role} plugin {name!r} is disabled by the configuration")
         info = find(role, name)
         cls = import_target(info)
         declared = tuple(getattr(cls, "options", ()))
@@ -236,50 +244,66 @@ class Plugins:
         )
         try:
             instance = cls(ctx) if isinstance(cls, type) else cls
-            self.pm.register(instance, name=f"{role}:{name}")
-            self.pm.check_pending()
         except PinnaceError:
             raise
         except Exception as err:
-            self._forget(f"{role}:{name}")
-            detail = " ".join(str(err).split())  # pluggy's messages span lines
-            raise PluginError(f"{role} plugin {name!r} ({info.dist}) is invalid: {detail}") from err
-        implemented = {h.name for h in self.pm.get_hookcallers(instance) or ()}
-        missing = [h for h in REQUIRED.get(role, ()) if h not in implemented]
-        if missing:
-            self._forget(f"{role}:{name}")
-            raise PluginError(
-                f"{role} plugin {name!r} ({info.dist}) does not implement {', '.join(missing)}"
-            )
+            raise PluginError(f"{role} plugin {name!r} ({info.dist}) failed to start: "
+                              f"{type(err).__name__}: {err}") from err
+        problems = _register(self.pm, instance, f"{role}:{name}", role)
+        if problems:
+            raise PluginError(f"{role} plugin {name!r} ({info.dist}) {problems[0]}")
+        self._callers.clear()  # a cached caller excludes only the plugins it knew of
         self._loaded[key] = instance
         return instance
 
-    def _forget(self, plugin_name: str) -> None:
-        if self.pm.get_plugin(plugin_name) is not None:
-            self.pm.unregister(name=plugin_name)
+    def implements(self, role: str, plugin: str, verb: str) -> bool:
+        """Whether plugin ``plugin`` of ``role`` implements the (optional) hook for ``verb``."""
+        return hasattr(self.load(role, plugin), f"pinnace_{role}_{verb}")
 
     def call(self, role: str, plugin: str, verb: str, /, **kwargs: Any) -> Any:
-        """Call hook ``pinnace_<role>_<verb>`` on plugin ``plugin`` only and return its result.
+        """Call hook ``pinnace_<role>_<verb>`` on plugin ``plugin`` only (and the wrappers
+        around it) and return its result.
 
         Errors that are not :class:`PinnaceError` are reported as the plugin's fault.
         """
-        instance = self.load(role, plugin)
-        hook = f"pinnace_{role}_{verb}"
-        caller = self._callers.get((role, plugin, hook))
-        if caller is None:
-            if not hasattr(instance, hook):
-                raise FailedPrecondition(f"{role} plugin {plugin!r} does not support {verb}")
-            others = [p for p in self.pm.get_plugins() if p is not instance]
-            caller = self.pm.subset_hook_caller(hook, remove_plugins=others)
-            self._callers[(role, plugin, hook)] = caller
+        if not self.implements(role, plugin, verb):
+            raise FailedPrecondition(f"{role} plugin {plugin!r} does not support {verb}")
         try:
-            return caller(**kwargs)
+            return self._caller(f"{role}:{plugin}", f"pinnace_{role}_{verb}")(**kwargs)
         except PinnaceError:
             raise
         except Exception as err:
             raise PluginError(
                 f"{role} plugin {plugin!r} failed in {verb}: {type(err).__name__}: {err}"
             ) from err
+
+    def broadcast(self, hook: str, /, **kwargs: Any) -> list[Any]:
+        """Call event or testbed hook ``hook`` on every plugin that implements it, one at
+        a time; return their results (None left out by pluggy). A plugin's exception is a one-line
+        warning naming it, and the others still run."""
+        results = []
+        for impl in getattr(self.pm.hook, hook).get_hookimpls():
+            if impl.hookwrapper or impl.wrapper:
+                continue
+            try:  # a hook without firstresult answers with a list
+                results += self._caller(impl.plugin_name, hook)(**kwargs)
+            except Exception as err:  # an extension must not abort the command
+                self.warn(f"plugin {impl.plugin_name} failed in {hook}: "
+                          f"{type(err).__name__}: {err}")
+        return results
+
+    def _caller(self, plugin_name: str, hook: str) -> Callable[..., Any]:
+        """A caller of ``hook`` on ``plugin_name`` alone, inside extension plugins' wrappers."""
+        caller = self._callers.get((plugin_name, hook))
+        if caller is None:
+            target = self.pm.get_plugin(plugin_name)
+            others = [p for name, p in self.pm.list_name_plugin()
+                      if p is not target and not name.startswith(EXTENSION + ":")]
+            if not _is_role_hook(hook):  # events: every other plugin is left out
+                others = [p for p in self.pm.get_plugins() if p is not target]
+            caller = self.pm.subset_hook_caller(hook, remove_plugins=others)
+            self._callers[(plugin_name, hook)] = caller
+        return caller
 
     def _trace(self, out: TextIO) -> None:
         starts: list[float] = []
@@ -295,3 +319,58 @@ class Plugins:
             print(f"trace: {hook_name} [{who}] {ms:.2f} ms{failed}", file=out, flush=True)
 
         self.pm.add_hookcall_monitoring(before, after)
+
+
+def _warn(message: str) -> None:
+    print(f"Warning: {message}", file=sys.stderr, flush=True)
+
+
+def _is_role_hook(hook: str) -> bool:
+    from pinnace.plugin import ROLES
+
+    return any(hook.startswith(f"pinnace_{role}_") for role in ROLES)
+
+
+def validate(role: str, plugin: Any) -> list[str]:
+    """What is wrong with a plugin class (or object) of ``role``, as phrases that follow
+    its name (empty when nothing is): see :func:`_register`."""
+    from pinnace import hookspecs
+
+    pm = hookspecs.PluginManager()
+    pm.add_hookspecs(hookspecs)
+    return _register(pm, plugin, "checked", role)
+
+
+def _register(pm: pluggy.PluginManager, plugin: Any, name: str, role: str) -> list[str]:
+    """Register ``plugin`` with ``pm`` as ``name`` and check it: unknown hooks, bad
+    arguments, missing required hooks, hooks of another role, and role hooks that an
+    extension plugin implements without wrapping them. A plugin with problems is
+    unregistered again; the problems are returned as phrases that follow its name."""
+    from pinnace import hookspecs
+    from pinnace.plugin import ROLES
+
+    try:
+        pm.register(plugin, name=name)
+        pm.check_pending()
+    except Exception as err:  # pluggy's validation errors
+        if pm.get_plugin(name) is not None:
+            pm.unregister(name=name)
+        return ["is invalid: " + " ".join(str(err).split())]  # its messages span lines
+    problems = []
+    callers = {caller.name: caller for caller in pm.get_hookcallers(plugin) or ()}
+    missing = [h for h in hookspecs.REQUIRED.get(role, ()) if h not in callers]
+    if missing:
+        problems.append(f"does not implement {', '.join(missing)}")
+    for hook, caller in sorted(callers.items()):
+        owner = next((r for r in ROLES if hook.startswith(f"pinnace_{r}_")), None)
+        if owner is None or owner == role:
+            continue
+        if role != EXTENSION:
+            problems.append(f"implements {hook}, a hook of the {owner} role")
+        elif any(i.plugin is plugin and not (i.wrapper or i.hookwrapper)
+                 for i in caller.get_hookimpls()):
+            problems.append(f"implements role hook {hook} without wrapper=True "
+                            f"(extension plugins may only wrap role calls)")
+    if problems:
+        pm.unregister(name=name)
+    return problems

@@ -20,14 +20,24 @@ def network() -> None:
               help="Gateway address [default: the subnet's first].")
 @click.option("--internal", is_flag=True,
               help="No route out: no NAT out, no published ports, unreachable from other networks.")
+@click.option("-o", "--opt", "opts", multiple=True, metavar="KEY=VALUE",
+              help="An option of the driver (bridge: bridge=DEVICE).")
 @click.argument("name")
 @click.pass_context
 def create(ctx: click.Context, name: str, driver: str, subnet: str, gateway: str,
-           internal: bool) -> None:
-    """Create a network; prints its ID."""
+           internal: bool, opts: tuple[str, ...]) -> None:
+    """Create a network of a driver; prints its ID."""
     from pinnace import networking
+    from pinnace.errors import InvalidConfig
 
-    click.echo(networking.create(get_engine(ctx), name, driver, subnet, gateway, internal).id)
+    options = {}
+    for item in opts:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InvalidConfig(f"invalid driver option {item!r}: expected KEY=VALUE")
+        options[key] = value
+    click.echo(networking.create(get_engine(ctx), name, driver, subnet, gateway, internal,
+                                 options).id)
 
 
 def _summary(net: object, users: list[str]) -> dict:

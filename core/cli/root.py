@@ -106,7 +106,7 @@ class LazyGroup(LazyCommands):
         from pinnace import plugins
 
         if any(e.role == "plugins" for e in plugins.discover()):
-            get_engine(ctx).plugins.hook.pinnace_add_commands(cli=self)
+            get_engine(ctx).plugins.broadcast("pinnace_add_commands", cli=self)
 
 
 def get_engine(ctx: click.Context) -> Any:

@@ -30,10 +30,16 @@ def plugins(ctx: click.Context, fmt: str) -> None:
         options = [o.name for o in getattr(obj, "options", ())]
         selected = ep.role in ("storage", "network", "isolation") and \
             engine.config.selected(ep.role).value == ep.name
+        if key in failed:
+            status = f"failed: {failed[key]}"
+        else:
+            problems = discovery.validate(ep.role, obj)
+            status = "invalid: " + "; ".join(problems) if problems else "ok"
+        if engine.config.disabled(ep.role, ep.name):
+            status = f"disabled ({status})"
         rows.append({
             "role": ep.role, "name": ep.name, "selected": selected, "distribution": ep.dist,
-            "version": ep.version, "target": ep.value, "options": options,
-            "status": "ok" if key not in failed else f"failed: {failed[key]}",
+            "version": ep.version, "target": ep.value, "options": options, "status": status,
         })
     if fmt == "json":
         as_json(rows)
@@ -77,8 +83,8 @@ def info(ctx: click.Context, fmt: str) -> None:
             engine.plugins.load(role, name)
         except PinnaceError as err:
             data["plugins"][f"{role}.{name}"] = {"error": str(err)}
-    for section in engine.plugins.hook.pinnace_info():
-        data["plugins"].update(section or {})
+    for section in engine.plugins.broadcast("pinnace_info"):
+        data["plugins"].update(section)
     if fmt == "json":
         as_json(data)
         return
@@ -116,8 +122,8 @@ def doctor(ctx: click.Context, fmt: str) -> None:
         except PinnaceError as err:
             checks.append({"check": f"{ep.role} plugin {ep.name} loads", "ok": "no",
                            "detail": str(err), "fix": "reinstall or uninstall " + ep.dist})
-    for found in engine.plugins.hook.pinnace_doctor():
-        checks.extend(found or [])
+    for found in engine.plugins.broadcast("pinnace_doctor"):
+        checks.extend(found)
     if fmt == "json":
         as_json(checks)
     else:

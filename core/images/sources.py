@@ -68,7 +68,7 @@ def fetch(engine: Engine, reference: str, options: TransferOptions) -> str:
     transport, rest = _split(reference, engine)
     image_id = engine.plugins.call("image_source", transport, "fetch", reference=rest,
                                    store=engine.images, options=options)
-    engine.plugins.hook.pinnace_image_pulled(image_id=image_id, reference=reference)
+    engine.plugins.broadcast("pinnace_image_pulled", image_id=image_id, reference=reference)
     return image_id
 
 

@@ -71,8 +71,14 @@ class BridgeNetwork(Plugin):
                 raise InvalidConfig(f"no free /24 left in the pool {pool}; pass --subnet")
             subnet = str(choice)
         gateway = network.gateway or str(ipaddress.ip_network(subnet)[1])
-        return replace(network, subnet=subnet, gateway=gateway,
-                       options={"bridge": "pn-" + network.id[:12]})
+        unknown = sorted(set(network.options) - {"bridge"})
+        if unknown:
+            raise InvalidConfig(f"the {self.ctx.name} driver has no option {unknown[0]!r} "
+                                f"(known: bridge, the bridge device's name)")
+        bridge = network.options.get("bridge") or "pn-" + network.id[:12]
+        if not 0 < len(bridge) < 16 or "/" in bridge or bridge.strip() != bridge:
+            raise InvalidConfig(f"invalid bridge device name {bridge!r}")
+        return replace(network, subnet=subnet, gateway=gateway, options={"bridge": bridge})
 
     @hookimpl
     def pinnace_network_remove(self, network: Network) -> None:
