@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from pinnace.errors import FailedPrecondition, InvalidConfig, NotFound
-from pinnace.images.store import ImageStore, chain_ids, parse_changes
+from pinnace.images.store import ImageStore, chain_ids, new_config, parse_changes
 from pinnace.images.unpack import apply_layer
 from pinnace.state import State
 
@@ -199,6 +199,30 @@ def test_importing_a_directory_is_deterministic(store: ImageStore, tmp_path: Pat
     assert first.diff_id == second.diff_id
     with store.layer_stream(first) as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
         assert [m.name for m in tar] == ["a", "b", "c", "c/a", "c/d"]
+
+
+def test_a_built_image_with_a_fixed_creation_time_is_stored_once(store: ImageStore,
+                                                                 tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_text("x")
+    with store.staging() as written:
+        layer = store.add_tree(src)
+        written.append(layer.digest)
+        config = new_config([layer.digest], {"Cmd": ["sh"]}, "a test", "built", created=1e9)
+        first = store.add_image(config, [layer], [], "test", written)
+    blobs = blob_files(store)
+    assert store.import_rootfs(src, None, message="built", created=1e9) != first  # other history
+    image = store.resolve(first)
+    assert image.config["created"] == "2001-09-09T01:46:40Z"
+    assert image.config["config"] == {"Cmd": ["sh"]}
+    assert image.config["history"] == [{"created": "2001-09-09T01:46:40Z",
+                                        "created_by": "a test", "comment": "built"}]
+    assert new_config([layer.digest], {"Cmd": ["sh"]}, "a test", "built", created=1e9) == config
+    with store.staging() as written:
+        again = store.add_image(config, [store.add_tree(src)], [], "test", written)
+    assert again == first
+    assert len(blob_files(store)) == len(blobs) + 2  # only the import's config and manifest
 
 
 # ------------------------------------------------------------------ blobs

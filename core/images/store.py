@@ -17,6 +17,23 @@ which is when it is unpacked into a snapshot.
 
 The store knows nothing of storage plugins: removing an image reports the
 layer chain IDs no image uses any more, and the engine removes their snapshots.
+
+Image sources (``pinnace_image_source_fetch``) write through this surface::
+
+    with store.staging() as written:           # blobs of a failed block that no image uses go
+        layer = store.add_tree(rootfs)         # or add_layer(stream), write_layer(fn),
+        written.append(layer.digest)           #    add_blob(stream, expected=digest)
+        config = new_config([layer.digest], {"Cmd": ["sh"]}, created_by="...")
+        image_id = store.add_image(config, [layer], tags, "mysource", written)
+
+:meth:`ImageStore.add_image` takes the config as bytes (a pulled one byte for
+byte; :func:`new_config` for an image the source built), so the same source
+material gives the same image ID and fetching it again changes nothing.
+:meth:`ImageStore.has_image` and :meth:`ImageStore.has_blob` let a source skip
+work already done, :meth:`ImageStore.add_repo_digest` records the registry
+repository a pulled image came from, and :meth:`ImageStore.resolve` finds an
+image by tag. Progress goes to ``TransferOptions.progress`` (one bar per
+layer, each finished with a status).
 """
 
 from __future__ import annotations
@@ -281,33 +298,26 @@ class ImageStore:
 
     # ------------------------------------------------------------ import
     def import_rootfs(self, source: Path | BinaryIO, reference: str | None,
-                      changes: Sequence[str] = (), message: str = "") -> str:
+                      changes: Sequence[str] = (), message: str = "",
+                      created: float | None = None) -> str:
         """Create a one-layer image from a rootfs, like ``docker import``; return its ID.
 
-        ``source`` is a tar file (plain, gzip, bzip2 or xz), a directory (tarred
-        in sorted order with owners, modes, links, FIFOs, devices and xattrs; its
-        own root entry is left out) or a binary stream. ``changes`` are
-        Dockerfile instructions (CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL).
-        A ``reference`` tag moves to the new image. A source that is not a tar
-        raises InvalidConfig and leaves no blob or row behind.
+        ``source`` is a tar file (plain, gzip, bzip2 or xz), a directory (see
+        :meth:`add_tree`) or a binary stream. ``changes`` are Dockerfile
+        instructions (CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL). A
+        ``reference`` tag moves to the new image. ``created`` (epoch seconds)
+        goes into the config, now when None (each import is then a new image).
+        A source that is not a tar raises InvalidConfig and leaves no blob or
+        row behind.
         """
         ref = self._tag_ref(reference) if reference is not None else None
         container_config = parse_changes(changes)
         with self.staging() as written:
             layer = self._store_layer(source)
-            written.append(layer[0])
-            now = time.time()
-            config = {
-                "created": _rfc3339(now),
-                "architecture": host_platform()[1],
-                "os": "linux",
-                "config": container_config,
-                "rootfs": {"type": "layers", "diff_ids": [layer[0]]},
-                "history": [{"created": _rfc3339(now), "created_by": "pinnace import",
-                             "comment": message}],
-            }
-            image_id = self.add_image(_json(config), [layer], [ref] if ref else [], "import",
-                                      written)
+            written.append(layer.digest)
+            config = new_config([layer.digest], container_config, "pinnace import", message,
+                                created)
+            image_id = self.add_image(config, [layer], [ref] if ref else [], "import", written)
         self.state.event("image", "import", image_id, name=ref or "")
         return image_id
 
@@ -385,12 +395,19 @@ class ImageStore:
         """Store the rootfs as an uncompressed layer tar blob (its digest is its diff ID)."""
         if isinstance(source, Path):
             if source.is_dir():
-                from pinnace.images.layers import write_tree
-
-                return self.write_layer(lambda out: write_tree(source, out))
+                return self.add_tree(source)
             with open(source, "rb") as f:
                 return self.add_layer(f, str(source))
         return self.add_layer(source, getattr(source, "name", "stream"))
+
+    def add_tree(self, path: Path) -> Blob:
+        """Store the directory ``path`` as a layer blob: a plain tar of everything below it
+        in sorted order, with numeric owners, modes, links, FIFOs, devices and xattrs
+        (:func:`pinnace.images.layers.write_tree`; the directory's own entry is left
+        out), so the same tree gives the same blob. Its digest is its diff ID."""
+        from pinnace.images.layers import write_tree
+
+        return self.write_layer(lambda out: write_tree(path, out))
 
     def write_layer(self, write: Callable[[Any], None]) -> Blob:
         """Store as a layer blob the tar that ``write(out)`` writes to ``out`` (an object
@@ -694,6 +711,25 @@ def history(image: Image) -> list[dict[str, Any]]:
 
 def _json(data: dict[str, Any]) -> bytes:
     return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+
+
+def new_config(diff_ids: Sequence[str], container_config: dict[str, Any], created_by: str,
+               comment: str = "", created: float | None = None) -> bytes:
+    """The OCI config of an image built from the layers ``diff_ids`` (bottom first), for
+    :meth:`ImageStore.add_image`: this host's platform, ``container_config`` (``Cmd``,
+    ``Env``, ``Labels``...; :func:`parse_changes` makes one from Dockerfile lines) and
+    one history entry saying how it was made. ``created`` is epoch seconds, now when
+    None; a source that derives it from its material (a file's mtime) gives the same
+    image ID each time the same material is fetched. Canonical JSON bytes."""
+    when = _rfc3339(time.time() if created is None else created)
+    return _json({
+        "created": when,
+        "architecture": host_platform()[1],
+        "os": "linux",
+        "config": container_config,
+        "rootfs": {"type": "layers", "diff_ids": list(diff_ids)},
+        "history": [{"created": when, "created_by": created_by, "comment": comment}],
+    })
 
 
 def parse_changes(changes: Sequence[str], base: dict[str, Any] | None = None) -> dict[str, Any]:

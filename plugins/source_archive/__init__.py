@@ -27,9 +27,12 @@ class ArchiveSource(Plugin):
     @hookimpl
     def pinnace_image_source_fetch(self, reference: str, store: ImageStore) -> str:
         """Load the image ``PATH[:REF]`` names and return its ID."""
+        from pinnace.errors import NotFound
         from pinnace.images.archive import load
 
         path, _, select = reference.partition(":")
+        if not Path(path).exists():
+            raise NotFound(f"{self.ctx.name}: {path} does not exist")
         return load(store, Path(path), kind=self.ctx.name, select=select or None)[0].id
 
     @hookimpl

@@ -97,8 +97,7 @@ class DebootstrapSource(Plugin):
 
     def build(self, recipe: dict[str, Any], tag: str, store: ImageStore) -> str:
         """Run debootstrap, store the tree as a one-layer image tagged ``tag``; return its ID."""
-        from pinnace.images.layers import write_tree
-        from pinnace.images.store import _json, _rfc3339, host_platform
+        from pinnace.images.store import new_config
 
         argv = debootstrap_argv(recipe)
         self.ctx.data_dir.mkdir(parents=True, exist_ok=True)
@@ -110,21 +109,16 @@ class DebootstrapSource(Plugin):
             _run_debootstrap(argv + [recipe["suite"], str(target), recipe["mirror"]],
                              work / "debootstrap.log")
             _trim(target)
-            now = _rfc3339(time.time())
-            config = {
-                "created": now, "architecture": host_platform()[1], "os": "linux",
-                "config": {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:"
-                                   "/sbin:/bin"],
-                           "Cmd": ["bash"], "Labels": {RECIPE_LABEL: _canonical(recipe)}},
-                "history": [{"created": now,
-                             "created_by": " ".join(argv + [recipe["suite"], recipe["mirror"]]),
-                             "comment": f"pinnace pull debootstrap:{recipe['suite']}"}],
-            }
+            container_config = {
+                "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+                "Cmd": ["bash"], "Labels": {RECIPE_LABEL: _canonical(recipe)}}
             with store.staging() as written:
-                layer = store.write_layer(lambda out: write_tree(target, out))
-                written.append(layer[0])
-                config["rootfs"] = {"type": "layers", "diff_ids": [layer[0]]}
-                image_id = store.add_image(_json(config), [layer], [tag], "debootstrap", written)
+                layer = store.add_tree(target)
+                written.append(layer.digest)
+                config = new_config([layer.digest], container_config,
+                                    " ".join(argv + [recipe["suite"], recipe["mirror"]]),
+                                    f"pinnace pull debootstrap:{recipe['suite']}")
+                image_id = store.add_image(config, [layer], [tag], "debootstrap", written)
         finally:
             shutil.rmtree(work, ignore_errors=True)
         return image_id
