@@ -115,6 +115,15 @@ def frozen(pid: int) -> bool:
     return "frozen 1" in read_cgroup(pid, "", "cgroup.events").splitlines()
 
 
+def set_subreaper(on: bool) -> None:
+    """Make this process a child subreaper, or stop it being one (prctl)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(36, int(on), 0, 0, 0) != 0:  # PR_SET_CHILD_SUBREAPER
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
+
+
 def reap(pid: int) -> None:
     """Collect ``pid`` when it is a zombie child of this process."""
     with contextlib.suppress(ChildProcessError):
@@ -458,13 +467,18 @@ class IsolationContract:
     # --------------------------------------------------------------- exec
     def test_exec_joins_the_container(self, boxes: Boxes) -> None:
         """In every namespace and the cgroup of the first process, under its security,
-        as a child of the caller (``pinnace exec`` runs in a process of its own)."""
+        as a child of the caller (``pinnace exec`` runs in a process of its own, which
+        is no child subreaper)."""
         if not self.can_exec:
             assert not hasattr(boxes.plugin, "pinnace_isolation_exec")
             return
         box = boxes.launch(boxes.spec("sleep", "60", resources=Resources(pids_limit=50)))
         other = boxes.other()
-        pid = boxes.exec(box, Process(args=["sleep", "60"]), plugin=other)
+        set_subreaper(False)
+        try:
+            pid = boxes.exec(box, Process(args=["sleep", "60"]), plugin=other)
+        finally:
+            set_subreaper(True)
         try:
             assert int(status_fields(pid)["PPid"]) == os.getpid()
             for name in NAMESPACES:

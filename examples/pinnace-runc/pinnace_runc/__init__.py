@@ -16,6 +16,7 @@ import json
 import os
 import re
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,26 +48,30 @@ class RuncIsolation(Plugin):
         """Containers this instance created: their exit code once reaped."""
 
     # ------------------------------------------------------------ running runc
-    def _runc(self, bundle: Path, *args: str,
-              stdio: tuple[int, int, int] | None | bool = False) -> subprocess.CompletedProcess[str]:
+    def _runc(self, *args: str, stdio: tuple[int, int, int] | None | bool = False,
+              pass_fds: tuple[int, ...] = ()) -> subprocess.CompletedProcess[str]:
         """Run ``runc --root ... ARGS``; raise the error it reports. ``stdio`` (fds, or None
         for the caller's) is passed through to the container; otherwise output is captured."""
-        log = bundle / "runc.log"
+        import tempfile
+
+        self.ctx.run_dir.mkdir(parents=True, exist_ok=True)
+        fd, log = tempfile.mkstemp(prefix=".runc-log-", dir=self.ctx.run_dir)
+        os.close(fd)
         argv = [self.ctx.options.get("runc", "runc"), "--root", str(self.ctx.run_dir / "runc"),
-                "--log", str(log), "--log-format", "json", *args]
+                "--log", log, "--log-format", "json", *args]
         if stdio is False:
             streams: dict[str, Any] = {"capture_output": True}
         else:
             fds = stdio or (None, None, None)
             streams = {"stdin": fds[0], "stdout": fds[1], "stderr": fds[2]}
-        with contextlib.suppress(FileNotFoundError):
-            log.unlink()
         try:
-            proc = subprocess.run(argv, text=True, **streams)
+            proc = subprocess.run(argv, text=True, pass_fds=pass_fds, **streams)
+            if proc.returncode != 0:
+                _raise(args[0], _message(Path(log), proc.stderr or ""))
         except FileNotFoundError:
             raise Unavailable(f"{argv[0]} not found: install runc (apt-get install runc)") from None
-        if proc.returncode != 0:
-            _raise(args[0], _message(log, proc.stderr))
+        finally:
+            os.unlink(log)
         return proc
 
     # ------------------------------------------------------------------ hooks
@@ -82,11 +87,11 @@ class RuncIsolation(Plugin):
         rootfs.mkdir(exist_ok=True)
         (bundle / "config.json").write_text(json.dumps(config))
         args = ["create", "--bundle", str(bundle), "--pid-file", str(bundle / "pid")]
-        if spec.process.terminal:
-            args += ["--console-socket", spec.process.console_socket]
         try:
             mount_all(spec.rootfs, rootfs)
-            self._runc(bundle, *args, spec.id, stdio=False if spec.process.terminal else stdio)
+            with _console(spec.process) as (console, fds):
+                self._runc(*args, *console, spec.id,
+                           stdio=False if spec.process.terminal else stdio, pass_fds=fds)
         except BaseException:
             self._release(spec.id, bundle)
             raise
@@ -96,7 +101,7 @@ class RuncIsolation(Plugin):
     @hookimpl
     def pinnace_isolation_start(self, container_id: str, bundle: Path) -> None:
         """``runc start``: the held process execs."""
-        self._runc(bundle, "start", container_id)
+        self._runc("start", container_id)
 
     @hookimpl
     def pinnace_isolation_wait(self, container_id: str, bundle: Path) -> int:
@@ -118,13 +123,13 @@ class RuncIsolation(Plugin):
         if self._exits.get(container_id) is not None:
             return
         with contextlib.suppress(_Gone):
-            self._runc(bundle, "kill", container_id, str(signal))
+            self._runc("kill", container_id, str(signal))
 
     @hookimpl
     def pinnace_isolation_state(self, container_id: str, bundle: Path) -> ContainerState:
         """``runc state``: created, running (paused counts), or stopped."""
         try:
-            out = self._runc(bundle, "state", container_id).stdout
+            out = self._runc("state", container_id).stdout
         except _Gone:
             return ContainerState(Status.STOPPED)
         state = json.loads(out)
@@ -134,9 +139,12 @@ class RuncIsolation(Plugin):
     @hookimpl
     def pinnace_isolation_exec(self, container_id: str, bundle: Path, process: Process,
                                stdio: tuple[int, int, int] | None = None) -> int:
-        """``runc exec --detach`` with the container's capabilities: the process is
-        reparented to the caller when runc exits."""
+        """``runc exec --detach`` with the container's capabilities. The caller is made a
+        child subreaper first, so the process is reparented to it when runc exits."""
+        from pinnace import linux
         from pinnace_runc.config import oci_process
+
+        linux.set_child_subreaper()
 
         config = json.loads((bundle / "config.json").read_text())
         caps = config["process"]["capabilities"]["bounding"]
@@ -146,10 +154,10 @@ class RuncIsolation(Plugin):
         spec_file, pid_file = bundle / f"exec-{tag}.json", bundle / f"exec-{tag}.pid"
         spec_file.write_text(json.dumps(oci_process(process, security)))
         args = ["exec", "--detach", "--pid-file", str(pid_file), "--process", str(spec_file)]
-        if process.terminal:
-            args += ["--console-socket", process.console_socket]
         try:
-            self._runc(bundle, *args, container_id, stdio=False if process.terminal else stdio)
+            with _console(process) as (console, fds):
+                self._runc(*args, *console, container_id,
+                           stdio=False if process.terminal else stdio, pass_fds=fds)
             return int(pid_file.read_text())
         finally:
             for path in (spec_file, pid_file):
@@ -158,12 +166,12 @@ class RuncIsolation(Plugin):
     @hookimpl
     def pinnace_isolation_pause(self, container_id: str, bundle: Path) -> None:
         """``runc pause``: the cgroup freezer."""
-        self._runc(bundle, "pause", container_id)
+        self._runc("pause", container_id)
 
     @hookimpl
     def pinnace_isolation_resume(self, container_id: str, bundle: Path) -> None:
         """``runc resume``."""
-        self._runc(bundle, "resume", container_id)
+        self._runc("resume", container_id)
 
     @hookimpl
     def pinnace_isolation_delete(self, container_id: str, bundle: Path) -> None:
@@ -176,7 +184,7 @@ class RuncIsolation(Plugin):
         from pinnace.runtime import cgroups
 
         with contextlib.suppress(_Gone):
-            self._runc(bundle, "delete", "--force", container_id)
+            self._runc("delete", "--force", container_id)
         if container_id in self._exits and self._exits.pop(container_id) is None:
             with contextlib.suppress(ChildProcessError, FileNotFoundError):  # reaped already
                 os.waitpid(int((bundle / "pid").read_text()), 0)
@@ -186,7 +194,7 @@ class RuncIsolation(Plugin):
                            ).remove()
         for point in linux.mounts_under(str(bundle / "rootfs")):
             linux.umount(point, detach=True)
-        for name in ("rootfs", "config.json", "pid", "runc.log"):
+        for name in ("rootfs", "config.json", "pid"):
             path = bundle / name
             with contextlib.suppress(FileNotFoundError):
                 path.rmdir() if name == "rootfs" else path.unlink()
@@ -202,6 +210,24 @@ class RuncIsolation(Plugin):
             detail, ok = f"{runc}: {err.strerror}", False
         return [{"check": "runc binary", "ok": "yes" if ok else "no", "detail": detail,
                  "fix": "apt-get install runc, or set [isolation.runc] runc = PATH"}]
+
+
+@contextlib.contextmanager
+def _console(process: Process) -> Iterator[tuple[list[str], tuple[int, ...]]]:
+    """runc's ``--console-socket`` arguments for a terminal, and the descriptors runc must
+    inherit: a path too long for a unix socket address is reached through /proc/self/fd
+    of its directory (as pinnace's own sockets are)."""
+    path = process.console_socket
+    if not process.terminal:
+        yield [], ()
+    elif len(os.fsencode(path)) <= 100:
+        yield ["--console-socket", path], ()
+    else:
+        fd = os.open(os.path.dirname(path), os.O_PATH | os.O_CLOEXEC)
+        try:
+            yield ["--console-socket", f"/proc/self/fd/{fd}/{os.path.basename(path)}"], (fd,)
+        finally:
+            os.close(fd)
 
 
 class _Gone(FailedPrecondition):
@@ -232,4 +258,5 @@ def _raise(verb: str, message: str) -> None:
         raise CommandNotExecutable(found.group(0))
     if any(text in message for text in GONE):
         raise _Gone(f"runc {verb}: {message}")
-    raise FailedPrecondition(f"runc {verb} failed: {message}")
+    prefix = f"runc {verb} failed: "
+    raise FailedPrecondition(message if message.startswith(prefix) else prefix + message)

@@ -96,8 +96,13 @@ def oci_config(spec: ContainerSpec) -> dict[str, Any]:
 
 
 def oci_process(process: Process, security: Security) -> dict[str, Any]:
-    """The OCI ``process`` of a container's first process, or of an exec in it."""
-    caps = list(security.capabilities)
+    """The OCI ``process`` of a container's first process, or of an exec in it. Only
+    capabilities this process holds are asked for (``--privileged`` names every one the
+    kernel knows; runc would refuse those outside its bounding set)."""
+    from pinnace.runtime import capabilities
+
+    held = int(_own_status()["CapBnd"], 16)
+    caps = [c for c in security.capabilities if capabilities.mask([c]) & held]
     return {
         "terminal": process.terminal,
         "user": {"uid": process.user.uid, "gid": process.user.gid,
@@ -109,6 +114,12 @@ def oci_process(process: Process, security: Security) -> dict[str, Any]:
                          "inheritable": [], "ambient": []},
         "noNewPrivileges": security.no_new_privileges,
     }
+
+
+def _own_status() -> dict[str, str]:
+    """This process's /proc/self/status fields."""
+    with open("/proc/self/status") as f:
+        return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
 
 
 def _mount(m: MountPoint) -> dict[str, Any]:
