@@ -1,11 +1,9 @@
-"""What a process inside a default container sees: its own PID, mount, UTS, IPC, net and
-cgroup namespaces, a pivoted root, a minimal /dev, read-only /sys, only loopback."""
+"""What a process inside a default container started by ``pinnace run`` sees: only its own
+processes, a pivoted root, a minimal /dev, read-only /sys, only loopback. The isolation
+contract (tests/test_isolation_contract.py) covers the plugin's side: namespaces, cgroup,
+limits, security, mounts, hostname, read-only rootfs and cleanup."""
 
 from __future__ import annotations
-
-import glob
-import json
-import time
 
 from conftest import Pinnace
 
@@ -44,39 +42,8 @@ def test_sys_is_read_only_and_proc_is_mounted(pn: Pinnace, busybox: str) -> None
     assert "sysfs /sys sysfs ro" in out and "proc /proc proc rw" in out
 
 
-def test_own_uts_ipc_and_network(pn: Pinnace, busybox: str) -> None:
-    out = run(pn, busybox, "hostname; ls /sys/class/net; cat /sys/class/net/lo/operstate; "
-                           "ifconfig lo | grep -o 'inet addr:[0-9.]*'", "--hostname", "inside")
-    lines = out.split()
-    assert lines[0] == "inside" and lines[1] == "lo"  # no host interface is visible
+def test_own_network_has_only_loopback(pn: Pinnace, busybox: str) -> None:
+    out = run(pn, busybox, "ls /sys/class/net; cat /sys/class/net/lo/operstate; "
+                           "ifconfig lo | grep -o 'inet addr:[0-9.]*'")
+    assert out.split()[0] == "lo"  # no host interface is visible
     assert "inet addr:127.0.0.1" in out
-    import socket
-
-    assert socket.gethostname() != "inside"
-
-
-def test_cgroup_exists_while_running_and_is_removed_after(pn: Pinnace, busybox: str) -> None:
-    proc = pn.popen("run", "--rm", busybox, *SH, "cat /proc/self/cgroup; sleep 30",
-                    stdout=-1, stderr=-1)
-    assert proc.stdout is not None
-    first = proc.stdout.readline()
-    rows = []
-    deadline = time.monotonic() + 20
-    while not rows and time.monotonic() < deadline:
-        rows = json.loads(pn("ps", "--format", "json").stdout)
-    cid = rows[0]["Id"]
-    dirs = glob.glob(f"/sys/fs/cgroup/*/pinnace/{cid}") + glob.glob(f"/sys/fs/cgroup/pinnace/{cid}")
-    assert dirs, "no cgroup for the running container"
-    assert first.strip().endswith(":/")  # a cgroup namespace: it sees its cgroup as the root
-    pid = rows[0]["Pid"]
-    for d in dirs:
-        with open(f"{d}/cgroup.procs") as f:
-            assert str(pid) in f.read().split()
-    pn("rm", "-f", cid)
-    proc.wait(timeout=30)
-    assert not [d for d in dirs if glob.glob(d)]
-
-
-def test_read_only_rootfs(pn: Pinnace, busybox: str) -> None:
-    out = run(pn, busybox, "touch /x 2>&1; touch /tmp/y 2>&1 || true", "--read-only")
-    assert "Read-only file system" in out

@@ -308,9 +308,10 @@ class UnshareIsolation(Plugin):
             if child.errors >= 0:
                 os.close(child.errors)
             if child.exit_code is None:
-                with contextlib.suppress(ChildProcessError):
-                    os.kill(child.pid, signal.SIGKILL)
-                    os.waitpid(child.pid, 0)
+                with contextlib.suppress(ChildProcessError):  # the caller reaped it already
+                    if os.waitpid(child.pid, os.WNOHANG) == (0, 0):  # still ours, still there
+                        os.kill(child.pid, signal.SIGKILL)
+                        os.waitpid(child.pid, 0)
         cg.remove()
         for name in ("start.fifo", "pid", "security.json"):
             with contextlib.suppress(FileNotFoundError):
