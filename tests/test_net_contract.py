@@ -6,8 +6,7 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 
-from pinnace.network import Attachment
-from pinnace.plugin import PluginContext
+from pinnace.plugin import Attachment, PluginContext
 from pinnace.testing.network import NetworkContract
 from pinnace_plugins.net_bridge import BridgeNetwork
 from pinnace_plugins.net_host import HostNetwork

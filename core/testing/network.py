@@ -42,9 +42,7 @@ from typing import Any
 
 import pytest
 
-from pinnace import netns
-from pinnace.errors import FailedPrecondition
-from pinnace.network import Attachment, NetworkResult, routable_ipv4
+from pinnace.plugin import Attachment, FailedPrecondition, NetworkResult, netns, routable_ipv4
 from pinnace.testing import assert_implements_role
 
 
