@@ -23,11 +23,10 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-from pinnace.plugin import PluginContext
+from pinnace.plugin import PluginContext, mount_of
 from pinnace.testing.btrfs import loop_btrfs
 from pinnace_plugins.storage_btrfs import BtrfsStorage
 from pinnace_plugins.storage_dir import DirStorage
-from pinnace_plugins.storage_dir.base import mount_of
 
 MiB = 1 << 20
 IMAGES = {"2 MB": (64, 32 * 1024), "500 MB": (4000, 128 * 1024)}  # files, bytes per file

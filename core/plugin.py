@@ -1,10 +1,19 @@
-"""What a plugin author imports: the ``Plugin`` base class, ``Option`` and ``hookimpl``.
+"""Everything a plugin author imports, in one module.
 
 A plugin is a class named by an entry point in one of the role groups
 (``pinnace.storage``, ``pinnace.isolation``, ``pinnace.network``,
 ``pinnace.image_source``) or in ``pinnace.plugins`` for plugins that only
 listen to events or add commands. pinnace constructs it once per process with
 a :class:`PluginContext` and registers the instance with pluggy.
+
+Defined here: the ``hookimpl`` marker, :class:`Plugin`, :class:`Option` and
+:class:`PluginContext`. Re-exported, and imported only when first used (every
+plugin imports this module on the hot path of ``pinnace run``): the records
+hooks take and return (mounts, snapshots, network attachments and results,
+the runtime spec and container state, transfer options), the error classes,
+and helpers (``netns``, ``mounted``, ``remove_tree``, ``TreeStorage`` and its
+tree functions).
+See ``__all__``.
 """
 
 from __future__ import annotations
@@ -16,6 +25,50 @@ from typing import Any, ClassVar
 import pluggy
 
 hookimpl = pluggy.HookimplMarker("pinnace")
+
+_EXPORTS: dict[str, str] = {
+    **dict.fromkeys(("PinnaceError", "NotFound", "AlreadyExists", "FailedPrecondition",
+                     "InvalidConfig", "Unavailable", "TryAgain", "PluginError", "CommandNotFound",
+                     "CommandNotExecutable"),
+                    "pinnace.errors"),
+    **dict.fromkeys(("Mount", "mounted", "mount_all"), "pinnace.mounts"),
+    **dict.fromkeys(("Kind", "SnapshotInfo", "Usage"), "pinnace.snapshots"),
+    **dict.fromkeys(("Attachment", "Network", "NetworkResult", "IPConfig", "Interface",
+                     "Route", "PortMapping", "routable_ipv4"), "pinnace.network"),
+    **dict.fromkeys(("ContainerSpec", "Process", "User", "MountPoint", "Security",
+                     "Resources"), "pinnace.runtime.spec"),
+    **dict.fromkeys(("ContainerState", "Status"), "pinnace.runtime.status"),
+    "TransferOptions": "pinnace.images.sources",
+    "ImageStore": "pinnace.images.store",
+    "remove_tree": "pinnace.files",
+    **dict.fromkeys(("TreeStorage", "key_to_name", "name_to_key", "tree_usage", "mount_of",
+                     "free_bytes", "human", "run"), "pinnace.storage_tree"),
+}
+"""Re-exported name -> the module that defines it (imported on first use)."""
+
+_MODULES = {"netns": "pinnace.netns"}
+"""Re-exported helper modules: ``netns.entered(path)``, ``netns.create``, ..."""
+
+__all__ = sorted(["hookimpl", "Plugin", "Option", "PluginContext", *_EXPORTS, *_MODULES])
+
+
+def __getattr__(name: str) -> Any:
+    """Import a re-exported name's module on first use and cache the name here."""
+    import importlib
+
+    if name in _MODULES:
+        value = importlib.import_module(_MODULES[name])
+    elif name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    """Module attributes and every re-exported name."""
+    return sorted(set(globals()) | set(__all__))
 
 ROLES = ("storage", "isolation", "network", "image_source")
 EXTENSION_GROUP = "pinnace.plugins"
@@ -70,6 +123,25 @@ class PluginContext:
     options: dict[str, Any] = field(default_factory=dict)
     data_dir: Path = Path("/nonexistent")
     run_dir: Path = Path("/nonexistent")
+
+    @classmethod
+    def for_plugin(cls, plugin: type, name: str, role: str,
+                   options: dict[str, Any] | None = None, data_dir: Path = Path("/nonexistent"),
+                   run_dir: Path = Path("/nonexistent")) -> PluginContext:
+        """A context for plugin class ``plugin`` outside the engine (tests, contract
+        suites): every option it declares set to its default unless ``options`` gives a
+        value (parsed like a config value); an undeclared option is InvalidConfig."""
+        from pinnace.errors import InvalidConfig
+
+        declared = {o.name: o for o in getattr(plugin, "options", ())}
+        given = dict(options or {})
+        unknown = sorted(set(given) - set(declared))
+        if unknown:
+            raise InvalidConfig(f"{role} plugin {name}: unknown option {unknown[0]!r} "
+                                f"(known: {', '.join(sorted(declared)) or 'none'})")
+        values = {key: opt.parse(given[key]) if key in given else opt.default
+                  for key, opt in declared.items()}
+        return cls(name, role, values, Path(data_dir), Path(run_dir))
 
 
 class Plugin:

@@ -19,8 +19,8 @@ from pinnace_plugins.source_debootstrap.sources import apt_sources, debian_mirro
 
 
 def plugin(**options: str) -> DebootstrapSource:
-    values = {"variant": "minbase", "include": "", "mirror": "", **options}
-    return DebootstrapSource(PluginContext("debootstrap", "image_source", values))
+    return DebootstrapSource(PluginContext.for_plugin(DebootstrapSource, "debootstrap",
+                                                      "image_source", options))
 
 
 # ------------------------------------------------------------------ apt sources

@@ -35,9 +35,9 @@ def test_third_party_storage_plugin_end_to_end(pn: Pinnace, busybox: str,
     assert out.splitlines()[0] == "changed" and " / overlay " in out
     pn("run", "--name", "kept", "--storage=overlay", busybox, "touch", "/made-here")
     data = pn.root / "storage" / "overlay"
-    assert list(data.glob("*/fs/made-here")), "the write did not land in the upper dir"
+    assert list(data.glob("snapshots/*/fs/made-here")), "the write did not land in the upper dir"
     pn("rm", "kept")
-    assert not list(data.glob("*/fs/made-here"))
+    assert not list(data.glob("snapshots/*/fs/made-here"))
     contract = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
          str(EXAMPLE / "tests")], capture_output=True, text=True, cwd=tmp_path,

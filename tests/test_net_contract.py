@@ -3,10 +3,8 @@ network plugins, each test inside a private network namespace the suite makes.""
 
 from __future__ import annotations
 
-import ipaddress
 from pathlib import Path
 
-from pinnace.network import Attachment
 from pinnace.plugin import PluginContext
 from pinnace.testing.network import NetworkContract
 from pinnace_plugins.net_bridge import BridgeNetwork
@@ -21,8 +19,9 @@ class TestNoneContract(NetworkContract):
 
     def make_plugin(self, tmp_path: Path) -> NoneNetwork:
         """A none plugin (it keeps no data)."""
-        return NoneNetwork(PluginContext("none", "network", {}, data_dir=tmp_path / "data",
-                                         run_dir=tmp_path / "run"))
+        return NoneNetwork(PluginContext.for_plugin(NoneNetwork, "none", "network",
+                                                    data_dir=tmp_path / "data",
+                                                    run_dir=tmp_path / "run"))
 
 
 class TestHostContract(NetworkContract):
@@ -32,25 +31,18 @@ class TestHostContract(NetworkContract):
 
     def make_plugin(self, tmp_path: Path) -> HostNetwork:
         """A host plugin (it keeps no data)."""
-        return HostNetwork(PluginContext("host", "network", {}, data_dir=tmp_path / "data",
-                                         run_dir=tmp_path / "run"))
+        return HostNetwork(PluginContext.for_plugin(HostNetwork, "host", "network",
+                                                    data_dir=tmp_path / "data",
+                                                    run_dir=tmp_path / "run"))
 
 
 class TestBridgeContract(NetworkContract):
     """``bridge``: a bridge per network, a veth per container, addresses from the core."""
 
     connected = True
-    subnet = ipaddress.ip_network("10.77.0.0/24")
 
     def make_plugin(self, tmp_path: Path) -> BridgeNetwork:
         """A bridge plugin keeping its locks under the test's temp dir."""
-        return BridgeNetwork(PluginContext(
-            "bridge", "network", {"subnet": str(self.subnet), "pool": "10.78.0.0/16"},
+        return BridgeNetwork(PluginContext.for_plugin(
+            BridgeNetwork, "bridge", "network", {"subnet": "10.77.0.0/24", "pool": "10.78.0.0/16"},
             data_dir=tmp_path / "data", run_dir=tmp_path / "run"))
-
-    def attachment(self, plugin: BridgeNetwork, container_id: str, netns_path: str) -> Attachment:
-        """What the core passes: an address leased from the network, its gateway and bridge."""
-        self.leased = getattr(self, "leased", 1) + 1
-        return Attachment(container_id=container_id, netns=netns_path, network="contract",
-                          address=f"{self.subnet[self.leased]}/{self.subnet.prefixlen}",
-                          gateway=str(self.subnet[1]), options={"bridge": "pn-contract"})

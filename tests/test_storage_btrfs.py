@@ -14,12 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from pinnace.errors import FailedPrecondition, InvalidConfig, Unavailable
 from pinnace.linux import is_mountpoint
-from pinnace.plugin import PluginContext
+from pinnace.plugin import FailedPrecondition, InvalidConfig, PluginContext, Unavailable, mount_of
 from pinnace.testing.storage import Snapshots, StorageContract
 from pinnace_plugins.storage_btrfs import BtrfsStorage
-from pinnace_plugins.storage_dir.base import mount_of
 
 MiB = 1 << 20
 UNSAFE_KEYS = ["", ".", "..", "a/b", "../escape", "/abs"]
@@ -27,8 +25,8 @@ UNSAFE_KEYS = ["", ".", "..", "a/b", "../escape", "/abs"]
 
 def make(data_dir: Path, loop_size: str = "") -> BtrfsStorage:
     """A btrfs plugin keeping its snapshots in ``data_dir``."""
-    return BtrfsStorage(PluginContext("btrfs", "storage", {"loop_size": loop_size},
-                                      data_dir=data_dir))
+    return BtrfsStorage(PluginContext.for_plugin(BtrfsStorage, "btrfs", "storage",
+                                                 {"loop_size": loop_size}, data_dir=data_dir))
 
 
 def losetup_of(image: Path) -> list[str]:

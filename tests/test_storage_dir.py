@@ -11,18 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from pinnace.errors import FailedPrecondition, InvalidConfig
-from pinnace.plugin import PluginContext
+from pinnace.plugin import FailedPrecondition, InvalidConfig, PluginContext, mount_of
 from pinnace.testing.storage import Snapshots, StorageContract
 from pinnace_plugins.storage_dir import DirStorage
-from pinnace_plugins.storage_dir.base import mount_of
 
 UNSAFE_KEYS = ["", ".", "..", "a/b", "../escape", "/abs"]
 
 
 def make(data_dir: Path) -> DirStorage:
     """A dir plugin keeping its snapshots in ``data_dir``."""
-    return DirStorage(PluginContext("dir", "storage", {}, data_dir=data_dir))
+    return DirStorage(PluginContext.for_plugin(DirStorage, "dir", "storage", data_dir=data_dir))
 
 
 class TestDirContract(StorageContract):

@@ -12,7 +12,7 @@ from pathlib import Path
 @contextlib.contextmanager
 def private_netns(path: Path) -> Iterator[Path]:
     """A new network namespace bind-mounted on ``path`` with ``lo`` up; gone afterwards."""
-    from pinnace import netns
+    from pinnace.plugin import netns
 
     netns.create(str(path))
     try:

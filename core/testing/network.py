@@ -13,18 +13,33 @@ pytest as root::
         connected = True
 
         def make_plugin(self, tmp_path):
-            return MyNetwork(PluginContext("mine", "network", {"pool": "10.9.0.0/24"},
-                                           data_dir=tmp_path / "data", run_dir=tmp_path / "run"))
+            return MyNetwork(PluginContext.for_plugin(
+                MyNetwork, "mine", "network", {"pool": "10.9.0.0/24"},
+                data_dir=tmp_path / "data", run_dir=tmp_path / "run"))
+
+What is checked follows from the contract, not from how a driver works:
+``add`` configures the container's namespace as its result says, ``check``
+notices a broken container, ``del`` is idempotent, runs without ``add`` and
+after the namespace vanished, nothing is left on the host after ``del`` (a
+driver may change nothing on the host at all, like a macvlan), concurrent
+adds get distinct addresses, containers reach each other when
+``connected`` (and cannot when not), and a driver with named networks
+completes, serves and removes a network cleanly.
 
 Every test first creates a private network namespace and moves the test's
 thread into it: that namespace plays the host, so the plugin's veths, routes
 and rules are made there and the machine's own network is never touched.
-Each container is a network namespace of its own, bind-mounted on a file
-(:mod:`pinnace.netns`), as the engine makes them. The suite calls the hook
-methods on the instance directly, by keyword, as pinnace does; it reads the
-namespaces with iproute2's ``ip -j`` and sends traffic only between the
-namespaces it made. A plugin that shares the host's namespace (``host_netns``
-set on its class, like ``host``) gets the host namespace as every container's.
+Override :meth:`NetworkContract.prepare_host` to make what the plugin expects
+to find on a host (a parent link for a macvlan). Each container is a network
+namespace of its own, bind-mounted on a file (:mod:`pinnace.netns`), as the
+engine makes them. The suite calls the hook methods on the instance directly,
+by keyword, as pinnace does, and stands in for the core where the core has a
+part: for a driver with named networks it takes the driver's default network
+and leases addresses from its subnet (``Attachment.address``), as the engine
+does. It reads the namespaces with iproute2's ``ip -j`` and sends traffic only
+between the namespaces it made. A plugin that shares the host's namespace
+(``host_netns`` set on its class, like ``host``) gets the host namespace as
+every container's.
 """
 
 from __future__ import annotations
@@ -42,9 +57,15 @@ from typing import Any
 
 import pytest
 
-from pinnace import netns
-from pinnace.errors import FailedPrecondition
-from pinnace.network import Attachment, NetworkResult, routable_ipv4
+from pinnace.plugin import (
+    Attachment,
+    FailedPrecondition,
+    InvalidConfig,
+    Network,
+    NetworkResult,
+    netns,
+    routable_ipv4,
+)
 from pinnace.testing import assert_implements_role
 
 
@@ -63,7 +84,7 @@ def links_up(path: str) -> dict[str, bool]:
 def host_leftovers() -> dict[str, list[str]]:
     """What a plugin can leave in the calling thread's namespace: links, addresses,
     routes and policy rules (IPv4 and IPv6), and iptables and nft rules when those
-    tools are installed. Comparable between two calls."""
+    tools are installed, without packet counters. Comparable between two calls."""
     state = {
         "links": sorted(f"{ln['ifname']} {ln.get('link_type', '')}" for ln in ip_json("link")),
         "addresses": sorted(f"{a['ifname']} {i['local']}/{i['prefixlen']}"
@@ -81,7 +102,8 @@ def host_leftovers() -> dict[str, list[str]]:
             state[tool] = sorted(line.split(" [")[0] for line in out.splitlines()
                                  if line and not line.startswith("#"))
     if shutil.which("nft"):
-        out = subprocess.run(["nft", "list", "ruleset"], capture_output=True, text=True).stdout
+        out = subprocess.run(["nft", "--stateless", "list", "ruleset"], capture_output=True,
+                             text=True).stdout
         state["nft"] = [line.strip() for line in out.splitlines() if line.strip()]
     return state
 
@@ -106,6 +128,18 @@ def peer_address(result: NetworkResult, shares_host: bool) -> str:
     return address
 
 
+def sandboxed_links(result: NetworkResult, path: str) -> list[str]:
+    """The interfaces (other than ``lo``) that ``add`` said it made in the namespace at ``path``."""
+    return [i.name for i in result.interfaces if i.sandbox == path and i.name != "lo"]
+
+
+def default_network(plugin: Any) -> Network | None:
+    """The network a container of this driver joins when none is named: the driver's
+    ``pinnace_network_default`` (None for drivers without named networks)."""
+    default = getattr(plugin, "pinnace_network_default", None)
+    return default() if default is not None else None
+
+
 def exchange(client_ns: str, server_ns: str, address: str, payload: bytes) -> bytes:
     """Listen on TCP in ``server_ns``, connect from ``client_ns`` to ``address``, send
     ``payload`` and have the server echo it; return what came back."""
@@ -128,21 +162,46 @@ def exchange(client_ns: str, server_ns: str, address: str, payload: bytes) -> by
 class Containers:
     """A plugin's network hooks for containers whose namespaces this class makes."""
 
-    def __init__(self, contract: NetworkContract, plugin: Any, host: str, tmp_path: Path) -> None:
-        self.contract, self.plugin, self.host, self.dir = contract, plugin, host, tmp_path
+    def __init__(self, plugin: Any, host: str, tmp_path: Path) -> None:
+        self.plugin, self.host, self.dir = plugin, host, tmp_path
         self.shares_host = bool(getattr(plugin, "host_netns", False))
+        self.network = None if self.shares_host else default_network(plugin)
         self.made: list[Attachment] = []
+        self.leases: dict[tuple[str, str], str] = {}
+        """(network name, container ID) -> leased address, as the core keeps them."""
 
-    def new(self) -> Attachment:
-        """A container: a fresh ID and, unless the plugin shares the host's, a namespace."""
+    def new(self, network: Network | None = None) -> Attachment:
+        """A container: a fresh ID and, unless the plugin shares the host's, a namespace.
+        On a named network (``network``, else the driver's default) it gets an address
+        leased from the subnet, and the network's gateway and options, as from the core."""
         cid = uuid.uuid4().hex + uuid.uuid4().hex
         path = self.host
         if not self.shares_host:
             path = str(self.dir / f"ns-{cid[:12]}")
             netns.create(path)
-        attachment = self.contract.attachment(self.plugin, cid, path)
+        network = network or self.network
+        if network is None:  # as the core: one attachment named after the plugin
+            attachment = Attachment(container_id=cid, netns=path,
+                                    network=getattr(getattr(self.plugin, "ctx", None), "name",
+                                                    "test"))
+        else:
+            attachment = Attachment(
+                container_id=cid, netns=path, network=network.name,
+                options=dict(network.options), address=self.lease(network, cid),
+                gateway="" if network.internal else network.gateway, internal=network.internal)
         self.made.append(attachment)
         return attachment
+
+    def lease(self, network: Network, container_id: str) -> str:
+        """The first free address of ``network``'s subnet (not its gateway), as CIDR."""
+        subnet = ipaddress.ip_network(network.subnet)
+        taken = {ipaddress.ip_interface(a).ip for (name, _), a in self.leases.items()
+                 if name == network.name}
+        gateway = ipaddress.ip_address(network.gateway) if network.gateway else None
+        free = next((h for h in subnet.hosts() if h != gateway and h not in taken), None)
+        assert free is not None, f"the suite ran out of addresses in {subnet}"
+        self.leases[network.name, container_id] = f"{free}/{subnet.prefixlen}"
+        return self.leases[network.name, container_id]
 
     def add(self, attachment: Attachment) -> NetworkResult:
         """``network_add``; checks the result type."""
@@ -151,8 +210,9 @@ class Containers:
         return result
 
     def delete(self, attachment: Attachment) -> None:
-        """``network_del``."""
+        """``network_del``; then the address is free again, as the core releases it."""
         self.plugin.pinnace_network_del(attachment=attachment)
+        self.leases.pop((attachment.network, attachment.container_id), None)
 
     def check(self, attachment: Attachment) -> None:
         """``network_check``."""
@@ -179,15 +239,18 @@ class NetworkContract:
     connected: bool = True
     """Whether the plugin connects containers to each other (``none`` does not)."""
 
+    named_subnet: str = "10.199.0.0/24"
+    """The subnet the suite asks for when it creates a named network (``--subnet``);
+    it must not overlap the driver's default network."""
+
     def make_plugin(self, tmp_path: Path) -> Any:
         """A fresh instance of the plugin under test, with its data under ``tmp_path``."""
         raise NotImplementedError("subclasses of NetworkContract return their plugin here")
 
-    def attachment(self, plugin: Any, container_id: str, netns_path: str) -> Attachment:
-        """The attachment the engine would pass for a new container (override to add
-        what your plugin needs from the core, such as a leased address)."""
-        return Attachment(container_id=container_id, netns=netns_path,
-                          network=getattr(getattr(plugin, "ctx", None), "name", "test"))
+    def prepare_host(self) -> None:
+        """Make what the plugin expects to find on a host before any container (a parent
+        link for a macvlan driver, say). Runs inside the private host namespace, before
+        :meth:`make_plugin`; what it makes goes with that namespace."""
 
     @pytest.fixture
     def host(self, tmp_path: Path) -> Iterator[str]:
@@ -199,6 +262,7 @@ class NetworkContract:
         try:
             with netns.entered(path):
                 netns.loopback_up()
+                self.prepare_host()
                 yield path
         finally:
             netns.delete(path)
@@ -206,7 +270,7 @@ class NetworkContract:
     @pytest.fixture
     def net(self, host: str, tmp_path: Path) -> Iterator[Containers]:
         """The plugin's hooks on containers made in ``host``; every one is deleted afterwards."""
-        containers = Containers(self, self.make_plugin(tmp_path), host, tmp_path)
+        containers = Containers(self.make_plugin(tmp_path), host, tmp_path)
         try:
             yield containers
         finally:
@@ -275,16 +339,18 @@ class NetworkContract:
         assert_unchanged(before)
 
     def test_nothing_left_after_del(self, net: Containers) -> None:
-        """After ``del`` no link, address, route, rule or firewall rule of the container remains."""
+        """After ``del`` no link, address, route, rule or firewall rule of the container
+        remains on the host (whether or not ``add`` changed the host at all), and the
+        interfaces ``add`` made in the container's namespace are gone from it (``del``
+        also detaches a running container from one network)."""
         before = self.settled(net)
         boxes = [net.new() for _ in range(2)]
-        for box in boxes:
-            net.add(box)
-        if not net.shares_host:
-            assert host_leftovers() != before or not self.connected, \
-                "a connected plugin changed nothing on the host"
-        for box in boxes:
+        results = [net.add(box) for box in boxes]
+        for box, result in zip(boxes, results, strict=True):
             net.delete(box)
+            if not net.shares_host:
+                left = set(sandboxed_links(result, box.netns)) & set(links_up(box.netns))
+                assert not left, f"del left {sorted(left)} in the container's namespace"
         assert_unchanged(before)
 
     def test_del_after_the_namespace_is_gone(self, net: Containers) -> None:
@@ -330,3 +396,71 @@ class NetworkContract:
         assert not net.shares_host, "a plugin sharing the host's namespace connects containers"
         with pytest.raises(OSError):  # b's loopback is not a's
             exchange(a.netns, b.netns, "127.0.0.1", b"leak")
+
+    # ---------------------------------------------------------- named networks
+    def test_named_networks_are_created_used_and_removed(self, net: Containers) -> None:
+        """A driver with named networks implements ``create`` and ``remove`` (and ``default``
+        only with them); ``create`` keeps the subnet asked for, puts the gateway in it and
+        picks an untaken subnet when none is asked (or refuses with InvalidConfig);
+        containers on the created network pass ``check`` and reach each other when
+        ``connected``; and after ``del`` and ``remove`` (twice: it is idempotent) the host
+        is as before the network existed. A driver without them implements none."""
+        hooks = {verb for verb in ("default", "create", "remove")
+                 if hasattr(net.plugin, f"pinnace_network_{verb}")}
+        if "create" not in hooks:
+            assert not hooks, f"named-network hooks without create and remove: {sorted(hooks)}"
+            return
+        assert "remove" in hooks, "a driver that creates networks must remove them"
+        taken = [net.network.subnet] if net.network else []
+        chosen = self.create_network(net, "", taken, "choose")
+        if chosen is not None:
+            subnet = ipaddress.ip_network(chosen.subnet)
+            assert not any(subnet.overlaps(ipaddress.ip_network(t)) for t in taken), \
+                f"create chose {subnet}, which overlaps a taken subnet {taken}"
+            self.use_network(net, chosen)
+            net.plugin.pinnace_network_remove(network=chosen)
+        before = host_leftovers()  # what the driver shares between networks exists now
+        asked = self.create_network(net, self.named_subnet, taken, "asked")
+        assert asked is not None, f"create refused the subnet {self.named_subnet}"
+        assert asked.subnet == self.named_subnet, \
+            f"create changed the subnet asked for: {self.named_subnet} -> {asked.subnet}"
+        assert ipaddress.ip_address(asked.gateway) in ipaddress.ip_network(asked.subnet), \
+            f"gateway {asked.gateway} is outside {asked.subnet}"
+        self.use_network(net, asked)
+        net.plugin.pinnace_network_remove(network=asked)
+        net.plugin.pinnace_network_remove(network=asked)
+        assert_unchanged(before)
+
+    def create_network(self, net: Containers, subnet: str, taken: list[str],
+                       name: str) -> Network | None:
+        """``pinnace_network_create`` of a draft as ``network create`` makes it; None when
+        the driver refuses to choose a subnet itself (InvalidConfig: "pass --subnet")."""
+        draft = Network(name=f"contract-{name}", id=uuid.uuid4().hex + uuid.uuid4().hex,
+                        driver=getattr(getattr(net.plugin, "ctx", None), "name", "test"),
+                        subnet=subnet, gateway="")
+        try:
+            network = net.plugin.pinnace_network_create(network=draft, taken=list(taken))
+        except InvalidConfig:
+            if subnet:
+                raise
+            return None
+        assert isinstance(network, Network), f"network_create returned {network!r}"
+        assert (network.name, network.id) == (draft.name, draft.id), \
+            f"network_create renamed the network: {network}"
+        return network
+
+    def use_network(self, net: Containers, network: Network) -> None:
+        """Two containers on ``network``: added, checked, connected if the driver connects
+        containers, deleted."""
+        a, b = net.new(network), net.new(network)
+        ra, rb = net.add(a), net.add(b)
+        net.check(a)
+        net.check(b)
+        if self.connected:
+            to_b, to_a = peer_address(rb, False), peer_address(ra, False)
+            assert ipaddress.ip_address(to_b) in ipaddress.ip_network(network.subnet), \
+                f"{to_b} is outside network {network.name} ({network.subnet})"
+            assert exchange(a.netns, b.netns, to_b, b"named a->b") == b"named a->b"
+            assert exchange(b.netns, a.netns, to_a, b"named b->a") == b"named b->a"
+        net.delete(a)
+        net.delete(b)

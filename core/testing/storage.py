@@ -11,7 +11,8 @@ fixtures), and run pytest as root::
 
     class TestMyStorage(StorageContract):
         def make_plugin(self, tmp_path):
-            return MyStorage(PluginContext("mine", "storage", {}, data_dir=tmp_path / "data"))
+            return MyStorage(PluginContext.for_plugin(MyStorage, "mine", "storage",
+                                                      data_dir=tmp_path / "data"))
 
 The suite calls the hook methods on the instance directly, by keyword, as
 pinnace does; reads and writes snapshots through :func:`pinnace.mounts.mounted`;
@@ -38,9 +39,16 @@ from typing import Any
 
 import pytest
 
-from pinnace.errors import AlreadyExists, FailedPrecondition, NotFound
-from pinnace.mounts import Mount, mounted
-from pinnace.snapshots import Kind, SnapshotInfo, Usage
+from pinnace.plugin import (
+    AlreadyExists,
+    FailedPrecondition,
+    Kind,
+    Mount,
+    NotFound,
+    SnapshotInfo,
+    Usage,
+    mounted,
+)
 from pinnace.testing import assert_implements_role
 
 OWNER = 1234
@@ -143,7 +151,7 @@ def read_tree(root: Path) -> dict[str, bytes]:
 _PROBE = r"""
 import json, os, sys, tempfile
 from pinnace import linux
-from pinnace.mounts import Mount, mount_all
+from pinnace.plugin import Mount, mount_all
 
 mounts = [Mount(t, s, tuple(o)) for t, s, o in json.loads(sys.argv[1])]
 linux.unshare(linux.CLONE_NEWNS)

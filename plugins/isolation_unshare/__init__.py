@@ -16,14 +16,17 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from pinnace.errors import (
+from pinnace.plugin import (
     CommandNotExecutable,
     CommandNotFound,
+    ContainerSpec,
+    ContainerState,
     FailedPrecondition,
+    Plugin,
+    Process,
+    Status,
+    hookimpl,
 )
-from pinnace.plugin import Plugin, hookimpl
-from pinnace.runtime.spec import ContainerSpec, Process
-from pinnace.runtime.status import ContainerState, Status
 from pinnace.runtime.watch import exit_code
 from pinnace_plugins.isolation_unshare import child as _setup
 
@@ -196,8 +199,8 @@ class UnshareIsolation(Plugin):
         import json
 
         from pinnace import linux
+        from pinnace.plugin import Security
         from pinnace.runtime import cgroups
-        from pinnace.runtime.spec import Security
 
         pid = self._pid(container_id, bundle)
         if not pid or not os.path.exists(f"/proc/{pid}"):

@@ -20,9 +20,8 @@ import signal
 import stat
 
 from pinnace import linux
-from pinnace.mounts import mount_all
+from pinnace.plugin import ContainerSpec, Process, Security, mount_all
 from pinnace.runtime import security
-from pinnace.runtime.spec import ContainerSpec, Process, Security
 
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 NOSUID_NODEV_NOEXEC = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC

@@ -16,9 +16,19 @@ import os
 import socket
 from collections.abc import Iterator
 
-from pinnace.errors import FailedPrecondition, InvalidConfig
-from pinnace.network import Attachment, Interface, IPConfig, Network, NetworkResult, Route
-from pinnace.plugin import Option, Plugin, hookimpl
+from pinnace.plugin import (
+    Attachment,
+    FailedPrecondition,
+    Interface,
+    InvalidConfig,
+    IPConfig,
+    Network,
+    NetworkResult,
+    Option,
+    Plugin,
+    Route,
+    hookimpl,
+)
 from pinnace_plugins.net_bridge import firewall
 from pinnace_plugins.net_bridge.netlink import Netlink
 
@@ -127,7 +137,7 @@ class BridgeNetwork(Plugin):
     def pinnace_network_add(self, attachment: Attachment) -> NetworkResult:
         """A veth pair from the network's bridge into the container, its address and route
         (the default route goes through the first network that has a gateway)."""
-        from pinnace import netns
+        from pinnace.plugin import netns
 
         if not attachment.address or "bridge" not in attachment.options:
             raise FailedPrecondition("the bridge network needs a named network and an address")

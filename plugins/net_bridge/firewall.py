@@ -12,7 +12,7 @@ import re
 import shutil
 import subprocess
 
-from pinnace.errors import FailedPrecondition, Unavailable
+from pinnace.plugin import FailedPrecondition, Unavailable
 
 CHAINS = {"nat": ("PINNACE-DNAT", "PINNACE-POSTROUTING"),
           "filter": ("PINNACE-FORWARD", "PINNACE-ISOLATION")}

@@ -33,7 +33,7 @@ def _messages() -> Any:
 
         spec = importlib.util.find_spec("pyroute2")
         if spec is None or spec.submodule_search_locations is None:
-            from pinnace.errors import Unavailable
+            from pinnace.plugin import Unavailable
 
             raise Unavailable("the bridge network needs pyroute2: pip install 'pinnace[net]'")
         package = types.ModuleType("pyroute2")
@@ -54,7 +54,7 @@ class Netlink:
         if netns is None:
             self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
         else:
-            from pinnace import netns as ns
+            from pinnace.plugin import netns as ns
 
             with ns.entered(netns):
                 self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW,

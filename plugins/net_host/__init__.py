@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pinnace.network import Attachment, NetworkResult
-from pinnace.plugin import Plugin, hookimpl
+from pinnace.plugin import Attachment, NetworkResult, Plugin, hookimpl
 
 
 class HostNetwork(Plugin):

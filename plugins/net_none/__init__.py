@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from pinnace.errors import FailedPrecondition
-from pinnace.network import Attachment, Interface, IPConfig, NetworkResult
-from pinnace.plugin import Plugin, hookimpl
+from pinnace.plugin import (
+    Attachment,
+    FailedPrecondition,
+    Interface,
+    IPConfig,
+    NetworkResult,
+    Plugin,
+    hookimpl,
+)
 
 
 class NoneNetwork(Plugin):
@@ -13,7 +19,7 @@ class NoneNetwork(Plugin):
     @hookimpl
     def pinnace_network_add(self, attachment: Attachment) -> NetworkResult:
         """Bring ``lo`` up inside the container's network namespace."""
-        from pinnace import netns
+        from pinnace.plugin import netns
 
         with netns.entered(attachment.netns):
             netns.loopback_up()
@@ -29,7 +35,7 @@ class NoneNetwork(Plugin):
     @hookimpl
     def pinnace_network_check(self, attachment: Attachment) -> None:
         """``lo`` must be up."""
-        from pinnace import netns
+        from pinnace.plugin import netns
 
         with netns.entered(attachment.netns):
             if not netns.loopback_up(bring_up=False):

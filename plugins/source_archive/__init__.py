@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from pinnace.plugin import Plugin, hookimpl
 
 if TYPE_CHECKING:
-    from pinnace.images.store import ImageStore
+    from pinnace.plugin import ImageStore
 
 
 class ArchiveSource(Plugin):
@@ -39,9 +39,9 @@ class ArchiveSource(Plugin):
     def pinnace_image_source_push(self, image_id: str, destination: str,
                                   store: ImageStore) -> str:
         """Write image ``image_id`` to the archive ``PATH[:REF]``; return its manifest digest."""
-        from pinnace.errors import InvalidConfig
         from pinnace.images.archive import write, write_to
         from pinnace.images.reference import parse
+        from pinnace.plugin import InvalidConfig
 
         if self.ctx.name == "oci":
             raise InvalidConfig("pushing to an OCI layout directory is not supported: push to "

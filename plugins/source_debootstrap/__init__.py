@@ -26,11 +26,18 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pinnace.errors import FailedPrecondition, InvalidConfig, NotFound, Unavailable
-from pinnace.plugin import Option, Plugin, hookimpl
+from pinnace.plugin import (
+    FailedPrecondition,
+    InvalidConfig,
+    NotFound,
+    Option,
+    Plugin,
+    Unavailable,
+    hookimpl,
+)
 
 if TYPE_CHECKING:
-    from pinnace.images.store import ImageStore
+    from pinnace.plugin import ImageStore
 
 RECIPE_LABEL = "org.pinnace.debootstrap.recipe"
 DEFAULT_VARIANT = "minbase"

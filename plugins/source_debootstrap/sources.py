@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from pinnace.errors import FailedPrecondition
+from pinnace.plugin import FailedPrecondition
 
 APT_DIR = Path("/etc/apt")
 

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pinnace.errors import InvalidConfig
-from pinnace.plugin import Option, Plugin, hookimpl
+from pinnace.plugin import InvalidConfig, Option, Plugin, hookimpl
 
 if TYPE_CHECKING:
     from pinnace.images.reference import Reference
-    from pinnace.images.sources import TransferOptions
-    from pinnace.images.store import ImageStore
+    from pinnace.plugin import ImageStore, TransferOptions
     from pinnace_plugins.source_registry.client import Registry
     from pinnace_plugins.source_registry.files import BlobCache, Credentials
 
@@ -127,7 +125,7 @@ class RegistrySource(Plugin):
     def pinnace_image_source_login(self, server: str, username: str, password: str,
                                    options: TransferOptions) -> None:
         """Check the credentials with the registry, then store them."""
-        from pinnace.errors import FailedPrecondition
+        from pinnace.plugin import FailedPrecondition
 
         server = _server(server)
         reg = self._registry(server, options, anonymous=True)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit
 
-from pinnace.errors import FailedPrecondition, InvalidConfig, NotFound, PinnaceError, Unavailable
+from pinnace.plugin import FailedPrecondition, InvalidConfig, NotFound, PinnaceError, Unavailable
 
 RETRIES = 4            # attempts for a request that fails transiently
 BACKOFF = 0.5          # seconds before the second attempt, doubled each time

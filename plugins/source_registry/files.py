@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pinnace.errors import InvalidConfig
+from pinnace.plugin import InvalidConfig
 
 
 def _read(path: Path) -> dict[str, Any]:

@@ -21,16 +21,16 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from pinnace.errors import InvalidConfig, NotFound, PinnaceError, Unavailable
 from pinnace.images.compression import COMPRESSION, MEDIA
 from pinnace.images.reference import Reference
+from pinnace.plugin import InvalidConfig, NotFound, PinnaceError, Unavailable
 from pinnace_plugins.source_registry.client import RETRIES, Registry, Transient, describe
 
 if TYPE_CHECKING:
     import http.client
 
-    from pinnace.images.sources import TransferOptions
-    from pinnace.images.store import Blob, ImageStore
+    from pinnace.images.store import Blob
+    from pinnace.plugin import ImageStore, TransferOptions
     from pinnace.progress import Bar
     from pinnace_plugins.source_registry.files import BlobCache
 

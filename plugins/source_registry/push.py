@@ -20,15 +20,15 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import urlencode
 
-from pinnace.errors import FailedPrecondition, InvalidConfig
 from pinnace.images.compression import COMPRESSION, MEDIA, Counted
 from pinnace.images.reference import Reference
+from pinnace.plugin import FailedPrecondition, InvalidConfig
 from pinnace_plugins.source_registry.client import Registry
 from pinnace_plugins.source_registry.pull import OCI_MANIFEST
 
 if TYPE_CHECKING:
-    from pinnace.images.sources import TransferOptions
-    from pinnace.images.store import Image, ImageStore, Layer
+    from pinnace.images.store import Image, Layer
+    from pinnace.plugin import ImageStore, TransferOptions
     from pinnace_plugins.source_registry.files import BlobCache
 
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"

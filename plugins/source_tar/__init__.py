@@ -8,11 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pinnace.errors import NotFound
-from pinnace.plugin import Plugin, hookimpl
+from pinnace.plugin import NotFound, Plugin, hookimpl
 
 if TYPE_CHECKING:
-    from pinnace.images.store import ImageStore
+    from pinnace.plugin import ImageStore
 
 
 class TarSource(Plugin):

@@ -16,10 +16,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pinnace.errors import Unavailable
-from pinnace.plugin import Option, hookimpl
-from pinnace.snapshots import Usage
-from pinnace_plugins.storage_dir.base import TreeStorage, free_bytes, human, mount_of, run
+from pinnace.plugin import (
+    Option,
+    TreeStorage,
+    Unavailable,
+    Usage,
+    free_bytes,
+    hookimpl,
+    human,
+    mount_of,
+    run,
+)
 
 INSTALL_HINT = "pip install 'pinnace[btrfs]' (needs Debian's libbtrfsutil-dev)"
 
@@ -42,29 +49,29 @@ class BtrfsStorage(TreeStorage):
                "of this size (e.g. 20G) beside it and loop-mount it there; empty: never"),
     )
 
-    def _setup(self) -> None:
+    def setup(self) -> None:
         """Check btrfsutil, then put the data directory on btrfs (or say how to)."""
         from pinnace_plugins.storage_btrfs.loop import ensure_btrfs
 
         btrfsutil()
         ensure_btrfs(self.ctx.data_dir, self.opt("loop_size"))
 
-    def _make(self, parent: Path | None, fs: Path, readonly: bool) -> None:
+    def make_tree(self, parent: Path | None, fs: Path, readonly: bool) -> None:
         """A new empty subvolume, or a snapshot of ``parent`` (read-only for views)."""
         if parent is None:
             btrfsutil().create_subvolume(str(fs))
         else:
             btrfsutil().create_snapshot(str(parent), str(fs), read_only=readonly)
 
-    def _seal(self, fs: Path) -> None:
+    def seal_tree(self, fs: Path) -> None:
         """Flip the subvolume read-only."""
         btrfsutil().set_subvolume_read_only(str(fs), True)
 
-    def _destroy(self, fs: Path) -> None:
+    def destroy_tree(self, fs: Path) -> None:
         """Delete the subvolume and any subvolumes made inside it."""
         btrfsutil().delete_subvolume(str(fs), recursive=True)
 
-    def _measure(self, fs: Path) -> Usage:
+    def measure_tree(self, fs: Path) -> Usage:
         """Bytes of file data written in this subvolume since it was snapshotted from its
         parent, and the files holding them (``btrfs subvolume find-new``): a layer's own
         size, stable when children share it, found without walking the whole tree."""

@@ -14,9 +14,8 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from pinnace.errors import FailedPrecondition, Unavailable
+from pinnace.plugin import FailedPrecondition, Unavailable, mount_of, run
 from pinnace.units import parse_bytes
-from pinnace_plugins.storage_dir.base import mount_of, run
 
 
 def image_of(data_dir: Path) -> Path:

@@ -20,11 +20,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pinnace.plugin import hookimpl
-from pinnace.snapshots import Usage
-from pinnace_plugins.storage_dir.base import (
+from pinnace.plugin import (
     TreeStorage,
+    Usage,
     free_bytes,
+    hookimpl,
     human,
     mount_of,
     run,
@@ -56,7 +56,7 @@ def reflink_works(path: Path) -> bool:
 class DirStorage(TreeStorage):
     """Snapshots as plain directories under the data directory; full (reflink) copies."""
 
-    def _make(self, parent: Path | None, fs: Path, readonly: bool) -> None:
+    def make_tree(self, parent: Path | None, fs: Path, readonly: bool) -> None:
         """An empty directory, or ``cp -a --reflink=auto`` of ``parent``."""
         if parent is None:
             fs.mkdir()
@@ -65,11 +65,11 @@ class DirStorage(TreeStorage):
         run(["cp", "-a", "--reflink=auto", "--no-target-directory", "--", str(parent), str(fs)],
             f"copying {parent}")
 
-    def _destroy(self, fs: Path) -> None:
+    def destroy_tree(self, fs: Path) -> None:
         """``rm -rf``, refusing to cross into anything mounted inside the tree."""
         run(["rm", "-rf", "--one-file-system", "--", str(fs)], f"removing {fs}")
 
-    def _measure(self, fs: Path) -> Usage:
+    def measure_tree(self, fs: Path) -> Usage:
         """Blocks and inodes of the directory tree."""
         return tree_usage(fs)
 

@@ -15,4 +15,5 @@ class TestOverlayContract(StorageContract):
 
     def make_plugin(self, tmp_path: Path) -> OverlayStorage:
         """An overlay plugin keeping its snapshots under the test's temp dir."""
-        return OverlayStorage(PluginContext("overlay", "storage", {}, data_dir=tmp_path / "data"))
+        return OverlayStorage(PluginContext.for_plugin(
+            OverlayStorage, "overlay", "storage", data_dir=tmp_path / "data"))

@@ -18,10 +18,20 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-from pinnace import netns
-from pinnace.errors import FailedPrecondition, InvalidConfig, Unavailable
-from pinnace.network import Attachment, Interface, IPConfig, NetworkResult, Route
-from pinnace.plugin import Option, Plugin, hookimpl
+from pinnace.plugin import (
+    Attachment,
+    FailedPrecondition,
+    Interface,
+    InvalidConfig,
+    IPConfig,
+    NetworkResult,
+    Option,
+    Plugin,
+    Route,
+    Unavailable,
+    hookimpl,
+    netns,
+)
 
 GATEWAY = "169.254.1.1"
 """The link-local address every host-side veth carries: each container's next hop."""

@@ -17,5 +17,6 @@ class TestRoutedContract(NetworkContract):
 
     def make_plugin(self, tmp_path: Path) -> RoutedNetwork:
         """A routed plugin keeping its leases under the test's temp dir."""
-        return RoutedNetwork(PluginContext("routed", "network", {"pool": "10.213.0.0/24"},
-                                           data_dir=tmp_path / "data", run_dir=tmp_path / "run"))
+        return RoutedNetwork(PluginContext.for_plugin(
+            RoutedNetwork, "routed", "network", {"pool": "10.213.0.0/24"},
+            data_dir=tmp_path / "data", run_dir=tmp_path / "run"))

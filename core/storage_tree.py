@@ -1,4 +1,6 @@
-"""Snapshot bookkeeping shared by the built-in storage plugins (``dir`` and ``btrfs``).
+"""A base for storage plugins that keep each snapshot as a tree of files
+(``pinnace.storage_tree``, re-exported by ``pinnace.plugin``): the built-in
+``dir`` and ``btrfs`` plugins and the ``overlay`` example build on it.
 
 Layout under the plugin's data directory::
 
@@ -14,7 +16,10 @@ half a tree. Commit writes the new metadata before renaming, so a crash in
 between leaves the old key holding a committed snapshot, never a key stuck
 half-way; leftovers in ``tmp/`` are swept under the exclusive lock.
 
-A subclass says how a tree is made, sealed, measured and destroyed.
+A subclass says how a tree is made (:meth:`TreeStorage.make_tree`), sealed,
+measured and destroyed, and may say how a snapshot is mounted
+(:meth:`TreeStorage.describe`); the base implements every storage hook, the
+locking, the metadata and the checks the storage contract suite holds it to.
 """
 
 from __future__ import annotations
@@ -141,35 +146,54 @@ def run(argv: list[str], what: str) -> str:
 class TreeStorage(Plugin):
     """Snapshots kept as ``<data_dir>/snapshots/<name>/{fs,meta.json}``; every storage hook.
 
-    Subclasses implement :meth:`_make`, :meth:`_destroy` and :meth:`_measure`,
-    and may override :meth:`_setup` and :meth:`_seal`.
+    Subclasses implement :meth:`make_tree`, :meth:`destroy_tree` and
+    :meth:`measure_tree`, and may override :meth:`setup`, :meth:`seal_tree` and
+    :meth:`describe`.
     """
 
     _ready = False
 
     # ------------------------------------------------------------ for subclasses
-    def _setup(self) -> None:
+    def setup(self) -> None:
         """Make the data directory usable, or raise a one-line error saying how to."""
 
-    def _make(self, parent: Path | None, fs: Path, readonly: bool) -> None:
-        """Create the tree ``fs`` (absent): empty, or with the contents of ``parent``."""
+    def make_tree(self, parent: Path | None, fs: Path, readonly: bool) -> None:
+        """Create the tree ``fs`` (absent): empty, or with the contents of ``parent``
+        (the ``fs`` tree of the committed parent snapshot). Files next to ``fs``
+        (in ``fs.parent``) move with the snapshot."""
         raise NotImplementedError
 
-    def _seal(self, fs: Path) -> None:
+    def seal_tree(self, fs: Path) -> None:
         """Make a tree that is being committed read-only, where the filesystem can."""
 
-    def _destroy(self, fs: Path) -> None:
+    def destroy_tree(self, fs: Path) -> None:
         """Delete the tree ``fs`` and everything in it."""
         raise NotImplementedError
 
-    def _measure(self, fs: Path) -> Usage:
+    def measure_tree(self, fs: Path) -> Usage:
         """The space and inodes the tree ``fs`` uses on its own."""
         raise NotImplementedError
+
+    def describe(self, key: str, fs: Path, readonly: bool) -> list[Mount]:
+        """The mounts that show active or view snapshot ``key`` (whose tree is ``fs``):
+        by default a bind mount of the tree, read-only for a view."""
+        from pinnace.mounts import Mount
+
+        return [Mount("bind", str(fs), ("rbind", "ro" if readonly else "rw"))]
+
+    def ancestors(self, key: str) -> list[Path]:
+        """The trees of the committed snapshots ``key`` is built on, its parent first."""
+        trees = []
+        parent = self._meta(key)["parent"]
+        while parent is not None:
+            trees.append(self._dir(parent) / "fs")
+            parent = self._meta(parent)["parent"]
+        return trees
 
     # ------------------------------------------------------------------ helpers
     def _root(self) -> Path:
         if not self._ready:
-            self._setup()
+            self.setup()
             for sub in ("snapshots", "tmp"):  # 0700: image files (setuid ones too) stay root's
                 (self.ctx.data_dir / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
             self._ready = True
@@ -235,7 +259,7 @@ class TreeStorage(Plugin):
         from pinnace.files import remove_tree
 
         if os.path.lexists(where / "fs"):
-            self._destroy(where / "fs")
+            self.destroy_tree(where / "fs")
         remove_tree(where)
 
     def _create(self, key: str, parent: str | None, labels: dict[str, str], kind: Kind) -> Path:
@@ -253,7 +277,7 @@ class TreeStorage(Plugin):
             stage = self._root() / "tmp" / f"{os.getpid()}-{os.urandom(6).hex()}"
             stage.mkdir()
             try:
-                self._make(source, stage / "fs", readonly=kind is Kind.VIEW)
+                self.make_tree(source, stage / "fs", readonly=kind is Kind.VIEW)
                 self._write_meta(stage, kind, parent, labels)
                 try:
                     os.rename(stage, target)
@@ -267,23 +291,17 @@ class TreeStorage(Plugin):
                 raise
         return target / "fs"
 
-    @staticmethod
-    def _describe(fs: Path, readonly: bool) -> list[Mount]:
-        from pinnace.mounts import Mount
-
-        return [Mount("bind", str(fs), ("rbind", "ro" if readonly else "rw"))]
-
     # -------------------------------------------------------------------- hooks
     @hookimpl
     def pinnace_storage_prepare(self, key: str, parent: str | None,
                                 labels: dict[str, str]) -> list[Mount]:
         """A writable snapshot ``key``: empty, or a copy-on-write/copy of committed ``parent``."""
-        return self._describe(self._create(key, parent, labels, Kind.ACTIVE), readonly=False)
+        return self.describe(key, self._create(key, parent, labels, Kind.ACTIVE), readonly=False)
 
     @hookimpl
     def pinnace_storage_view(self, key: str, parent: str, labels: dict[str, str]) -> list[Mount]:
         """A read-only snapshot ``key`` of committed ``parent``, mounted read-only."""
-        return self._describe(self._create(key, parent, labels, Kind.VIEW), readonly=True)
+        return self.describe(key, self._create(key, parent, labels, Kind.VIEW), readonly=True)
 
     @hookimpl
     def pinnace_storage_mounts(self, key: str) -> list[Mount]:
@@ -292,7 +310,7 @@ class TreeStorage(Plugin):
         if kind == Kind.COMMITTED.value:
             raise FailedPrecondition(f"snapshot {key!r} is committed: prepare or view a "
                                      "snapshot on it to mount it")
-        return self._describe(self._dir(key) / "fs", readonly=kind == Kind.VIEW.value)
+        return self.describe(key, self._dir(key) / "fs", readonly=kind == Kind.VIEW.value)
 
     @hookimpl
     def pinnace_storage_commit(self, name: str, key: str, labels: dict[str, str]) -> None:
@@ -305,7 +323,7 @@ class TreeStorage(Plugin):
                                          "only active snapshots can be committed")
             if target.exists():
                 raise AlreadyExists(f"snapshot {name!r} already exists")
-            self._seal(source / "fs")
+            self.seal_tree(source / "fs")
             self._write_meta(source, Kind.COMMITTED, meta["parent"], labels)
             os.rename(source, target)
 
@@ -338,7 +356,7 @@ class TreeStorage(Plugin):
     def pinnace_storage_usage(self, key: str) -> Usage:
         """Bytes and inodes snapshot ``key`` uses on its own."""
         self._meta(key)
-        return self._measure(self._dir(key) / "fs")
+        return self.measure_tree(self._dir(key) / "fs")
 
     @hookimpl
     def pinnace_storage_walk(self) -> list[SnapshotInfo]:

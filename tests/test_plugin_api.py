@@ -1,0 +1,112 @@
+"""``pinnace.plugin``: the one module plugin authors import, re-exporting lazily, and
+``PluginContext.for_plugin`` filling declared option defaults."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import pinnace.plugin
+from pinnace.errors import InvalidConfig
+from pinnace.plugin import Option, Plugin, PluginContext
+
+ROOT = Path(__file__).resolve().parent.parent
+REEXPORTED = {name: module for name, module in pinnace.plugin._EXPORTS.items()}
+
+
+def test_every_exported_name_is_the_defining_modules_object() -> None:
+    """Each name in ``__all__`` resolves, to the very object its own module defines."""
+    for name in pinnace.plugin.__all__:
+        value = getattr(pinnace.plugin, name)
+        if name in REEXPORTED:
+            assert value is getattr(importlib.import_module(REEXPORTED[name]), name), name
+    assert pinnace.plugin.netns is importlib.import_module("pinnace.netns")
+    assert set(pinnace.plugin.__all__) <= set(dir(pinnace.plugin))
+
+
+def test_authors_find_the_records_errors_and_helpers() -> None:
+    """The names a storage, network, isolation and image-source plugin needs are exported."""
+    needed = {"hookimpl", "Plugin", "Option", "PluginContext", "Mount", "SnapshotInfo", "Usage",
+              "Kind", "Attachment", "Network", "NetworkResult", "IPConfig", "Interface",
+              "Route", "PortMapping", "ContainerSpec", "Process", "ContainerState", "Status",
+              "TransferOptions", "ImageStore", "PinnaceError", "NotFound", "AlreadyExists",
+              "FailedPrecondition", "InvalidConfig", "Unavailable", "TryAgain", "TreeStorage",
+              "tree_usage", "netns"}
+    assert needed <= set(pinnace.plugin.__all__), needed - set(pinnace.plugin.__all__)
+
+
+def test_an_unknown_name_is_an_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="no attribute 'Nonesuch'"):
+        pinnace.plugin.Nonesuch  # noqa: B018
+    with pytest.raises(ImportError):
+        exec("from pinnace.plugin import Nonesuch", {})
+
+
+def test_importing_the_module_imports_no_reexported_module() -> None:
+    """Re-exports are lazy: ``import pinnace.plugin`` loads none of their modules, and
+    importing one name loads only its module."""
+    probe = ("import sys, pinnace.plugin\n"
+             "before = sorted(m for m in sys.modules if m.startswith('pinnace'))\n"
+             "from pinnace.plugin import Attachment\n"
+             "after = sorted(m for m in sys.modules if m.startswith('pinnace'))\n"
+             "print(' '.join(before)); print(' '.join(after))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    before, after = out[0].split(), out[1].split()
+    lazy = set(REEXPORTED.values()) | {"pinnace.netns"}
+    assert not lazy & set(before), sorted(lazy & set(before))
+    assert set(after) - set(before) == {"pinnace.network"}
+
+
+class Sample(Plugin):
+    options = (Option("size", 3, "a number"), Option("name", "x", "a text"),
+               Option("flag", False, "a switch"), Option("hosts", ("a",), "a list"))
+
+
+def test_for_plugin_fills_every_declared_default() -> None:
+    """A context made without options answers ``opt`` for every declared option."""
+    plugin = Sample(PluginContext.for_plugin(Sample, "sample", "network"))
+    assert [plugin.opt(o.name) for o in Sample.options] == [3, "x", False, ("a",)]
+
+
+def test_for_plugin_parses_given_values_like_the_config() -> None:
+    ctx = PluginContext.for_plugin(Sample, "sample", "network",
+                                   {"size": "7", "flag": "yes", "hosts": "b, c"},
+                                   data_dir=Path("/d"), run_dir=Path("/r"))
+    assert ctx.options == {"size": 7, "name": "x", "flag": True, "hosts": ("b", "c")}
+    assert (ctx.name, ctx.role, ctx.data_dir, ctx.run_dir) == ("sample", "network",
+                                                               Path("/d"), Path("/r"))
+
+
+def test_for_plugin_refuses_undeclared_and_bad_options() -> None:
+    with pytest.raises(InvalidConfig, match="unknown option 'colour'"):
+        PluginContext.for_plugin(Sample, "sample", "network", {"colour": "red"})
+    with pytest.raises(InvalidConfig, match="option size: 'big' is not a valid int"):
+        PluginContext.for_plugin(Sample, "sample", "network", {"size": "big"})
+
+
+def test_plugins_and_examples_import_plugin_facing_names_from_pinnace_plugin() -> None:
+    """No built-in plugin, example or contract suite imports a re-exported name from its
+    defining module (nor the tree storage base from a plugin package)."""
+    offenders = []
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard",
+                             "plugins", "examples", "core/testing"],
+                            capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    sources = [ROOT / name for name in listed.split() if name.endswith(".py")]
+    assert len(sources) > 20, listed
+    for path in sources:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.ImportFrom) or not node.module:
+                continue
+            names = {alias.name for alias in node.names}
+            if node.module == "pinnace" and "netns" in names:
+                offenders.append(f"{path.relative_to(ROOT)}: from pinnace import netns")
+            wrong = {n for n in names if REEXPORTED.get(n) == node.module}
+            if wrong or node.module.startswith("pinnace_plugins.storage_dir.base"):
+                offenders.append(f"{path.relative_to(ROOT)}: from {node.module} import {wrong}")
+    assert not offenders, "\n".join(offenders)
