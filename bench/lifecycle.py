@@ -99,7 +99,8 @@ def exec_latency(pinnace: list[str], work: Path, rounds: int) -> dict[str, float
 def ps_and_logs(pinnace: list[str], root: Path, rounds: int) -> dict[str, float]:
     """`ps -a` with 50 and 500 containers in the state; `logs --tail 10` of 100 MB."""
     from pinnace import config
-    from pinnace.engine import Engine, RunOptions
+    from pinnace.containers.options import RunOptions
+    from pinnace.engine import Engine
     from pinnace.runtime.watch import JsonLog
 
     engine = Engine(config.load(None, {"root": str(root)}))
@@ -113,7 +114,7 @@ def ps_and_logs(pinnace: list[str], root: Path, rounds: int) -> dict[str, float]
         med.update({k: statistics.median(v) for k, v in times.items()})
         report(f"ps with {total} containers, {rounds} rounds", times)
     cid = engine.create(RunOptions(image="busybox", command=["true"], name="bench-log"))
-    path = engine.log_path(cid)
+    path = engine.paths.log(cid)
     path.parent.mkdir(parents=True, exist_ok=True)
     log = JsonLog(str(path))
     line = b"x" * 120 + b"\n"
@@ -124,7 +125,7 @@ def ps_and_logs(pinnace: list[str], root: Path, rounds: int) -> dict[str, float]
                                                                     "bench-log"])}, rounds)
     report(f"logs of a {log.size / 1e6:.0f} MB json-file log, {rounds} rounds", times)
     med.update({k: statistics.median(v) for k, v in times.items()})
-    for c in engine.containers(all_=True):
+    for c in engine.list(all_=True):
         engine.remove(c.id)
     return med
 

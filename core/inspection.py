@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import json
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
-
-from pinnace import networking
-from pinnace.engine import ACTIVE
 
 if TYPE_CHECKING:
     from pinnace.engine import Engine
@@ -23,14 +20,9 @@ def _time(ts: float | None) -> str:
 def container(engine: Engine, cid: str) -> dict[str, Any]:
     """State, Config, HostConfig, Mounts, GraphDriver and NetworkSettings of a container."""
     c = engine.container(cid)
-    row = engine.state.one("SELECT * FROM containers WHERE id = ?", cid)
-    spec = json.loads(row["spec"])
-    runtime, run = spec.get("runtime", {}), spec.get("run", {})
-    process = runtime.get("process", {})
-    user = process.get("user", {})
-    restart = run.get("restart", {"name": "no", "max": 0})
-    log = run.get("log", {})
-    running = c.status in ACTIVE
+    spec, run = c.config.spec, c.config.run
+    process = spec.process
+    running = c.active
     return {
         "Id": c.id,
         "Created": _time(c.created),
@@ -41,7 +33,7 @@ def container(engine: Engine, cid: str) -> dict[str, Any]:
             "Running": running,
             "Paused": c.status == "paused",
             "Restarting": False,
-            "OOMKilled": bool(row["oom_killed"]) if "oom_killed" in row.keys() else False,
+            "OOMKilled": c.oom_killed,
             "Dead": False,
             "Pid": c.pid if running else 0,
             "ExitCode": -1 if c.exit_code is None and c.status == "exited" else (c.exit_code or 0),
@@ -51,35 +43,35 @@ def container(engine: Engine, cid: str) -> dict[str, Any]:
         },
         "Image": c.image_id,
         "Name": "/" + c.name,
-        "RestartCount": row["restart_count"],
+        "RestartCount": c.restart_count,
         "Driver": c.storage,
-        "LogPath": str(engine.log_path(cid)),
+        "LogPath": str(engine.paths.log(c.id)),
         "Config": {
-            "Hostname": runtime.get("hostname", ""),
-            "User": f"{user.get('uid', 0)}:{user.get('gid', 0)}",
-            "Tty": run.get("tty", False),
-            "OpenStdin": run.get("interactive", False),
-            "Env": process.get("env", []),
+            "Hostname": spec.hostname,
+            "User": f"{process.user.uid}:{process.user.gid}",
+            "Tty": run.tty,
+            "OpenStdin": run.interactive,
+            "Env": process.env,
             "Cmd": c.command,
             "Image": c.image,
-            "WorkingDir": process.get("cwd", "/"),
+            "WorkingDir": process.cwd,
         },
         "HostConfig": {
             "NetworkMode": c.network,
             "Isolation": c.isolation,
-            "RestartPolicy": {"Name": restart["name"], "MaximumRetryCount": restart["max"]},
-            "AutoRemove": run.get("auto_remove", False),
-            "ReadonlyRootfs": runtime.get("readonly_rootfs", False),
-            **_limits_and_security(runtime),
+            "RestartPolicy": {"Name": run.restart.name, "MaximumRetryCount": run.restart.max},
+            "AutoRemove": run.auto_remove,
+            "ReadonlyRootfs": spec.readonly_rootfs,
+            **_limits_and_security(asdict(spec)),
             "LogConfig": {"Type": "json-file", "Config": {
-                k: str(v) for k, v in (("max-size", log.get("max_size")),
-                                       ("max-file", log.get("max_files"))) if v}},
+                k: str(v) for k, v in (("max-size", run.log.max_size),
+                                       ("max-file", run.log.max_files)) if v}},
         },
         "Mounts": [],
         "GraphDriver": {"Name": c.storage, "Data": {
-            "RootfsMounts": [{"Type": m["type"], "Source": m["source"],
-                              "Options": m["options"]} for m in runtime.get("rootfs", [])]}},
-        "NetworkSettings": networking.settings(engine, cid),
+            "RootfsMounts": [{"Type": m.type, "Source": m.source,
+                              "Options": list(m.options)} for m in spec.rootfs]}},
+        "NetworkSettings": engine.networks.settings(c),
     }
 
 
@@ -110,7 +102,7 @@ def processes(engine: Engine, cid: str, ps_args: list[str]) -> tuple[list[str], 
     from pinnace.runtime import cgroups
 
     c = engine.container(cid)
-    if c.status not in ACTIVE:
+    if not c.active:
         raise FailedPrecondition(f"container {c.name} is not running")
     pids = cgroups.container_cgroup(cid).pids()
     try:

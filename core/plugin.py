@@ -38,6 +38,7 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(("ContainerSpec", "Process", "User", "MountPoint", "Security",
                      "Resources"), "pinnace.runtime.spec"),
     **dict.fromkeys(("ContainerState", "Status"), "pinnace.runtime.status"),
+    "ContainerRecord": "pinnace.containers.record",
     "TransferOptions": "pinnace.images.sources",
     "ImageStore": "pinnace.images.store",
     "remove_tree": "pinnace.files",

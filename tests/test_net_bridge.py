@@ -119,11 +119,12 @@ class Containers:
 
 
 def settings(pn: Pinnace, name: str) -> dict[str, Any]:
-    """``pinnace.networking.settings`` of a container, read through the engine API."""
-    from pinnace import config, networking
+    """A container's network settings, read through the engine API."""
+    from pinnace import config
     from pinnace.engine import Engine
 
-    return networking.settings(Engine(config.load(None, {"root": str(pn.root)})), name)
+    engine = Engine(config.load(None, {"root": str(pn.root)}))
+    return engine.networks.settings(engine.container(name))
 
 
 @pytest.fixture

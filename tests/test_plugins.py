@@ -155,16 +155,16 @@ def log(*item):
 class Events(Plugin):
     @hookimpl
     def pinnace_container_created(self, container):
-        log("created", container["name"])
+        log("created", container.name)
     @hookimpl
     def pinnace_container_started(self, container, pid):
-        log("started", container["name"], pid > 0)
+        log("started", container.name, pid > 0)
     @hookimpl
     def pinnace_container_exited(self, container, exit_code):
-        log("exited", container["name"], exit_code)
+        log("exited", container.name, exit_code)
     @hookimpl
     def pinnace_container_removed(self, container):
-        log("removed", container["name"])
+        log("removed", container.name)
     @hookimpl
     def pinnace_prepare_spec(self, spec):
         spec.process.env.append("INJECTED=by-plugin")

@@ -18,9 +18,7 @@ from pinnace.cli.root import get_engine
 def commit(ctx: click.Context, message: str, author: str, changes: tuple[str, ...],
            container: str, reference: str | None) -> None:
     """Create a new image from a container's changes."""
-    from pinnace.images.commit import commit as commit_container
-
-    click.echo(commit_container(get_engine(ctx), container, reference, message, author, changes))
+    click.echo(get_engine(ctx).commit(container, reference, message, author, changes))
 
 
 @click.command()
@@ -30,8 +28,7 @@ def commit(ctx: click.Context, message: str, author: str, changes: tuple[str, ..
 def export(ctx: click.Context, output: str | None, container: str) -> None:
     """Export a container's filesystem as a tar archive."""
     from pinnace.images.archive import write_to
-    from pinnace.images.commit import export as export_container
 
     engine = get_engine(ctx)
-    engine.resolve(container)  # an unknown name fails before the output is created
-    write_to(output, lambda fd: export_container(engine, container, fd))
+    cid = engine.resolve(container)  # an unknown name fails before the output is created
+    write_to(output, lambda fd: engine.export(cid, fd))

@@ -71,7 +71,7 @@ def run(ctx: click.Context, detach: bool, image: str, command: tuple[str, ...],
     not found. Signals are forwarded; a third Ctrl-C kills it. With -d it
     runs under a monitor of its own and the ID is printed.
     """
-    from pinnace.engine import RunOptions
+    from pinnace.containers.options import RunOptions
 
     engine = get_engine(ctx)
     for key in ("env", "log_opts", "networks", "ports", "dns", "add_hosts", "cap_add", "cap_drop",
@@ -104,7 +104,7 @@ def run(ctx: click.Context, detach: bool, image: str, command: tuple[str, ...],
 @click.pass_context
 def ps(ctx: click.Context, all_: bool, quiet: bool, no_trunc: bool, fmt: str) -> None:
     """List containers."""
-    containers = get_engine(ctx).containers(all_=all_)
+    containers = get_engine(ctx).list(all_=all_)
     if quiet:
         for c in containers:
             click.echo(c.id if no_trunc else c.short_id)

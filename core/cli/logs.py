@@ -29,7 +29,7 @@ def logs(ctx: click.Context, follow: bool, tail: str, timestamps: bool, since: s
         raise InvalidConfig(f"invalid --tail {tail!r}: a number of lines or all")
     lo = log_files.parse_time(since) if since else None
     hi = log_files.parse_time(until) if until else None
-    path = engine.log_path(cid)
+    path = engine.paths.log(cid)
     outs = {"stdout": sys.stdout.buffer, "stderr": sys.stderr.buffer}
 
     def show(entry: log_files.Entry) -> None:
@@ -41,10 +41,8 @@ def logs(ctx: click.Context, follow: bool, tail: str, timestamps: bool, since: s
     for entry in log_files.read(path, None if tail == "all" else int(tail), lo, hi):
         show(entry)
     if follow:
-        from pinnace.engine import ACTIVE
-
         def running() -> bool:
-            return engine.container(cid).status in ACTIVE
+            return engine.container(cid).active
 
         try:
             for entry in log_files.follow(path, running, hi):

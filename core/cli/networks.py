@@ -27,7 +27,6 @@ def network() -> None:
 def create(ctx: click.Context, name: str, driver: str, subnet: str, gateway: str,
            internal: bool, opts: tuple[str, ...]) -> None:
     """Create a network of a driver; prints its ID."""
-    from pinnace import networking
     from pinnace.errors import InvalidConfig
 
     options = {}
@@ -36,8 +35,8 @@ def create(ctx: click.Context, name: str, driver: str, subnet: str, gateway: str
         if not sep or not key:
             raise InvalidConfig(f"invalid driver option {item!r}: expected KEY=VALUE")
         options[key] = value
-    click.echo(networking.create(get_engine(ctx), name, driver, subnet, gateway, internal,
-                                 options).id)
+    click.echo(get_engine(ctx).networks.create(name, driver, subnet, gateway, internal,
+                                               options).id)
 
 
 def _summary(net: object, users: list[str]) -> dict:
@@ -56,15 +55,13 @@ def _summary(net: object, users: list[str]) -> dict:
 @click.pass_context
 def ls(ctx: click.Context, quiet: bool, fmt: str) -> None:
     """List networks."""
-    from pinnace import networking
-
     engine = get_engine(ctx)
-    found = networking.networks(engine)
+    found = engine.networks.list()
     if quiet:
         for n in found:
             click.echo(n.name)
     elif fmt == "json":
-        as_json([_summary(n, networking.users(engine, n.name)) for n in found])
+        as_json([_summary(n, engine.networks.users(n.name)) for n in found])
     else:
         table(("NETWORK ID", "NAME", "DRIVER", "SUBNET", "GATEWAY", "INTERNAL"),
               [(n.id[:12], n.name, n.driver, n.subnet, n.gateway, "yes" if n.internal else "")
@@ -76,11 +73,9 @@ def ls(ctx: click.Context, quiet: bool, fmt: str) -> None:
 @click.pass_context
 def inspect(ctx: click.Context, names: tuple[str, ...]) -> None:
     """Show networks as JSON, with the containers on them."""
-    from pinnace import networking
-
     engine = get_engine(ctx)
-    as_json([_summary(n, networking.users(engine, n.name))
-             for n in (networking.get(engine, name) for name in names)])
+    as_json([_summary(n, engine.networks.users(n.name))
+             for n in (engine.network(name) for name in names)])
 
 
 @network.command()
@@ -88,10 +83,8 @@ def inspect(ctx: click.Context, names: tuple[str, ...]) -> None:
 @click.pass_context
 def rm(ctx: click.Context, names: tuple[str, ...]) -> None:
     """Remove networks no container uses."""
-    from pinnace import networking
-
     engine = get_engine(ctx)
-    for_each(ctx, names, lambda name: click.echo(networking.remove(engine, name)))
+    for_each(ctx, names, lambda name: click.echo(engine.network_remove(name)))
 
 
 @network.command()
@@ -99,9 +92,7 @@ def rm(ctx: click.Context, names: tuple[str, ...]) -> None:
 @click.pass_context
 def prune(ctx: click.Context, force: bool) -> None:
     """Remove every network no container uses."""
-    from pinnace import networking
-
-    for name in networking.prune(get_engine(ctx)):
+    for name in get_engine(ctx).network_prune():
         click.echo(name)
 
 
@@ -112,9 +103,7 @@ def prune(ctx: click.Context, force: bool) -> None:
 @click.pass_context
 def connect(ctx: click.Context, name: str, container: str, ip: str | None) -> None:
     """Connect a container to a network (now, when it is running)."""
-    from pinnace import networking
-
-    networking.connect(get_engine(ctx), name, container, ip)
+    get_engine(ctx).network_connect(name, container, ip)
 
 
 @network.command()
@@ -123,6 +112,4 @@ def connect(ctx: click.Context, name: str, container: str, ip: str | None) -> No
 @click.pass_context
 def disconnect(ctx: click.Context, name: str, container: str) -> None:
     """Disconnect a container from a network."""
-    from pinnace import networking
-
-    networking.disconnect(get_engine(ctx), name, container)
+    get_engine(ctx).network_disconnect(name, container)

@@ -36,7 +36,7 @@ def stats(ctx: click.Context, no_stream: bool, no_trunc: bool, fmt: str,
     first = True
     try:
         while True:
-            listed = [engine.container(cid) for cid in ids] if ids else engine.containers()
+            listed = [engine.container(cid) for cid in ids] if ids else engine.list()
             now = {c.id: usage.read(cgroups.container_cgroup(c.id), c.pid) if c.pid else None
                    for c in listed}
             if first:  # a CPU percentage needs a second reading

@@ -74,7 +74,7 @@ def info(ctx: click.Context, fmt: str) -> None:
         "cgroup_version": cgroups.version(),
         "selected": {role: {"name": name, "source": cfg.selected(role).source}
                      for role, name in _selected_plugins(engine).items()},
-        "containers": len(engine.containers(all_=True)),
+        "containers": len(engine.list(all_=True)),
         "images": len(engine.images.list()),
         "plugins": {},
     }

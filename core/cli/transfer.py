@@ -41,11 +41,9 @@ def pull(ctx: click.Context, platform: str | None, tls_verify: bool | None, quie
          reference: str) -> None:
     """Pull an image: REGISTRY/NAME[:TAG|@DIGEST], or TRANSPORT:REF with an installed
     image source (docker://, oci-archive:, docker-archive:, oci:, tar:, debootstrap:)."""
-    from pinnace.images import sources
-
     options = _options(platform=platform, tls_verify=tls_verify,
                        progress=_quiet_or_progress(quiet))
-    click.echo(sources.fetch(get_engine(ctx), reference, options))
+    click.echo(get_engine(ctx).pull(reference, options))
 
 
 @click.command()
@@ -60,11 +58,10 @@ def pull(ctx: click.Context, platform: str | None, tls_verify: bool | None, quie
 def push(ctx: click.Context, tls_verify: bool | None, compression: str | None, quiet: bool,
          image: str, destination: str | None) -> None:
     """Push IMAGE to DESTINATION (default: IMAGE's own name, which then names a registry)."""
-    from pinnace.images import sources
 
     options = _options(tls_verify=tls_verify, compression=compression,
                        progress=_quiet_or_progress(quiet))
-    click.echo(sources.push(get_engine(ctx), image, destination or image, options))
+    click.echo(get_engine(ctx).sources.push(image, destination or image, options))
 
 
 @click.command()
@@ -78,7 +75,6 @@ def login(ctx: click.Context, username: str | None, password: str | None,
           password_stdin: bool, tls_verify: bool | None, server: str) -> None:
     """Log in to a registry; the credentials are kept in a file only root can read."""
     from pinnace.errors import InvalidConfig
-    from pinnace.images import sources
 
     if password_stdin:
         if password is not None:
@@ -94,7 +90,7 @@ def login(ctx: click.Context, username: str | None, password: str | None,
         password = click.prompt("Password", hide_input=True)
     if not username or not password:
         raise InvalidConfig("username and password must not be empty")
-    sources.login(get_engine(ctx), server, username, password, _options(tls_verify=tls_verify))
+    get_engine(ctx).sources.login(server, username, password, _options(tls_verify=tls_verify))
     click.echo("Login Succeeded")
 
 
@@ -103,9 +99,8 @@ def login(ctx: click.Context, username: str | None, password: str | None,
 @click.pass_context
 def logout(ctx: click.Context, server: str) -> None:
     """Log out from a registry: forget its stored credentials."""
-    from pinnace.images import sources
 
-    if sources.logout(get_engine(ctx), server):
+    if get_engine(ctx).sources.logout(server):
         click.echo(f"Removing login credentials for {server}")
     else:
         click.echo(f"Not logged in to {server}")

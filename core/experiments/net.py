@@ -31,10 +31,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pinnace.errors import PinnaceError
+from pinnace.errors import NotFound, PinnaceError
 from pinnace.experiments.stats import Summary
 
 if TYPE_CHECKING:
+    from pinnace.containers.record import ContainerRecord
     from pinnace.engine import Engine
 
 ECHO_PORT = 5000
@@ -335,11 +336,10 @@ class NetExperiment:
     def _wait_running(self, box: _Box, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            row = self.engine.state.one(
-                "SELECT id, status, pid, network_result FROM containers WHERE name = ?", box.name)
-            if row is not None and row["status"] == "running" and row["pid"]:
-                box.cid, box.pid = row["id"], row["pid"]
-                box.result = json.loads(row["network_result"] or "{}")
+            record = self._record(box.name)
+            if record is not None and record.status == "running" and record.pid:
+                box.cid, box.pid = record.id, record.pid
+                box.result = record.network_result
                 return
             if box.proc.poll() is not None:
                 raise StrategyFailed(_error_line(box.stderr.read_text(errors="replace"))
@@ -347,13 +347,20 @@ class NetExperiment:
             time.sleep(0.02)
         raise StrategyFailed(f"container {box.name} was not running after {timeout:.0f} s")
 
+    def _record(self, name: str) -> ContainerRecord | None:
+        """The container called ``name``, or None (not created yet, or gone)."""
+        try:
+            return self.engine.containers.get(self.engine.resolve(name))
+        except NotFound:
+            return None
+
     def _stop(self, box: _Box) -> tuple[float, float] | None:
         """Kill the container, let its ``pinnace run --rm`` tear it down; its hook timings."""
         if box.proc.poll() is None:
             cid = box.cid
             if not cid:
-                row = self.engine.state.one("SELECT id FROM containers WHERE name = ?", box.name)
-                cid = row["id"] if row else ""
+                record = self._record(box.name)
+                cid = record.id if record else ""
             with contextlib.suppress(PinnaceError):
                 if cid:
                     self.engine.kill(cid, signal.SIGKILL, by_user=True)

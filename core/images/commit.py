@@ -16,26 +16,29 @@ import os
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from pinnace.errors import NotFound, PinnaceError
+from pinnace.errors import PinnaceError
 
 if TYPE_CHECKING:
-    from pinnace.engine import Engine
+    from pinnace.containers.record import ContainerRecord
+    from pinnace.images.store import ImageStore
+    from pinnace.plugins import Plugins
 
 
 @contextlib.contextmanager
-def _rootfs(engine: Engine, row: Any) -> Iterator[Path]:
+def _rootfs(plugins: Plugins, record: ContainerRecord, scratch: Path) -> Iterator[Path]:
     """The container's root filesystem, visible as a directory for the block."""
     from pinnace.mounts import mounted
 
-    mounts = engine.plugins.call("storage", row["storage"], "mounts", key=row["id"])
-    with mounted(mounts, scratch=engine.config.run_root) as path:
+    mounts = plugins.call("storage", record.storage, "mounts", key=record.id)
+    with mounted(mounts, scratch=scratch) as path:
         yield path
 
 
 @contextlib.contextmanager
-def _image_tree(engine: Engine, storage: str, chain_id: str | None) -> Iterator[Path | None]:
+def _image_tree(plugins: Plugins, storage: str, chain_id: str | None,
+                scratch: Path) -> Iterator[Path | None]:
     """A read-only view of the layer ``chain_id`` in ``storage`` (None for no layers)."""
     from pinnace.mounts import mounted
 
@@ -43,47 +46,45 @@ def _image_tree(engine: Engine, storage: str, chain_id: str | None) -> Iterator[
         yield None
         return
     key = f"commit-{os.getpid()}-{os.urandom(4).hex()}"
-    mounts = engine.plugins.call("storage", storage, "view", key=key, parent=chain_id,
-                                 labels={"pinnace.commit": "1"})
     try:
-        with mounted(mounts, scratch=engine.config.run_root) as path:
+        mounts = plugins.call("storage", storage, "view", key=key, parent=chain_id,
+                              labels={"pinnace.commit": "1"})
+        with mounted(mounts, scratch=scratch) as path:
             yield path
-    finally:
+    finally:  # also when the view was made and its call then failed
         with contextlib.suppress(PinnaceError):
-            engine.plugins.call("storage", storage, "remove", key=key)
+            plugins.call("storage", storage, "remove", key=key)
 
 
-def export(engine: Engine, ref: str, fd: int) -> None:
-    """Write the root filesystem of container ``ref`` as a tar to file descriptor ``fd``."""
+def export(plugins: Plugins, record: ContainerRecord, scratch: Path, fd: int) -> None:
+    """Write the root filesystem of a container as a tar to file descriptor ``fd``."""
     from pinnace.images.layers import write_tree
 
-    row = _container(engine, ref)
-    with _rootfs(engine, row) as path, os.fdopen(os.dup(fd), "wb") as out:
+    with _rootfs(plugins, record, scratch) as path, os.fdopen(os.dup(fd), "wb") as out:
         write_tree(path, out)
 
 
-def commit(engine: Engine, ref: str, reference: str | None, message: str = "",
-           author: str = "", changes: Sequence[str] = ()) -> str:
-    """Make a new image from container ``ref``: its image plus one layer holding what
-    the container changed, tagged ``reference`` when given; return the image ID."""
+def commit(plugins: Plugins, store: ImageStore, record: ContainerRecord, scratch: Path,
+           reference: str | None, message: str = "", author: str = "",
+           changes: Sequence[str] = ()) -> str:
+    """Make a new image from a container: its image plus one layer holding what the
+    container changed, tagged ``reference`` when given; return the image ID."""
     from pinnace.images.layers import write_diff
-    from pinnace.images.store import Blob, _json, _rfc3339, parse_changes
+    from pinnace.images.store import Blob, canonical_json, parse_changes, rfc3339
 
-    store = engine.images
-    tag = store._tag_ref(reference) if reference else None
-    row = _container(engine, ref)
-    image = store.resolve(row["image_id"])
+    tag = store.tag_reference(reference) if reference else None
+    image = store.resolve(record.image_id)
     config = json.loads(json.dumps(image.config))
     config["config"] = parse_changes(changes, config.get("config") or {})
     top = image.layers[-1].chain_id if image.layers else None
     with store.staging() as written:
-        with _rootfs(engine, row) as upper, _image_tree(engine, row["storage"], top) as lower:
+        with _rootfs(plugins, record, scratch) as upper, \
+                _image_tree(plugins, record.storage, top, scratch) as lower:
             layer = store.write_layer(
-                lambda out: write_diff(lower, upper, out, _mount_points(row)))
+                lambda out: write_diff(lower, upper, out, _mount_points(record)))
         written.append(layer[0])
-        now = _rfc3339(time.time())
-        command = json.loads(row["spec"]).get("command") or []
-        entry = {"created": now, "created_by": " ".join(command), "comment": message}
+        now = rfc3339(time.time())
+        entry = {"created": now, "created_by": " ".join(record.command), "comment": message}
         if author:
             entry["author"] = config["author"] = author
         config["created"] = now
@@ -92,25 +93,17 @@ def commit(engine: Engine, ref: str, reference: str | None, message: str = "",
                             "diff_ids": [*(base.diff_id for base in image.layers), layer[0]]}
         layers = [Blob(base.blob_digest, base.size, base.media_type)
                   for base in image.layers] + [layer]
-        image_id = store.add_image(_json(config), layers, [tag] if tag else [], "commit",
-                                   written)
-    store.state.event("image", "commit", image_id, container=row["id"], name=tag or "")
+        image_id = store.add_image(canonical_json(config), layers, [tag] if tag else [],
+                                   "commit", written)
+    store.state.event("image", "commit", image_id, container=record.id, name=tag or "")
     return image_id
 
 
-def _mount_points(row: Any) -> set[str]:
+def _mount_points(record: ContainerRecord) -> set[str]:
     """Where the engine mounts things over the container's rootfs (its /etc files and
     the spec's mounts), as paths relative to the rootfs."""
-    from pinnace.etcfiles import FILES
+    from pinnace.net.etcfiles import FILES
 
-    runtime = json.loads(row["spec"]).get("runtime") or {}
     found = {f"etc/{name}" for name in FILES}
-    found.update(m["destination"].strip("/") for m in runtime.get("mounts") or [])
+    found.update(m.destination.strip("/") for m in record.config.spec.mounts)
     return found
-
-
-def _container(engine: Engine, ref: str) -> Any:
-    row = engine.state.one("SELECT * FROM containers WHERE id = ?", engine.resolve(ref))
-    if row is None:
-        raise NotFound(f"No such container: {ref}")
-    return row

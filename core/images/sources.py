@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from pinnace.engine import Engine
+    from pinnace.images.store import ImageStore
+    from pinnace.plugins import Plugins
     from pinnace.progress import Progress
 
 _TRANSPORT = re.compile(r"([a-z][a-z0-9-]*):(.*)", re.S)
@@ -40,56 +41,58 @@ def split(reference: str, transports: list[str], default: str) -> tuple[str, str
     return default, reference
 
 
-def has_transport(reference: str, engine: Engine) -> bool:
-    """Whether ``reference`` names a transport or a registry, i.e. whether it can be
-    fetched rather than only found in the store."""
-    from pinnace import plugins
-    from pinnace.errors import InvalidConfig
-    from pinnace.images.reference import parse
+class ImageSources:
+    """The installed image source plugins, each serving the transport it is named after."""
 
-    match = _TRANSPORT.fullmatch(reference)
-    if match and match.group(1) in plugins.available("image_source"):
-        return True
-    try:
-        return parse(reference).registry is not None
-    except InvalidConfig:
-        return False
+    def __init__(self, plugins: Plugins, store: ImageStore, default: str) -> None:
+        self.plugins = plugins
+        self.store = store
+        self.default = default
+        """The transport of references that name none (``[engine] image_source``)."""
 
+    def has_transport(self, reference: str) -> bool:
+        """Whether ``reference`` names a transport or a registry, i.e. whether it can be
+        fetched rather than only found in the store."""
+        from pinnace.errors import InvalidConfig
+        from pinnace.images.reference import parse
 
-def _split(reference: str, engine: Engine) -> tuple[str, str]:
-    from pinnace import plugins
+        match = _TRANSPORT.fullmatch(reference)
+        if match and match.group(1) in self._transports():
+            return True
+        try:
+            return parse(reference).registry is not None
+        except InvalidConfig:
+            return False
 
-    return split(reference, plugins.available("image_source"),
-                 engine.selected("image_source"))
+    def _transports(self) -> list[str]:
+        from pinnace import plugins
 
+        return plugins.available("image_source")
 
-def fetch(engine: Engine, reference: str, options: TransferOptions) -> str:
-    """Bring ``reference`` into the engine's store through its transport; return the image ID."""
-    transport, rest = _split(reference, engine)
-    image_id = engine.plugins.call("image_source", transport, "fetch", reference=rest,
-                                   store=engine.images, options=options)
-    engine.plugins.broadcast("pinnace_image_pulled", image_id=image_id, reference=reference)
-    return image_id
+    def _split(self, reference: str) -> tuple[str, str]:
+        return split(reference, self._transports(), self.default)
 
+    def fetch(self, reference: str, options: TransferOptions) -> str:
+        """Bring ``reference`` into the store through its transport; return the image ID."""
+        transport, rest = self._split(reference)
+        return str(self.plugins.call("image_source", transport, "fetch", reference=rest,
+                                     store=self.store, options=options))
 
-def push(engine: Engine, source: str, destination: str, options: TransferOptions) -> str:
-    """Copy image ``source`` from the store to ``destination``; return the written digest."""
-    image_id = engine.images.resolve(source).id
-    transport, rest = _split(destination, engine)
-    return engine.plugins.call("image_source", transport, "push", image_id=image_id,
-                               destination=rest, store=engine.images, options=options)
+    def push(self, source: str, destination: str, options: TransferOptions) -> str:
+        """Copy image ``source`` from the store to ``destination``; return the written digest."""
+        image_id = self.store.resolve(source).id
+        transport, rest = self._split(destination)
+        return str(self.plugins.call("image_source", transport, "push", image_id=image_id,
+                                     destination=rest, store=self.store, options=options))
 
+    def login(self, server: str, username: str, password: str,
+              options: TransferOptions) -> None:
+        """Check and store credentials for ``server`` (``TRANSPORT:server`` picks the source)."""
+        transport, rest = self._split(server)
+        self.plugins.call("image_source", transport, "login", server=rest, username=username,
+                          password=password, options=options)
 
-def login(engine: Engine, server: str, username: str, password: str,
-          options: TransferOptions) -> None:
-    """Check and store credentials for ``server`` (``TRANSPORT:server`` picks the source)."""
-    transport, rest = _split(server, engine)
-    engine.plugins.call("image_source", transport, "login", server=rest, username=username,
-                        password=password, options=options)
-
-
-def logout(engine: Engine, server: str) -> bool:
-    """Forget the credentials for ``server``; return whether there were any."""
-    transport, rest = _split(server, engine)
-    result: Any = engine.plugins.call("image_source", transport, "logout", server=rest)
-    return bool(result)
+    def logout(self, server: str) -> bool:
+        """Forget the credentials for ``server``; return whether there were any."""
+        transport, rest = self._split(server)
+        return bool(self.plugins.call("image_source", transport, "logout", server=rest))

@@ -134,7 +134,8 @@ def _short(image_id: str) -> str:
     return image_id.removeprefix("sha256:")[:12]
 
 
-def _rfc3339(ts: float) -> str:
+def rfc3339(ts: float) -> str:
+    """``ts`` as OCI image configs write times (UTC, ``Z``)."""
     from datetime import datetime
 
     return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
@@ -310,7 +311,7 @@ class ImageStore:
         A source that is not a tar raises InvalidConfig and leaves no blob or
         row behind.
         """
-        ref = self._tag_ref(reference) if reference is not None else None
+        ref = self.tag_reference(reference) if reference is not None else None
         container_config = parse_changes(changes)
         with self.staging() as written:
             layer = self._store_layer(source)
@@ -366,9 +367,9 @@ class ImageStore:
             "layers": [{"mediaType": b.media_type, "digest": b.digest, "size": b.size}
                        for b in blobs],
         }
-        manifest_digest, _ = self.add_blob(_json(manifest))
+        manifest_digest, _ = self.add_blob(canonical_json(manifest))
         written.append(manifest_digest)
-        names = [self._tag_ref(t) for t in tags]
+        names = [self.tag_reference(t) for t in tags]
         with self.state.tx() as db:
             if not all(self.blob_path(d).exists() for d in written):
                 raise TryAgain("a concurrent rmi removed a blob of this image; retry")
@@ -515,7 +516,7 @@ class ImageStore:
             "RepoDigests": image.repo_digests,
             "Parent": "",
             "Comment": history[-1].get("comment", ""),
-            "Created": image.config.get("created") or _rfc3339(image.created),
+            "Created": image.config.get("created") or rfc3339(image.created),
             "Size": image.size,
             "Architecture": image.config.get("architecture", ""),
             "Os": image.config.get("os", ""),
@@ -561,7 +562,8 @@ class ImageStore:
 
     # ------------------------------------------------------------ tags
     @staticmethod
-    def _tag_ref(value: str) -> str:
+    def tag_reference(value: str) -> str:
+        """``value`` normalised as a tag (``busybox`` -> ``busybox:latest``); digests refused."""
         ref = parse_reference(value)
         if ref.digest is not None:
             raise InvalidConfig(f"a tag cannot be a digest reference: {value}")
@@ -574,7 +576,7 @@ class ImageStore:
 
     def tag(self, source_ref: str, new_ref: str) -> None:
         """Point tag ``new_ref`` at the image ``source_ref`` names (moving it if it exists)."""
-        name = self._tag_ref(new_ref)
+        name = self.tag_reference(new_ref)
         with self.state.tx() as db:
             image_id, _ = self.find(source_ref)
             self._set_tag(db, name, image_id)
@@ -584,7 +586,7 @@ class ImageStore:
     def untag(self, ref: str) -> str:
         """Remove tag ``ref`` and return its image ID; the image stays (dangling if that
         was its last tag)."""
-        name = self._tag_ref(ref)
+        name = self.tag_reference(ref)
         with self.state.tx() as db:
             row = db.execute("SELECT image_id FROM tags WHERE name = ?", (name,)).fetchone()
             if row is None:
@@ -709,7 +711,8 @@ def history(image: Image) -> list[dict[str, Any]]:
     return rows
 
 
-def _json(data: dict[str, Any]) -> bytes:
+def canonical_json(data: dict[str, Any]) -> bytes:
+    """An image config (or manifest) as the bytes the store hashes: sorted, compact."""
     return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
 
 
@@ -721,8 +724,8 @@ def new_config(diff_ids: Sequence[str], container_config: dict[str, Any], create
     one history entry saying how it was made. ``created`` is epoch seconds, now when
     None; a source that derives it from its material (a file's mtime) gives the same
     image ID each time the same material is fetched. Canonical JSON bytes."""
-    when = _rfc3339(time.time() if created is None else created)
-    return _json({
+    when = rfc3339(time.time() if created is None else created)
+    return canonical_json({
         "created": when,
         "architecture": host_platform()[1],
         "os": "linux",

@@ -38,23 +38,21 @@ def parse_detach_keys(text: str) -> bytes:
 def attach(engine: Engine, cid: str, detach_keys: bytes, with_stdin: bool,
            sig_proxy: bool) -> int:
     """Attach until the container exits (its exit code) or the detach keys (0)."""
-    from pinnace.engine import ACTIVE
     from pinnace.runtime import console
     from pinnace.runtime.foreground import forwarding
-    from pinnace.runtime.monitor import run_options
     from pinnace.runtime.watch import CLOSE_STDIN, FRAME, RESIZE, STDERR, STDIN, frames, unix_socket
 
     c = engine.container(cid)
-    if c.status not in ACTIVE:
+    if not c.active:
         raise FailedPrecondition(f"container {c.name} is not running: start it first")
-    path = engine.bundle(cid) / "attach.sock"
+    path = engine.paths.bundle(cid) / "attach.sock"
     try:
         sock = unix_socket(str(path), listen=False)
     except OSError:
         raise FailedPrecondition(
             f"container {c.name} runs in the foreground of another pinnace: nothing to attach "
             "to") from None
-    tty = run_options(engine, cid).get("tty", False)
+    tty = c.config.run.tty
 
     def send_frame(kind: bytes, payload: bytes) -> None:
         sock.sendall(FRAME.pack(kind, len(payload)) + payload)

@@ -22,7 +22,7 @@ def run_exec(engine: Engine, cid: str, process: Process, interactive: bool,
     from pinnace.runtime.foreground import forwarding, pump
     from pinnace.runtime.watch import exit_code
 
-    bundle = str(engine.bundle(cid))
+    bundle = str(engine.paths.bundle(cid))
     if detach:
         null = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
         try:

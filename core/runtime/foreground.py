@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 from pinnace.errors import NotFound
 
 if TYPE_CHECKING:
-    from pinnace.engine import Engine, RunOptions
+    from pinnace.containers.options import RunOptions
+    from pinnace.engine import Engine
     from pinnace.runtime.monitor import Streams
     from pinnace.runtime.watch import JsonLog
 
@@ -34,14 +35,13 @@ def run_foreground(engine: Engine, opts: RunOptions) -> int:
 
 def attach_start(engine: Engine, cid: str) -> int:
     """Start an existing container in the foreground, pump its streams, wait, finish."""
-    from pinnace.runtime.monitor import open_streams, run_options
+    from pinnace.runtime.monitor import open_streams
     from pinnace.runtime.watch import JsonLog
 
-    run = run_options(engine, cid)
-    tty, interactive = run.get("tty", False), run.get("interactive", False)
-    streams = open_streams(str(engine.bundle(cid)), tty, interactive,
+    run = engine.containers.get(cid).config.run
+    tty, interactive = run.tty, run.interactive
+    streams = open_streams(str(engine.paths.bundle(cid)), tty, interactive,
                            stdin=0 if interactive and not tty else None)
-    log_opts = run.get("log", {})
 
     def send(signum: int) -> None:
         engine.kill(cid, signum)
@@ -54,13 +54,13 @@ def attach_start(engine: Engine, cid: str) -> int:
             except BaseException:
                 streams.close()
                 raise
-            path = engine.log_path(cid)
+            path = engine.paths.log(cid)
             path.parent.mkdir(parents=True, exist_ok=True)
             pump(streams, tty, interactive,
-                 JsonLog(str(path), log_opts.get("max_size", 0), log_opts.get("max_files", 1)))
+                 JsonLog(str(path), run.log.max_size, run.log.max_files))
             return engine.wait(cid)
     except BaseException:
-        if run.get("auto_remove"):
+        if run.auto_remove:
             with contextlib.suppress(NotFound):
                 engine.remove(cid, force=True)
         raise

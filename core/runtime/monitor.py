@@ -17,9 +17,9 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
-from pinnace.errors import PinnaceError
+from pinnace.errors import NotFound, PinnaceError
 
 if TYPE_CHECKING:
     from pinnace.engine import Engine
@@ -87,12 +87,6 @@ def open_streams(bundle: str, tty: bool, interactive: bool, stdin: int | None = 
                    interactive=interactive, _theirs=theirs)
 
 
-def run_options(engine: Engine, cid: str) -> dict[str, Any]:
-    """The ``run`` options stored with the container (tty, interactive, restart, log)."""
-    row = engine.state.one("SELECT spec FROM containers WHERE id = ?", cid)
-    return json.loads(row["spec"]).get("run", {}) if row else {}
-
-
 def start_detached(engine: Engine, cid: str) -> None:
     """Fork a monitor that starts the container; return once it runs, or raise why not."""
     read_end, write_end = os.pipe2(os.O_CLOEXEC)
@@ -119,7 +113,7 @@ def _detach(engine: Engine, cid: str) -> None:
     """Leave the CLI's session and terminal; the monitor's own errors go to a file."""
     os.setsid()
     engine.reopen()
-    log_dir = engine.log_path(cid).parent
+    log_dir = engine.paths.log(cid).parent
     log_dir.mkdir(parents=True, exist_ok=True)
     null = os.open("/dev/null", os.O_RDWR)
     errors = os.open(log_dir / "monitor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -134,9 +128,8 @@ def serve(engine: Engine, cid: str, report: int | None) -> NoReturn:
     """In the monitor: start the container, report on ``report``, exec the watcher."""
     from pinnace.runtime import watch
 
-    run = run_options(engine, cid)
-    streams = open_streams(str(engine.bundle(cid)), run.get("tty", False),
-                           run.get("interactive", False))
+    run = engine.containers.get(cid).config.run
+    streams = open_streams(str(engine.paths.bundle(cid)), run.tty, run.interactive)
     try:
         pid = engine.start(cid, stdio=streams.stdio, console_socket=streams.console_path)
         streams.started()
@@ -149,7 +142,6 @@ def serve(engine: Engine, cid: str, report: int | None) -> NoReturn:
         os._exit(1)
     if report is not None:
         os.write(report, b"ok")
-    log = run.get("log", {})
     fds = [*streams.outputs, *([streams.stdin] if streams.stdin is not None else [])]
     for fd in fds:
         os.set_inheritable(fd, True)
@@ -158,10 +150,10 @@ def serve(engine: Engine, cid: str, report: int | None) -> NoReturn:
               json.dumps({"config": str(cfg.file) if cfg.file else None, "root": str(cfg.root),
                           "run_root": str(cfg.run_root)}), cid]
     args = {"pid": pid, "outputs": {str(fd): s for fd, s in streams.outputs.items()},
-            "stdin": streams.stdin, "tty": run.get("tty", False),
-            "log": str(engine.log_path(cid)), "max_size": log.get("max_size", 0),
-            "max_files": log.get("max_files", 1),
-            "attach": str(engine.bundle(cid) / "attach.sock"), "finish": finish}
+            "stdin": streams.stdin, "tty": run.tty,
+            "log": str(engine.paths.log(cid)), "max_size": run.log.max_size,
+            "max_files": run.log.max_files,
+            "attach": str(engine.paths.bundle(cid) / "attach.sock"), "finish": finish}
     os.execv(sys.executable, [sys.executable, "-I", "-S", watch.__file__, json.dumps(args)])
 
 
@@ -189,10 +181,12 @@ def finish_main(argv: list[str]) -> None:
     code = int(code_text)
     if not engine.finish(cid, None if code < 0 else code):
         return
-    row = engine.state.one("SELECT restart_count FROM containers WHERE id = ?", cid)
-    time.sleep(backoff(row["restart_count"] - 1 if row else 0))
-    row = engine.state.one("SELECT stop_requested, status FROM containers WHERE id = ?", cid)
-    if row is None or row["stop_requested"] or row["status"] != "exited":
+    try:
+        time.sleep(backoff(engine.containers.get(cid).restart_count - 1))
+        record = engine.containers.get(cid)
+    except NotFound:  # removed meanwhile
+        return
+    if record.stop_requested or record.status != "exited":
         return
     serve(engine, cid, None)
 

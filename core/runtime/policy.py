@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
 from pinnace.errors import InvalidConfig
 from pinnace.units import parse_bytes
@@ -11,8 +11,26 @@ RESTART_NAMES = ("no", "always", "unless-stopped", "on-failure")
 MAX_BACKOFF = 60.0
 
 
-def parse_restart(text: str) -> dict[str, Any]:
-    """``no``, ``always``, ``unless-stopped`` or ``on-failure[:N]`` as a dict."""
+@dataclass
+class RestartPolicy:
+    """``--restart``: ``no``, ``always``, ``unless-stopped`` or ``on-failure`` (at most
+    ``max`` times when ``max`` > 0)."""
+
+    name: str = "no"
+    max: int = 0
+
+
+@dataclass
+class LogOptions:
+    """json-file's rotation: files of at most ``max_size`` bytes (0: no limit), ``max_files``
+    of them."""
+
+    max_size: int = 0
+    max_files: int = 1
+
+
+def parse_restart(text: str) -> RestartPolicy:
+    """``no``, ``always``, ``unless-stopped`` or ``on-failure[:N]``."""
     name, _, count = text.partition(":")
     if name not in RESTART_NAMES:
         raise InvalidConfig(
@@ -20,17 +38,17 @@ def parse_restart(text: str) -> dict[str, Any]:
     if count and (name != "on-failure" or not count.isdigit()):
         raise InvalidConfig(
             f"invalid restart policy {text!r}: only on-failure takes a count N >= 0")
-    return {"name": name, "max": int(count or 0)}
+    return RestartPolicy(name, int(count or 0))
 
 
-def should_restart(policy: dict[str, Any], exit_code: int | None, restarts: int,
+def should_restart(policy: RestartPolicy, exit_code: int | None, restarts: int,
                    stopped_by_user: bool) -> bool:
     """Docker's rule: never after ``stop``/``kill`` by a user; on-failure only for a
     non-zero code, at most N times when N > 0."""
-    if stopped_by_user or policy["name"] == "no":
+    if stopped_by_user or policy.name == "no":
         return False
-    if policy["name"] == "on-failure":
-        return exit_code != 0 and (policy["max"] == 0 or restarts < policy["max"])
+    if policy.name == "on-failure":
+        return exit_code != 0 and (policy.max == 0 or restarts < policy.max)
     return True
 
 
@@ -39,24 +57,24 @@ def backoff(restarts: int) -> float:
     return min(0.1 * 2 ** restarts, MAX_BACKOFF)
 
 
-def parse_log_opts(items: list[str]) -> dict[str, int]:
+def parse_log_opts(items: list[str]) -> LogOptions:
     """``--log-opt max-size=10m --log-opt max-file=3`` (json-file's options)."""
-    out = {"max_size": 0, "max_files": 1}
+    out = LogOptions()
     for item in items:
         key, sep, value = item.partition("=")
         if not sep:
             raise InvalidConfig(f"invalid --log-opt {item!r}: use KEY=VALUE")
         if key == "max-size":
-            out["max_size"] = parse_bytes(value, "--log-opt max-size")
-            if out["max_size"] <= 0:
+            out.max_size = parse_bytes(value, "--log-opt max-size")
+            if out.max_size <= 0:
                 raise InvalidConfig(f"invalid max-size {value!r}: must be positive")
         elif key == "max-file":
             if not value.isdigit() or int(value) < 1:
                 raise InvalidConfig(f"invalid max-file {value!r}: a whole number >= 1")
-            out["max_files"] = int(value)
+            out.max_files = int(value)
         else:
             raise InvalidConfig(
                 f"unknown log option {key!r}: json-file takes max-size and max-file")
-    if out["max_files"] > 1 and not out["max_size"]:
+    if out.max_files > 1 and not out.max_size:
         raise InvalidConfig("max-file needs max-size")
     return out

@@ -126,3 +126,15 @@ class ContainerSpec:
     mounts: list[MountPoint] = field(default_factory=list)
     security: Security = field(default_factory=Security)
     resources: Resources = field(default_factory=Resources)
+
+
+def spec_from_dict(data: dict[str, Any]) -> ContainerSpec:
+    """A spec from the JSON shape ``dataclasses.asdict`` gave it (as the state keeps it)."""
+    proc = dict(data["process"])
+    proc["user"] = User(**proc["user"])
+    return ContainerSpec(**dict(
+        data, process=Process(**proc),
+        rootfs=[Mount(m["type"], m["source"], tuple(m["options"])) for m in data["rootfs"]],
+        mounts=[MountPoint(**m) for m in data.get("mounts", [])],
+        security=Security(**data.get("security", {})),
+        resources=Resources(**data.get("resources", {}))))

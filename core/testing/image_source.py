@@ -55,9 +55,8 @@ from typing import Any
 
 import pytest
 
-from pinnace.errors import NotFound, PinnaceError
-from pinnace.images.sources import TransferOptions
-from pinnace.images.store import ImageStore, chain_ids, host_platform
+from pinnace.images.store import chain_ids, host_platform
+from pinnace.plugin import ImageStore, NotFound, PinnaceError, TransferOptions
 from pinnace.testing import assert_implements_role
 
 KNOWN_FILE = "etc/pinnace-contract"

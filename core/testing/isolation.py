@@ -43,18 +43,21 @@ from typing import Any
 
 import pytest
 
-from pinnace.errors import CommandNotExecutable, CommandNotFound, PinnaceError
-from pinnace.mounts import Mount
-from pinnace.runtime import capabilities, cgroups
-from pinnace.runtime.spec import (
+from pinnace.plugin import (
+    CommandNotExecutable,
+    CommandNotFound,
     ContainerSpec,
+    ContainerState,
+    Mount,
     MountPoint,
+    PinnaceError,
     Process,
     Resources,
     Security,
+    Status,
     User,
 )
-from pinnace.runtime.status import ContainerState, Status
+from pinnace.runtime import capabilities, cgroups
 from pinnace.testing import assert_implements_role
 
 NAMESPACES = ("mnt", "pid", "net", "uts", "ipc", "cgroup")

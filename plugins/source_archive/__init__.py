@@ -27,8 +27,8 @@ class ArchiveSource(Plugin):
     @hookimpl
     def pinnace_image_source_fetch(self, reference: str, store: ImageStore) -> str:
         """Load the image ``PATH[:REF]`` names and return its ID."""
-        from pinnace.errors import NotFound
         from pinnace.images.archive import load
+        from pinnace.plugin import NotFound
 
         path, _, select = reference.partition(":")
         if not Path(path).exists():

@@ -16,11 +16,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pinnace.errors import InvalidConfig, NotFound
-from pinnace.plugin import Plugin, hookimpl
+from pinnace.plugin import InvalidConfig, NotFound, Plugin, hookimpl
 
 if TYPE_CHECKING:
-    from pinnace.images.store import ImageStore
+    from pinnace.plugin import ImageStore
 
 
 def split_reference(reference: str) -> tuple[Path, Path | None]:

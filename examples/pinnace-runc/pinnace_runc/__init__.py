@@ -20,15 +20,20 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pinnace.errors import (
+from pinnace.plugin import (
     CommandNotExecutable,
     CommandNotFound,
+    ContainerSpec,
+    ContainerState,
     FailedPrecondition,
+    Option,
+    Plugin,
+    Process,
+    Security,
+    Status,
     Unavailable,
+    hookimpl,
 )
-from pinnace.plugin import Option, Plugin, hookimpl
-from pinnace.runtime.spec import ContainerSpec, Process, Security
-from pinnace.runtime.status import ContainerState, Status
 
 EXEC_ERROR = re.compile(r'exec: "[^"]*": (.*)$')
 NOT_FOUND = ("executable file not found", "no such file or directory")
@@ -79,7 +84,7 @@ class RuncIsolation(Plugin):
     def pinnace_isolation_create(self, spec: ContainerSpec, bundle: Path,
                                  stdio: tuple[int, int, int] | None = None) -> int:
         """Mount the rootfs in the bundle, write config.json, ``runc create``."""
-        from pinnace.mounts import mount_all
+        from pinnace.plugin import mount_all
         from pinnace_runc.config import oci_config
 
         config = oci_config(spec)  # refuses what runc cannot do before anything is made

@@ -12,9 +12,8 @@ import os
 from dataclasses import fields
 from typing import Any
 
-from pinnace.errors import InvalidConfig
+from pinnace.plugin import ContainerSpec, InvalidConfig, MountPoint, Process, Resources, Security
 from pinnace.runtime import cgroups
-from pinnace.runtime.spec import ContainerSpec, MountPoint, Process, Resources, Security
 
 OCI_VERSION = "1.0.2"
 NAMESPACES = {"pid": "pid", "mount": "mount", "uts": "uts", "ipc": "ipc", "cgroup": "cgroup"}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pinnace.errors import AlreadyExists, InvalidConfig, Unavailable
@@ -61,6 +62,34 @@ def _requested(network: Network, requested: str, subnet: IPNetwork, gateway: IPA
     if address in taken:
         raise AlreadyExists(f"address {address} is already in use on network {network.name}")
     return address
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One container's lease on one network: its interface and address (CIDR)."""
+
+    container_id: str
+    network: str
+    ifname: str
+    address: str
+
+    @property
+    def ip(self) -> str:
+        """The address without its prefix length."""
+        return str(ipaddress.ip_interface(self.address).ip)
+
+
+def endpoints(state: State, container_id: str) -> list[Endpoint]:
+    """The container's leases, by interface name."""
+    return [Endpoint(r["container_id"], r["network"], r["ifname"], r["address"])
+            for r in state.query("SELECT * FROM endpoints WHERE container_id = ? ORDER BY ifname",
+                                 container_id)]
+
+
+def on_network(state: State, network: str) -> list[str]:
+    """IDs of the containers that hold a lease on ``network``."""
+    return [r["container_id"] for r in state.query(
+        "SELECT container_id FROM endpoints WHERE network = ?", network)]
 
 
 def release(state: State, container_id: str, network: str | None = None) -> None:

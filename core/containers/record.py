@@ -1,0 +1,167 @@
+"""A container as pinnace records it: a typed record parsed once from its state row.
+
+The columns are fields; what ``run`` asked for (the command, the runtime spec,
+the run policy and the network options) is one JSON document, parsed when
+first read (``ps`` never needs it).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from pinnace.runtime.policy import LogOptions, RestartPolicy
+
+if TYPE_CHECKING:
+    import sqlite3
+
+    from pinnace.network import PortMapping
+    from pinnace.runtime.spec import ContainerSpec
+
+ACTIVE = ("starting", "running", "paused")
+"""Statuses of a container that has a monitor (and, but for ``starting``, a process)."""
+
+
+@dataclass
+class RunPolicy:
+    """How the container is run: terminal, stdin, removal, restarts, log rotation."""
+
+    tty: bool = False
+    interactive: bool = False
+    auto_remove: bool = False
+    restart: RestartPolicy = field(default_factory=RestartPolicy)
+    log: LogOptions = field(default_factory=LogOptions)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunPolicy:
+        """The record from its stored JSON shape."""
+        return cls(tty=data.get("tty", False), interactive=data.get("interactive", False),
+                   auto_remove=data.get("auto_remove", False),
+                   restart=RestartPolicy(**data.get("restart", {})),
+                   log=LogOptions(**data.get("log", {})))
+
+
+@dataclass
+class NetOptions:
+    """The network flags of ``run``: named networks, published ports, address, DNS, hosts."""
+
+    networks: list[str] = field(default_factory=list)
+    ports: list[PortMapping] = field(default_factory=list)
+    ip: str = ""
+    dns: list[str] = field(default_factory=list)
+    add_hosts: list[tuple[str, str]] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NetOptions:
+        """The record from its stored JSON shape."""
+        from pinnace.network import PortMapping
+
+        return cls(networks=list(data.get("networks") or []),
+                   ports=[PortMapping(**p) for p in data.get("ports") or []],
+                   ip=data.get("ip") or "", dns=list(data.get("dns") or []),
+                   add_hosts=[(h[0], h[1]) for h in data.get("add_hosts") or []])
+
+
+@dataclass
+class ContainerConfig:
+    """What the container was created with: command, runtime spec, run policy, network."""
+
+    command: list[str]
+    spec: ContainerSpec
+    run: RunPolicy
+    net: NetOptions
+
+    @classmethod
+    def from_json(cls, text: str) -> ContainerConfig:
+        """The record from the state's JSON document."""
+        from pinnace.runtime.spec import spec_from_dict
+
+        data = json.loads(text)
+        return cls(command=list(data.get("command") or []),
+                   spec=spec_from_dict(data["runtime"]),
+                   run=RunPolicy.from_dict(data.get("run") or {}),
+                   net=NetOptions.from_dict(data.get("net") or {}))
+
+    def to_json(self) -> str:
+        """The JSON document the state keeps."""
+        return json.dumps({"command": self.command, "runtime": asdict(self.spec),
+                           "run": asdict(self.run), "net": asdict(self.net)})
+
+
+@dataclass
+class ContainerRecord:
+    """One container: identity, owning plugins, status and what it was created with.
+
+    Event hooks receive this record. ``storage``, ``network`` and ``isolation``
+    name the plugins that own its rootfs, network and process; ``network`` may
+    also be ``container:<id>`` (another container's namespace).
+    """
+
+    id: str
+    name: str
+    image_id: str
+    image: str
+    """The reference the container was created from, as given."""
+    storage: str
+    network: str
+    isolation: str
+    status: str
+    """``created``, ``starting``, ``running``, ``paused`` or ``exited``."""
+    exit_code: int | None
+    created: float
+    started: float | None
+    finished: float | None
+    pid: int
+    pid_start: int
+    monitor_pid: int
+    monitor_start: int
+    restart_count: int
+    stop_requested: bool
+    oom_killed: bool
+    config_json: str
+    network_result_json: str | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> ContainerRecord:
+        """The record of a ``containers`` row."""
+        return cls(
+            id=row["id"], name=row["name"], image_id=row["image_id"], image=row["image_ref"],
+            storage=row["storage"], network=row["network"], isolation=row["isolation"],
+            status=row["status"], exit_code=row["exit_code"], created=row["created"],
+            started=row["started"], finished=row["finished"], pid=row["pid"],
+            pid_start=row["pid_start"], monitor_pid=row["monitor_pid"],
+            monitor_start=row["monitor_start"], restart_count=row["restart_count"],
+            stop_requested=bool(row["stop_requested"]), oom_killed=bool(row["oom_killed"]),
+            config_json=row["spec"], network_result_json=row["network_result"])
+
+    @cached_property
+    def config(self) -> ContainerConfig:
+        """What it was created with (parsed on first use)."""
+        return ContainerConfig.from_json(self.config_json)
+
+    @property
+    def command(self) -> list[str]:
+        """The command its first process runs."""
+        return self.config.command
+
+    @property
+    def network_result(self) -> dict[str, Any]:
+        """What ``network_add`` returned at its last start, as stored (empty if none)."""
+        return json.loads(self.network_result_json or "{}")
+
+    @property
+    def active(self) -> bool:
+        """Whether it has a monitor (starting, running or paused)."""
+        return self.status in ACTIVE
+
+    @property
+    def short_id(self) -> str:
+        """The first 12 hex digits, as docker shows them."""
+        return self.id[:12]
+
+    @property
+    def label(self) -> str:
+        """Its name, or its short ID when it has none."""
+        return self.name or self.short_id

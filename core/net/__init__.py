@@ -1,0 +1,1 @@
+"""Networking, the engine's side: named networks, IP leases and ports, /etc files."""

@@ -1,0 +1,30 @@
+"""Where pinnace keeps things on the host: one record every service is given."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Paths:
+    """The state root (``/var/lib/pinnace``) and the runtime root (``/run/pinnace``)."""
+
+    root: Path
+    run_root: Path
+
+    def bundle(self, cid: str) -> Path:
+        """The container's private runtime directory."""
+        return self.run_root / "containers" / cid
+
+    def netns(self, cid: str) -> Path:
+        """Where the container's network namespace is bind-mounted."""
+        return self.run_root / "netns" / cid
+
+    def log(self, cid: str) -> Path:
+        """The container's json-file log (kept with its state, not in the run dir)."""
+        return self.root / "containers" / cid / "json.log"
+
+    def lock(self, name: str) -> Path:
+        """A lock file shared by every pinnace process on this root."""
+        return self.root / "locks" / f"{name}.lock"
