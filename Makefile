@@ -69,6 +69,7 @@ LINTED := core plugins tests bench examples
 
 lint: venv
 	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/lint-imports --no-cache
 
 test: venv lint
 	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \

@@ -517,9 +517,11 @@ class Engine:
                changes: Sequence[str] = ()) -> str:
         """A new image from container ``ref``'s changes, tagged ``reference``; its ID."""
         from pinnace.images import commit
+        from pinnace.net.etcfiles import FILES
 
         return commit.commit(self.plugins, self.images, self.container(ref),
-                             self.paths.run_root, reference, message, author, changes)
+                             self.paths.run_root, {f"etc/{name}" for name in FILES},
+                             reference, message, author, changes)
 
     def export(self, ref: str, fd: int) -> None:
         """Write container ``ref``'s root filesystem as a tar to ``fd``."""

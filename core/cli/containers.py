@@ -79,7 +79,7 @@ def run(ctx: click.Context, detach: bool, image: str, command: tuple[str, ...],
         kw[key] = list(kw[key])
     opts = RunOptions(image=image, command=list(command), **kw)
     if detach:
-        from pinnace.runtime.monitor import start_detached
+        from pinnace.monitor.detached import start_detached
 
         cid = engine.create(opts)
         try:
@@ -90,7 +90,7 @@ def run(ctx: click.Context, detach: bool, image: str, command: tuple[str, ...],
             raise
         click.echo(cid)
         return
-    from pinnace.runtime.foreground import run_foreground
+    from pinnace.monitor.foreground import run_foreground
 
     ctx.exit(run_foreground(engine, opts))
 

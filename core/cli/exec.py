@@ -23,7 +23,7 @@ from pinnace.cli.root import get_engine
 def exec_(ctx: click.Context, detach: bool, interactive: bool, tty: bool, container: str,
           command: tuple[str, ...], **kw: Any) -> None:
     """Run a command in a running container; exit with its exit code."""
-    from pinnace.runtime.execution import run_exec
+    from pinnace.monitor.execution import run_exec
 
     engine = get_engine(ctx)
     cid = engine.resolve(container)
@@ -43,8 +43,8 @@ def exec_(ctx: click.Context, detach: bool, interactive: bool, tty: bool, contai
 def attach(ctx: click.Context, detach_keys: str, no_stdin: bool, sig_proxy: bool,
            container: str) -> None:
     """Attach to a detached container's streams; exit with its exit code."""
-    from pinnace.runtime.attach import attach as attach_to
-    from pinnace.runtime.attach import parse_detach_keys
+    from pinnace.monitor.attach import attach as attach_to
+    from pinnace.monitor.attach import parse_detach_keys
 
     engine = get_engine(ctx)
     keys = parse_detach_keys(detach_keys)

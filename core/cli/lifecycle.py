@@ -16,7 +16,7 @@ CONTAINERS = click.argument("containers", nargs=-1, required=True)
 
 
 def _start(engine: Any, cid: str) -> None:
-    from pinnace.runtime.monitor import start_detached
+    from pinnace.monitor.detached import start_detached
 
     start_detached(engine, cid)
 
@@ -45,7 +45,7 @@ def start(ctx: click.Context, attach: bool, interactive: bool, containers: tuple
     if attach:
         if len(containers) != 1:
             raise InvalidConfig("start -a takes exactly one container")
-        from pinnace.runtime.foreground import attach_start
+        from pinnace.monitor.foreground import attach_start
 
         engine = get_engine(ctx)
         ctx.exit(attach_start(engine, engine.resolve(containers[0])))

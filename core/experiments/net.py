@@ -204,7 +204,6 @@ class NetExperiment:
         self.engine, self.argv, self.params, self.dir, self.say = engine, argv, params, workdir, say
         self.strategies = {name: Strategy(name) for name in params.strategies}
         self.boxes: list[_Box] = []
-        self.can_publish = _run_takes_ports()
 
     def run(self) -> dict[str, Strategy]:
         """Every run of every available strategy (in rotating order); the results."""
@@ -268,7 +267,7 @@ class NetExperiment:
         p = self.params
         command = [p.image, "sh", "-c", f"nc -ll -p {ECHO_PORT} -e cat & exec nc -ll -p "
                    f"{SOURCE_PORT} -e dd if=/dev/zero bs={BLOCK} count={p.payload // BLOCK}"]
-        if self.can_publish and "port_connect" not in strategy.missing:
+        if "port_connect" not in strategy.missing:
             server = self._start(name, strategy.name,
                                  ["-p", f"{PUBLISHED_PORT}:{ECHO_PORT}", *command])
             try:
@@ -308,11 +307,9 @@ class NetExperiment:
 
     def _published_port(self, strategy: Strategy) -> None:
         p, add = self.params, strategy.samples.setdefault
-        if not self.can_publish:
-            reason = "this pinnace has no -p (published ports)"
-        elif "port_connect" in strategy.missing:
+        if "port_connect" in strategy.missing:
             return
-        elif not reachable(None, "127.0.0.1", PUBLISHED_PORT, timeout=5):
+        if not reachable(None, "127.0.0.1", PUBLISHED_PORT, timeout=5):
             reason = f"-p {PUBLISHED_PORT}:{ECHO_PORT} publishes nothing with this strategy"
         else:
             add("port_connect", []).append(statistics.median(connect_times(
@@ -380,12 +377,6 @@ class NetExperiment:
 def _error_line(stderr: str) -> str:
     errors = [line[len("Error: "):] for line in stderr.splitlines() if line.startswith("Error: ")]
     return errors[-1] if errors else ""
-
-
-def _run_takes_ports() -> bool:
-    from pinnace.cli.containers import run
-
-    return any("-p" in param.opts for param in run.params)
 
 
 # --------------------------------------------------------------------- results

@@ -65,10 +65,14 @@ def export(plugins: Plugins, record: ContainerRecord, scratch: Path, fd: int) ->
 
 
 def commit(plugins: Plugins, store: ImageStore, record: ContainerRecord, scratch: Path,
-           reference: str | None, message: str = "", author: str = "",
+           engine_mounts: set[str], reference: str | None, message: str = "", author: str = "",
            changes: Sequence[str] = ()) -> str:
     """Make a new image from a container: its image plus one layer holding what the
-    container changed, tagged ``reference`` when given; return the image ID."""
+    container changed, tagged ``reference`` when given; return the image ID.
+
+    ``engine_mounts`` are the paths (relative to the rootfs) where the engine mounts
+    files of its own over every container's rootfs: they are left out, as are the
+    spec's mounts."""
     from pinnace.images.layers import write_diff
     from pinnace.images.store import Blob, canonical_json, parse_changes, rfc3339
 
@@ -81,7 +85,8 @@ def commit(plugins: Plugins, store: ImageStore, record: ContainerRecord, scratch
         with _rootfs(plugins, record, scratch) as upper, \
                 _image_tree(plugins, record.storage, top, scratch) as lower:
             layer = store.write_layer(
-                lambda out: write_diff(lower, upper, out, _mount_points(record)))
+                lambda out: write_diff(lower, upper, out, engine_mounts | {
+                    m.destination.strip("/") for m in record.config.spec.mounts}))
         written.append(layer[0])
         now = rfc3339(time.time())
         entry = {"created": now, "created_by": " ".join(record.command), "comment": message}
@@ -98,12 +103,3 @@ def commit(plugins: Plugins, store: ImageStore, record: ContainerRecord, scratch
     store.state.event("image", "commit", image_id, container=record.id, name=tag or "")
     return image_id
 
-
-def _mount_points(record: ContainerRecord) -> set[str]:
-    """Where the engine mounts things over the container's rootfs (its /etc files and
-    the spec's mounts), as paths relative to the rootfs."""
-    from pinnace.net.etcfiles import FILES
-
-    found = {f"etc/{name}" for name in FILES}
-    found.update(m.destination.strip("/") for m in record.config.spec.mounts)
-    return found

@@ -19,7 +19,7 @@ from pinnace.errors import NotFound
 if TYPE_CHECKING:
     from pinnace.containers.options import RunOptions
     from pinnace.engine import Engine
-    from pinnace.runtime.monitor import Streams
+    from pinnace.monitor.detached import Streams
     from pinnace.runtime.watch import JsonLog
 
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
@@ -35,7 +35,7 @@ def run_foreground(engine: Engine, opts: RunOptions) -> int:
 
 def attach_start(engine: Engine, cid: str) -> int:
     """Start an existing container in the foreground, pump its streams, wait, finish."""
-    from pinnace.runtime.monitor import open_streams
+    from pinnace.monitor.detached import open_streams
     from pinnace.runtime.watch import JsonLog
 
     run = engine.containers.get(cid).config.run

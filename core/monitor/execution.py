@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 def run_exec(engine: Engine, cid: str, process: Process, interactive: bool,
              detach: bool) -> int:
     """Run ``process`` in container ``cid``; its exit code (0 at once with ``detach``)."""
-    from pinnace.runtime.foreground import forwarding, pump
+    from pinnace.monitor.foreground import forwarding, pump
     from pinnace.runtime.watch import exit_code
 
     bundle = str(engine.paths.bundle(cid))
@@ -31,7 +31,7 @@ def run_exec(engine: Engine, cid: str, process: Process, interactive: bool,
             os.close(null)
         return 0
     if process.terminal:
-        from pinnace.runtime.monitor import open_streams
+        from pinnace.monitor.detached import open_streams
 
         streams = open_streams(os.path.join(bundle, f"exec-{os.getpid()}"), True, interactive)
         process.console_socket = streams.console_path

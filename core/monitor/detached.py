@@ -1,12 +1,12 @@
 """A container's monitor: the process that starts it, carries its streams and finishes it.
 
 pinnace has no daemon. In the foreground the ``pinnace`` process itself is
-the monitor (:mod:`pinnace.runtime.foreground`). For ``run -d``, ``start``
+the monitor (:mod:`pinnace.monitor.foreground`). For ``run -d``, ``start``
 and restarts, :func:`start_detached` forks one: it starts the container
 with its streams on pipes (or a pty), tells the CLI it started (or why
 not), then execs :mod:`pinnace.runtime.watch` as a bare script to keep
 its memory small while it logs and waits. When the container exits, the
-watcher execs ``python -m pinnace.runtime.monitor`` which records the exit,
+watcher execs ``python -m pinnace.monitor.detached`` which records the exit,
 tears the runtime down and applies the restart policy, going round again.
 """
 
@@ -146,7 +146,7 @@ def serve(engine: Engine, cid: str, report: int | None) -> NoReturn:
     for fd in fds:
         os.set_inheritable(fd, True)
     cfg = engine.config
-    finish = [sys.executable, "-m", "pinnace.runtime.monitor",
+    finish = [sys.executable, "-m", "pinnace.monitor.detached",
               json.dumps({"config": str(cfg.file) if cfg.file else None, "root": str(cfg.root),
                           "run_root": str(cfg.run_root)}), cid]
     args = {"pid": pid, "outputs": {str(fd): s for fd, s in streams.outputs.items()},
@@ -168,7 +168,7 @@ def _raise(report: bytes) -> NoReturn:
 
 
 def finish_main(argv: list[str]) -> None:
-    """``python -m pinnace.runtime.monitor SETTINGS CID CODE``: the watcher saw the
+    """``python -m pinnace.monitor.detached SETTINGS CID CODE``: the watcher saw the
     container exit; record it, tear down, and restart it when its policy says so."""
     from pinnace import config
     from pinnace.engine import Engine

@@ -38,8 +38,8 @@ def parse_detach_keys(text: str) -> bytes:
 def attach(engine: Engine, cid: str, detach_keys: bytes, with_stdin: bool,
            sig_proxy: bool) -> int:
     """Attach until the container exits (its exit code) or the detach keys (0)."""
+    from pinnace.monitor.foreground import forwarding
     from pinnace.runtime import console
-    from pinnace.runtime.foreground import forwarding
     from pinnace.runtime.watch import CLOSE_STDIN, FRAME, RESIZE, STDERR, STDIN, frames, unix_socket
 
     c = engine.container(cid)
