@@ -436,9 +436,11 @@ class Engine:
         _run_undos(list(reversed(steps)), raise_first=True)
 
     def check(self, repair: bool = False) -> list[str]:
-        """Ask the owning plugins about every running container: whether its isolation
-        plugin still sees it running, whether its network attachments are as they were
-        made. Return what is wrong; with ``repair``, stop the broken ones."""
+        """Ask the owning plugins whether what the state records is on the host: every
+        layer snapshot (storage ``stat``) and every running container (isolation
+        ``state``, network ``check``). Return what is wrong; with ``repair``, forget the
+        missing layers and kill the broken containers (their monitors then tear them
+        down), waiting for them to exit."""
         from pinnace.runtime.status import Status
 
         self.reconcile()
@@ -459,8 +461,10 @@ class Engine:
             for cid in problems:
                 with contextlib.suppress(NotFound, FailedPrecondition):
                     self.kill(cid, 9, by_user=True)
-        return [f"container {self.containers.get(cid).label}: {line}"
-                for cid, lines in problems.items() for line in lines]
+                    self.wait_exit(cid, 30)
+        return self.layers.check(repair) + [
+            f"container {self.containers.get(cid).label}: {line}"
+            for cid, lines in problems.items() for line in lines]
 
     def storage_usage(self) -> list[StorageUsage]:
         """For each storage plugin holding snapshots: how many, and the space they use

@@ -17,6 +17,7 @@ import pluggy
 if TYPE_CHECKING:
     import click
 
+    from pinnace.containers.record import ContainerRecord
     from pinnace.images.sources import TransferOptions
     from pinnace.images.store import ImageStore
     from pinnace.mounts import Mount
@@ -53,6 +54,8 @@ def pinnace_storage_prepare(key: str, parent: str | None, labels: dict[str, str]
     (or empty when ``parent`` is None) and return the mounts that show it.
 
     Raise ``AlreadyExists`` if ``key`` exists, ``NotFound`` if ``parent`` does not.
+    On failure leave nothing behind (no snapshot, directory or mount); the engine
+    also removes ``key`` when a later step of its own fails.
     """
 
 
@@ -109,8 +112,11 @@ def pinnace_isolation_create(spec: ContainerSpec, bundle: Path,
 
     The first process gets ``stdio`` as its stdin, stdout and stderr (None:
     the caller's), or with ``spec.process.terminal`` a pty whose master goes
-    to ``spec.process.console_socket``. It is a descendant of the caller, which
-    is a child subreaper, so the core's monitor can reap it with ``waitpid``.
+    to ``spec.process.console_socket``. Once ``create`` returns it is the
+    caller's child, or becomes one when what forked it exits (the caller is a
+    child subreaper), so the core's monitor can reap it with ``waitpid``.
+    ``CommandNotFound``/``CommandNotExecutable`` may come from here when the
+    plugin checks the command at create time, as runc does.
     On failure, leave nothing behind (no process, cgroup or mount).
     """
 
@@ -138,7 +144,8 @@ def pinnace_isolation_kill(container_id: str, bundle: Path, signal: int) -> None
 
 @hookspec(firstresult=True)
 def pinnace_isolation_state(container_id: str, bundle: Path) -> ContainerState:
-    """Return whether the container is created, running or stopped, and its PID."""
+    """Return whether the container is created, running (paused counts as running) or
+    stopped, and its PID. Called from any process (``pinnace system check``)."""
 
 
 @hookspec(firstresult=True)
@@ -146,7 +153,9 @@ def pinnace_isolation_exec(container_id: str, bundle: Path, process: Process,
                            stdio: tuple[int, int, int] | None) -> int:
     """Start ``process`` inside the running container (all its namespaces and its
     cgroup, the same security policy) as a child of the caller; return its PID.
-    ``stdio`` and ``process.terminal`` work as for ``create``.
+    ``stdio`` and ``process.terminal`` work as for ``create``. The caller is not a
+    child subreaper: a plugin whose runtime forks the process from a helper makes
+    the caller one itself.
 
     Raise ``CommandNotFound``/``CommandNotExecutable`` when it cannot be executed.
     """
@@ -191,7 +200,8 @@ def pinnace_network_del(attachment: Attachment) -> None:
 
 @hookspec(firstresult=True)
 def pinnace_network_check(attachment: Attachment) -> None:
-    """Raise ``FailedPrecondition`` if the attachment is not as ``add`` left it."""
+    """Raise ``FailedPrecondition`` if the attachment is not as ``add`` left it
+    (``pinnace system check`` asks, for every running container)."""
 
 
 # Named networks (optional: drivers without them implement none of these).
@@ -227,7 +237,9 @@ def pinnace_image_source_fetch(reference: str, store: ImageStore,
     """Bring the image ``reference`` (without its transport prefix) into
     ``store`` and return its image ID. ``options`` carries what the user asked
     for (platform, TLS verification, progress display); a source ignores what
-    does not apply to it, and may leave ``options`` out of its signature."""
+    does not apply to it, and may leave ``options`` out of its signature.
+    The same material gives the same ID; a missing reference raises ``NotFound``
+    in one line and leaves nothing in the store (``pinnace.testing.image_source``)."""
 
 
 @hookspec(firstresult=True)
@@ -241,8 +253,8 @@ def pinnace_image_source_push(image_id: str, destination: str, store: ImageStore
 def pinnace_image_source_login(server: str, username: str, password: str,
                                options: TransferOptions) -> None:
     """Optional: check the credentials against ``server`` and store them for later
-    fetches and pushes (readable by root only). ``AccessDenied``-like failures raise
-    ``InvalidConfig``."""
+    fetches and pushes (readable by root only). Refused credentials raise
+    ``FailedPrecondition``."""
 
 
 @hookspec(firstresult=True)
@@ -251,27 +263,29 @@ def pinnace_image_source_logout(server: str) -> bool:
 
 
 # ----------------------------------------------------------------- lifecycle events
-# Reach every loaded plugin; return values are ignored.
+# Reach every loaded plugin, one at a time: an exception is a one-line warning naming
+# the plugin, and the command goes on. Return values are ignored. ``exited`` may fire
+# in another process than the command's (a detached container's monitor).
 
 
 @hookspec
-def pinnace_container_created(container: dict[str, Any]) -> None:
-    """A container row was written and its rootfs prepared."""
+def pinnace_container_created(container: ContainerRecord) -> None:
+    """A container was recorded and its rootfs prepared (``container`` is read-only)."""
 
 
 @hookspec
-def pinnace_container_started(container: dict[str, Any], pid: int) -> None:
+def pinnace_container_started(container: ContainerRecord, pid: int) -> None:
     """The container's process was started with host PID ``pid``."""
 
 
 @hookspec
-def pinnace_container_exited(container: dict[str, Any], exit_code: int) -> None:
+def pinnace_container_exited(container: ContainerRecord, exit_code: int) -> None:
     """The container's first process exited with ``exit_code``."""
 
 
 @hookspec
-def pinnace_container_removed(container: dict[str, Any]) -> None:
-    """The container and its rootfs were removed."""
+def pinnace_container_removed(container: ContainerRecord) -> None:
+    """The container and its rootfs were removed (``container`` as it was last)."""
 
 
 @hookspec

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from pinnace.cli.output import FORMAT_OPTION, as_json, table
+from pinnace.cli.output import FORMAT_OPTION, as_json, size, table
 from pinnace.cli.root import get_engine
 
 ROLES = ("storage", "network", "isolation", "image_source", "plugins")
@@ -179,3 +179,38 @@ def completion(shell: str) -> None:
     cls = get_completion_class(shell)
     assert cls is not None
     click.echo(cls(cli, {}, "pinnace", "_PINNACE_COMPLETE").source())
+
+
+@click.group()
+def system() -> None:
+    """Disk usage and consistency of what pinnace holds."""
+
+
+@system.command("df")
+@FORMAT_OPTION
+@click.pass_context
+def system_df(ctx: click.Context, fmt: str) -> None:
+    """Show the disk space each storage plugin uses for containers and image layers,
+    as the plugin measures it."""
+    usage = get_engine(ctx).storage_usage()
+    if fmt == "json":
+        as_json([{"Storage": u.storage, "Containers": u.containers, "Layers": u.layers,
+                  "Size": u.bytes, "Inodes": u.inodes} for u in usage])
+        return
+    table(("STORAGE", "CONTAINERS", "LAYERS", "SIZE", "INODES"),
+          [(u.storage, u.containers, u.layers, size(u.bytes), u.inodes) for u in usage])
+
+
+@system.command("check")
+@click.option("--repair", is_flag=True,
+              help="Forget missing layers (unpacked again when needed); kill broken containers.")
+@click.pass_context
+def system_check(ctx: click.Context, repair: bool) -> None:
+    """Ask the storage plugins for every layer the state records, and each running
+    container's isolation and network plugins whether it is as they made it; print what
+    is wrong. Exits 1 when something is."""
+    problems = get_engine(ctx).check(repair=repair)
+    for line in problems:
+        click.echo(line)
+    if problems:
+        ctx.exit(1)

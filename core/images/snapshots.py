@@ -59,6 +59,22 @@ class LayerSnapshots:
                     db.execute("DELETE FROM snapshots WHERE chain_id = ? AND storage = ?",
                                (chain_id, snap["storage"]))
 
+    def check(self, repair: bool = False) -> list[str]:
+        """Ask each storage plugin (``stat``) for every layer snapshot the state says it
+        holds; return the missing ones. With ``repair`` their rows go, so the next run
+        unpacks them again."""
+        missing = []
+        for row in self.state.query("SELECT chain_id, storage FROM snapshots ORDER BY storage"):
+            try:
+                self.plugins.call("storage", row["storage"], "stat", key=row["chain_id"])
+            except NotFound:
+                missing.append(f"layer {row['chain_id']} is gone from storage {row['storage']}")
+                if repair:
+                    with self.state.tx() as db:
+                        db.execute("DELETE FROM snapshots WHERE chain_id = ? AND storage = ?",
+                                   (row["chain_id"], row["storage"]))
+        return missing
+
     def _unpack(self, image: Image, storage: str) -> None:
         from pinnace.images.unpack import apply_layer
         from pinnace.mounts import mounted
