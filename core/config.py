@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from pinnace.errors import InvalidConfig
+from pinnace.roles import EXTENSION, ROLES
 
 SYSTEM_CONFIG = Path("/etc/pinnace/pinnace.toml")
 
@@ -37,8 +38,6 @@ ENGINE_DEFAULTS: dict[str, str] = {
     "image_source": "docker",  # the transport of references without one
     "disabled_plugins": "",  # names (or ROLE.NAME) of installed plugins never to load
 }
-ROLE_KEYS = {"storage": "storage", "network": "network", "isolation": "isolation",
-             "image_source": "image_source"}
 
 
 @dataclass
@@ -74,7 +73,7 @@ class Config:
 
     def selected(self, role: str) -> Value:
         """The plugin name selected for ``role`` and why."""
-        return self.engine[ROLE_KEYS[role]]
+        return self.engine[role]
 
     def disabled(self, role: str, name: str) -> bool:
         """Whether plugin ``name`` of ``role`` is disabled (``disabled_plugins`` lists its
@@ -130,7 +129,7 @@ def load(config_file: str | None = None, flags: dict[str, str | None] | None = N
         else:
             engine[key] = Value(default, "default")
     for role, table in data.items():
-        if role not in ("storage", "network", "isolation", "image_source", "plugins"):
+        if role not in (*ROLES, EXTENSION):
             raise InvalidConfig(f"{path}: unknown table [{role}]")
         if not isinstance(table, dict) or not all(isinstance(t, dict) for t in table.values()):
             raise InvalidConfig(f"{path}: [{role}] must hold one table per plugin, "

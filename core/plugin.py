@@ -71,15 +71,6 @@ def __dir__() -> list[str]:
     """Module attributes and every re-exported name."""
     return sorted(set(globals()) | set(__all__))
 
-ROLES = ("storage", "isolation", "network", "image_source")
-EXTENSION_GROUP = "pinnace.plugins"
-
-
-def group_of(role: str) -> str:
-    """The entry-point group for a role (``storage`` -> ``pinnace.storage``)."""
-    return f"pinnace.{role}"
-
-
 @dataclass
 class Option:
     """A plugin option: set in ``[<role>.<plugin>]`` of the config file or

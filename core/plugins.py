@@ -22,16 +22,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from pinnace.errors import FailedPrecondition, PinnaceError, PluginError
+from pinnace.roles import EXTENSION, GROUP_PREFIX, ROLES
 
 if TYPE_CHECKING:
     import pluggy
 
     from pinnace.config import Config
 
-GROUP_PREFIX = "pinnace."
 CACHE_FORMAT = 1
-EXTENSION = "plugins"
-"""The role name of extension plugins (group ``pinnace.plugins``): events, commands."""
 DISABLE_ENV = "PINNACE_DISABLED_PLUGINS"
 
 
@@ -326,8 +324,6 @@ def _warn(message: str) -> None:
 
 
 def _is_role_hook(hook: str) -> bool:
-    from pinnace.plugin import ROLES
-
     return any(hook.startswith(f"pinnace_{role}_") for role in ROLES)
 
 
@@ -347,8 +343,6 @@ def _register(pm: pluggy.PluginManager, plugin: Any, name: str, role: str) -> li
     extension plugin implements without wrapping them. A plugin with problems is
     unregistered again; the problems are returned as phrases that follow its name."""
     from pinnace import hookspecs
-    from pinnace.plugin import ROLES
-
     try:
         pm.register(plugin, name=name)
         pm.check_pending()

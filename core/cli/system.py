@@ -11,7 +11,8 @@ import click
 from pinnace.cli.output import FORMAT_OPTION, as_json, size, table
 from pinnace.cli.root import get_engine
 
-ROLES = ("storage", "network", "isolation", "image_source", "plugins")
+PER_CONTAINER = ("storage", "network", "isolation")
+"""The roles selected per container (an image source is picked by transport)."""
 
 
 @click.command()
@@ -28,7 +29,7 @@ def plugins(ctx: click.Context, fmt: str) -> None:
         key = (ep.role, ep.name)
         obj = loaded.get(key)
         options = [o.name for o in getattr(obj, "options", ())]
-        selected = ep.role in ("storage", "network", "isolation") and \
+        selected = ep.role in PER_CONTAINER and \
             engine.config.selected(ep.role).value == ep.name
         if key in failed:
             status = f"failed: {failed[key]}"
@@ -52,7 +53,7 @@ def plugins(ctx: click.Context, fmt: str) -> None:
 
 def _selected_plugins(engine: Any) -> dict[str, str]:
     return {role: engine.config.selected(role).value
-            for role in ("storage", "network", "isolation")}
+            for role in PER_CONTAINER}
 
 
 @click.command()

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from pinnace.errors import InvalidConfig, NotFound
-from pinnace.images.compression import Hashing, decompressed
+from pinnace.images.compression import COMPRESSION, Hashing, decompressed
 
 if TYPE_CHECKING:
     from pinnace.images.store import Blob, ImageStore, Layer
@@ -50,13 +50,6 @@ _MANIFESTS = ("application/vnd.oci.image.manifest.v1+json",
               "application/vnd.docker.distribution.manifest.v2+json")
 _INDEXES = ("application/vnd.oci.image.index.v1+json",
             "application/vnd.docker.distribution.manifest.list.v2+json")
-_LAYERS = ("application/vnd.oci.image.layer.v1.tar",
-           "application/vnd.oci.image.layer.v1.tar+gzip",
-           "application/vnd.oci.image.layer.nondistributable.v1.tar",
-           "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
-           "application/vnd.docker.image.rootfs.diff.tar",
-           "application/vnd.docker.image.rootfs.diff.tar.gzip",
-           "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip")
 
 
 @dataclass
@@ -395,9 +388,8 @@ def _oci_entries(files: _Files) -> list[_Entry]:
         layers = []
         for layer in manifest.get("layers") or []:
             media = layer.get("mediaType", "")
-            if media not in _LAYERS:
-                raise InvalidConfig(f"{files.label}: layer media type {media!r} is not supported"
-                                    + (" (zstd: not yet)" if "zstd" in media else ""))
+            if media not in COMPRESSION:
+                raise InvalidConfig(f"{files.label}: layer media type {media!r} is not supported")
             layers.append(_LayerRef(_blob_name(layer, files.label), layer["digest"],
                                     layer.get("size")))
         name = annotations.get(_CONTAINERD_NAME) or annotations.get(_REF_NAME) or ""

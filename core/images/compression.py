@@ -21,11 +21,15 @@ MEDIA_TAR = "application/vnd.oci.image.layer.v1.tar"
 MEDIA = {"none": MEDIA_TAR, "gzip": MEDIA_TAR + "+gzip", "zstd": MEDIA_TAR + "+zstd"}
 """The OCI media type of a layer blob of each compression."""
 _DOCKER_TAR = "application/vnd.docker.image.rootfs.diff.tar"
+_NONDISTRIBUTABLE = "application/vnd.oci.image.layer.nondistributable.v1.tar"
 COMPRESSION = {
     MEDIA_TAR: "none", MEDIA["gzip"]: "gzip", MEDIA["zstd"]: "zstd",
+    _NONDISTRIBUTABLE: "none", _NONDISTRIBUTABLE + "+gzip": "gzip",
     _DOCKER_TAR: "none", _DOCKER_TAR + ".gzip": "gzip", _DOCKER_TAR + ".zstd": "zstd",
+    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip": "gzip",
 }
-"""The compression of each layer media type a registry may serve (OCI and docker)."""
+"""The compression of each layer media type a registry or an archive may hold (OCI and
+docker, foreign and non-distributable layers included): the one list of layer types."""
 _READ = 1 << 20
 
 

@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
 from pinnace.errors import FailedPrecondition, InvalidConfig, NotFound, TryAgain
+from pinnace.images.compression import MEDIA_TAR
 from pinnace.images.reference import is_id_prefix
 from pinnace.images.reference import parse as parse_reference
 
@@ -61,7 +62,6 @@ if TYPE_CHECKING:
 MEDIA_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MEDIA_CONFIG = "application/vnd.oci.image.config.v1+json"
 MEDIA_INDEX = "application/vnd.oci.image.index.v1+json"
-MEDIA_LAYER = "application/vnd.oci.image.layer.v1.tar"
 REF_NAME = "org.opencontainers.image.ref.name"
 _ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "armv6l": "arm",
          "i686": "386", "i386": "386"}
@@ -84,7 +84,7 @@ class Blob(NamedTuple):
 
     digest: str
     size: int
-    media_type: str = MEDIA_LAYER   # a plain tar: its digest is its diff ID
+    media_type: str = MEDIA_TAR     # a plain tar: its digest is its diff ID
 
 
 @dataclass
