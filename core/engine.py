@@ -14,7 +14,6 @@ import contextlib
 import json
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -36,17 +35,7 @@ if TYPE_CHECKING:
     from pinnace.plugins import Plugins
     from pinnace.runtime.spec import Process
     from pinnace.state import State
-
-
-@dataclass(frozen=True)
-class StorageUsage:
-    """What one storage plugin holds for pinnace: its snapshots and the space they use."""
-
-    storage: str
-    containers: int
-    layers: int
-    bytes: int
-    inodes: int
+    from pinnace.storage_usage import StorageUsage
 
 
 class Engine:
@@ -465,18 +454,9 @@ class Engine:
     def storage_usage(self) -> list[StorageUsage]:
         """For each storage plugin holding snapshots: how many, and the space they use
         (asked of the plugin)."""
-        holders = {r["storage"] for r in self.state.query("SELECT DISTINCT storage FROM snapshots")}
-        holders |= {c.storage for c in self.containers.all()}
-        found = []
-        for storage in sorted(holders):
-            snapshots = self.plugins.call("storage", storage, "walk")
-            used = [self.plugins.call("storage", storage, "usage", key=s.key) for s in snapshots]
-            mine = {c.id for c in self.containers.all() if c.storage == storage}
-            found.append(StorageUsage(
-                storage=storage, containers=sum(s.key in mine for s in snapshots),
-                layers=sum(s.key not in mine for s in snapshots),
-                bytes=sum(u.size for u in used), inodes=sum(u.inodes for u in used)))
-        return found
+        from pinnace.storage_usage import storage_usage
+
+        return storage_usage(self.state, self.containers, self.plugins)
 
     # ------------------------------------------------------------ queries
     def resolve(self, ref: str) -> str:
