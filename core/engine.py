@@ -159,12 +159,13 @@ class Engine:
                                        labels={"pinnace.container": cid})
             spec = build.runtime_spec(cid, opts, image_config, args, mounts,
                                       self.paths.run_root)
-            self.containers.save_config(cid, ContainerConfig(args, spec, run, net))
+            with self.state.tx():
+                self.containers.save_config(cid, ContainerConfig(args, spec, run, net))
+                self.state.event("container", "create", cid, image=opts.image)
         except BaseException:
             _run_undos(undo)
             raise
-        self.state.event("container", "create", cid, image=opts.image)
-        self.plugins.broadcast("pinnace_container_created", container=self.containers.get(cid))
+        self._announce("pinnace_container_created", cid)
         return cid
 
     def start(self, cid: str, stdio: tuple[int, int, int] | None = None,
@@ -207,8 +208,7 @@ class Engine:
             self.containers.record_exit(cid, code)
             raise
         self.state.event("container", "start", cid)
-        self.plugins.broadcast("pinnace_container_started", container=self.containers.get(cid),
-                               pid=pid)
+        self._announce("pinnace_container_started", cid, pid=pid)
         return int(pid)
 
     def wait(self, cid: str) -> int:
@@ -242,16 +242,20 @@ class Engine:
             self._teardown(record)
         except Exception as err:  # raised once --rm has had its go (which tears down again)
             failure = err
-        self.containers.record_exit(cid, code, oom_killed=oom)
-        self.state.event("container", "die", cid, exit_code=code)
-        self.plugins.broadcast("pinnace_container_exited", container=self.containers.get(cid),
-                               exit_code=code)
+        with self.state.tx():
+            self.containers.record_exit(cid, code, oom_killed=oom)
+            self.state.event("container", "die", cid, exit_code=code)
+        self._announce("pinnace_container_exited", cid, exit_code=code)
         run = record.config.run
         again = should_restart(run.restart, code, record.restart_count, record.stop_requested)
         if again:
             self.containers.count_restart(cid)
         elif run.auto_remove:
-            self.remove(cid, force=True)
+            exited = self.containers.get(cid)
+            if failure is None and not exited.active:  # torn down above: no second teardown
+                self._discard(exited)
+            else:
+                self.remove(cid, force=True)
         if failure is not None:
             raise failure
         return again
@@ -378,12 +382,23 @@ class Engine:
             except NotFound:  # its monitor removed it (run --rm)
                 return cid
         self._teardown(record)
-        self.layers.remove(record.storage, cid)
-        remove_tree(self.paths.log(cid).parent)
-        self.containers.delete(cid)
-        self.state.event("container", "destroy", cid)
-        self.plugins.broadcast("pinnace_container_removed", container=record)
+        self._discard(record)
         return cid
+
+    def _discard(self, record: ContainerRecord) -> None:
+        """Forget a container whose runtime is torn down: its rootfs, log and row."""
+        self.layers.remove(record.storage, record.id)
+        remove_tree(self.paths.log(record.id).parent)
+        with self.state.tx():
+            self.containers.delete(record.id)
+            self.state.event("container", "destroy", record.id)
+        self.plugins.broadcast("pinnace_container_removed", container=record)
+
+    def _announce(self, hook: str, cid: str, **kwargs: Any) -> None:
+        """Broadcast event ``hook`` with the container's current record, read from the
+        state only when a plugin implements the hook."""
+        if self.plugins.implemented(hook):
+            self.plugins.broadcast(hook, container=self.containers.get(cid), **kwargs)
 
     # ------------------------------------------------------------ reconciling
     def current(self, cid: str) -> ContainerRecord:
