@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import shutil
 import statistics
@@ -42,11 +43,12 @@ def report(title: str, times: dict[str, list[float]], baseline: str | None = Non
     """Print medians (ms), spread and the ratio of each to ``baseline``."""
     print(f"\n{title}")
     base = statistics.median(times[baseline]) if baseline else None
-    print(f"{'command':<34}{'median ms':>10}{'min ms':>9}{'max ms':>9}{'ratio':>9}")
+    width = max(34, *(len(name) + 2 for name in times))
+    print(f"{'command':<{width}}{'median ms':>10}{'min ms':>9}{'max ms':>9}{'ratio':>9}")
     for name, ts in times.items():
         med = statistics.median(ts)
         ratio = f"{med / base:.2f}x" if base else ""
-        print(f"{name:<34}{med * 1000:>10.1f}{min(ts) * 1000:>9.1f}"
+        print(f"{name:<{width}}{med * 1000:>10.1f}{min(ts) * 1000:>9.1f}"
               f"{max(ts) * 1000:>9.1f}{ratio:>9}")
 
 
@@ -66,7 +68,7 @@ def print_floor(med: dict[str, float], pinnace: str, baseline: str) -> None:
     floor, own = med[FLOOR], med[pinnace] - med[FLOOR]
     print(f"{FLOOR}: python importing {FLOOR_MODULES} takes {floor * 1000:.1f} ms, "
           f"{floor / med[baseline]:.2f}x {baseline}; {pinnace} does its own work in "
-          f"{own * 1000:.1f} ms on top")
+          f"{own * 1000:.1f} ms on top ({own / med[baseline]:.2f}x {baseline})")
 
 
 def cgroup_move_ms(probes: int = 5) -> float:
@@ -97,26 +99,50 @@ def cgroup_move_ms(probes: int = 5) -> float:
     return statistics.median(took)
 
 
+COMPARED = " [compared]"
+"""What the rows of the pinnace given with ``--compare`` end with."""
+
+
+def add_compare_option(parser: argparse.ArgumentParser) -> None:
+    """``--compare PYTHON``: time a second pinnace too, the one that interpreter runs."""
+    parser.add_argument(
+        "--compare", metavar="PYTHON", type=Path,
+        help="also time the pinnace installed for this interpreter (another checkout's "
+             "venv), with a root of its own, run for run alternating with this one; its "
+             f"rows end with{COMPARED!r}")
+
+
+def pinnace_command(python: str | Path = sys.executable) -> list[str]:
+    """The command line that runs the pinnace installed for ``python``: its console
+    script when it has one."""
+    script = Path(python).parent / "pinnace"
+    return [str(script)] if script.exists() else [str(python), "-m", "pinnace"]
+
+
+def import_busybox(pinnace: list[str], root: Path, tar: Path) -> None:
+    """Import the busybox tar as ``busybox`` into ``root``."""
+    subprocess.run(pinnace + ["--root", str(root), "import", "-c", 'CMD ["sh"]', str(tar),
+                              "busybox"], check=True, capture_output=True)
+
+
 @contextlib.contextmanager
 def busybox_root() -> Iterator[tuple[list[str], Path, Path]]:
     """A scratch directory with a pinnace root on a loop btrfs and busybox imported there.
 
     Yields the pinnace command line (without ``--root``), the root and the scratch
-    directory (which holds ``busybox.tar``); everything goes afterwards.
+    directory (which holds ``busybox.tar``); everything goes afterwards. Another
+    pinnace may make a root of its own beside ``root`` on the same filesystem.
     """
     from pinnace.testing.btrfs import loop_btrfs
     from pinnace.testing.busybox import build_busybox_tar
 
-    script = Path(sys.executable).parent / "pinnace"
-    pinnace = [str(script)] if script.exists() else [sys.executable, "-m", "pinnace"]
+    pinnace = pinnace_command()
     work = Path(tempfile.mkdtemp(prefix="pinnace-bench-"))
     try:
         with loop_btrfs(work / "btrfs", "2G") as mnt:
             root = Path(mnt) / "root"
             build_busybox_tar(work / "busybox.tar")
-            subprocess.run(pinnace + ["--root", str(root), "import", "-c", 'CMD ["sh"]',
-                                      str(work / "busybox.tar"), "busybox"],
-                           check=True, capture_output=True)
+            import_busybox(pinnace, root, work / "busybox.tar")
             yield pinnace, root, work
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -2,9 +2,11 @@
 containers, `logs --tail 10` of a 100 MB log, and the memory of a container's monitor
 (PSS, from /proc/PID/smaps_rollup) against podman's conmon.
 
-Run as root: ``python bench/lifecycle.py [--rounds N]``. Prints tables, ratios and
-the targets (exec below podman and at most 3x runc; ps and logs under 0.2 s with
-ps flat from 50 to 500; monitor under 10 MB). Not a test: these machines are noisy.
+Run as root: ``python bench/lifecycle.py [--rounds N] [--compare PYTHON]``. Prints
+tables, ratios and the targets (exec below podman and at most 3x runc; ps and logs under
+0.2 s with ps flat from 50 to 500; monitor under 10 MB). ``--compare`` times a second
+pinnace's exec (another checkout's venv) in the same rounds. Not a test: these machines
+are noisy.
 """
 
 from __future__ import annotations
@@ -21,9 +23,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import (
+    COMPARED,
     FLOOR,
+    add_compare_option,
     cgroup_move_ms,
     floor_runner,
+    import_busybox,
+    pinnace_command,
     print_floor,
     report,
     runner,
@@ -49,12 +55,16 @@ def parent(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
-def exec_latency(pinnace: list[str], work: Path, rounds: int) -> dict[str, float]:
-    """pinnace exec / runc exec / podman exec of `true` into a running container."""
-    subprocess.run(pinnace + ["run", "-d", "--name", "bench-exec", "busybox", "sleep", "3600"],
-                   check=True, capture_output=True)
-    commands = {"pinnace exec": runner(pinnace + ["exec", "bench-exec", "true"])}
-    cleanups = [lambda: subprocess.run(pinnace + ["rm", "-f", "bench-exec"], capture_output=True)]
+def exec_latency(pinnaces: dict[str, list[str]], work: Path, rounds: int) -> dict[str, float]:
+    """pinnace exec / runc exec / podman exec of `true` into a running container;
+    ``pinnaces``: command lines (with ``--root``) by what their rows end with."""
+    commands, cleanups = {}, []
+    for mark, pinnace in pinnaces.items():
+        cleanups.append(lambda pinnace=pinnace: subprocess.run(
+            pinnace + ["rm", "-f", "bench-exec"], capture_output=True))
+        subprocess.run(pinnace + ["run", "-d", "--name", "bench-exec", "busybox", "sleep",
+                                  "3600"], check=True, capture_output=True)
+        commands[f"pinnace exec{mark}"] = runner(pinnace + ["exec", "bench-exec", "true"])
     if shutil.which("runc"):
         bundle = runc_bundle(work / "exec-bundle")
         import json
@@ -89,7 +99,8 @@ def exec_latency(pinnace: list[str], work: Path, rounds: int) -> dict[str, float
               "(runc and pinnace pay it once per exec)")
         med = {k: statistics.median(v) for k, v in times.items()}
         if "runc exec" in med:
-            print_floor(med, "pinnace exec", "runc exec")
+            for mark in pinnaces:
+                print_floor(med, f"pinnace exec{mark}", "runc exec")
         return med
     finally:
         for clean in cleanups:
@@ -169,23 +180,27 @@ def main() -> None:
     """Set up a loop btrfs root and the busybox image, run the three parts, print targets."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
+    add_compare_option(parser)
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root")
-    script = Path(sys.executable).parent / "pinnace"
     work = Path(tempfile.mkdtemp(prefix="pinnace-bench-"))
     try:
         with loop_btrfs(work / "btrfs", "4G") as mnt:
-            root = Path(mnt) / "root"
-            pinnace = [str(script), "--root", str(root)]
             tar = work / "busybox.tar"
             build_busybox_tar(tar)
-            subprocess.run(pinnace + ["import", "-c", 'CMD ["sh"]', str(tar), "busybox"],
-                           check=True, capture_output=True)
+            roots = {"": (pinnace_command(), Path(mnt) / "root")}
+            if args.compare:
+                roots[COMPARED] = (pinnace_command(args.compare), Path(mnt) / "root-compared")
+            for command, root in roots.values():
+                import_busybox(command, root, tar)
+            pinnaces = {mark: command + ["--root", str(root)]
+                        for mark, (command, root) in roots.items()}
+            pinnace, root = pinnaces[""], roots[""][1]
             if shutil.which("podman"):
                 subprocess.run(["podman", "import", str(tar), "localhost/pinnace-bench-busybox"],
                                check=True, capture_output=True)
-            ex = exec_latency(pinnace, work, args.rounds)
+            ex = exec_latency(pinnaces, work, args.rounds)
             pl = ps_and_logs(pinnace, root, args.rounds)
             mem = monitor_memory(pinnace)
             print("\ntargets")

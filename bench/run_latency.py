@@ -1,9 +1,10 @@
 """Start-up latency: `pinnace run --rm busybox true` against `runc run` on the same rootfs,
 `podman run --rm` and `docker run --rm` (when a daemon answers), side by side.
 
-Run as root: ``python bench/run_latency.py [--rounds N]``. Prints a table with
-ratios to runc and checks the targets (pinnace <= 3x runc, below podman,
-`pinnace --version` < 60 ms). Not a test: these machines are noisy.
+Run as root: ``python bench/run_latency.py [--rounds N] [--compare PYTHON]``. Prints a
+table with ratios to runc and checks the targets (pinnace <= 3x runc, below podman,
+`pinnace --version` < 60 ms). ``--compare`` times a second pinnace (another checkout's
+venv) in the same rounds. Not a test: these machines are noisy.
 """
 
 from __future__ import annotations
@@ -18,11 +19,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import (
+    COMPARED,
     FLOOR,
     PODMAN_RUN,
+    add_compare_option,
     busybox_root,
     cgroup_move_ms,
     floor_runner,
+    import_busybox,
+    pinnace_command,
     print_floor,
     report,
     runner,
@@ -46,17 +51,24 @@ def runc_bundle(path: Path) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=20)
+    add_compare_option(parser)
     args = parser.parse_args()
     with busybox_root() as (pinnace, root, work):
         tar = work / "busybox.tar"
+        pinnaces = {"": (pinnace, root)}
+        if args.compare:
+            other = pinnace_command(args.compare)
+            pinnaces[COMPARED] = (other, root.with_name("root-compared"))
+            import_busybox(other, pinnaces[COMPARED][1], tar)
         commands = {}
         if shutil.which("runc"):
             bundle = runc_bundle(work / "bundle")
             commands["runc run"] = runner(["runc", "run", "--bundle", str(bundle), "bench"])
         for storage in ("btrfs", "dir"):
-            commands[f"pinnace run --rm ({storage})"] = runner(
-                pinnace + ["--root", str(root), "run", "--rm", f"--storage={storage}",
-                           "--net=none", "busybox", "true"])
+            for mark, (command, its_root) in pinnaces.items():
+                commands[f"pinnace run --rm ({storage}){mark}"] = runner(
+                    command + ["--root", str(its_root), "run", "--rm", f"--storage={storage}",
+                               "--net=none", "busybox", "true"])
         if shutil.which("podman"):
             subprocess.run(["podman", "import", str(tar), "localhost/pinnace-bench-busybox"],
                            check=True, capture_output=True)
@@ -74,7 +86,8 @@ def main() -> None:
                 ["docker", "run", "--rm", "--network=none", "pinnace-bench-busybox", "true"])
         else:
             print("docker: no daemon answers here, skipped")
-        commands["pinnace --version"] = runner(pinnace + ["--version"])
+        for mark, (command, _) in pinnaces.items():
+            commands[f"pinnace --version{mark}"] = runner(command + ["--version"])
         commands["python -c pass"] = runner([sys.executable, "-c", "pass"])
         commands[FLOOR] = floor_runner()
         for fn in commands.values():  # warm up: caches, unpacked layers
@@ -87,7 +100,8 @@ def main() -> None:
         print(f"moving a process into a cgroup takes {cgroup_move_ms():.1f} ms on this host "
               "(runc and pinnace pay it once per start)")
         if "runc run" in med:
-            print_floor(med, "pinnace run --rm (btrfs)", "runc run")
+            for mark in pinnaces:
+                print_floor(med, f"pinnace run --rm (btrfs){mark}", "runc run")
         print()
         if "runc run" in med:
             print(f"target pinnace <= 3x runc: {pin / med['runc run']:.2f}x "
@@ -100,7 +114,9 @@ def main() -> None:
         if shutil.which("podman"):
             subprocess.run(["podman", "rmi", "-f", "localhost/pinnace-bench-busybox"],
                            capture_output=True)
-        subprocess.run(pinnace + ["--root", str(root), "rmi", "busybox"], capture_output=True)
+        for command, its_root in pinnaces.values():
+            subprocess.run(command + ["--root", str(its_root), "rmi", "busybox"],
+                           capture_output=True)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ import contextlib
 import json
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -36,17 +35,7 @@ if TYPE_CHECKING:
     from pinnace.plugins import Plugins
     from pinnace.runtime.spec import Process
     from pinnace.state import State
-
-
-@dataclass(frozen=True)
-class StorageUsage:
-    """What one storage plugin holds for pinnace: its snapshots and the space they use."""
-
-    storage: str
-    containers: int
-    layers: int
-    bytes: int
-    inodes: int
+    from pinnace.storage_usage import StorageUsage
 
 
 class Engine:
@@ -170,12 +159,13 @@ class Engine:
                                        labels={"pinnace.container": cid})
             spec = build.runtime_spec(cid, opts, image_config, args, mounts,
                                       self.paths.run_root)
-            self.containers.save_config(cid, ContainerConfig(args, spec, run, net))
+            with self.state.tx():
+                self.containers.save_config(cid, ContainerConfig(args, spec, run, net))
+                self.state.event("container", "create", cid, image=opts.image)
         except BaseException:
             _run_undos(undo)
             raise
-        self.state.event("container", "create", cid, image=opts.image)
-        self.plugins.broadcast("pinnace_container_created", container=self.containers.get(cid))
+        self._announce("pinnace_container_created", cid)
         return cid
 
     def start(self, cid: str, stdio: tuple[int, int, int] | None = None,
@@ -218,8 +208,7 @@ class Engine:
             self.containers.record_exit(cid, code)
             raise
         self.state.event("container", "start", cid)
-        self.plugins.broadcast("pinnace_container_started", container=self.containers.get(cid),
-                               pid=pid)
+        self._announce("pinnace_container_started", cid, pid=pid)
         return int(pid)
 
     def wait(self, cid: str) -> int:
@@ -253,16 +242,20 @@ class Engine:
             self._teardown(record)
         except Exception as err:  # raised once --rm has had its go (which tears down again)
             failure = err
-        self.containers.record_exit(cid, code, oom_killed=oom)
-        self.state.event("container", "die", cid, exit_code=code)
-        self.plugins.broadcast("pinnace_container_exited", container=self.containers.get(cid),
-                               exit_code=code)
+        with self.state.tx():
+            self.containers.record_exit(cid, code, oom_killed=oom)
+            self.state.event("container", "die", cid, exit_code=code)
+        self._announce("pinnace_container_exited", cid, exit_code=code)
         run = record.config.run
         again = should_restart(run.restart, code, record.restart_count, record.stop_requested)
         if again:
             self.containers.count_restart(cid)
         elif run.auto_remove:
-            self.remove(cid, force=True)
+            exited = self.containers.get(cid)
+            if failure is None and not exited.active:  # torn down above: no second teardown
+                self._discard(exited)
+            else:
+                self.remove(cid, force=True)
         if failure is not None:
             raise failure
         return again
@@ -389,12 +382,23 @@ class Engine:
             except NotFound:  # its monitor removed it (run --rm)
                 return cid
         self._teardown(record)
-        self.layers.remove(record.storage, cid)
-        remove_tree(self.paths.log(cid).parent)
-        self.containers.delete(cid)
-        self.state.event("container", "destroy", cid)
-        self.plugins.broadcast("pinnace_container_removed", container=record)
+        self._discard(record)
         return cid
+
+    def _discard(self, record: ContainerRecord) -> None:
+        """Forget a container whose runtime is torn down: its rootfs, log and row."""
+        self.layers.remove(record.storage, record.id)
+        remove_tree(self.paths.log(record.id).parent)
+        with self.state.tx():
+            self.containers.delete(record.id)
+            self.state.event("container", "destroy", record.id)
+        self.plugins.broadcast("pinnace_container_removed", container=record)
+
+    def _announce(self, hook: str, cid: str, **kwargs: Any) -> None:
+        """Broadcast event ``hook`` with the container's current record, read from the
+        state only when a plugin implements the hook."""
+        if self.plugins.implemented(hook):
+            self.plugins.broadcast(hook, container=self.containers.get(cid), **kwargs)
 
     # ------------------------------------------------------------ reconciling
     def current(self, cid: str) -> ContainerRecord:
@@ -469,18 +473,9 @@ class Engine:
     def storage_usage(self) -> list[StorageUsage]:
         """For each storage plugin holding snapshots: how many, and the space they use
         (asked of the plugin)."""
-        holders = {r["storage"] for r in self.state.query("SELECT DISTINCT storage FROM snapshots")}
-        holders |= {c.storage for c in self.containers.all()}
-        found = []
-        for storage in sorted(holders):
-            snapshots = self.plugins.call("storage", storage, "walk")
-            used = [self.plugins.call("storage", storage, "usage", key=s.key) for s in snapshots]
-            mine = {c.id for c in self.containers.all() if c.storage == storage}
-            found.append(StorageUsage(
-                storage=storage, containers=sum(s.key in mine for s in snapshots),
-                layers=sum(s.key not in mine for s in snapshots),
-                bytes=sum(u.size for u in used), inodes=sum(u.inodes for u in used)))
-        return found
+        from pinnace.storage_usage import storage_usage
+
+        return storage_usage(self.state, self.containers, self.plugins)
 
     # ------------------------------------------------------------ queries
     def resolve(self, ref: str) -> str:

@@ -275,6 +275,12 @@ class Plugins:
                 f"{role} plugin {plugin!r} failed in {verb}: {type(err).__name__}: {err}"
             ) from err
 
+    def implemented(self, hook: str) -> bool:
+        """Whether a loaded plugin implements event or testbed hook ``hook`` (wrappers
+        aside): whether :meth:`broadcast` would call anything."""
+        return any(not (impl.hookwrapper or impl.wrapper)
+                   for impl in getattr(self.pm.hook, hook).get_hookimpls())
+
     def broadcast(self, hook: str, /, **kwargs: Any) -> list[Any]:
         """Call event or testbed hook ``hook`` on every plugin that implements it, one at
         a time; return their results (None left out by pluggy). A plugin's exception is a one-line

@@ -56,12 +56,21 @@ class NetOptions:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> NetOptions:
         """The record from its stored JSON shape."""
-        from pinnace.network import PortMapping
-
         return cls(networks=list(data.get("networks") or []),
-                   ports=[PortMapping(**p) for p in data.get("ports") or []],
+                   ports=_port_mappings(data.get("ports") or []),
                    ip=data.get("ip") or "", dns=list(data.get("dns") or []),
                    add_hosts=[(h[0], h[1]) for h in data.get("add_hosts") or []])
+
+
+def _port_mappings(items: list[dict[str, Any]]) -> list[PortMapping]:
+    """Published ports from their stored shape. pinnace.network (seven records) is imported
+    only when there are some: ``exec`` and others read a container's config without
+    touching its network."""
+    if not items:
+        return []
+    from pinnace.network import PortMapping
+
+    return [PortMapping(**p) for p in items]
 
 
 @dataclass

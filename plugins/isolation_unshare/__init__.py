@@ -14,21 +14,22 @@ import gc
 import os
 import signal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pinnace.plugin import (
     CommandNotExecutable,
     CommandNotFound,
     ContainerSpec,
-    ContainerState,
     FailedPrecondition,
     Plugin,
     Process,
-    Status,
     hookimpl,
 )
 from pinnace.runtime.watch import exit_code
 from pinnace_plugins.isolation_unshare import child as _setup
+
+if TYPE_CHECKING:
+    from pinnace.plugin import ContainerState
 
 
 class _Child:
@@ -289,6 +290,8 @@ class UnshareIsolation(Plugin):
     @hookimpl
     def pinnace_isolation_state(self, container_id: str, bundle: Path) -> ContainerState:
         """created (held before exec), running, or stopped."""
+        from pinnace.plugin import ContainerState, Status
+
         pid = self._pid(container_id, bundle)
         if not pid or not os.path.exists(f"/proc/{pid}"):
             return ContainerState(Status.STOPPED)
