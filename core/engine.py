@@ -185,14 +185,15 @@ class Engine:
         record = self.containers.get(cid)
         if not self.containers.claim_start(cid, os.getpid(), start_time(os.getpid())):
             raise FailedPrecondition(f"container {record.label} is already {record.status}")
-        spec = record.config.spec
+        config = record.config
+        spec = config.spec
         spec.process.console_socket = console_socket
         linux.set_child_subreaper()
         bundle = self.paths.bundle(cid)
         bundle.mkdir(parents=True, exist_ok=True)
         undo: list[Callable[[], None]] = [lambda: remove_tree(bundle)]
         try:
-            result = self.networks.setup(record, spec, bundle, undo)
+            result = self.networks.setup(record, config, bundle, undo)
             self.plugins.broadcast("pinnace_prepare_spec", spec=spec)
             undo.append(lambda: self.plugins.call("isolation", record.isolation, "delete",
                                                   container_id=cid, bundle=bundle))

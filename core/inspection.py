@@ -20,7 +20,8 @@ def _time(ts: float | None) -> str:
 def container(engine: Engine, cid: str) -> dict[str, Any]:
     """State, Config, HostConfig, Mounts, GraphDriver and NetworkSettings of a container."""
     c = engine.container(cid)
-    spec, run = c.config.spec, c.config.run
+    config = c.config
+    spec, run = config.spec, config.run
     process = spec.process
     running = c.active
     return {

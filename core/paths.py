@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class Paths:
+class Paths(NamedTuple):
     """The state root (``/var/lib/pinnace``) and the runtime root (``/run/pinnace``)."""
 
     root: Path

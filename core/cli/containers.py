@@ -74,10 +74,7 @@ def run(ctx: click.Context, detach: bool, image: str, command: tuple[str, ...],
     from pinnace.containers.options import RunOptions
 
     engine = get_engine(ctx)
-    for key in ("env", "log_opts", "networks", "ports", "dns", "add_hosts", "cap_add", "cap_drop",
-                "security_opt"):
-        kw[key] = list(kw[key])
-    opts = RunOptions(image=image, command=list(command), **kw)
+    opts = RunOptions(image=image, command=command, **kw)
     if detach:
         from pinnace.monitor.detached import start_detached
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from pinnace.errors import InvalidConfig
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from pathlib import Path
 
     from pinnace.containers.options import RunOptions
@@ -31,7 +32,7 @@ def command(opts: RunOptions, image_config: dict[str, Any]) -> list[str]:
     return args
 
 
-def merge_env(base: list[str], extra: list[str]) -> list[str]:
+def merge_env(base: Sequence[str], extra: Sequence[str]) -> list[str]:
     """Image env overridden by ``-e KEY=VALUE``; a bare ``-e KEY`` copies the host's value."""
     env = dict(e.split("=", 1) if "=" in e else (e, "") for e in base)
     for item in extra:

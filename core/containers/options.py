@@ -3,18 +3,19 @@ defaults apply: the one input record every front-end fills."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from typing import NamedTuple
 
 
-@dataclass
-class RunOptions:
-    """What ``pinnace run`` asks for, before defaults from the image and config apply."""
+class RunOptions(NamedTuple):
+    """What ``pinnace run`` asks for, before defaults from the image and config apply.
+    (A NamedTuple: defining it costs a fraction of a dataclass, on every ``run``.)"""
 
     image: str
-    command: list[str] = field(default_factory=list)
+    command: Sequence[str] = ()
     entrypoint: str | None = None
     name: str | None = None
-    env: list[str] = field(default_factory=list)
+    env: Sequence[str] = ()
     workdir: str | None = None
     user: str | None = None
     hostname: str | None = None
@@ -22,21 +23,21 @@ class RunOptions:
     network: str | None = None
     isolation: str | None = None
     read_only: bool = False
-    networks: list[str] = field(default_factory=list)
-    ports: list[str] = field(default_factory=list)
+    networks: Sequence[str] = ()
+    ports: Sequence[str] = ()
     publish_all: bool = False
     ip: str | None = None
-    dns: list[str] = field(default_factory=list)
-    add_hosts: list[str] = field(default_factory=list)
+    dns: Sequence[str] = ()
+    add_hosts: Sequence[str] = ()
     tty: bool = False
     interactive: bool = False
     restart: str = "no"
-    log_opts: list[str] = field(default_factory=list)
+    log_opts: Sequence[str] = ()
     auto_remove: bool = False
     privileged: bool = False
-    cap_add: list[str] = field(default_factory=list)
-    cap_drop: list[str] = field(default_factory=list)
-    security_opt: list[str] = field(default_factory=list)
+    cap_add: Sequence[str] = ()
+    cap_drop: Sequence[str] = ()
+    security_opt: Sequence[str] = ()
     memory: str | None = None
     memory_swap: str | None = None
     cpus: float | None = None

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from pinnace.errors import AlreadyExists, InvalidConfig, Unavailable
 
@@ -64,8 +63,7 @@ def _requested(network: Network, requested: str, subnet: IPNetwork, gateway: IPA
     return address
 
 
-@dataclass(frozen=True)
-class Endpoint:
+class Endpoint(NamedTuple):
     """One container's lease on one network: its interface and address (CIDR)."""
 
     container_id: str

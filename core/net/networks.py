@@ -26,7 +26,7 @@ from pinnace.network import Attachment, Network, NetworkResult, PortMapping
 
 if TYPE_CHECKING:
     from pinnace.containers.options import RunOptions
-    from pinnace.containers.record import ContainerRecord, NetOptions
+    from pinnace.containers.record import ContainerConfig, ContainerRecord, NetOptions
     from pinnace.containers.table import ContainerTable
     from pinnace.paths import Paths
     from pinnace.plugins import Plugins
@@ -250,13 +250,14 @@ class Networking:
                 cid, netns, network, ep.ifname, ep.address, ports if ep.ifname == "eth0" else ())))
         return found
 
-    def setup(self, record: ContainerRecord, spec: ContainerSpec, bundle: Path,
+    def setup(self, record: ContainerRecord, config: ContainerConfig, bundle: Path,
               undo: list[Callable[[], None]]) -> NetworkResult:
-        """Give the container its network namespace, attachments and /etc files; return
-        the result. Each step appends its undo to ``undo`` before it runs."""
+        """Give the container its network namespace, attachments and /etc files, noting
+        them in ``config.spec``; return the result. Each step appends its undo to ``undo``
+        before it runs."""
         from pinnace import netns
 
-        cid, mode, net = record.id, record.network, record.config.net
+        cid, mode, net, spec = record.id, record.network, config.net, config.spec
         if mode.startswith(CONTAINER_MODE):
             other = self.containers.get(mode[len(CONTAINER_MODE):])
             if other.status != "running":
@@ -293,7 +294,7 @@ class Networking:
                                           net.ip if i == 0 else None,
                                           tuple(ports) if i == 0 else ())
                              for i, name in enumerate(names)])
-        self.write_etc(record, result, bundle)
+        self.write_etc(record, config, result, bundle)
         _mount_etc(spec, bundle)
         self._refresh_peers(cid, self._networks_of(cid))
         return result  # type: ignore[no-any-return]
@@ -375,7 +376,8 @@ class Networking:
         joined.append(network.name)
         self.containers.save_config(record.id, config)
         if running:
-            self.write_etc(self.containers.get(record.id), None, self.paths.bundle(record.id))
+            self.write_etc(self.containers.get(record.id), config, None,
+                           self.paths.bundle(record.id))
             self._refresh_peers(record.id, [network.name])
 
     def disconnect(self, name: str, record: ContainerRecord) -> None:
@@ -388,10 +390,11 @@ class Networking:
             raise NotFound(f"container {record.label} is not connected to network "
                            f"{network.name}")
         self._detach(record.id, network)
-        config.net.networks = [n for n in config.net.networks if n != network.name]
+        config.net.networks[:] = [n for n in config.net.networks if n != network.name]
         self.containers.save_config(record.id, config)
         if record.status == "running":
-            self.write_etc(self.containers.get(record.id), None, self.paths.bundle(record.id))
+            self.write_etc(self.containers.get(record.id), config, None,
+                           self.paths.bundle(record.id))
             self._refresh_peers(record.id, [network.name])
 
     def _detach(self, cid: str, network: Network) -> None:
@@ -401,10 +404,9 @@ class Networking:
         ipam.release(self.state, cid, network.name)
 
     # ----------------------------------------------------------- /etc files
-    def write_etc(self, record: ContainerRecord, result: NetworkResult | None,
-                  bundle: Path) -> None:
+    def write_etc(self, record: ContainerRecord, config: ContainerConfig,
+                  result: NetworkResult | None, bundle: Path) -> None:
         """Write the container's hosts, hostname and resolv.conf into its bundle."""
-        config = record.config
         own = [ep.ip for ep in ipam.endpoints(self.state, record.id)]
         hostname = config.spec.hostname or record.short_id
         names = [hostname] + ([record.name] if record.name else [])
@@ -426,7 +428,7 @@ class Networking:
             bundle = self.paths.bundle(other.id)
             if (bundle / "hosts").exists():
                 with contextlib.suppress(FileNotFoundError):  # it went away meanwhile
-                    self.write_etc(other, None, bundle)
+                    self.write_etc(other, other.config, None, bundle)
 
     # ----------------------------------------------------------- inspect
     def settings(self, record: ContainerRecord) -> dict[str, Any]:

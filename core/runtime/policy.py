@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from typing import NamedTuple
 
 from pinnace.errors import InvalidConfig
 from pinnace.units import parse_bytes
@@ -11,8 +12,7 @@ RESTART_NAMES = ("no", "always", "unless-stopped", "on-failure")
 MAX_BACKOFF = 60.0
 
 
-@dataclass
-class RestartPolicy:
+class RestartPolicy(NamedTuple):
     """``--restart``: ``no``, ``always``, ``unless-stopped`` or ``on-failure`` (at most
     ``max`` times when ``max`` > 0)."""
 
@@ -20,8 +20,7 @@ class RestartPolicy:
     max: int = 0
 
 
-@dataclass
-class LogOptions:
+class LogOptions(NamedTuple):
     """json-file's rotation: files of at most ``max_size`` bytes (0: no limit), ``max_files``
     of them."""
 
@@ -57,24 +56,24 @@ def backoff(restarts: int) -> float:
     return min(0.1 * 2 ** restarts, MAX_BACKOFF)
 
 
-def parse_log_opts(items: list[str]) -> LogOptions:
+def parse_log_opts(items: Iterable[str]) -> LogOptions:
     """``--log-opt max-size=10m --log-opt max-file=3`` (json-file's options)."""
-    out = LogOptions()
+    max_size, max_files = 0, 1
     for item in items:
         key, sep, value = item.partition("=")
         if not sep:
             raise InvalidConfig(f"invalid --log-opt {item!r}: use KEY=VALUE")
         if key == "max-size":
-            out.max_size = parse_bytes(value, "--log-opt max-size")
-            if out.max_size <= 0:
+            max_size = parse_bytes(value, "--log-opt max-size")
+            if max_size <= 0:
                 raise InvalidConfig(f"invalid max-size {value!r}: must be positive")
         elif key == "max-file":
             if not value.isdigit() or int(value) < 1:
                 raise InvalidConfig(f"invalid max-file {value!r}: a whole number >= 1")
-            out.max_files = int(value)
+            max_files = int(value)
         else:
             raise InvalidConfig(
                 f"unknown log option {key!r}: json-file takes max-size and max-file")
-    if out.max_files > 1 and not out.max_size:
+    if max_files > 1 and not max_size:
         raise InvalidConfig("max-file needs max-size")
-    return out
+    return LogOptions(max_size, max_files)
