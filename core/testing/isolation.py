@@ -56,8 +56,9 @@ from pinnace.plugin import (
     Security,
     Status,
     User,
+    cgroups,
 )
-from pinnace.runtime import capabilities, cgroups
+from pinnace.runtime import capabilities
 from pinnace.testing import assert_implements_role
 
 NAMESPACES = ("mnt", "pid", "net", "uts", "ipc", "cgroup")

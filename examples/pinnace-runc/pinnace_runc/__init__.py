@@ -186,7 +186,7 @@ class RuncIsolation(Plugin):
     def _release(self, container_id: str, bundle: Path) -> None:
         """Everything ``create`` made, whatever state it got to."""
         from pinnace import linux
-        from pinnace.runtime import cgroups
+        from pinnace.plugin import cgroups
 
         with contextlib.suppress(_Gone):
             self._runc("delete", "--force", container_id)

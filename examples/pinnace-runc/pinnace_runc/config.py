@@ -12,8 +12,15 @@ import os
 from dataclasses import fields
 from typing import Any
 
-from pinnace.plugin import ContainerSpec, InvalidConfig, MountPoint, Process, Resources, Security
-from pinnace.runtime import cgroups
+from pinnace.plugin import (
+    ContainerSpec,
+    InvalidConfig,
+    MountPoint,
+    Process,
+    Resources,
+    Security,
+    cgroups,
+)
 
 OCI_VERSION = "1.0.2"
 NAMESPACES = {"pid": "pid", "mount": "mount", "uts": "uts", "ipc": "ipc", "cgroup": "cgroup"}
