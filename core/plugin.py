@@ -11,9 +11,10 @@ Defined here: the ``hookimpl`` marker, :class:`Plugin`, :class:`Option` and
 plugin imports this module on the hot path of ``pinnace run``): the records
 hooks take and return (mounts, snapshots, network attachments and results,
 the runtime spec and container state, transfer options), the error classes,
-and helpers (``netns``, ``mounted``, ``mount_all``, ``remove_tree``,
-``TreeStorage`` and its tree functions; ``cgroups``, ``limits``, ``Lockdown`` and
-``restrict_paths`` for isolation; ``new_config`` and ``parse_changes`` for image sources).
+and helpers (``netns``, ``mounted``, ``remove_tree``, ``TreeStorage`` and its
+tree functions; ``mount_all``, ``unmount_all``, ``set_child_subreaper``, ``cgroups``,
+``limits``, ``Lockdown``, ``restrict_paths``, ``capabilities`` and ``seccomp`` for
+isolation; ``new_config`` and ``parse_changes`` for image sources).
 See ``__all__``.
 """
 
@@ -32,7 +33,8 @@ _EXPORTS: dict[str, str] = {
                      "InvalidConfig", "Unavailable", "TryAgain", "PluginError", "CommandNotFound",
                      "CommandNotExecutable"),
                     "pinnace.errors"),
-    **dict.fromkeys(("Mount", "mounted", "mount_all"), "pinnace.mounts"),
+    **dict.fromkeys(("Mount", "mounted", "mount_all", "unmount_all"), "pinnace.mounts"),
+    "set_child_subreaper": "pinnace.linux",
     **dict.fromkeys(("Kind", "SnapshotInfo", "Usage"), "pinnace.snapshots"),
     **dict.fromkeys(("Attachment", "Network", "NetworkResult", "IPConfig", "Interface",
                      "Route", "PortMapping", "routable_ipv4"), "pinnace.network"),
@@ -50,9 +52,11 @@ _EXPORTS: dict[str, str] = {
 """Re-exported name -> the module that defines it (imported on first use)."""
 
 _MODULES = {"netns": "pinnace.netns", "cgroups": "pinnace.runtime.cgroups",
-            "limits": "pinnace.runtime.limits"}
+            "limits": "pinnace.runtime.limits", "capabilities": "pinnace.runtime.capabilities",
+            "seccomp": "pinnace.runtime.seccomp"}
 """Re-exported helper modules: ``netns.entered(path)``, ``cgroups.create(path)`` (a
-:class:`~pinnace.runtime.cgroups.Cgroup`), ``limits.apply(cgroup, resources)``."""
+:class:`~pinnace.runtime.cgroups.Cgroup`), ``limits.apply(cgroup, resources)``,
+``capabilities.mask(names)``, ``seccomp.default_profile()``."""
 
 __all__ = sorted(["hookimpl", "Plugin", "Option", "PluginContext", *_EXPORTS, *_MODULES])
 

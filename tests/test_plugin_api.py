@@ -7,6 +7,7 @@ import ast
 import importlib
 import inspect
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -43,7 +44,8 @@ def test_authors_find_the_records_errors_and_helpers() -> None:
               "FailedPrecondition", "InvalidConfig", "Unavailable", "TryAgain", "TreeStorage",
               "tree_usage", "netns", "ContainerRecord", "MountPoint", "mount_all", "remove_tree",
               "CommandNotFound", "CommandNotExecutable", "Security", "Resources", "User",
-              "cgroups", "limits", "Lockdown", "restrict_paths", "new_config", "parse_changes"}
+              "cgroups", "limits", "Lockdown", "restrict_paths", "new_config", "parse_changes",
+              "unmount_all", "set_child_subreaper", "capabilities", "seccomp"}
     assert needed <= set(pinnace.plugin.__all__), needed - set(pinnace.plugin.__all__)
 
 
@@ -63,6 +65,38 @@ def test_isolation_and_image_source_helpers_are_the_documented_ones() -> None:
                                    "test", created=0))
     assert config["config"]["Cmd"] == ["sh"]
     assert config["rootfs"]["diff_ids"] == ["sha256:" + "0" * 64]
+
+
+def test_unmount_all_undoes_mount_all(tmp_path: Path) -> None:
+    """Every mount ``mount_all`` made, stacked ones included, is gone afterwards; a second
+    call, with nothing mounted, is fine."""
+    from pinnace.plugin import Mount, mount_all, unmount_all
+
+    target = tmp_path / "rootfs"
+    target.mkdir()
+    mount_all([Mount("tmpfs", "tmpfs", ("size=1m",))], target)
+    (target / "inner").mkdir()
+    mount_all([Mount("tmpfs", "tmpfs", ("size=1m",))], target / "inner")
+    assert os.path.ismount(target) and os.path.ismount(target / "inner")
+    unmount_all(target)
+    assert not os.path.ismount(target) and not (target / "inner").exists()
+    unmount_all(target)
+
+
+def test_examples_import_nothing_of_pinnace_but_the_plugin_api() -> None:
+    """A third-party plugin needs no engine module: the examples import ``pinnace.plugin``
+    and, in their tests, ``pinnace.testing`` only."""
+    offenders = []
+    sources = python_sources("examples")
+    assert len(sources) > 8, sources
+    for path in sources:
+        for node in ast.walk(ast.parse(path.read_text())):
+            modules = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            offenders += [f"{path.relative_to(ROOT)}: {m}" for m in modules
+                          if m.split(".")[0] == "pinnace" and m != "pinnace.plugin"
+                          and not m.startswith("pinnace.testing")]
+    assert not offenders, "\n".join(offenders)
 
 
 def test_an_unknown_name_is_an_attribute_error() -> None:
@@ -86,6 +120,14 @@ def test_importing_the_module_imports_no_reexported_module() -> None:
     lazy = set(REEXPORTED.values()) | set(MODULES.values())
     assert not lazy & set(before), sorted(lazy & set(before))
     assert set(after) - set(before) == {"pinnace.network"}
+
+
+def python_sources(*directories: str) -> list[Path]:
+    """The Python files of the repository under ``directories`` (not build output)."""
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard",
+                             *directories],
+                            capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    return [ROOT / name for name in listed.split() if name.endswith(".py")]
 
 
 class Sample(Plugin):
@@ -120,11 +162,8 @@ def test_plugins_and_examples_import_plugin_facing_names_from_pinnace_plugin() -
     defining module, nor a re-exported module (``cgroups``, ``limits``, ``netns``) by its
     own name (nor the tree storage base from a plugin package)."""
     offenders = []
-    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard",
-                             "plugins", "examples", "core/testing"],
-                            capture_output=True, text=True, check=True, cwd=ROOT).stdout
-    sources = [ROOT / name for name in listed.split() if name.endswith(".py")]
-    assert len(sources) > 20, listed
+    sources = python_sources("plugins", "examples", "core/testing")
+    assert len(sources) > 20, sources
     for path in sources:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):

@@ -57,9 +57,9 @@ from pinnace.plugin import (
     Security,
     Status,
     User,
+    capabilities,
     cgroups,
 )
-from pinnace.runtime import capabilities
 from pinnace.testing import assert_implements_role
 
 NAMESPACES = ("mnt", "pid", "net", "uts", "ipc", "cgroup")
