@@ -66,7 +66,8 @@ def pinnace_storage_view(key: str, parent: str, labels: dict[str, str]) -> list[
 
 @hookspec(firstresult=True)
 def pinnace_storage_mounts(key: str) -> list[Mount]:
-    """Return the mounts of an existing active or view snapshot (``NotFound`` otherwise)."""
+    """Return the mounts of an existing active or view snapshot: ``FailedPrecondition``
+    for a committed one (make a view of it instead), ``NotFound`` for an absent key."""
 
 
 @hookspec(firstresult=True)

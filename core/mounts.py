@@ -35,6 +35,15 @@ def mount_all(mounts: Sequence[Mount], target: str | Path) -> None:
         linux.mount_described(m.type, m.source, str(target), m.options)
 
 
+def unmount_all(target: str | Path) -> None:
+    """Undo :func:`mount_all`: detach every mount at or below ``target``, deepest first
+    (nothing mounted there is fine)."""
+    from pinnace import linux
+
+    for point in linux.mounts_under(str(target)):
+        linux.umount(point, detach=True)
+
+
 @contextlib.contextmanager
 def mounted(mounts: Sequence[Mount], scratch: str | Path | None = None) -> Iterator[Path]:
     """Yield a directory where ``mounts`` are visible, for the duration of the block.

@@ -12,7 +12,9 @@ plugin imports this module on the hot path of ``pinnace run``): the records
 hooks take and return (mounts, snapshots, network attachments and results,
 the runtime spec and container state, transfer options), the error classes,
 and helpers (``netns``, ``mounted``, ``remove_tree``, ``TreeStorage`` and its
-tree functions).
+tree functions; ``mount_all``, ``unmount_all``, ``set_child_subreaper``, ``cgroups``,
+``limits``, ``Lockdown``, ``restrict_paths``, ``capabilities`` and ``seccomp`` for
+isolation; ``new_config`` and ``parse_changes`` for image sources).
 See ``__all__``.
 """
 
@@ -31,7 +33,8 @@ _EXPORTS: dict[str, str] = {
                      "InvalidConfig", "Unavailable", "TryAgain", "PluginError", "CommandNotFound",
                      "CommandNotExecutable"),
                     "pinnace.errors"),
-    **dict.fromkeys(("Mount", "mounted", "mount_all"), "pinnace.mounts"),
+    **dict.fromkeys(("Mount", "mounted", "mount_all", "unmount_all"), "pinnace.mounts"),
+    "set_child_subreaper": "pinnace.linux",
     **dict.fromkeys(("Kind", "SnapshotInfo", "Usage"), "pinnace.snapshots"),
     **dict.fromkeys(("Attachment", "Network", "NetworkResult", "IPConfig", "Interface",
                      "Route", "PortMapping", "routable_ipv4"), "pinnace.network"),
@@ -39,16 +42,21 @@ _EXPORTS: dict[str, str] = {
                      "Resources"), "pinnace.runtime.spec"),
     **dict.fromkeys(("ContainerState", "Status"), "pinnace.runtime.status"),
     "ContainerRecord": "pinnace.containers.record",
+    **dict.fromkeys(("Lockdown", "restrict_paths"), "pinnace.runtime.security"),
     "TransferOptions": "pinnace.images.sources",
-    "ImageStore": "pinnace.images.store",
+    **dict.fromkeys(("ImageStore", "new_config", "parse_changes"), "pinnace.images.store"),
     "remove_tree": "pinnace.files",
     **dict.fromkeys(("TreeStorage", "key_to_name", "name_to_key", "tree_usage", "mount_of",
                      "free_bytes", "human", "run"), "pinnace.storage_tree"),
 }
 """Re-exported name -> the module that defines it (imported on first use)."""
 
-_MODULES = {"netns": "pinnace.netns"}
-"""Re-exported helper modules: ``netns.entered(path)``, ``netns.create``, ..."""
+_MODULES = {"netns": "pinnace.netns", "cgroups": "pinnace.runtime.cgroups",
+            "limits": "pinnace.runtime.limits", "capabilities": "pinnace.runtime.capabilities",
+            "seccomp": "pinnace.runtime.seccomp"}
+"""Re-exported helper modules: ``netns.entered(path)``, ``cgroups.create(path)`` (a
+:class:`~pinnace.runtime.cgroups.Cgroup`), ``limits.apply(cgroup, resources)``,
+``capabilities.mask(names)``, ``seccomp.default_profile()``."""
 
 __all__ = sorted(["hookimpl", "Plugin", "Option", "PluginContext", *_EXPORTS, *_MODULES])
 

@@ -17,5 +17,6 @@ class TestUnshareContract(IsolationContract):
 
     def make_plugin(self, tmp_path: Path) -> UnshareIsolation:
         """An unshare plugin whose run dir is under the test's temp dir."""
-        return UnshareIsolation(PluginContext("unshare", "isolation", {},
-                                              data_dir=tmp_path / "data", run_dir=tmp_path / "run"))
+        return UnshareIsolation(PluginContext.for_plugin(
+            UnshareIsolation, "unshare", "isolation", data_dir=tmp_path / "data",
+            run_dir=tmp_path / "run"))

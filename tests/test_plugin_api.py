@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import ast
 import importlib
+import inspect
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +20,7 @@ from pinnace.plugin import Option, Plugin, PluginContext
 
 ROOT = Path(__file__).resolve().parent.parent
 REEXPORTED = {name: module for name, module in pinnace.plugin._EXPORTS.items()}
+MODULES = dict(pinnace.plugin._MODULES)
 
 
 def test_every_exported_name_is_the_defining_modules_object() -> None:
@@ -25,7 +29,9 @@ def test_every_exported_name_is_the_defining_modules_object() -> None:
         value = getattr(pinnace.plugin, name)
         if name in REEXPORTED:
             assert value is getattr(importlib.import_module(REEXPORTED[name]), name), name
-    assert pinnace.plugin.netns is importlib.import_module("pinnace.netns")
+    for name, module in MODULES.items():
+        assert getattr(pinnace.plugin, name) is importlib.import_module(module), name
+    assert MODULES["netns"] == "pinnace.netns"
     assert set(pinnace.plugin.__all__) <= set(dir(pinnace.plugin))
 
 
@@ -36,8 +42,61 @@ def test_authors_find_the_records_errors_and_helpers() -> None:
               "Route", "PortMapping", "ContainerSpec", "Process", "ContainerState", "Status",
               "TransferOptions", "ImageStore", "PinnaceError", "NotFound", "AlreadyExists",
               "FailedPrecondition", "InvalidConfig", "Unavailable", "TryAgain", "TreeStorage",
-              "tree_usage", "netns"}
+              "tree_usage", "netns", "ContainerRecord", "MountPoint", "mount_all", "remove_tree",
+              "CommandNotFound", "CommandNotExecutable", "Security", "Resources", "User",
+              "cgroups", "limits", "Lockdown", "restrict_paths", "new_config", "parse_changes",
+              "unmount_all", "set_child_subreaper", "capabilities", "seccomp"}
     assert needed <= set(pinnace.plugin.__all__), needed - set(pinnace.plugin.__all__)
+
+
+def test_isolation_and_image_source_helpers_are_the_documented_ones() -> None:
+    """What CONTRIBUTING.md tells an isolation plugin and an image source to call is there:
+    ``cgroups.create`` giving a ``Cgroup`` with its methods, ``limits.apply``, the
+    hardening steps and the config builders."""
+    from pinnace.plugin import Lockdown, cgroups, limits, new_config, parse_changes, restrict_paths
+
+    assert [p.name for p in inspect.signature(cgroups.create).parameters.values()] == ["path"]
+    assert inspect.signature(cgroups.create).return_annotation == "Cgroup"
+    for method in ("add", "pids", "kill_all", "freeze", "remove", "exists"):
+        assert callable(getattr(cgroups.Cgroup, method)), method
+    assert list(inspect.signature(limits.apply).parameters) == ["cg", "res"]
+    assert callable(Lockdown.apply) and callable(restrict_paths)
+    config = json.loads(new_config(["sha256:" + "0" * 64], parse_changes(["CMD [\"sh\"]"]),
+                                   "test", created=0))
+    assert config["config"]["Cmd"] == ["sh"]
+    assert config["rootfs"]["diff_ids"] == ["sha256:" + "0" * 64]
+
+
+def test_unmount_all_undoes_mount_all(tmp_path: Path) -> None:
+    """Every mount ``mount_all`` made, stacked ones included, is gone afterwards; a second
+    call, with nothing mounted, is fine."""
+    from pinnace.plugin import Mount, mount_all, unmount_all
+
+    target = tmp_path / "rootfs"
+    target.mkdir()
+    mount_all([Mount("tmpfs", "tmpfs", ("size=1m",))], target)
+    (target / "inner").mkdir()
+    mount_all([Mount("tmpfs", "tmpfs", ("size=1m",))], target / "inner")
+    assert os.path.ismount(target) and os.path.ismount(target / "inner")
+    unmount_all(target)
+    assert not os.path.ismount(target) and not (target / "inner").exists()
+    unmount_all(target)
+
+
+def test_examples_import_nothing_of_pinnace_but_the_plugin_api() -> None:
+    """A third-party plugin needs no engine module: the examples import ``pinnace.plugin``
+    and, in their tests, ``pinnace.testing`` only."""
+    offenders = []
+    sources = python_sources("examples")
+    assert len(sources) > 8, sources
+    for path in sources:
+        for node in ast.walk(ast.parse(path.read_text())):
+            modules = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            offenders += [f"{path.relative_to(ROOT)}: {m}" for m in modules
+                          if m.split(".")[0] == "pinnace" and m != "pinnace.plugin"
+                          and not m.startswith("pinnace.testing")]
+    assert not offenders, "\n".join(offenders)
 
 
 def test_an_unknown_name_is_an_attribute_error() -> None:
@@ -58,9 +117,17 @@ def test_importing_the_module_imports_no_reexported_module() -> None:
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          check=True).stdout.splitlines()
     before, after = out[0].split(), out[1].split()
-    lazy = set(REEXPORTED.values()) | {"pinnace.netns"}
+    lazy = set(REEXPORTED.values()) | set(MODULES.values())
     assert not lazy & set(before), sorted(lazy & set(before))
     assert set(after) - set(before) == {"pinnace.network"}
+
+
+def python_sources(*directories: str) -> list[Path]:
+    """The Python files of the repository under ``directories`` (not build output)."""
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard",
+                             *directories],
+                            capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    return [ROOT / name for name in listed.split() if name.endswith(".py")]
 
 
 class Sample(Plugin):
@@ -92,20 +159,23 @@ def test_for_plugin_refuses_undeclared_and_bad_options() -> None:
 
 def test_plugins_and_examples_import_plugin_facing_names_from_pinnace_plugin() -> None:
     """No built-in plugin, example or contract suite imports a re-exported name from its
-    defining module (nor the tree storage base from a plugin package)."""
+    defining module, nor a re-exported module (``cgroups``, ``limits``, ``netns``) by its
+    own name (nor the tree storage base from a plugin package)."""
     offenders = []
-    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard",
-                             "plugins", "examples", "core/testing"],
-                            capture_output=True, text=True, check=True, cwd=ROOT).stdout
-    sources = [ROOT / name for name in listed.split() if name.endswith(".py")]
-    assert len(sources) > 20, listed
+    sources = python_sources("plugins", "examples", "core/testing")
+    assert len(sources) > 20, sources
     for path in sources:
         for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                offenders += [f"{path.relative_to(ROOT)}: import {alias.name}"
+                              for alias in node.names if alias.name in MODULES.values()]
             if not isinstance(node, ast.ImportFrom) or not node.module:
                 continue
             names = {alias.name for alias in node.names}
-            if node.module == "pinnace" and "netns" in names:
-                offenders.append(f"{path.relative_to(ROOT)}: from pinnace import netns")
+            modules = {f"{node.module}.{n}" for n in names} & set(MODULES.values())
+            if modules:
+                offenders.append(f"{path.relative_to(ROOT)}: from {node.module} import "
+                                 f"{sorted(m.rpartition('.')[2] for m in modules)}")
             wrong = {n for n in names if REEXPORTED.get(n) == node.module}
             if wrong or node.module.startswith("pinnace_plugins.storage_dir.base"):
                 offenders.append(f"{path.relative_to(ROOT)}: from {node.module} import {wrong}")

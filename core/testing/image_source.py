@@ -13,7 +13,8 @@ Subclass :class:`ImageSourceContract` in a test module, build your plugin in
 
     class TestMySource(ImageSourceContract):
         def make_plugin(self, tmp_path):
-            return MySource(PluginContext("mine", "image_source", {}, data_dir=tmp_path / "data"))
+            return MySource(PluginContext.for_plugin(MySource, "mine", "image_source",
+                                                     data_dir=tmp_path / "data"))
 
         def make_reference(self, rootfs, tmp_path):
             return str(write_rootfs_tar(rootfs, tmp_path / "rootfs.tar"))

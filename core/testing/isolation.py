@@ -14,8 +14,9 @@ as root::
         can_pause = True     # implements pinnace_isolation_pause and _resume
 
         def make_plugin(self, tmp_path):
-            return MyIsolation(PluginContext("mine", "isolation", {},
-                                             data_dir=tmp_path / "data", run_dir=tmp_path / "run"))
+            return MyIsolation(PluginContext.for_plugin(
+                MyIsolation, "mine", "isolation", data_dir=tmp_path / "data",
+                run_dir=tmp_path / "run"))
 
 The suite calls the hook methods on the instance directly, by keyword, as
 pinnace does, from a test process that is a child subreaper (as pinnace's
@@ -56,12 +57,15 @@ from pinnace.plugin import (
     Security,
     Status,
     User,
+    capabilities,
+    cgroups,
 )
-from pinnace.runtime import capabilities, cgroups
 from pinnace.testing import assert_implements_role
 
 NAMESPACES = ("mnt", "pid", "net", "uts", "ipc", "cgroup")
 QUIET = 0.5
+SUN_PATH_MAX = 108
+"""Bytes of a unix socket address (``sun_path``), its terminating NUL included."""
 """Seconds a held container is watched for output that must not come."""
 
 
@@ -408,9 +412,16 @@ class IsolationContract:
         assert (code, out, err) == (3, "out:hello\n", "err\n")
 
     def test_terminal_master_arrives_on_the_console_socket(self, boxes: Boxes) -> None:
+        """The pty master arrives on the console socket, whose path (like the core's,
+        under the run dir) is longer than a unix socket address can hold: a plugin must
+        reach it through its directory (``/proc/self/fd/N/NAME``), not connect by path."""
         from pinnace.runtime.console import ConsoleSocket
 
-        listener = ConsoleSocket(str(boxes.tmp_path / "console.sock"))
+        directory = boxes.tmp_path / ("console-" + "d" * 100)
+        directory.mkdir()
+        path = directory / "console.sock"
+        assert len(os.fsencode(str(path))) > SUN_PATH_MAX, path
+        listener = ConsoleSocket(str(path))
         try:
             spec = boxes.spec("sh", "-c", "tty && echo term-ok")
             spec.process.terminal, spec.process.console_socket = True, listener.path

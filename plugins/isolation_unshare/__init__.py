@@ -100,7 +100,7 @@ class UnshareIsolation(Plugin):
         from dataclasses import asdict
 
         from pinnace import linux
-        from pinnace.runtime import cgroups, limits
+        from pinnace.plugin import cgroups, limits
 
         fifo = str(bundle / "start.fifo")
         with contextlib.suppress(FileNotFoundError):
@@ -200,8 +200,7 @@ class UnshareIsolation(Plugin):
         import json
 
         from pinnace import linux
-        from pinnace.plugin import Security
-        from pinnace.runtime import cgroups
+        from pinnace.plugin import Security, cgroups
 
         pid = self._pid(container_id, bundle)
         if not pid or not os.path.exists(f"/proc/{pid}"):
@@ -249,14 +248,14 @@ class UnshareIsolation(Plugin):
     @hookimpl
     def pinnace_isolation_pause(self, container_id: str, bundle: Path) -> None:
         """Freeze the container's cgroup."""
-        from pinnace.runtime import cgroups
+        from pinnace.plugin import cgroups
 
         cgroups.container_cgroup(container_id).freeze(True)
 
     @hookimpl
     def pinnace_isolation_resume(self, container_id: str, bundle: Path) -> None:
         """Thaw the container's cgroup."""
-        from pinnace.runtime import cgroups
+        from pinnace.plugin import cgroups
 
         cgroups.container_cgroup(container_id).freeze(False)
 
@@ -305,7 +304,7 @@ class UnshareIsolation(Plugin):
     @hookimpl
     def pinnace_isolation_delete(self, container_id: str, bundle: Path) -> None:
         """Kill what is left in the cgroup, reap our child, remove the cgroup; idempotent."""
-        from pinnace.runtime import cgroups
+        from pinnace.plugin import cgroups
 
         cg = cgroups.container_cgroup(container_id)
         cg.kill_all()
@@ -326,7 +325,7 @@ class UnshareIsolation(Plugin):
     @hookimpl
     def pinnace_info(self) -> dict[str, Any]:
         """The cgroup version in use and the hierarchies a container joins."""
-        from pinnace.runtime import cgroups
+        from pinnace.plugin import cgroups
 
         return {"isolation.unshare": {"cgroup_version": cgroups.version(),
                                       "hierarchies": len(cgroups.hierarchies())}}
@@ -334,7 +333,7 @@ class UnshareIsolation(Plugin):
     @hookimpl
     def pinnace_doctor(self) -> list[dict[str, str]]:
         """Namespaces and cgroups this plugin needs."""
-        from pinnace.runtime import cgroups
+        from pinnace.plugin import cgroups
 
         checks = []
         have = set(os.listdir("/proc/self/ns"))

@@ -20,8 +20,7 @@ import signal
 import stat
 
 from pinnace import linux
-from pinnace.plugin import ContainerSpec, Process, Security, mount_all
-from pinnace.runtime import security
+from pinnace.plugin import ContainerSpec, Lockdown, Process, Security, mount_all, restrict_paths
 
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 NOSUID_NODEV_NOEXEC = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
@@ -56,7 +55,7 @@ def setup(spec: ContainerSpec, bundle: str, gate: int, fifo: str) -> int:
     """Build the container around this process; return the fd of the start fifo."""
     linux.set_pdeathsig(signal.SIGKILL)
     os.setsid()
-    lockdown = security.Lockdown(spec.security)
+    lockdown = Lockdown(spec.security)
     if spec.netns:
         fd = os.open(spec.netns, os.O_RDONLY | os.O_CLOEXEC)
         linux.setns(fd, linux.CLONE_NEWNET)
@@ -90,7 +89,7 @@ def setup(spec: ContainerSpec, bundle: str, gate: int, fifo: str) -> int:
         _make_console(terminal, spec.process)
     if spec.readonly_rootfs:
         linux.mount("", "/", None, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY)
-    security.restrict_paths(spec.security)
+    restrict_paths(spec.security)
     os.makedirs(spec.process.cwd or "/", exist_ok=True)
     _become(spec.process, lockdown)
     return start_fd
@@ -100,7 +99,7 @@ def join(process: Process, sec: Security, gate: int, fds: dict[str, int]) -> Non
     """Move this process into a running container: every namespace (the mount
     namespace last: it changes the root), a session, then, once the parent has
     moved it into the container's cgroup, the process's user."""
-    lockdown = security.Lockdown(sec)
+    lockdown = Lockdown(sec)
     for ns in ("net", "ipc", "uts", "cgroup"):
         linux.setns(fds[ns], 0)
     terminal = _connect_console(process)
@@ -127,7 +126,7 @@ def _make_console(sock: object, process: Process) -> None:
     console.make_console(sock, process.user.uid, process.user.gid)  # type: ignore[arg-type]
 
 
-def _become(process: Process, lockdown: security.Lockdown) -> None:
+def _become(process: Process, lockdown: Lockdown) -> None:
     """Drop to the process's user, groups, capabilities and seccomp filter
     (:meth:`pinnace.runtime.security.Lockdown.apply`); enter its working directory."""
     lockdown.apply(process.user)

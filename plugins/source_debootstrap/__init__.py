@@ -104,7 +104,7 @@ class DebootstrapSource(Plugin):
 
     def build(self, recipe: dict[str, Any], tag: str, store: ImageStore) -> str:
         """Run debootstrap, store the tree as a one-layer image tagged ``tag``; return its ID."""
-        from pinnace.images.store import new_config
+        from pinnace.plugin import new_config
 
         argv = debootstrap_argv(recipe)
         self.ctx.data_dir.mkdir(parents=True, exist_ok=True)

@@ -50,7 +50,7 @@ class DirSource(Plugin):
     def pinnace_image_source_fetch(self, reference: str, store: ImageStore) -> str:
         """Store the directory ``reference`` names as an untagged one-layer image; return
         its ID."""
-        from pinnace.images.store import new_config, parse_changes
+        from pinnace.plugin import new_config, parse_changes
 
         directory, changes_file = split_reference(reference)
         try:

@@ -15,7 +15,8 @@ class TestDirSourceContract(ImageSourceContract):
 
     def make_plugin(self, tmp_path: Path) -> DirSource:
         """A dir source (it keeps no data of its own)."""
-        return DirSource(PluginContext("dir", "image_source", {}, data_dir=tmp_path / "data"))
+        return DirSource(PluginContext.for_plugin(DirSource, "dir", "image_source",
+                                                  data_dir=tmp_path / "data"))
 
     def make_reference(self, rootfs: Path, tmp_path: Path) -> str:
         """The suite's rootfs directory is the source material as it is."""

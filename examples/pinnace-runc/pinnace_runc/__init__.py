@@ -146,10 +146,10 @@ class RuncIsolation(Plugin):
                                stdio: tuple[int, int, int] | None = None) -> int:
         """``runc exec --detach`` with the container's capabilities. The caller is made a
         child subreaper first, so the process is reparented to it when runc exits."""
-        from pinnace import linux
+        from pinnace.plugin import set_child_subreaper
         from pinnace_runc.config import oci_process
 
-        linux.set_child_subreaper()
+        set_child_subreaper()
 
         config = json.loads((bundle / "config.json").read_text())
         caps = config["process"]["capabilities"]["bounding"]
@@ -185,8 +185,7 @@ class RuncIsolation(Plugin):
 
     def _release(self, container_id: str, bundle: Path) -> None:
         """Everything ``create`` made, whatever state it got to."""
-        from pinnace import linux
-        from pinnace.runtime import cgroups
+        from pinnace.plugin import cgroups, unmount_all
 
         with contextlib.suppress(_Gone):
             self._runc("delete", "--force", container_id)
@@ -197,8 +196,7 @@ class RuncIsolation(Plugin):
         if config.exists():  # runc leaves the empty parents of the container's cgroup
             cgroups.Cgroup(json.loads(config.read_text())["linux"]["cgroupsPath"].lstrip("/")
                            ).remove()
-        for point in linux.mounts_under(str(bundle / "rootfs")):
-            linux.umount(point, detach=True)
+        unmount_all(bundle / "rootfs")
         for name in ("rootfs", "config.json", "pid"):
             path = bundle / name
             with contextlib.suppress(FileNotFoundError):

@@ -12,8 +12,15 @@ import os
 from dataclasses import fields
 from typing import Any
 
-from pinnace.plugin import ContainerSpec, InvalidConfig, MountPoint, Process, Resources, Security
-from pinnace.runtime import cgroups
+from pinnace.plugin import (
+    ContainerSpec,
+    InvalidConfig,
+    MountPoint,
+    Process,
+    Resources,
+    Security,
+    cgroups,
+)
 
 OCI_VERSION = "1.0.2"
 NAMESPACES = {"pid": "pid", "mount": "mount", "uts": "uts", "ipc": "ipc", "cgroup": "cgroup"}
@@ -98,7 +105,7 @@ def oci_process(process: Process, security: Security) -> dict[str, Any]:
     """The OCI ``process`` of a container's first process, or of an exec in it. Only
     capabilities this process holds are asked for (``--privileged`` names every one the
     kernel knows; runc would refuse those outside its bounding set)."""
-    from pinnace.runtime import capabilities
+    from pinnace.plugin import capabilities
 
     held = int(_own_status()["CapBnd"], 16)
     caps = [c for c in security.capabilities if capabilities.mask([c]) & held]
@@ -171,9 +178,9 @@ def _device(rule: str) -> dict[str, Any]:
 def _seccomp(security: Security, refused: list[str]) -> dict[str, Any]:
     """A docker-format profile as OCI ``linux.seccomp``: docker's ``includes`` and
     ``excludes`` (capabilities, architectures) resolved for this container."""
-    from pinnace.runtime.seccomp import default_profile
+    from pinnace.plugin import seccomp
 
-    profile = default_profile() if security.seccomp == "default" else security.seccomp
+    profile = seccomp.default_profile() if security.seccomp == "default" else security.seccomp
     assert isinstance(profile, dict)
     caps, arch = set(security.capabilities), ARCHES.get(os.uname().machine, "")
     rules = []

@@ -18,5 +18,6 @@ class TestRuncContract(IsolationContract):
 
     def make_plugin(self, tmp_path: Path) -> RuncIsolation:
         """A runc plugin whose runc state (``--root``) is under the test's temp dir."""
-        return RuncIsolation(PluginContext("runc", "isolation", {"runc": "runc"},
-                                           data_dir=tmp_path / "data", run_dir=tmp_path / "run"))
+        return RuncIsolation(PluginContext.for_plugin(
+            RuncIsolation, "runc", "isolation", data_dir=tmp_path / "data",
+            run_dir=tmp_path / "run"))
