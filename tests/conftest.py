@@ -71,6 +71,11 @@ class Pinnace:
                 f"stdout: {proc.stdout}\nstderr: {proc.stderr}")
         return proc
 
+    def add_site(self, site: Path) -> None:
+        """Put ``site`` (a directory of installed plugins) on this pinnace's PYTHONPATH."""
+        paths = [p for p in self.env.get("PYTHONPATH", "").split(os.pathsep) if p]
+        self.env["PYTHONPATH"] = os.pathsep.join([*paths, str(site)])
+
     def popen(self, *args: str, **kw: object) -> subprocess.Popen[str]:
         """Start ``pinnace args`` without waiting."""
         return subprocess.Popen(self.argv(*args), env=self.env, text=True, **kw)  # type: ignore[call-overload]
@@ -110,6 +115,28 @@ def busybox(pn: Pinnace, busybox_tar: Path) -> str:
     return "busybox:latest"
 
 
+@pytest.fixture
+def rootfs(busybox_tar: Path, tmp_path: Path) -> Path:
+    """A busybox rootfs unpacked into a host directory, plus ``/greeting``."""
+    from pinnace.images.unpack import apply_layer
+
+    path = tmp_path / "rootfs"
+    path.mkdir()
+    with open(busybox_tar, "rb") as tar:
+        apply_layer(tar, path)
+    (path / "greeting").write_text("hello from a host directory\n")
+    return path
+
+
+@pytest.fixture
+def faults(npn: Pinnace, tmp_path: Path) -> Path:
+    """A wrapper plugin, installed for ``npn``, that times every role hook and raises
+    after the first call of the one ``FAULT_AFTER`` names; returns its log."""
+    from plugin_checks import install_faults
+
+    return install_faults(npn, tmp_path)
+
+
 def host_leftovers(root: Path) -> list[str]:
     """Mounts under ``root``, and pinnace cgroups, that still exist (should be none)."""
     found = []
@@ -121,13 +148,32 @@ def host_leftovers(root: Path) -> list[str]:
     return found
 
 
-@pytest.fixture(scope="session")
-def routed_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The example network plugin (examples/pinnace-routed) pip-installed into a directory
-    of its own: tests that want it put that directory on their pinnace's PYTHONPATH."""
-    site = tmp_path_factory.mktemp("routed-site")
-    example = Path(__file__).resolve().parent.parent / "examples" / "pinnace-routed"
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def install_example(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
+    """The example plugin ``examples/<name>`` pip-installed into a directory of its own:
+    tests that want it add that directory to their pinnace's PYTHONPATH."""
+    site = tmp_path_factory.mktemp(f"{name}-site")
     subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", "install",
-                    "--no-deps", "--target", str(site), str(example)],
+                    "--no-deps", "--target", str(site), str(EXAMPLES / name)],
                    check=True, capture_output=True, text=True)
     return site
+
+
+@pytest.fixture(scope="session")
+def routed_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example network plugin (examples/pinnace-routed), installed apart."""
+    return install_example(tmp_path_factory, "pinnace-routed")
+
+
+@pytest.fixture(scope="session")
+def runc_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example isolation plugin (examples/pinnace-runc), installed apart."""
+    return install_example(tmp_path_factory, "pinnace-runc")
+
+
+@pytest.fixture(scope="session")
+def dirsource_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example image source (examples/pinnace-dirsource), installed apart."""
+    return install_example(tmp_path_factory, "pinnace-dirsource")

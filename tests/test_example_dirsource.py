@@ -12,20 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import Pinnace
 
-from pinnace.images.unpack import apply_layer
-
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "pinnace-dirsource"
-
-
-@pytest.fixture(scope="session")
-def dirsource_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The example pip-installed into a directory of its own: tests that want it put that
-    directory on their pinnace's PYTHONPATH."""
-    site = tmp_path_factory.mktemp("dirsource-site")
-    subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", "install",
-                    "--no-deps", "--target", str(site), str(EXAMPLE)],
-                   check=True, capture_output=True, text=True)
-    return site
 
 
 @pytest.fixture
@@ -33,17 +20,6 @@ def dpn(pn: Pinnace, dirsource_site: Path) -> Pinnace:
     """pinnace with the dir source on its PYTHONPATH."""
     pn.env["PYTHONPATH"] = str(dirsource_site)
     return pn
-
-
-@pytest.fixture
-def rootfs(busybox_tar: Path, tmp_path: Path) -> Path:
-    """A busybox rootfs unpacked into a host directory, plus ``/greeting``."""
-    path = tmp_path / "rootfs"
-    path.mkdir()
-    with open(busybox_tar, "rb") as tar:
-        apply_layer(tar, path)
-    (path / "greeting").write_text("hello from a host directory\n")
-    return path
 
 
 def images(pn: Pinnace) -> list[dict]:

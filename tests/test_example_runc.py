@@ -17,16 +17,6 @@ from conftest import Pinnace, host_leftovers
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "pinnace-runc"
 
 
-@pytest.fixture(scope="module")
-def runc_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The example pip-installed into a directory of its own."""
-    site = tmp_path_factory.mktemp("runc-site")
-    subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", "install",
-                    "--no-deps", "--target", str(site), str(EXAMPLE)],
-                   check=True, capture_output=True, text=True)
-    return site
-
-
 @pytest.fixture
 def rpn(pn: Pinnace, busybox: str, runc_site: Path) -> Pinnace:
     """pinnace with the runc plugin on its PYTHONPATH."""

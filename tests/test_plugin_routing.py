@@ -11,17 +11,9 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import Pinnace, host_leftovers
+from conftest import Pinnace
+from plugin_checks import nothing_left, snapshots, with_fault
 from test_plugins import install_fake
-
-from pinnace import config
-from pinnace.engine import Engine
-
-
-def snapshots(root: Path, storage: str) -> list[str]:
-    """Keys of every snapshot ``storage`` holds under ``root``, asked of the plugin itself."""
-    engine = Engine(config.load(flags={"root": str(root)}))
-    return sorted(s.key for s in engine.plugins.call("storage", storage, "walk"))
 
 
 @pytest.mark.parametrize("order", [("dir", "btrfs", "dir"), ("btrfs", "dir", "btrfs")])
@@ -84,88 +76,6 @@ def test_network_rm_across_two_drivers(npn: Pinnace, busybox: str, netns: Path,
     assert not left & {"m1", "b1", "m2"}
 
 
-FAULTS = '''
-import json, os, time
-from pinnace.plugin import Plugin, hookimpl
-
-HOOKS = {hooks!r}
-LOG = os.environ["FAULT_LOG"]
-FAULTED = set()  # one fault per process: the first call of the hook named
-
-
-def _after(hook, start, key=""):
-    with open(LOG, "a") as f:
-        f.write(json.dumps([hook, (time.perf_counter() - start) * 1000, key]) + "\\n")
-    if os.environ.get("FAULT_AFTER") == hook and hook not in FAULTED:
-        FAULTED.add(hook)
-        raise RuntimeError(f"fault injected after {{hook}}")
-
-
-def _wrapper(hook):
-    if hook == "pinnace_storage_prepare":  # notes the key: a container's is its ID
-        def wrap(self, key):
-            start = time.perf_counter()
-            result = yield
-            _after(hook, start, key)
-            return result
-    else:
-        def wrap(self):
-            start = time.perf_counter()
-            result = yield
-            _after(hook, start)
-            return result
-    return hookimpl(wrapper=True, specname=hook)(wrap)
-
-
-class Faults(Plugin):
-    """Times every role hook; raises after the first call of the one FAULT_AFTER names."""
-
-    for _hook in HOOKS:
-        locals()["pinnace_wrap_" + _hook] = _wrapper(_hook)
-    del _hook
-'''
-
-
-def role_hooks() -> list[str]:
-    from pinnace import hookspecs
-
-    return sorted(name for name in dir(hookspecs)
-                  if name.startswith(("pinnace_storage_", "pinnace_isolation_",
-                                      "pinnace_network_", "pinnace_image_source_")))
-
-
-@pytest.fixture
-def faults(npn: Pinnace, tmp_path: Path) -> Path:
-    """The fault-injecting wrapper plugin, installed for ``npn``; returns its timing log."""
-    site = tmp_path / "faults-site"
-    install_fake(site, "pinnace-faults", "pinnace_faults", FAULTS.format(hooks=role_hooks()),
-                 {"pinnace.plugins": {"faults": "pinnace_faults:Faults"}})
-    npn.env["PYTHONPATH"] = str(site)
-    log = tmp_path / "faults.log"
-    npn.env["FAULT_LOG"] = str(log)
-    return log
-
-
-def nothing_left(pn: Pinnace, netns: Path, chain_ids: set[str],
-                 container_ids: set[str]) -> list[str]:
-    """What a failed or finished ``run --rm`` left: rows, snapshots beyond the image's
-    layers, netns files, veths, port rules, cgroups and mounts."""
-    from pinnace.runtime import cgroups
-    from pinnace.testing.netns import leftovers
-
-    found = [f"row {r['Id'][:12]}" for r in json.loads(pn("ps", "-a", "--format", "json").stdout)]
-    for storage in ("dir", "btrfs"):
-        found += [f"{storage} snapshot {k}" for k in snapshots(pn.root, storage)
-                  if k not in chain_ids]
-    run = pn.root / "run"
-    for sub in ("netns", "containers"):
-        found += [f"{sub} {p.name}" for p in (run / sub).glob("*")] if (run / sub).exists() else []
-    found += leftovers(netns)
-    found += [f"cgroup of {cid}" for cid in container_ids
-              if cgroups.container_cgroup(cid).exists()]
-    return found + host_leftovers(pn.root)
-
-
 def test_wrappers_time_every_role_hook_of_a_run(npn: Pinnace, busybox: str,
                                                 faults: Path) -> None:
     npn("run", "--rm", "--storage=dir", "--net=bridge", "-p", "8085:80", busybox, "true")
@@ -187,8 +97,7 @@ def test_a_fault_after_each_role_hook_leaves_nothing(npn: Pinnace, busybox: str,
     assert len(hooks) >= 8
     problems = {}
     for hook in hooks:
-        proc = Pinnace(npn.root, env={**npn.env, "FAULT_AFTER": hook},
-                       prefix=tuple(npn.prefix))(*args, check=False)
+        proc = with_fault(npn, hook)(*args, check=False)
         said = proc.stderr.strip().splitlines()
         keys = {json.loads(line)[2] for line in faults.read_text().splitlines()}
         left = nothing_left(npn, netns, chain_ids, keys - {""})
