@@ -30,6 +30,14 @@ def recorded_layers(root: Path, storage: str) -> set[str]:
         "SELECT chain_id FROM snapshots WHERE storage = ?", storage)}
 
 
+def layer_keys(pn: Pinnace, image: str) -> set[str]:
+    """The snapshot keys of ``image``'s layers (their chain IDs)."""
+    from pinnace.images.store import chain_ids
+
+    [info] = json.loads(pn("image", "inspect", image).stdout)
+    return set(chain_ids(info["RootFS"]["Layers"]))
+
+
 FAULTS = '''
 import json, os, time
 from pinnace.plugin import Plugin, hookimpl

@@ -1,0 +1,83 @@
+"""Two plugins of each role in one root and in one pinnace process: every command that
+touches things of both reaches each owner, and leaves nothing behind. Then a fault after
+each role hook of the everyday commands (``run -d``, ``exec``, ``stop``, ``rm -f``,
+``network create``/``rm``, ``commit``, ``pull``): the command fails with one line naming
+it, and whatever it left is reclaimed by the next ordinary command.
+
+The second plugins are the examples (runc isolation, routed network, dir image source),
+pip-installed into directories on the PYTHONPATH of the ``pinnace`` processes started here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+
+from conftest import Pinnace
+from plugin_checks import gone_soon, layer_keys, nothing_left, runc_containers
+
+
+def inspect(pn: Pinnace, *refs: str) -> list[dict]:
+    """``pinnace inspect`` of ``refs``."""
+    return json.loads(pn("inspect", *refs).stdout)
+
+
+def statuses(pn: Pinnace, *refs: str) -> list[str]:
+    """The status of each container."""
+    return [row["State"]["Status"] for row in inspect(pn, *refs)]
+
+
+def freezer_state(cid: str) -> str:
+    """FROZEN when a freezer (v1's, or the unified hierarchy's) holds the container's
+    cgroup frozen, else THAWED."""
+    from pinnace.runtime import cgroups
+
+    frozen = []
+    for directory in cgroups.container_cgroup(cid).dirs:
+        for name, value in (("freezer.state", "FROZEN"), ("cgroup.freeze", "1")):
+            with contextlib.suppress(FileNotFoundError):
+                frozen.append(Path(directory, name).read_text().strip() == value)
+    assert frozen, f"no freezer for container {cid}"
+    return "FROZEN" if any(frozen) else "THAWED"
+
+
+def test_two_isolations_in_one_root_and_one_command(pn: Pinnace, busybox: str,
+                                                    runc_site: Path) -> None:
+    pn.add_site(runc_site)
+    layers = layer_keys(pn, busybox)
+    ids = {}
+    for name, isolation in (("a", "unshare"), ("b", "runc")):
+        ids[name] = pn("run", "-d", "--name", name, f"--isolation={isolation}", busybox,
+                       "sleep", "3171").stdout.strip()
+    assert runc_containers(pn.root) == [ids["b"]]  # a is not runc's
+
+    def answers() -> None:
+        for name, cid in ids.items():
+            out = pn("exec", name, "sh", "-c", "hostname; tr '\\0' ' ' </proc/1/cmdline").stdout
+            assert out.split() == [cid[:12], "sleep", "3171"], name
+
+    answers()
+    assert pn("pause", "a", "b").stdout.split() == ["a", "b"]
+    assert statuses(pn, "a", "b") == ["paused", "paused"]
+    assert [freezer_state(cid) for cid in ids.values()] == ["FROZEN", "FROZEN"]
+    pn("unpause", "a", "b")
+    assert statuses(pn, "a", "b") == ["running", "running"]
+    assert [freezer_state(cid) for cid in ids.values()] == ["THAWED", "THAWED"]
+    answers()
+    assert pn("stop", "-t", "1", "a", "b").stdout.split() == ["a", "b"]
+    assert statuses(pn, "a", "b") == ["exited", "exited"]
+    held = {f"{storage} snapshot {cid}" for storage in ("dir", "btrfs") for cid in ids.values()}
+    left = nothing_left(pn, None, layers, set(ids.values()))
+    assert [t for t in left if not t.startswith("row ") and t not in held] == []
+    assert len(left) == 4  # the two rows and the two rootfs snapshots
+    pn("start", "a", "b")
+    assert statuses(pn, "a", "b") == ["running", "running"]
+    assert runc_containers(pn.root) == [ids["b"]]
+    answers()
+    pn("restart", "-t", "1", "b", "a")
+    assert statuses(pn, "a", "b") == ["running", "running"]
+    answers()
+    assert pn("rm", "-f", "a", "b").stdout.split() == ["a", "b"]
+    assert nothing_left(pn, None, layers, set(ids.values())) == []
+    assert gone_soon("sleep 3171") == []
