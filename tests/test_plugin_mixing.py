@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 from conftest import Pinnace
@@ -81,3 +83,52 @@ def test_two_isolations_in_one_root_and_one_command(pn: Pinnace, busybox: str,
     assert pn("rm", "-f", "a", "b").stdout.split() == ["a", "b"]
     assert nothing_left(pn, None, layers, set(ids.values())) == []
     assert gone_soon("sleep 3171") == []
+
+
+PULLS = '''
+import json, sys
+from pinnace import config
+from pinnace.engine import Engine
+from pinnace.errors import NotFound
+from pinnace.images.sources import TransferOptions
+
+engine = Engine(config.load(flags={"root": sys.argv[1]}))
+found = {}
+for reference in sys.argv[2:]:
+    try:
+        found[reference] = engine.pull(reference, TransferOptions())
+    except NotFound as err:
+        found[reference] = f"not found: {err}"
+print(json.dumps(found))
+'''
+
+
+def test_three_image_sources_in_one_process(pn: Pinnace, busybox: str, rootfs: Path,
+                                            dirsource_site: Path, tmp_path: Path) -> None:
+    busybox_id = inspect(pn, busybox)[0]["Id"]
+    archive = tmp_path / "busybox-docker.tar"
+    pn("save", "-o", str(archive), busybox)
+    pn("rmi", busybox)
+    other = tmp_path / "other"
+    subprocess.run(["cp", "-a", str(rootfs), str(other)], check=True)
+    (other / "greeting").write_text("hello from a tarball\n")
+    tarball = tmp_path / "other.tar"
+    subprocess.run(["tar", "-C", str(other), "-cf", str(tarball), "."], check=True)
+    pn.add_site(dirsource_site)
+    refs = [f"dir:{rootfs}", f"tar:{tmp_path}/missing.tar", f"tar:{tarball}",
+            f"docker-archive:{archive}", f"dir:{rootfs}"]
+    proc = subprocess.run([sys.executable, "-c", PULLS, str(pn.root), *refs], env=pn.env,
+                          capture_output=True, text=True, check=True)
+    pulled = json.loads(proc.stdout)
+    assert pulled[refs[1]] == f"not found: tar source {tmp_path}/missing.tar does not exist"
+    assert pulled[refs[3]] == busybox_id  # the same config: the same image
+    ids = {pulled[refs[0]], pulled[refs[2]], busybox_id}
+    assert len(ids) == 3 and pulled[refs[4]] == pulled[refs[0]]
+    assert {row["Id"] for row in json.loads(pn("images", "--format", "json").stdout)} == ids
+    for ref, said in ((refs[0], "hello from a host directory"),
+                      (refs[2], "hello from a tarball")):
+        assert pn("run", "--rm", pulled[ref], "cat", "/greeting").stdout.strip() == said
+        [history] = json.loads(pn("history", "--format", "json", pulled[ref]).stdout)
+        assert ref.split(":")[0] + ":" in history["Comment"], history
+    assert pn("run", "--rm", busybox_id, "sh", "-c", "test ! -e /greeting && echo ok").stdout \
+        == "ok\n"
