@@ -150,11 +150,12 @@ def gone_soon(marker: str, timeout: float = 10.0) -> list[str]:
 
 
 def nothing_left(pn: Pinnace, netns: Path | None, chain_ids: set[str],
-                 container_ids: set[str]) -> list[str]:
+                 container_ids: set[str], settle: float = 10.0) -> list[str]:
     """What commands on ``pn``'s root left that they should not have: rows, snapshots
     beyond the image layers ``chain_ids``, layer snapshots the state does not record
     (or records but the plugin lacks), netns files, bundles, veths, port rules and
-    leases, cgroups of ``container_ids``, runc containers, monitors and mounts."""
+    leases, cgroups of ``container_ids``, runc containers, monitors (given ``settle``
+    seconds to finish) and mounts."""
     from pinnace.runtime import cgroups
 
     found = [f"row {r['Id'][:12]}" for r in json.loads(pn("ps", "-a", "--format", "json").stdout)]
@@ -179,5 +180,5 @@ def nothing_left(pn: Pinnace, netns: Path | None, chain_ids: set[str],
     found += [f"cgroup of {cid}" for cid in sorted(container_ids)
               if cgroups.container_cgroup(cid).exists()]
     found += [f"runc container {name}" for name in runc_containers(pn.root)]
-    found += [f"process {p}" for p in gone_soon(str(pn.root))]
+    found += [f"process {p}" for p in gone_soon(str(pn.root), settle)]
     return found + host_leftovers(pn.root)

@@ -132,3 +132,32 @@ def test_three_image_sources_in_one_process(pn: Pinnace, busybox: str, rootfs: P
         assert ref.split(":")[0] + ":" in history["Comment"], history
     assert pn("run", "--rm", busybox_id, "sh", "-c", "test ! -e /greeting && echo ok").stdout \
         == "ok\n"
+
+
+def test_rm_f_of_running_containers_on_two_storages_and_two_networks(
+        npn: Pinnace, busybox: str, netns: Path, routed_site: Path) -> None:
+    npn.add_site(routed_site)
+    layers = layer_keys(npn, busybox)
+    plan = {"c0": ("dir", "--net=bridge", "-p", "8091:80"), "c1": ("btrfs", "--net=routed"),
+            "c2": ("dir", "--net=routed"), "c3": ("btrfs", "--net=bridge")}
+    ids = {}
+    for name, (storage, *net) in plan.items():
+        ids[name] = npn("run", "-d", "--name", name, f"--storage={storage}", *net, busybox,
+                        "sleep", "3172").stdout.strip()
+    rows = {row["Name"].strip("/"): row for row in inspect(npn, *plan)}
+    for name, (storage, net, *_) in plan.items():
+        assert rows[name]["State"]["Status"] == "running"
+        assert rows[name]["NetworkSettings"]["IPAddress"], name
+        assert (rows[name]["Driver"], rows[name]["HostConfig"]["NetworkMode"]) == \
+            (storage, net[6:]), name
+    held = nothing_left(npn, netns, layers, set(ids.values()), settle=0)
+    for storage, names in (("dir", ("c0", "c2")), ("btrfs", ("c1", "c3"))):
+        assert {f"{storage} snapshot {ids[n]}" for n in names} <= set(held)
+    assert sum(t.startswith("link pnv") for t in held) == 2
+    assert sum(t.startswith("routed link rt") for t in held) == 2
+    assert sum(t.startswith("routed lease") for t in held) == 2
+    assert any("pn:ctr:" + ids["c0"][:12] in t for t in held)
+    out = npn("rm", "-f", *plan)
+    assert out.stdout.split() == list(plan) and out.stderr == ""
+    assert nothing_left(npn, netns, layers, set(ids.values())) == []
+    assert gone_soon("sleep 3172") == []
