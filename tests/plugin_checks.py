@@ -38,6 +38,18 @@ def layer_keys(pn: Pinnace, image: str) -> set[str]:
     return set(chain_ids(info["RootFS"]["Layers"]))
 
 
+def stray_blobs(root: Path) -> list[str]:
+    """Blobs (and blob temp files) of the image store that no image references."""
+    blobs = root / "images" / "blobs" / "sha256"
+    if not blobs.exists():
+        return []
+    engine = Engine(config.load(flags={"root": str(root)}))
+    used = {r["digest"] for r in engine.state.query(
+        "SELECT id AS digest FROM images UNION SELECT manifest_digest FROM images"
+        " UNION SELECT blob_digest FROM image_layers")}
+    return sorted(p.name for p in blobs.iterdir() if f"sha256:{p.name}" not in used)
+
+
 FAULTS = '''
 import json, os, time
 from pinnace.plugin import Plugin, hookimpl
@@ -153,9 +165,9 @@ def nothing_left(pn: Pinnace, netns: Path | None, chain_ids: set[str],
                  container_ids: set[str], settle: float = 10.0) -> list[str]:
     """What commands on ``pn``'s root left that they should not have: rows, snapshots
     beyond the image layers ``chain_ids``, layer snapshots the state does not record
-    (or records but the plugin lacks), netns files, bundles, veths, port rules and
-    leases, cgroups of ``container_ids``, runc containers, monitors (given ``settle``
-    seconds to finish) and mounts."""
+    (or records but the plugin lacks), netns files, bundles, veths, port rules, leases
+    and bridges of no network, cgroups of ``container_ids``, runc containers, blobs no
+    image uses, monitors (given ``settle`` seconds to finish) and mounts."""
     from pinnace.runtime import cgroups
 
     found = [f"row {r['Id'][:12]}" for r in json.loads(pn("ps", "-a", "--format", "json").stdout)]
@@ -172,6 +184,11 @@ def nothing_left(pn: Pinnace, netns: Path | None, chain_ids: set[str],
         from pinnace.testing.netns import leftovers, run_in
 
         found += leftovers(netns)
+        owned = {n["Options"].get("bridge") for n in
+                 json.loads(pn("network", "ls", "--format", "json").stdout)}
+        found += [f"bridge {line.split()[1].rstrip(':')} of no network" for line in
+                  run_in(netns, "ip", "-o", "link", "show", "type", "bridge").stdout.splitlines()
+                  if line.split()[1].rstrip(":") not in owned]
         found += [f"routed link {line.split()[1]}" for line in
                   run_in(netns, "ip", "-o", "link").stdout.splitlines()
                   if line.split()[1].startswith("rt")]
@@ -180,5 +197,6 @@ def nothing_left(pn: Pinnace, netns: Path | None, chain_ids: set[str],
     found += [f"cgroup of {cid}" for cid in sorted(container_ids)
               if cgroups.container_cgroup(cid).exists()]
     found += [f"runc container {name}" for name in runc_containers(pn.root)]
+    found += [f"blob {name}" for name in stray_blobs(pn.root)]
     found += [f"process {p}" for p in gone_soon(str(pn.root), settle)]
     return found + host_leftovers(pn.root)
