@@ -121,8 +121,14 @@ class Engine:
         return self.images.resolve(self.pull(ref, TransferOptions()))
 
     def pull(self, reference: str, options: TransferOptions) -> str:
-        """Bring ``reference`` into the store through its transport; return the image ID."""
-        image_id = self.sources.fetch(reference, options)
+        """Bring ``reference`` into the store through its transport; return the image ID.
+        When the source fails, the images it added are removed again."""
+        with self.images.recording() as added:
+            try:
+                image_id = self.sources.fetch(reference, options)
+            except BaseException:
+                _run_undos([lambda i=i: self.remove_image(i, force=True) for i in added])
+                raise
         self.plugins.broadcast("pinnace_image_pulled", image_id=image_id, reference=reference)
         return image_id
 

@@ -5,7 +5,8 @@ Both read the container's rootfs through its storage plugin's ``mounts``;
 ``commit`` also asks that plugin for a read-only ``view`` of the image's top
 layer and writes the difference between the two trees
 (:func:`pinnace.images.layers.write_diff`), so it works the same on every
-storage plugin. The view is removed afterwards, whatever happens.
+storage plugin. The view is removed afterwards, whatever happens; a failure to
+remove it fails the commit.
 """
 
 from __future__ import annotations
@@ -51,9 +52,11 @@ def _image_tree(plugins: Plugins, storage: str, chain_id: str | None,
                               labels={"pinnace.commit": "1"})
         with mounted(mounts, scratch=scratch) as path:
             yield path
-    finally:  # also when the view was made and its call then failed
-        with contextlib.suppress(PinnaceError):
+    except BaseException:  # also when the view was made and its call then failed
+        with contextlib.suppress(PinnaceError):  # the error that got here is the one to tell
             plugins.call("storage", storage, "remove", key=key)
+        raise
+    plugins.call("storage", storage, "remove", key=key)  # a view left behind fails the commit
 
 
 def export(plugins: Plugins, record: ContainerRecord, scratch: Path, fd: int) -> None:

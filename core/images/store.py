@@ -227,6 +227,8 @@ class ImageStore:
         self.root = root
         self.state = state
         self.blobs = root / "blobs" / "sha256"
+        self._added: list[str] | None = None
+        """IDs of the images added inside :meth:`recording` (None outside it)."""
 
     # ------------------------------------------------------------ blobs
     def blob_path(self, digest: str) -> Path:
@@ -334,6 +336,20 @@ class ImageStore:
             self._drop_unreferenced(written)
             raise
 
+    @contextlib.contextmanager
+    def recording(self) -> Iterator[list[str]]:
+        """A block that adds images (a pull): yields the list of the IDs of the images
+        it adds that were not stored before, so that the caller can remove them again
+        when the block fails."""
+        outer, self._added = self._added, []
+        added = self._added
+        try:
+            yield added
+        finally:
+            self._added = outer
+            if outer is not None:
+                outer += added
+
     def add_image(self, config: bytes, layers: Sequence[Blob | tuple[str, int]],
                   tags: Sequence[str], source: str, written: list[str]) -> str:
         """Record an image whose layer blobs (:class:`Blob`, or ``(digest, size)`` of a
@@ -375,6 +391,8 @@ class ImageStore:
                 raise TryAgain("a concurrent rmi removed a blob of this image; retry")
             stored = db.execute("SELECT 1 FROM images WHERE id = ?", (config_digest,)).fetchone()
             if stored is None:
+                if self._added is not None:
+                    self._added.append(config_digest)
                 db.execute("INSERT INTO images (id, manifest_digest, created, size, source)"
                            " VALUES (?,?,?,?,?)",
                            (config_digest, manifest_digest, time.time(),
