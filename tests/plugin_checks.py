@@ -60,8 +60,9 @@ FAULTED = set()  # one fault per process: the first call of the hook named
 
 
 def _after(hook, start, key=""):
+    faulting = "FAULT_AFTER" in os.environ  # a process (or a child) of a faulted command
     with open(LOG, "a") as f:
-        f.write(json.dumps([hook, (time.perf_counter() - start) * 1000, key]) + "\\n")
+        f.write(json.dumps([hook, (time.perf_counter() - start) * 1000, key, faulting]) + "\\n")
     if os.environ.get("FAULT_AFTER") == hook and hook not in FAULTED:
         FAULTED.add(hook)
         raise RuntimeError(f"fault injected after {{hook}}")
@@ -103,7 +104,7 @@ def role_hooks() -> list[str]:
 
 def install_faults(pn: Pinnace, tmp_path: Path) -> Path:
     """Install the fault-injecting wrapper plugin for ``pn``; return its log: one JSON
-    line ``[hook, milliseconds, key]`` per role hook call."""
+    line ``[hook, milliseconds, key, faulting]`` per role hook call."""
     site = tmp_path / "faults-site"
     install_fake(site, "pinnace-faults", "pinnace_faults", FAULTS.format(hooks=role_hooks()),
                  {"pinnace.plugins": {"faults": "pinnace_faults:Faults"}})
@@ -114,14 +115,18 @@ def install_faults(pn: Pinnace, tmp_path: Path) -> Path:
 
 
 def logged(log: Path) -> list[tuple[str, str]]:
-    """``(hook, key)`` of each call the fault plugin logged, in order (none without a log)."""
+    """``(hook, key)`` of each call the fault plugin logged in the processes of a command
+    run :func:`with_fault` (and in their children, such as a monitor forked by
+    ``run -d``), in order; calls of monitors started before are left out."""
     if not log.exists():
         return []
-    return [(entry[0], entry[2]) for entry in map(json.loads, log.read_text().splitlines())]
+    return [(entry[0], entry[2]) for entry in map(json.loads, log.read_text().splitlines())
+            if entry[3]]
 
 
 def with_fault(pn: Pinnace, hook: str) -> Pinnace:
-    """``pn`` with a fault injected after the first call of ``hook`` in each process."""
+    """``pn`` with a fault injected after the first call of ``hook`` in each process
+    (with ``hook`` "", none: it only marks the command's hook calls for :func:`logged`)."""
     return Pinnace(pn.root, env={**pn.env, "FAULT_AFTER": hook}, prefix=tuple(pn.prefix))
 
 

@@ -14,10 +14,13 @@ import contextlib
 import json
 import subprocess
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from conftest import Pinnace
-from plugin_checks import gone_soon, layer_keys, nothing_left, runc_containers
+from plugin_checks import gone_soon, layer_keys, logged, nothing_left, runc_containers, with_fault
 
 
 def inspect(pn: Pinnace, *refs: str) -> list[dict]:
@@ -161,3 +164,132 @@ def test_rm_f_of_running_containers_on_two_storages_and_two_networks(
     assert out.stdout.split() == list(plan) and out.stderr == ""
     assert nothing_left(npn, netns, layers, set(ids.values())) == []
     assert gone_soon("sleep 3172") == []
+
+
+# ------------------------------------------------------------------ faults
+SLEEPER = ("sh", "-c", "trap 'exit 0' TERM; sleep 3173 & wait")
+"""A container command that runs until stopped, and stops at once on SIGTERM."""
+
+
+def remove_all(pn: Pinnace) -> None:
+    """``rm -f`` every container: the ordinary command that reclaims what one left."""
+    left = pn("ps", "-aq", "--no-trunc").stdout.split()
+    if left:
+        pn("rm", "-f", *left)
+
+
+@dataclass(frozen=True)
+class Faulted:
+    """A command to fault after each role hook it calls: ``setup`` runs before each try,
+    ``reclaim`` after a failed one (ordinary commands, the faulted one again among them)."""
+
+    command: tuple[str, ...]
+    setup: Callable[[Pinnace], object] = lambda pn: None
+    reclaim: Callable[[Pinnace], object] = remove_all
+    undo: Callable[[Pinnace], object] | None = None
+    """What undoes the command when it works (``reclaim`` when None)."""
+
+
+def dir_bridge(pn: Pinnace) -> None:
+    pn("run", "-d", "--name", "x", "--storage=dir", "--net=bridge", BUSYBOX, *SLEEPER)
+
+
+def runc_btrfs_ports(pn: Pinnace) -> None:
+    pn("run", "-d", "--name", "x", "--isolation=runc", "--storage=btrfs", "-p", "8094:80",
+       BUSYBOX, *SLEEPER)
+
+
+def fresh_layers(pn: Pinnace) -> None:
+    """Drop busybox's layer snapshots: the next run unpacks them again."""
+    tarball = pn.env["BUSYBOX_TAR"]
+    pn("rmi", BUSYBOX)
+    pn("import", "-c", 'CMD ["sh"]', tarball, BUSYBOX)
+
+
+def again_then(command: tuple[str, ...], *after: tuple[str, ...]) -> Callable[[Pinnace], None]:
+    """Reclaim by running ``command`` again (it must work now), then ``after``, then
+    removing every container."""
+    def reclaim(pn: Pinnace) -> None:
+        pn(*command)
+        for args in after:
+            pn(*args)
+        remove_all(pn)
+    return reclaim
+
+
+def pull_again(pn: Pinnace) -> None:
+    image_id = pn("pull", "-q", f"tar:{pn.env['BUSYBOX_TAR']}").stdout.strip()
+    pn("rmi", image_id)
+
+
+BUSYBOX = "busybox:latest"
+SEQUENCES = {
+    "run -d": Faulted(("run", "-d", "--name", "f", "--storage=dir", "--net=bridge",
+                       "-p", "8092:80", BUSYBOX, *SLEEPER)),
+    "run -d, first on btrfs and routed": Faulted(
+        ("run", "-d", "--name", "f", "--storage=btrfs", "--net=routed", BUSYBOX, *SLEEPER),
+        setup=fresh_layers),
+    "exec": Faulted(("exec", "x", "sh", "-c", "echo hi"), setup=dir_bridge,
+                    reclaim=again_then(("exec", "x", "true"))),
+    "stop": Faulted(("stop", "x"), setup=dir_bridge, reclaim=again_then(("stop", "x"))),
+    "rm -f": Faulted(("rm", "-f", "x"), setup=runc_btrfs_ports),
+    "network create": Faulted(("network", "create", "-d", "bridge", "n1"),
+                              reclaim=again_then(("network", "create", "n1"),
+                                                 ("network", "rm", "n1")),
+                              undo=lambda pn: pn("network", "rm", "n1")),
+    "network rm": Faulted(("network", "rm", "n1"), setup=lambda pn: (
+        pn("network", "create", "n1"), pn("run", "--rm", "--network", "n1", BUSYBOX, "true")),
+        reclaim=again_then(("network", "rm", "n1")), undo=remove_all),
+    "commit": Faulted(("commit", "x", "committed:1"), setup=lambda pn: pn(
+        "run", "--name", "x", "--storage=btrfs", BUSYBOX, "sh", "-c", "echo changed >/new"),
+        reclaim=again_then(("commit", "x", "committed:1"), ("rmi", "committed:1"))),
+    "pull tar:": Faulted(("pull", "-q", "tar:BUSYBOX_TAR"), reclaim=pull_again),
+}
+
+
+def listed(pn: Pinnace) -> tuple[list[str], list[str]]:
+    """Image IDs and network names: what a failed command must leave as they were."""
+    return (sorted(pn("images", "-q", "--no-trunc").stdout.split()),
+            sorted(pn("network", "ls", "-q").stdout.split()))
+
+
+@pytest.mark.parametrize("name", list(SEQUENCES))
+def test_a_fault_after_each_role_hook_of_a_command_leaves_nothing(
+        name: str, npn: Pinnace, busybox: str, busybox_tar: Path, netns: Path, faults: Path,
+        runc_site: Path, routed_site: Path) -> None:
+    sequence = SEQUENCES[name]
+    npn.add_site(runc_site)
+    npn.add_site(routed_site)
+    npn.env["BUSYBOX_TAR"] = str(busybox_tar)
+    command = tuple(a.replace("BUSYBOX_TAR", str(busybox_tar)) for a in sequence.command)
+    layers = layer_keys(npn, busybox)
+    for storage in ("dir", "btrfs"):  # the layers are unpacked, the default network exists
+        npn("run", "--rm", "--net=bridge", f"--storage={storage}", busybox, "true")
+    sequence.setup(npn)
+    faults.unlink(missing_ok=True)
+    with_fault(npn, "")(*command)
+    hooks = list(dict.fromkeys(hook for hook, _ in logged(faults)))
+    assert hooks, f"{name} calls no role hook"
+    (sequence.undo or sequence.reclaim)(npn)
+    assert nothing_left(npn, netns, layers, set()) == []
+    problems = {}
+    for hook in hooks:
+        sequence.setup(npn)
+        before = listed(npn)
+        faults.unlink()
+        proc = with_fault(npn, hook)(*command, check=False)
+        said = proc.stderr.strip().splitlines()
+        ids = {key for h, key in logged(faults) if h == "pinnace_storage_prepare"}
+        ids |= set(npn("ps", "-aq", "--no-trunc").stdout.split())
+        found = []
+        if proc.returncode == 0 or len(said) != 1 or not said[0].startswith("Error: ") \
+                or f"fault injected after {hook}" not in said[0]:
+            found.append(f"exit {proc.returncode}, said {said}")
+        if listed(npn) != before:
+            found.append(f"images and networks {before} became {listed(npn)}")
+        sequence.reclaim(npn)
+        found += nothing_left(npn, netns, layers, ids)
+        if found:
+            problems[hook] = found
+            remove_all(npn)
+    assert not problems, "\n".join(f"{hook}: {found}" for hook, found in problems.items())
