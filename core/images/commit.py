@@ -90,7 +90,7 @@ def commit(plugins: Plugins, store: ImageStore, record: ContainerRecord, scratch
             layer = store.write_layer(
                 lambda out: write_diff(lower, upper, out, engine_mounts | {
                     m.destination.strip("/") for m in record.config.spec.mounts}))
-        written.append(layer[0])
+            written.append(layer[0])  # before the view and the rootfs are let go, which may fail
         now = rfc3339(time.time())
         entry = {"created": now, "created_by": " ".join(record.command), "comment": message}
         if author:
