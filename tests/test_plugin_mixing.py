@@ -20,7 +20,15 @@ from pathlib import Path
 
 import pytest
 from conftest import Pinnace
-from plugin_checks import gone_soon, layer_keys, logged, nothing_left, runc_containers, with_fault
+from plugin_checks import (
+    STORAGES,
+    gone_soon,
+    layer_keys,
+    logged,
+    nothing_left,
+    runc_containers,
+    with_fault,
+)
 
 
 def inspect(pn: Pinnace, *refs: str) -> list[dict]:
@@ -253,6 +261,17 @@ def listed(pn: Pinnace) -> tuple[list[str], list[str]]:
             sorted(pn("network", "ls", "-q").stdout.split()))
 
 
+def not_owned(pn: Pinnace, netns: Path, layers: set[str], ids: set[str]) -> list[str]:
+    """With no container running: what no row owns (a row owns its rootfs snapshot; the
+    runtime of a container that is not running is gone). Nothing while one runs."""
+    rows = json.loads(pn("ps", "-a", "--format", "json").stdout)
+    if any(row["State"] in ("running", "paused") for row in rows):
+        return []
+    owned = {f"row {row['Id'][:12]}" for row in rows}
+    owned |= {f"{storage} snapshot {row['Id']}" for storage in STORAGES for row in rows}
+    return [thing for thing in nothing_left(pn, netns, layers, ids) if thing not in owned]
+
+
 @pytest.mark.parametrize("name", list(SEQUENCES))
 def test_a_fault_after_each_role_hook_of_a_command_leaves_nothing(
         name: str, npn: Pinnace, busybox: str, busybox_tar: Path, netns: Path, faults: Path,
@@ -287,6 +306,7 @@ def test_a_fault_after_each_role_hook_of_a_command_leaves_nothing(
             found.append(f"exit {proc.returncode}, said {said}")
         if listed(npn) != before:
             found.append(f"images and networks {before} became {listed(npn)}")
+        found += [f"before reclaiming: {thing}" for thing in not_owned(npn, netns, layers, ids)]
         sequence.reclaim(npn)
         found += nothing_left(npn, netns, layers, ids)
         if found:
