@@ -313,3 +313,37 @@ def test_a_fault_after_each_role_hook_of_a_command_leaves_nothing(
             problems[hook] = found
             remove_all(npn)
     assert not problems, "\n".join(f"{hook}: {found}" for hook, found in problems.items())
+
+
+def test_a_fault_in_a_monitors_teardown_is_reclaimed(npn: Pinnace, busybox: str, netns: Path,
+                                                    faults: Path) -> None:
+    """The monitor of ``run -d`` tears its container down when it exits (here on
+    ``stop``): a fault after each role hook it calls then is written to its log, the
+    container is exited with nothing running, and ``rm -f`` reclaims the rest."""
+    layers = layer_keys(npn, busybox)
+    run = ("run", "-d", "--name", "x", "--storage=dir", "--net=bridge", "-p", "8095:80",
+           busybox, *SLEEPER)
+    with_fault(npn, "")(*run)
+    faults.unlink()
+    npn("stop", "x")
+    hooks = list(dict.fromkeys(hook for hook, _ in logged(faults)))
+    assert {"pinnace_isolation_delete", "pinnace_network_del"} <= set(hooks)
+    remove_all(npn)
+    problems = {}
+    for hook in hooks:
+        cid = with_fault(npn, hook)(*run).stdout.strip()
+        out = npn("stop", "x")
+        found = [] if out.stderr == "" else [f"stop said {out.stderr!r}"]
+        if statuses(npn, "x") != ["exited"]:
+            found.append(f"x is {statuses(npn, 'x')}")
+        said = (npn.root / "containers" / cid / "monitor.log").read_text()
+        if f"fault injected after {hook}" not in said:
+            found.append(f"the monitor's log says {said[-300:]!r}")
+        found += [f"before reclaiming: {thing}"
+                  for thing in not_owned(npn, netns, layers, {cid})]
+        npn("rm", "-f", "x")
+        found += nothing_left(npn, netns, layers, {cid})
+        if found:
+            problems[hook] = found
+            remove_all(npn)
+    assert not problems, "\n".join(f"{hook}: {found}" for hook, found in problems.items())
