@@ -356,15 +356,18 @@ class IsolationContract:
         if os.geteuid() != 0:
             pytest.skip("the isolation contract needs root (namespaces, cgroups, mounts)")
         linux.set_child_subreaper()
-        calls = Boxes(isolation, self, tmp_path, rootfs)
-        yield calls
-        for box in calls.made:
-            calls.delete(box)
-            if box.stdio is not None:
-                box.stdio.close()
-        left = [item for box in calls.made for item in calls.leftovers(box)] + calls.mounts()
-        for box in calls.made:
-            reap(box.pid)
+        try:
+            calls = Boxes(isolation, self, tmp_path, rootfs)
+            yield calls
+            for box in calls.made:
+                calls.delete(box)
+                if box.stdio is not None:
+                    box.stdio.close()
+            left = [item for box in calls.made for item in calls.leftovers(box)] + calls.mounts()
+            for box in calls.made:
+                reap(box.pid)
+        finally:  # tests run after this one in the process must not adopt orphans they never reap
+            set_subreaper(False)
         assert not left, f"left behind after delete: {left}"
 
     # ----------------------------------------------------------------- hooks
