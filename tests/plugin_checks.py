@@ -68,15 +68,23 @@ def _after(hook, start, key=""):
         raise RuntimeError(f"fault injected after {{hook}}")
 
 
+def _before(hook):
+    if os.environ.get("FAULT_BEFORE") == hook and hook not in FAULTED:
+        FAULTED.add(hook)
+        raise RuntimeError(f"fault injected before {{hook}}")
+
+
 def _wrapper(hook):
     if hook == "pinnace_storage_prepare":  # notes the key: a container's is its ID
         def wrap(self, key):
+            _before(hook)
             start = time.perf_counter()
             result = yield
             _after(hook, start, key)
             return result
     else:
         def wrap(self):
+            _before(hook)
             start = time.perf_counter()
             result = yield
             _after(hook, start)
@@ -85,7 +93,8 @@ def _wrapper(hook):
 
 
 class Faults(Plugin):
-    """Times every role hook; raises after the first call of the one FAULT_AFTER names."""
+    """Times every role hook; raises after the first call of the one FAULT_AFTER names,
+    or instead of the first call of the one FAULT_BEFORE names (which then does nothing)."""
 
     for _hook in HOOKS:
         locals()["pinnace_wrap_" + _hook] = _wrapper(_hook)

@@ -347,3 +347,22 @@ def test_a_fault_in_a_monitors_teardown_is_reclaimed(npn: Pinnace, busybox: str,
             problems[hook] = found
             remove_all(npn)
     assert not problems, "\n".join(f"{hook}: {found}" for hook, found in problems.items())
+
+
+def test_a_network_del_that_fails_is_asked_again(npn: Pinnace, busybox: str, netns: Path,
+                                                 faults: Path) -> None:
+    """When a driver's ``del`` fails (here: it is never reached) in the monitor's teardown,
+    the container's lease is kept, so ``rm`` asks the driver again and its port rules go."""
+    layers = layer_keys(npn, busybox)
+    failing = Pinnace(npn.root, env={**npn.env, "FAULT_BEFORE": "pinnace_network_del"},
+                      prefix=tuple(npn.prefix))
+    cid = failing("run", "-d", "--name", "x", "--storage=dir", "--net=bridge", "-p", "8096:80",
+                  busybox, *SLEEPER).stdout.strip()
+    npn("stop", "x")
+    said = (npn.root / "containers" / cid / "monitor.log").read_text()
+    assert "fault injected before pinnace_network_del" in said
+    left = not_owned(npn, netns, layers, set())
+    assert [f for f in left if "pn:ctr:" in f], \
+        f"the failed del should have left the port rules: {left}"
+    npn("rm", "x")
+    assert nothing_left(npn, netns, layers, {cid}) == []

@@ -113,6 +113,7 @@ def reserve_ports(state: State, container_id: str,
     claimed: list[PortMapping] = []
     with state.tx() as db:
         db.execute(f"DELETE FROM ports WHERE {_ORPHANS}")
+        db.execute("DELETE FROM ports WHERE container_id = ?", (container_id,))  # a restart
         rows = db.execute("SELECT host_ip, host_port, protocol, container_id FROM ports").fetchall()
         used = [(r["host_ip"], r["host_port"], r["protocol"]) for r in rows]
         for port in ports:

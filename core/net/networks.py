@@ -307,7 +307,9 @@ class Networking:
             "network", network.driver, "add", attachment=attachment)
 
     def teardown(self, record: ContainerRecord) -> None:
-        """Detach the container from every network, free its leases and ports; idempotent."""
+        """Detach the container from every network, free its leases and ports; idempotent.
+        The lease of a network whose driver failed to detach it is kept (and the ports,
+        then), so that the next teardown asks that driver again."""
         cid, mode = record.id, record.network
         if mode.startswith(CONTAINER_MODE):
             return
@@ -318,16 +320,20 @@ class Networking:
                 ns = f"/proc/{os.getpid()}/ns/net"
             attached = [(mode, Attachment(cid, ns, mode))]  # a driver without leases
         joined = self._networks_of(cid)
-        first: Exception | None = None
+        failed: dict[str, Exception] = {}
         for driver, attachment in attached:
             try:
                 self.plugins.call("network", driver, "del", attachment=attachment)
             except Exception as err:  # keep detaching the others
-                first = first or err
-        ipam.release(self.state, cid)
+                failed[attachment.network] = err
+        if failed:
+            for network in set(joined) - set(failed):
+                ipam.release(self.state, cid, network)
+        else:
+            ipam.release(self.state, cid)
         self._refresh_peers(cid, joined)
-        if first is not None:
-            raise first
+        if failed:
+            raise next(iter(failed.values()))
 
     def check(self, record: ContainerRecord) -> list[str]:
         """Ask each network plugin whether the running container's attachments are as
