@@ -290,21 +290,58 @@ class Engine:
         A stopped container is not restarted by its policy; stopping one
         that is not running is not an error (as with docker).
         """
+        failure = self.stop_all([cid], timeout)[cid]
+        if failure is not None:
+            raise failure
+
+    def stop_all(self, cids: Sequence[str],
+                 timeout: float = 10.0) -> dict[str, PinnaceError | None]:
+        """:meth:`stop` several containers at once: they share the grace period (as
+        ``docker stop a b`` does). Returns each one's error, or None."""
         import signal
 
-        record = self.current(cid)
-        self.containers.set(cid, stop_requested=1)  # also stops a restart about to happen
-        if not record.active:
-            return
-        if record.status == "paused":
-            self.unpause(cid)
+        outcome: dict[str, PinnaceError | None] = {}
+        running = []
+        for cid in cids:
+            try:
+                record = self.current(cid)
+                self.containers.set(cid, stop_requested=1)  # also stops a restart to come
+                if record.status == "paused":
+                    self.unpause(cid)
+            except PinnaceError as err:
+                outcome[cid] = err
+                continue
+            outcome[cid] = None
+            if record.active:
+                running.append(record)
         for sig, limit in ((signal.SIGTERM, timeout), (signal.SIGKILL, 30.0)):
-            if limit > 0:
-                with contextlib.suppress(FailedPrecondition):
-                    self.kill(cid, sig)
-                if self.wait_exit(cid, limit) is not None:
-                    return
-        raise FailedPrecondition(f"container {record.label} did not stop after SIGKILL")
+            if limit <= 0 or not running:
+                continue
+            for record in running:
+                with contextlib.suppress(FailedPrecondition, NotFound):
+                    self.kill(record.id, sig)
+            running = self._still_running(running, limit)
+        for record in running:
+            outcome[record.id] = FailedPrecondition(
+                f"container {record.label} did not stop after SIGKILL")
+        return outcome
+
+    def _still_running(self, records: list[ContainerRecord],
+                       timeout: float) -> list[ContainerRecord]:
+        """Those of ``records`` still running after waiting up to ``timeout`` seconds."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while True:
+            left = []
+            for record in records:
+                with contextlib.suppress(NotFound):  # removed meanwhile: stopped
+                    if self.current(record.id).active:
+                        left.append(record)
+            if not left or time.monotonic() >= deadline:
+                return left
+            records = left
+            time.sleep(0.02)
 
     def wait_exit(self, cid: str, timeout: float | None = None) -> int | None:
         """Block until the container is no longer running; return its exit code

@@ -71,6 +71,24 @@ def test_stop_sends_term_then_kill(pn: Pinnace, busybox: str) -> None:
     pn("stop", "stubborn")  # stopping a stopped container is fine, as with docker
 
 
+def test_stop_of_several_shares_the_grace_period(pn: Pinnace, busybox: str) -> None:
+    """``stop a b``: both get SIGTERM at once and SIGKILL when the one grace period ends
+    (one after the other, the second would die a whole grace period after the first);
+    an unknown name among them is one error line, the others still stop."""
+    from datetime import datetime
+
+    for name in ("s1", "s2"):
+        pn("run", "-d", "--name", name, busybox, "sh", "-c", "while true; do sleep 0.1; done")
+    until(lambda: status(pn, "s1") == "running" and status(pn, "s2") == "running")
+    proc = pn("stop", "-t", "3", "s1", "nosuch", "s2", check=False)
+    assert proc.returncode != 0 and proc.stdout.split() == ["s1", "s2"]
+    assert proc.stderr.strip() == "Error: No such container: nosuch"
+    finished = [datetime.fromisoformat(inspect(pn, name)["State"]["FinishedAt"]
+                                       .replace("Z", "+00:00")) for name in ("s1", "s2")]
+    assert [inspect(pn, name)["State"]["ExitCode"] for name in ("s1", "s2")] == [137, 137]
+    assert abs((finished[0] - finished[1]).total_seconds()) < 3
+
+
 def test_start_restart_and_kill_with_a_signal(pn: Pinnace, busybox: str) -> None:
     pn("run", "-d", "--name", "svc", busybox, "sh", "-c",
        "trap 'echo got-hup' HUP; echo started; while true; do sleep 0.1; done")

@@ -58,8 +58,27 @@ def start(ctx: click.Context, attach: bool, interactive: bool, containers: tuple
 @CONTAINERS
 @click.pass_context
 def stop(ctx: click.Context, timeout: int, containers: tuple[str, ...]) -> None:
-    """Stop running containers: SIGTERM, then SIGKILL after a grace period."""
-    _each(ctx, containers, lambda engine, cid: engine.stop(cid, timeout))
+    """Stop running containers: SIGTERM, then SIGKILL after a grace period (shared:
+    they are stopped at once)."""
+    from pinnace.errors import PinnaceError
+
+    engine = get_engine(ctx)
+    found: dict[str, str | PinnaceError] = {}
+    for ref in containers:
+        try:
+            found[ref] = engine.resolve(ref)
+        except PinnaceError as err:
+            found[ref] = err
+    outcome = engine.stop_all([cid for cid in found.values() if isinstance(cid, str)], timeout)
+
+    def report(ref: str) -> None:
+        cid = found[ref]
+        failure = cid if isinstance(cid, PinnaceError) else outcome[cid]
+        if failure is not None:
+            raise failure
+        click.echo(ref)
+
+    for_each(ctx, containers, report)
 
 
 @click.command()
