@@ -1,19 +1,24 @@
-"""The debootstrap image source: the host's apt sources, the recipe, and one real minbase
-build per test session (shared by the xdist workers), whose image runs apt."""
+"""The debootstrap image source: the host's apt sources, the recipe, suites that do not
+exist, and one real minbase build per test session (shared by the xdist workers), whose
+image runs apt and is kept: pulled again after ``rmi``, it comes back without a build."""
 
 from __future__ import annotations
 
 import fcntl
 import json
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import Pinnace
 
-from pinnace.errors import FailedPrecondition, InvalidConfig
+from pinnace.errors import FailedPrecondition, InvalidConfig, NotFound
+from pinnace.images.store import ImageStore
 from pinnace.plugin import PluginContext
+from pinnace.state import State
+from pinnace.testing.image_source import leftovers
 from pinnace_plugins.source_debootstrap import DebootstrapSource, debootstrap_argv, tag_for
 from pinnace_plugins.source_debootstrap.sources import apt_sources, debian_mirror
 
@@ -89,8 +94,9 @@ def _shared_dir(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Pat
 @pytest.fixture(scope="session")
 def debootstrap_image(tmp_path_factory: pytest.TempPathFactory,
                       worker_id: str) -> Iterator[dict[str, str]]:
-    """``pull debootstrap:bookworm`` once per session, saved to a docker-archive the tests
-    load: the first worker builds it under a lock, the others wait and reuse it."""
+    """``pull debootstrap:bookworm`` once per session, pulled again, then removed and pulled
+    once more, saved to a docker-archive the tests load: the first worker builds it under a
+    lock, the others wait and reuse it."""
     shared = _shared_dir(tmp_path_factory, worker_id) / "debootstrap"
     shared.mkdir(exist_ok=True)
     with open(shared / "lock", "w") as lock:
@@ -100,8 +106,11 @@ def debootstrap_image(tmp_path_factory: pytest.TempPathFactory,
             pn = Pinnace(shared / "root")
             first = pull(pn, "debootstrap:bookworm")
             again = pull(pn, "debootstrap:bookworm")  # cached: no second build
+            pn("rmi", "debootstrap:bookworm")
+            kept = pull(pn, "debootstrap:bookworm")  # the kept build, stored again
             pn("save", "-o", str(shared / "image.tar"), "debootstrap:bookworm")
-            done.write_text(json.dumps({"first": first, "again": again, "root": str(pn.root),
+            done.write_text(json.dumps({"first": first, "again": again, "kept": kept,
+                                        "root": str(pn.root),
                                         "archive": str(shared / "image.tar")}))
     yield json.loads(done.read_text())
 
@@ -115,9 +124,11 @@ def pull(pn: Pinnace, ref: str) -> str:
 def test_debootstrap_builds_once_and_the_image_runs_apt(debootstrap_image: dict[str, str],
                                                         pn: Pinnace) -> None:
     # a rebuild would give another ID: the config records when it was made
-    assert debootstrap_image["first"] == debootstrap_image["again"]
+    assert debootstrap_image["first"] == debootstrap_image["again"] == debootstrap_image["kept"]
     built = Pinnace(Path(debootstrap_image["root"]))
-    assert not list((built.root / "image_source" / "debootstrap").glob("build-*"))
+    data = built.root / "image_source" / "debootstrap"
+    assert not list(data.glob("build-*"))
+    assert len(list((data / "built").iterdir())) == 1
     pn("load", "-i", debootstrap_image["archive"])
     out = pn("run", "--rm", "debootstrap:bookworm", "apt", "--version")
     assert out.stdout.startswith("apt 2.")
@@ -138,9 +149,31 @@ def test_debootstrap_history_records_how_it_was_made(debootstrap_image: dict[str
 
 
 def test_a_failing_debootstrap_leaves_nothing(pn: Pinnace) -> None:
-    proc = pn("pull", "debootstrap:nosuchsuite", check=False, timeout=600)
+    # a mirror nothing listens on (loopback): debootstrap cannot get the Release file
+    proc = pn("pull", "debootstrap:bookworm?mirror=http://127.0.0.1:9/debian", check=False,
+              timeout=600)
     assert proc.returncode == 125 and "debootstrap failed" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert json.loads(pn("images", "--format", "json").stdout) == []
     data = pn.root / "image_source" / "debootstrap"
     assert not data.exists() or not os.listdir(data)
+
+
+@pytest.mark.parametrize(("suite", "message"), [
+    ("nosuchsuite", "no such suite 'nosuchsuite' (debootstrap has no script for it)"),
+    ("etch", "no suite 'etch' on http"),  # a script, but long gone from the mirror
+])
+def test_a_suite_that_does_not_exist_is_not_found(suite: str, message: str,
+                                                  tmp_path: Path) -> None:
+    source = DebootstrapSource(PluginContext.for_plugin(
+        DebootstrapSource, "debootstrap", "image_source", data_dir=tmp_path / "data"))
+    state = State(tmp_path / "state.db")
+    try:
+        store = ImageStore(tmp_path / "images", state)
+        with pytest.raises(NotFound, match=re.escape(message)) as err:
+            source.pinnace_image_source_fetch(reference=suite, store=store)
+        assert "\n" not in str(err.value)
+        assert leftovers(store) == []
+    finally:
+        state.close()
+    assert os.listdir(tmp_path / "data") == []

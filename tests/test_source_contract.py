@@ -1,11 +1,12 @@
 """The image source contract (``pinnace.testing.image_source``) run against the built-in
-sources: ``tar``, ``docker-archive``, ``oci-archive``, ``oci`` and ``docker`` (the
-registry, against Debian's docker-registry on loopback, with images skopeo put there).
-``debootstrap`` is not run here: it needs a Debian mirror (tests/test_debootstrap.py
-builds one image from it)."""
+sources: ``tar``, ``docker-archive``, ``oci-archive``, ``oci``, ``docker`` (the
+registry, against Debian's docker-registry on loopback, with images skopeo put there)
+and ``debootstrap`` (bookworm minbase from this host's Debian mirror, built once per
+test session and checked for files every such build holds)."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,12 @@ from pinnace.errors import InvalidConfig
 from pinnace.images.store import ImageStore, host_platform
 from pinnace.plugin import PluginContext
 from pinnace.state import State
-from pinnace.testing.image_source import ImageSourceContract, write_rootfs_tar
+from pinnace.testing.image_source import (
+    ImageSourceContract,
+    KnownFile,
+    Material,
+    write_rootfs_tar,
+)
 from pinnace.testing.registry import (
     PASSWORD,
     USER,
@@ -27,6 +33,7 @@ from pinnace.testing.registry import (
     skopeo_copy,
 )
 from pinnace_plugins.source_archive import ArchiveSource
+from pinnace_plugins.source_debootstrap import DebootstrapSource
 from pinnace_plugins.source_registry import RegistrySource
 from pinnace_plugins.source_tar import TarSource
 
@@ -157,3 +164,41 @@ class TestRegistryContract(ImageSourceContract):
 
     def login_credentials(self) -> tuple[str, str, str]:
         return self.auth_host, USER, PASSWORD
+
+
+@pytest.fixture(scope="session")
+def debootstrap_data(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
+    """The debootstrap source's data directory for the whole session, shared by the
+    xdist workers: the plugin keeps each recipe's build there, built once under its lock,
+    so every test of the suite fetches the one bookworm build."""
+    base = tmp_path_factory.getbasetemp()
+    return (base.parent if worker_id != "master" else base) / "debootstrap-contract"
+
+
+class TestDebootstrapContract(ImageSourceContract):
+    """debootstrap's material is a Debian release from the mirror, not a rootfs of the
+    suite's: it fetches the smallest recipe (bookworm, minbase) and names files every
+    bookworm build holds."""
+
+    @pytest.fixture(autouse=True)
+    def shared_data(self, debootstrap_data: Path) -> None:
+        self.data_dir = debootstrap_data
+
+    def make_plugin(self, tmp_path: Path) -> DebootstrapSource:
+        return DebootstrapSource(PluginContext.for_plugin(
+            DebootstrapSource, "debootstrap", "image_source", data_dir=self.data_dir))
+
+    def material(self, tmp_path: Path) -> Material:
+        return Material("bookworm", (
+            KnownFile("/etc/debian_version", content=re.compile(rb"\A12\.\d+\n\Z")),
+            KnownFile("/etc/os-release", type="symlink", target="../usr/lib/os-release"),
+            KnownFile("/usr/lib/os-release",
+                      content=re.compile(rb"^VERSION_CODENAME=bookworm$", re.MULTILINE)),
+            KnownFile("/usr/bin/apt", mode=0o755),
+            KnownFile("/bin", type="symlink", target="usr/bin"),
+            KnownFile("/var/lib/dpkg/status", content=re.compile(rb"^Package: apt$", re.MULTILINE)),
+            KnownFile("/tmp", type="dir", mode=0o1777),
+        ))
+
+    def missing_reference(self, tmp_path: Path) -> str:
+        return "nosuchsuite"

@@ -1,4 +1,4 @@
-"""The image source contract: tests every image source plugin must pass
+r"""The image source contract: tests every image source plugin must pass
 (``pinnace.testing.image_source``), the way the storage and network suites hold
 their roles to theirs.
 
@@ -23,6 +23,21 @@ Subclass :class:`ImageSourceContract` in a test module, build your plugin in
             return str(tmp_path / "nothing.tar")
 
 References are given without the transport prefix, as pinnace passes them.
+
+A source whose material cannot be made from a rootfs (debootstrap builds a
+Debian release from a mirror) overrides :meth:`ImageSourceContract.material`
+instead of ``make_reference``: it returns a reference to material that exists
+and files the author knows its image holds, which the unpack check then looks
+for in place of the suite's rootfs; every other check is the same (another
+store fetching the reference gets the same image ID: a source that builds its
+material keeps what it built)::
+
+    def material(self, tmp_path):
+        return Material("bookworm", (
+            KnownFile("/etc/debian_version", content=re.compile(rb"\A12\.\d+\n\Z")),
+            KnownFile("/usr/bin/apt", mode=0o755),
+            KnownFile("/bin", type="symlink", target="usr/bin")))
+
 The suite calls the hooks through pluggy, by keyword, as
 :mod:`pinnace.images.sources` does, on a real :class:`~pinnace.images.store.ImageStore`
 with its own state under the test's temp directory, and checks:
@@ -31,7 +46,8 @@ with its own state under the test's temp directory, and checks:
   blobs are stored and hash to their digests, whose layers' diff IDs are the
   config's and chain IDs follow from them, and whose layers, unpacked through
   :meth:`~pinnace.images.store.ImageStore.layer_stream`, give back the rootfs'
-  files (contents, modes, a symlink);
+  files (contents, modes, a symlink), or the known files of a material of the
+  author's;
 - fetching again returns the same ID and writes no blob, temp file or row;
   another store fetching the same material gets the same ID too;
 - a missing reference raises :attr:`ImageSourceContract.missing_error`
@@ -49,8 +65,10 @@ import hashlib
 import io
 import json
 import os
+import re
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +90,48 @@ ROOTFS: dict[str, tuple[bytes, int]] = {
 
 SYMLINK = ("usr/bin/hello", "../../bin/hello")
 """A symlink of the rootfs: (path, target)."""
+
+_TYPES = {"file": stat.S_ISREG, "dir": stat.S_ISDIR, "symlink": stat.S_ISLNK}
+
+
+@dataclass(frozen=True)
+class KnownFile:
+    """A path the image of some source material holds, and what is known of it:
+    its type (``file``, ``dir`` or ``symlink``), a file's content (the whole of it as
+    bytes, or a compiled bytes pattern found in it), its permission bits, a symlink's
+    target. What is None is not checked."""
+
+    path: str
+    type: str = "file"
+    content: bytes | re.Pattern[bytes] | None = None
+    mode: int | None = None
+    target: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.type not in _TYPES:
+            raise ValueError(f"{self.path}: type {self.type!r} is not one of {', '.join(_TYPES)}")
+        if self.content is not None and self.type != "file":
+            raise ValueError(f"{self.path}: only a file has content")
+        if self.target is not None and self.type != "symlink":
+            raise ValueError(f"{self.path}: only a symlink has a target")
+        if self.mode is not None and self.type == "symlink":
+            raise ValueError(f"{self.path}: a symlink's mode is not checked")
+
+
+@dataclass(frozen=True)
+class Material:
+    """Source material the tests fetch: its reference (without the transport prefix) and
+    files its image holds (at least one)."""
+
+    reference: str
+    files: tuple[KnownFile, ...]
+
+
+ROOTFS_FILES = (
+    *(KnownFile(rel, content=data, mode=mode) for rel, (data, mode) in ROOTFS.items()),
+    KnownFile(SYMLINK[0], type="symlink", target=SYMLINK[1]),
+)
+"""The suite's rootfs (:data:`ROOTFS` and :data:`SYMLINK`) as known files."""
 
 
 def make_rootfs(path: Path) -> Path:
@@ -97,17 +157,29 @@ def write_rootfs_tar(rootfs: Path, path: Path) -> Path:
     return path
 
 
-def check_rootfs(tree: Path) -> None:
-    """Assert that ``tree`` holds the suite's rootfs: every file with its content and
-    mode, and the symlink."""
-    for rel, (data, mode) in ROOTFS.items():
-        file = tree / rel
-        assert file.is_file(), f"{rel} is missing from the unpacked image"
-        assert file.read_bytes() == data, f"{rel} has other content in the unpacked image"
-        assert stat.S_IMODE(file.lstat().st_mode) == mode, f"{rel} lost its mode {mode:o}"
-    link = tree / SYMLINK[0]
-    assert link.is_symlink() and os.readlink(link) == SYMLINK[1], \
-        f"{SYMLINK[0]} is not a symlink to {SYMLINK[1]} in the unpacked image"
+def check_files(tree: Path, files: Sequence[KnownFile]) -> None:
+    """Assert that ``tree`` holds every one of ``files`` (a path relative to the tree, a
+    leading ``/`` or not) as it is known."""
+    assert files, "no known files to check the unpacked image against"
+    for known in files:
+        path = tree / known.path.lstrip("/")
+        assert path.is_symlink() or path.exists(), \
+            f"{known.path} is missing from the unpacked image"
+        st = path.lstat()
+        assert _TYPES[known.type](st.st_mode), \
+            f"{known.path} is not a {known.type} in the unpacked image"
+        if known.mode is not None:
+            assert stat.S_IMODE(st.st_mode) == known.mode, \
+                f"{known.path} has mode {stat.S_IMODE(st.st_mode):o}, not {known.mode:o}"
+        if isinstance(known.content, bytes):
+            assert path.read_bytes() == known.content, \
+                f"{known.path} has other content in the unpacked image"
+        elif known.content is not None:
+            assert known.content.search(path.read_bytes()), \
+                f"{known.path} does not match {known.content.pattern!r} in the unpacked image"
+        if known.target is not None:
+            assert os.readlink(path) == known.target, \
+                f"{known.path} is not a symlink to {known.target} in the unpacked image"
 
 
 def one_line(err: BaseException) -> str:
@@ -178,10 +250,10 @@ class Source:
 
 class ImageSourceContract:
     """The tests an image source plugin must pass. Subclass it as ``Test...`` and
-    implement :meth:`make_plugin`, :meth:`make_reference` and :meth:`missing_reference`
-    (and :meth:`push_destination` / :meth:`login_credentials` when the plugin pushes or
-    logs in). A method that needs other fixtures can read attributes an autouse fixture
-    of the subclass sets on ``self``."""
+    implement :meth:`make_plugin`, :meth:`make_reference` (or :meth:`material`) and
+    :meth:`missing_reference` (and :meth:`push_destination` / :meth:`login_credentials`
+    when the plugin pushes or logs in). A method that needs other fixtures can read
+    attributes an autouse fixture of the subclass sets on ``self``."""
 
     missing_error: type[PinnaceError] = NotFound
     """What fetching :meth:`missing_reference` raises (any :class:`PinnaceError`
@@ -199,7 +271,17 @@ class ImageSourceContract:
         """Make source material (a tar, an archive, a registry repository, a directory...)
         whose image holds exactly the files under ``rootfs``; return the reference that
         fetches it, without the transport prefix."""
-        raise NotImplementedError("subclasses of ImageSourceContract make a reference here")
+        raise NotImplementedError("subclasses of ImageSourceContract make a reference here "
+                                  "(or override material)")
+
+    def material(self, tmp_path: Path) -> Material:
+        """The material every test fetches. By default the suite's rootfs made into
+        material by :meth:`make_reference`, whose image must hold :data:`ROOTFS_FILES`.
+        A source whose material cannot be made from a rootfs overrides this instead:
+        a reference to material that exists, and files the author knows its image holds."""
+        where = tmp_path / "material"
+        where.mkdir()
+        return Material(self.make_reference(make_rootfs(where / "rootfs"), where), ROOTFS_FILES)
 
     def missing_reference(self, tmp_path: Path) -> str:
         """A well-formed reference to source material that does not exist."""
@@ -244,12 +326,10 @@ class ImageSourceContract:
         """An empty image store."""
         return new_store()
 
-    @pytest.fixture
-    def reference(self, source: Source, tmp_path: Path) -> str:
-        """The suite's rootfs made into source material by :meth:`make_reference`."""
-        material = tmp_path / "material"
-        material.mkdir()
-        return self.make_reference(make_rootfs(material / "rootfs"), material)
+    @pytest.fixture(name="material")
+    def material_fixture(self, source: Source, tmp_path: Path) -> Material:
+        """The material the tests fetch (:meth:`material`)."""
+        return self.material(tmp_path)
 
     def unpacked(self, store: ImageStore, image_id: str, tmp_path: Path) -> Path:
         """Unpack every layer of ``image_id``, bottom first, into a new directory."""
@@ -262,8 +342,10 @@ class ImageSourceContract:
                 apply_layer(stream, dest)
         return dest
 
-    def check_image(self, store: ImageStore, image_id: str, tmp_path: Path) -> None:
-        """The image is stored whole and consistent, and unpacks to the suite's rootfs."""
+    def check_image(self, store: ImageStore, image_id: str, material: Material,
+                    tmp_path: Path) -> None:
+        """The image is stored whole and consistent, and unpacks to a tree that holds the
+        material's known files."""
         assert isinstance(image_id, str) and image_id.startswith("sha256:"), \
             f"fetch returned {image_id!r}, not an image ID"
         assert store.has_image(image_id), f"fetch returned {image_id}, which is not in the store"
@@ -283,7 +365,7 @@ class ImageSourceContract:
         for layer in image.layers:
             assert store.blob_path(layer.blob_digest).stat().st_size == layer.size
         assert (image.config.get("os"), image.config.get("architecture")) == host_platform()
-        check_rootfs(self.unpacked(store, image_id, tmp_path))
+        check_files(self.unpacked(store, image_id, tmp_path), material.files)
 
     # ----------------------------------------------------------------- tests
     def test_implements_the_image_source_role(self, source: Source) -> None:
@@ -291,18 +373,18 @@ class ImageSourceContract:
         assert_implements_role(source.plugin, "image_source")
 
     def test_fetch_stores_a_consistent_image(self, source: Source, store: ImageStore,
-                                             reference: str, tmp_path: Path) -> None:
-        image_id = source.fetch(reference, store)
-        self.check_image(store, image_id, tmp_path)
+                                             material: Material, tmp_path: Path) -> None:
+        image_id = source.fetch(material.reference, store)
+        self.check_image(store, image_id, material, tmp_path)
         assert [image.id for image in store.list()] == [image_id]
         assert temp_files(store) == []
 
     def test_fetching_again_changes_nothing(self, source: Source, store: ImageStore,
-                                            reference: str) -> None:
-        first = source.fetch(reference, store)
+                                            material: Material) -> None:
+        first = source.fetch(material.reference, store)
         blobs = store_files(store)
         image = store.resolve(first)
-        again = source.fetch(reference, store)
+        again = source.fetch(material.reference, store)
         assert again == first, "fetching the same reference twice gave two images"
         assert store_files(store) == blobs, "the second fetch wrote blobs"
         assert [i.id for i in store.list()] == [first]
@@ -317,7 +399,7 @@ class ImageSourceContract:
         one_line(err.value)
         assert leftovers(store) == []
 
-    def test_options_that_do_not_apply_are_ignored(self, source: Source, reference: str,
+    def test_options_that_do_not_apply_are_ignored(self, source: Source, material: Material,
                                                    new_store: Callable[[], ImageStore],
                                                    tmp_path: Path) -> None:
         """Every TransferOptions field set (the host's platform, no TLS verification,
@@ -325,18 +407,19 @@ class ImageSourceContract:
         in a store of its own; the progress bars drawn are all finished."""
         from pinnace.progress import Progress
 
-        plain = source.fetch(reference, new_store())
+        plain = source.fetch(material.reference, new_store())
         progress = Progress(io.StringIO())
         store = new_store()
         options = TransferOptions(platform="/".join(host_platform()), tls_verify=False,
                                   progress=progress, compression="zstd")
-        assert source.fetch(reference, store, options) == plain
-        self.check_image(store, plain, tmp_path)
+        assert source.fetch(material.reference, store, options) == plain
+        self.check_image(store, plain, material, tmp_path)
         unfinished = [bar.label for bar in progress.bars if not bar.status]
         assert not unfinished, f"progress bars left unfinished: {unfinished}"
 
     def test_push_then_fetch_round_trip(self, source: Source, store: ImageStore,
-                                        reference: str, new_store: Callable[[], ImageStore],
+                                        material: Material,
+                                        new_store: Callable[[], ImageStore],
                                         tmp_path: Path) -> None:
         """A plugin that pushes writes an image that fetching the destination brings back
         whole, with the same ID, into another store; one that does not names no
@@ -346,7 +429,7 @@ class ImageSourceContract:
             assert destination is None, "a push destination was given, but there is no push hook"
             return
         assert destination is not None, "the plugin has a push hook: give a push_destination"
-        image_id = source.fetch(reference, store)
+        image_id = source.fetch(material.reference, store)
         if self.push_refused is not None:
             with pytest.raises(self.push_refused) as err:
                 source.push(image_id, destination, store)
@@ -357,7 +440,7 @@ class ImageSourceContract:
             f"push returned {digest!r}, not a digest"
         other = new_store()
         assert source.fetch(destination, other) == image_id
-        self.check_image(other, image_id, tmp_path)
+        self.check_image(other, image_id, material, tmp_path)
 
     def test_login_checks_credentials_and_logout_forgets_them(self, source: Source) -> None:
         """A plugin that logs in refuses wrong credentials in one line, accepts right
