@@ -3,6 +3,7 @@ and ``pn``, which runs the real ``pinnace`` command line against that root."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -159,6 +160,30 @@ def install_example(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path
                     "--no-deps", "--target", str(site), str(EXAMPLES / name)],
                    check=True, capture_output=True, text=True)
     return site
+
+
+def assert_discovered(pn: Pinnace, site: Path, role: str, name: str, dist: str) -> None:
+    """Plugin ``name`` of ``role`` is unknown to ``pn`` until ``site`` is on its path; then
+    ``pinnace plugins`` lists it, from ``dist`` 0.1.0, valid."""
+    def listed() -> list[dict]:
+        rows = json.loads(pn("plugins", "--format", "json").stdout)
+        return [r for r in rows if (r["role"], r["name"]) == (role, name)]
+
+    assert listed() == []
+    pn.add_site(site)
+    [found] = listed()
+    assert (found["distribution"], found["version"], found["status"]) == (dist, "0.1.0", "ok")
+
+
+def assert_passes_its_contract(name: str, site: Path, tmp_path: Path) -> None:
+    """The contract tests of ``examples/<name>`` pass, run by pytest in a process of their
+    own with only the installed example (``site``) on the path."""
+    contract = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
+         str(EXAMPLES / name / "tests")], capture_output=True, text=True, cwd=tmp_path,
+        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(site)})
+    assert contract.returncode == 0, contract.stdout[-3000:]
+    assert " passed" in contract.stdout and "failed" not in contract.stdout
 
 
 @pytest.fixture(scope="session")

@@ -5,14 +5,10 @@ host directories through the real CLI, and run against the image source contract
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import Pinnace
-
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "pinnace-dirsource"
+from conftest import Pinnace, assert_discovered, assert_passes_its_contract
 
 
 @pytest.fixture
@@ -27,13 +23,7 @@ def images(pn: Pinnace) -> list[dict]:
 
 
 def test_dir_transport_is_discovered(pn: Pinnace, dirsource_site: Path) -> None:
-    rows = json.loads(pn("plugins", "--format", "json").stdout)
-    assert not [r for r in rows if (r["role"], r["name"]) == ("image_source", "dir")]
-    pn.env["PYTHONPATH"] = str(dirsource_site)
-    rows = json.loads(pn("plugins", "--format", "json").stdout)
-    found = next(r for r in rows if (r["role"], r["name"]) == ("image_source", "dir"))
-    assert (found["role"], found["distribution"], found["version"], found["status"]) \
-        == ("image_source", "pinnace-dirsource", "0.1.0", "ok")
+    assert_discovered(pn, dirsource_site, "image_source", "dir", "pinnace-dirsource")
 
 
 def test_run_a_host_directory(dpn: Pinnace, rootfs: Path) -> None:
@@ -81,9 +71,4 @@ def test_missing_or_wrong_paths_are_one_line_errors(dpn: Pinnace, rootfs: Path,
 
 def test_example_passes_the_image_source_contract(dirsource_site: Path,
                                                   tmp_path: Path) -> None:
-    contract = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
-         str(EXAMPLE / "tests")], capture_output=True, text=True, cwd=tmp_path,
-        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(dirsource_site)})
-    assert contract.returncode == 0, contract.stdout[-3000:]
-    assert " passed" in contract.stdout and "failed" not in contract.stdout
+    assert_passes_its_contract("pinnace-dirsource", dirsource_site, tmp_path)

@@ -7,16 +7,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import Pinnace
+from conftest import Pinnace, assert_discovered, assert_passes_its_contract
 
 from pinnace.testing.netns import run_in
-
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "pinnace-routed"
 
 
 @pytest.fixture
@@ -32,13 +29,7 @@ def ip(netns: Path, *args: str) -> list[dict]:
 
 
 def test_routed_plugin_is_discovered(pn: Pinnace, routed_site: Path) -> None:
-    rows = json.loads(pn("plugins", "--format", "json").stdout)
-    assert not [r for r in rows if r["name"] == "routed"]
-    pn.env["PYTHONPATH"] = str(routed_site)
-    rows = json.loads(pn("plugins", "--format", "json").stdout)
-    routed = next(r for r in rows if r["name"] == "routed")
-    assert (routed["role"], routed["distribution"], routed["version"], routed["status"]) \
-        == ("network", "pinnace-routed", "0.1.0", "ok")
+    assert_discovered(pn, routed_site, "network", "routed", "pinnace-routed")
 
 
 def test_container_gets_a_32_and_a_default_route(rpn: Pinnace, busybox: str, netns: Path) -> None:
@@ -81,9 +72,4 @@ def test_two_containers_talk_through_host_routes(rpn: Pinnace, busybox: str, net
 
 
 def test_example_passes_the_network_contract(routed_site: Path, tmp_path: Path) -> None:
-    contract = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
-         str(EXAMPLE / "tests")], capture_output=True, text=True, cwd=tmp_path,
-        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(routed_site)})
-    assert contract.returncode == 0, contract.stdout[-3000:]
-    assert " passed" in contract.stdout and "failed" not in contract.stdout
+    assert_passes_its_contract("pinnace-routed", routed_site, tmp_path)

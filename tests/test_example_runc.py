@@ -8,13 +8,10 @@ from __future__ import annotations
 import glob
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import Pinnace, host_leftovers
-
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "pinnace-runc"
+from conftest import Pinnace, assert_discovered, assert_passes_its_contract, host_leftovers
 
 
 @pytest.fixture
@@ -37,13 +34,7 @@ def leftovers(pn: Pinnace, cid: str) -> list[str]:
 
 
 def test_runc_plugin_is_discovered(pn: Pinnace, runc_site: Path) -> None:
-    rows = json.loads(pn("plugins", "--format", "json").stdout)
-    assert not [r for r in rows if r["name"] == "runc"]
-    pn.env["PYTHONPATH"] = str(runc_site)
-    rows = json.loads(pn("plugins", "--format", "json").stdout)
-    runc = next(r for r in rows if r["name"] == "runc")
-    assert (runc["role"], runc["distribution"], runc["version"], runc["status"]) \
-        == ("isolation", "pinnace-runc", "0.1.0", "ok")
+    assert_discovered(pn, runc_site, "isolation", "runc", "pinnace-runc")
 
 
 def test_run_rm_in_runc(rpn: Pinnace, busybox: str) -> None:
@@ -86,9 +77,4 @@ def test_detached_exec_stop_rm(rpn: Pinnace, busybox: str) -> None:
 
 
 def test_example_passes_the_isolation_contract(runc_site: Path, tmp_path: Path) -> None:
-    contract = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
-         str(EXAMPLE / "tests")], capture_output=True, text=True, cwd=tmp_path,
-        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(runc_site)})
-    assert contract.returncode == 0, contract.stdout[-3000:]
-    assert " passed" in contract.stdout and "failed" not in contract.stdout
+    assert_passes_its_contract("pinnace-runc", runc_site, tmp_path)
