@@ -12,9 +12,9 @@ plugin imports this module on the hot path of ``pinnace run``): the records
 hooks take and return (mounts, snapshots, network attachments and results,
 the runtime spec and container state, transfer options), the error classes,
 and helpers (``netns``, ``mounted``, ``remove_tree``, ``TreeStorage`` and its
-tree functions; ``mount_all``, ``unmount_all``, ``set_child_subreaper``, ``cgroups``,
-``limits``, ``Lockdown``, ``restrict_paths``, ``capabilities`` and ``seccomp`` for
-isolation; ``new_config`` and ``parse_changes`` for image sources).
+tree functions; ``mount_all``, ``unmount_all``, ``linux``, ``cgroups``, ``limits``,
+``Lockdown``, ``restrict_paths``, ``capabilities``, ``seccomp`` and ``spec_from_dict``
+for isolation; ``new_config`` and ``parse_changes`` for image sources).
 See ``__all__``.
 """
 
@@ -34,12 +34,11 @@ _EXPORTS: dict[str, str] = {
                      "CommandNotExecutable"),
                     "pinnace.errors"),
     **dict.fromkeys(("Mount", "mounted", "mount_all", "unmount_all"), "pinnace.mounts"),
-    "set_child_subreaper": "pinnace.linux",
     **dict.fromkeys(("Kind", "SnapshotInfo", "Usage"), "pinnace.snapshots"),
     **dict.fromkeys(("Attachment", "Network", "NetworkResult", "IPConfig", "Interface",
                      "Route", "PortMapping", "routable_ipv4"), "pinnace.network"),
     **dict.fromkeys(("ContainerSpec", "Process", "User", "MountPoint", "Security",
-                     "Resources"), "pinnace.runtime.spec"),
+                     "Resources", "spec_from_dict"), "pinnace.runtime.spec"),
     **dict.fromkeys(("ContainerState", "Status"), "pinnace.runtime.status"),
     "ContainerRecord": "pinnace.containers.record",
     **dict.fromkeys(("Lockdown", "restrict_paths"), "pinnace.runtime.security"),
@@ -51,10 +50,13 @@ _EXPORTS: dict[str, str] = {
 }
 """Re-exported name -> the module that defines it (imported on first use)."""
 
-_MODULES = {"netns": "pinnace.netns", "cgroups": "pinnace.runtime.cgroups",
+_MODULES = {"netns": "pinnace.netns", "linux": "pinnace.linux",
+            "cgroups": "pinnace.runtime.cgroups",
             "limits": "pinnace.runtime.limits", "capabilities": "pinnace.runtime.capabilities",
             "seccomp": "pinnace.runtime.seccomp"}
-"""Re-exported helper modules: ``netns.entered(path)``, ``cgroups.create(path)`` (a
+"""Re-exported helper modules: ``netns.entered(path)``, ``linux`` (the system calls
+Python lacks: ``unshare``, ``setns``, ``mount``, ``umount``, ``pivot_root``,
+``sethostname``, ``set_child_subreaper``), ``cgroups.create(path)`` (a
 :class:`~pinnace.runtime.cgroups.Cgroup`), ``limits.apply(cgroup, resources)``,
 ``capabilities.mask(names)``, ``seccomp.default_profile()``."""
 

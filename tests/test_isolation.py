@@ -47,3 +47,11 @@ def test_own_network_has_only_loopback(pn: Pinnace, busybox: str) -> None:
                            "ifconfig lo | grep -o 'inet addr:[0-9.]*'")
     assert out.split()[0] == "lo"  # no host interface is visible
     assert "inet addr:127.0.0.1" in out
+
+
+def test_a_missing_workdir_is_made_on_a_read_only_rootfs(pn: Pinnace, busybox: str) -> None:
+    """``-w`` of a directory the image lacks is created before the root becomes read-only,
+    as docker does; the rest of the root stays read-only."""
+    out = pn("run", "--rm", "--read-only", "-w", "/srv/work", busybox, "sh", "-c",
+             "pwd; touch /srv/work/x 2>/dev/null || echo read-only")
+    assert out.stdout.split() == ["/srv/work", "read-only"]

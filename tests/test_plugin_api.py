@@ -45,7 +45,7 @@ def test_authors_find_the_records_errors_and_helpers() -> None:
               "tree_usage", "netns", "ContainerRecord", "MountPoint", "mount_all", "remove_tree",
               "CommandNotFound", "CommandNotExecutable", "Security", "Resources", "User",
               "cgroups", "limits", "Lockdown", "restrict_paths", "new_config", "parse_changes",
-              "unmount_all", "set_child_subreaper", "capabilities", "seccomp"}
+              "unmount_all", "linux", "spec_from_dict", "capabilities", "seccomp"}
     assert needed <= set(pinnace.plugin.__all__), needed - set(pinnace.plugin.__all__)
 
 

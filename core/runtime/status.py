@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 
 class Status(enum.StrEnum):
-    """OCI runtime states, plus ``unknown`` for a process that vanished unrecorded."""
+    """OCI runtime states as ``pinnace_isolation_state`` reports them: a paused container
+    is ``running`` (the core records pauses itself)."""
 
     CREATED = "created"
     RUNNING = "running"

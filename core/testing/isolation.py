@@ -315,7 +315,7 @@ class Boxes:
 
     def mounts(self) -> list[str]:
         """Mount points under the test's directory in this mount namespace."""
-        from pinnace import linux
+        from pinnace.plugin import linux
 
         return linux.mounts_under(str(self.tmp_path))
 
@@ -351,7 +351,7 @@ class IsolationContract:
     def boxes(self, isolation: Any, tmp_path: Path, rootfs: Path) -> Iterator[Boxes]:
         """The plugin's hooks, called from a child subreaper (as pinnace's monitor is);
         afterwards every container is deleted and nothing it made may be left."""
-        from pinnace import linux
+        from pinnace.plugin import linux
 
         if os.geteuid() != 0:
             pytest.skip("the isolation contract needs root (namespaces, cgroups, mounts)")

@@ -99,8 +99,7 @@ class UnshareIsolation(Plugin):
         import json
         from dataclasses import asdict
 
-        from pinnace import linux
-        from pinnace.plugin import cgroups, limits
+        from pinnace.plugin import cgroups, limits, linux
 
         fifo = str(bundle / "start.fifo")
         with contextlib.suppress(FileNotFoundError):
@@ -199,8 +198,7 @@ class UnshareIsolation(Plugin):
         container's own security (capabilities, seccomp, no_new_privs)."""
         import json
 
-        from pinnace import linux
-        from pinnace.plugin import Security, cgroups
+        from pinnace.plugin import Security, cgroups, linux
 
         pid = self._pid(container_id, bundle)
         if not pid or not os.path.exists(f"/proc/{pid}"):

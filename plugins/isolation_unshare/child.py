@@ -19,8 +19,15 @@ import os
 import signal
 import stat
 
-from pinnace import linux
-from pinnace.plugin import ContainerSpec, Lockdown, Process, Security, mount_all, restrict_paths
+from pinnace.plugin import (
+    ContainerSpec,
+    Lockdown,
+    Process,
+    Security,
+    linux,
+    mount_all,
+    restrict_paths,
+)
 
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 NOSUID_NODEV_NOEXEC = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
@@ -87,10 +94,10 @@ def setup(spec: ContainerSpec, bundle: str, gate: int, fifo: str) -> int:
     os.chdir("/")
     if terminal is not None:
         _make_console(terminal, spec.process)
+    os.makedirs(spec.process.cwd or "/", exist_ok=True)  # -w of a missing directory
     if spec.readonly_rootfs:
         linux.mount("", "/", None, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY)
     restrict_paths(spec.security)
-    os.makedirs(spec.process.cwd or "/", exist_ok=True)
     _become(spec.process, lockdown)
     return start_fd
 

@@ -146,10 +146,10 @@ class RuncIsolation(Plugin):
                                stdio: tuple[int, int, int] | None = None) -> int:
         """``runc exec --detach`` with the container's capabilities. The caller is made a
         child subreaper first, so the process is reparented to it when runc exits."""
-        from pinnace.plugin import set_child_subreaper
+        from pinnace.plugin import linux
         from pinnace_runc.config import oci_process
 
-        set_child_subreaper()
+        linux.set_child_subreaper()
 
         config = json.loads((bundle / "config.json").read_text())
         caps = config["process"]["capabilities"]["bounding"]
