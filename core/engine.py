@@ -459,7 +459,8 @@ class Engine:
 
     def _reconcile(self, record: ContainerRecord) -> ContainerRecord:
         """A running container whose monitor is gone (killed, or the host rebooted): mark
-        it exited with an unknown code and release what its runtime left."""
+        it exited with an unknown code and release what its runtime left; one made with
+        ``--rm`` is removed, as its monitor would have done (``NotFound`` then)."""
         from pinnace.runtime.proc import is_alive
 
         if is_alive(record.monitor_pid, record.monitor_start):
@@ -467,6 +468,9 @@ class Engine:
         if self.containers.claim_lost(record.id):
             self._teardown(record)
             self.state.event("container", "die", record.id, exit_code=None)
+            if record.config.run.auto_remove:  # what its monitor would have done
+                self._discard(record)
+                raise NotFound(f"No such container: {record.id}")
         return self.containers.get(record.id)
 
     def _teardown(self, record: ContainerRecord) -> None:
@@ -486,9 +490,11 @@ class Engine:
     def check(self, repair: bool = False) -> list[str]:
         """Ask the owning plugins whether what the state records is on the host: every
         layer snapshot (storage ``stat``) and every running container (isolation
-        ``state``, network ``check``). Return what is wrong; with ``repair``, forget the
-        missing layers and kill the broken containers (their monitors then tear them
-        down), waiting for them to exit."""
+        ``state``, network ``check``); and find what nothing names: snapshots (storage
+        ``walk``) and blob temp files a crashed pinnace left. Return what is wrong; with
+        ``repair``, forget the missing layers, remove what nothing names, and kill the
+        broken containers (their monitors then tear them down), waiting for them to
+        exit."""
         from pinnace.runtime.status import Status
 
         self.reconcile()
@@ -510,7 +516,14 @@ class Engine:
                 with contextlib.suppress(NotFound, FailedPrecondition):
                     self.kill(cid, 9, by_user=True)
                     self.wait_exit(cid, 30)
-        return self.layers.check(repair) + [
+        everyone = self.containers.all()
+        storages = {c.storage for c in everyone} | {
+            r["storage"] for r in self.state.query("SELECT DISTINCT storage FROM snapshots")}
+        orphans = [line for storage in sorted(storages) for line in self.layers.orphans(
+            storage, {c.id for c in everyone}, repair)]
+        temps = [f"blob temp file {name} belongs to nothing" for name in (
+            self.images.sweep() if repair else self.images.abandoned())]
+        return self.layers.check(repair) + orphans + temps + [
             f"container {self.containers.get(cid).label}: {line}"
             for cid, lines in problems.items() for line in lines]
 
@@ -531,7 +544,10 @@ class Engine:
         out = []
         for record in self.containers.all():
             if record.active:
-                record = self._reconcile(record)
+                try:
+                    record = self._reconcile(record)
+                except NotFound:  # a --rm container whose monitor died: removed now
+                    continue
             if all_ or record.active:
                 out.append(record)
         return out

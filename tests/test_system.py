@@ -91,3 +91,55 @@ def test_check_asks_the_storage_for_every_layer(pn: Pinnace, busybox: str) -> No
     pn("system", "check", "--repair", check=False)
     assert pn("system", "check").stdout == ""
     assert pn("run", "--rm", "--storage=dir", busybox, "echo", "again").stdout == "again\n"
+
+
+def dead_pid() -> int:
+    """The PID of a process that has exited."""
+    import subprocess
+
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def test_check_finds_and_repairs_what_nothing_names(pn: Pinnace, busybox: str) -> None:
+    """What a pinnace killed mid-way leaves (an unpack snapshot, a commit view, a rootfs
+    of no container, a blob temp file) is reported, and removed by --repair."""
+    from pinnace import config
+    from pinnace.engine import Engine
+
+    pn("run", "--rm", "--storage=dir", busybox, "true")
+    engine = Engine(config.load(flags={"root": str(pn.root)}))
+    [layer] = [s.key for s in engine.plugins.call("storage", "dir", "walk")]
+    pid = dead_pid()
+    stray = {f"extract-{pid}-{layer}": None, f"commit-{pid}-feed": layer, "ab" * 32: layer}
+    for key, parent in stray.items():
+        engine.plugins.call("storage", "dir", "prepare", key=key, parent=parent, labels={})
+    temp = pn.root / "images" / "blobs" / "sha256" / f".tmp-{pid}-0123"
+    temp.write_bytes(b"half a blob")
+    proc = pn("system", "check", check=False)
+    assert proc.returncode == 1
+    assert sorted(proc.stdout.splitlines()) == sorted(
+        [f"snapshot {key} of storage dir belongs to nothing" for key in stray]
+        + [f"blob temp file {temp.name} belongs to nothing"])
+    pn("system", "check", "--repair", check=False)
+    assert pn("system", "check").stdout == ""
+    assert [s.key for s in engine.plugins.call("storage", "dir", "walk")] == [layer]
+    assert not temp.exists()
+    assert pn("run", "--rm", "--storage=dir", busybox, "echo", "fine").stdout == "fine\n"
+
+
+def test_a_run_rm_whose_pinnace_was_killed_is_removed(pn: Pinnace, busybox: str) -> None:
+    """kill -9 of ``pinnace run --rm`` (its container dies with it): the next command
+    finds the container's monitor gone and removes it, as --rm asked."""
+    proc = pn.popen("run", "--rm", "--name", "gone", busybox, "sleep", "60",
+                    stdout=-1, stderr=-1)
+    deadline = time.monotonic() + 30
+    while not any(r["Names"] == ["gone"] and r["State"] == "running"
+                  for r in json.loads(pn("ps", "--format", "json").stdout)):
+        assert time.monotonic() < deadline, "the container did not start"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    assert pn("ps", "-a", "-q").stdout.strip() == ""
+    assert usage(pn)["btrfs"]["Containers"] == 0

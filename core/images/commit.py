@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pinnace.errors import PinnaceError
+from pinnace.images.snapshots import COMMIT_PREFIX
 
 if TYPE_CHECKING:
     from pinnace.containers.record import ContainerRecord
@@ -46,7 +47,7 @@ def _image_tree(plugins: Plugins, storage: str, chain_id: str | None,
     if chain_id is None:
         yield None
         return
-    key = f"commit-{os.getpid()}-{os.urandom(4).hex()}"
+    key = f"{COMMIT_PREFIX}{os.getpid()}-{os.urandom(4).hex()}"
     try:
         mounts = plugins.call("storage", storage, "view", key=key, parent=chain_id,
                               labels={"pinnace.commit": "1"})

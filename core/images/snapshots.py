@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from pinnace.errors import NotFound, PinnaceError
+from pinnace.errors import FailedPrecondition, NotFound, PinnaceError
 
 if TYPE_CHECKING:
     from pinnace.images.store import Image, ImageStore
@@ -19,6 +19,21 @@ if TYPE_CHECKING:
 
 EXTRACT_PREFIX = "extract-"
 """Keys of snapshots being unpacked: ``extract-<pid>-<chain id>``."""
+COMMIT_PREFIX = "commit-"
+"""Keys of the views ``commit`` reads an image through: ``commit-<pid>-<random>``."""
+
+
+def _orphan(key: str, recorded: set[str], containers: set[str]) -> bool:
+    """Whether nothing names snapshot ``key`` (see :meth:`LayerSnapshots.orphans`)."""
+    for prefix in (EXTRACT_PREFIX, COMMIT_PREFIX):
+        if key.startswith(prefix):
+            pid = key[len(prefix):].split("-", 1)[0]
+            return not pid.isdigit() or not os.path.exists(f"/proc/{pid}")
+    if key.startswith("sha256:"):
+        return key not in recorded
+    if len(key) == 64 and all(c in "0123456789abcdef" for c in key):
+        return key not in containers
+    return False
 
 
 class LayerSnapshots:
@@ -74,6 +89,29 @@ class LayerSnapshots:
                         db.execute("DELETE FROM snapshots WHERE chain_id = ? AND storage = ?",
                                    (row["chain_id"], row["storage"]))
         return missing
+
+    def orphans(self, storage: str, containers: set[str], repair: bool = False) -> list[str]:
+        """Snapshots of ``storage`` that nothing names: unpacks and commit views of a
+        pinnace that died (``extract-<pid>-``, ``commit-<pid>-``), rootfs snapshots of no
+        container in ``containers``, layers the state does not record. With ``repair``
+        they are removed (children before parents). Returns what was found."""
+        with self._locked(f"unpack-{storage}"):  # no layer is half-recorded meanwhile
+            recorded = {r["chain_id"] for r in self.state.query(
+                "SELECT chain_id FROM snapshots WHERE storage = ?", storage)}
+            found = [info.key for info in self.plugins.call("storage", storage, "walk")
+                     if _orphan(info.key, recorded, containers)]
+            left = list(found)
+            while repair and left:
+                stuck = []
+                for key in left:
+                    try:
+                        self.remove(storage, key)
+                    except FailedPrecondition:  # the parent of another orphan: after it
+                        stuck.append(key)
+                if len(stuck) == len(left):
+                    break
+                left = stuck
+        return [f"snapshot {key} of storage {storage} belongs to nothing" for key in found]
 
     def _unpack(self, image: Image, storage: str) -> None:
         from pinnace.images.unpack import apply_layer

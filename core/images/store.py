@@ -66,6 +66,8 @@ REF_NAME = "org.opencontainers.image.ref.name"
 _ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "armv6l": "arm",
          "i686": "386", "i386": "386"}
 _STALE_TEMP = 3600  # seconds without a write before a blob temp file counts as abandoned
+TEMP_PREFIX = ".tmp-"
+"""Blob temp files are ``.tmp-<pid of the writer>-...`` next to the blobs."""
 
 
 @dataclass
@@ -173,7 +175,7 @@ class _BlobWriter:
         import hashlib
 
         self.directory = directory
-        self.tmp = directory / f".tmp-{os.getpid()}-{os.urandom(8).hex()}"
+        self.tmp = directory / f"{TEMP_PREFIX}{os.getpid()}-{os.urandom(8).hex()}"
         self.file = open(self.tmp, "xb")
         self.hash = hashlib.sha256()
         self.size = 0
@@ -283,21 +285,34 @@ class ImageStore:
         """A path for a temporary file next to the blobs (same filesystem), removed after
         the block; one abandoned by a killed pinnace is swept like a blob temp file."""
         self.blobs.mkdir(parents=True, exist_ok=True)
-        path = self.blobs / f".tmp-{what}-{os.getpid()}-{os.urandom(4).hex()}"
+        path = self.blobs / f"{TEMP_PREFIX}{os.getpid()}-{what}-{os.urandom(4).hex()}"
         try:
             yield path
         finally:
             path.unlink(missing_ok=True)
 
-    def _sweep_temp(self) -> None:
-        """Remove blob temp files abandoned by a crashed pinnace."""
+    def abandoned(self) -> list[str]:
+        """Names of the blob temp files a crashed pinnace left: their writer's process is
+        gone, or they saw no write for an hour."""
         if not self.blobs.is_dir():
-            return
+            return []
+        found = []
         for entry in os.scandir(self.blobs):
-            if entry.name.startswith(".tmp-"):
-                with contextlib.suppress(FileNotFoundError):
-                    if time.time() - entry.stat().st_mtime > _STALE_TEMP:
-                        os.unlink(entry.path)
+            if not entry.name.startswith(TEMP_PREFIX):
+                continue
+            writer = entry.name[len(TEMP_PREFIX):].split("-", 1)[0]
+            with contextlib.suppress(FileNotFoundError):
+                gone = not writer.isdigit() or not os.path.exists(f"/proc/{writer}")
+                if gone or time.time() - entry.stat().st_mtime > _STALE_TEMP:
+                    found.append(entry.name)
+        return found
+
+    def sweep(self) -> list[str]:
+        """Remove the :meth:`abandoned` blob temp files; return their names."""
+        found = self.abandoned()
+        for name in found:
+            (self.blobs / name).unlink(missing_ok=True)
+        return found
 
     # ------------------------------------------------------------ import
     def import_rootfs(self, source: Path | BinaryIO, reference: str | None,
@@ -328,7 +343,7 @@ class ImageStore:
     def staging(self) -> Iterator[list[str]]:
         """A block that writes blobs: append each digest written to the yielded list;
         if the block fails, those no image references are deleted."""
-        self._sweep_temp()
+        self.sweep()
         written: list[str] = []
         try:
             yield written
