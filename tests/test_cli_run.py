@@ -202,3 +202,28 @@ def test_import_rejects_a_path_escape(pn: Pinnace, tmp_path: Path) -> None:
     assert proc.returncode == 125 and "escaped" in proc.stderr
     assert not (pn.root.parent / "escaped").exists() and not Path("/escaped").exists()
     assert pn("images", "-q").stdout.strip() == ""
+
+
+def test_tty_sets_term_and_every_container_gets_hostname(pn: Pinnace, busybox: str) -> None:
+    import shlex
+    import subprocess
+
+    def env_on_pty(*args: str) -> list[str]:
+        proc = subprocess.run(["script", "-qec", shlex.join(pn.argv(*args)), "/dev/null"],
+                              capture_output=True, text=True, env=pn.env, timeout=120,
+                              stdin=subprocess.DEVNULL)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return [line.strip() for line in proc.stdout.splitlines()]
+
+    out = env_on_pty("run", "--rm", "-t", "--hostname", "box", busybox, "env")
+    assert "TERM=xterm" in out and "HOSTNAME=box" in out, out
+    out = env_on_pty("run", "--rm", "-t", "-e", "TERM=vt100", "-e", "HOSTNAME=other",
+                     busybox, "env")
+    assert "TERM=vt100" in out and "HOSTNAME=other" in out and "TERM=xterm" not in out, out
+    out = pn("run", "--rm", busybox, "env").stdout.splitlines()
+    assert not any(line.startswith("TERM=") for line in out), out
+    [hostname] = [line.removeprefix("HOSTNAME=") for line in out if line.startswith("HOSTNAME=")]
+    assert len(hostname) == 12
+    pn("run", "-dt", "--name", "term", busybox, "sleep", "60")
+    out = pn("exec", "term", "env").stdout.splitlines()
+    assert "TERM=xterm" in out and any(line.startswith("HOSTNAME=") for line in out), out
