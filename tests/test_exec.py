@@ -107,3 +107,16 @@ def test_exec_it_and_attach_with_detach_keys(pn: Pinnace, busybox: str) -> None:
         (1.5, b"exit 4\r")])
     assert code == 4, out
     until(lambda: inspect(pn, "term")["State"]["Status"] == "exited")
+
+
+def test_run_it_keeps_input_typed_before_the_container_is_ready(pn: Pinnace,
+                                                                  busybox: str) -> None:
+    import shlex
+
+    # the input is on the terminal before pinnace sets it raw: nothing may flush it
+    proc = subprocess.run(["script", "-qec", shlex.join(pn.argv("run", "-it", "--rm", busybox,
+                                                                "sh")), "/dev/null"],
+                          input="echo typed-$((1+1)); exit 3\n", capture_output=True,
+                          text=True, env=pn.env, timeout=120)
+    assert "typed-2" in proc.stdout, proc.stdout + proc.stderr
+    assert proc.returncode == 3
