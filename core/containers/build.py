@@ -48,6 +48,14 @@ def merge_env(base: Sequence[str], extra: Sequence[str]) -> list[str]:
     return [f"{k}={v}" for k, v in env.items()]
 
 
+def absolute_workdir(path: str) -> str:
+    """``path`` when it is absolute; a relative working directory is an error, as with docker."""
+    if not path.startswith("/"):
+        raise InvalidConfig(f"the working directory '{path}' is invalid, it needs to be an "
+                            "absolute path")
+    return path
+
+
 def default_env(hostname: str, tty: bool) -> list[str]:
     """What docker sets before the image's env and ``-e`` (both override it):
     ``HOSTNAME`` always, ``TERM=xterm`` with a terminal."""
@@ -73,7 +81,8 @@ def runtime_spec(cid: str, opts: RunOptions, image_config: dict[str, Any], args:
     return ContainerSpec(
         id=cid,
         process=Process(args=args, env=env,
-                        cwd=opts.workdir or image_config.get("WorkingDir") or "/",
+                        cwd=absolute_workdir(opts.workdir or image_config.get("WorkingDir")
+                                             or "/"),
                         user=user.user, terminal=opts.tty),
         rootfs=list(mounts),
         hostname=hostname,
@@ -102,5 +111,5 @@ def exec_process(base: Process, pid: int, args: list[str], env: list[str],
         from pinnace.runtime import users
 
         who = users.resolve(Path(f"/proc/{pid}/root"), user).user
-    return Process(args=args, env=merge_env(base.env, env), cwd=workdir or base.cwd, user=who,
-                   terminal=tty)
+    return Process(args=args, env=merge_env(base.env, env),
+                   cwd=absolute_workdir(workdir or base.cwd), user=who, terminal=tty)
