@@ -118,7 +118,7 @@ def load(config_file: str | None = None, flags: dict[str, str | None] | None = N
     for key, default in ENGINE_DEFAULTS.items():
         env = f"PINNACE_{key.upper()}"
         flag = (flags or {}).get(key)
-        if flag:
+        if flag is not None:
             engine[key] = Value(flag, "flag")
         elif os.environ.get(env):
             engine[key] = Value(os.environ[env], f"env {env}")
@@ -128,6 +128,7 @@ def load(config_file: str | None = None, flags: dict[str, str | None] | None = N
             engine[key] = Value(text, str(path))
         else:
             engine[key] = Value(default, "default")
+    check_root(engine["root"])
     for role, table in data.items():
         if role not in (*ROLES, EXTENSION):
             raise InvalidConfig(f"{path}: unknown table [{role}]")
@@ -135,6 +136,14 @@ def load(config_file: str | None = None, flags: dict[str, str | None] | None = N
             raise InvalidConfig(f"{path}: [{role}] must hold one table per plugin, "
                                 f"e.g. [{role}.NAME]")
     return Config(file=path, engine=engine, tables=data)
+
+
+def check_root(root: Value) -> None:
+    """The root must name a directory, or nothing yet (it is made on first use)."""
+    if not root.value:
+        raise InvalidConfig(f"the root directory may not be empty (from {root.source})")
+    if os.path.lexists(root.value) and not os.path.isdir(root.value):
+        raise InvalidConfig(f"root {root.value} is not a directory (from {root.source})")
 
 
 def _read_file(config_file: str | None) -> tuple[Path | None, dict[str, Any]]:

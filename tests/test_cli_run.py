@@ -202,3 +202,88 @@ def test_import_rejects_a_path_escape(pn: Pinnace, tmp_path: Path) -> None:
     assert proc.returncode == 125 and "escaped" in proc.stderr
     assert not (pn.root.parent / "escaped").exists() and not Path("/escaped").exists()
     assert pn("images", "-q").stdout.strip() == ""
+
+
+def test_tty_sets_term_and_every_container_gets_hostname(pn: Pinnace, busybox: str) -> None:
+    import shlex
+    import subprocess
+
+    def env_on_pty(*args: str) -> list[str]:
+        proc = subprocess.run(["script", "-qec", shlex.join(pn.argv(*args)), "/dev/null"],
+                              capture_output=True, text=True, env=pn.env, timeout=120,
+                              stdin=subprocess.DEVNULL)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return [line.strip() for line in proc.stdout.splitlines()]
+
+    out = env_on_pty("run", "--rm", "-t", "--hostname", "box", busybox, "env")
+    assert "TERM=xterm" in out and "HOSTNAME=box" in out, out
+    out = env_on_pty("run", "--rm", "-t", "-e", "TERM=vt100", "-e", "HOSTNAME=other",
+                     busybox, "env")
+    assert "TERM=vt100" in out and "HOSTNAME=other" in out and "TERM=xterm" not in out, out
+    out = pn("run", "--rm", busybox, "env").stdout.splitlines()
+    assert not any(line.startswith("TERM=") for line in out), out
+    [hostname] = [line.removeprefix("HOSTNAME=") for line in out if line.startswith("HOSTNAME=")]
+    assert len(hostname) == 12
+    pn("run", "-dt", "--name", "term", busybox, "sleep", "60")
+    out = pn("exec", "term", "env").stdout.splitlines()
+    assert "TERM=xterm" in out and any(line.startswith("HOSTNAME=") for line in out), out
+
+
+def one_line_error(proc: object) -> str:
+    """The stderr of a command that must have failed with exit 125 and one line."""
+    assert proc.returncode == 125, proc  # type: ignore[attr-defined]
+    lines = proc.stderr.strip().splitlines()  # type: ignore[attr-defined]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), lines
+    return lines[0]
+
+
+@pytest.mark.parametrize("bad", ["file", "empty"])
+def test_root_that_is_a_file_or_empty_is_refused(pn: Pinnace, tmp_path: Path, bad: str) -> None:
+    import subprocess
+    import sys
+
+    work = tmp_path / "work"
+    work.mkdir()
+    root = work / "root-file"
+    root.write_text("")
+    value = str(root) if bad == "file" else ""
+    proc = subprocess.run([sys.executable, "-m", "pinnace", "--root", value, "ps", "-a"],
+                          capture_output=True, text=True, env=pn.env, cwd=work, timeout=60)
+    line = one_line_error(proc)
+    assert ("is not a directory" if bad == "file" else "may not be empty") in line
+    assert root.is_file() and root.read_text() == "" and sorted(work.iterdir()) == [root]
+
+
+def test_relative_workdir_and_too_large_uid_create_nothing(pn: Pinnace, busybox: str) -> None:
+    line = one_line_error(pn("run", "--rm", "-w", "x", busybox, "true", check=False))
+    assert line == ("Error: the working directory 'x' is invalid, it needs to be an absolute "
+                    "path")
+    line = one_line_error(pn("run", "--rm", "-u", "4294967296", busybox, "true", check=False))
+    assert "4294967296" in line and "range 0-2147483647" in line
+    one_line_error(pn("run", "--rm", "-u", "0:4294967296", busybox, "true", check=False))
+    assert pn("ps", "-a", "-q").stdout.strip() == ""
+    assert host_leftovers(pn.root) == []
+    pn("run", "-d", "--name", "box", busybox, "sleep", "60")
+    line = one_line_error(pn("exec", "-w", "tmp", "box", "pwd", check=False))
+    assert "'tmp' is invalid" in line
+    assert pn("exec", "-u", "2147483647", "box", "id", "-u").stdout.strip() == "2147483647"
+
+
+def test_import_rejects_a_name_longer_than_255_bytes(pn: Pinnace, tmp_path: Path) -> None:
+    import io
+    import tarfile
+
+    def tar_with(name: str) -> Path:
+        path = tmp_path / f"{len(name)}.tar"
+        with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
+            info = tarfile.TarInfo(name)
+            info.size = 2
+            tar.addfile(info, io.BytesIO(b"hi"))
+        return path
+
+    line = one_line_error(pn("import", str(tar_with("dir/" + "é" * 128)), "long", check=False))
+    assert "longer than 255 bytes" in line
+    assert pn("images", "-q").stdout.strip() == ""
+    assert list((pn.root / "images").rglob("sha256/*")) == []
+    pn("import", str(tar_with("dir/" + "x" * 255)), "ok")  # 255 bytes is still a name
+    assert list((pn.root / "images").rglob("sha256/*")) != []  # where the blobs would be

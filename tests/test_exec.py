@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import select
+import signal
 import subprocess
 import time
 from pathlib import Path
 
+import pytest
 from conftest import Pinnace
 from test_detached import inspect, until
 
@@ -107,3 +109,54 @@ def test_exec_it_and_attach_with_detach_keys(pn: Pinnace, busybox: str) -> None:
         (1.5, b"exit 4\r")])
     assert code == 4, out
     until(lambda: inspect(pn, "term")["State"]["Status"] == "exited")
+
+
+def test_run_it_keeps_input_typed_before_the_container_is_ready(pn: Pinnace,
+                                                                  busybox: str) -> None:
+    import shlex
+
+    # the input is on the terminal before pinnace sets it raw: nothing may flush it
+    proc = subprocess.run(["script", "-qec", shlex.join(pn.argv("run", "-it", "--rm", busybox,
+                                                                "sh")), "/dev/null"],
+                          input="echo typed-$((1+1)); exit 3\n", capture_output=True,
+                          text=True, env=pn.env, timeout=120)
+    assert "typed-2" in proc.stdout, proc.stdout + proc.stderr
+    assert proc.returncode == 3
+
+
+def attached_client(pn: Pinnace, *args: str) -> subprocess.Popen[str]:
+    """``pinnace attach args`` once it has printed the container's first tick."""
+    client = pn.popen("attach", "--no-stdin", *args, stdout=subprocess.PIPE,
+                      stderr=subprocess.PIPE)
+    assert client.stdout is not None
+    assert "tick" in client.stdout.readline()
+    return client
+
+
+@pytest.mark.parametrize("how", [("-dt",), ("-d",)], ids=["tty", "no-tty"])
+def test_attach_without_proxy_leaves_on_term_and_int(pn: Pinnace, busybox: str,
+                                                     how: tuple[str, ...]) -> None:
+    pn("run", *how, "--name", "ticker", busybox, "sh", "-c",
+       "trap 'echo got-signal > /tmp/signalled' INT TERM; while :; do echo tick; sleep 0.2; done")
+    extra = () if how == ("-dt",) else ("--no-sig-proxy",)  # with a tty nothing is proxied
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        client = attached_client(pn, *extra, "ticker")
+        client.send_signal(signum)
+        assert client.wait(timeout=20) == 128 + signum
+        client.communicate()
+    client = attached_client(pn, *extra, "ticker")
+    for _ in range(3):
+        client.send_signal(signal.SIGTERM)
+    assert client.wait(timeout=20) != 0
+    client.communicate()
+    assert inspect(pn, "ticker")["State"]["Status"] == "running"
+    assert pn("exec", "ticker", "cat", "/tmp/signalled", check=False).returncode != 0
+
+
+def test_attach_proxies_signals_by_default_without_a_tty(pn: Pinnace, busybox: str) -> None:
+    pn("run", "-d", "--name", "ticker", busybox, "sh", "-c",
+       "trap 'echo got-term; exit 7' TERM; while :; do echo tick; sleep 0.2; done")
+    client = attached_client(pn, "ticker")
+    client.send_signal(signal.SIGTERM)
+    out, _ = client.communicate(timeout=20)
+    assert "got-term" in out and client.returncode == 7

@@ -48,6 +48,20 @@ def merge_env(base: Sequence[str], extra: Sequence[str]) -> list[str]:
     return [f"{k}={v}" for k, v in env.items()]
 
 
+def absolute_workdir(path: str) -> str:
+    """``path`` when it is absolute; a relative working directory is an error, as with docker."""
+    if not path.startswith("/"):
+        raise InvalidConfig(f"the working directory '{path}' is invalid, it needs to be an "
+                            "absolute path")
+    return path
+
+
+def default_env(hostname: str, tty: bool) -> list[str]:
+    """What docker sets before the image's env and ``-e`` (both override it):
+    ``HOSTNAME`` always, ``TERM=xterm`` with a terminal."""
+    return [f"HOSTNAME={hostname}", *(["TERM=xterm"] if tty else [])]
+
+
 def runtime_spec(cid: str, opts: RunOptions, image_config: dict[str, Any], args: list[str],
                  mounts: list[Mount], scratch: Path) -> ContainerSpec:
     """The spec an isolation plugin gets: process, rootfs, hostname, cgroup, limits and
@@ -56,7 +70,9 @@ def runtime_spec(cid: str, opts: RunOptions, image_config: dict[str, Any], args:
     from pinnace.runtime import cgroups, limits, security, users
     from pinnace.runtime.spec import DEFAULT_PATH, ContainerSpec, Process
 
-    env = merge_env(image_config.get("Env") or [f"PATH={DEFAULT_PATH}"], opts.env)
+    hostname = opts.hostname or cid[:12]
+    env = merge_env(default_env(hostname, opts.tty)
+                    + list(image_config.get("Env") or [f"PATH={DEFAULT_PATH}"]), opts.env)
     user_spec = opts.user if opts.user is not None else (image_config.get("User") or "")
     with mounted(mounts, scratch=scratch) as rootfs:
         user = users.resolve(rootfs, user_spec)
@@ -65,10 +81,11 @@ def runtime_spec(cid: str, opts: RunOptions, image_config: dict[str, Any], args:
     return ContainerSpec(
         id=cid,
         process=Process(args=args, env=env,
-                        cwd=opts.workdir or image_config.get("WorkingDir") or "/",
+                        cwd=absolute_workdir(opts.workdir or image_config.get("WorkingDir")
+                                             or "/"),
                         user=user.user, terminal=opts.tty),
         rootfs=list(mounts),
-        hostname=opts.hostname or cid[:12],
+        hostname=hostname,
         cgroup=cgroups.container_cgroup(cid).path,
         readonly_rootfs=opts.read_only,
         security=security.policy(opts.privileged, opts.cap_add, opts.cap_drop,
@@ -94,5 +111,5 @@ def exec_process(base: Process, pid: int, args: list[str], env: list[str],
         from pinnace.runtime import users
 
         who = users.resolve(Path(f"/proc/{pid}/root"), user).user
-    return Process(args=args, env=merge_env(base.env, env), cwd=workdir or base.cwd, user=who,
-                   terminal=tty)
+    return Process(args=args, env=merge_env(base.env, env),
+                   cwd=absolute_workdir(workdir or base.cwd), user=who, terminal=tty)

@@ -106,14 +106,22 @@ def _plain_file(stream: BinaryIO) -> int | None:
     return fd if sniff(head) == "none" else None
 
 
+NAME_MAX = 255
+"""The longest file name (one path component) Linux file systems take, in bytes."""
+
+
 def _clean(name: str, member: str, what: str = "name") -> tuple[str, ...]:
-    """The path components of ``name`` inside the root, or InvalidConfig if it climbs out."""
+    """The path components of ``name`` inside the root, or InvalidConfig if it climbs out
+    or has a component too long for a file name."""
     parts: list[str] = []
     for part in name.split("/"):
         if part in ("", "."):
             continue
         if "\0" in part:
             raise InvalidConfig(f"layer member {member!r} has a NUL byte in its name")
+        if len(part.encode(errors="surrogateescape")) > NAME_MAX:
+            raise InvalidConfig(f"layer member {member[:64]!r}...: {what} has a component "
+                                f"longer than {NAME_MAX} bytes")
         if part == "..":
             if not parts:
                 raise InvalidConfig(f"layer member {member!r}: {what} {name!r} points outside "

@@ -5,6 +5,10 @@ the framed protocol of :mod:`pinnace.runtime.watch`. The client sends our
 stdin (and window size with a tty), prints what the container writes, and
 leaves on the detach keys (default Ctrl-P Ctrl-Q) with the container still
 running.
+
+Signals follow docker: without a tty and with ``--sig-proxy`` (the default)
+they are forwarded to the container; otherwise SIGINT, SIGTERM, SIGHUP and
+SIGQUIT end the client (exit 128 + the signal) and never reach the container.
 """
 
 from __future__ import annotations
@@ -18,7 +22,37 @@ from typing import TYPE_CHECKING
 from pinnace.errors import FailedPrecondition, InvalidConfig
 
 if TYPE_CHECKING:
+    import socket
+    from collections.abc import Callable, Iterator
+
     from pinnace.engine import Engine
+
+LEAVE_ON = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+
+
+class Interrupted(Exception):
+    """A signal that ends the client without being proxied to the container."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def leaving_on_signals(on_resize: Callable[[], None]) -> Iterator[None]:
+    """SIGWINCH calls ``on_resize``; the signals of :data:`LEAVE_ON` raise :class:`Interrupted`."""
+
+    def leave(signum: int, _frame: object) -> None:
+        raise Interrupted(signum)
+
+    handlers = {s: leave for s in LEAVE_ON}
+    handlers[signal.SIGWINCH] = lambda _signum, _frame: on_resize()
+    previous = {s: signal.signal(s, h) for s, h in handlers.items()}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def parse_detach_keys(text: str) -> bytes:
@@ -40,7 +74,7 @@ def attach(engine: Engine, cid: str, detach_keys: bytes, with_stdin: bool,
     """Attach until the container exits (its exit code) or the detach keys (0)."""
     from pinnace.monitor.foreground import forwarding
     from pinnace.runtime import console
-    from pinnace.runtime.watch import CLOSE_STDIN, FRAME, RESIZE, STDERR, STDIN, frames, unix_socket
+    from pinnace.runtime.watch import FRAME, RESIZE, unix_socket
 
     c = engine.container(cid)
     if not c.active:
@@ -63,14 +97,36 @@ def attach(engine: Engine, cid: str, detach_keys: bytes, with_stdin: bool,
             send_frame(RESIZE, f"{size[0]} {size[1]}".encode())
 
     def send(signum: int) -> None:
-        if signum == signal.SIGWINCH:
-            if tty:
-                send_size()
-        elif sig_proxy and not tty:
+        if signum != signal.SIGWINCH:
             engine.kill(cid, signum)
 
+    def on_resize() -> None:
+        if tty:
+            send_size()
+
+    signals = forwarding(send, None) if sig_proxy and not tty else leaving_on_signals(on_resize)
+    try:
+        detached = pump(sock, signals, tty, with_stdin, detach_keys, send_frame, send_size)
+    except Interrupted as stop:
+        return 128 + stop.signum
+    finally:
+        sock.close()
+    if detached:
+        return 0
+    code = engine.wait_exit(cid)
+    return 0 if code is None else code
+
+
+def pump(sock: socket.socket, signals: contextlib.AbstractContextManager[None], tty: bool,
+         with_stdin: bool, detach_keys: bytes, send_frame: Callable[[bytes, bytes], None],
+         send_size: Callable[[], None]) -> bool:
+    """Copy stdin to the monitor and its output to ours until the container's
+    output ends (False) or the detach keys are typed (True)."""
+    from pinnace.runtime import console
+    from pinnace.runtime.watch import CLOSE_STDIN, STDERR, STDIN, frames
+
     detached = False
-    with forwarding(send, None), contextlib.ExitStack() as stack:
+    with signals, contextlib.ExitStack() as stack:
         if tty:
             stack.enter_context(console.raw_mode(0))
             send_size()
@@ -101,8 +157,4 @@ def attach(engine: Engine, cid: str, detach_keys: bytes, with_stdin: bool,
                 complete, buf = frames(buf + chunk)
                 for kind, payload in complete:
                     os.write(2 if kind == STDERR else 1, payload)
-    sock.close()
-    if detached:
-        return 0
-    code = engine.wait_exit(cid)
-    return 0 if code is None else code
+    return detached

@@ -94,14 +94,17 @@ def copy_size(terminal: int, pty: int) -> None:
 
 @contextlib.contextmanager
 def raw_mode(fd: int) -> Iterator[None]:
-    """Put the terminal on ``fd`` in raw mode for the duration (no-op when not a tty)."""
+    """Put the terminal on ``fd`` in raw mode for the duration (no-op when not a tty).
+
+    Both switches keep the terminal's pending input (no TCSAFLUSH): what was typed
+    before the container was ready still reaches it."""
     if not os.isatty(fd):
         yield
         return
     import tty
 
     saved = termios.tcgetattr(fd)
-    tty.setraw(fd)
+    tty.setraw(fd, termios.TCSANOW)
     try:
         yield
     finally:

@@ -18,6 +18,10 @@ class Resolved:
     home_dir: str
 
 
+MAX_ID = 2**31 - 1
+"""The largest uid or gid a container may use, as with docker."""
+
+
 def _read(rootfs: Path, name: str) -> list[list[str]]:
     try:
         text = (rootfs / "etc" / name).read_text(errors="replace")
@@ -47,6 +51,8 @@ def resolve(rootfs: Path, spec: str) -> Resolved:
                 raise InvalidConfig(
                     f"unable to find group {group_part}: no matching entries in group file")
             gid = int(match[2])
+    if not (0 <= uid <= MAX_ID and 0 <= gid <= MAX_ID):
+        raise InvalidConfig(f"invalid user {spec!r}: uids and gids must be in range 0-{MAX_ID}")
     extra = []
     if entry is not None and not group_part:
         extra = sorted({int(g[2]) for g in groups
