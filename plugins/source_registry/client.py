@@ -110,11 +110,17 @@ class Registry:
     # ------------------------------------------------------------ bounded reads
     def _read_upto(self, resp: http.client.HTTPResponse, limit: int) -> bytes:
         """At most ``limit`` bytes of the body of ``resp``, read within TIMEOUT seconds;
-        the connection is closed when the body was not read to its end."""
+        the connection is closed when the body was not read to its end. A body cut
+        short of its Content-Length raises IncompleteRead."""
         deadline = time.monotonic() + TIMEOUT
         parts, got = [], 0
         try:
-            while got < limit and (data := resp.read(min(limit - got, _PIECE))):
+            while got < limit:
+                data = resp.read(min(limit - got, _PIECE))
+                if not data:
+                    if resp.length:  # http.client returns b"" at an early end
+                        raise http.client.IncompleteRead(b"".join(parts), resp.length)
+                    break
                 parts.append(data)
                 got += len(data)
                 if time.monotonic() > deadline and not resp.isclosed():
