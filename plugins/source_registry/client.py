@@ -113,24 +113,25 @@ class Registry:
         the connection is closed when the body was not read to its end. A body cut
         short of its Content-Length raises IncompleteRead."""
         deadline = time.monotonic() + TIMEOUT
-        parts, got = [], 0
+        parts, got, ended = [], 0, False
         try:
             while got < limit:
-                data = resp.read(min(limit - got, _PIECE))
+                data = resp.read1(min(limit - got, _PIECE))  # what has come, not more
                 if not data:
                     if resp.length:  # http.client returns b"" at an early end
                         raise http.client.IncompleteRead(b"".join(parts), resp.length)
+                    ended = True
                     break
                 parts.append(data)
                 got += len(data)
-                if time.monotonic() > deadline and not resp.isclosed():
+                if time.monotonic() > deadline and resp.length != 0:
                     raise Unavailable(f"{resp.url}: the registry took more than {TIMEOUT} "
                                       f"seconds to send {got} bytes")
         finally:
-            if not resp.isclosed():
-                resp.close()
+            if not (ended or resp.length == 0):  # the rest would be read as the next reply
                 where = urlsplit(resp.url)
                 self._drop(where.scheme, where.netloc)
+            resp.close()
         return b"".join(parts)
 
     def read_limited(self, resp: http.client.HTTPResponse, limit: int, what: str) -> bytes:
