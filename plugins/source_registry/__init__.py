@@ -135,7 +135,7 @@ class RegistrySource(Plugin):
             reg.token("")
         elif reg.challenge.scheme == "basic":
             resp = reg.request("GET", "/v2/", "", expect=(200, 401))
-            resp.read()
+            reg.read_prefix(resp)
             if resp.status != 200:
                 raise FailedPrecondition(f"login to {server} failed: unauthorized "
                                          f"(wrong username or password)")

@@ -7,6 +7,10 @@ tokens from the realm in ``WWW-Authenticate``, one token per scope), follows
 redirects (without credentials to another host), and retries transient
 failures (connection errors, 429 and 5xx) with backoff. Each thread keeps
 its own connections, so layers transfer in parallel.
+
+Every reply but a blob is read up to a limit and within a time (a hostile or
+broken registry cannot fill the memory or hold a command forever); blobs are
+streamed by the caller, bounded by the size their descriptor gives.
 """
 
 from __future__ import annotations
@@ -26,8 +30,15 @@ from pinnace.plugin import FailedPrecondition, InvalidConfig, NotFound, PinnaceE
 
 RETRIES = 4            # attempts for a request that fails transiently
 BACKOFF = 0.5          # seconds before the second attempt, doubled each time
-TIMEOUT = 60           # seconds without progress on a socket
+CONNECT_TIMEOUT = 15   # seconds to open a connection (TLS handshake included)
+TIMEOUT = 60           # seconds without progress on a socket; also the most a whole
+                       # reply other than a blob may take
+MANIFEST_LIMIT = 4 << 20  # bytes in a manifest, an index or an image config (containerd's)
+SMALL_LIMIT = 64 << 10    # bytes in a token reply or the /v2/ answer; of an error body or
+                          # an ignored body, the prefix read (the rest is not)
 _REDIRECTS = 5
+_PIECE = 64 << 10
+_DETAIL = 300          # characters of a registry's error message quoted
 _CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
 
 
@@ -79,9 +90,10 @@ class Registry:
                 if not self.verify:
                     ctx.check_hostname = False
                     ctx.verify_mode = ssl.CERT_NONE
-                conn = http.client.HTTPSConnection(netloc, timeout=TIMEOUT, context=ctx)
+                conn = http.client.HTTPSConnection(netloc, timeout=CONNECT_TIMEOUT,
+                                                   context=ctx)
             else:
-                conn = http.client.HTTPConnection(netloc, timeout=TIMEOUT)
+                conn = http.client.HTTPConnection(netloc, timeout=CONNECT_TIMEOUT)
             pool[(scheme, netloc)] = conn
         return conn
 
@@ -95,16 +107,65 @@ class Registry:
         for conn in self._local.__dict__.pop("pool", {}).values():
             conn.close()
 
+    # ------------------------------------------------------------ bounded reads
+    def _read_upto(self, resp: http.client.HTTPResponse, limit: int) -> bytes:
+        """At most ``limit`` bytes of the body of ``resp``, read within TIMEOUT seconds;
+        the connection is closed when the body was not read to its end. A body cut
+        short of its Content-Length raises IncompleteRead."""
+        deadline = time.monotonic() + TIMEOUT
+        parts, got, ended = [], 0, False
+        try:
+            while got < limit:
+                data = resp.read1(min(limit - got, _PIECE))  # what has come, not more
+                if not data:
+                    if resp.length:  # http.client returns b"" at an early end
+                        raise http.client.IncompleteRead(b"".join(parts), resp.length)
+                    ended = True
+                    break
+                parts.append(data)
+                got += len(data)
+                if time.monotonic() > deadline and resp.length != 0:
+                    raise Unavailable(f"{resp.url}: the registry took more than {TIMEOUT} "
+                                      f"seconds to send {got} bytes")
+        finally:
+            if not (ended or resp.length == 0):  # the rest would be read as the next reply
+                where = urlsplit(resp.url)
+                self._drop(where.scheme, where.netloc)
+            resp.close()
+        return b"".join(parts)
+
+    def read_limited(self, resp: http.client.HTTPResponse, limit: int, what: str) -> bytes:
+        """The whole body of ``resp`` (``what`` it holds, for the error), which must be at
+        most ``limit`` bytes."""
+        if resp.length is not None and resp.length > limit:
+            self._read_upto(resp, 0)
+            raise InvalidConfig(too_large(resp.url, limit, what))
+        body = self._read_upto(resp, limit + 1)
+        if len(body) > limit:
+            raise InvalidConfig(too_large(resp.url, limit, what))
+        return body
+
+    def read_prefix(self, resp: http.client.HTTPResponse) -> bytes:
+        """The first SMALL_LIMIT bytes of a body that matters little (an error's, a
+        redirect's, an acknowledgement's); the rest is never read."""
+        return self._read_upto(resp, SMALL_LIMIT)
+
     def _send(self, method: str, url: str, headers: dict[str, str],
               body: bytes | Any = None) -> http.client.HTTPResponse:
-        """One request on a kept-alive connection (reconnecting once if it went stale)."""
+        """One request on a kept-alive connection (reconnecting once if it went stale).
+        The response's ``url`` is ``url``."""
         parts = urlsplit(url)
         path = parts.path + (f"?{parts.query}" if parts.query else "")
         for fresh in (False, True):
             conn = self._connection(parts.scheme, parts.netloc)
+            if conn.sock is None:  # connect within CONNECT_TIMEOUT, then read with TIMEOUT
+                conn.connect()
+                conn.sock.settimeout(TIMEOUT)
             try:
                 conn.request(method, path, body=body, headers=headers)
-                return conn.getresponse()
+                resp = conn.getresponse()
+                resp.url = url
+                return resp
             except (http.client.RemoteDisconnected, http.client.ImproperConnectionState,
                     BrokenPipeError, ConnectionResetError):
                 self._drop(parts.scheme, parts.netloc)
@@ -127,10 +188,11 @@ class Registry:
                 except Unavailable as err:
                     errors.append(str(err))
                     continue
-                resp.read()
                 if resp.status not in (200, 401):
+                    self.read_prefix(resp)
                     raise Unavailable(f"{self.host} is not a registry: GET /v2/ answered "
                                       f"{resp.status} {resp.reason}")
+                self.read_limited(resp, SMALL_LIMIT, "the /v2/ answer")
                 self.scheme = scheme
                 self.challenge = parse_challenge(resp.getheader("WWW-Authenticate"))
                 return
@@ -163,12 +225,13 @@ class Registry:
         headers = {"Authorization": self._basic()} if self.credentials else {}
         url = f"{realm}{'&' if '?' in realm else '?'}{urlencode(query, doseq=True)}"
         resp = self._retrying(lambda: self._send("GET", url, headers))
-        body = resp.read(1 << 20)
-        if resp.status in (401, 403):
-            raise FailedPrecondition(f"unauthorized: the token server of {self.host} refused "
-                                     f"the credentials{self._login_hint()}")
         if resp.status != 200:
+            self.read_prefix(resp)
+            if resp.status in (401, 403):
+                raise FailedPrecondition(f"unauthorized: the token server of {self.host} "
+                                         f"refused the credentials{self._login_hint()}")
             raise Unavailable(f"token server of {self.host} answered {resp.status} {resp.reason}")
+        body = self.read_limited(resp, SMALL_LIMIT, "a token reply")
         try:
             data = json.loads(body)
             token = data.get("token") or data.get("access_token")
@@ -192,7 +255,7 @@ class Registry:
                 resp = attempt()
                 if resp.status != 429 and resp.status < 500:
                     return resp
-                resp.read()
+                self.read_prefix(resp)
                 failure = f"answered {resp.status} {resp.reason}"
             except (OSError, http.client.HTTPException, Transient) as err:
                 failure = describe(err)
@@ -228,12 +291,12 @@ class Registry:
 
             resp = self._retrying(attempt)
             if resp.status == 401 and same_host:  # (re)authenticate once, as challenged
-                resp.read()
+                self.read_prefix(resp)
                 self.challenge = parse_challenge(resp.getheader("WWW-Authenticate"))
                 self.tokens.pop(scope, None)
                 resp = self._retrying(attempt)
             if resp.status in (301, 302, 303, 307, 308) and resp.getheader("Location"):
-                resp.read()
+                self.read_prefix(resp)
                 url = urljoin(url, resp.getheader("Location"))
                 if resp.status == 303:
                     method, body = "GET", None
@@ -244,28 +307,24 @@ class Registry:
         raise Unavailable(f"registry {self.host}: too many redirects for {path}")
 
     def fetch_small(self, path: str, scope: str, headers: dict[str, str] | None = None,
-                    limit: int = 4 << 20) -> tuple[http.client.HTTPResponse, bytes]:
-        """GET a manifest or config: the whole body (at most ``limit`` bytes), fetched
-        again when the transfer breaks."""
+                    ) -> tuple[http.client.HTTPResponse, bytes]:
+        """GET a manifest, index or config: the whole body (at most MANIFEST_LIMIT
+        bytes), fetched again when the transfer breaks."""
         for n in range(1, RETRIES + 1):
             resp = self.request("GET", path, scope, headers)
-            if resp.length is not None and resp.length > limit:
-                raise InvalidConfig(f"{self.host}{path} is larger than {limit} bytes")
             try:
-                body = resp.read() if resp.length is not None else resp.read(limit + 1)
+                body = self.read_limited(resp, MANIFEST_LIMIT, "a manifest or config")
             except (OSError, http.client.HTTPException) as err:
                 self.close()
                 if n == RETRIES:
                     raise Unavailable(f"registry {self.host} {describe(err)} "
                                       f"({RETRIES} attempts)") from None
                 continue
-            if len(body) > limit:
-                raise InvalidConfig(f"{self.host}{path} is larger than {limit} bytes")
             return resp, body
         raise AssertionError("unreachable")
 
     def _error(self, resp: http.client.HTTPResponse, method: str, path: str) -> PinnaceError:
-        body = resp.read(1 << 16)
+        body = self.read_prefix(resp)
         detail = f"{resp.status} {resp.reason}"
         try:
             errors = json.loads(body)["errors"]
@@ -273,6 +332,9 @@ class Registry:
                                for e in errors) or detail
         except (ValueError, KeyError, TypeError, AttributeError):
             pass
+        detail = " ".join(detail.split())
+        if len(detail) > _DETAIL:
+            detail = detail[:_DETAIL] + "..."
         what = f"{self.host}{path}" if path.startswith("/") else path
         if resp.status in (401, 403):
             return FailedPrecondition(f"unauthorized: {method} {what}: {detail}"
@@ -280,6 +342,12 @@ class Registry:
         if resp.status == 404:
             return NotFound(f"{method} {what}: {detail}")
         return FailedPrecondition(f"{method} {what}: {detail}")
+
+
+def too_large(url: str, limit: int, what: str) -> str:
+    """The error for a reply over its limit."""
+    size = f"{limit >> 20} MiB" if limit >= 1 << 20 else f"{limit >> 10} KiB"
+    return f"{url}: the registry's reply is larger than the {size} allowed for {what}"
 
 
 def describe(err: BaseException) -> str:

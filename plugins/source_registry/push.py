@@ -144,7 +144,7 @@ class Pusher:
                                             {"Content-Length": "0"}, b"", expect=(201, 202))
                 except FailedPrecondition:  # refused: upload it instead
                     continue
-                resp.read()
+                self.reg.read_prefix(resp)
                 if resp.status == 201:
                     return desc
                 self._cancel(resp.getheader("Location"))
@@ -153,18 +153,19 @@ class Pusher:
     def _exists(self, digest: str) -> bool:
         resp = self.reg.request("HEAD", f"/v2/{self.repo}/blobs/{digest}", self.scope,
                                 expect=(200, 404))
-        resp.read()
+        self.reg.read_prefix(resp)
         return resp.status == 200
 
     def _start(self) -> str:
         resp = self.reg.request("POST", f"/v2/{self.repo}/blobs/uploads/", self.scope,
                                 {"Content-Length": "0"}, b"", expect=(202,))
-        resp.read()
+        self.reg.read_prefix(resp)
         return self._location(resp)
 
     def _cancel(self, location: str | None) -> None:
         if location:
-            self.reg.request("DELETE", location, self.scope, expect=(204, 404)).read()
+            resp = self.reg.request("DELETE", location, self.scope, expect=(204, 404))
+            self.reg.read_prefix(resp)
 
     @staticmethod
     def _location(resp: Any) -> str:
@@ -180,9 +181,10 @@ class Pusher:
     def _monolithic(self, digest: str, size: int, body: Any) -> None:
         """Upload a blob of known digest in one PUT (``body()`` opens it afresh)."""
         location = self._start()
-        self.reg.request("PUT", self._with_digest(location, digest), self.scope,
-                         {"Content-Type": "application/octet-stream",
-                          "Content-Length": str(size)}, body, expect=(201,)).read()
+        resp = self.reg.request("PUT", self._with_digest(location, digest), self.scope,
+                                {"Content-Type": "application/octet-stream",
+                                 "Content-Length": str(size)}, body, expect=(201,))
+        self.reg.read_prefix(resp)
 
     def _chunked(self, pieces: Iterator[bytes]) -> tuple[str, int]:
         """Upload ``pieces`` in PATCHes of CHUNK bytes; return (digest, size)."""
@@ -195,7 +197,7 @@ class Pusher:
                 "PATCH", location, self.scope,
                 {"Content-Type": "application/octet-stream", "Content-Length": str(len(chunk)),
                  "Content-Range": f"{offset}-{offset + len(chunk) - 1}"}, chunk, expect=(202,))
-            resp.read()
+            self.reg.read_prefix(resp)
             location = self._location(resp)
             offset += len(chunk)
 
@@ -208,6 +210,7 @@ class Pusher:
         if buf:
             send(bytes(buf))
         name = "sha256:" + digest.hexdigest()
-        self.reg.request("PUT", self._with_digest(location, name), self.scope,
-                         {"Content-Length": "0"}, b"", expect=(201,)).read()
+        resp = self.reg.request("PUT", self._with_digest(location, name), self.scope,
+                                {"Content-Length": "0"}, b"", expect=(201,))
+        self.reg.read_prefix(resp)
         return name, offset
