@@ -51,7 +51,8 @@ def open_in(root: int, path: str, flags: int) -> int:
     """Open ``path`` with ``flags`` as seen from the directory ``root`` taken as ``/``.
 
     Symlinks, absolute or relative, are followed inside the root; ``..`` stops at it;
-    magic links (``/proc/*/fd``, ``/proc/*/root``) are refused. Raises ``OSError``.
+    magic links (``/proc/*/fd``, ``/proc/*/root``) are never jumped through (openat2
+    refuses them, the walk reads their target as text). Raises ``OSError``.
     """
     global _have_openat2
     flags |= os.O_CLOEXEC
