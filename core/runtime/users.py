@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from pinnace.errors import InvalidConfig
+from pinnace import rootfs
+from pinnace.errors import InvalidConfig, NotFound
 from pinnace.runtime.spec import User
 
 
@@ -20,21 +21,25 @@ class Resolved:
 
 MAX_ID = 2**31 - 1
 """The largest uid or gid a container may use, as with docker."""
+PASSWD_LIMIT = 4 << 20  # bytes; a bigger passwd or group file is refused
 
 
-def _read(rootfs: Path, name: str) -> list[list[str]]:
+def _read(root: int, name: str) -> list[list[str]]:
     try:
-        text = (rootfs / "etc" / name).read_text(errors="replace")
-    except OSError:  # missing or a symlink pointing outside: treat as empty
+        data = rootfs.read_small(root, f"/etc/{name}", PASSWD_LIMIT)
+    except NotFound:  # no such file: no entries, as docker
         return []
+    text = data.decode(errors="replace")
     return [line.split(":") for line in text.splitlines() if line and not line.startswith("#")]
 
 
-def resolve(rootfs: Path, spec: str) -> Resolved:
-    """Resolve ``uid``, ``name``, ``uid:gid`` or ``name:group`` (empty means root)."""
+def resolve(root_dir: Path, spec: str) -> Resolved:
+    """Resolve ``uid``, ``name``, ``uid:gid`` or ``name:group`` (empty means root) against
+    the files of the root filesystem at ``root_dir``, never leaving it (pinnace.rootfs)."""
     user_part, _, group_part = (spec or "0").partition(":")
-    passwd = [p for p in _read(rootfs, "passwd") if len(p) >= 7]
-    groups = [g for g in _read(rootfs, "group") if len(g) >= 4]
+    with rootfs.opened_root(root_dir) as root:
+        passwd = [p for p in _read(root, "passwd") if len(p) >= 7]
+        groups = [g for g in _read(root, "group") if len(g) >= 4]
     entry = next((p for p in passwd if p[0] == user_part), None)
     if entry is None and user_part.isdigit():
         entry = next((p for p in passwd if p[2] == user_part), None)
