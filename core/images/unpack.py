@@ -434,7 +434,7 @@ _BLOCK = 4096
 _ZEROS = bytes(_BLOCK)
 _CHUNK = 1 << 20
 _KERNEL_COPY_MAX = 1 << 16
-"""Data up to this size is copied by the kernel unread: a hole that small saves nothing."""
+"""Data up to this size is copied by the kernel unread: holes that small save little."""
 
 
 def _copy_range(src: int, offset: int, size: int, fd: int, at: int) -> None:
