@@ -314,3 +314,55 @@ def test_busybox_layer_gives_a_working_rootfs(dest: Path, busybox_tar: Path) -> 
     out = subprocess.run(["chroot", str(dest), "/bin/sh", "-c", "echo $((6*7)); id -un"],
                          capture_output=True, text=True, check=True).stdout.split()
     assert out == ["42", "root"]
+
+
+GIB = 1 << 30
+SPARSE_DATA = {0: b"head", 4097: b"mid", 700 * (1 << 20): b"later", GIB - 4: b"end!"}
+"""Offsets and bytes written into a 1 GiB sparse file; the rest of it is a hole."""
+
+
+def read_at(path: Path, offset: int, size: int) -> bytes:
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return f.read(size)
+
+
+@pytest.mark.parametrize("fmt", ["gnu", "posix"])
+def test_gnu_sparse_member_is_written_with_holes(dest: Path, tmp_path: Path, fmt: str) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    with open(src / "sparse", "wb") as f:
+        f.truncate(GIB)
+        for offset, data in SPARSE_DATA.items():
+            f.seek(offset)
+            f.write(data)
+    archive = tmp_path / "sparse.tar"
+    subprocess.run(["tar", "--sparse", f"--format={fmt}", "-cf", str(archive), "-C", str(src),
+                    "sparse"], check=True)
+    assert archive.stat().st_size < 1 << 20
+    with tarfile.open(archive) as tar:
+        assert tar.getmember("sparse").issparse()
+    stats = apply_layer(layer(archive.read_bytes()), dest)
+    out = dest / "sparse"
+    assert stats.files == 1 and out.stat().st_size == GIB
+    for offset, data in SPARSE_DATA.items():
+        assert read_at(out, offset, len(data)) == data
+    assert read_at(out, 8192, 4096) == bytes(4096)
+    assert read_at(out, 900 * (1 << 20), 64) == bytes(64)
+    assert out.stat().st_blocks * 512 < 1 << 20
+
+
+def test_zero_blocks_of_a_plain_member_become_holes(dest: Path) -> None:
+    zeros = 64 << 20
+    data = b"x" * 5000 + bytes(zeros) + b"tail" + bytes(3000) + b"y" * 4096 + bytes(4095)
+    stats = apply_layer(layer(tar_bytes(file("zeros", data))), dest)
+    out = dest / "zeros"
+    assert stats.bytes == len(data) and out.stat().st_size == len(data)
+    assert out.read_bytes() == data
+    assert out.stat().st_blocks * 512 < 1 << 20
+
+
+def test_ordinary_data_with_short_zero_runs_is_copied_exactly(dest: Path) -> None:
+    data = b"".join(os.urandom(997) + bytes(n) for n in (1, 511, 4095, 4096, 8191))
+    apply_layer(layer(tar_bytes(file("mixed", data))), dest)
+    assert (dest / "mixed").read_bytes() == data

@@ -61,8 +61,10 @@ def apply_layer(stream: BinaryIO, dest: Path) -> LayerStats:
     """Apply the (plain, gzip, bzip2 or xz) layer tar ``stream`` onto the directory ``dest``.
 
     Reads the stream once, in order (tarfile ``r|`` mode). A plain tar in a
-    file is read in place instead: the kernel copies each file's data from
-    it (``copy_file_range``), with no pass through this process. Raises
+    file is read in place instead: the kernel copies small files' data from
+    it (``copy_file_range``), with no pass through this process. Aligned 4 KiB
+    blocks of zeros in file data, and the holes of GNU sparse members, are
+    left as holes, so a sparse file stays sparse. Raises
     ``InvalidConfig`` for a hostile member (see the module docstring: the
     whole layer is rejected, entries applied before it stay) and
     ``InvalidConfig("corrupt layer: ...")`` for a truncated or corrupt stream.
@@ -320,16 +322,31 @@ class _Applier:
                              | os.O_CLOEXEC, 0o600, dir_fd=parent)
             try:
                 if m.isreg():
-                    self.stats.bytes += (
-                        _copy_range(self.source, m.offset_data, m.size, fd)
-                        if self.source is not None and not m.issparse()
-                        else _copy(tar.extractfile(m), fd))
+                    self.stats.bytes += self.data(m, tar, fd)
                 self.metadata(fd, m)
                 ns = _mtime_ns(m)
                 os.utime(fd, ns=(ns, ns))
             finally:
                 os.close(fd)
             self.stats.files += 1
+
+    def data(self, m: Any, tar: Any, fd: int) -> int:
+        """Write the data of regular member ``m`` to the open file ``fd``, zero blocks and
+        the holes of a GNU sparse member left as holes; the file's size in bytes."""
+        regions = m.sparse if m.issparse() else [(0, m.size)]
+        if self.source is not None:
+            at = m.offset_data
+            for offset, size in regions:
+                _copy_range(self.source, at, size, fd, offset)
+                at += size
+        else:
+            # tarfile's raw member reader seeks (over holes) in a forward-only stream too
+            src = tar.extractfile(m).raw
+            for offset, size in regions:
+                src.seek(offset)
+                _copy(src, size, fd, offset)
+        os.ftruncate(fd, m.size)
+        return int(m.size)
 
     def hardlink(self, parent: int, name: str, m: Any) -> None:
         """Link ``name`` to the entry ``m.linkname`` names inside the root."""
@@ -412,38 +429,81 @@ class _Applier:
                     os.close(fd)
 
 
-def _copy_range(src: int, offset: int, size: int, fd: int) -> int:
-    """Copy ``size`` bytes at ``offset`` of file ``src`` to the open file ``fd`` in the
-    kernel (``copy_file_range``, or ``pread``/``write`` where it cannot); the bytes."""
+_BLOCK = 4096
+"""Aligned blocks of this many zero bytes in file data are left as holes, not written."""
+_ZEROS = bytes(_BLOCK)
+_CHUNK = 1 << 20
+_KERNEL_COPY_MAX = 1 << 16
+"""Data up to this size is copied by the kernel unread: holes that small save little."""
+
+
+def _copy_range(src: int, offset: int, size: int, fd: int, at: int) -> None:
+    """Copy ``size`` bytes at ``offset`` of file ``src`` to offset ``at`` of the open file
+    ``fd``: small data by the kernel (``copy_file_range``), larger data read here so its
+    zero blocks stay holes (see :func:`_write_sparse`)."""
+    if size <= _KERNEL_COPY_MAX and _kernel_copy(src, offset, size, fd, at):
+        return
     done = 0
-    kernel = True
     while done < size:
-        if kernel:
-            try:
-                n = os.copy_file_range(src, fd, size - done, offset + done)
-            except OSError as err:
-                if err.errno not in (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
-                    raise
-                kernel = False
-                continue
-        else:
-            chunk = os.pread(src, min(size - done, 1 << 20), offset + done)
-            view = memoryview(chunk)
-            while view:
-                view = view[os.write(fd, view):]
-            n = len(chunk)
+        chunk = os.pread(src, min(size - done, _CHUNK), offset + done)
+        if not chunk:
+            raise InvalidConfig(f"corrupt layer: a member's data ends {size - done} bytes early")
+        _write_sparse(fd, chunk, at + done)
+        done += len(chunk)
+
+
+def _kernel_copy(src: int, offset: int, size: int, fd: int, at: int) -> bool:
+    """Copy with ``copy_file_range``; False (nothing copied) where the kernel cannot."""
+    done = 0
+    while done < size:
+        try:
+            n = os.copy_file_range(src, fd, size - done, offset + done, at + done)
+        except OSError as err:
+            if done or err.errno not in (errno.EXDEV, errno.EINVAL, errno.ENOSYS,
+                                         errno.EOPNOTSUPP):
+                raise
+            return False
         if n == 0:
             raise InvalidConfig(f"corrupt layer: a member's data ends {size - done} bytes early")
         done += n
-    return done
+    return True
 
 
-def _copy(src: IO[bytes] | None, fd: int) -> int:
-    """Copy ``src`` to the open file ``fd``; return the number of bytes."""
-    total = 0
-    while src is not None and (chunk := src.read(1 << 20)):
-        view = memoryview(chunk)
-        while view:
-            view = view[os.write(fd, view):]
-        total += len(chunk)
-    return total
+def _copy(src: IO[bytes], size: int, fd: int, at: int) -> None:
+    """Copy ``size`` bytes of ``src`` to offset ``at`` of the open file ``fd``, zero blocks
+    left as holes."""
+    done = 0
+    while done < size:
+        chunk = src.read(min(size - done, _CHUNK))
+        if not chunk:
+            raise InvalidConfig(f"corrupt layer: a member's data ends {size - done} bytes early")
+        _write_sparse(fd, chunk, at + done)
+        done += len(chunk)
+
+
+def _write_sparse(fd: int, chunk: bytes, at: int) -> None:
+    """Write ``chunk`` at offset ``at`` of ``fd``, except its file-aligned blocks of
+    :data:`_BLOCK` zero bytes: those are skipped, so they read back as zeros from a hole
+    (the caller sets the file's final size with ``ftruncate``)."""
+    start = 0
+    end = len(chunk)
+    search = 0
+    while (found := chunk.find(_ZEROS, search)) >= 0:
+        block = found + (-(at + found) % _BLOCK)         # the first aligned block from there
+        if block + _BLOCK > end or chunk[block:block + _BLOCK] != _ZEROS:
+            search = block + 1 if block + _BLOCK <= end else end
+            continue
+        rest = chunk[block:]
+        zeros = len(rest) - len(rest.lstrip(b"\0"))
+        hole = block + zeros - zeros % _BLOCK if block + zeros < end else end
+        _pwrite_all(fd, chunk, start, block, at)
+        start = search = hole
+    _pwrite_all(fd, chunk, start, end, at)
+
+
+def _pwrite_all(fd: int, chunk: bytes, start: int, end: int, at: int) -> None:
+    """Write ``chunk[start:end]`` at offset ``at + start`` of ``fd``."""
+    view = memoryview(chunk)[start:end]
+    while view:
+        n = os.pwrite(fd, view, at + start)
+        view, start = view[n:], start + n
