@@ -155,8 +155,11 @@ class Engine:
             raise InvalidConfig("conflicting options: --restart and --rm")
         cid = names.new_id()
         args = build.command(opts, image_config)
-        self.containers.insert(cid, opts.name, image.id, opts.image, storage, network,
-                               isolation)
+        with self.state.tx():  # rmi decides in one transaction: it sees this row or we its end
+            if not self.images.has_image(image.id):
+                raise NotFound(f"image {opts.image} was removed")
+            self.containers.insert(cid, opts.name, image.id, opts.image, storage, network,
+                                   isolation)
         undo: list[Callable[[], None]] = [lambda: self.containers.delete(cid)]
         try:
             parent = self.layers.ensure(image, storage)

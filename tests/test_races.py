@@ -74,3 +74,38 @@ def test_network_rm_racing_containers_that_join(npn: Pinnace, netns: Path,
         assert not has_link(netns, "pnrace0")
         assert "pn:net:pnrace0" not in run_in(netns, "iptables-save").stdout
     print("outcomes:", sorted(outcomes))
+
+
+def test_rmi_racing_runs_of_the_image(pn: Pinnace, root: Path, busybox_tar: Path) -> None:
+    from plugin_checks import STORAGES, snapshots
+
+    outcomes = set()
+    for round_ in range(ROUNDS):
+        pn("import", "-c", 'CMD ["sh"]', str(busybox_tar), "img:latest")
+        runners, removal = [], None
+        for i in range(RUNNERS):
+            if i == round_ % RUNNERS:
+                removal = pn.popen("rmi", "img:latest", stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE)
+            runners.append(pn.popen("run", "--rm", "--net=none", "img:latest", "true",
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+            time.sleep(0.15)
+        assert removal is not None
+        removed = finished([removal])[0]
+        for code, stderr in finished(runners):
+            if code:
+                line = clean_error((code, stderr))
+                assert line in ("Error: image img:latest was removed",
+                                "Error: No such image: img:latest"), line
+                outcomes.add(line)
+        if removed[0]:
+            assert "is being used by container" in clean_error(removed)
+            outcomes.add("removal refused")
+        assert pn("ps", "-aq").stdout.split() == []
+        images = pn("images", "-q").stdout.split()
+        assert bool(images) == bool(removed[0])  # the image stays only when rmi refused
+        if images:
+            pn("rmi", "img:latest")
+        assert pn("images", "-q").stdout.split() == []
+        assert all(snapshots(root, storage) == [] for storage in STORAGES)
+    print("outcomes:", sorted(outcomes))
