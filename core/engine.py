@@ -600,8 +600,11 @@ class Engine:
     def network_prune(self) -> list[str]:
         """Remove every network no container uses; return their names."""
         self.reconcile()
-        return [self.networks.remove(n.name) for n in self.networks.list()
-                if not self.networks.users(n.name)]
+        removed = []
+        for network in self.networks.list():
+            with contextlib.suppress(FailedPrecondition):  # in use (remove checks, atomically)
+                removed.append(self.networks.remove(network.name))
+        return removed
 
     def network_connect(self, name: str, ref: str, ip: str | None = None) -> None:
         """Connect a container to a network (now, when it runs)."""
