@@ -155,8 +155,11 @@ class Engine:
             raise InvalidConfig("conflicting options: --restart and --rm")
         cid = names.new_id()
         args = build.command(opts, image_config)
-        self.containers.insert(cid, opts.name, image.id, opts.image, storage, network,
-                               isolation)
+        with self.state.tx():  # rmi decides in one transaction: it sees this row or we its end
+            if not self.images.has_image(image.id):
+                raise NotFound(f"image {opts.image} was removed")
+            self.containers.insert(cid, opts.name, image.id, opts.image, storage, network,
+                                   isolation)
         undo: list[Callable[[], None]] = [lambda: self.containers.delete(cid)]
         try:
             parent = self.layers.ensure(image, storage)
@@ -597,8 +600,11 @@ class Engine:
     def network_prune(self) -> list[str]:
         """Remove every network no container uses; return their names."""
         self.reconcile()
-        return [self.networks.remove(n.name) for n in self.networks.list()
-                if not self.networks.users(n.name)]
+        removed = []
+        for network in self.networks.list():
+            with contextlib.suppress(FailedPrecondition):  # in use (remove checks, atomically)
+                removed.append(self.networks.remove(network.name))
+        return removed
 
     def network_connect(self, name: str, ref: str, ip: str | None = None) -> None:
         """Connect a container to a network (now, when it runs)."""

@@ -298,7 +298,7 @@ def test_two_service_demo(ctrs: Containers, npn: Pinnace, netns: Path) -> None:
     assert {n["Name"] for n in ls} >= {"backend", "frontend"}
     ctrs.remove_all()
     assert npn("network", "rm", "backend").stdout.strip() == "backend"
-    assert "frontend" in npn("network", "prune").stdout
+    assert "frontend" in npn("network", "prune", "-f").stdout
     assert leftovers(netns) == []
     assert "pn-" not in run_in(netns, "ip", "-o", "link").stdout
     assert "pn:net:pn-" not in run_in(netns, "iptables-save").stdout

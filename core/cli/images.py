@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from pinnace.cli.confirm import prune_confirmed
 from pinnace.cli.output import FORMAT_OPTION, ago, as_json, for_each, size, table
 from pinnace.cli.root import get_engine
 
@@ -192,10 +193,10 @@ def history(ctx: click.Context, quiet: bool, no_trunc: bool, fmt: str, ref: str)
 @click.pass_context
 def prune(ctx: click.Context, all_: bool, force: bool) -> None:
     """Remove unused images: untagged ones, or with -a all that no container uses."""
-    if not force and sys.stdin.isatty():
-        what = "all images without at least one container" if all_ else "all dangling images"
-        click.confirm(f"WARNING! This will remove {what}.\nAre you sure you want to continue?",
-                      abort=True)
+    what = ("all images without at least one container associated to them" if all_
+            else "all dangling images")
+    if not prune_confirmed(what, force):
+        return
     results = get_engine(ctx).prune_images(all_=all_)
     deleted = [d for r in results for d in r.deleted]
     if deleted:

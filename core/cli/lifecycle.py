@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from pinnace.cli.confirm import prune_confirmed
 from pinnace.cli.output import for_each
 from pinnace.cli.root import get_engine
 from pinnace.errors import InvalidConfig
@@ -159,9 +160,7 @@ def rename(ctx: click.Context, container: str, new_name: str) -> None:
 @click.pass_context
 def prune(ctx: click.Context, force: bool) -> None:
     """Remove all stopped containers."""
-    if not force and not click.confirm(
-            "WARNING! This will remove all stopped containers.\n"
-            "Are you sure you want to continue?"):
+    if not prune_confirmed("all stopped containers", force):
         return
     gone = get_engine(ctx).prune()
     if gone:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from pinnace.cli.confirm import prune_confirmed
 from pinnace.cli.output import FORMAT_OPTION, as_json, for_each, table
 from pinnace.cli.root import get_engine
 
@@ -88,10 +89,12 @@ def rm(ctx: click.Context, names: tuple[str, ...]) -> None:
 
 
 @network.command()
-@click.option("-f", "--force", is_flag=True, help="Do not ask (pinnace never asks).")
+@click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation.")
 @click.pass_context
 def prune(ctx: click.Context, force: bool) -> None:
     """Remove every network no container uses."""
+    if not prune_confirmed("all custom networks not used by at least one container", force):
+        return
     for name in get_engine(ctx).network_prune():
         click.echo(name)
 

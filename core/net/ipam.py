@@ -11,7 +11,7 @@ import ipaddress
 import time
 from typing import TYPE_CHECKING, NamedTuple
 
-from pinnace.errors import AlreadyExists, InvalidConfig, Unavailable
+from pinnace.errors import AlreadyExists, InvalidConfig, NotFound, Unavailable
 
 if TYPE_CHECKING:
     from pinnace.network import Network, PortMapping
@@ -24,10 +24,13 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 def lease(state: State, network: Network, container_id: str, ifname: str,
           requested: str | None = None) -> str:
-    """Lease an address on ``network`` (``requested`` if given) and return it as CIDR."""
+    """Lease an address on ``network`` (``requested`` if given) and return it as CIDR;
+    ``NotFound`` when the network's row is gone (a concurrent ``network rm`` won)."""
     subnet = ipaddress.ip_network(network.subnet)
     gateway = ipaddress.ip_address(network.gateway)
     with state.tx() as db:
+        if db.execute("SELECT 1 FROM networks WHERE name = ?", (network.name,)).fetchone() is None:
+            raise NotFound(f"network {network.name} was removed")
         db.execute(f"DELETE FROM endpoints WHERE {_ORPHANS}")
         held = db.execute("SELECT address FROM endpoints WHERE container_id = ? AND network = ?",
                           (container_id, network.name)).fetchone()

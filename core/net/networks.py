@@ -226,16 +226,23 @@ class Networking:
                 if c.id in leased or (c.config_json != "{}" and name in c.config.net.networks)]
 
     def remove(self, name: str) -> str:
-        """``network rm``: refuse while a container uses it; remove the driver's side and
-        the row. The caller reconciles dead containers first."""
+        """``network rm``: refuse while a container uses it, else delete the row (both in one
+        transaction, so a container joining meanwhile either counts as a user or finds the
+        network gone), then remove the driver's side. The caller reconciles dead containers
+        first."""
         network = self.get(name)
-        used = self.users(network.name)
-        if used:
-            raise FailedPrecondition(f"network {network.name} is in use by container "
-                                     f"{', '.join(sorted(used))}")
-        self._optional(network.driver, "remove", network=network)
         with self.state.tx() as db:
+            used = self.users(network.name)
+            if used:
+                raise FailedPrecondition(f"network {network.name} is in use by container "
+                                         f"{', '.join(sorted(used))}")
             db.execute("DELETE FROM networks WHERE name = ?", (network.name,))
+        try:
+            self._optional(network.driver, "remove", network=network)
+        except BaseException:
+            with contextlib.suppress(AlreadyExists, InvalidConfig):  # taken again meanwhile
+                self._record(network)
+            raise
         self.state.event("network", "destroy", network.id, name=network.name)
         return network.name
 
