@@ -26,6 +26,7 @@ tar holds nothing from outside the trees.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 from collections.abc import Iterator, Set
@@ -51,13 +52,9 @@ class TreeTar:
 
         For a directory, return a descriptor of it (the caller closes it), else None.
         """
-        st = os.lstat(name, dir_fd=parent)
-        fd = None
-        if stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode):
-            fd = os.open(name, _DIR if stat.S_ISDIR(st.st_mode) else _FILE, dir_fd=parent)
-            st = os.fstat(fd)  # what was opened, should the name have changed meanwhile
+        st, fd, target = _lstat_open(parent, name)
         try:
-            info = self._info(parent, name, arcname, st)
+            info = self._info(parent, name, arcname, st, target)
             if info is not None and info.isreg():
                 assert fd is not None
                 with os.fdopen(fd, "rb", closefd=False) as f:
@@ -74,8 +71,10 @@ class TreeTar:
             os.close(fd)
         return None
 
-    def _info(self, parent: int, name: str, arcname: str, st: os.stat_result) -> Any:
-        """The tar header for an entry with status ``st``; None for a socket."""
+    def _info(self, parent: int, name: str, arcname: str, st: os.stat_result,
+              target: str) -> Any:
+        """The tar header for an entry with status ``st`` (and symlink ``target``); None
+        for a socket."""
         import tarfile
 
         info = tarfile.TarInfo(arcname)
@@ -91,7 +90,7 @@ class TreeTar:
         elif stat.S_ISDIR(mode):
             info.type = tarfile.DIRTYPE
         elif stat.S_ISLNK(mode):
-            info.type, info.linkname = tarfile.SYMTYPE, os.readlink(name, dir_fd=parent)
+            info.type, info.linkname = tarfile.SYMTYPE, target
         elif stat.S_ISFIFO(mode):
             info.type = tarfile.FIFOTYPE
         elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
@@ -135,6 +134,26 @@ class TreeTar:
         self.tar.close()
 
 
+def _lstat_open(parent: int, name: str) -> tuple[os.stat_result, int | None, str]:
+    """The status of entry ``name`` of ``parent``; for a directory or regular file also a
+    descriptor of it (its status then taken from the descriptor), for a symlink its
+    target. An entry swapped for another type meanwhile is looked at again."""
+    for _ in range(8):
+        st = os.lstat(name, dir_fd=parent)
+        try:
+            if stat.S_ISLNK(st.st_mode):
+                return st, None, os.readlink(name, dir_fd=parent)
+            if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
+                return st, None, ""
+            fd = os.open(name, _DIR if stat.S_ISDIR(st.st_mode) else _FILE, dir_fd=parent)
+        except OSError as e:
+            if e.errno not in (errno.ELOOP, errno.ENOTDIR, errno.EINVAL):
+                raise
+            continue
+        return os.fstat(fd), fd, ""
+    raise OSError(errno.EAGAIN, f"{name} keeps changing while it is read")
+
+
 def _descend(stack: list[tuple[int, str, Iterator[str]]], fd: int, arcname: str) -> None:
     """Push the open directory ``fd`` with its sorted names (on the stack first, so that
     it is closed with the others should listing it fail)."""
@@ -154,6 +173,16 @@ def _opened_dir(name: str | os.PathLike[str], parent: int | None = None) -> Iter
         yield fd
     finally:
         os.close(fd)
+
+
+def _open_dir(parent: int, name: str) -> int | None:
+    """A descriptor of the directory ``name`` of ``parent``; None when it is not one."""
+    try:
+        return os.open(name, _DIR, dir_fd=parent)
+    except OSError as e:
+        if e.errno not in (errno.ELOOP, errno.ENOTDIR):
+            raise
+        return None
 
 
 def _xattrs(parent: int, name: str) -> dict[str, bytes]:
@@ -211,11 +240,10 @@ def _diff_dir(tar: TreeTar, lower: int, upper: int, arcname: str,
             continue
         old, new = os.lstat(name, dir_fd=lower), os.lstat(name, dir_fd=upper)
         if stat.S_ISDIR(old.st_mode) and stat.S_ISDIR(new.st_mode):
-            if _same(lower, upper, name, old, new):
-                sub: int | None = os.open(name, _DIR, dir_fd=upper)
-            else:
+            sub = _open_dir(upper, name) if _same(lower, upper, name, old, new) else None
+            if sub is None:  # changed, or no longer a directory: written as it is now
                 sub = tar.add(upper, name, arc)
-            if sub is None:  # no longer a directory
+            if sub is None:
                 continue
             try:
                 with _opened_dir(name, lower) as low:
