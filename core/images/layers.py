@@ -52,7 +52,10 @@ class TreeTar:
 
         For a directory, return a descriptor of it (the caller closes it), else None.
         """
-        st, fd, target = _lstat_open(parent, name)
+        found = _lstat_open(parent, name)
+        if found is None:  # gone since its directory was listed
+            return None
+        st, fd, target = found
         try:
             info = self._info(parent, name, arcname, st, target)
             if info is not None and info.isreg():
@@ -134,18 +137,21 @@ class TreeTar:
         self.tar.close()
 
 
-def _lstat_open(parent: int, name: str) -> tuple[os.stat_result, int | None, str]:
+def _lstat_open(parent: int, name: str) -> tuple[os.stat_result, int | None, str] | None:
     """The status of entry ``name`` of ``parent``; for a directory or regular file also a
     descriptor of it (its status then taken from the descriptor), for a symlink its
-    target. An entry swapped for another type meanwhile is looked at again."""
+    target; None when there is no such entry. An entry swapped for another type
+    meanwhile is looked at again."""
     for _ in range(8):
-        st = os.lstat(name, dir_fd=parent)
         try:
+            st = os.lstat(name, dir_fd=parent)
             if stat.S_ISLNK(st.st_mode):
                 return st, None, os.readlink(name, dir_fd=parent)
             if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
                 return st, None, ""
             fd = os.open(name, _DIR if stat.S_ISDIR(st.st_mode) else _FILE, dir_fd=parent)
+        except FileNotFoundError:
+            return None
         except OSError as e:
             if e.errno not in (errno.ELOOP, errno.ENOTDIR, errno.EINVAL):
                 raise
@@ -176,11 +182,12 @@ def _opened_dir(name: str | os.PathLike[str], parent: int | None = None) -> Iter
 
 
 def _open_dir(parent: int, name: str) -> int | None:
-    """A descriptor of the directory ``name`` of ``parent``; None when it is not one."""
+    """A descriptor of the directory ``name`` of ``parent``; None when it is not one
+    (or no longer there)."""
     try:
         return os.open(name, _DIR, dir_fd=parent)
     except OSError as e:
-        if e.errno not in (errno.ELOOP, errno.ENOTDIR):
+        if e.errno not in (errno.ELOOP, errno.ENOTDIR, errno.ENOENT):
             raise
         return None
 
@@ -238,7 +245,12 @@ def _diff_dir(tar: TreeTar, lower: int, upper: int, arcname: str,
             if arc not in mount_points:
                 tar.add_tree(upper, name, arc)
             continue
-        old, new = os.lstat(name, dir_fd=lower), os.lstat(name, dir_fd=upper)
+        old = os.lstat(name, dir_fd=lower)
+        try:
+            new = os.lstat(name, dir_fd=upper)
+        except FileNotFoundError:  # removed since the directory was listed
+            tar.whiteout(_join(arcname, WHITEOUT + name))
+            continue
         if stat.S_ISDIR(old.st_mode) and stat.S_ISDIR(new.st_mode):
             sub = _open_dir(upper, name) if _same(lower, upper, name, old, new) else None
             if sub is None:  # changed, or no longer a directory: written as it is now
@@ -265,7 +277,10 @@ def _same(lower: int, upper: int, name: str, old: os.stat_result,
     if not stat.S_ISDIR(new.st_mode) and \
             (old.st_size, old.st_mtime_ns) != (new.st_size, new.st_mtime_ns):
         return False
-    if stat.S_ISLNK(new.st_mode) and \
-            os.readlink(name, dir_fd=lower) != os.readlink(name, dir_fd=upper):
-        return False
+    if stat.S_ISLNK(new.st_mode):
+        try:
+            if os.readlink(name, dir_fd=lower) != os.readlink(name, dir_fd=upper):
+                return False
+        except OSError:  # no longer a symlink: changed
+            return False
     return _xattrs(lower, name) == _xattrs(upper, name)
