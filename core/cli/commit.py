@@ -12,8 +12,8 @@ from pinnace.cli.root import get_engine
 @click.option("-a", "--author", default="", help='Author, e.g. "Jane <jane@example.com>".')
 @click.option("-c", "--change", "changes", multiple=True, metavar="INSTRUCTION",
               help="Apply a Dockerfile instruction (CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL).")
-@click.option("-p", "--pause/--no-pause", default=True, show_default=True,
-              help="Pause a running container while its files are read.")
+@click.option("-p", "--pause/--no-pause", default=True,
+              help="Pause a running container while its files are read (the default).")
 @click.argument("container")
 @click.argument("reference", required=False)
 @click.pass_context
