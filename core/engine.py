@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -576,20 +576,45 @@ class Engine:
         return results
 
     def commit(self, ref: str, reference: str | None, message: str = "", author: str = "",
-               changes: Sequence[str] = ()) -> str:
-        """A new image from container ``ref``'s changes, tagged ``reference``; its ID."""
+               changes: Sequence[str] = (), pause: bool = True) -> str:
+        """A new image from container ``ref``'s changes, tagged ``reference``; its ID.
+
+        A running container is paused while its files are read unless ``pause`` is false."""
         from pinnace.images import commit
         from pinnace.net.etcfiles import FILES
 
-        return commit.commit(self.plugins, self.images, self.container(ref),
-                             self.paths.run_root, {f"etc/{name}" for name in FILES},
-                             reference, message, author, changes)
+        record = self.container(ref)
+        with self._frozen(record, "commit", pause):
+            return commit.commit(self.plugins, self.images, record, self.paths.run_root,
+                                 {f"etc/{name}" for name in FILES}, reference, message,
+                                 author, changes)
 
     def export(self, ref: str, fd: int) -> None:
-        """Write container ``ref``'s root filesystem as a tar to ``fd``."""
+        """Write container ``ref``'s root filesystem as a tar to ``fd`` (a running container
+        is paused meanwhile)."""
         from pinnace.images import commit
 
-        commit.export(self.plugins, self.container(ref), self.paths.run_root, fd)
+        record = self.container(ref)
+        with self._frozen(record, "export", True):
+            commit.export(self.plugins, record, self.paths.run_root, fd)
+
+    @contextlib.contextmanager
+    def _frozen(self, record: ContainerRecord, verb: str, pause: bool) -> Iterator[None]:
+        """Keep a running ``record`` paused for the block (when ``pause``), resumed after,
+        also on failure; one already paused (or not running) is left as it is."""
+        if not pause or record.status != "running":
+            yield
+            return
+        if not self.plugins.implements("isolation", record.isolation, "pause"):
+            hint = " (use --no-pause to read it while it runs)" if verb == "commit" else ""
+            raise FailedPrecondition(f"cannot {verb} running container {record.label}: "
+                                     f"isolation {record.isolation} cannot pause it{hint}")
+        self.pause(record.id)
+        try:
+            yield
+        finally:
+            if self.current(record.id).status == "paused":
+                self.unpause(record.id)
 
     # ------------------------------------------------------------ networks
     def network_remove(self, name: str) -> str:

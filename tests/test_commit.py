@@ -150,3 +150,57 @@ def test_commit_and_export_of_a_running_container(pn: Pinnace, busybox: str) -> 
     pn("commit", "live", "live:1")
     assert pn("run", "--rm", "live:1", "cat", "/live").stdout == "live\n"
     pn("rm", "-f", "live")
+
+
+SWAPPER = """mkdir /d
+for i in $(seq 0 49); do echo inside > /d/f$i; done
+ln -s {host} /l
+touch /ready
+while :; do mv /d /x; mv /l /d; mv /d /l; mv /x /d; done
+"""
+
+
+def state_of(pn: Pinnace, name: str) -> str:
+    """The container's state as ``ps`` shows it."""
+    rows = json.loads(pn("ps", "-a", "--format", "json").stdout)
+    return next(row["State"] for row in rows if row["Names"] == [name])
+
+
+@pytest.fixture
+def swapping(pn: Pinnace, busybox: str, tmp_path: Path) -> str:
+    """A running container swapping its directory /d with a symlink to a host directory
+    whose files (named as the ones in /d) hold a marker, in a tight loop."""
+    host = tmp_path / "host"
+    host.mkdir()
+    for i in range(50):
+        (host / f"f{i}").write_bytes(b"HOST-MARKER-7c2e")
+    pn("run", "-d", "--name", "swap", busybox, "sh", "-c", SWAPPER.format(host=host))
+    for _ in range(200):
+        exported = subprocess.run(pn.argv("export", "swap"), capture_output=True).stdout
+        if "ready" in tarfile.open(fileobj=io.BytesIO(exported)).getnames():
+            break
+    else:
+        raise AssertionError("the swapping loop never started")
+    return "swap"
+
+
+def test_export_of_a_swapping_container_has_no_host_file(pn: Pinnace, swapping: str) -> None:
+    for _ in range(100):
+        exported = subprocess.run(pn.argv("export", swapping), capture_output=True,
+                                  check=True).stdout
+        assert b"HOST-MARKER" not in exported
+        assert "bin/busybox" in tarfile.open(fileobj=io.BytesIO(exported)).getnames()
+        assert state_of(pn, swapping) == "running"
+
+
+@pytest.mark.parametrize("pause", ["--pause", "--no-pause"])
+def test_commit_of_a_swapping_container_has_no_host_file(pn: Pinnace, swapping: str,
+                                                         pause: str) -> None:
+    for _ in range(100 if pause == "--pause" else 30):
+        image_id = pn("commit", pause, swapping).stdout.strip()
+        diff_id = json.loads(pn("image", "inspect", image_id).stdout)[0]["RootFS"]["Layers"][-1]
+        blob = (pn.root / "images" / "blobs" / "sha256" / diff_id[7:]).read_bytes()
+        assert b"HOST-MARKER" not in blob
+        assert "ready" in tarfile.open(fileobj=io.BytesIO(blob)).getnames()
+        assert state_of(pn, swapping) == "running"
+        pn("rmi", image_id)

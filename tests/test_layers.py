@@ -127,3 +127,50 @@ def test_whole_tree_is_deterministic_with_numeric_owners(trees: tuple[Path, Path
     members = {m.name: m for m in tarfile.open(fileobj=first)}
     assert (members["etc/keep"].uid, members["etc/keep"].gname) == (4242, "")
     assert members["bin/tool"].pax_headers["SCHILY.xattr.user.note"] == "old"
+
+
+def exchange(a: Path, b: Path) -> None:
+    """Swap two paths atomically (renameat2 RENAME_EXCHANGE)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.renameat2(-100, os.fsencode(a), -100, os.fsencode(b), 2) != 0:
+        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+
+
+SWAP = """import ctypes, os, sys
+libc = ctypes.CDLL(None)
+a, b = map(os.fsencode, sys.argv[1:])
+while True:
+    libc.renameat2(-100, a, -100, b, 2)  # RENAME_EXCHANGE
+"""
+
+
+def test_a_directory_swapped_with_a_symlink_out_never_brings_outside_files(
+        tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    tree, lower = tmp_path / "tree", tmp_path / "lower"
+    for root in (tree, lower):
+        (root / "d").mkdir(parents=True)
+    for i in range(50):  # the same names inside and out: every lookup through d can leak
+        (outside / f"f{i}").write_bytes(b"OUTSIDE-MARKER-1f3a")
+        (tree / "d" / f"f{i}").write_text("inside\n")
+        (lower / "d" / f"f{i}").write_text("lower\n")
+    os.symlink(outside, tree / "l")
+    swapper = subprocess.Popen(["/usr/bin/python3", "-c", SWAP, str(tree / "d"),
+                                str(tree / "l")])
+    try:
+        for _ in range(100):
+            for write in (lambda out: write_tree(tree, out),
+                          lambda out: write_diff(lower, tree, out)):
+                out = io.BytesIO()
+                write(out)
+                assert b"OUTSIDE-MARKER" not in out.getvalue()
+                members = tarfile.open(fileobj=io.BytesIO(out.getvalue())).getmembers()
+                assert all(m.linkname == str(outside) for m in members if m.issym())
+                assert all(m.isdir() or m.issym() or m.name.count("/") == 1 and
+                           m.name.split("/")[0] in ("d", "l") for m in members)
+    finally:
+        swapper.kill()
+        swapper.wait()

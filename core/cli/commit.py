@@ -12,13 +12,15 @@ from pinnace.cli.root import get_engine
 @click.option("-a", "--author", default="", help='Author, e.g. "Jane <jane@example.com>".')
 @click.option("-c", "--change", "changes", multiple=True, metavar="INSTRUCTION",
               help="Apply a Dockerfile instruction (CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL).")
+@click.option("-p", "--pause/--no-pause", default=True,
+              help="Pause a running container while its files are read (the default).")
 @click.argument("container")
 @click.argument("reference", required=False)
 @click.pass_context
 def commit(ctx: click.Context, message: str, author: str, changes: tuple[str, ...],
-           container: str, reference: str | None) -> None:
+           pause: bool, container: str, reference: str | None) -> None:
     """Create a new image from a container's changes."""
-    click.echo(get_engine(ctx).commit(container, reference, message, author, changes))
+    click.echo(get_engine(ctx).commit(container, reference, message, author, changes, pause))
 
 
 @click.command()
@@ -26,7 +28,8 @@ def commit(ctx: click.Context, message: str, author: str, changes: tuple[str, ..
 @click.argument("container")
 @click.pass_context
 def export(ctx: click.Context, output: str | None, container: str) -> None:
-    """Export a container's filesystem as a tar archive."""
+    """Export a container's filesystem as a tar archive (a running container is paused
+    while it is read)."""
     from pinnace.images.archive import write_to
 
     engine = get_engine(ctx)

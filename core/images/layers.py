@@ -16,17 +16,26 @@ need no whiteouts of their own). A directory whose only change is its mtime
 (something inside it changed) is not written itself. Paths given as mount
 points (where the engine mounted ``/etc/hosts`` or a volume) are left out when
 the lower tree does not have them: they are the engine's, not the container's.
+The trees are walked one directory descriptor at a time: every entry is looked
+up by name relative to its parent's descriptor, with ``lstat`` and
+``O_NOFOLLOW``, never by a host path. A symlink (or a directory swapped for
+one while the walk runs) is written as a symlink and never followed, so the
+tar holds nothing from outside the trees.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import stat
-from collections.abc import Set
+from collections.abc import Iterator, Set
 from pathlib import Path
 from typing import Any
 
 WHITEOUT = ".wh."
+_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 
 
 class TreeTar:
@@ -36,30 +45,86 @@ class TreeTar:
         import tarfile
 
         self.tar = tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT)
+        self.links: dict[tuple[int, int], str] = {}  # (device, inode) -> first arcname
 
-    def add(self, path: str, arcname: str) -> bool:
-        """Add the entry at ``path`` (not its contents); return whether it is a directory."""
-        info = self.tar.gettarinfo(path, arcname)
-        if info is None:  # a socket: tar has no way to store it
-            return False
-        info.uname = info.gname = ""
-        info.mtime = int(info.mtime)
-        info.pax_headers.update(_xattr_headers(path))
-        if info.isreg():
-            with open(path, "rb") as f:
-                self.tar.addfile(info, f)
-        else:
-            self.tar.addfile(info)
-        return info.isdir()
+    def add(self, parent: int, name: str, arcname: str) -> int | None:
+        """Add the entry ``name`` of the directory open as ``parent`` (not its contents).
 
-    def add_tree(self, path: str, arcname: str) -> None:
-        """Add the entry at ``path`` and, for a directory, everything below it."""
-        stack = [(path, arcname)]
-        while stack:
-            path, arcname = stack.pop()
-            if self.add(path, arcname):
-                stack.extend((os.path.join(path, name), _join(arcname, name))
-                             for name in sorted(os.listdir(path), reverse=True))
+        For a directory, return a descriptor of it (the caller closes it), else None.
+        """
+        found = _lstat_open(parent, name)
+        if found is None:  # gone since its directory was listed
+            return None
+        st, fd, target = found
+        try:
+            info = self._info(parent, name, arcname, st, target)
+            if info is not None and info.isreg():
+                assert fd is not None
+                with os.fdopen(fd, "rb", closefd=False) as f:
+                    self.tar.addfile(info, f)
+            elif info is not None:
+                self.tar.addfile(info)
+        except BaseException:
+            if fd is not None:
+                os.close(fd)
+            raise
+        if stat.S_ISDIR(st.st_mode):
+            return fd
+        if fd is not None:
+            os.close(fd)
+        return None
+
+    def _info(self, parent: int, name: str, arcname: str, st: os.stat_result,
+              target: str) -> Any:
+        """The tar header for an entry with status ``st`` (and symlink ``target``); None
+        for a socket."""
+        import tarfile
+
+        info = tarfile.TarInfo(arcname)
+        info.mode, info.uid, info.gid = stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid
+        info.mtime = int(st.st_mtime)
+        mode, inode = st.st_mode, (st.st_dev, st.st_ino)
+        if stat.S_ISREG(mode) and st.st_nlink > 1 and inode in self.links:
+            info.type, info.linkname = tarfile.LNKTYPE, self.links[inode]
+        elif stat.S_ISREG(mode):
+            info.type, info.size = tarfile.REGTYPE, st.st_size
+            if st.st_nlink > 1:
+                self.links[inode] = arcname
+        elif stat.S_ISDIR(mode):
+            info.type = tarfile.DIRTYPE
+        elif stat.S_ISLNK(mode):
+            info.type, info.linkname = tarfile.SYMTYPE, target
+        elif stat.S_ISFIFO(mode):
+            info.type = tarfile.FIFOTYPE
+        elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+            info.type = tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE
+            info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+        else:  # a socket: tar has no way to store it
+            return None
+        info.pax_headers.update(_xattr_headers(parent, name))
+        return info
+
+    def add_tree(self, parent: int, name: str, arcname: str) -> None:
+        """Add the entry ``name`` of ``parent`` and, for a directory, everything below it."""
+        top = self.add(parent, name, arcname)
+        if top is None:
+            return
+        stack: list[tuple[int, str, Iterator[str]]] = []
+        try:
+            _descend(stack, top, arcname)
+            while stack:
+                fd, prefix, names = stack[-1]
+                child = next(names, None)
+                if child is None:
+                    os.close(stack.pop()[0])
+                    continue
+                arc = _join(prefix, child)
+                sub = self.add(fd, child, arc)
+                if sub is not None:
+                    _descend(stack, sub, arc)
+        finally:
+            for fd, _, _ in stack:
+                os.close(fd)
 
     def whiteout(self, arcname: str) -> None:
         """Add an (empty) whiteout entry ``arcname``."""
@@ -72,28 +137,82 @@ class TreeTar:
         self.tar.close()
 
 
+def _lstat_open(parent: int, name: str) -> tuple[os.stat_result, int | None, str] | None:
+    """The status of entry ``name`` of ``parent``; for a directory or regular file also a
+    descriptor of it (its status then taken from the descriptor), for a symlink its
+    target; None when there is no such entry. An entry swapped for another type
+    meanwhile is looked at again."""
+    for _ in range(8):
+        try:
+            st = os.lstat(name, dir_fd=parent)
+            if stat.S_ISLNK(st.st_mode):
+                return st, None, os.readlink(name, dir_fd=parent)
+            if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
+                return st, None, ""
+            fd = os.open(name, _DIR if stat.S_ISDIR(st.st_mode) else _FILE, dir_fd=parent)
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            if e.errno not in (errno.ELOOP, errno.ENOTDIR, errno.EINVAL):
+                raise
+            continue
+        return os.fstat(fd), fd, ""
+    raise OSError(errno.EAGAIN, f"{name} keeps changing while it is read")
+
+
+def _descend(stack: list[tuple[int, str, Iterator[str]]], fd: int, arcname: str) -> None:
+    """Push the open directory ``fd`` with its sorted names (on the stack first, so that
+    it is closed with the others should listing it fail)."""
+    stack.append((fd, arcname, iter(())))
+    stack[-1] = (fd, arcname, iter(sorted(os.listdir(fd))))
+
+
 def _join(prefix: str, name: str) -> str:
     return f"{prefix}/{name}" if prefix else name
 
 
-def _xattrs(path: str) -> dict[str, bytes]:
+@contextlib.contextmanager
+def _opened_dir(name: str | os.PathLike[str], parent: int | None = None) -> Iterator[int]:
+    """A descriptor of the directory ``name`` (of ``parent``, never through a symlink)."""
+    fd = os.open(name, _DIR, dir_fd=parent)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _open_dir(parent: int, name: str) -> int | None:
+    """A descriptor of the directory ``name`` of ``parent``; None when it is not one
+    (or no longer there)."""
+    try:
+        return os.open(name, _DIR, dir_fd=parent)
+    except OSError as e:
+        if e.errno not in (errno.ELOOP, errno.ENOTDIR, errno.ENOENT):
+            raise
+        return None
+
+
+def _xattrs(parent: int, name: str) -> dict[str, bytes]:
+    # the parent's descriptor as a /proc path, the entry itself not followed
+    path = f"/proc/self/fd/{parent}/{name}"
     try:
         names = os.listxattr(path, follow_symlinks=False)
+        return {key: os.getxattr(path, key, follow_symlinks=False) for key in sorted(names)}
     except OSError:
         return {}
-    return {name: os.getxattr(path, name, follow_symlinks=False) for name in sorted(names)}
 
 
-def _xattr_headers(path: str) -> dict[str, str]:
-    return {f"SCHILY.xattr.{name}": value.decode("utf-8", "surrogateescape")
-            for name, value in _xattrs(path).items()}
+def _xattr_headers(parent: int, name: str) -> dict[str, str]:
+    return {f"SCHILY.xattr.{key}": value.decode("utf-8", "surrogateescape")
+            for key, value in _xattrs(parent, name).items()}
 
 
 def write_tree(src: Path, out: Any) -> None:
     """Write the tree under ``src`` as a tar to ``out``; ``src``'s own entry is left out."""
     tar = TreeTar(out)
-    for name in sorted(os.listdir(src)):
-        tar.add_tree(os.path.join(src, name), name)
+    with _opened_dir(src) as root:
+        for name in sorted(os.listdir(root)):
+            tar.add_tree(root, name, name)
     tar.close()
 
 
@@ -102,41 +221,55 @@ def write_diff(lower: Path | None, upper: Path, out: Any,
     """Write what changed from tree ``lower`` (None: empty) to tree ``upper`` as a layer
     tar; ``mount_points`` are relative paths (``etc/hosts``) to leave out when new."""
     tar = TreeTar(out)
-    if lower is None:
-        for name in sorted(os.listdir(upper)):
-            if name not in mount_points:
-                tar.add_tree(os.path.join(upper, name), name)
-    else:
-        _diff_dir(tar, str(lower), str(upper), "", mount_points)
+    with _opened_dir(upper) as up:
+        if lower is None:
+            for name in sorted(os.listdir(up)):
+                if name not in mount_points:
+                    tar.add_tree(up, name, name)
+        else:
+            with _opened_dir(lower) as low:
+                _diff_dir(tar, low, up, "", mount_points)
     tar.close()
 
 
-def _diff_dir(tar: TreeTar, lower: str, upper: str, arcname: str,
+def _diff_dir(tar: TreeTar, lower: int, upper: int, arcname: str,
               mount_points: Set[str]) -> None:
-    """Diff two directories that both exist, recursively."""
+    """Diff two open directories, recursively."""
     before = set(os.listdir(lower))
     after = sorted(os.listdir(upper))
     for name in sorted(before.difference(after)):
         tar.whiteout(_join(arcname, WHITEOUT + name))
     for name in after:
-        up, arc = os.path.join(upper, name), _join(arcname, name)
+        arc = _join(arcname, name)
         if name not in before:
             if arc not in mount_points:
-                tar.add_tree(up, arc)
+                tar.add_tree(upper, name, arc)
             continue
-        low = os.path.join(lower, name)
-        old, new = os.lstat(low), os.lstat(up)
+        old = os.lstat(name, dir_fd=lower)
+        try:
+            new = os.lstat(name, dir_fd=upper)
+        except FileNotFoundError:  # removed since the directory was listed
+            tar.whiteout(_join(arcname, WHITEOUT + name))
+            continue
         if stat.S_ISDIR(old.st_mode) and stat.S_ISDIR(new.st_mode):
-            if not _same(low, old, up, new):
-                tar.add(up, arc)
-            _diff_dir(tar, low, up, arc, mount_points)
-        elif not _same(low, old, up, new):
-            tar.add_tree(up, arc)
+            sub = _open_dir(upper, name) if _same(lower, upper, name, old, new) else None
+            if sub is None:  # changed, or no longer a directory: written as it is now
+                sub = tar.add(upper, name, arc)
+            if sub is None:
+                continue
+            try:
+                with _opened_dir(name, lower) as low:
+                    _diff_dir(tar, low, sub, arc, mount_points)
+            finally:
+                os.close(sub)
+        elif not _same(lower, upper, name, old, new):
+            tar.add_tree(upper, name, arc)
 
 
-def _same(low: str, old: os.stat_result, up: str, new: os.stat_result) -> bool:
-    """Whether an entry is unchanged: same metadata, link target and xattrs (content is
-    taken as unchanged when size and mtime are, as docker does; a directory's mtime
+def _same(lower: int, upper: int, name: str, old: os.stat_result,
+          new: os.stat_result) -> bool:
+    """Whether entry ``name`` is unchanged: same metadata, link target and xattrs (content
+    is taken as unchanged when size and mtime are, as docker does; a directory's mtime
     only says that its contents changed, which the diff shows entry by entry)."""
     if (old.st_mode, old.st_uid, old.st_gid, old.st_rdev) != \
             (new.st_mode, new.st_uid, new.st_gid, new.st_rdev):
@@ -144,6 +277,10 @@ def _same(low: str, old: os.stat_result, up: str, new: os.stat_result) -> bool:
     if not stat.S_ISDIR(new.st_mode) and \
             (old.st_size, old.st_mtime_ns) != (new.st_size, new.st_mtime_ns):
         return False
-    if stat.S_ISLNK(new.st_mode) and os.readlink(low) != os.readlink(up):
-        return False
-    return _xattrs(low) == _xattrs(up)
+    if stat.S_ISLNK(new.st_mode):
+        try:
+            if os.readlink(name, dir_fd=lower) != os.readlink(name, dir_fd=upper):
+                return False
+        except OSError:  # no longer a symlink: changed
+            return False
+    return _xattrs(lower, name) == _xattrs(upper, name)
