@@ -20,11 +20,59 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         raise pytest.UsageError("pinnace's tests need root (real namespaces, mounts, cgroups)")
 
 
+def stop_containers_of(root: Path) -> None:
+    """Kill every process in the cgroup of each container ``root``'s state names and
+    remove those cgroups: the last resort when the CLI could not remove them."""
+    import sqlite3
+
+    from pinnace.runtime import cgroups
+
+    try:
+        db = sqlite3.connect(f"file:{root / 'state.db'}?mode=ro", uri=True)
+        ids = [row[0] for row in db.execute("SELECT id FROM containers")]
+        db.close()
+    except sqlite3.Error:
+        return
+    for cid in ids:
+        cgroup = cgroups.container_cgroup(cid)
+        if cgroup.exists():
+            cgroup.kill_all()
+            cgroup.remove()
+
+
+def reclaim_interrupted_sessions(sessions: Path) -> None:
+    """Release the btrfs loop file systems of test sessions that were killed before
+    their teardown ran (their ``.lock`` names a process that is gone): the containers
+    still running on them, the mount, the loop device."""
+    with open("/proc/self/mountinfo", encoding="utf-8") as f:
+        points = [line.split()[4] for line in f]
+    for point in points:
+        mnt = Path(point)
+        if not point.startswith(f"{sessions}/") or mnt.name != "fs":
+            continue
+        lock = Path(sessions, mnt.relative_to(sessions).parts[0], ".lock")
+        owner = lock.read_text().strip() if lock.exists() else ""
+        if owner.isdigit() and Path(f"/proc/{owner}").exists():
+            continue  # a session still running
+        for root in mnt.glob("root-*"):
+            stop_containers_of(root)
+        subprocess.run(["umount", "--lazy", point], capture_output=True)
+        image = mnt.with_name(mnt.name + ".img")
+        for line in subprocess.run(["losetup", "-j", str(image)], capture_output=True,
+                                   text=True).stdout.splitlines():
+            subprocess.run(["losetup", "--detach", line.split(":")[0]], capture_output=True)
+
+
 @pytest.fixture(scope="session")
 def btrfs_mount(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A fresh btrfs filesystem on a loop device, for this test session (worker)."""
+    """A fresh btrfs filesystem on a loop device, for this test session (worker), after
+    releasing those of sessions that were killed before they could."""
     from pinnace.testing.btrfs import loop_btrfs
 
+    basetemp = tmp_path_factory.getbasetemp()
+    sessions = next((p for p in basetemp.parents if p.name.startswith("pytest-of-")), None)
+    if sessions is not None:  # pytest's own numbered sessions, not a --basetemp
+        reclaim_interrupted_sessions(sessions)
     base = tmp_path_factory.mktemp("btrfs")
     with loop_btrfs(base / "fs", "3G") as mnt:
         yield Path(mnt)
@@ -92,6 +140,7 @@ def pn(root: Path) -> Iterator[Pinnace]:
         left = cli("ps", "-aq", "--no-trunc", check=False).stdout.split()
         if left:
             cli("rm", "-f", *left, check=False)
+        stop_containers_of(root)  # what rm could not remove (a failing CLI)
 
 
 @pytest.fixture

@@ -257,6 +257,19 @@ class Networking:
                 cid, netns, network, ep.ifname, ep.address, ports if ep.ifname == "eth0" else ())))
         return found
 
+    def _attached(self, record: ContainerRecord, host_pid: int) -> list[tuple[str, Attachment]]:
+        """(driver, attachment) of every network the container is on; for a driver
+        without leases, one attachment named after it (in the namespace of ``host_pid``
+        when the driver shares the host's)."""
+        ns = str(self.paths.netns(record.id))
+        attached = self._attachments(record.id, ns)
+        mode = record.network
+        if not attached and not self.has_networks(mode):
+            if getattr(self.plugins.load("network", mode), "host_netns", False):
+                ns = f"/proc/{host_pid}/ns/net"
+            attached = [(mode, Attachment(record.id, ns, mode))]
+        return attached
+
     def setup(self, record: ContainerRecord, config: ContainerConfig, bundle: Path,
               undo: list[Callable[[], None]]) -> NetworkResult:
         """Give the container its network namespace, attachments and /etc files, noting
@@ -317,15 +330,10 @@ class Networking:
         """Detach the container from every network, free its leases and ports; idempotent.
         The lease of a network whose driver failed to detach it is kept (and the ports,
         then), so that the next teardown asks that driver again."""
-        cid, mode = record.id, record.network
-        if mode.startswith(CONTAINER_MODE):
+        cid = record.id
+        if record.network.startswith(CONTAINER_MODE):
             return
-        ns = str(self.paths.netns(cid))
-        attached = self._attachments(cid, ns)
-        if not attached and not self.has_networks(mode):
-            if getattr(self.plugins.load("network", mode), "host_netns", False):
-                ns = f"/proc/{os.getpid()}/ns/net"
-            attached = [(mode, Attachment(cid, ns, mode))]  # a driver without leases
+        attached = self._attached(record, host_pid=os.getpid())
         joined = self._networks_of(cid)
         failed: dict[str, Exception] = {}
         for driver, attachment in attached:
@@ -347,12 +355,7 @@ class Networking:
         ``add`` left them; return what is wrong, one line each."""
         if record.network.startswith(CONTAINER_MODE):
             return []
-        ns = str(self.paths.netns(record.id))
-        attached = self._attachments(record.id, ns)
-        if not attached and not self.has_networks(record.network):
-            if getattr(self.plugins.load("network", record.network), "host_netns", False):
-                ns = f"/proc/{record.pid}/ns/net"
-            attached = [(record.network, Attachment(record.id, ns, record.network))]
+        attached = self._attached(record, host_pid=record.pid)
         problems = []
         for driver, attachment in attached:
             try:

@@ -98,14 +98,22 @@ class Cgroup:
         return found
 
     def kill_all(self, timeout: float = 5.0) -> None:
-        """SIGKILL every process in the cgroup and wait until it is empty."""
+        """SIGKILL every process in the cgroup and wait until it is empty (a frozen one
+        is thawed after the signals: frozen processes cannot die)."""
+        from pinnace.errors import Unavailable
+
         deadline = time.monotonic() + timeout
+        thawed = False
         while (pids := self.pids()) and time.monotonic() < deadline:
             for pid in pids:
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+            if not thawed:
+                thawed = True
+                with contextlib.suppress(OSError, Unavailable):
+                    self.freeze(False)
             time.sleep(0.005)
 
     def freeze(self, frozen: bool = True) -> None:
