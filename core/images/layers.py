@@ -139,25 +139,25 @@ class TreeTar:
 
 def _lstat_open(parent: int, name: str) -> tuple[os.stat_result, int | None, str] | None:
     """The status of entry ``name`` of ``parent``; for a directory or regular file also a
-    descriptor of it (its status then taken from the descriptor), for a symlink its
-    target; None when there is no such entry. An entry swapped for another type
-    meanwhile is looked at again."""
-    for _ in range(8):
-        try:
-            st = os.lstat(name, dir_fd=parent)
-            if stat.S_ISLNK(st.st_mode):
-                return st, None, os.readlink(name, dir_fd=parent)
-            if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
-                return st, None, ""
-            fd = os.open(name, _DIR if stat.S_ISDIR(st.st_mode) else _FILE, dir_fd=parent)
-        except FileNotFoundError:
-            return None
-        except OSError as e:
-            if e.errno not in (errno.ELOOP, errno.ENOTDIR, errno.EINVAL):
-                raise
-            continue
-        return os.fstat(fd), fd, ""
-    raise OSError(errno.EAGAIN, f"{name} keeps changing while it is read")
+    descriptor of it, for a symlink its target; None when there is no such entry. The
+    entry is opened once, without following it, and everything is read from that
+    descriptor: an entry swapped meanwhile is seen as what was opened, never through
+    the new one."""
+    try:
+        handle = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+    except FileNotFoundError:
+        return None
+    try:
+        st = os.fstat(handle)
+        if stat.S_ISLNK(st.st_mode):
+            return st, None, os.readlink("", dir_fd=handle)
+        if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
+            return st, None, ""
+        flags = _DIR if stat.S_ISDIR(st.st_mode) else _FILE  # the magic link is the inode:
+        fd = os.open(f"/proc/self/fd/{handle}", flags & ~os.O_NOFOLLOW)  # no race to follow
+    finally:
+        os.close(handle)
+    return os.fstat(fd), fd, ""
 
 
 def _descend(stack: list[tuple[int, str, Iterator[str]]], fd: int, arcname: str) -> None:
