@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -251,3 +253,27 @@ def runc_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def dirsource_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The example image source (examples/pinnace-dirsource), installed apart."""
     return install_example(tmp_path_factory, "pinnace-dirsource")
+
+
+PODMAN_RUN = ("run", "--rm", "--network=none", "--ulimit", "nofile=1024:1024",
+              "--ulimit", "nproc=1024:1024")
+
+
+@pytest.fixture
+def podman(tmp_path: Path) -> Iterator[Callable[..., subprocess.CompletedProcess[str]]]:
+    """podman with a private store (vfs), runc and cgroupfs, so tests never share images."""
+    base = tmp_path / "podman"
+    runroot = tempfile.mkdtemp(prefix="pd-")  # podman wants a runroot under 50 characters
+    argv = ["podman", "--root", str(base / "root"), "--runroot", runroot,
+            "--storage-driver", "vfs", "--cgroup-manager", "cgroupfs", "--runtime", "runc",
+            "--events-backend", "file", "--tmpdir", str(base / "tmp")]
+
+    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([*argv, *args], capture_output=True, text=True, timeout=300)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"podman {' '.join(args)} exited {proc.returncode}: "
+                                 f"{proc.stderr.strip()}")
+        return proc
+
+    yield run  # no `system reset`: it also touches podman's host-wide network configs
+    shutil.rmtree(runroot, ignore_errors=True)
