@@ -8,7 +8,7 @@ PINNACE := $(VENV)/bin/pinnace
 export DEBIAN_FRONTEND := noninteractive
 
 APT_PACKAGES   := btrfs-progs libbtrfsutil-dev busybox-static iproute2 util-linux iptables \
-                  python3-venv python3-dev gcc pkg-config libseccomp2 \
+                  python3-venv python3-dev gcc libc6-dev pkg-config libseccomp2 \
                   debootstrap skopeo podman runc \
                   docker-registry apache2-utils openssl time
 BENCH_PACKAGES := runc podman hyperfine

@@ -8,9 +8,9 @@ ordinary program makes; those tied to a capability (mount, unshare, setns,
 ports, ``acct``, ...) only when the container holds it; ``personality`` only with
 the values docker allows, ``socket`` with any family but AF_VSOCK; ``clone3``
 answers ENOSYS (its flags are out of a filter's reach: libc falls back to
-``clone``). Keyrings, ``bpf``, ``perf_event_open``, io_uring, swap, kexec,
-``userfaultfd``, ``pivot_root`` and obsolete calls are refused (the first three
-allowed with CAP_SYS_ADMIN, CAP_BPF or CAP_PERFMON). On x86_64 the filter covers
+``clone``). ``bpf`` and ``perf_event_open`` need CAP_SYS_ADMIN, CAP_BPF or
+CAP_PERFMON; keyrings, io_uring, swap, kexec, ``userfaultfd``, ``pivot_root`` and
+obsolete calls are refused to every container. On x86_64 the filter covers
 the i386 and x32 system call tables too, and a system call numbered above every
 one the profile names for its table answers ENOSYS (one newer than the profile,
 which libc may fall back from), as runc does for docker.
@@ -366,13 +366,14 @@ def enosys_stub(highest: dict[int, int]) -> bytes:
     # (code, jump-if-true target, jump-if-false target, k); targets "enosys" or "next"
     body: list[tuple[int, Any, Any, int]] = [(_LD_ABS, 0, 0, 4)]  # the architecture
     for audit, tops in limits.items():
+        x32, own = tops.get(True), tops.get(False)
         checks: list[tuple[int, Any, Any, int]] = [(_LD_ABS, 0, 0, 0)]  # the number
-        if True in tops and False in tops:
+        if x32 is not None and own is not None:  # x32's numbers carry the bit: test it
             checks.append((_JSET, 0, 1, X32_SYSCALL_BIT))
-        if True in tops:
-            checks.append((_JGT, "enosys", "next", tops[True]))
-        if False in tops:
-            checks.append((_JGT, "enosys", "next", tops[False]))
+        if x32 is not None:
+            checks.append((_JGT, "enosys", "next", x32))
+        if own is not None:
+            checks.append((_JGT, "enosys", "next", own))
         body.append((_JEQ, 0, len(checks), audit))
         body += checks
     body.append((_JA, 0, 0, 1))  # past the ENOSYS return, into libseccomp's program
