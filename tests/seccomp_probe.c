@@ -143,6 +143,18 @@ static long probe(const char *name) {
         return int80(20, 0, 0);
     if (!strcmp(name, "i386_personality_read_implies_exec"))
         return int80(136, READ_IMPLIES_EXEC, 0);
+    if (!strcmp(name, "i386_unshare_user"))
+        return int80(310, CLONE_NEWUSER, 0);
+    if (!strcmp(name, "i386_clone_newuser")) {
+        long pid = int80(120, CLONE_NEWUSER | SIGCHLD, 0);
+        if (pid == 0)
+            _exit(0);
+        if (pid > 0)
+            waitpid(pid, NULL, 0);
+        return pid;
+    }
+    if (!strcmp(name, "i386_socket_vsock"))
+        return int80(359, 40, SOCK_STREAM);
     if (!strcmp(name, "i386_kexec_load"))
         return int80(283, 0, 0);
     if (!strcmp(name, "i386_syscall_1000"))

@@ -23,7 +23,8 @@ PROBES = (
     "process_vm_readv", "init_module", "kexec_load", "reboot", "swapon", "settimeofday",
     "acct", "iopl", "ioperm", "open_by_handle_at", "mount_tmpfs", "umount2", "pivot_root",
     "userfaultfd", "socket_vsock", "socket_unix", "syscall_1000", "i386_getpid",
-    "i386_personality_read_implies_exec", "i386_kexec_load", "i386_syscall_1000",
+    "i386_personality_read_implies_exec", "i386_unshare_user", "i386_clone_newuser",
+    "i386_socket_vsock", "i386_kexec_load", "i386_syscall_1000",
     "x32_getpid", "x32_personality_read_implies_exec", "x32_kexec_load")
 """Probe names tests/seccomp_probe.c knows; each prints ``name=ok|ERRNO|signal N``."""
 
@@ -47,13 +48,15 @@ DOCKER_ONLY = {
     "keyctl": "EPERM",
     "add_key": "EPERM",
     "socket_vsock": "EPERM",
+    "i386_socket_vsock": "EPERM",
 }
 """Where podman's bundled profile (containers-common 0.50) is not docker's, for every
 capability set: it answers ENOSYS where docker answers EPERM (``defaultErrnoRet`` 38),
 allows ``keyctl`` and, without CAP_AUDIT_WRITE in the exclusions, every socket family.
 The value is what docker's policy, and so pinnace, answers."""
 DOCKER_ONLY_WITHOUT_SYS_ADMIN = {"unshare_user": "EPERM", "clone_newuser": "EPERM",
-                                 "clone3": "ENOSYS"}
+                                 "clone3": "ENOSYS", "i386_unshare_user": "EPERM",
+                                 "i386_clone_newuser": "EPERM"}
 """podman's profile allows user namespaces and clone3 to every container."""
 DOCKER_ONLY_WITH_SYS_ADMIN = {"pivot_root": "EPERM"}
 """podman's profile allows pivot_root; docker's refuses it even with CAP_SYS_ADMIN."""
@@ -139,7 +142,8 @@ def test_default_refusals_are_dockers(pn: Pinnace, probe_image: str) -> None:
              "clone_newns", "keyctl", "add_key", "bpf", "perf_event_open", "init_module",
              "kexec_load", "reboot", "swapon", "settimeofday", "acct", "iopl", "ioperm",
              "open_by_handle_at", "mount_tmpfs", "umount2", "pivot_root", "userfaultfd",
-             "socket_vsock", "i386_personality_read_implies_exec", "i386_kexec_load",
+             "socket_vsock", "i386_personality_read_implies_exec", "i386_unshare_user",
+             "i386_clone_newuser", "i386_socket_vsock", "i386_kexec_load",
              "x32_personality_read_implies_exec", "x32_kexec_load"}
     enosys = {"clone3", "syscall_1000", "i386_syscall_1000"}
     allowed = {"personality_linux", "personality_query", "clone_plain", "threads",
