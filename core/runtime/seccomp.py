@@ -254,7 +254,8 @@ def resolve(profile: dict[str, Any], capabilities: list[str], arch: str) -> dict
 
 
 def _applies(rule: dict[str, Any], caps: set[str], arch: str) -> bool:
-    """docker's includes/excludes: every included capability held, no excluded one."""
+    """docker's includes/excludes: every included capability held, no excluded one, the
+    machine among the included (libseccomp's or Go's name) and the kernel recent enough."""
     inc, exc = rule.get("includes") or {}, rule.get("excludes") or {}
     if not set(inc.get("caps") or ()) <= caps or set(exc.get("caps") or ()) & caps:
         return False
@@ -289,9 +290,9 @@ def native_arch() -> str:
 
 def build(profile: dict[str, Any], capabilities: list[str]) -> tuple[Any, dict[int, int]]:
     """Compile ``profile`` for a process holding ``capabilities``: the libseccomp filter
-    (its ``load()`` installs it on the calling thread, which needs CAP_SYS_ADMIN or
-    no_new_privs: it does not set no_new_privs itself) and, for each architecture
-    (libseccomp's token) the filter covers, the highest system call number it names."""
+    (it leaves no_new_privs to the caller) and, for each architecture (libseccomp's
+    token) the filter covers, the highest system call number the profile names there;
+    :func:`program` makes the BPF program of both."""
     import pyseccomp as sc
 
     def action(name: str, errno_ret: int | None) -> int:
