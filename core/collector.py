@@ -43,11 +43,12 @@ class Collector:
 
     def run(self, intents: list[Intent], repair: bool) -> list[str]:
         """Everything found, one line each (removed when ``repair``)."""
+        storages = self._storages()  # before rows go: those of half-created containers
         found = self._finish(intents, repair)
         found += self._half_created(repair)
         found += self._unused_layers(repair)
         everyone = {c.id for c in self.containers.all()}
-        for storage in self._storages():
+        for storage in storages:
             found += self.layers.orphans(storage, everyone, repair)
         found += [f"blob temp file {name} belongs to nothing" if name.startswith(TEMP_PREFIX)
                   else f"blob {name} belongs to no image" for name in self.images.garbage(repair)]

@@ -137,6 +137,13 @@ class Engine:
         with self.operations.lease(what, self._collect) as lease:
             yield lease
 
+    def recover(self) -> None:
+        """Collect what a crashed operation left, when one did and none runs (otherwise
+        this costs one directory listing)."""
+        if self.operations.crashed():
+            with self.operation("recover"):
+                pass
+
     def _collect(self, intents: list[Intent]) -> None:
         """Collect quietly: a failure here is a warning, not the command's failure (what
         is left stays for ``system check --repair``)."""

@@ -130,6 +130,7 @@ class LayerSnapshots:
         parent = None
         for layer in image.layers:
             if not self.holds(storage, layer.chain_id):
+                self.remove(storage, layer.chain_id)  # committed, never recorded: killed
                 key = f"{EXTRACT_PREFIX}{os.getpid()}-{layer.chain_id}"
                 labels = {"pinnace.layer": layer.diff_id}
                 try:

@@ -204,6 +204,7 @@ class Networking:
             raise InvalidConfig(f"network driver {driver} has no named networks")
         if ipaddress.ip_address(network.gateway) not in ipaddress.ip_network(network.subnet):
             raise InvalidConfig(f"gateway {network.gateway} is outside subnet {network.subnet}")
+        faults.point("network-create.driver-done")  # the driver makes nothing until first use
         self._record(network)
         self.state.event("network", "create", network.id, name=name)
         return self.get(name)
