@@ -11,19 +11,21 @@ plugins, whatever is selected now.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 from collections.abc import Callable, Iterator, Sequence
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
-from pinnace import names
+from pinnace import faults, names
 from pinnace.config import Config
 from pinnace.errors import FailedPrecondition, InvalidConfig, NotFound, PinnaceError
 from pinnace.files import remove_tree
 from pinnace.paths import Paths
 
 if TYPE_CHECKING:
+    from pinnace.collector import Collector
     from pinnace.containers.options import RunOptions
     from pinnace.containers.record import ContainerRecord
     from pinnace.containers.table import ContainerTable
@@ -32,10 +34,26 @@ if TYPE_CHECKING:
     from pinnace.images.store import Image, ImageStore
     from pinnace.net.networks import Networking
     from pinnace.network import Network
+    from pinnace.operations import Intent, Lease, Operations
     from pinnace.plugins import Plugins
     from pinnace.runtime.spec import Process
     from pinnace.state import State
     from pinnace.storage_usage import StorageUsage
+
+T = TypeVar("T")
+UNPAUSE = "unpause"
+"""What ``commit`` and ``export`` note on their lease while they keep a container paused."""
+
+
+def _operation(what: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """Run an :class:`Engine` method as one operation of the store (:meth:`Engine.operation`)."""
+    def wrap(method: Callable[..., T]) -> Callable[..., T]:
+        @functools.wraps(method)
+        def run(self: Engine, *args: Any, **kwargs: Any) -> T:
+            with self.operation(what):
+                return method(self, *args, **kwargs)
+        return run
+    return wrap
 
 
 class Engine:
@@ -97,6 +115,61 @@ class Engine:
 
         return LayerSnapshots(self.state, self.plugins, self.images, self.paths)
 
+    @cached_property
+    def operations(self) -> Operations:
+        """The leases of the operations in flight on this root."""
+        from pinnace.operations import Operations
+
+        return Operations(self.config.root)
+
+    @cached_property
+    def collector(self) -> Collector:
+        """What finds and removes what nothing in the state names."""
+        from pinnace.collector import Collector
+
+        return Collector(self.state, self.paths, self.containers, self.images, self.layers,
+                         self.networks)
+
+    @contextlib.contextmanager
+    def operation(self, what: str) -> Iterator[Lease]:
+        """Run the block as one operation of the store (see :mod:`pinnace.operations`);
+        when a crashed one left something and no other runs, collect it first."""
+        with self.operations.lease(what, self._collect) as lease:
+            yield lease
+
+    def recover(self) -> None:
+        """Collect what a crashed operation left, when one did and none runs (otherwise
+        this costs one directory listing)."""
+        if self.operations.crashed():
+            with self.operation("recover"):
+                pass
+
+    def _collect(self, intents: list[Intent]) -> None:
+        """Collect quietly: a failure here is a warning, not the command's failure (what
+        is left stays for ``system check --repair``)."""
+        import sys
+
+        try:
+            self.reconcile()
+            self._resume_paused(intents, repair=True)
+            self.collector.run(intents, repair=True)
+        except (PinnaceError, OSError) as err:
+            print(f"Warning: cleaning up after a killed pinnace: {err}", file=sys.stderr)
+
+    def _resume_paused(self, intents: list[Intent], repair: bool) -> list[str]:
+        """Containers that a killed ``commit`` or ``export`` paused to read them."""
+        found = []
+        for intent in intents:
+            if intent.kind != UNPAUSE:
+                continue
+            with contextlib.suppress(NotFound):
+                record = self.current(str(intent.data.get("id")))
+                if record.status == "paused":
+                    found.append(f"container {record.label} was left paused by a killed pinnace")
+                    if repair:
+                        self.unpause(record.id)
+        return found
+
     def reopen(self) -> None:
         """After fork: stop using the parent's state connection (SQLite ones must not
         cross a fork); the next use opens a new one. The old one is kept, never closed."""
@@ -120,6 +193,7 @@ class Engine:
 
         return self.images.resolve(self.pull(ref, TransferOptions()))
 
+    @_operation("pull")
     def pull(self, reference: str, options: TransferOptions) -> str:
         """Bring ``reference`` into the store through its transport; return the image ID.
         When the source fails, the images it added are removed again."""
@@ -133,6 +207,7 @@ class Engine:
         return image_id
 
     # ------------------------------------------------------------ containers
+    @_operation("create")
     def create(self, opts: RunOptions) -> str:
         """Create a container (row, rootfs, spec) and return its ID; nothing runs yet."""
         from pinnace.containers import build
@@ -162,10 +237,12 @@ class Engine:
                                    isolation)
         undo: list[Callable[[], None]] = [lambda: self.containers.delete(cid)]
         try:
+            faults.point("create.row")
             parent = self.layers.ensure(image, storage)
             undo.append(lambda: self.layers.remove(storage, cid))
             mounts = self.plugins.call("storage", storage, "prepare", key=cid, parent=parent,
                                        labels={"pinnace.container": cid})
+            faults.point("create.rootfs")
             spec = build.runtime_spec(cid, opts, image_config, args, mounts,
                                       self.paths.run_root)
             with self.state.tx():
@@ -177,6 +254,7 @@ class Engine:
         self._announce("pinnace_container_created", cid)
         return cid
 
+    @_operation("start")
     def start(self, cid: str, stdio: tuple[int, int, int] | None = None,
               console_socket: str = "") -> int:
         """Set up the network, create the container and start its process; return its PID.
@@ -203,13 +281,16 @@ class Engine:
         undo: list[Callable[[], None]] = [lambda: remove_tree(bundle)]
         try:
             result = self.networks.setup(record, config, bundle, undo)
+            faults.point("start.network")
             self.plugins.broadcast("pinnace_prepare_spec", spec=spec)
             undo.append(lambda: self.plugins.call("isolation", record.isolation, "delete",
                                                   container_id=cid, bundle=bundle))
             pid = self.plugins.call("isolation", record.isolation, "create", spec=spec,
                                     bundle=bundle, stdio=stdio)
+            faults.point("start.created")
             self.containers.mark_running(cid, pid, start_time(pid),
                                          json.dumps(result.to_dict()))
+            faults.point("start.recorded")
             self.plugins.call("isolation", record.isolation, "start", container_id=cid,
                               bundle=bundle)
         except BaseException as err:
@@ -233,6 +314,7 @@ class Engine:
             self.finish(cid, code)
         return int(code) if code is not None else -1
 
+    @_operation("finish")
     def finish(self, cid: str, code: int | None) -> bool:
         """Record the exit of a container this process monitored and release its runtime.
 
@@ -412,6 +494,7 @@ class Engine:
         self.state.event("container", "exec_start", cid, command=process.args)
         return int(pid)
 
+    @_operation("rm")
     def remove(self, ref: str, force: bool = False) -> str:
         """Remove a container: its process (with ``force``), runtime, rootfs and row."""
         cid = self.resolve(ref)
@@ -429,12 +512,14 @@ class Engine:
             except NotFound:  # its monitor removed it (run --rm)
                 return cid
         self._teardown(record)
+        faults.point("rm.torn-down")
         self._discard(record)
         return cid
 
     def _discard(self, record: ContainerRecord) -> None:
         """Forget a container whose runtime is torn down: its rootfs, log and row."""
         self.layers.remove(record.storage, record.id)
+        faults.point("rm.rootfs-removed")
         remove_tree(self.paths.log(record.id).parent)
         with self.state.tx():
             self.containers.delete(record.id)
@@ -493,11 +578,11 @@ class Engine:
     def check(self, repair: bool = False) -> list[str]:
         """Ask the owning plugins whether what the state records is on the host: every
         layer snapshot (storage ``stat``) and every running container (isolation
-        ``state``, network ``check``); and find what nothing names: snapshots (storage
-        ``walk``) and blob temp files a crashed pinnace left. Return what is wrong; with
-        ``repair``, forget the missing layers, remove what nothing names, and kill the
-        broken containers (their monitors then tear them down), waiting for them to
-        exit."""
+        ``state``, network ``check``); and, once no operation runs, collect what
+        nothing names (:class:`pinnace.collector.Collector`). Return what is wrong;
+        with ``repair``, forget the missing layers, remove what nothing names, finish
+        what crashed operations began, and kill the broken containers (their monitors
+        then tear them down), waiting for them to exit."""
         from pinnace.runtime.status import Status
 
         self.reconcile()
@@ -519,14 +604,10 @@ class Engine:
                 with contextlib.suppress(NotFound, FailedPrecondition):
                     self.kill(cid, 9, by_user=True)
                     self.wait_exit(cid, 30)
-        everyone = self.containers.all()
-        storages = {c.storage for c in everyone} | {
-            r["storage"] for r in self.state.query("SELECT DISTINCT storage FROM snapshots")}
-        orphans = [line for storage in sorted(storages) for line in self.layers.orphans(
-            storage, {c.id for c in everyone}, repair)]
-        temps = [f"blob temp file {name} belongs to nothing" for name in (
-            self.images.sweep() if repair else self.images.abandoned())]
-        return self.layers.check(repair) + orphans + temps + [
+        with self.operations.exclusive(forget_crashed=repair) as intents:
+            collected = self._resume_paused(intents, repair) + self.layers.check(repair) + \
+                self.collector.run(intents, repair)
+        return collected + [
             f"container {self.containers.get(cid).label}: {line}"
             for cid, lines in problems.items() for line in lines]
 
@@ -559,6 +640,7 @@ class Engine:
         """One container, reconciled with the host."""
         return self.current(self.resolve(ref))
 
+    @_operation("rmi")
     def remove_image(self, ref: str, force: bool = False) -> Any:
         """``rmi``: untag/delete an image, then drop layer snapshots no image needs any more."""
         result = self.images.remove(ref, force=force, in_use=self.containers.names_using_image)
@@ -575,6 +657,7 @@ class Engine:
             results.append(self.remove_image(image.id, force=True))
         return results
 
+    @_operation("commit")
     def commit(self, ref: str, reference: str | None, message: str = "", author: str = "",
                changes: Sequence[str] = (), pause: bool = True) -> str:
         """A new image from container ``ref``'s changes, tagged ``reference``; its ID.
@@ -609,26 +692,31 @@ class Engine:
             hint = " (use --no-pause to read it while it runs)" if verb == "commit" else ""
             raise FailedPrecondition(f"cannot {verb} running container {record.label}: "
                                      f"isolation {record.isolation} cannot pause it{hint}")
-        self.pause(record.id)
-        try:
-            yield
-        finally:
-            if self.current(record.id).status == "paused":
-                self.unpause(record.id)
+        with self.operation(verb) as lease:
+            lease.note(UNPAUSE, id=record.id)  # for the collector, should this process die
+            self.pause(record.id)
+            try:
+                faults.point(f"{verb}.paused")
+                yield
+            finally:
+                if self.current(record.id).status == "paused":
+                    self.unpause(record.id)
 
     # ------------------------------------------------------------ networks
     def network_remove(self, name: str) -> str:
         """``network rm``: refused while a container (a live one) uses it."""
         self.reconcile()
-        return self.networks.remove(name)
+        with self.operation("network-rm") as lease:
+            return self.networks.remove(name, lease)
 
     def network_prune(self) -> list[str]:
         """Remove every network no container uses; return their names."""
         self.reconcile()
         removed = []
-        for network in self.networks.list():
-            with contextlib.suppress(FailedPrecondition):  # in use (remove checks, atomically)
-                removed.append(self.networks.remove(network.name))
+        with self.operation("network-rm") as lease:
+            for network in self.networks.list():
+                with contextlib.suppress(FailedPrecondition):  # in use (checked atomically)
+                    removed.append(self.networks.remove(network.name, lease))
         return removed
 
     def network_connect(self, name: str, ref: str, ip: str | None = None) -> None:

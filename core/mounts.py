@@ -44,6 +44,10 @@ def unmount_all(target: str | Path) -> None:
         linux.umount(point, detach=True)
 
 
+SCRATCH_PREFIX = "pinnace-mnt-"
+"""Names of the directories :func:`mounted` mounts on: ``pinnace-mnt-<pid>-<random>``."""
+
+
 @contextlib.contextmanager
 def mounted(mounts: Sequence[Mount], scratch: str | Path | None = None) -> Iterator[Path]:
     """Yield a directory where ``mounts`` are visible, for the duration of the block.
@@ -59,7 +63,7 @@ def mounted(mounts: Sequence[Mount], scratch: str | Path | None = None) -> Itera
 
     if scratch is not None:
         os.makedirs(scratch, exist_ok=True)
-    target = os.path.join(scratch or "/tmp", f"pinnace-mnt-{os.getpid()}-{os.urandom(4).hex()}")
+    target = os.path.join(scratch or "/tmp", f"{SCRATCH_PREFIX}{os.getpid()}-{os.urandom(4).hex()}")
     os.mkdir(target, 0o700)
     try:
         mount_all(mounts, target)

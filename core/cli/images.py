@@ -26,13 +26,11 @@ def import_(ctx: click.Context, source: str, reference: str | None, changes: tup
     from pinnace.errors import NotFound
 
     engine = get_engine(ctx)
-    if source == "-":
-        image_id = engine.images.import_rootfs(sys.stdin.buffer, reference, changes, message)
-    else:
-        path = Path(source)
-        if not path.exists():
-            raise NotFound(f"import source {source} does not exist")
-        image_id = engine.images.import_rootfs(path, reference, changes, message)
+    if source != "-" and not Path(source).exists():
+        raise NotFound(f"import source {source} does not exist")
+    with engine.operation("import"):
+        image_id = engine.images.import_rootfs(
+            sys.stdin.buffer if source == "-" else Path(source), reference, changes, message)
     click.echo(image_id)
 
 
@@ -117,10 +115,9 @@ def load(ctx: click.Context, source: str | None, quiet: bool) -> None:
     from pinnace.images.archive import load as load_archive
 
     engine = get_engine(ctx)
-    if source is not None:
-        loaded = load_archive(engine.images, Path(source))
-    else:
-        loaded = _load_stdin(engine)
+    with engine.operation("load"):
+        loaded = load_archive(engine.images, Path(source)) if source is not None \
+            else _load_stdin(engine)
     for item in loaded if not quiet else ():
         for name in item.tags:
             click.echo(f"Loaded image: {name}")

@@ -121,6 +121,8 @@ def get_engine(ctx: click.Context) -> Any:
         cfg = config.load(p.get("config_file"),
                           {"root": p.get("root"), "run_root": p.get("run_root")})
         root.obj = Engine(cfg, trace=sys.stderr if p.get("trace") else None)
+        if root.invoked_subcommand != "system":  # ``system check`` reports what it finds
+            root.obj.recover()
     return root.obj
 
 

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from pinnace import faults
 from pinnace.errors import InvalidConfig, NotFound
 from pinnace.images.compression import COMPRESSION, Hashing, decompressed
 
@@ -626,15 +627,21 @@ def write_to(path: str | None, write: Callable[[int], None]) -> None:
         sys.stdout.flush()
         write(sys.stdout.fileno())
         return
-    tmp = os.path.join(os.path.dirname(os.path.abspath(path)),
-                       f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    try:  # a file with no name until it is complete: a kill leaves nothing
+        fd = os.open(directory, os.O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, 0o644)
     except OSError as err:
         raise InvalidConfig(f"cannot write {path}: {err.strerror}") from None
     try:
         try:
             write(fd)
+            faults.point("save.written")
+            parent = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:  # a directory descriptor makes it linkat(AT_SYMLINK_FOLLOW), not link(2)
+                os.link(f"/proc/self/fd/{fd}", os.path.basename(tmp), dst_dir_fd=parent)
+            finally:
+                os.close(parent)
         finally:
             os.close(fd)
         os.replace(tmp, path)

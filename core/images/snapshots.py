@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from pinnace import faults
 from pinnace.errors import FailedPrecondition, NotFound, PinnaceError
 
 if TYPE_CHECKING:
@@ -69,10 +70,16 @@ class LayerSnapshots:
         for chain_id in reversed(chain_ids):
             for snap in self.state.query(
                     "SELECT storage FROM snapshots WHERE chain_id = ?", chain_id):
-                self.remove(snap["storage"], chain_id)
-                with self.state.tx() as db:
-                    db.execute("DELETE FROM snapshots WHERE chain_id = ? AND storage = ?",
-                               (chain_id, snap["storage"]))
+                self.forget(snap["storage"], chain_id)
+
+    def forget(self, storage: str, chain_id: str) -> None:
+        """Remove layer snapshot ``chain_id`` from ``storage``, then its row (a kill in
+        between leaves a row the collector drops, never a snapshot nothing names)."""
+        self.remove(storage, chain_id)
+        faults.point("layer.removed")
+        with self.state.tx() as db:
+            db.execute("DELETE FROM snapshots WHERE chain_id = ? AND storage = ?",
+                       (chain_id, storage))
 
     def check(self, repair: bool = False) -> list[str]:
         """Ask each storage plugin (``stat``) for every layer snapshot the state says it
@@ -123,6 +130,7 @@ class LayerSnapshots:
         parent = None
         for layer in image.layers:
             if not self.holds(storage, layer.chain_id):
+                self.remove(storage, layer.chain_id)  # committed, never recorded: killed
                 key = f"{EXTRACT_PREFIX}{os.getpid()}-{layer.chain_id}"
                 labels = {"pinnace.layer": layer.diff_id}
                 try:
@@ -131,8 +139,10 @@ class LayerSnapshots:
                     with mounted(mounts, scratch=self.paths.run_root) as target, \
                             self.store.layer_stream(layer) as stream:
                         apply_layer(stream, target)
+                        faults.point("unpack.applied")
                     self.plugins.call("storage", storage, "commit", name=layer.chain_id,
                                       key=key, labels=labels)
+                    faults.point("unpack.committed")
                 except BaseException:
                     with contextlib.suppress(PinnaceError):
                         self.remove(storage, key)

@@ -48,6 +48,7 @@ from datetime import UTC
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
+from pinnace import faults
 from pinnace.errors import FailedPrecondition, InvalidConfig, NotFound, TryAgain
 from pinnace.images.compression import MEDIA_TAR
 from pinnace.images.reference import is_id_prefix
@@ -184,6 +185,7 @@ class _BlobWriter:
         self.file.write(data)
         self.hash.update(data)
         self.size += len(data)
+        faults.point("blob.writing")
         return len(data)
 
     def commit(self, expected: str | None = None) -> str:
@@ -197,6 +199,7 @@ class _BlobWriter:
         self.file.close()
         os.replace(self.tmp, self.directory / digest.removeprefix("sha256:"))
         _fsync_dir(self.directory)
+        faults.point("blob.stored")
         return digest
 
     def discard(self) -> None:
@@ -314,6 +317,26 @@ class ImageStore:
             (self.blobs / name).unlink(missing_ok=True)
         return found
 
+    def garbage(self, repair: bool) -> list[str]:
+        """Blob files no image names (an ``rmi`` or an import killed between its rows and
+        its blobs) and abandoned temp files; with ``repair`` they go and ``index.json``
+        is written anew from the rows. Only while no operation runs: a blob being
+        pulled is named by no image yet."""
+        if not self.blobs.is_dir():
+            return []
+        with self.state.tx() as db:
+            named = {r[0] for r in db.execute(
+                "SELECT id FROM images UNION SELECT manifest_digest FROM images"
+                " UNION SELECT blob_digest FROM image_layers")}
+            found = self.abandoned() + sorted(
+                name for name in os.listdir(self.blobs)
+                if not name.startswith(TEMP_PREFIX) and f"sha256:{name}" not in named)
+            if repair:
+                for name in found:
+                    (self.blobs / name).unlink(missing_ok=True)
+                self._write_index(db)
+        return found
+
     # ------------------------------------------------------------ import
     def import_rootfs(self, source: Path | BinaryIO, reference: str | None,
                       changes: Sequence[str] = (), message: str = "",
@@ -401,6 +424,7 @@ class ImageStore:
         manifest_digest, _ = self.add_blob(canonical_json(manifest))
         written.append(manifest_digest)
         names = [self.tag_reference(t) for t in tags]
+        faults.point("image.blobs-stored")
         with self.state.tx() as db:
             if not all(self.blob_path(d).exists() for d in written):
                 raise TryAgain("a concurrent rmi removed a blob of this image; retry")
@@ -669,10 +693,15 @@ class ImageStore:
             if result.deleted:
                 result.orphan_chain_ids, doomed = self._delete_image(db, image_id)
             self._write_index(db)
-            for digest in doomed:  # inside the transaction: a concurrent import checks for them
-                with contextlib.suppress(FileNotFoundError):
-                    result.reclaimed += self.blob_path(digest).stat().st_size
-                    self.blob_path(digest).unlink()
+        faults.point("rmi.rows-deleted")
+        if doomed:  # after the rows: a kill in between leaves blobs the collector reclaims
+            with self.state.tx() as db:  # an import that stores them again checks in its own
+                for digest in doomed:
+                    if self._referenced(db, digest):
+                        continue
+                    with contextlib.suppress(FileNotFoundError):
+                        result.reclaimed += self.blob_path(digest).stat().st_size
+                        self.blob_path(digest).unlink()
         for name in result.untagged:
             self.state.event("image", "untag", image_id, name=name)
         for deleted in result.deleted:

@@ -20,6 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pinnace import faults
 from pinnace.errors import AlreadyExists, FailedPrecondition, InvalidConfig, NotFound
 from pinnace.net import etcfiles, ipam
 from pinnace.network import Attachment, Network, NetworkResult, PortMapping
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from pinnace.containers.options import RunOptions
     from pinnace.containers.record import ContainerConfig, ContainerRecord, NetOptions
     from pinnace.containers.table import ContainerTable
+    from pinnace.operations import Lease
     from pinnace.paths import Paths
     from pinnace.plugins import Plugins
     from pinnace.runtime.spec import ContainerSpec
@@ -36,6 +38,8 @@ if TYPE_CHECKING:
 DEFAULT_DRIVER = "bridge"
 """The driver of ``-p``/``--ip`` when neither ``--net`` nor ``--network`` names one."""
 CONTAINER_MODE = "container:"
+NETWORK_REMOVAL = "network-remove"
+"""What ``network rm`` notes on its lease: the network whose row it deletes."""
 
 
 def parse_publish(text: str) -> PortMapping:
@@ -200,6 +204,7 @@ class Networking:
             raise InvalidConfig(f"network driver {driver} has no named networks")
         if ipaddress.ip_address(network.gateway) not in ipaddress.ip_network(network.subnet):
             raise InvalidConfig(f"gateway {network.gateway} is outside subnet {network.subnet}")
+        faults.point("network-create.driver-done")  # the driver makes nothing until first use
         self._record(network)
         self.state.event("network", "create", network.id, name=name)
         return self.get(name)
@@ -225,18 +230,23 @@ class Networking:
         return [c.name for c in self.containers.all()
                 if c.id in leased or (c.config_json != "{}" and name in c.config.net.networks)]
 
-    def remove(self, name: str) -> str:
+    def remove(self, name: str, lease: Lease) -> str:
         """``network rm``: refuse while a container uses it, else delete the row (both in one
         transaction, so a container joining meanwhile either counts as a user or finds the
-        network gone), then remove the driver's side. The caller reconciles dead containers
-        first."""
+        network gone), then remove the driver's side. ``lease`` notes the network first,
+        so that the collector finishes its removal if this process dies in between. The
+        caller reconciles dead containers first."""
+        from dataclasses import asdict
+
         network = self.get(name)
+        lease.note(NETWORK_REMOVAL, **asdict(network))
         with self.state.tx() as db:
             used = self.users(network.name)
             if used:
                 raise FailedPrecondition(f"network {network.name} is in use by container "
                                          f"{', '.join(sorted(used))}")
             db.execute("DELETE FROM networks WHERE name = ?", (network.name,))
+        faults.point("network-rm.row-deleted")
         try:
             self._optional(network.driver, "remove", network=network)
         except BaseException:
@@ -245,6 +255,13 @@ class Networking:
             raise
         self.state.event("network", "destroy", network.id, name=network.name)
         return network.name
+
+    def finish_removal(self, noted: dict[str, object]) -> None:
+        """Finish a ``network rm`` that died after deleting the row: the driver removes
+        its side unless the network (by name) was recorded again since."""
+        network = Network(**noted)  # type: ignore[arg-type]
+        if self.state.one("SELECT 1 FROM networks WHERE name = ?", network.name) is None:
+            self._optional(network.driver, "remove", network=network)
 
     # ----------------------------------------------------------- container side
     def _attachments(self, cid: str, netns: str) -> list[tuple[str, Attachment]]:

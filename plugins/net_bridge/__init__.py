@@ -92,7 +92,9 @@ class BridgeNetwork(Plugin):
 
     @hookimpl
     def pinnace_network_remove(self, network: Network) -> None:
-        """Delete the bridge and its rules; idempotent."""
+        """Delete the bridge, its rules and its lock file; idempotent. (No container can
+        be setting the bridge up meanwhile: the core removes a network only when no
+        container uses it, and its row first.)"""
         bridge = network.options["bridge"]
         with self._locked(bridge):
             with Netlink() as nl, contextlib.suppress(OSError):
@@ -100,6 +102,7 @@ class BridgeNetwork(Plugin):
             if firewall.available():
                 with self._locked("firewall"):
                     firewall.delete(f"pn:net:{bridge}")
+            (self.ctx.data_dir / f"{bridge}.lock").unlink(missing_ok=True)
 
     @contextlib.contextmanager
     def _locked(self, name: str) -> Iterator[None]:
