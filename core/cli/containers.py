@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import click
 
-from pinnace.cli.output import FORMAT_OPTION, ago, as_json, duration, for_each, table
+from pinnace.cli.output import (
+    TEMPLATE_FORMAT_OPTION,
+    ago,
+    as_json,
+    for_each,
+    is_template,
+    rfc3339,
+    table,
+    templated,
+)
 from pinnace.cli.root import get_engine
 from pinnace.errors import PinnaceError
 
@@ -97,41 +105,36 @@ def run(ctx: click.Context, detach: bool, image: str, command: tuple[str, ...],
               help="Show all containers, not only running ones.")
 @click.option("-q", "--quiet", is_flag=True, help="Only print container IDs.")
 @click.option("--no-trunc", is_flag=True, help="Do not truncate IDs and commands.")
-@FORMAT_OPTION
+@TEMPLATE_FORMAT_OPTION
 @click.pass_context
 def ps(ctx: click.Context, all_: bool, quiet: bool, no_trunc: bool, fmt: str) -> None:
-    """List containers."""
-    containers = get_engine(ctx).list(all_=all_)
+    """List containers.
+
+    Template fields: ID, Image, Command, CreatedAt, RunningFor, Ports, Status, Size,
+    Names, Labels, Mounts, Networks, State.
+    """
+    engine = get_engine(ctx)
+    containers = engine.list(all_=all_)
     if quiet:
         for c in containers:
             click.echo(c.id if no_trunc else c.short_id)
+    elif is_template(fmt):
+        from pinnace.cli.rows import CONTAINER_HEADERS, container_rows
+
+        templated(fmt, container_rows(engine, containers, no_trunc), CONTAINER_HEADERS)
     elif fmt == "json":
         as_json([{
             "Id": c.id, "Names": [c.name], "Image": c.image, "ImageID": c.image_id,
-            "Command": c.command, "Created": c.created, "State": c.status,
+            "Command": c.command, "Created": rfc3339(c.created), "State": c.status,
             "ExitCode": c.exit_code, "Pid": c.pid, "Storage": c.storage,
             "Network": c.network, "Isolation": c.isolation,
         } for c in containers])
     else:
-        rows = []
-        for c in containers:
-            cmd = " ".join(c.command)
-            if not no_trunc and len(cmd) > 20:
-                cmd = cmd[:19] + "…"
-            rows.append((c.id if no_trunc else c.short_id, c.image, f'"{cmd}"', ago(c.created),
-                         _status(c), c.name))
-        table(("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"), rows)
+        from pinnace.cli.rows import command, status
 
-
-def _status(c: Any) -> str:
-    if c.status == "running":
-        return f"Up {duration(time.time() - (c.started or c.created))}"
-    if c.status == "paused":
-        return f"Up {duration(time.time() - (c.started or c.created))} (Paused)"
-    if c.status == "exited":
-        code = "unknown" if c.exit_code is None else c.exit_code
-        return f"Exited ({code}) {ago(c.finished)}".rstrip()
-    return c.status.capitalize()
+        table(("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"),
+              [(c.id if no_trunc else c.short_id, c.image, command(c, no_trunc),
+                ago(c.created), status(c), c.name) for c in containers])
 
 
 @click.command()

@@ -9,7 +9,18 @@ from typing import Any
 import click
 
 from pinnace.cli.confirm import prune_confirmed
-from pinnace.cli.output import FORMAT_OPTION, ago, as_json, for_each, size, table
+from pinnace.cli.inspect import FORMAT, show_found
+from pinnace.cli.output import (
+    FORMAT_OPTION,
+    TEMPLATE_FORMAT_OPTION,
+    as_json,
+    for_each,
+    is_template,
+    rfc3339,
+    size,
+    table,
+    templated,
+)
 from pinnace.cli.root import get_engine
 
 
@@ -39,11 +50,16 @@ def import_(ctx: click.Context, source: str, reference: str | None, changes: tup
 @click.option("-q", "--quiet", is_flag=True, help="Only print image IDs.")
 @click.option("--no-trunc", is_flag=True, help="Do not truncate image IDs.")
 @click.option("--digests", is_flag=True, help="Show the manifest digests.")
-@FORMAT_OPTION
+@TEMPLATE_FORMAT_OPTION
 @click.pass_context
 def images(ctx: click.Context, all_: bool, quiet: bool, no_trunc: bool, digests: bool,
            fmt: str) -> None:
-    """List images."""
+    """List images. CREATED is when the image was built (its config's ``created``).
+
+    Template fields: ID, Repository, Tag, Digest, CreatedSince, CreatedAt, Size.
+    """
+    from pinnace.cli.rows import IMAGE_HEADERS, image_created, image_rows
+
     found = get_engine(ctx).images.list()
     if quiet:
         for img in found:
@@ -52,20 +68,14 @@ def images(ctx: click.Context, all_: bool, quiet: bool, no_trunc: bool, digests:
     if fmt == "json":
         as_json([{"Id": i.id, "RepoTags": i.tags, "Digest": i.manifest_digest,
                   "RepoDigests": i.repo_digests,
-                  "Created": i.created, "Size": i.size} for i in found])
+                  "Created": rfc3339(image_created(i)), "Size": i.size} for i in found])
         return
-    rows = []
-    for img in found:
-        short = img.id if no_trunc else img.id.removeprefix("sha256:")[:12]
-        for tag in img.tags or ["<none>:<none>"]:
-            repo, _, t = tag.rpartition(":")
-            # the registry's digest for this repository when known, else the local manifest's
-            digest = next((d.partition("@")[2] for d in img.repo_digests
-                           if d.partition("@")[0] == repo), img.manifest_digest)
-            rows.append((repo, t, *([digest] if digests else []), short,
-                         ago(img.created), size(img.size)))
+    if is_template(fmt):
+        templated(fmt, image_rows(found, no_trunc), IMAGE_HEADERS)
+        return
     table(("REPOSITORY", "TAG", *(["DIGEST"] if digests else []), "IMAGE ID", "CREATED",
-           "SIZE"), rows)
+           "SIZE"), [(r.Repository, r.Tag, *([r.Digest] if digests else []), r.ID,
+                      r.CreatedSince, r.Size) for r in image_rows(found, no_trunc)])
 
 
 @click.command()
@@ -96,12 +106,13 @@ def rmi(ctx: click.Context, force: bool, refs: tuple[str, ...]) -> None:
 
 
 @click.command("inspect")
+@FORMAT
 @click.argument("refs", nargs=-1, required=True)
 @click.pass_context
-def inspect(ctx: click.Context, refs: tuple[str, ...]) -> None:
+def inspect(ctx: click.Context, fmt: str | None, refs: tuple[str, ...]) -> None:
     """Show low-level information on images, as JSON."""
     engine = get_engine(ctx)
-    as_json([engine.images.inspect(r) for r in refs])
+    show_found(ctx, refs, engine.images.inspect, fmt)
 
 
 @click.command()

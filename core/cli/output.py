@@ -55,6 +55,87 @@ FORMAT_OPTION = click.option(
     "--format", "fmt", type=click.Choice(["table", "json"]), default="table",
     show_default=True, help="Output format.")
 
+TEMPLATE_FORMAT_OPTION = click.option(
+    "--format", "fmt", default="table", show_default=True, metavar="table|json|TEMPLATE",
+    help="Output format: the table, JSON, or a Go template (`{{.ID}}`, `table {{.Names}}`, "
+         "`{{json .}}`).")
+
+
+def rfc3339(ts: float | None) -> str:
+    """An epoch time as docker writes times in JSON: RFC 3339, UTC, nanoseconds
+    (``0001-01-01T00:00:00Z``, Go's zero time, for none)."""
+    if not ts:
+        return "0001-01-01T00:00:00Z"
+    from pinnace.runtime.watch import timestamp
+
+    return timestamp(ts)
+
+
+def local_time(ts: float | None) -> str:
+    """An epoch time as docker's ``CreatedAt`` columns print it (``2024-05-01 10:00:00 +0000
+    UTC``)."""
+    return time.strftime("%Y-%m-%d %H:%M:%S +0000 UTC", time.gmtime(ts)) if ts else ""
+
+
+def parse_time(text: str) -> float | None:
+    """An RFC 3339 time (any number of fractional digits, ``Z`` or an offset) as epoch
+    seconds, or None when it is not one."""
+    import re
+    from datetime import datetime
+
+    m = re.fullmatch(r"(\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:?\d\d)?",
+                     text.strip())
+    if m is None:
+        return None
+    zone = m.group(3) or "Z"
+    try:
+        whole = datetime.fromisoformat(m.group(1) + ("+00:00" if zone == "Z" else zone))
+    except ValueError:
+        return None
+    return whole.timestamp() + float("0" + (m.group(2) or ".0"))
+
+
+def is_template(fmt: str) -> bool:
+    """Whether ``--format`` holds a template rather than ``table`` or ``json``."""
+    return fmt not in ("table", "json")
+
+
+def templated(fmt: str, rows: Sequence[Any], headers: dict[str, str] | None = None) -> None:
+    """Print ``rows`` through the Go template ``fmt``: one line each, or, after ``table``,
+    a header line (each field's name in ``headers``) and columns aligned at tabs, as
+    docker's tabwriter does."""
+    from pinnace.cli.template import compile_template, unescape
+
+    is_table = fmt.startswith("table")
+    source = unescape(fmt[5:].strip(" ") if is_table else fmt)
+    template = compile_template(source)
+    lines = [template.render(row) for row in rows]
+    if not is_table:
+        for line in lines:
+            click.echo(line)
+        return
+    if headers is not None:
+        lines.insert(0, template.render(Headers(headers)))
+    aligned(lines)
+
+
+class Headers(dict):  # type: ignore[type-arg]
+    """A table's header row: each field gives its column title."""
+
+    kind = "header row"
+
+
+def aligned(lines: Sequence[str]) -> None:
+    """Print lines whose cells are separated by tabs as columns: each at least 10 wide and
+    3 spaces past its widest cell (docker's tabwriter settings)."""
+    split = [line.split("\t") for line in "\n".join(lines).split("\n")]
+    widths: dict[int, int] = {}
+    for cells in split:
+        for i, cell in enumerate(cells[:-1]):
+            widths[i] = max(widths.get(i, 10), len(cell) + 3)
+    for cells in split:
+        click.echo("".join(c.ljust(widths[i]) for i, c in enumerate(cells[:-1])) + cells[-1])
+
 
 def for_each(ctx: click.Context, refs: Sequence[str], action: Callable[[str], None]) -> None:
     """Apply ``action`` to every ref, printing each error as one line and going on;
