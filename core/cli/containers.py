@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from pinnace.cli import complete
 from pinnace.cli.output import (
     TEMPLATE_FORMAT_OPTION,
     ago,
@@ -39,10 +40,12 @@ from pinnace.errors import PinnaceError
 @click.option("-h", "--hostname", help="Container host name [default: the short ID].")
 @click.option("--entrypoint", help="Overwrite the image's ENTRYPOINT.")
 @click.option("--read-only", is_flag=True, help="Mount the container's root filesystem read-only.")
-@click.option("--storage", metavar="NAME", help="Storage plugin (see `pinnace plugins`).")
-@click.option("--net", "network", metavar="NAME",
+@click.option("--storage", metavar="NAME", shell_complete=complete.plugins_of("storage"),
+              help="Storage plugin (see `pinnace plugins`).")
+@click.option("--net", "network", metavar="NAME", shell_complete=complete.plugins_of("network"),
               help="Network plugin (none, bridge, host ...) or container:NAME.")
 @click.option("--network", "networks", multiple=True, metavar="NAME",
+              shell_complete=complete.networks,
               help="Join a named network (implies --net=bridge); repeatable.")
 @click.option("-p", "--publish", "ports", multiple=True,
               metavar="[IP:]HOSTPORT:PORT[/PROTO]", help="Publish a container port on the host.")
@@ -52,7 +55,8 @@ from pinnace.errors import PinnaceError
 @click.option("--dns", multiple=True, metavar="ADDRESS", help="A DNS server for the container.")
 @click.option("--add-host", "add_hosts", multiple=True, metavar="NAME:IP",
               help="Add a line to the container's /etc/hosts.")
-@click.option("--isolation", metavar="NAME", help="Isolation plugin.")
+@click.option("--isolation", metavar="NAME", shell_complete=complete.plugins_of("isolation"),
+              help="Isolation plugin.")
 @click.option("--privileged", is_flag=True,
               help="Every capability, no seccomp filter, no masked paths, every device.")
 @click.option("--cap-add", multiple=True, metavar="CAP", help="Add a capability (or ALL).")
@@ -67,7 +71,7 @@ from pinnace.errors import PinnaceError
 @click.option("-c", "--cpu-shares", type=int, metavar="N", help="Relative CPU weight.")
 @click.option("--cpuset-cpus", metavar="LIST", help="CPUs to run on (e.g. 0-1, 0,2).")
 @click.option("--pids-limit", type=int, metavar="N", help="Most processes at once (-1: no limit).")
-@click.argument("image")
+@click.argument("image", shell_complete=complete.images)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
 def run(ctx: click.Context, detach: bool, image: str, command: tuple[str, ...],
@@ -139,7 +143,7 @@ def ps(ctx: click.Context, all_: bool, quiet: bool, no_trunc: bool, fmt: str) ->
 
 @click.command()
 @click.option("-f", "--force", is_flag=True, help="Kill and remove a running container.")
-@click.argument("containers", nargs=-1, required=True)
+@click.argument("containers", nargs=-1, required=True, shell_complete=complete.containers)
 @click.pass_context
 def rm(ctx: click.Context, force: bool, containers: tuple[str, ...]) -> None:
     """Remove one or more containers."""

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from pinnace.cli import complete
 from pinnace.cli.confirm import prune_confirmed
 from pinnace.cli.inspect import FORMAT, show_found
 from pinnace.cli.output import (
@@ -79,7 +80,7 @@ def images(ctx: click.Context, all_: bool, quiet: bool, no_trunc: bool, digests:
 
 
 @click.command()
-@click.argument("source")
+@click.argument("source", shell_complete=complete.images)
 @click.argument("target")
 @click.pass_context
 def tag(ctx: click.Context, source: str, target: str) -> None:
@@ -89,7 +90,7 @@ def tag(ctx: click.Context, source: str, target: str) -> None:
 
 @click.command()
 @click.option("-f", "--force", is_flag=True, help="Remove even if tagged several times or in use.")
-@click.argument("refs", nargs=-1, required=True)
+@click.argument("refs", nargs=-1, required=True, shell_complete=complete.images)
 @click.pass_context
 def rmi(ctx: click.Context, force: bool, refs: tuple[str, ...]) -> None:
     """Remove one or more images."""
@@ -107,7 +108,7 @@ def rmi(ctx: click.Context, force: bool, refs: tuple[str, ...]) -> None:
 
 @click.command("inspect")
 @FORMAT
-@click.argument("refs", nargs=-1, required=True)
+@click.argument("refs", nargs=-1, required=True, shell_complete=complete.images)
 @click.pass_context
 def inspect(ctx: click.Context, fmt: str | None, refs: tuple[str, ...]) -> None:
     """Show low-level information on images, as JSON."""
@@ -155,7 +156,7 @@ def _load_stdin(engine: Any) -> list[Any]:
 @click.option("-o", "--output", metavar="FILE", help="Write to a file instead of stdout.")
 @click.option("--format", "fmt", type=click.Choice(["docker-archive", "oci-archive"]),
               default="docker-archive", show_default=True, help="Archive format.")
-@click.argument("refs", nargs=-1, required=True)
+@click.argument("refs", nargs=-1, required=True, shell_complete=complete.images)
 @click.pass_context
 def save(ctx: click.Context, output: str | None, fmt: str, refs: tuple[str, ...]) -> None:
     """Save images to a tar archive (docker-archive by default, or OCI)."""
@@ -172,7 +173,7 @@ def save(ctx: click.Context, output: str | None, fmt: str, refs: tuple[str, ...]
 @click.option("-q", "--quiet", is_flag=True, help="Only print image IDs.")
 @click.option("--no-trunc", is_flag=True, help="Do not truncate the output.")
 @FORMAT_OPTION
-@click.argument("ref")
+@click.argument("ref", shell_complete=complete.images)
 @click.pass_context
 def history(ctx: click.Context, quiet: bool, no_trunc: bool, fmt: str, ref: str) -> None:
     """Show the history of an image, newest first."""

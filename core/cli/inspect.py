@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from pinnace.cli import complete
 from pinnace.cli.output import table
 from pinnace.cli.root import get_engine
 from pinnace.errors import NotFound
@@ -36,7 +37,7 @@ def show_found(ctx: click.Context, refs: Sequence[str], find: Callable[[str], An
         template = compile_template(unescape(fmt))
         for obj in found:
             click.echo(template.render(obj))
-    elif found or not missing:
+    else:
         as_json(found)
     if missing:
         ctx.exit(1)
@@ -46,7 +47,7 @@ def show_found(ctx: click.Context, refs: Sequence[str], find: Callable[[str], An
 @click.option("--type", "kind", type=click.Choice(["container", "image", "network"]),
               help="Only look for this kind of object.")
 @FORMAT
-@click.argument("refs", nargs=-1, required=True)
+@click.argument("refs", nargs=-1, required=True, shell_complete=complete.any_object)
 @click.pass_context
 def inspect(ctx: click.Context, kind: str | None, fmt: str | None, refs: tuple[str, ...]) -> None:
     """Docker-shaped JSON for containers, images or networks by name or ID."""
@@ -79,7 +80,7 @@ def inspect(ctx: click.Context, kind: str | None, fmt: str | None, refs: tuple[s
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
-@click.argument("container")
+@click.argument("container", shell_complete=complete.containers)
 @click.argument("ps_args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
 def top(ctx: click.Context, container: str, ps_args: tuple[str, ...]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from pinnace.cli import complete
 from pinnace.cli.confirm import prune_confirmed
 from pinnace.cli.inspect import FORMAT, show_found
 from pinnace.cli.output import (
@@ -23,7 +24,8 @@ def network() -> None:
 
 
 @network.command()
-@click.option("-d", "--driver", default="bridge", show_default=True, help="Network plugin.")
+@click.option("-d", "--driver", default="bridge", show_default=True,
+              shell_complete=complete.plugins_of("network"), help="Network plugin.")
 @click.option("--subnet", default="", metavar="CIDR", help="Subnet [default: a free /24].")
 @click.option("--gateway", default="", metavar="ADDRESS",
               help="Gateway address [default: the subnet's first].")
@@ -79,7 +81,7 @@ def ls(ctx: click.Context, quiet: bool, no_trunc: bool, fmt: str) -> None:
 
 @network.command()
 @FORMAT
-@click.argument("names", nargs=-1, required=True)
+@click.argument("names", nargs=-1, required=True, shell_complete=complete.networks)
 @click.pass_context
 def inspect(ctx: click.Context, fmt: str | None, names: tuple[str, ...]) -> None:
     """Show networks as JSON, with the containers on them."""
@@ -90,7 +92,7 @@ def inspect(ctx: click.Context, fmt: str | None, names: tuple[str, ...]) -> None
 
 
 @network.command()
-@click.argument("names", nargs=-1, required=True)
+@click.argument("names", nargs=-1, required=True, shell_complete=complete.networks)
 @click.pass_context
 def rm(ctx: click.Context, names: tuple[str, ...]) -> None:
     """Remove networks no container uses."""
@@ -111,8 +113,8 @@ def prune(ctx: click.Context, force: bool) -> None:
 
 @network.command()
 @click.option("--ip", metavar="ADDRESS", help="The container's address on this network.")
-@click.argument("name")
-@click.argument("container")
+@click.argument("name", shell_complete=complete.networks)
+@click.argument("container", shell_complete=complete.containers)
 @click.pass_context
 def connect(ctx: click.Context, name: str, container: str, ip: str | None) -> None:
     """Connect a container to a network (now, when it is running)."""
@@ -120,8 +122,8 @@ def connect(ctx: click.Context, name: str, container: str, ip: str | None) -> No
 
 
 @network.command()
-@click.argument("name")
-@click.argument("container")
+@click.argument("name", shell_complete=complete.networks)
+@click.argument("container", shell_complete=complete.containers)
 @click.pass_context
 def disconnect(ctx: click.Context, name: str, container: str) -> None:
     """Disconnect a container from a network."""

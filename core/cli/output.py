@@ -23,6 +23,14 @@ def as_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
 
 
+def json_line(data: Any) -> None:
+    """Print ``data`` (records too) as one compact JSON line, as docker's ``--format json``
+    streams do."""
+    from pinnace.cli.template import plain
+
+    click.echo(json.dumps(plain(data), separators=(",", ":"), default=str))
+
+
 def ago(ts: float | None) -> str:
     """``3 minutes ago``-style age of a timestamp."""
     return f"{duration(time.time() - ts)} ago" if ts else ""
