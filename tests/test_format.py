@@ -68,8 +68,8 @@ def test_fields(source: str, value: object, expected: str) -> None:
     ("{{len .Names}}", "6"),
     ("{{len (split .Names \",\")}}", "2"),
     ("{{printf \"%s has %d\" .ID .Count}}", "abc123 has 3"),
-    ("{{printf \"[%-8s][%5s][%03d][%.2f][%x][%q][%v][%t][%%]\" .ID \"r\" 7 1.5 255 .ID .Count .Up}}",
-     '[abc123  ][    r][007][1.50][ff]["abc123"][3][true][%]'),
+    ("{{printf \"[%-8s][%5s][%03d][%.2f][%x][%q][%v][%t][%%]\" .ID \"r\" 7 1.5 255 .ID .Count"
+     " .Up}}", '[abc123  ][    r][007][1.50][ff]["abc123"][3][true][%]'),
     ("{{print .ID .Count}}", "abc1233"),
     ("{{print .Count .Count}}", "3 3"),
     ("{{println .ID .Count}}", "abc123 3\n"),
@@ -112,6 +112,9 @@ def test_range_over_lists_maps_and_with_variables() -> None:
     assert render("{{$n := .State.Pid}}{{with .Config}}{{$n}} {{index .Labels \"app\"}}{{end}}") \
         == "42 shop"
     assert render("{{index .Config.Labels \"missing\"}}") == "<nil>"
+    assert render("{{(index .Config.Env 1)}} {{(.State).Pid}} {{len (.Config).Env}}") == "B=2 42 2"
+    with pytest.raises(TemplateError, match='no field "X" in \\(\\.\\.\\.\\)'):
+        render("{{(.State).X}}")
 
 
 def test_whitespace_trim_comments_and_escapes() -> None:

@@ -280,18 +280,21 @@ _TOKEN = re.compile(r"""
 class _Tok:
     kind: str
     text: str
+    spaced: bool  # whitespace before it: ``(x).F`` is a field of x, ``(x) .F`` an argument
 
 
 def _tokens(source: str, where: str) -> list[_Tok]:
     out: list[_Tok] = []
     pos = 0
+    spaced = True
     while pos < len(source):
         m = _TOKEN.match(source, pos)
         if m is None:
             raise TemplateError(f"{where}: unexpected {source[pos]!r} in action")
         pos = m.end()
         if m.lastgroup != "space":
-            out.append(_Tok(m.lastgroup or "", m.group()))
+            out.append(_Tok(m.lastgroup or "", m.group(), spaced))
+        spaced = m.lastgroup == "space"
     return out
 
 
@@ -307,6 +310,14 @@ class _Field:
     """``.A.B`` on dot, or ``$x.A.B`` on a variable (``var`` None: dot)."""
 
     var: str | None
+    path: tuple[str, ...]
+
+
+@dataclass
+class _Chain:
+    """``(pipeline).A.B``: fields of what a parenthesised pipeline gives."""
+
+    pipe: Any
     path: tuple[str, ...]
 
 
@@ -513,6 +524,10 @@ class _Parser:
             if depth:
                 raise TemplateError(f"{where}: unclosed left paren")
             inner = self._pipe(toks[pos + 1:end - 1], where, declare=False)
+            after = toks[end] if end < len(toks) else None
+            if after and after.kind == "field" and after.text.startswith(".") and \
+                    not after.spaced:
+                return _Chain(inner, tuple(p for p in after.text.split(".") if p)), end + 1
             return inner, end
         raise TemplateError(f"{where}: unexpected {text!r} in command")
 
@@ -627,11 +642,16 @@ class Template:
             return node.value
         if isinstance(node, _Pipe):
             return self._eval_cmds(node.cmds, dot, scope)
+        if isinstance(node, _Chain):
+            return self._fields(self._eval_cmds(node.pipe.cmds, dot, scope), node.path, "(...)")
         if isinstance(node, str):  # a function named as an argument: call it with none
             return FUNCTIONS[node]()
         value = dot if node.var is None else scope.lookup(node.var)
-        where = node.var or ""
-        for name in node.path:
+        return self._fields(value, node.path, node.var or "")
+
+    @staticmethod
+    def _fields(value: Any, path: tuple[str, ...], where: str) -> Any:
+        for name in path:
             if value is None:
                 raise TemplateError(f'no field "{name}" in {where or "the value"}: it is nil')
             value = get_field(value, name, where)
