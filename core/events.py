@@ -38,3 +38,13 @@ def last_id(state: State) -> int:
     """The newest event's ID (0 when there is none): where following starts."""
     row = state.one("SELECT MAX(id) AS id FROM events")
     return int(row["id"] or 0) if row else 0
+
+
+def container_names(state: State) -> dict[str, str]:
+    """Each container's name as its events last recorded it (create, rename, destroy), so
+    that a removed container's events still name it; the living ones' from their rows."""
+    names = {r["actor"]: json.loads(r["attributes"]).get("name", "") for r in state.query(
+        "SELECT actor, attributes FROM events WHERE type = 'container'"
+        " AND action IN ('create', 'rename', 'destroy') ORDER BY id")}
+    names.update({r["id"]: r["name"] for r in state.query("SELECT id, name FROM containers")})
+    return {cid: name for cid, name in names.items() if name}

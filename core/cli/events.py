@@ -91,11 +91,11 @@ def matches(row: EventRow, filters: dict[str, set[str]]) -> bool:
             ok = row.Type == key and bool(ids & values or any(row.ID.startswith(v)
                                                               for v in values if len(v) >= 3))
         elif key == "image":
-            image = str(attrs.get("image", ""))
-            ok = (row.Type == "image" and bool(ids & values or any(
-                row.ID.removeprefix("sha256:").startswith(v.removeprefix("sha256:"))
-                for v in values if len(v) >= 3))) or bool(
-                image and ({image, image.removesuffix(":latest")} & values))
+            refs = {r for r in (*str(attrs.get("name", "")).split(","), str(attrs.get("image", "")))
+                    if r} if row.Type == "image" else {str(attrs.get("image", ""))} - {""}
+            ok = any(v in refs or f"{v}:latest" in refs or row.Type == "image" and len(v) >= 3
+                     and row.ID.removeprefix("sha256:").startswith(v.removeprefix("sha256:"))
+                     for v in values)
         else:  # label=KEY or label=KEY=VALUE against the attributes
             ok = any((k in attrs) if not sep else str(attrs.get(k)) == v
                      for k, sep, v in (value.partition("=") for value in values))
@@ -151,6 +151,7 @@ def events(ctx: click.Context, since: str | None, until: str | None, filters: tu
         template = compile_template(unescape(fmt))
     state = get_engine(ctx).state
     after = 0 if start is not None else recorded.last_id(state)
+    names = recorded.container_names(state)
 
     def stop(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
@@ -158,9 +159,12 @@ def events(ctx: click.Context, since: str | None, until: str | None, filters: tu
     signal.signal(signal.SIGTERM, stop)
     try:
         while True:
-            names = {r["id"]: r["name"] for r in state.query("SELECT id, name FROM containers")}
             for event in recorded.read(state, after, start, end):
                 after = event.id
+                if event.type == "container" and event.attributes.get("name"):
+                    names[event.actor] = event.attributes["name"]
+                elif event.type == "container" and event.actor not in names:
+                    names = recorded.container_names(state)  # one created since we looked
                 row = row_of(event, names)
                 if not matches(row, wanted):
                     continue
