@@ -94,6 +94,10 @@ def test_images_fields_and_created_from_the_config(pn: Pinnace, busybox_tar: Pat
     assert row["Repository"] == "old" and row["Digest"].startswith("sha256:")
     table = pn("images", "--format", r"table {{.Repository}}\t{{.Size}}").stdout.splitlines()
     assert cells(table[0]) == ["REPOSITORY", "SIZE"] and cells(table[1])[0] == "old"
+    steps = pn("history", "--format", "{{.CreatedAt}}|{{.CreatedSince}}|{{.CreatedBy}}", "old:1")
+    assert steps.stdout == f"2001-09-09 01:46:40 +0000 UTC|{years} years ago|pinnace import\n"
+    table = pn("history", "--format", r"table {{.ID}}\t{{.Size}}", "old:1").stdout.splitlines()
+    assert cells(table[0]) == ["IMAGE", "SIZE"] and len(cells(table[1])[0]) == 12
 
 
 def test_inspect_prints_what_it_finds_and_an_error_for_each_missing(two: Pinnace) -> None:

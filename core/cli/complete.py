@@ -7,7 +7,6 @@ discovery cache.
 
 from __future__ import annotations
 
-import sqlite3
 from contextlib import closing
 from typing import Any
 
@@ -22,6 +21,8 @@ QUERIES = {
 
 def _names(ctx: click.Context, kind: str) -> list[str]:
     """Names of ``kind`` in the state of the root this command line names."""
+    import sqlite3
+
     from pinnace import config
     from pinnace.errors import PinnaceError
 

@@ -12,7 +12,6 @@ from pinnace.cli import complete
 from pinnace.cli.confirm import prune_confirmed
 from pinnace.cli.inspect import FORMAT, show_found
 from pinnace.cli.output import (
-    FORMAT_OPTION,
     TEMPLATE_FORMAT_OPTION,
     as_json,
     for_each,
@@ -172,27 +171,29 @@ def save(ctx: click.Context, output: str | None, fmt: str, refs: tuple[str, ...]
 @click.command()
 @click.option("-q", "--quiet", is_flag=True, help="Only print image IDs.")
 @click.option("--no-trunc", is_flag=True, help="Do not truncate the output.")
-@FORMAT_OPTION
+@TEMPLATE_FORMAT_OPTION
 @click.argument("ref", shell_complete=complete.images)
 @click.pass_context
 def history(ctx: click.Context, quiet: bool, no_trunc: bool, fmt: str, ref: str) -> None:
-    """Show the history of an image, newest first."""
+    """Show the history of an image, newest first.
+
+    Template fields: ID, CreatedSince, CreatedAt, CreatedBy, Size, Comment.
+    """
+    from pinnace.cli.rows import HISTORY_HEADERS, history_rows
     from pinnace.images.store import history as image_history
 
-    rows = image_history(get_engine(ctx).images.resolve(ref))
+    entries = image_history(get_engine(ctx).images.resolve(ref))
+    rows = history_rows(entries, no_trunc)
     if quiet:
         for row in rows:
-            click.echo(row["Id"] if no_trunc else row["Id"].removeprefix("sha256:")[:12])
+            click.echo(row.ID)
     elif fmt == "json":
-        as_json(rows)
+        as_json(entries)
+    elif is_template(fmt):
+        templated(fmt, rows, HISTORY_HEADERS)
     else:
-        def cut(text: str) -> str:
-            return text if no_trunc or len(text) <= 45 else text[:44] + "…"
-
-        table(("IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"), [
-            (r["Id"] if no_trunc or r["Id"] == "<missing>"
-             else r["Id"].removeprefix("sha256:")[:12],
-             r["Created"], cut(r["CreatedBy"]), size(r["Size"]), r["Comment"]) for r in rows])
+        table(("IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"),
+              [(r.ID, r.CreatedSince, r.CreatedBy, r.Size, r.Comment) for r in rows])
 
 
 @click.command()

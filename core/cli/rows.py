@@ -109,6 +109,41 @@ STATS_HEADERS = {
 }
 
 
+class HistoryRow(NamedTuple):
+    """One step of an image's ``history``."""
+
+    ID: str
+    CreatedSince: str
+    CreatedAt: str
+    CreatedBy: str
+    Size: str
+    Comment: str
+
+    kind = "history entry"
+
+
+HISTORY_HEADERS = {
+    "ID": "IMAGE", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT",
+    "CreatedBy": "CREATED BY", "Size": "SIZE", "Comment": "COMMENT",
+}
+
+
+def history_rows(entries: list[dict[str, Any]], no_trunc: bool) -> list[HistoryRow]:
+    """``history`` rows from the store's entries (``Id``, ``Created`` in RFC 3339 ...)."""
+    from pinnace.cli.output import parse_time
+
+    rows = []
+    for e in entries:
+        when = parse_time(e["Created"]) if e["Created"] else None
+        image_id = e["Id"] if no_trunc or e["Id"] == "<missing>" else \
+            e["Id"].removeprefix("sha256:")[:12]
+        by = e["CreatedBy"] if no_trunc or len(e["CreatedBy"]) <= 45 else \
+            e["CreatedBy"][:44] + "…"
+        rows.append(HistoryRow(ID=image_id, CreatedSince=ago(when), CreatedAt=local_time(when),
+                               CreatedBy=by, Size=size(e["Size"]), Comment=e["Comment"]))
+    return rows
+
+
 def status(c: ContainerRecord) -> str:
     """``Up 2 minutes``, ``Exited (0) 3 seconds ago``: docker's STATUS column."""
     if c.status == "running":
