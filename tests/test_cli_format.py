@@ -262,3 +262,16 @@ def test_completion_of_names(two: Pinnace) -> None:
     other = Pinnace(two.root.parent / "never-made")
     assert complete(other, "stop ") == []
     assert not (two.root.parent / "never-made").exists()  # completing made nothing
+
+
+def test_completion_builds_no_engine(two: Pinnace) -> None:
+    line = f"pinnace --root {two.root} stop w"
+    env = dict(two.env, _PINNACE_COMPLETE="bash_complete", COMP_WORDS=line, COMP_CWORD="4")
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "pinnace"], env=env,
+                          capture_output=True, text=True, check=True, timeout=30)
+    assert proc.stdout.split() == ["plain,web"]
+    mods = {row.split("|")[-1].strip() for row in proc.stderr.splitlines()
+            if row.startswith("import time:")}
+    assert "sqlite3" in mods
+    assert not mods & {"pinnace.engine", "pinnace.state", "pluggy", "stevedore",
+                       "pinnace.images.store"}
