@@ -123,9 +123,9 @@ def ps(ctx: click.Context, all_: bool, quiet: bool, no_trunc: bool, fmt: str) ->
         for c in containers:
             click.echo(c.id if no_trunc else c.short_id)
     elif is_template(fmt):
-        from pinnace.cli.rows import CONTAINER_HEADERS, container_rows
+        from pinnace.cli.rows import ContainerRow, container_rows
 
-        templated(fmt, container_rows(engine, containers, no_trunc), CONTAINER_HEADERS)
+        templated(fmt, container_rows(engine, containers, no_trunc), ContainerRow)
     elif fmt == "json":
         as_json([{
             "Id": c.id, "Names": [c.name], "Image": c.image, "ImageID": c.image_id,

@@ -58,7 +58,7 @@ def images(ctx: click.Context, all_: bool, quiet: bool, no_trunc: bool, digests:
 
     Template fields: ID, Repository, Tag, Digest, CreatedSince, CreatedAt, Size.
     """
-    from pinnace.cli.rows import IMAGE_HEADERS, image_created, image_rows
+    from pinnace.cli.rows import ImageRow, image_created, image_rows
 
     found = get_engine(ctx).images.list()
     if quiet:
@@ -71,7 +71,7 @@ def images(ctx: click.Context, all_: bool, quiet: bool, no_trunc: bool, digests:
                   "Created": rfc3339(image_created(i)), "Size": i.size} for i in found])
         return
     if is_template(fmt):
-        templated(fmt, image_rows(found, no_trunc), IMAGE_HEADERS)
+        templated(fmt, image_rows(found, no_trunc), ImageRow)
         return
     table(("REPOSITORY", "TAG", *(["DIGEST"] if digests else []), "IMAGE ID", "CREATED",
            "SIZE"), [(r.Repository, r.Tag, *([r.Digest] if digests else []), r.ID,
@@ -179,7 +179,7 @@ def history(ctx: click.Context, quiet: bool, no_trunc: bool, fmt: str, ref: str)
 
     Template fields: ID, CreatedSince, CreatedAt, CreatedBy, Size, Comment.
     """
-    from pinnace.cli.rows import HISTORY_HEADERS, history_rows
+    from pinnace.cli.rows import HistoryRow, history_rows
     from pinnace.images.store import history as image_history
 
     entries = image_history(get_engine(ctx).images.resolve(ref))
@@ -190,7 +190,7 @@ def history(ctx: click.Context, quiet: bool, no_trunc: bool, fmt: str, ref: str)
     elif fmt == "json":
         as_json(entries)
     elif is_template(fmt):
-        templated(fmt, rows, HISTORY_HEADERS)
+        templated(fmt, rows, HistoryRow)
     else:
         table(("IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"),
               [(r.ID, r.CreatedSince, r.CreatedBy, r.Size, r.Comment) for r in rows])

@@ -70,9 +70,9 @@ def ls(ctx: click.Context, quiet: bool, no_trunc: bool, fmt: str) -> None:
     elif fmt == "json":
         as_json([inspection.network(engine, n) for n in found])
     elif is_template(fmt):
-        from pinnace.cli.rows import NETWORK_HEADERS, network_rows
+        from pinnace.cli.rows import NetworkRow, network_rows
 
-        templated(fmt, network_rows(found, no_trunc), NETWORK_HEADERS)
+        templated(fmt, network_rows(found, no_trunc), NetworkRow)
     else:
         table(("NETWORK ID", "NAME", "DRIVER", "SUBNET", "GATEWAY", "INTERNAL"),
               [(n.id if no_trunc else n.id[:12], n.name, n.driver, n.subnet, n.gateway,

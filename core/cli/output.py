@@ -112,32 +112,33 @@ def parse_time(text: str) -> float | None:
 
 def is_template(fmt: str) -> bool:
     """Whether ``--format`` holds a template rather than ``table`` or ``json``."""
-    return fmt not in ("table", "json")
+    return fmt not in ("", "table", "json")
 
 
-def templated(fmt: str, rows: Sequence[Any], headers: dict[str, str] | None = None) -> None:
+def templated(fmt: str, rows: Sequence[Any], row_type: Any = None) -> None:
     """Print ``rows`` through the Go template ``fmt``: one line each, or, after ``table``,
-    a header line (each field's name in ``headers``) and columns aligned at tabs, as
-    docker's tabwriter does."""
+    a header line (``row_type.headers``: each field's column title) and columns aligned at
+    tabs, as docker's tabwriter does."""
     from pinnace.cli.template import compile_template, unescape
 
     is_table = fmt.startswith("table")
-    source = unescape(fmt[5:].strip(" ") if is_table else fmt)
-    template = compile_template(source)
+    template = compile_template(unescape(fmt[5:].strip(" ") if is_table else fmt))
     lines = [template.render(row) for row in rows]
     if not is_table:
         for line in lines:
             click.echo(line)
         return
-    if headers is not None:
-        lines.insert(0, template.render(Headers(headers)))
+    if row_type is not None:
+        lines.insert(0, template.render(Headers(row_type)))
     aligned(lines)
 
 
 class Headers(dict):  # type: ignore[type-arg]
-    """A table's header row: each field gives its column title."""
+    """A table's header row: each field of ``row_type`` gives its column title."""
 
-    kind = "header row"
+    def __init__(self, row_type: Any) -> None:
+        super().__init__(row_type.headers)
+        self.kind = row_type.kind
 
 
 def aligned(lines: Sequence[str]) -> None:

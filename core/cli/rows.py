@@ -35,14 +35,13 @@ class ContainerRow(NamedTuple):
     State: str
 
     kind = "container"
+    headers = {
+        "ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED AT",
+        "RunningFor": "CREATED", "Ports": "PORTS", "Status": "STATUS", "Size": "SIZE",
+        "Names": "NAMES", "Labels": "LABELS", "Mounts": "MOUNTS", "Networks": "NETWORKS",
+        "State": "STATE",
+    }
 
-
-CONTAINER_HEADERS = {
-    "ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED AT",
-    "RunningFor": "CREATED", "Ports": "PORTS", "Status": "STATUS", "Size": "SIZE",
-    "Names": "NAMES", "Labels": "LABELS", "Mounts": "MOUNTS", "Networks": "NETWORKS",
-    "State": "STATE",
-}
 
 
 class ImageRow(NamedTuple):
@@ -57,12 +56,11 @@ class ImageRow(NamedTuple):
     Size: str
 
     kind = "image"
+    headers = {
+        "ID": "IMAGE ID", "Repository": "REPOSITORY", "Tag": "TAG", "Digest": "DIGEST",
+        "CreatedSince": "CREATED", "CreatedAt": "CREATED AT", "Size": "SIZE",
+    }
 
-
-IMAGE_HEADERS = {
-    "ID": "IMAGE ID", "Repository": "REPOSITORY", "Tag": "TAG", "Digest": "DIGEST",
-    "CreatedSince": "CREATED", "CreatedAt": "CREATED AT", "Size": "SIZE",
-}
 
 
 class NetworkRow(NamedTuple):
@@ -78,12 +76,11 @@ class NetworkRow(NamedTuple):
     CreatedAt: str
 
     kind = "network"
+    headers = {
+        "ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scope": "SCOPE", "IPv6": "IPV6",
+        "Internal": "INTERNAL", "Labels": "LABELS", "CreatedAt": "CREATED AT",
+    }
 
-
-NETWORK_HEADERS = {
-    "ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scope": "SCOPE", "IPv6": "IPV6",
-    "Internal": "INTERNAL", "Labels": "LABELS", "CreatedAt": "CREATED AT",
-}
 
 
 class StatsRow(NamedTuple):
@@ -100,13 +97,12 @@ class StatsRow(NamedTuple):
     PIDs: str
 
     kind = "container stats"
+    headers = {
+        "ID": "CONTAINER ID", "Container": "CONTAINER", "Name": "NAME", "CPUPerc": "CPU %",
+        "MemUsage": "MEM USAGE / LIMIT", "MemPerc": "MEM %", "NetIO": "NET I/O",
+        "BlockIO": "BLOCK I/O", "PIDs": "PIDS",
+    }
 
-
-STATS_HEADERS = {
-    "ID": "CONTAINER ID", "Container": "CONTAINER", "Name": "NAME", "CPUPerc": "CPU %",
-    "MemUsage": "MEM USAGE / LIMIT", "MemPerc": "MEM %", "NetIO": "NET I/O",
-    "BlockIO": "BLOCK I/O", "PIDs": "PIDS",
-}
 
 
 class HistoryRow(NamedTuple):
@@ -120,12 +116,11 @@ class HistoryRow(NamedTuple):
     Comment: str
 
     kind = "history entry"
+    headers = {
+        "ID": "IMAGE", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT",
+        "CreatedBy": "CREATED BY", "Size": "SIZE", "Comment": "COMMENT",
+    }
 
-
-HISTORY_HEADERS = {
-    "ID": "IMAGE", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT",
-    "CreatedBy": "CREATED BY", "Size": "SIZE", "Comment": "COMMENT",
-}
 
 
 def history_rows(entries: list[dict[str, Any]], no_trunc: bool) -> list[HistoryRow]:

@@ -32,7 +32,7 @@ def stats(ctx: click.Context, no_stream: bool, no_trunc: bool, fmt: str,
 
     Template fields: ID, Container, Name, CPUPerc, MemUsage, MemPerc, NetIO, BlockIO, PIDs.
     """
-    from pinnace.cli.rows import STATS_HEADERS, stats_row
+    from pinnace.cli.rows import StatsRow, stats_row
     from pinnace.runtime import cgroups
     from pinnace.runtime import stats as usage
 
@@ -60,7 +60,7 @@ def stats(ctx: click.Context, no_stream: bool, no_trunc: bool, fmt: str,
                 for row in rows:
                     json_line(row)
             elif is_template(fmt):
-                templated(fmt, rows, STATS_HEADERS)
+                templated(fmt, rows, StatsRow)
             else:
                 table(HEADERS, [row[:1] + row[2:] for row in rows])
             if no_stream:
