@@ -161,7 +161,9 @@ def command(c: ContainerRecord, no_trunc: bool) -> str:
 
 def container_rows(engine: Engine, containers: list[ContainerRecord],
                    no_trunc: bool) -> list[ContainerRow]:
-    """``ps`` rows: ports and networks from the state, labels and size from the image."""
+    """``ps`` rows: ports and networks from the state, labels and size from the image
+    (``Size`` is the image's, docker's "virtual" size: the container's own writes are
+    not measured)."""
     images: dict[str, Image | None] = {}
     rows = []
     for c in containers:
@@ -175,12 +177,12 @@ def container_rows(engine: Engine, containers: list[ContainerRecord],
         ports = [f"{p['HostIp']}:{p['HostPort']}->{target}" for target, mapped in
                  settings["Ports"].items() for p in mapped]
         networks = list(settings["Networks"]) or list(c.config.net.networks) or [c.network]
-        labels = (image.config.get("config") or {}).get("Labels") or {} if image else {}
+        labels = ((image.config.get("config") or {}).get("Labels") or {}) if image else {}
         rows.append(ContainerRow(
             ID=c.id if no_trunc else c.short_id, Image=c.image, Command=command(c, no_trunc),
             CreatedAt=local_time(c.created), RunningFor=ago(c.created),
             Ports=", ".join(ports), Status=status(c),
-            Size=f"0B (virtual {size(image.size)})" if image else "0B",
+            Size=f"(virtual {size(image.size)})" if image else "",
             Names=c.name, Labels=",".join(f"{k}={v}" for k, v in sorted(labels.items())),
             Mounts="", Networks=",".join(networks), State=c.status))
     return rows

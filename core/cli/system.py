@@ -128,6 +128,7 @@ def info(ctx: click.Context, fmt: str) -> None:
 
     engine = get_engine(ctx)
     cfg = engine.config
+    everything = engine.list(all_=True)
     data: dict[str, Any] = {
         "version": __import__("pinnace").__version__,
         "kernel": platform.release(),
@@ -137,7 +138,7 @@ def info(ctx: click.Context, fmt: str) -> None:
         "cgroup_version": cgroups.version(),
         "selected": {role: {"name": name, "source": cfg.selected(role).source}
                      for role, name in _selected_plugins(engine).items()},
-        "containers": len(everything := engine.list(all_=True)),
+        "containers": len(everything),
         "images": len(engine.images.list()),
         "plugins": {},
     }

@@ -171,7 +171,7 @@ def _index(value: Any, *keys: Any) -> Any:
         if isinstance(value, Mapping):
             value = value.get(key)
         elif isinstance(value, list | tuple | str):
-            if not isinstance(key, int) or not -len(value) < key < len(value) or key < 0:
+            if not isinstance(key, int) or isinstance(key, bool) or not 0 <= key < len(value):
                 raise TemplateError(f"index {show(key)} out of range (length {len(value)})")
             value = value[key]
         else:
@@ -410,8 +410,7 @@ class _Parser:
                 if not text.endswith("*/"):
                     raise TemplateError(f"{where}: unclosed comment")
                 continue
-            word, _, rest = text.partition(" ")
-            word = word.strip()
+            word, rest = (text.split(None, 1) + ["", ""])[:2]
             if word in ("end", "else"):
                 return nodes, text, where
             if word in ("if", "with", "range"):
@@ -433,7 +432,7 @@ class _Parser:
         if stop.startswith("else"):
             chained = stop[4:].strip()
             if chained:  # else if / else with: one more branch, sharing our end
-                word, _, cond = chained.partition(" ")
+                word, cond = (chained.split(None, 1) + ["", ""])[:2]
                 if word not in ("if", "with") or word != kind and kind != "if":
                     raise TemplateError(f"{stop_where}: unexpected {{{{{stop}}}}}")
                 other = [self._branch(word, cond, stop_where)]
