@@ -233,8 +233,8 @@ class Engine:
         with self.state.tx():  # rmi decides in one transaction: it sees this row or we its end
             if not self.images.has_image(image.id):
                 raise NotFound(f"image {opts.image} was removed")
-            self.containers.insert(cid, opts.name, image.id, opts.image, storage, network,
-                                   isolation)
+            name = self.containers.insert(cid, opts.name, image.id, opts.image, storage,
+                                          network, isolation)
         undo: list[Callable[[], None]] = [lambda: self.containers.delete(cid)]
         try:
             faults.point("create.row")
@@ -247,7 +247,7 @@ class Engine:
                                       self.paths.run_root)
             with self.state.tx():
                 self.containers.save_config(cid, ContainerConfig(args, spec, run, net))
-                self.state.event("container", "create", cid, image=opts.image)
+                self.state.event("container", "create", cid, image=opts.image, name=name)
         except BaseException:
             _run_undos(undo)
             raise
@@ -523,7 +523,7 @@ class Engine:
         remove_tree(self.paths.log(record.id).parent)
         with self.state.tx():
             self.containers.delete(record.id)
-            self.state.event("container", "destroy", record.id)
+            self.state.event("container", "destroy", record.id, name=record.name)
         self.plugins.broadcast("pinnace_container_removed", container=record)
 
     def _announce(self, hook: str, cid: str, **kwargs: Any) -> None:

@@ -44,6 +44,8 @@ COMMANDS: dict[str, str] = {
     "export": "pinnace.cli.commit:export",
     "plugins": "pinnace.cli.system:plugins",
     "info": "pinnace.cli.system:info",
+    "version": "pinnace.cli.system:version",
+    "events": "pinnace.cli.events:events",
     "doctor": "pinnace.cli.system:doctor",
     "config": "pinnace.cli.system:config",
     "completion": "pinnace.cli.system:completion",
