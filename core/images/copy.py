@@ -21,6 +21,7 @@ needs its parent to exist, and no trailing ``/``); a directory never replaces a 
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import threading
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from pinnace import rootfs
-from pinnace.errors import InvalidConfig, NotFound
+from pinnace.errors import InvalidConfig, NotFound, PinnaceError
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -92,7 +93,7 @@ def _source(side: Side, follow: bool) -> tuple[int, str, os.stat_result]:
     try:
         parent, name = rootfs.open_parent(side.root, path, follow)
     except OSError as err:
-        raise NotFound(f"no such file or directory: {side.label} ({err.strerror})") from None
+        raise _lookup_error(side.label, err) from None
     try:
         st = os.stat(name, dir_fd=parent, follow_symlinks=False)
     except FileNotFoundError:
@@ -102,6 +103,13 @@ def _source(side: Side, follow: bool) -> tuple[int, str, os.stat_result]:
         os.close(parent)
         raise InvalidConfig(f"not a directory: {side.label}")
     return parent, name, st
+
+
+def _lookup_error(label: str, err: OSError) -> PinnaceError:
+    """The error for a path that could not be looked up."""
+    if err.errno == errno.ENOENT:
+        return NotFound(f"no such file or directory: {label}")
+    return InvalidConfig(f"{label}: {err.strerror.lower() if err.strerror else err}")
 
 
 def _base_name(path: str, name: str, st: os.stat_result) -> str | None:
@@ -140,8 +148,9 @@ def _destination(side: Side, source_is_dir: bool, source_label: str) -> tuple[in
     try:
         parent, name = rootfs.open_parent(side.root, path, follow=True)
     except OSError as err:
-        raise NotFound(f"destination directory of {side.label} does not exist "
-                       f"({err.strerror})") from None
+        if err.errno == errno.ENOENT:
+            raise NotFound(f"destination directory of {side.label} does not exist") from None
+        raise _lookup_error(side.label, err) from None
     try:
         try:
             st = os.stat(name, dir_fd=parent, follow_symlinks=False)
