@@ -6,6 +6,9 @@ the rootfs's host path and handed to ``open``; it is resolved relative to a dire
 file descriptor of the root, as if that were ``/``: with openat2(2) and
 ``RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS`` when the kernel has it, else by walking
 one component at a time with ``O_NOFOLLOW`` and following symlinks by hand.
+What is missing is made the same way (:func:`mkdir_in`, :func:`create_in`: mount
+targets), one entry at a time relative to its directory's descriptor;
+:func:`open_parent` gives a directory and an entry name to open without following it.
 """
 
 from __future__ import annotations

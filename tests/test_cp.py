@@ -15,6 +15,8 @@ from conftest import Pinnace
 
 SETUP = """mkdir -p /data/sub /empty
 echo one > /data/a
+cp /bin/busybox /data/suid
+chmod 4755 /data/suid
 echo two > /data/sub/b
 chown 1234:5678 /data/a
 chmod 640 /data/a
@@ -63,6 +65,9 @@ def test_copy_out_of_a_stopped_container(pn: Pinnace, stopped: str, tmp_path: Pa
     assert owner_mode(out / "file") == (0, 0, 0o640)            # the caller's, mode kept
     pn("cp", "-a", f"{stopped}:data/a", str(out))              # into a directory, owners kept
     assert owner_mode(out / "a") == (1234, 5678, 0o640)
+    pn("cp", f"{stopped}:/data/suid", str(out))                 # not setuid for its new owner
+    pn("cp", "-a", f"{stopped}:/data/suid", str(out / "kept"))
+    assert (owner_mode(out / "suid"), owner_mode(out / "kept")) == ((0, 0, 0o755), (0, 0, 0o4755))
     pn("cp", f"{stopped}:/data", str(out / "copy"))             # a directory to a new name
     assert (out / "copy" / "sub" / "b").read_text() == "two\n"
     assert os.readlink(out / "copy" / "link") == "a"            # a symlink stays one
@@ -70,7 +75,7 @@ def test_copy_out_of_a_stopped_container(pn: Pinnace, stopped: str, tmp_path: Pa
     assert (out / "data" / "a").read_text() == "one\n"
     (out / "contents").mkdir()
     pn("cp", f"{stopped}:/data/.", str(out / "contents"))       # a directory's contents
-    assert sorted(p.name for p in (out / "contents").iterdir()) == ["a", "link", "sub"]
+    assert sorted(p.name for p in (out / "contents").iterdir()) == ["a", "link", "sub", "suid"]
     pn("cp", f"{stopped}:/data/link", str(out / "nolink"))      # without -L: the link itself
     assert os.readlink(out / "nolink") == "a"
     pn("cp", "-L", f"{stopped}:/data/link", str(out / "followed"))
@@ -83,12 +88,12 @@ def test_copy_out_of_a_stopped_container(pn: Pinnace, stopped: str, tmp_path: Pa
 def test_copy_out_as_a_tar_stream(pn: Pinnace, stopped: str) -> None:
     data = subprocess.run(pn.argv("cp", f"{stopped}:/data", "-"), capture_output=True,
                           check=True).stdout
-    assert names(data) == ["data", "data/a", "data/link", "data/sub", "data/sub/b"]
+    assert names(data) == ["data", "data/a", "data/link", "data/sub", "data/sub/b", "data/suid"]
     member = tarfile.open(fileobj=io.BytesIO(data)).getmember("data/a")
     assert (member.uid, member.gid, member.mode) == (1234, 5678, 0o640)
     data = subprocess.run(pn.argv("cp", f"{stopped}:/data/.", "-"), capture_output=True,
                           check=True).stdout
-    assert names(data) == ["a", "link", "sub", "sub/b"]
+    assert names(data) == ["a", "link", "sub", "sub/b", "suid"]
 
 
 def test_copy_into_a_running_container(pn: Pinnace, live: str, tmp_path: Path) -> None:

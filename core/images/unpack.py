@@ -79,7 +79,8 @@ def apply_layer(stream: BinaryIO, dest: Path) -> LayerStats:
 def extract(stream: BinaryIO, root: int, owner: tuple[int, int] | None) -> LayerStats:
     """Extract the tar ``stream`` into the directory open as ``root``, as ``cp`` does: the
     same safe walk as :func:`apply_layer`, but ``.wh.`` names are ordinary names, and with
-    ``owner`` (uid, gid) every entry gets that owner instead of the tar's."""
+    ``owner`` (uid, gid) every entry gets that owner instead of the tar's, without setuid
+    and setgid bits."""
     return _extract(stream, _Applier(root, None, whiteouts=False, owner=owner))
 
 
@@ -389,7 +390,8 @@ class _Applier:
     def metadata(self, fd: int, m: Any) -> None:
         """Owner, mode (with setuid/setgid/sticky) and xattrs of an open entry."""
         os.chown(fd, *self.owned(m))
-        os.chmod(fd, m.mode & 0o7777)
+        # setuid/setgid were meant for the tar's owner, not for the one given instead
+        os.chmod(fd, m.mode & (0o1777 if self.owner else 0o7777))
         self.xattrs(fd, m)
 
     @staticmethod
