@@ -18,7 +18,7 @@ def _end(arg: str) -> tuple[str | None, str]:
     return container, path or "/"
 
 
-@click.command(context_settings={"ignore_unknown_options": False})
+@click.command()
 @click.option("-a", "--archive", is_flag=True, help="Keep the owners (uid:gid) of the files.")
 @click.option("-L", "--follow-link", "follow", is_flag=True,
               help="Follow a symlink given as the source.")
