@@ -120,6 +120,11 @@ def test_copy_into_a_running_container(pn: Pinnace, live: str, tmp_path: Path) -
         tar.addfile(info, io.BytesIO(b"yes"))
     subprocess.run(pn.argv("cp", "-", f"{live}:/data"), input=buf.getvalue(), check=True)
     assert pn("exec", live, "cat", "/data/streamed/.wh.kept").stdout == "yes"
+    garbage = subprocess.run(pn.argv("cp", "-", f"{live}:/data"), input=b"not a tar" * 100,
+                             capture_output=True, text=False)
+    assert garbage.returncode == 125
+    assert garbage.stderr.startswith(b"Error: corrupt tar stream") and \
+        garbage.stderr.count(b"\n") == 1
 
 
 def test_destination_rules_and_errors_are_one_line(pn: Pinnace, stopped: str,

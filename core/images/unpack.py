@@ -81,11 +81,12 @@ def extract(stream: BinaryIO, root: int, owner: tuple[int, int] | None) -> Layer
     same safe walk as :func:`apply_layer`, but ``.wh.`` names are ordinary names, and with
     ``owner`` (uid, gid) every entry gets that owner instead of the tar's, without setuid
     and setgid bits."""
-    return _extract(stream, _Applier(root, None, whiteouts=False, owner=owner))
+    return _extract(stream, _Applier(root, None, whiteouts=False, owner=owner), "tar stream")
 
 
-def _extract(stream: BinaryIO, applier: _Applier) -> LayerStats:
-    """Apply every member of ``stream`` (read in place when ``applier`` has its fd)."""
+def _extract(stream: BinaryIO, applier: _Applier, what: str = "layer") -> LayerStats:
+    """Apply every member of ``stream`` (read in place when ``applier`` has its fd);
+    ``what`` names the stream in the error for a corrupt one."""
     import tarfile
 
     from pinnace.images.compression import decompressed
@@ -98,7 +99,7 @@ def _extract(stream: BinaryIO, applier: _Applier) -> LayerStats:
                 for member in tar:
                     applier.apply(member, tar)
         except tarfile.TarError as err:
-            raise InvalidConfig(f"corrupt layer: {err}") from None
+            raise InvalidConfig(f"corrupt {what}: {err}") from None
         applier.finish()
         return applier.stats
     finally:
