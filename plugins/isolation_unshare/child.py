@@ -27,7 +27,6 @@ import os
 import signal
 import stat
 
-from pinnace import rootfs as in_root
 from pinnace.plugin import (
     ContainerSpec,
     Lockdown,
@@ -37,6 +36,7 @@ from pinnace.plugin import (
     mount_all,
     restrict_paths,
 )
+from pinnace.plugin import rootfs as in_root  # a name of its own: "rootfs" is the path below
 
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 NOSUID_NODEV_NOEXEC = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
