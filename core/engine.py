@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, TextIO, TypeVar
 
 from pinnace import faults, names
 from pinnace.config import Config
-from pinnace.errors import FailedPrecondition, InvalidConfig, NotFound, PinnaceError
+from pinnace.errors import FailedPrecondition, InvalidConfig, NoSpace, NotFound, PinnaceError
 from pinnace.files import remove_tree
 from pinnace.paths import Paths
 
@@ -555,7 +555,11 @@ class Engine:
 
         if is_alive(record.monitor_pid, record.monitor_start):
             return record
-        if self.containers.claim_lost(record.id):
+        try:
+            lost = self.containers.claim_lost(record.id)
+        except NoSpace:  # a full disk: shown as recorded until a command can write it
+            return record
+        if lost:
             self._teardown(record)
             self.state.event("container", "die", record.id, exit_code=None)
             if record.config.run.auto_remove:  # what its monitor would have done

@@ -47,3 +47,39 @@ class CommandNotExecutable(PinnaceError):
     """The container's command exists but cannot be executed (exit 126)."""
 
     exit_code = 126
+
+
+class NoSpace(PinnaceError):
+    """A write failed because its filesystem, or a quota on it, is full (ENOSPC, EDQUOT)."""
+
+
+NO_SPACE_ERRNOS = frozenset({28, 122})  # ENOSPC, EDQUOT
+"""The errnos that mean "the filesystem (or the quota) is full"."""
+
+
+def is_no_space(err: BaseException) -> bool:
+    """Whether ``err`` is an OSError saying its filesystem (or quota) is full."""
+    return isinstance(err, OSError) and err.errno in NO_SPACE_ERRNOS
+
+
+def no_space(err: OSError, what: str, where: object, root: object = None) -> NoSpace:
+    """The one-line error for a full filesystem met while writing ``what`` to ``where``
+    (a path), naming the storage ``root`` that holds it when given."""
+    reason = "disk quota exceeded" if err.errno == 122 else "no space left on device"
+    tail = f" (storage root {root})" if root is not None else ""
+    return NoSpace(f"{reason} writing {what} to {where}{tail}")
+
+
+class writing:  # noqa: N801 - used as a context manager, like contextlib's lower-case ones
+    """A block that writes ``what`` to ``where``: an ENOSPC or EDQUOT raised in it
+    becomes one :class:`NoSpace` line naming them (and the storage ``root``)."""
+
+    def __init__(self, what: str, where: object, root: object = None) -> None:
+        self.what, self.where, self.root = what, where, root
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, err: BaseException | None, tb: object) -> None:
+        if err is not None and is_no_space(err):
+            raise no_space(err, self.what, self.where, self.root) from None  # type: ignore[arg-type]

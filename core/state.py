@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -135,19 +136,65 @@ MIGRATIONS: tuple[str, ...] = (
 
 
 class State:
-    """A connection to the state database, migrated to the newest schema on open."""
+    """A connection to the state database, migrated to the newest schema on open.
+
+    On a full filesystem it still opens: first by releasing the root's
+    :class:`~pinnace.reserve.SpaceReserve`, else read-only (``readonly``: reads work,
+    a write raises :class:`~pinnace.errors.NoSpace`). A commit that meets a full disk
+    releases the reserve and is tried once more."""
 
     def __init__(self, path: Path) -> None:
+        from pinnace.reserve import SpaceReserve, create_in_place
+
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.db = sqlite3.connect(path, timeout=30, isolation_level=None)  # busy timeout 30 s
-        self.db.row_factory = sqlite3.Row
-        if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-            self.db.execute("PRAGMA journal_mode = WAL")
-        self.db.execute("PRAGMA foreign_keys = ON")
-        self.db.execute("PRAGMA synchronous = NORMAL")
-        self.db.execute(f"PRAGMA wal_autocheckpoint = {WAL_PAGES}")
-        self._migrate()
+        for suffix in ("", "-wal", "-shm"):  # before SQLite makes them copy-on-write
+            if not os.path.exists(f"{path}{suffix}"):
+                create_in_place(Path(f"{path}{suffix}"))
+        self.reserve = SpaceReserve(path.parent)
+        self.readonly = False
+        try:
+            self.db = self._open()
+        except sqlite3.OperationalError as err:
+            if not _disk_full(err, path):
+                raise
+            self.db = self._open_after_full()
+        else:
+            self.reserve.keep()
+
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)  # busy timeout 30 s
+        try:
+            db.row_factory = sqlite3.Row
+            if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA foreign_keys = ON")
+            db.execute("PRAGMA synchronous = NORMAL")
+            db.execute(f"PRAGMA wal_autocheckpoint = {WAL_PAGES}")
+            self.db = db
+            self._migrate()
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _open_after_full(self) -> sqlite3.Connection:
+        """Open on a full filesystem: for writing once the reserve is released, else
+        read-only, reading the WAL into memory (``readonly_shm``) so that nothing
+        on the filesystem is written or resized."""
+        if self.reserve.release():
+            try:
+                return self._open()
+            except sqlite3.OperationalError as err:
+                if not _disk_full(err, self.path):
+                    raise
+        from urllib.parse import quote
+
+        self.readonly = True
+        db = sqlite3.connect(f"file:{quote(str(self.path))}?mode=ro&readonly_shm=1", uri=True,
+                             timeout=30, isolation_level=None)
+        db.row_factory = sqlite3.Row
+        return db
 
     def _migrate(self) -> None:
         version = self.db.execute("PRAGMA user_version").fetchone()[0]
@@ -170,17 +217,46 @@ class State:
 
     @contextlib.contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction (BEGIN IMMEDIATE): committed on success, rolled back on error."""
+        """A write transaction (BEGIN IMMEDIATE): committed on success, rolled back on error.
+
+        A full filesystem raises :class:`~pinnace.errors.NoSpace` and writes nothing."""
         if self.db.in_transaction:
             yield self.db
             return
+        if self.readonly:
+            raise self._no_space()
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
+        except BaseException as err:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            if isinstance(err, sqlite3.OperationalError) and _disk_full(err, self.path):
+                raise self._no_space() from None
             raise
-        self.db.execute("COMMIT")
+        self._commit()
+
+    def _commit(self) -> None:
+        """COMMIT; on a full filesystem release the reserve and try once more, else
+        roll back and raise NoSpace."""
+        for attempt in (1, 2):
+            try:
+                self.db.execute("COMMIT")
+                return
+            except sqlite3.OperationalError as err:
+                if not _disk_full(err, self.path):
+                    raise
+                if attempt == 2 or not self.db.in_transaction or not self.reserve.release():
+                    break
+        if self.db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self.db.execute("ROLLBACK")
+        raise self._no_space()
+
+    def _no_space(self) -> Exception:
+        from pinnace.errors import NoSpace
+
+        return NoSpace(f"no space left on device writing the state database {self.path}")
 
     def query(self, sql: str, *args: Any) -> list[sqlite3.Row]:
         """Rows of a read query."""
@@ -201,3 +277,24 @@ class State:
     def close(self) -> None:
         """Close the connection."""
         self.db.close()
+
+
+_LOW_SPACE = 16 << 20
+"""Free bytes under which an I/O error of SQLite counts as a full filesystem: btrfs
+refuses writes with a few megabytes still shown free."""
+
+
+def _disk_full(err: sqlite3.Error, path: Path) -> bool:
+    """Whether SQLite's ``err`` comes from a full filesystem: SQLITE_FULL, or an I/O
+    error (SQLite's name for a refused write or resize) while ``path``'s filesystem is
+    nearly full or over quota."""
+    code = getattr(err, "sqlite_errorcode", 0) & 0xFF
+    if code == 13:  # SQLITE_FULL
+        return True
+    if code != 10:  # SQLITE_IOERR
+        return False
+    try:
+        st = os.statvfs(path.parent)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < _LOW_SPACE

@@ -67,7 +67,26 @@ def _run(args: list[str]) -> None:
     except Exception as err:  # a bug or an unexpected system error: still one line
         if debug:
             raise
+        full = _no_space(err)
+        if full is not None:
+            click.echo(f"Error: {full}", err=True)
+            sys.exit(full.exit_code)
         click.echo(f"Error: unexpected {type(err).__name__}: {err} (run with --debug for the "
                    "traceback)", err=True)
         sys.exit(125)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _no_space(err: Exception) -> Exception | None:
+    """A full filesystem that no write path named (an ENOSPC or EDQUOT OSError, SQLite's
+    "database or disk is full") as a :class:`~pinnace.errors.NoSpace`; else None."""
+    from pinnace.errors import is_no_space, no_space
+
+    if is_no_space(err):
+        assert isinstance(err, OSError)
+        return no_space(err, "a file", err.filename or "an open file")
+    if getattr(err, "sqlite_errorcode", None) == 13:  # SQLITE_FULL
+        from pinnace.errors import NoSpace
+
+        return NoSpace(f"no space left on device writing the state database: {err}")
+    return None

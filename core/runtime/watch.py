@@ -48,6 +48,7 @@ class JsonLog:
         self.file = open(path, "ab")  # lives as long as the monitor
         self.size = self.file.tell()
         self.partial: dict[str, bytes] = {}
+        self.dropping = False  # a full filesystem refused an entry (said once on stderr)
 
     def write(self, stream: str, data: bytes) -> None:
         """Append ``data`` from ``stream``; complete lines are written, a tail waits."""
@@ -68,11 +69,32 @@ class JsonLog:
     def _emit(self, stream: str, raw: bytes) -> None:
         entry = json.dumps({"log": raw.decode("utf-8", "replace"), "stream": stream,
                             "time": timestamp()}, ensure_ascii=False).encode() + b"\n"
-        if self.max_size and self.size and self.size + len(entry) > self.max_size:
-            self._rotate()
-        self.file.write(entry)
-        self.file.flush()
+        try:
+            if self.max_size and self.size and self.size + len(entry) > self.max_size:
+                self._rotate()
+            self.file.write(entry)
+            self.file.flush()
+        except OSError as err:
+            if err.errno not in (28, 122):  # ENOSPC, EDQUOT: the output goes on, unlogged
+                raise
+            self._drop(err)
+            return
         self.size += len(entry)
+
+    def _drop(self, err: OSError) -> None:
+        """Forget the entry a full filesystem refused (the file is reopened without its
+        buffered bytes); say so once on stderr."""
+        try:
+            self.file.close()
+        except OSError:
+            pass  # the same refused bytes, flushed once more
+        self.file = open(self.path, "ab")
+        self.size = self.file.tell()
+        if not self.dropping:
+            self.dropping = True
+            reason = "disk quota exceeded" if err.errno == 122 else "no space left on device"
+            print(f"pinnace: {reason} writing the container log {self.path}: output not "
+                  "logged until there is room", file=sys.stderr, flush=True)
 
     def _rotate(self) -> None:
         self.file.close()
