@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 
 class PinnaceError(Exception):
     """Base of every error pinnace reports to a user as one line."""
@@ -62,24 +65,22 @@ def is_no_space(err: BaseException) -> bool:
     return isinstance(err, OSError) and err.errno in NO_SPACE_ERRNOS
 
 
-def no_space(err: OSError, what: str, where: object, root: object = None) -> NoSpace:
-    """The one-line error for a full filesystem met while writing ``what`` to ``where``
-    (a path), naming the storage ``root`` that holds it when given."""
+def no_space(err: OSError, what: str, where: object = None, root: object = None) -> NoSpace:
+    """The one-line error for a full filesystem met while writing ``what`` (to the path
+    ``where``, in the storage ``root``, when given)."""
     reason = "disk quota exceeded" if err.errno == 122 else "no space left on device"
+    target = f" to {where}" if where is not None else ""
     tail = f" (storage root {root})" if root is not None else ""
-    return NoSpace(f"{reason} writing {what} to {where}{tail}")
+    return NoSpace(f"{reason} writing {what}{target}{tail}")
 
 
-class writing:  # noqa: N801 - used as a context manager, like contextlib's lower-case ones
+@contextlib.contextmanager
+def writing(what: str, where: object, root: object = None) -> Iterator[None]:
     """A block that writes ``what`` to ``where``: an ENOSPC or EDQUOT raised in it
     becomes one :class:`NoSpace` line naming them (and the storage ``root``)."""
-
-    def __init__(self, what: str, where: object, root: object = None) -> None:
-        self.what, self.where, self.root = what, where, root
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: object, err: BaseException | None, tb: object) -> None:
-        if err is not None and is_no_space(err):
-            raise no_space(err, self.what, self.where, self.root) from None  # type: ignore[arg-type]
+    try:
+        yield
+    except OSError as err:
+        if is_no_space(err):
+            raise no_space(err, what, where, root) from None
+        raise

@@ -42,13 +42,7 @@ class SpaceReserve:
     def keep(self) -> None:
         """Make the reserve when it is missing and the filesystem has room for it and as
         much again; on a failure (a filesystem filling meanwhile) leave none behind."""
-        if self.path.exists():
-            return
-        try:
-            st = os.statvfs(self.path.parent)
-        except OSError:
-            return
-        if st.f_bavail * st.f_frsize < 4 * RESERVE_BYTES:
+        if self.path.exists() or free_bytes(self.path.parent) < 4 * RESERVE_BYTES:
             return
         tmp = self.path.with_name(f".{NAME}-{os.getpid()}")
         try:
@@ -62,6 +56,12 @@ class SpaceReserve:
             with contextlib.suppress(OSError):
                 tmp.unlink()
 
+    def release_if_full(self) -> None:
+        """:meth:`release` the reserve when its filesystem has less than its size free
+        (before a write: a full btrfs kills a writer to shared memory with SIGBUS)."""
+        if self.path.exists() and free_bytes(self.path.parent) < RESERVE_BYTES:
+            self.release()
+
     def release(self) -> bool:
         """Delete the reserve and sync its filesystem so that the room is free now;
         False when there was none to release."""
@@ -71,6 +71,16 @@ class SpaceReserve:
             return False
         sync_filesystem(self.path.parent)
         return True
+
+
+def free_bytes(path: Path) -> int:
+    """Bytes free for unprivileged writes on the filesystem holding ``path`` (0 when it
+    cannot be asked)."""
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return 0
+    return st.f_bavail * st.f_frsize
 
 
 def sync_filesystem(path: Path) -> None:

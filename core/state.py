@@ -225,6 +225,7 @@ class State:
             return
         if self.readonly:
             raise self._no_space()
+        self.reserve.release_if_full()
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield self.db
@@ -288,13 +289,9 @@ def _disk_full(err: sqlite3.Error, path: Path) -> bool:
     """Whether SQLite's ``err`` comes from a full filesystem: SQLITE_FULL, or an I/O
     error (SQLite's name for a refused write or resize) while ``path``'s filesystem is
     nearly full or over quota."""
+    from pinnace.reserve import free_bytes
+
     code = getattr(err, "sqlite_errorcode", 0) & 0xFF
     if code == 13:  # SQLITE_FULL
         return True
-    if code != 10:  # SQLITE_IOERR
-        return False
-    try:
-        st = os.statvfs(path.parent)
-    except OSError:
-        return False
-    return st.f_bavail * st.f_frsize < _LOW_SPACE
+    return code == 10 and free_bytes(path.parent) < _LOW_SPACE  # SQLITE_IOERR

@@ -84,7 +84,7 @@ def _no_space(err: Exception) -> Exception | None:
 
     if is_no_space(err):
         assert isinstance(err, OSError)
-        return no_space(err, "a file", err.filename or "an open file")
+        return no_space(err, "a file", err.filename)
     if getattr(err, "sqlite_errorcode", None) == 13:  # SQLITE_FULL
         from pinnace.errors import NoSpace
 

@@ -140,13 +140,14 @@ def _load_stdin(engine: Any) -> list[Any]:
     """Copy stdin to a temp file next to the store (archives need random access), load it."""
     import shutil
 
-    from pinnace.errors import InvalidConfig
+    from pinnace.errors import InvalidConfig, writing
     from pinnace.images.archive import load as load_archive
 
     if sys.stdin.isatty():
         raise InvalidConfig("requested load from stdin, but stdin is a terminal: use -i FILE")
     with engine.images.scratch_file("stdin") as tmp:
-        with open(tmp, "xb") as f:
+        with writing("the archive read from stdin", tmp, engine.images.root), \
+                open(tmp, "xb") as f:
             shutil.copyfileobj(sys.stdin.buffer, f, 1 << 20)
         return load_archive(engine.images, tmp, label="stdin")
 

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from pinnace import faults
-from pinnace.errors import InvalidConfig, NotFound
+from pinnace.errors import InvalidConfig, NotFound, writing
 from pinnace.images.compression import COMPRESSION, Hashing, decompressed
 
 if TYPE_CHECKING:
@@ -244,7 +244,8 @@ def _decompressed_copy(store: ImageStore, path: Path, label: str) -> Iterator[Pa
     import tarfile
 
     with store.scratch_file("load") as tmp:
-        with open(path, "rb") as src, open(tmp, "xb") as dst:
+        with writing(f"the decompressed copy of {label}", tmp, store.root), \
+                open(path, "rb") as src, open(tmp, "xb") as dst:
             reader = decompressed(src)
             try:
                 while chunk := reader.read(1 << 20):
@@ -577,7 +578,8 @@ def _add_plain_layer(store: ImageStore, layer: Layer, name: str, out: TarOut) ->
         out.add_file(name, store.blob_path(layer.blob_digest))
         return
     with store.scratch_file("save") as tmp:
-        with store.layer_stream(layer) as tar, open(tmp, "xb") as plain:
+        with writing(f"the decompressed layer {layer.blob_digest}", tmp, store.root), \
+                store.layer_stream(layer) as tar, open(tmp, "xb") as plain:
             while chunk := tar.read(1 << 20):
                 plain.write(chunk)
         out.add_file(name, tmp)
@@ -618,7 +620,7 @@ def write_to(path: str | None, write: Callable[[int], None]) -> None:
     leaves half an archive under the name asked for."""
     import sys
 
-    from pinnace.errors import FailedPrecondition
+    from pinnace.errors import FailedPrecondition, is_no_space, no_space
 
     if path is None:
         if sys.stdout.isatty():
@@ -648,6 +650,8 @@ def write_to(path: str | None, write: Callable[[int], None]) -> None:
     except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        if isinstance(err, OSError):  # a full disk, a quota: one line, nothing left behind
+        if is_no_space(err):  # one line, nothing left behind
+            raise no_space(err, "the archive", path) from None  # type: ignore[arg-type]
+        if isinstance(err, OSError):
             raise FailedPrecondition(f"writing {path}: {err.strerror or err}") from None
         raise

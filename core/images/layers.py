@@ -39,13 +39,24 @@ _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 
 
+class _Sink:
+    """Where a tar stream writes: ``out``, until the tar is abandoned."""
+
+    def __init__(self, out: Any) -> None:
+        self.out: Any = out
+
+    def write(self, data: bytes) -> int:
+        return len(data) if self.out is None else self.out.write(data)
+
+
 class TreeTar:
     """A tar stream being written to ``out`` (any object with ``write``) from files on disk."""
 
     def __init__(self, out: Any) -> None:
         import tarfile
 
-        self.tar = tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT)
+        self.sink = _Sink(out)
+        self.tar = tarfile.open(fileobj=self.sink, mode="w|", format=tarfile.PAX_FORMAT)
         self.links: dict[tuple[int, int], str] = {}  # (device, inode) -> first arcname
 
     def add(self, parent: int, name: str, arcname: str) -> int | None:
@@ -118,6 +129,23 @@ class TreeTar:
     def close(self) -> None:
         """Write the end-of-archive marker."""
         self.tar.close()
+
+    def abandon(self) -> None:
+        """Close without writing anything more (after a failed write, such as a full
+        disk): the buffered tail is dropped now rather than flushed when the tar is
+        garbage-collected."""
+        self.sink.out = None
+        self.tar.close()
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[TreeTar]:
+        """The tar for the block: closed after it, abandoned if it fails."""
+        try:
+            yield self
+        except BaseException:
+            self.abandon()
+            raise
+        self.close()
 
 
 def walk_tree(parent: int, name: str, arcname: str,
@@ -218,11 +246,9 @@ def _xattr_headers(parent: int, name: str) -> dict[str, str]:
 
 def write_tree(src: Path, out: Any) -> None:
     """Write the tree under ``src`` as a tar to ``out``; ``src``'s own entry is left out."""
-    tar = TreeTar(out)
-    with _opened_dir(src) as root:
+    with TreeTar(out).writing() as tar, _opened_dir(src) as root:
         for name in sorted(os.listdir(root)):
             tar.add_tree(root, name, name)
-    tar.close()
 
 
 class Changes(Protocol):
@@ -261,9 +287,8 @@ def write_diff(lower: Path | None, upper: Path, out: Any,
                mount_points: Set[str] = frozenset()) -> None:
     """Write what changed from tree ``lower`` (None: empty) to tree ``upper`` as a layer
     tar (:func:`walk_diff`)."""
-    tar = TreeTar(out)
-    walk_diff(lower, upper, _TarChanges(tar), mount_points)
-    tar.close()
+    with TreeTar(out).writing() as tar:
+        walk_diff(lower, upper, _TarChanges(tar), mount_points)
 
 
 class _TarChanges:

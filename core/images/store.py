@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
 from pinnace import faults
-from pinnace.errors import FailedPrecondition, InvalidConfig, NotFound, TryAgain
+from pinnace.errors import FailedPrecondition, InvalidConfig, NotFound, TryAgain, writing
 from pinnace.images.compression import MEDIA_TAR
 from pinnace.images.reference import is_id_prefix
 from pinnace.images.reference import parse as parse_reference
@@ -170,19 +170,25 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o666) -> None:
 
 
 class _BlobWriter:
-    """A blob being written: a temp file next to the blobs, hashed as it grows."""
+    """A blob being written: a temp file next to the blobs, hashed as it grows. A full
+    filesystem raises NoSpace naming ``what`` it was writing and the store ``root``."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, what: str, root: Path) -> None:
         import hashlib
 
-        self.directory = directory
+        self.directory, self.what, self.root = directory, what, root
         self.tmp = directory / f"{TEMP_PREFIX}{os.getpid()}-{os.urandom(8).hex()}"
-        self.file = open(self.tmp, "xb")
+        with self._writing():
+            self.file = open(self.tmp, "xb")
         self.hash = hashlib.sha256()
         self.size = 0
 
+    def _writing(self) -> contextlib.AbstractContextManager[None]:
+        return writing(self.what, self.directory, self.root)
+
     def write(self, data: bytes) -> int:
-        self.file.write(data)
+        with self._writing():
+            self.file.write(data)
         self.hash.update(data)
         self.size += len(data)
         faults.point("blob.writing")
@@ -190,15 +196,17 @@ class _BlobWriter:
 
     def commit(self, expected: str | None = None) -> str:
         """Verify against ``expected``, fsync, move into place; return the digest."""
-        self.file.flush()
+        with self._writing():
+            self.file.flush()
         digest = "sha256:" + self.hash.hexdigest()
         if expected is not None and digest != expected:
             raise InvalidConfig(f"blob {expected} does not match its digest (its bytes hash "
                                 f"to {digest}): rejected, nothing stored")
-        os.fsync(self.file.fileno())
-        self.file.close()
-        os.replace(self.tmp, self.directory / digest.removeprefix("sha256:"))
-        _fsync_dir(self.directory)
+        with self._writing():
+            os.fsync(self.file.fileno())
+            self.file.close()
+            os.replace(self.tmp, self.directory / digest.removeprefix("sha256:"))
+            _fsync_dir(self.directory)
         faults.point("blob.stored")
         return digest
 
@@ -244,12 +252,13 @@ class ImageStore:
         return self.blobs / hexdigest
 
     @contextlib.contextmanager
-    def _writer(self) -> Iterator[_BlobWriter]:
-        if not self.blobs.is_dir():
-            self.blobs.mkdir(parents=True, exist_ok=True)
-        if not (self.root / "oci-layout").exists():
-            atomic_write(self.root / "oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
-        writer = _BlobWriter(self.blobs)
+    def _writer(self, what: str = "image blob") -> Iterator[_BlobWriter]:
+        with writing("the image store layout", self.root):
+            if not self.blobs.is_dir():
+                self.blobs.mkdir(parents=True, exist_ok=True)
+            if not (self.root / "oci-layout").exists():
+                atomic_write(self.root / "oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
+        writer = _BlobWriter(self.blobs, what, self.root)
         try:
             yield writer
         finally:
@@ -470,7 +479,7 @@ class ImageStore:
     def write_layer(self, write: Callable[[Any], None]) -> Blob:
         """Store as a layer blob the tar that ``write(out)`` writes to ``out`` (an object
         with ``write``); its digest is its diff ID."""
-        with self._writer() as writer:
+        with self._writer("layer blob") as writer:
             write(writer)
             return Blob(writer.commit(), writer.size)
 
@@ -484,7 +493,7 @@ class ImageStore:
         from pinnace.images.compression import decompressed
         from pinnace.images.unpack import LayerChecker
 
-        with self._writer() as writer:
+        with self._writer("layer blob") as writer:
             try:
                 tee = _Tee(decompressed(stream), writer)
                 checker = LayerChecker()

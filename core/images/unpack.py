@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
-from pinnace.errors import InvalidConfig
+from pinnace.errors import InvalidConfig, writing
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _WHITEOUT = ".wh."
@@ -67,11 +67,13 @@ def apply_layer(stream: BinaryIO, dest: Path) -> LayerStats:
     left as holes, so a sparse file stays sparse. Raises
     ``InvalidConfig`` for a hostile member (see the module docstring: the
     whole layer is rejected, entries applied before it stay) and
-    ``InvalidConfig("corrupt layer: ...")`` for a truncated or corrupt stream.
+    ``InvalidConfig("corrupt layer: ...")`` for a truncated or corrupt stream, and
+    ``NoSpace`` naming ``dest`` when its filesystem is full.
     """
     root = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        return _extract(stream, _Applier(root, _plain_file(stream)))
+        with writing("a layer's files", dest):
+            return _extract(stream, _Applier(root, _plain_file(stream)))
     finally:
         os.close(root)
 
@@ -407,6 +409,8 @@ class _Applier:
                 os.setxattr(target, key[len(_XATTR):], value.encode("utf-8", "surrogateescape"),
                             **nofollow)
             except OSError as err:
+                if err.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise
                 if err.errno not in _XATTR_UNSUPPORTED:
                     raise InvalidConfig(f"layer member {m.name!r}: xattr "
                                         f"{key[len(_XATTR):]!r}: {err.strerror}") from None
