@@ -649,7 +649,8 @@ class Engine:
     @_operation("rmi")
     def remove_image(self, ref: str, force: bool = False) -> Any:
         """``rmi``: untag/delete an image, then drop layer snapshots no image needs any more."""
-        result = self.images.remove(ref, force=force, in_use=self.containers.names_using_image)
+        result = self.state.with_room(lambda: self.images.remove(
+            ref, force=force, in_use=self.containers.names_using_image))
         self.layers.drop(result.orphan_chain_ids)
         return result
 

@@ -30,8 +30,8 @@ hookimpl = pluggy.HookimplMarker("pinnace")
 
 _EXPORTS: dict[str, str] = {
     **dict.fromkeys(("PinnaceError", "NotFound", "AlreadyExists", "FailedPrecondition",
-                     "InvalidConfig", "Unavailable", "TryAgain", "PluginError", "CommandNotFound",
-                     "CommandNotExecutable"),
+                     "InvalidConfig", "Unavailable", "TryAgain", "NoSpace", "PluginError",
+                     "CommandNotFound", "CommandNotExecutable"),
                     "pinnace.errors"),
     **dict.fromkeys(("Mount", "mounted", "mount_all", "unmount_all"), "pinnace.mounts"),
     **dict.fromkeys(("Kind", "SnapshotInfo", "Usage"), "pinnace.snapshots"),

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from pinnace.errors import FailedPrecondition, PinnaceError, PluginError
+from pinnace.errors import FailedPrecondition, PinnaceError, PluginError, is_no_space, no_space
 from pinnace.roles import EXTENSION, GROUP_PREFIX, ROLES
 
 if TYPE_CHECKING:
@@ -271,6 +271,10 @@ class Plugins:
         except PinnaceError:
             raise
         except Exception as err:
+            if is_no_space(err):
+                assert isinstance(err, OSError)
+                raise no_space(err, f"{err.filename or 'a file'} for {role} plugin "
+                                    f"{plugin!r} ({verb})") from None
             raise PluginError(
                 f"{role} plugin {plugin!r} failed in {verb}: {type(err).__name__}: {err}"
             ) from err

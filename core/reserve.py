@@ -1,20 +1,20 @@
-"""Room for the state on a full filesystem: files that are overwritten in place, and a few
-preallocated megabytes under the root, given back when the filesystem is full.
+"""Room for the state and for removals on a full filesystem.
 
-A copy-on-write filesystem (btrfs) needs new room for every overwrite: on a
-full one an overwrite fails, and a write to a page of a shared memory map
-(SQLite's ``-shm``) kills the writer with SIGBUS. :func:`create_in_place`
-makes the state's files without copy-on-write (``chattr +C``, which must be set
-while a file is empty), so their pages are rewritten where they are.
+A copy-on-write filesystem (btrfs) needs new room for every overwrite and for
+the metadata of a deletion: on a full one an overwrite fails, a write to a page
+of a shared memory map (SQLite's ``-shm``) kills the writer with SIGBUS, and
+even deleting a snapshot can fail. So:
 
-On a full filesystem SQLite cannot even open its database for writing (it
-resizes the ``-shm`` file first), and copy-on-write filesystems need new room
-for every overwrite and for the metadata of a deletion. So the root keeps
-``reserve``, a file of :data:`RESERVE_BYTES` with its blocks allocated
-(``fallocate``): when a write of the state meets a full disk, the file is
-deleted and the filesystem synced (btrfs frees extents when its transaction
-commits), which lets that write, and the removals that follow, proceed. It is
-made again by a later command that finds room for it (see docs/decisions.md).
+- :func:`create_in_place` makes the state's files without copy-on-write
+  (``chattr +C``, which takes only on an empty file): their pages are
+  rewritten where they are;
+- the root keeps ``reserve/``, a few files with their blocks allocated
+  (``fallocate``). :meth:`SpaceReserve.room` gives one of them to a block that
+  must write (a state transaction, a removal) when the filesystem is full: the
+  file is deleted and the filesystem synced (btrfs frees extents when its
+  transaction commits). They are made again by a later command that finds
+  room (freed room cannot be taken back at once: btrfs needs more than it
+  freed to allocate as much). See docs/decisions.md.
 """
 
 from __future__ import annotations
@@ -23,54 +23,71 @@ import contextlib
 import os
 from pathlib import Path
 
-RESERVE_BYTES = 4 << 20
-"""Bytes set aside: room for the state's ``-shm`` and WAL and a removal's metadata."""
-
+CHUNK_BYTES = 1 << 20
+CHUNKS = 4
+"""The reserve is this many files of CHUNK_BYTES each, released one at a time: what a
+block leaves of a released chunk, another writer can take, but not the other chunks."""
+LOW_BYTES = 2 << 20
+"""A filesystem with less free than this counts as full (btrfs shows about 1.5 MiB free
+on a small one that refuses every write)."""
 NAME = "reserve"
 
 
 class SpaceReserve:
-    """The reserve file of the root directory ``root``."""
+    """The reserve of the root directory ``root``: ``root/reserve/0`` ... ``3``."""
 
     def __init__(self, root: Path) -> None:
         self.path = root / NAME
 
-    def present(self) -> bool:
-        """Whether the reserve is in place (not released)."""
-        return self.path.exists()
+    def chunks(self) -> list[Path]:
+        """The chunks in place (not released)."""
+        return [self.path / str(n) for n in range(CHUNKS) if (self.path / str(n)).exists()]
 
     def keep(self) -> None:
-        """Make the reserve when it is missing and the filesystem has room for it and as
-        much again; on a failure (a filesystem filling meanwhile) leave none behind."""
-        if self.path.exists() or free_bytes(self.path.parent) < 4 * RESERVE_BYTES:
+        """Make the missing chunks when the filesystem has room for all of them and three
+        times as much again (so that they are not made and released in turn); on a
+        failure (a filesystem filling meanwhile) leave no partial chunk."""
+        if len(self.chunks()) == CHUNKS or \
+                free_bytes(self.path.parent) < 4 * CHUNKS * CHUNK_BYTES:
             return
-        tmp = self.path.with_name(f".{NAME}-{os.getpid()}")
+        try:
+            self.path.mkdir(exist_ok=True)
+            for n in range(CHUNKS):
+                if not (self.path / str(n)).exists():
+                    self._make(self.path / str(n))
+        except OSError:
+            return
+
+    @staticmethod
+    def _make(path: Path) -> None:
+        tmp = path.with_name(f".{path.name}-{os.getpid()}")
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
             try:
-                os.posix_fallocate(fd, 0, RESERVE_BYTES)
+                os.posix_fallocate(fd, 0, CHUNK_BYTES)
             finally:
                 os.close(fd)
-            os.rename(tmp, self.path)
+            os.rename(tmp, path)
         except OSError:
             with contextlib.suppress(OSError):
                 tmp.unlink()
-
-    def release_if_full(self) -> None:
-        """:meth:`release` the reserve when its filesystem has less than its size free
-        (before a write: a full btrfs kills a writer to shared memory with SIGBUS)."""
-        if self.path.exists() and free_bytes(self.path.parent) < RESERVE_BYTES:
-            self.release()
+            raise
 
     def release(self) -> bool:
-        """Delete the reserve and sync its filesystem so that the room is free now;
-        False when there was none to release."""
-        try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            return False
-        sync_filesystem(self.path.parent)
-        return True
+        """Release one chunk and sync its filesystem so that its room is free now; False
+        when none is left."""
+        for chunk in self.chunks():
+            with contextlib.suppress(FileNotFoundError):  # a concurrent pinnace took it
+                os.unlink(chunk)
+                sync_filesystem(self.path.parent)
+                return True
+        return False
+
+    def room(self) -> None:
+        """Before a write that a full filesystem must not turn into a crash (SQLite's
+        shared memory): :meth:`release` a chunk when the filesystem counts as full."""
+        if free_bytes(self.path.parent) < LOW_BYTES:
+            self.release()
 
 
 def free_bytes(path: Path) -> int:

@@ -14,9 +14,11 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 WAL_PAGES = 64
 """Checkpoint once the WAL holds this many pages (SQLite's default is 1000).
@@ -138,31 +140,64 @@ MIGRATIONS: tuple[str, ...] = (
 class State:
     """A connection to the state database, migrated to the newest schema on open.
 
-    On a full filesystem it still opens: first by releasing the root's
-    :class:`~pinnace.reserve.SpaceReserve`, else read-only (``readonly``: reads work,
-    a write raises :class:`~pinnace.errors.NoSpace`). A commit that meets a full disk
-    releases the reserve and is tried once more."""
+    A full filesystem is an error, not an outage (see docs/decisions.md). SQLite
+    writes to the WAL index, a shared memory map of ``state.db-shm``, on reads as
+    well as writes, and on a full btrfs such a write kills the process (SIGBUS).
+    So every use of the connection on a full filesystem first releases a chunk of
+    the root's :class:`~pinnace.reserve.SpaceReserve`, and a transaction that
+    still finds no room raises :class:`~pinnace.errors.NoSpace`. Opened without
+    room, the connection is ``read-only``: the WAL index is read into memory,
+    nothing on the filesystem is written, and every transaction raises NoSpace."""
 
     def __init__(self, path: Path) -> None:
-        from pinnace.reserve import SpaceReserve, create_in_place
+        from pinnace.reserve import SpaceReserve
 
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        for suffix in ("", "-wal", "-shm"):  # before SQLite makes them copy-on-write
-            if not os.path.exists(f"{path}{suffix}"):
-                create_in_place(Path(f"{path}{suffix}"))
         self.reserve = SpaceReserve(path.parent)
-        self.readonly = False
+        self.reserve.room()
+        self.mode, self.db = self._connect()
+        self.reserve.keep()
+
+    def with_room(self, action: Callable[[], T]) -> T:
+        """Run ``action`` (a removal: a copy-on-write filesystem needs room to delete);
+        if a full filesystem refuses it, release a chunk of the reserve and run it once
+        more."""
+        from pinnace.errors import NoSpace, is_no_space
+
         try:
-            self.db = self._open()
-        except sqlite3.OperationalError as err:
-            if not _disk_full(err, path):
+            return action()
+        except (NoSpace, OSError) as err:
+            if not (isinstance(err, NoSpace) or is_no_space(err)) or not self.reserve.release():
                 raise
-            self.db = self._open_after_full()
-        else:
-            self.reserve.keep()
+        return action()
+
+    def _has_room(self) -> bool:
+        from pinnace.reserve import LOW_BYTES, free_bytes
+
+        return free_bytes(self.path.parent) >= LOW_BYTES
+
+    def _connect(self) -> tuple[str, sqlite3.Connection]:
+        """A shared connection when the filesystem has room for one, else read-only."""
+        if self._has_room():
+            try:
+                return "shared", self._open()
+            except sqlite3.OperationalError as err:
+                if not _disk_full(err, self.path):
+                    raise
+        from urllib.parse import quote
+
+        db = sqlite3.connect(f"file:{quote(str(self.path))}?mode=ro&readonly_shm=1", uri=True,
+                             timeout=30, isolation_level=None)
+        db.row_factory = sqlite3.Row
+        return "read-only", db
 
     def _open(self) -> sqlite3.Connection:
+        from pinnace.reserve import create_in_place
+
+        for suffix in ("", "-wal", "-shm"):  # before SQLite makes them copy-on-write
+            if not os.path.exists(f"{self.path}{suffix}"):
+                create_in_place(Path(f"{self.path}{suffix}"))
         db = sqlite3.connect(self.path, timeout=30, isolation_level=None)  # busy timeout 30 s
         try:
             db.row_factory = sqlite3.Row
@@ -171,30 +206,19 @@ class State:
             db.execute("PRAGMA foreign_keys = ON")
             db.execute("PRAGMA synchronous = NORMAL")
             db.execute(f"PRAGMA wal_autocheckpoint = {WAL_PAGES}")
-            self.db = db
+            self.mode, self.db = "shared", db
             self._migrate()
         except BaseException:
             db.close()
             raise
         return db
 
-    def _open_after_full(self) -> sqlite3.Connection:
-        """Open on a full filesystem: for writing once the reserve is released, else
-        read-only, reading the WAL into memory (``readonly_shm``) so that nothing
-        on the filesystem is written or resized."""
-        if self.reserve.release():
-            try:
-                return self._open()
-            except sqlite3.OperationalError as err:
-                if not _disk_full(err, self.path):
-                    raise
-        from urllib.parse import quote
-
-        self.readonly = True
-        db = sqlite3.connect(f"file:{quote(str(self.path))}?mode=ro&readonly_shm=1", uri=True,
-                             timeout=30, isolation_level=None)
-        db.row_factory = sqlite3.Row
-        return db
+    def _reading(self) -> sqlite3.Connection:
+        """The connection, with room for a read if it is shared (it may write to the
+        WAL index)."""
+        if self.mode == "shared" and not self.db.in_transaction:
+            self.reserve.room()
+        return self.db
 
     def _migrate(self) -> None:
         version = self.db.execute("PRAGMA user_version").fetchone()[0]
@@ -223,9 +247,9 @@ class State:
         if self.db.in_transaction:
             yield self.db
             return
-        if self.readonly:
+        self.reserve.room()
+        if self.mode != "shared" or not self._has_room():
             raise self._no_space()
-        self.reserve.release_if_full()
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield self.db
@@ -238,8 +262,8 @@ class State:
         self._commit()
 
     def _commit(self) -> None:
-        """COMMIT; on a full filesystem release the reserve and try once more, else
-        roll back and raise NoSpace."""
+        """COMMIT; when a full filesystem refuses it, release a chunk of the reserve and
+        try once more, else roll back and raise NoSpace."""
         for attempt in (1, 2):
             try:
                 self.db.execute("COMMIT")
@@ -261,11 +285,11 @@ class State:
 
     def query(self, sql: str, *args: Any) -> list[sqlite3.Row]:
         """Rows of a read query."""
-        return self.db.execute(sql, args).fetchall()
+        return self._reading().execute(sql, args).fetchall()
 
     def one(self, sql: str, *args: Any) -> sqlite3.Row | None:
         """The first row of a read query, or None."""
-        return self.db.execute(sql, args).fetchone()
+        return self._reading().execute(sql, args).fetchone()
 
     def event(self, type_: str, action: str, actor: str, **attributes: Any) -> None:
         """Record an event (container create/start/die/remove, image import ...)."""

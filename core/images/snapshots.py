@@ -62,7 +62,8 @@ class LayerSnapshots:
     def remove(self, storage: str, key: str) -> None:
         """Remove snapshot ``key`` of ``storage`` if it exists (an undo: it may not)."""
         with contextlib.suppress(NotFound):
-            self.plugins.call("storage", storage, "remove", key=key)
+            self.state.with_room(
+                lambda: self.plugins.call("storage", storage, "remove", key=key))
 
     def drop(self, chain_ids: list[str]) -> None:
         """Remove the layer snapshots of ``chain_ids`` (bottom first) from every storage
@@ -161,6 +162,6 @@ class LayerSnapshots:
 
         path = self.paths.lock(name)
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w") as f:
+        with open(path, "a") as f:  # not truncated: that needs room a full disk lacks
             fcntl.flock(f, fcntl.LOCK_EX)
             yield

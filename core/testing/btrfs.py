@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 
@@ -17,9 +17,11 @@ def _run(*argv: str) -> str:
 
 
 @contextlib.contextmanager
-def loop_btrfs(path: str | Path, size: str = "1G") -> Iterator[Path]:
+def loop_btrfs(path: str | Path, size: str = "1G",
+               mkfs_options: Sequence[str] = ()) -> Iterator[Path]:
     """Make a sparse ``<path>.img`` of ``size`` (``truncate -s`` syntax), put a fresh
-    btrfs on it through a loop device, mount it at ``path`` (created) and yield ``path``.
+    btrfs on it (``mkfs.btrfs`` with ``mkfs_options``, e.g. ``--mixed`` for a small one)
+    through a loop device, mount it at ``path`` (created) and yield ``path``.
 
     Afterwards: unmount (lazily if something still holds it), detach the loop
     device, delete the image and the mount point.
@@ -31,7 +33,7 @@ def loop_btrfs(path: str | Path, size: str = "1G") -> Iterator[Path]:
         _run("truncate", "-s", size, str(image))
         device = _run("losetup", "--find", "--show", str(image))
         try:
-            _run("mkfs.btrfs", "-q", device)
+            _run("mkfs.btrfs", "-q", *mkfs_options, device)
             _run("mount", "-t", "btrfs", device, str(mnt))
             try:
                 yield mnt

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from pinnace.images.compression import COMPRESSION, MEDIA
 from pinnace.images.reference import Reference
-from pinnace.plugin import InvalidConfig, NotFound, PinnaceError, Unavailable
+from pinnace.plugin import InvalidConfig, NoSpace, NotFound, PinnaceError, Unavailable
 from pinnace_plugins.source_registry.client import RETRIES, Registry, Transient, describe
 
 if TYPE_CHECKING:
@@ -166,10 +166,12 @@ class Puller:
                 image_id = self.store.add_image(self.config_bytes, stored, tags, "pull",
                                                 written)
                 self.store.add_repo_digest(self.ref.name, digest, image_id)
+        except NoSpace as err:
+            raise NoSpace(f"{err} while pulling {name}; nothing was kept") from None
         except OSError as err:
             if err.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise Unavailable(f"no space left in {self.store.root} while pulling {name}; "
-                                  f"nothing was kept") from None
+                raise NoSpace(f"no space left in {self.store.root} while pulling {name}; "
+                              f"nothing was kept") from None
             raise
         self.cache.save()
         return image_id
