@@ -114,13 +114,14 @@ def fill(pn: Pinnace) -> None:
     assert os.statvfs(pn.root).f_bavail * os.statvfs(pn.root).f_frsize < 8 << 20
 
 
-def one_line(proc: subprocess.CompletedProcess[str], *words: str) -> str:
-    """The single line a command that met the full disk printed, naming ``words``."""
+def one_line(proc: subprocess.CompletedProcess[str], where: Path, *whats: str) -> str:
+    """The single line a command that met the full disk printed: it names one of
+    ``whats`` (what it was writing) and a path under ``where``."""
     assert proc.returncode == 125, (proc.returncode, proc.stdout, proc.stderr)
     assert proc.stderr.count("\n") == 1 and proc.stderr.endswith("\n"), proc.stderr
     line = proc.stderr.strip()
     assert line.startswith("Error: no space left on device writing "), line
-    assert all(word in line for word in words), (words, line)
+    assert any(what in line for what in whats) and f"{where}/" in line, (whats, line)
     return line
 
 
@@ -163,19 +164,21 @@ def remove_everything(pn: Pinnace) -> None:
     assert rows(pn.root) == dict.fromkeys(TABLES, 0)
 
 
+STORAGE = "for storage plugin 'btrfs'"
+"""Where a full disk stops a snapshot being made (the rootfs, the extract- or the
+commit- one) before any data is written."""
 CASES = {
-    # name: (the command, given the big image's sources and the registry host; words)
-    "run": (lambda big, host: ["run", "big:1", "true"], ["{root}/storage/btrfs/"]),
-    "import": (lambda big, host: ["import", str(big["tar"]), "big:2"],
-               ["layer blob", "images/blobs/sha256"]),
-    "load": (lambda big, host: ["load", "-i", str(big["archive"])],
-             ["layer blob", "images/blobs/sha256"]),
+    # name: (the command, given the big image's sources and the registry host;
+    #        what its error may name as being written, depending on where the room ran out)
+    "run": (lambda big, host: ["run", "big:1", "true"], ["a layer's files", STORAGE]),
+    "import": (lambda big, host: ["import", str(big["tar"]), "big:2"], ["layer blob"]),
+    "load": (lambda big, host: ["load", "-i", str(big["archive"])], ["layer blob"]),
     "pull": (lambda big, host: ["pull", f"{host}/lib/big:1"],
-             ["image blob", "while pulling", "nothing was kept"]),
-    "commit": (lambda big, host: ["commit", "filler", "filled:1"],
-               ["layer blob", "images/blobs/sha256"]),
+             ["image blob to {root}/images/blobs/sha256 (storage root {root}/images) while "
+              "pulling"]),
+    "commit": (lambda big, host: ["commit", "filler", "filled:1"], ["layer blob", STORAGE]),
     "export": (lambda big, host: ["export", "-o", "{root}/../filler.tar", "filler"],
-               ["the archive", "filler.tar"]),
+               ["the archive to {root}/../filler.tar"]),
 }
 
 
@@ -188,10 +191,11 @@ def test_a_full_disk_is_one_line_and_leaves_nothing(fpn: Pinnace, busybox_tar: P
     if case == "run":  # stored while there is room; its layers are unpacked at run
         fpn("import", str(big["tar"]), "big:1")
     fill(fpn)
-    command, words = CASES[case]
+    command, whats = CASES[case]
     argv = [arg.replace("{root}", str(fpn.root)) for arg in command(big, registry.host)]
     proc = fpn(*argv, check=False, timeout=300)
-    one_line(proc, *(word.replace("{root}", str(fpn.root)) for word in words))
+    line = one_line(proc, fpn.root, *(what.replace("{root}", str(fpn.root)) for what in whats))
+    assert line.endswith("; nothing was kept") == (case == "pull")
     assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr
     assert not (fpn.root.parent / "filler.tar").exists()
     assert [p for p in fpn.root.parent.iterdir() if p.name.startswith(".filler.tar")] == []
@@ -206,17 +210,21 @@ def test_the_state_opens_read_only_when_nothing_can_be_written(fpn: Pinnace,
     """With the reserve spent and the filesystem full to the last block, reads still work
     and a write is refused in one line."""
     fpn("import", str(busybox_tar), "busybox:latest")
-    fill(fpn)
     top = fpn.root.parent / "top"
-    with open(top, "wb") as f, contextlib.suppress(OSError):
-        while True:  # what the reserve's release gave back, and every last block
-            f.write(b"\0" * 4096)
-            f.flush()
+    top.touch()
+    fill(fpn)
+    for chunk in (fpn.root / "reserve").iterdir():  # spent by earlier full disks
+        chunk.unlink()
+    subprocess.run(["btrfs", "filesystem", "sync", str(fpn.root)], check=True)
+    fd = os.open(top, os.O_WRONLY | os.O_APPEND)
+    with contextlib.suppress(OSError):
+        while os.write(fd, b"\1" * 4096):  # every last block
+            pass
+    os.close(fd)
     try:
-        assert len(os.listdir(fpn.root / "reserve")) < 4  # a chunk went to the filler's exit
         assert "filler" in fpn("ps", "-a").stdout
         assert "busybox" in fpn("images").stdout
-        one_line(fpn("rename", "filler", "other", check=False), "state database")
+        one_line(fpn("rename", "filler", "other", check=False), fpn.root, "state database")
     finally:
         top.unlink()
         subprocess.run(["btrfs", "filesystem", "sync", str(fpn.root)], check=True)
