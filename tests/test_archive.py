@@ -376,7 +376,8 @@ def test_save_to_a_full_disk_leaves_no_partial_archive(pn: Pinnace, busybox: str
     try:
         proc = pn("save", "-o", str(small / "b.tar"), busybox, check=False)
         assert proc.returncode == 125
-        assert proc.stderr.strip() == f"Error: writing {small / 'b.tar'}: No space left on device"
+        assert proc.stderr.strip() == \
+            f"Error: no space left on device writing the archive to {small / 'b.tar'}"
         assert os.listdir(small) == []
     finally:
         subprocess.run(["umount", str(small)], check=True)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pinnace.errors import writing
+
 FILES = ("hosts", "hostname", "resolv.conf")
 LOCALHOST = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
 HOST_RESOLV = Path("/etc/resolv.conf")
@@ -62,5 +64,6 @@ def write(bundle: Path, hosts_text: str, resolv_text: str, hostname: str) -> Non
     """Write (or rewrite in place) the three files in ``bundle``."""
     for name, text in (("hosts", hosts_text), ("hostname", hostname + "\n"),
                        ("resolv.conf", resolv_text)):
-        with open(bundle / name, "w", encoding="utf-8") as f:
+        with writing(f"the container's /etc/{name}", bundle / name), \
+                open(bundle / name, "w", encoding="utf-8") as f:
             f.write(text)
