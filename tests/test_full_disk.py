@@ -258,3 +258,27 @@ def test_sparse_images_load_and_import_on_a_small_filesystem(
     assert int(out[0].split()[0]) == BIG and out[1] == "HEAD!"
     fpn("rmi", "sparse:1", "sparse:2")
     assert fpn("images", "-q").stdout == ""
+
+
+def test_commit_and_export_keep_a_sparse_file_small(fpn: Pinnace, busybox_tar: Path) -> None:
+    """A container's 10 GiB sparse file is committed and exported as a GNU sparse member:
+    the layer blob and the archive hold its data, not its holes."""
+    fpn("import", "-c", 'CMD ["sh"]', str(busybox_tar), "busybox:latest")
+    fpn("run", "--name", "holes", "busybox", "sh", "-c",
+        f"truncate -s {BIG} /made && printf HELLO | dd of=/made bs=1 seek={5 << 30} "
+        "conv=notrunc 2>/dev/null")
+    before = os.statvfs(fpn.root).f_bavail
+    fpn("commit", "holes", "holes:1")
+    fpn("export", "-o", str(fpn.root.parent / "holes.tar"), "holes")
+    used = (before - os.statvfs(fpn.root).f_bavail) * os.statvfs(fpn.root).f_frsize
+    assert used < 16 << 20
+    listing = subprocess.run(["tar", "-tvf", str(fpn.root.parent / "holes.tar"), "made"],
+                             capture_output=True, text=True, check=True).stdout
+    assert f" {BIG} " in listing
+    (fpn.root.parent / "holes.tar").unlink()
+    out = probe(fpn, "holes:1", "/made", [5 << 30, 0], "btrfs")
+    size, allocated = map(int, out[0].split())
+    assert size == BIG and allocated < SMALL and out[1:] == ["HELLO", "\0" * 5]
+    fpn("rm", "holes")
+    fpn("rmi", "holes:1", "busybox:latest")
+    assert fpn("images", "-q").stdout == ""

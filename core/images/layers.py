@@ -70,7 +70,11 @@ class TreeTar:
         st, fd, target = found
         try:
             info = self._info(parent, name, arcname, st, target)
-            if info is not None and info.isreg():
+            segments = _data_segments(fd, st) if info is not None and info.isreg() else None
+            if segments is not None:
+                assert fd is not None
+                self._add_sparse(info, fd, segments)
+            elif info is not None and info.isreg():
                 assert fd is not None
                 with os.fdopen(fd, "rb", closefd=False) as f:
                     self.tar.addfile(info, f)
@@ -85,6 +89,22 @@ class TreeTar:
         if fd is not None:
             os.close(fd)
         return None
+
+    def _add_sparse(self, info: Any, fd: int, segments: list[tuple[int, int]]) -> None:
+        """Add a regular file with holes as a GNU sparse member (PAX format 1.0, which
+        GNU tar, Go and Python read): a map of its data segments, then only their bytes,
+        so a sparse file stays small in the layer."""
+        import posixpath
+
+        real, size = info.name, info.size
+        listing = f"{len(segments)}\n" + "".join(f"{at}\n{n}\n" for at, n in segments)
+        block = listing.encode().ljust(-(-len(listing) // 512) * 512, b"\0")
+        info.name = posixpath.join(posixpath.dirname(real), "GNUSparseFile.0",
+                                   posixpath.basename(real))
+        info.size = len(block) + sum(n for _, n in segments)
+        info.pax_headers.update({"GNU.sparse.major": "1", "GNU.sparse.minor": "0",
+                                 "GNU.sparse.name": real, "GNU.sparse.realsize": str(size)})
+        self.tar.addfile(info, _SparseData(fd, block, segments))
 
     def _info(self, parent: int, name: str, arcname: str, st: os.stat_result,
               target: str) -> Any:
@@ -172,6 +192,70 @@ def walk_tree(parent: int, name: str, arcname: str,
     finally:
         for fd, _, _ in stack:
             os.close(fd)
+
+
+def _data_segments(fd: int, st: os.stat_result) -> list[tuple[int, int]] | None:
+    """The ``(offset, length)`` data segments of a regular file with holes, ending with
+    ``(size, 0)`` when a hole ends it; None for a file without holes (or where the
+    kernel cannot tell)."""
+    if st.st_blocks * 512 >= st.st_size:
+        return None
+    segments: list[tuple[int, int]] = []
+    offset = 0
+    try:
+        while offset < st.st_size:
+            try:
+                start = os.lseek(fd, offset, os.SEEK_DATA)
+            except OSError as err:
+                if err.errno != errno.ENXIO:  # ENXIO: only a hole is left
+                    raise
+                break
+            offset = min(os.lseek(fd, start, os.SEEK_HOLE), st.st_size)
+            segments.append((start, offset - start))
+    except OSError:
+        return None
+    finally:
+        os.lseek(fd, 0, os.SEEK_SET)
+    data = sum(n for _, n in segments)
+    if data >= st.st_size:
+        return None
+    if not segments or sum(segments[-1]) < st.st_size:
+        segments.append((st.st_size, 0))
+    return segments
+
+
+class _SparseData:
+    """What tarfile reads as a sparse member's data: the map block, then the file's data
+    segments, read with ``pread``."""
+
+    def __init__(self, fd: int, block: bytes, segments: list[tuple[int, int]]) -> None:
+        self.chunks = self._chunks(fd, block, segments)
+        self.buf, self.pos = b"", 0
+
+    @staticmethod
+    def _chunks(fd: int, block: bytes, segments: list[tuple[int, int]]) -> Iterator[bytes]:
+        yield block
+        for offset, length in segments:
+            while length > 0:
+                data = os.pread(fd, min(length, 1 << 20), offset)
+                if not data:  # the file shrank: tarfile reports the missing data
+                    return
+                yield data
+                offset, length = offset + len(data), length - len(data)
+
+    def read(self, n: int) -> bytes:
+        parts: list[bytes] = []
+        size = 0
+        while size < n:
+            if self.pos >= len(self.buf):
+                self.buf, self.pos = next(self.chunks, b""), 0
+                if not self.buf:
+                    break
+            part = self.buf[self.pos:self.pos + n - size]
+            self.pos += len(part)
+            parts.append(part)
+            size += len(part)
+        return b"".join(parts)
 
 
 def _lstat_open(parent: int, name: str) -> tuple[os.stat_result, int | None, str] | None:
