@@ -4,7 +4,8 @@ the difference between two trees (``commit``).
 Entries carry numeric owners (no user names), modes with setuid/setgid/sticky
 bits, mtimes in whole seconds, symlinks, hardlinks (a second path to an inode
 already in the tar is written as a link to the first), FIFOs, device nodes and
-xattrs as ``SCHILY.xattr.*`` pax headers; sockets have no tar form and are left
+xattrs as ``SCHILY.xattr.*`` pax headers; a regular file with holes is a GNU
+sparse member (PAX 1.0: a map of its data segments, then only their bytes); sockets have no tar form and are left
 out. Directories come before their contents, names in sorted order, so the
 same tree always gives the same bytes.
 
