@@ -5,9 +5,9 @@ Entries carry numeric owners (no user names), modes with setuid/setgid/sticky
 bits, mtimes in whole seconds, symlinks, hardlinks (a second path to an inode
 already in the tar is written as a link to the first), FIFOs, device nodes and
 xattrs as ``SCHILY.xattr.*`` pax headers; a regular file with holes is a GNU
-sparse member (PAX 1.0: a map of its data segments, then only their bytes); sockets have no tar form and are left
-out. Directories come before their contents, names in sorted order, so the
-same tree always gives the same bytes.
+sparse member (PAX 1.0: a map of its data segments, then only their bytes);
+sockets have no tar form and are left out. Directories come before their
+contents, names in sorted order, so the same tree always gives the same bytes.
 
 A diff is written as the OCI image spec describes a changeset: entries that
 are new or whose type, mode, owner, size, mtime, device number, link target or
