@@ -312,7 +312,7 @@ refuses writes with a few megabytes still shown free."""
 def _disk_full(err: sqlite3.Error, path: Path) -> bool:
     """Whether SQLite's ``err`` comes from a full filesystem: SQLITE_FULL, or an I/O
     error (SQLite's name for a refused write or resize) while ``path``'s filesystem is
-    nearly full or over quota."""
+    nearly full."""
     from pinnace.reserve import free_bytes
 
     code = getattr(err, "sqlite_errorcode", 0) & 0xFF

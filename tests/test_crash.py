@@ -20,9 +20,11 @@ from pinnace.testing.registry import RegistryServer, docker_registry
 TABLES = ("images", "tags", "image_layers", "snapshots", "containers", "endpoints", "ports",
           "repo_digests")
 SKELETON = {"state.db", "state.db-wal", "state.db-shm", "images/oci-layout",
-            "images/index.json", "image_source/docker/blobs.json"}
-"""Files an empty root may hold (besides lock files): the state, an empty layout, and
-the registry source's notes of which registry holds which layer (as docker keeps them)."""
+            "images/index.json", "image_source/docker/blobs.json",
+            *(f"reserve/{n}" for n in range(4))}
+"""Files an empty root may hold (besides lock files): the state, an empty layout, the
+registry source's notes of which registry holds which layer (as docker keeps them),
+and the space reserve for a full disk."""
 DEFAULT_NETWORKS = {"pinnace0"}
 
 
