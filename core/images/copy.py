@@ -125,19 +125,18 @@ def _write(parent: int, name: str, top: str | None, out: BinaryIO, label: str) -
     Raises NotFound, with nothing written, when the entry is gone since it was found."""
     from pinnace.images.layers import TreeTar
 
-    tar = TreeTar(out)
-    if top is not None:
-        tar.add_tree(parent, name, top)
-        if not tar.tar.members:
-            raise NotFound(f"no such file or directory: {label}")
-    else:
-        fd = os.open(name, _DIR, dir_fd=parent)
-        try:
-            for child in sorted(os.listdir(fd)):
-                tar.add_tree(fd, child, child)
-        finally:
-            os.close(fd)
-    tar.close()
+    with TreeTar(out).writing() as tar:
+        if top is not None:
+            tar.add_tree(parent, name, top)
+            if not tar.tar.members:
+                raise NotFound(f"no such file or directory: {label}")
+        else:
+            fd = os.open(name, _DIR, dir_fd=parent)
+            try:
+                for child in sorted(os.listdir(fd)):
+                    tar.add_tree(fd, child, child)
+            finally:
+                os.close(fd)
 
 
 def _destination(side: Side, source_is_dir: bool, source_label: str) -> tuple[int, str | None]:
