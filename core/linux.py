@@ -37,6 +37,8 @@ MS_BIND = 4096
 MS_REC = 16384
 MS_PRIVATE = 1 << 18
 MS_SLAVE = 1 << 19
+MS_SHARED = 1 << 20
+MS_UNBINDABLE = 1 << 17
 MS_STRICTATIME = 1 << 24
 MNT_DETACH = 2
 PR_SET_PDEATHSIG = 1
@@ -53,6 +55,12 @@ _MOUNT_FLAGS = {
     "bind": MS_BIND,
     "rbind": MS_BIND | MS_REC,
 }
+_PROPAGATION = {
+    "private": MS_PRIVATE, "rprivate": MS_PRIVATE | MS_REC, "shared": MS_SHARED,
+    "rshared": MS_SHARED | MS_REC, "slave": MS_SLAVE, "rslave": MS_SLAVE | MS_REC,
+    "unbindable": MS_UNBINDABLE, "runbindable": MS_UNBINDABLE | MS_REC,
+}
+"""Propagation options of a mount description: set by a mount call of their own."""
 
 
 def _check(ret: int, what: str) -> int:
@@ -121,10 +129,13 @@ def set_child_subreaper() -> None:
 
 
 def mount_described(fstype: str, source: str, target: str, options: Iterable[str]) -> None:
-    """Mount from an fstab-style description; ``ro`` on a bind mount needs a remount, done here."""
-    flags, data = 0, []
+    """Mount from an fstab-style description; ``ro`` on a bind mount needs a remount, and a
+    propagation option (``rprivate``, ``shared`` ...) a call of its own: both done here."""
+    flags, data, propagation = 0, [], 0
     for opt in options:
-        if opt in _MOUNT_FLAGS:
+        if opt in _PROPAGATION:
+            propagation = _PROPAGATION[opt]
+        elif opt in _MOUNT_FLAGS:
             flags |= _MOUNT_FLAGS[opt]
         else:
             data.append(opt)
@@ -135,6 +146,8 @@ def mount_described(fstype: str, source: str, target: str, options: Iterable[str
           ",".join(data) or None)
     if flags & MS_BIND and flags & MS_RDONLY:
         mount("", target, None, MS_BIND | MS_REMOUNT | (flags & ~MS_REC))
+    if propagation:
+        mount("", target, None, propagation)
 
 
 def is_mountpoint(path: str) -> bool:

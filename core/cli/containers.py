@@ -59,6 +59,18 @@ from pinnace.errors import PinnaceError
 @click.option("-c", "--cpu-shares", type=int, metavar="N", help="Relative CPU weight.")
 @click.option("--cpuset-cpus", metavar="LIST", help="CPUs to run on (e.g. 0-1, 0,2).")
 @click.option("--pids-limit", type=int, metavar="N", help="Most processes at once (-1: no limit).")
+@click.option("-v", "--volume", "volumes", multiple=True, metavar="[HOST-DIR|NAME:]PATH[:ro]",
+              help="Bind a host directory or mount a volume (a new anonymous one without a "
+                   "source).")
+@click.option("--mount", "mounts", multiple=True,
+              metavar="type=bind|volume|tmpfs,source=S,target=T[,readonly,...]",
+              help="Mount a host path, a volume or a tmpfs (docker's keys).")
+@click.option("--tmpfs", multiple=True, metavar="PATH[:OPTIONS]",
+              help="Mount a tmpfs (options: size=64m,mode=1777,exec ...).")
+@click.option("--volumes-from", multiple=True, metavar="CONTAINER[:ro|rw]",
+              help="Mount the volumes and binds of another container.")
+@click.option("--volume-driver", metavar="NAME",
+              help="Volume plugin for the volumes this makes [default: config, local].")
 @click.argument("image")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
@@ -136,14 +148,15 @@ def _status(c: Any) -> str:
 
 @click.command()
 @click.option("-f", "--force", is_flag=True, help="Kill and remove a running container.")
+@click.option("-v", "--volumes", is_flag=True, help="Remove its anonymous volumes too.")
 @click.argument("containers", nargs=-1, required=True)
 @click.pass_context
-def rm(ctx: click.Context, force: bool, containers: tuple[str, ...]) -> None:
+def rm(ctx: click.Context, force: bool, volumes: bool, containers: tuple[str, ...]) -> None:
     """Remove one or more containers."""
     engine = get_engine(ctx)
 
     def remove(ref: str) -> None:
-        engine.remove(ref, force=force)
+        engine.remove(ref, force=force, volumes=volumes)
         click.echo(ref)
 
     for_each(ctx, containers, remove)

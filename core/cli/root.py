@@ -49,6 +49,7 @@ COMMANDS: dict[str, str] = {
     "completion": "pinnace.cli.system:completion",
     "experiment": "pinnace.cli.experiment:experiment",
     "network": "pinnace.cli.networks:network",
+    "volume": "pinnace.cli.volumes:volume",
     "system": "pinnace.cli.system:system",
 }
 
