@@ -12,30 +12,31 @@ import os
 import stat
 
 
-def copy_up(rootfs: str, target: str, volume_dir: str) -> bool:
-    """Copy the directory ``target`` of the container's ``rootfs`` into ``volume_dir`` when
-    that is empty; return whether anything was copied (nothing when ``target`` is not a
-    directory in the image)."""
+def image_dir(rootfs: str, target: str) -> int | None:
+    """A descriptor of the directory ``target`` inside the container's ``rootfs`` (symlinks
+    resolved inside it), or None when the image has no directory there."""
     from pinnace.rootfs import open_in, opened_root
 
     with opened_root(rootfs) as root:
         try:
-            src = open_in(root, target, os.O_RDONLY | os.O_DIRECTORY)
+            return open_in(root, target, os.O_RDONLY | os.O_DIRECTORY)
         except OSError as err:
             if err.errno in (errno.ENOENT, errno.ENOTDIR):
-                return False
+                return None
             raise
+
+
+def copy_up(src: int, volume_dir: str) -> bool:
+    """Copy the directory open as ``src`` (see :func:`image_dir`) into ``volume_dir`` when
+    that is empty, with owners, modes and times; return whether it was copied."""
+    dst = os.open(volume_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        dst = os.open(volume_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            if os.listdir(dst):
-                return False
-            _copy_tree(src, dst)
-            _copy_attributes(os.fstat(src), dst)
-        finally:
-            os.close(dst)
+        if os.listdir(dst):
+            return False
+        _copy_tree(src, dst)
+        _copy_attributes(os.fstat(src), dst)
     finally:
-        os.close(src)
+        os.close(dst)
     return True
 
 

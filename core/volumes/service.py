@@ -182,16 +182,26 @@ class Volumes:
 
     def _copy_up(self, cid: str, copies: list[tuple[Volume, MountRequest]],
                  rootfs: list[Mount], scratch: Path) -> None:
+        """Copy the image's files at each new volume's destination into it (a volume the
+        image has nothing for is not even mounted)."""
         from pinnace.mounts import mounted
-        from pinnace.volumes.copyup import copy_up
+        from pinnace.volumes.copyup import copy_up, image_dir
 
         with mounted(rootfs, scratch=scratch) as top:
             for volume, request in copies:
-                path = self._call(volume.driver, "mount", name=volume.name, container_id=cid)
+                src = image_dir(str(top), request.destination)
+                if src is None:
+                    continue
                 try:
-                    copy_up(str(top), request.destination, str(path))
+                    path = self._call(volume.driver, "mount", name=volume.name,
+                                      container_id=cid)
+                    try:
+                        copy_up(src, str(path))
+                    finally:
+                        self._call(volume.driver, "unmount", name=volume.name,
+                                   container_id=cid)
                 finally:
-                    self._call(volume.driver, "unmount", name=volume.name, container_id=cid)
+                    os.close(src)
 
     def _release(self, cid: str, made: list[Volume]) -> None:
         """Undo :meth:`attach`: forget ``cid`` as a user; remove the volumes it made that
