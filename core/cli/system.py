@@ -11,8 +11,9 @@ import click
 from pinnace.cli.output import FORMAT_OPTION, as_json, size, table
 from pinnace.cli.root import get_engine
 
-PER_CONTAINER = ("storage", "network", "isolation")
-"""The roles selected per container (an image source is picked by transport)."""
+PER_CONTAINER = ("storage", "network", "isolation", "volume")
+"""The roles with a selected plugin (an image source is picked by transport; a volume
+driver is the one new volumes get)."""
 
 
 @click.command()
