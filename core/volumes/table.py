@@ -21,9 +21,9 @@ class VolumeTable:
         self.state = state
 
     def _record(self, row: sqlite3.Row) -> Volume:
-        users = [r["container_id"] for r in self.state.query(
-            "SELECT DISTINCT container_id FROM volume_users WHERE volume = ? "
-            "ORDER BY container_id", row["name"])]
+        users = [r["container_id"] for r in self.state.query(  # of containers that exist
+            "SELECT DISTINCT container_id FROM volume_users WHERE volume = ? AND "
+            "container_id IN (SELECT id FROM containers) ORDER BY container_id", row["name"])]
         return Volume(row["name"], row["driver"], row["mountpoint"], json.loads(row["options"]),
                       json.loads(row["labels"]), bool(row["anonymous"]), row["created"], users)
 
