@@ -304,3 +304,24 @@ def test_volume_target_symlink_resolves_inside_the_rootfs(pn: Pinnace, busybox_t
     assert (copied / "marker").read_text() == "inside\n"  # mounted on the rootfs's /etc
     assert (copied / "passwd").read_text() == out != host_passwd
     assert "marker" not in os.listdir("/etc")
+
+
+def test_create_then_start_mounts_on_first_use_until_the_last_leaves(pn: Pinnace,
+                                                                      busybox: str) -> None:
+    pn("volume", "create", "-o", "type=tmpfs", "-o", "device=tmpfs", "-o", "o=size=4m", "tv")
+    mountpoint = inspect(pn, "tv")["Mountpoint"]
+    first = pn("create", "-v", "tv:/t", busybox, "sleep", "60").stdout.strip()
+    second = pn("create", "-v", "tv:/t", busybox, "sleep", "60").stdout.strip()
+    assert not os.path.ismount(mountpoint)  # created: nothing mounted yet
+    pn("start", first, second)
+    assert os.path.ismount(mountpoint)
+    pn("exec", first, "sh", "-c", "echo shared > /t/f")
+    assert pn("exec", second, "cat", "/t/f").stdout == "shared\n"
+    pn("stop", "-t", "0", first)
+    assert os.path.ismount(mountpoint)  # the second still uses it
+    pn("stop", "-t", "0", second)
+    assert not os.path.ismount(mountpoint)
+    assert "volume is in use" in fails(pn, "volume", "rm", "tv")  # stopped containers use it
+    pn("rm", first, second)
+    pn("volume", "rm", "tv")
+    assert host_leftovers(pn.root) == []

@@ -104,6 +104,21 @@ def run(ctx: click.Context, detach: bool, image: str, command: tuple[str, ...],
     ctx.exit(run_foreground(engine, opts))
 
 
+def _create(ctx: click.Context, image: str, command: tuple[str, ...], **kw: Any) -> None:
+    from pinnace.containers.options import RunOptions
+
+    click.echo(get_engine(ctx).create(RunOptions(image=image, command=command, **kw)))
+
+
+create = click.Command(
+    "create", callback=click.pass_context(_create),
+    params=[p for p in run.params if p.name != "detach"],
+    context_settings=run.context_settings,
+    help="Create a container without starting it (`start` runs it); print its ID. "
+         "It takes run's options.")
+"""``create``: ``run``'s options but ``-d``, and nothing started."""
+
+
 @click.command()
 @click.option("-a", "--all", "all_", is_flag=True,
               help="Show all containers, not only running ones.")
