@@ -647,7 +647,7 @@ class Engine:
                     self.wait_exit(cid, 30)
         with self.operations.exclusive(forget_crashed=repair) as intents:
             collected = self._resume_paused(intents, repair) + self.layers.check(repair) + \
-                self.collector.run(intents, repair)
+                self.volumes.check(repair) + self.collector.run(intents, repair)
         return collected + [
             f"container {self.containers.get(cid).label}: {line}"
             for cid, lines in problems.items() for line in lines]

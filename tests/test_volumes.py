@@ -325,3 +325,23 @@ def test_create_then_start_mounts_on_first_use_until_the_last_leaves(pn: Pinnace
     pn("rm", first, second)
     pn("volume", "rm", "tv")
     assert host_leftovers(pn.root) == []
+
+
+def test_system_check_finds_volumes_recorded_nowhere_and_lost_ones(pn: Pinnace) -> None:
+    from pinnace.plugin import PluginContext
+    from pinnace_plugins.volume_local import LocalVolumes
+
+    pn("volume", "create", "kept")
+    pn("volume", "create", "lost")
+    driver = LocalVolumes(PluginContext.for_plugin(LocalVolumes, "local", "volume",
+                                                   data_dir=pn.root / "volume" / "local"))
+    driver.pinnace_volume_create(name="stray", options={}, labels={})  # as if killed here
+    driver.pinnace_volume_remove(name="lost")
+    proc = pn("system", "check", check=False)
+    assert proc.returncode == 1
+    assert proc.stdout.splitlines() == [
+        "volume stray of driver local is recorded nowhere",
+        "volume lost is recorded but driver local does not hold it"]
+    pn("system", "check", "--repair", check=False)
+    assert pn("system", "check").stdout == ""
+    assert names(pn) == ["kept"] and [v.name for v in driver.pinnace_volume_list()] == ["kept"]

@@ -208,9 +208,9 @@ def system_df(ctx: click.Context, fmt: str) -> None:
               help="Forget missing layers (unpacked again when needed); kill broken containers.")
 @click.pass_context
 def system_check(ctx: click.Context, repair: bool) -> None:
-    """Ask the storage plugins for every layer the state records, and each running
-    container's isolation and network plugins whether it is as they made it; print what
-    is wrong. Exits 1 when something is."""
+    """Ask the storage plugins for every layer the state records, the volume drivers for
+    every volume, and each running container's isolation and network plugins whether it
+    is as they made it; print what is wrong. Exits 1 when something is."""
     problems = get_engine(ctx).check(repair=repair)
     for line in problems:
         click.echo(line)

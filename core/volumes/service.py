@@ -15,7 +15,7 @@ import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pinnace.errors import AlreadyExists, FailedPrecondition, InvalidConfig, NotFound
 from pinnace.volumes import Volume, VolumeInfo
@@ -49,7 +49,7 @@ class Volumes:
         finally:
             os.close(fd)
 
-    def _call(self, driver: str, verb: str, **kwargs: object) -> object:
+    def _call(self, driver: str, verb: str, **kwargs: object) -> Any:
         return self._plugins().call("volume", driver, verb, **kwargs)
 
     # ------------------------------------------------------------ volume commands
@@ -102,8 +102,8 @@ class Volumes:
     def details(self, volume: Volume) -> tuple[VolumeInfo, str]:
         """What the owning driver says of ``volume``, and the driver's scope."""
         info = self._call(volume.driver, "get", name=volume.name)
-        scope = self._call(volume.driver, "capabilities").scope  # type: ignore[attr-defined]
-        return info, scope  # type: ignore[return-value]
+        scope = self._call(volume.driver, "capabilities").scope
+        return info, scope
 
     def remove(self, name: str, force: bool = False) -> str:
         """``volume rm``: refused while a container uses it; its own driver removes it.
@@ -130,6 +130,28 @@ class Volumes:
                 with contextlib.suppress(FailedPrecondition, NotFound):  # taken meanwhile
                     removed.append(self.remove(volume.name))
         return removed
+
+    def check(self, repair: bool) -> list[str]:
+        """Compare the state with what the drivers hold (those of recorded volumes and the
+        selected one): a volume a driver holds that nothing records (a pinnace killed
+        between the two) and a recorded volume its driver lost. With ``repair`` the first
+        is removed by its driver and the second, when no container uses it, forgotten."""
+        found = []
+        with self._locked():
+            recorded = {v.name: v for v in self.table.all()}
+            for driver in sorted({v.driver for v in recorded.values()} | {self.selected}):
+                held = {info.name for info in self._call(driver, "list")}
+                mine = {n for n, v in recorded.items() if v.driver == driver}
+                for name in sorted(held - set(recorded)):
+                    found.append(f"volume {name} of driver {driver} is recorded nowhere")
+                    if repair:
+                        self._call(driver, "remove", name=name)
+                for name in sorted(mine - held):
+                    found.append(f"volume {name} is recorded but driver {driver} does not "
+                                 f"hold it")
+                    if repair and not recorded[name].users:
+                        self.table.delete(name)
+        return found
 
     # ------------------------------------------------------------ containers
     def attach(self, cid: str, requests: Sequence[MountRequest], rootfs: list[Mount],
