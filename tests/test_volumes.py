@@ -345,3 +345,12 @@ def test_system_check_finds_volumes_recorded_nowhere_and_lost_ones(pn: Pinnace) 
     pn("system", "check", "--repair", check=False)
     assert pn("system", "check").stdout == ""
     assert names(pn) == ["kept"] and [v.name for v in driver.pinnace_volume_list()] == ["kept"]
+
+
+def test_nested_mounts_go_on_in_path_order(pn: Pinnace, busybox: str, tmp_path: Path) -> None:
+    inner = tmp_path / "inner"
+    inner.mkdir()
+    (inner / "f").write_text("inner\n")
+    out = pn("run", "--rm", "-v", f"{inner}:/data/sub", "-v", "outer:/data", busybox,
+             "cat", "/data/sub/f").stdout
+    assert out == "inner\n"

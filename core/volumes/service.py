@@ -183,7 +183,7 @@ class Volumes:
         copies = [(v, r) for v, r in made if not r.nocopy]
         if copies:
             self._copy_up(cid, copies, rootfs, scratch)
-        return points
+        return sorted(points, key=lambda p: p.destination.count("/"))  # parents first
 
     def _volume_for(self, request: MountRequest,
                     made: list[tuple[Volume, MountRequest]]) -> Volume:
