@@ -108,7 +108,7 @@ class Engine:
         """Volumes, recorded with the driver that made each."""
         from pinnace.volumes.service import Volumes
 
-        return Volumes(self.state, lambda: self.plugins, self.config.root,
+        return Volumes(self.state, lambda: self.plugins, self.paths.lock("volumes"),
                        self.selected("volume"))
 
     @cached_property

@@ -3,7 +3,7 @@ driver that made a volume removes it), attached to containers at ``create``, mou
 by their driver at each start and released at each stop.
 
 Making a volume and recording a container as its user happen under one lock of the
-root (``volumes.lock``), so two ``run -v same:/data`` at once make one volume, and a
+root (``locks/volumes.lock``), so two ``run -v same:/data`` at once make one volume, and a
 ``volume rm`` never removes a volume a container is being attached to.
 """
 
@@ -32,17 +32,17 @@ if TYPE_CHECKING:
 class Volumes:
     """Volumes and their drivers: ``volume create/ls/inspect/rm/prune`` and ``run -v``."""
 
-    def __init__(self, state: State, plugins: Callable[[], Plugins], root: Path,
+    def __init__(self, state: State, plugins: Callable[[], Plugins], lock: Path,
                  selected: str) -> None:
         self.table = VolumeTable(state)
         self._plugins = plugins
-        self.root = root
+        self.lock = lock
         self.selected = selected
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        self.root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.root / "volumes.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        self.lock.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
