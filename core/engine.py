@@ -254,8 +254,8 @@ class Engine:
             mounts = self.plugins.call("storage", storage, "prepare", key=cid, parent=parent,
                                        labels={"pinnace.container": cid})
             faults.point("create.rootfs")
-            points = self.volumes.attach(cid, wanted, mounts, self.paths.run_root,
-                                         undo) if wanted else []
+            points = self.volumes.attach(cid, wanted, opts.volume_driver, mounts,
+                                         self.paths.run_root, undo) if wanted else []
             spec = build.runtime_spec(cid, opts, image_config, args, mounts,
                                       self.paths.run_root, points)
             with self.state.tx():
@@ -279,13 +279,8 @@ class Engine:
         def mounts_of(ref: str) -> list[MountRequest]:
             return self.volumes.requests_of(self.container(ref).config.spec)
 
-        wanted = for_run(opts.volumes, opts.mounts, opts.tmpfs, opts.volumes_from,
-                         image_config, mounts_of)
-        if opts.volume_driver:
-            for request in wanted:
-                if request.type == "volume" and not request.driver:
-                    request.driver = opts.volume_driver
-        return wanted
+        return for_run(opts.volumes, opts.mounts, opts.tmpfs, opts.volumes_from,
+                       image_config, mounts_of)
 
     @_operation("start")
     def start(self, cid: str, stdio: tuple[int, int, int] | None = None,

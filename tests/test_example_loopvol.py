@@ -118,6 +118,18 @@ def test_two_drivers_in_one_container(lpn: Pinnace, busybox: str) -> None:
     assert sorted(lpn("volume", "ls", "-q").stdout.split()) == ["onlocal", "onloop"]
 
 
+def test_volume_driver_flag_picks_the_driver_of_new_volumes(lpn: Pinnace, busybox: str) -> None:
+    lpn("volume", "create", "already")  # local: --volume-driver does not change it
+    out = lpn("run", "--rm", "--volume-driver", "loop", "-v", "fresh:/f", "-v", "already:/a",
+              busybox, "sh", "-c", "grep -E ' /(f|a) ' /proc/mounts | cut -d' ' -f2,3 | sort")
+    assert out.stdout.splitlines() == ["/a btrfs", "/f ext4"]
+    assert dict(rows(lpn.root, "SELECT name, driver FROM volumes")) == {
+        "already": "local", "fresh": "loop"}
+    assert "already exists with driver local" in lpn(
+        "run", "--rm", "--mount", "type=volume,src=already,dst=/a,volume-driver=loop",
+        busybox, "true", check=False).stderr
+
+
 def test_the_driver_that_made_a_volume_removes_it(lpn: Pinnace, busybox: str) -> None:
     lpn("volume", "create", "-d", "loop", "-o", "size=4m", "mine")
     image = Path(inspect(lpn, "mine")["Mountpoint"]).parent / "volume.img"

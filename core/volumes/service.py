@@ -154,11 +154,12 @@ class Volumes:
         return found
 
     # ------------------------------------------------------------ containers
-    def attach(self, cid: str, requests: Sequence[MountRequest], rootfs: list[Mount],
-               scratch: Path, undo: list[Callable[[], None]]) -> list[MountPoint]:
+    def attach(self, cid: str, requests: Sequence[MountRequest], driver: str | None,
+               rootfs: list[Mount], scratch: Path,
+               undo: list[Callable[[], None]]) -> list[MountPoint]:
         """Make what container ``cid``'s mounts need (host directories for ``-v``, new
-        volumes, the image's files copied into them) and return the spec's mount points;
-        ``undo`` gets what takes it all back."""
+        volumes, of ``driver`` unless a request names one, the image's files copied into
+        them) and return the spec's mount points; ``undo`` gets what takes it all back."""
         from pinnace.runtime.spec import MountPoint
 
         points: list[MountPoint] = []
@@ -176,7 +177,7 @@ class Volumes:
             for request in requests:
                 if request.type != "volume":
                     continue
-                volume = self._volume_for(request, made)
+                volume = self._volume_for(request, driver or self.selected, made)
                 self.table.add_user(volume.name, cid, request.destination)
                 points.append(MountPoint(request.destination, volume.name, "volume",
                                          ["ro"] if request.readonly else []))
@@ -185,8 +186,9 @@ class Volumes:
             self._copy_up(cid, copies, rootfs, scratch)
         return sorted(points, key=lambda p: p.destination.count("/"))  # parents first
 
-    def _volume_for(self, request: MountRequest,
+    def _volume_for(self, request: MountRequest, driver: str,
                     made: list[tuple[Volume, MountRequest]]) -> Volume:
+        """The volume a request names (an explicit driver must be its own), or a new one."""
         from pinnace import names
 
         if request.source:
@@ -196,7 +198,7 @@ class Volumes:
                     raise AlreadyExists(f"volume {volume.name} already exists with driver "
                                         f"{volume.driver}")
                 return volume
-        volume = self._make(request.source or names.new_id(), request.driver or self.selected,
+        volume = self._make(request.source or names.new_id(), request.driver or driver,
                             request.driver_options, request.labels,
                             anonymous=not request.source)
         made.append((volume, request))
