@@ -16,7 +16,7 @@ import json
 import os
 from collections.abc import Callable, Iterator, Sequence
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, TextIO, TypeVar
 
 from pinnace import faults, names
 from pinnace.config import Config
@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from pinnace.containers.options import RunOptions
     from pinnace.containers.record import ContainerRecord
     from pinnace.containers.table import ContainerTable
+    from pinnace.images.copy import CopyOptions, Side
+    from pinnace.images.layers import Change
     from pinnace.images.snapshots import LayerSnapshots
     from pinnace.images.sources import ImageSources, TransferOptions
     from pinnace.images.store import Image, ImageStore
@@ -244,8 +246,8 @@ class Engine:
         with self.state.tx():  # rmi decides in one transaction: it sees this row or we its end
             if not self.images.has_image(image.id):
                 raise NotFound(f"image {opts.image} was removed")
-            self.containers.insert(cid, opts.name, image.id, opts.image, storage, network,
-                                   isolation)
+            name = self.containers.insert(cid, opts.name, image.id, opts.image, storage,
+                                          network, isolation)
         undo: list[Callable[[], None]] = [lambda: self.containers.delete(cid)]
         try:
             faults.point("create.row")
@@ -260,7 +262,7 @@ class Engine:
                                       self.paths.run_root, points)
             with self.state.tx():
                 self.containers.save_config(cid, ContainerConfig(args, spec, run, net))
-                self.state.event("container", "create", cid, image=opts.image)
+                self.state.event("container", "create", cid, image=opts.image, name=name)
         except BaseException:
             _run_undos(undo)
             raise
@@ -557,7 +559,7 @@ class Engine:
         remove_tree(self.paths.log(record.id).parent)
         with self.state.tx():
             self.containers.delete(record.id)
-            self.state.event("container", "destroy", record.id)
+            self.state.event("container", "destroy", record.id, name=record.name)
         self.plugins.broadcast("pinnace_container_removed", container=record)
 
     def _announce(self, hook: str, cid: str, **kwargs: Any) -> None:
@@ -707,6 +709,45 @@ class Engine:
             return commit.commit(self.plugins, self.images, record, self.paths.run_root,
                                  {f"etc/{name}" for name in FILES}, reference, message,
                                  author, changes)
+
+    @_operation("cp")
+    def copy(self, source: tuple[str | None, str], dest: tuple[str | None, str],
+             options: CopyOptions, stream: BinaryIO) -> None:
+        """``cp``: each end is (a container reference, or None for the host; a path), one of
+        them a container's; the path ``-`` stands for ``stream``, a tar. A running
+        container's files are read and written while it runs (through the resolver)."""
+        from pinnace.images import copy
+
+        with contextlib.ExitStack() as stack:
+            ends = [stack.enter_context(self._copy_end(ref, path)) if path != "-" else stream
+                    for ref, path in (source, dest)]
+            owner = (0, 0) if dest[0] is not None else (os.geteuid(), os.getegid())
+            copy.copy(ends[0], ends[1], options, owner)
+
+    @contextlib.contextmanager
+    def _copy_end(self, ref: str | None, path: str) -> Iterator[Side]:
+        """One end of ``cp``: a container's rootfs (open for the block) or the host's root."""
+        from pinnace import rootfs
+        from pinnace.images import commit
+        from pinnace.images.copy import Side
+
+        if ref is None:
+            with rootfs.opened_root("/") as root:
+                yield Side(root, path if path.startswith("/") else f"{os.getcwd()}/{path}", path)
+            return
+        record = self.container(ref)
+        with commit.container_rootfs(self.plugins, record, self.paths.run_root) as top, \
+                rootfs.opened_root(top) as root:
+            yield Side(root, path, f"{ref}:{path}")
+
+    @_operation("diff")  # a view of the image, which the collector must not take meanwhile
+    def diff(self, ref: str) -> list[Change]:
+        """What container ``ref`` changed in its image's files (``diff``), read while it runs."""
+        from pinnace.images import commit
+        from pinnace.net.etcfiles import FILES
+
+        return commit.changes(self.plugins, self.images, self.container(ref),
+                              self.paths.run_root, {f"etc/{name}" for name in FILES})
 
     def export(self, ref: str, fd: int) -> None:
         """Write container ``ref``'s root filesystem as a tar to ``fd`` (a running container

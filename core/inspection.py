@@ -1,4 +1,5 @@
-"""``pinnace inspect``: a container as docker-shaped JSON, and ``top``'s process list."""
+"""``pinnace inspect``: containers and networks as docker-shaped JSON, and ``top``'s process
+list."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pinnace.engine import Engine
+    from pinnace.network import Network
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
 
@@ -74,6 +76,15 @@ def container(engine: Engine, cid: str) -> dict[str, Any]:
                               "Options": list(m.options)} for m in spec.rootfs]}},
         "NetworkSettings": engine.networks.settings(c),
     }
+
+
+def network(engine: Engine, net: Network) -> dict[str, Any]:
+    """A network as ``network inspect`` shows it, with the names of the containers on it."""
+    return {"Name": net.name, "Id": net.id, "Created": _time(net.created), "Scope": "local",
+            "Driver": net.driver, "EnableIPv6": False, "Internal": net.internal,
+            "IPAM": {"Config": [{"Subnet": net.subnet, "Gateway": net.gateway}]},
+            "Options": net.options, "Labels": {},
+            "Containers": engine.networks.users(net.name)}
 
 
 def _limits_and_security(runtime: dict[str, Any]) -> dict[str, Any]:

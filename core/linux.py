@@ -145,9 +145,19 @@ def mount_described(fstype: str, source: str, target: str, options: Iterable[str
     mount(source, target, fstype or None, flags & ~MS_RDONLY if flags & MS_BIND else flags,
           ",".join(data) or None)
     if flags & MS_BIND and flags & MS_RDONLY:
-        mount("", target, None, MS_BIND | MS_REMOUNT | (flags & ~MS_REC))
+        remount_bind(target, options)
     if propagation:
         mount("", target, None, propagation)
+
+
+def remount_bind(target: str, options: Iterable[str]) -> None:
+    """Apply ``options``' flags (``ro``, ``nosuid`` ...) to the bind mount at ``target``;
+    ``target`` must lead to the mount itself, not to what it covers (a descriptor opened
+    before the mount was made leads to what it covers)."""
+    flags = 0
+    for opt in options:
+        flags |= _MOUNT_FLAGS.get(opt, 0)
+    mount("", target, None, MS_BIND | MS_REMOUNT | (flags & ~MS_REC))
 
 
 def is_mountpoint(path: str) -> bool:

@@ -13,9 +13,9 @@ hooks take and return (mounts, snapshots, network attachments and results,
 the runtime spec and container state, transfer options, volumes), the error classes,
 and helpers (``netns``, ``mounted``, ``remove_tree``, ``TreeStorage`` and its
 tree functions; ``mount_all``, ``unmount_all``, ``linux``, ``cgroups``, ``limits``,
-``Lockdown``, ``restrict_paths``, ``capabilities``, ``seccomp`` and ``spec_from_dict``
-for isolation; ``new_config`` and ``parse_changes`` for image sources; ``volume_users``
-for volume drivers).
+``Lockdown``, ``restrict_paths``, ``capabilities``, ``seccomp``, ``rootfs`` and
+``spec_from_dict`` for isolation; ``new_config`` and ``parse_changes`` for image sources;
+``volume_users`` for volume drivers).
 See ``__all__``.
 """
 
@@ -56,12 +56,13 @@ _EXPORTS: dict[str, str] = {
 _MODULES = {"netns": "pinnace.netns", "linux": "pinnace.linux",
             "cgroups": "pinnace.runtime.cgroups",
             "limits": "pinnace.runtime.limits", "capabilities": "pinnace.runtime.capabilities",
-            "seccomp": "pinnace.runtime.seccomp"}
+            "seccomp": "pinnace.runtime.seccomp", "rootfs": "pinnace.rootfs"}
 """Re-exported helper modules: ``netns.entered(path)``, ``linux`` (the system calls
 Python lacks: ``unshare``, ``setns``, ``mount``, ``umount``, ``pivot_root``,
 ``sethostname``, ``set_child_subreaper``), ``cgroups.create(path)`` (a
 :class:`~pinnace.runtime.cgroups.Cgroup`), ``limits.apply(cgroup, resources)``,
-``capabilities.mask(names)``, ``seccomp.default_profile()``."""
+``capabilities.mask(names)``, ``seccomp.default_profile()``, ``rootfs.mkdir_in(root,
+path)`` (paths inside a container's root filesystem, never leaving it)."""
 
 __all__ = sorted(["hookimpl", "Plugin", "Option", "PluginContext", *_EXPORTS, *_MODULES])
 

@@ -6,6 +6,9 @@ the rootfs's host path and handed to ``open``; it is resolved relative to a dire
 file descriptor of the root, as if that were ``/``: with openat2(2) and
 ``RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS`` when the kernel has it, else by walking
 one component at a time with ``O_NOFOLLOW`` and following symlinks by hand.
+What is missing is made the same way (:func:`mkdir_in`, :func:`create_in`: mount
+targets), one entry at a time relative to its directory's descriptor;
+:func:`open_parent` gives a directory and an entry name to open without following it.
 """
 
 from __future__ import annotations
@@ -85,10 +88,61 @@ def open_by_walking(root: int, path: str, flags: int) -> int:
     """:func:`open_in` for kernels without openat2: ``RESOLVE_IN_ROOT`` done by hand, one
     ``O_NOFOLLOW`` step at a time, a symlink's target read and resolved against the root
     or the current directory (a magic link's target is only text, so it stays inside)."""
+    return _walk(root, path, flags, None)
+
+
+def mkdir_in(root: int, path: str, mode: int = 0o755) -> int:
+    """An ``O_PATH`` descriptor of the directory ``path`` inside ``root``, made (with the
+    directories on the way) where missing. Symlinks, dangling ones too, resolve inside
+    the root as in :func:`open_in`; each directory is made relative to its parent's
+    descriptor, never through a host path. Raises ``OSError`` (``ENOTDIR`` when ``path``
+    is something else than a directory)."""
+    return _walk(root, path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, (stat.S_IFDIR, mode))
+
+
+def create_in(root: int, path: str, mode: int = 0o644) -> int:
+    """An ``O_PATH`` descriptor of ``path`` inside ``root``, made as an empty regular file
+    (and its parent directories) where missing; an existing entry of any type is opened
+    as it is. Resolves as :func:`mkdir_in` does; the file is created with ``O_EXCL`` and
+    ``O_NOFOLLOW`` relative to its directory's descriptor. Raises ``OSError``."""
+    return _walk(root, path, os.O_PATH | os.O_CLOEXEC, (stat.S_IFREG, mode))
+
+
+def open_parent(root: int, path: str, follow: bool) -> tuple[int, str]:
+    """The directory holding ``path`` inside ``root``, as an ``O_PATH`` descriptor (the
+    caller closes it), and the name of ``path``'s entry in it (``.`` for a path that
+    names a directory by ``/``, ``.`` or ``..``). With ``follow``, a final symlink is
+    followed, again inside the root, until the entry is no symlink or is missing; without
+    it the entry may be a symlink. Only the entry's name is returned, so a caller that
+    opens it relative to the descriptor with ``O_NOFOLLOW`` sees that entry, whatever is
+    swapped in meanwhile. Raises ``OSError``."""
+    for _ in range(_MAX_LINKS):
+        head, _, name = path.rstrip("/").rpartition("/")
+        if name in ("", ".", ".."):
+            return open_in(root, path or "/", os.O_PATH | os.O_DIRECTORY), "."
+        parent = open_in(root, head or "/", os.O_PATH | os.O_DIRECTORY)
+        try:
+            target = os.readlink(name, dir_fd=parent) if follow else None
+        except OSError as e:  # missing, or not a symlink: this is the entry
+            if e.errno not in (errno.ENOENT, errno.EINVAL):
+                os.close(parent)
+                raise
+            target = None
+        if target is None:
+            return parent, name
+        os.close(parent)
+        path = target if target.startswith("/") else f"{head}/{target}"
+    raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path)
+
+
+def _walk(root: int, path: str, flags: int, create: tuple[int, int] | None) -> int:
+    """Open ``path`` from ``root`` one ``O_NOFOLLOW`` step at a time; with ``create``
+    (a file type and mode), make what is missing on the way: directories, and at the end
+    an entry of that type."""
     stack: list[int] = []  # directories below the root, the current one last
     todo = [c for c in path.split("/") if c not in ("", ".")]
     todo.reverse()
-    links = 0
+    links = made = 0
     try:
         while todo:
             name = todo.pop()
@@ -99,22 +153,24 @@ def open_by_walking(root: int, path: str, flags: int) -> int:
             here = stack[-1] if stack else root
             last = not todo
             try:
-                fd = os.open(name, (flags if last else os.O_PATH | os.O_CLOEXEC) | os.O_NOFOLLOW,
-                             dir_fd=here)
-            except OSError as e:
-                if e.errno != errno.ELOOP:
+                fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=here)
+            except FileNotFoundError:
+                if create is None or made > _MAX_LINKS:
                     raise
-                fd = -1  # a symlink, refused by O_NOFOLLOW when opening it for real
-            if fd >= 0 and not stat.S_ISLNK(os.fstat(fd).st_mode):
+                made += 1  # made, then looked up again (or someone else's entry is found)
+                _make(here, name, create if last else (stat.S_IFDIR, 0o755))
+                todo.append(name)
+                continue
+            mode = os.fstat(fd).st_mode
+            if not stat.S_ISLNK(mode):
                 if last:
-                    return fd
-                if not stat.S_ISDIR(os.fstat(fd).st_mode):
+                    return _reopen(fd, mode, flags, path)
+                if not stat.S_ISDIR(mode):
                     os.close(fd)
                     raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), path)
                 stack.append(fd)
                 continue
-            if fd >= 0:
-                os.close(fd)
+            os.close(fd)
             links += 1
             if links > _MAX_LINKS:
                 raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path)
@@ -127,6 +183,33 @@ def open_by_walking(root: int, path: str, flags: int) -> int:
     finally:
         for fd in stack:
             os.close(fd)
+
+
+def _reopen(fd: int, mode: int, flags: int, path: str) -> int:
+    """The entry open as ``O_PATH`` on ``fd``, opened with ``flags`` instead (``fd`` is
+    taken over): through its ``/proc/self/fd`` link, which is that inode and no other."""
+    if flags & os.O_PATH and not (flags & os.O_DIRECTORY and not stat.S_ISDIR(mode)):
+        return fd
+    try:
+        if flags & os.O_DIRECTORY and not stat.S_ISDIR(mode):
+            raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), path)
+        return os.open(f"/proc/self/fd/{fd}", flags & ~os.O_NOFOLLOW)
+    finally:
+        os.close(fd)
+
+
+def _make(parent: int, name: str, kind: tuple[int, int]) -> None:
+    """Make the entry ``name`` of ``parent`` (a directory or an empty file); one that
+    appeared meanwhile is left as it is, to be looked up again."""
+    file_type, mode = kind
+    try:
+        if file_type == stat.S_IFDIR:
+            os.mkdir(name, mode, dir_fd=parent)
+        else:
+            os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                             | os.O_CLOEXEC, mode, dir_fd=parent))
+    except FileExistsError:
+        pass
 
 
 def read_small(root: int, path: str, limit: int) -> bytes:

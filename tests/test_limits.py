@@ -113,7 +113,8 @@ def test_stats(pn: Pinnace, busybox: str) -> None:
        SPIN)
     pn("run", "-d", "--name", "idle", busybox, "sleep", "60")
     pn("run", "--name", "gone", busybox, "true")
-    rows = {r["Name"]: r for r in json.loads(pn("stats", "--no-stream", "--format", "json").stdout)}
+    rows = {r["Name"]: r for r in map(json.loads, pn("stats", "--no-stream", "--format",
+                                                     "json").stdout.splitlines())}
     assert set(rows) == {"spin", "idle"}  # running ones only
     spin, idle = rows["spin"], rows["idle"]
     assert spin["MemUsage"].endswith("/ 64MiB")

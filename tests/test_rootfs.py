@@ -10,11 +10,15 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from pinnace import rootfs
 from pinnace.errors import InvalidConfig, NotFound
+
+if TYPE_CHECKING:
+    from conftest import Pinnace
 
 OPENERS: dict[str, Callable[[int, str, int], int]] = {
     "openat2": rootfs.open_in, "walk": rootfs.open_by_walking}
@@ -138,3 +142,124 @@ def test_a_swapped_link_never_leaves_the_root(tree: tuple[Path, int], how: str) 
         stop.set()
         swapper.join()
     assert len(seen) == 200 and set(seen) == {"inside\n"}
+
+
+def test_mkdir_in_and_create_in_make_entries_inside(tree: tuple[Path, int],
+                                                    tmp_path: Path) -> None:
+    """Missing entries are made where the path resolves inside the root, dangling symlinks
+    (absolute or climbing with ``..``) included; the host paths they name stay untouched."""
+    top, root = tree
+    host = tmp_path / "host"
+    host.mkdir()
+    (top / "etc" / "abs").symlink_to(f"{host}/made")
+    (top / "etc" / "rel").symlink_to(f"../../../../../../../..{host}/rel")
+    (top / "etc" / "dir").symlink_to(f"{host}/dir")
+    for make, path, inside in ((rootfs.create_in, "/etc/abs", f"{host}/made"),
+                               (rootfs.create_in, "etc/rel", f"{host}/rel"),
+                               (rootfs.mkdir_in, "/etc/dir/a/b", f"{host}/dir/a/b"),
+                               (rootfs.create_in, "/new/deep/file", "/new/deep/file")):
+        fd = make(root, path)
+        try:
+            made = os.fstat(fd)
+        finally:
+            os.close(fd)
+        assert os.lstat(f"{top}{inside}").st_ino == made.st_ino, path
+    assert (top / "new" / "deep" / "file").read_bytes() == b""
+    assert list(host.iterdir()) == []
+    (top / "etc" / "hostname.d").write_text("a file\n")
+    with pytest.raises(OSError) as not_dir:
+        rootfs.mkdir_in(root, "/etc/hostname.d")
+    assert not_dir.value.errno == errno.ENOTDIR
+    fd = rootfs.create_in(root, "/etc/hostname")  # an existing file is opened, not replaced
+    os.close(fd)
+    assert (top / "etc" / "hostname").read_text() == "inside\n"
+
+
+def test_open_parent_follows_only_when_asked(tree: tuple[Path, int]) -> None:
+    top, root = tree
+    (top / "etc" / "link").symlink_to("../sub/deeper")
+    (top / "sub" / "up").symlink_to("/etc/link")
+    for path, follow, parent, name in (("/sub/up", False, top / "sub", "up"),
+                                       ("/sub/up", True, top / "sub", "deeper"),
+                                       ("/etc/missing", True, top / "etc", "missing"),
+                                       ("/", False, top, "."),
+                                       ("/sub/..", True, top, ".")):
+        fd, got = rootfs.open_parent(root, path, follow)
+        try:
+            assert (os.fstat(fd).st_ino, got) == (parent.stat().st_ino, name), path
+        finally:
+            os.close(fd)
+    with pytest.raises(FileNotFoundError):
+        rootfs.open_parent(root, "/nothing/here", False)
+
+
+def hostile_image(pn: Pinnace, busybox_tar: Path, tmp_path: Path,
+                  links: dict[str, str]) -> str:
+    """busybox with the entries ``links`` names replaced by symlinks, imported as an image."""
+    from pinnace.images.unpack import apply_layer
+
+    tree = tmp_path / "image"
+    tree.mkdir(parents=True)
+    with open(busybox_tar, "rb") as tar:
+        apply_layer(tar, tree)
+    for path, target in links.items():
+        entry = tree / path
+        if entry.is_dir() and not entry.is_symlink():
+            entry.rmdir()
+        elif entry.exists() or entry.is_symlink():
+            entry.unlink()
+        entry.symlink_to(target)
+    pn("import", str(tree), "hostile:latest")
+    return "hostile:latest"
+
+
+def mount_points(mountinfo: str) -> set[str]:
+    return {line.split()[4] for line in mountinfo.splitlines() if len(line.split()) > 4}
+
+
+def test_mount_targets_that_are_symlinks_out_stay_in_the_rootfs(
+        pn: Pinnace, busybox_tar: Path, tmp_path: Path) -> None:
+    """An image whose /etc files, /proc, /dev and /sys are symlinks to host paths
+    (absolute, or climbing with ``..``): every mount lands at the in-root place the link
+    names (or on a real directory in place of the link); the host's marker files and
+    directories are neither written nor covered."""
+    host = tmp_path / "host"
+    for sub in ("proc", "dev", "sys"):
+        (host / sub).mkdir(parents=True)
+    (host / "hosts").write_text("HOST-MARKER\n")
+    climb = "../../../../../../../../.."
+    image = hostile_image(pn, busybox_tar, tmp_path, {
+        "etc/hosts": f"{host}/hosts", "etc/resolv.conf": f"{climb}{host}/resolv",
+        "etc/hostname": f"{climb}{host}/missing-dir/hostname",
+        "proc": f"{host}/proc", "dev": f"{climb}{host}/dev", "sys": f"{host}/sys"})
+    out = pn("run", "--rm", "--hostname", "boxed", image, "sh", "-c",
+             "cat /etc/hosts /etc/hostname; ls /dev/null /proc/1/status /sys/kernel;"
+             " echo ---; cat /proc/self/mountinfo").stdout
+    files, _, mountinfo = out.partition("---\n")
+    assert "localhost" in files and "boxed\n" in files and "HOST-MARKER" not in files
+    assert "/dev/null\n/proc/1/status\n" in files
+    points = mount_points(mountinfo)
+    assert {f"{host}/hosts", f"{host}/resolv", f"{host}/missing-dir/hostname", "/proc", "/dev",
+            "/sys", "/dev/shm", "/dev/pts"} <= points, points
+    assert (host / "hosts").read_text() == "HOST-MARKER\n"
+    assert sorted(p.name for p in host.iterdir()) == ["dev", "hosts", "proc", "sys"]
+    for sub in ("proc", "dev", "sys"):
+        assert list((host / sub).iterdir()) == []
+    with open("/proc/self/mountinfo", encoding="utf-8") as f:
+        assert not {p for p in mount_points(f.read()) if p.startswith(str(host))}
+
+
+def test_a_mount_target_that_cannot_be_made_fails_in_one_line(
+        pn: Pinnace, busybox_tar: Path, tmp_path: Path) -> None:
+    """/etc/hosts (a bind mount of a file) whose link leads to a directory, or below a file,
+    fails the run with one line; nothing is left mounted."""
+    from conftest import host_leftovers
+
+    for target in ("/bin", "/bin/busybox/hosts"):
+        image = hostile_image(pn, busybox_tar, tmp_path / target.replace("/", "-"),
+                              {"etc/hosts": target})
+        failed = pn("run", "--rm", image, "true", check=False)
+        assert failed.returncode == 125
+        assert failed.stderr.count("\n") == 1 and "container setup failed" in failed.stderr, \
+            failed.stderr
+    assert host_leftovers(pn.root) == []

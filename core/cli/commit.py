@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from pinnace.cli import complete
 from pinnace.cli.root import get_engine
 
 
@@ -14,7 +15,7 @@ from pinnace.cli.root import get_engine
               help="Apply a Dockerfile instruction (CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL).")
 @click.option("-p", "--pause/--no-pause", default=True,
               help="Pause a running container while its files are read (the default).")
-@click.argument("container")
+@click.argument("container", shell_complete=complete.containers)
 @click.argument("reference", required=False)
 @click.pass_context
 def commit(ctx: click.Context, message: str, author: str, changes: tuple[str, ...],
@@ -25,7 +26,7 @@ def commit(ctx: click.Context, message: str, author: str, changes: tuple[str, ..
 
 @click.command()
 @click.option("-o", "--output", metavar="FILE", help="Write to a file instead of stdout.")
-@click.argument("container")
+@click.argument("container", shell_complete=complete.containers)
 @click.pass_context
 def export(ctx: click.Context, output: str | None, container: str) -> None:
     """Export a container's filesystem as a tar archive (a running container is paused

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import click
 
-from pinnace.cli.output import FORMAT_OPTION, ago, as_json, duration, for_each, table
+from pinnace.cli import complete
+from pinnace.cli.output import (
+    TEMPLATE_FORMAT_OPTION,
+    ago,
+    as_json,
+    for_each,
+    is_template,
+    rfc3339,
+    table,
+    templated,
+)
 from pinnace.cli.root import get_engine
 from pinnace.errors import PinnaceError
 
@@ -31,10 +40,12 @@ from pinnace.errors import PinnaceError
 @click.option("-h", "--hostname", help="Container host name [default: the short ID].")
 @click.option("--entrypoint", help="Overwrite the image's ENTRYPOINT.")
 @click.option("--read-only", is_flag=True, help="Mount the container's root filesystem read-only.")
-@click.option("--storage", metavar="NAME", help="Storage plugin (see `pinnace plugins`).")
-@click.option("--net", "network", metavar="NAME",
+@click.option("--storage", metavar="NAME", shell_complete=complete.plugins_of("storage"),
+              help="Storage plugin (see `pinnace plugins`).")
+@click.option("--net", "network", metavar="NAME", shell_complete=complete.plugins_of("network"),
               help="Network plugin (none, bridge, host ...) or container:NAME.")
 @click.option("--network", "networks", multiple=True, metavar="NAME",
+              shell_complete=complete.networks,
               help="Join a named network (implies --net=bridge); repeatable.")
 @click.option("-p", "--publish", "ports", multiple=True,
               metavar="[IP:]HOSTPORT:PORT[/PROTO]", help="Publish a container port on the host.")
@@ -44,7 +55,8 @@ from pinnace.errors import PinnaceError
 @click.option("--dns", multiple=True, metavar="ADDRESS", help="A DNS server for the container.")
 @click.option("--add-host", "add_hosts", multiple=True, metavar="NAME:IP",
               help="Add a line to the container's /etc/hosts.")
-@click.option("--isolation", metavar="NAME", help="Isolation plugin.")
+@click.option("--isolation", metavar="NAME", shell_complete=complete.plugins_of("isolation"),
+              help="Isolation plugin.")
 @click.option("--privileged", is_flag=True,
               help="Every capability, no seccomp filter, no masked paths, every device.")
 @click.option("--cap-add", multiple=True, metavar="CAP", help="Add a capability (or ALL).")
@@ -71,7 +83,7 @@ from pinnace.errors import PinnaceError
               help="Mount the volumes and binds of another container.")
 @click.option("--volume-driver", metavar="NAME",
               help="Volume plugin for the volumes this makes [default: config, local].")
-@click.argument("image")
+@click.argument("image", shell_complete=complete.images)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
 def run(ctx: click.Context, detach: bool, image: str, command: tuple[str, ...],
@@ -124,47 +136,42 @@ create = click.Command(
               help="Show all containers, not only running ones.")
 @click.option("-q", "--quiet", is_flag=True, help="Only print container IDs.")
 @click.option("--no-trunc", is_flag=True, help="Do not truncate IDs and commands.")
-@FORMAT_OPTION
+@TEMPLATE_FORMAT_OPTION
 @click.pass_context
 def ps(ctx: click.Context, all_: bool, quiet: bool, no_trunc: bool, fmt: str) -> None:
-    """List containers."""
-    containers = get_engine(ctx).list(all_=all_)
+    """List containers.
+
+    Template fields: ID, Image, Command, CreatedAt, RunningFor, Ports, Status, Size,
+    Names, Labels, Mounts, Networks, State.
+    """
+    engine = get_engine(ctx)
+    containers = engine.list(all_=all_)
     if quiet:
         for c in containers:
             click.echo(c.id if no_trunc else c.short_id)
+    elif is_template(fmt):
+        from pinnace.cli.rows import ContainerRow, container_rows
+
+        templated(fmt, container_rows(engine, containers, no_trunc), ContainerRow)
     elif fmt == "json":
         as_json([{
             "Id": c.id, "Names": [c.name], "Image": c.image, "ImageID": c.image_id,
-            "Command": c.command, "Created": c.created, "State": c.status,
+            "Command": c.command, "Created": rfc3339(c.created), "State": c.status,
             "ExitCode": c.exit_code, "Pid": c.pid, "Storage": c.storage,
             "Network": c.network, "Isolation": c.isolation,
         } for c in containers])
     else:
-        rows = []
-        for c in containers:
-            cmd = " ".join(c.command)
-            if not no_trunc and len(cmd) > 20:
-                cmd = cmd[:19] + "…"
-            rows.append((c.id if no_trunc else c.short_id, c.image, f'"{cmd}"', ago(c.created),
-                         _status(c), c.name))
-        table(("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"), rows)
+        from pinnace.cli.rows import command, status
 
-
-def _status(c: Any) -> str:
-    if c.status == "running":
-        return f"Up {duration(time.time() - (c.started or c.created))}"
-    if c.status == "paused":
-        return f"Up {duration(time.time() - (c.started or c.created))} (Paused)"
-    if c.status == "exited":
-        code = "unknown" if c.exit_code is None else c.exit_code
-        return f"Exited ({code}) {ago(c.finished)}".rstrip()
-    return c.status.capitalize()
+        table(("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"),
+              [(c.id if no_trunc else c.short_id, c.image, command(c, no_trunc),
+                ago(c.created), status(c), c.name) for c in containers])
 
 
 @click.command()
 @click.option("-f", "--force", is_flag=True, help="Kill and remove a running container.")
 @click.option("-v", "--volumes", is_flag=True, help="Remove its anonymous volumes too.")
-@click.argument("containers", nargs=-1, required=True)
+@click.argument("containers", nargs=-1, required=True, shell_complete=complete.containers)
 @click.pass_context
 def rm(ctx: click.Context, force: bool, volumes: bool, containers: tuple[str, ...]) -> None:
     """Remove one or more containers."""

@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from pinnace.cli import complete
 from pinnace.cli.root import get_engine
 
 
@@ -17,7 +18,7 @@ from pinnace.cli.root import get_engine
               help="Set an environment variable.")
 @click.option("-w", "--workdir", metavar="DIR", help="Working directory inside the container.")
 @click.option("-u", "--user", metavar="USER[:GROUP]", help="User name or UID (and group).")
-@click.argument("container")
+@click.argument("container", shell_complete=complete.containers)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.pass_context
 def exec_(ctx: click.Context, detach: bool, interactive: bool, tty: bool, container: str,
@@ -38,7 +39,7 @@ def exec_(ctx: click.Context, detach: bool, interactive: bool, tty: bool, contai
 @click.option("--no-stdin", is_flag=True, help="Do not send our stdin to the container.")
 @click.option("--sig-proxy/--no-sig-proxy", default=True, show_default=True,
               help="Forward signals to the container (without a tty).")
-@click.argument("container")
+@click.argument("container", shell_complete=complete.containers)
 @click.pass_context
 def attach(ctx: click.Context, detach_keys: str, no_stdin: bool, sig_proxy: bool,
            container: str) -> None:

@@ -8,8 +8,19 @@ from typing import Any
 
 import click
 
+from pinnace.cli import complete
 from pinnace.cli.confirm import prune_confirmed
-from pinnace.cli.output import FORMAT_OPTION, ago, as_json, for_each, size, table
+from pinnace.cli.inspect import FORMAT, show_found
+from pinnace.cli.output import (
+    TEMPLATE_FORMAT_OPTION,
+    as_json,
+    for_each,
+    is_template,
+    rfc3339,
+    size,
+    table,
+    templated,
+)
 from pinnace.cli.root import get_engine
 
 
@@ -39,11 +50,16 @@ def import_(ctx: click.Context, source: str, reference: str | None, changes: tup
 @click.option("-q", "--quiet", is_flag=True, help="Only print image IDs.")
 @click.option("--no-trunc", is_flag=True, help="Do not truncate image IDs.")
 @click.option("--digests", is_flag=True, help="Show the manifest digests.")
-@FORMAT_OPTION
+@TEMPLATE_FORMAT_OPTION
 @click.pass_context
 def images(ctx: click.Context, all_: bool, quiet: bool, no_trunc: bool, digests: bool,
            fmt: str) -> None:
-    """List images."""
+    """List images. CREATED is when the image was built (its config's ``created``).
+
+    Template fields: ID, Repository, Tag, Digest, CreatedSince, CreatedAt, Size.
+    """
+    from pinnace.cli.rows import ImageRow, image_created, image_rows
+
     found = get_engine(ctx).images.list()
     if quiet:
         for img in found:
@@ -52,24 +68,18 @@ def images(ctx: click.Context, all_: bool, quiet: bool, no_trunc: bool, digests:
     if fmt == "json":
         as_json([{"Id": i.id, "RepoTags": i.tags, "Digest": i.manifest_digest,
                   "RepoDigests": i.repo_digests,
-                  "Created": i.created, "Size": i.size} for i in found])
+                  "Created": rfc3339(image_created(i)), "Size": i.size} for i in found])
         return
-    rows = []
-    for img in found:
-        short = img.id if no_trunc else img.id.removeprefix("sha256:")[:12]
-        for tag in img.tags or ["<none>:<none>"]:
-            repo, _, t = tag.rpartition(":")
-            # the registry's digest for this repository when known, else the local manifest's
-            digest = next((d.partition("@")[2] for d in img.repo_digests
-                           if d.partition("@")[0] == repo), img.manifest_digest)
-            rows.append((repo, t, *([digest] if digests else []), short,
-                         ago(img.created), size(img.size)))
+    if is_template(fmt):
+        templated(fmt, image_rows(found, no_trunc), ImageRow)
+        return
     table(("REPOSITORY", "TAG", *(["DIGEST"] if digests else []), "IMAGE ID", "CREATED",
-           "SIZE"), rows)
+           "SIZE"), [(r.Repository, r.Tag, *([r.Digest] if digests else []), r.ID,
+                      r.CreatedSince, r.Size) for r in image_rows(found, no_trunc)])
 
 
 @click.command()
-@click.argument("source")
+@click.argument("source", shell_complete=complete.images)
 @click.argument("target")
 @click.pass_context
 def tag(ctx: click.Context, source: str, target: str) -> None:
@@ -79,7 +89,7 @@ def tag(ctx: click.Context, source: str, target: str) -> None:
 
 @click.command()
 @click.option("-f", "--force", is_flag=True, help="Remove even if tagged several times or in use.")
-@click.argument("refs", nargs=-1, required=True)
+@click.argument("refs", nargs=-1, required=True, shell_complete=complete.images)
 @click.pass_context
 def rmi(ctx: click.Context, force: bool, refs: tuple[str, ...]) -> None:
     """Remove one or more images."""
@@ -96,12 +106,13 @@ def rmi(ctx: click.Context, force: bool, refs: tuple[str, ...]) -> None:
 
 
 @click.command("inspect")
-@click.argument("refs", nargs=-1, required=True)
+@FORMAT
+@click.argument("refs", nargs=-1, required=True, shell_complete=complete.images)
 @click.pass_context
-def inspect(ctx: click.Context, refs: tuple[str, ...]) -> None:
+def inspect(ctx: click.Context, fmt: str | None, refs: tuple[str, ...]) -> None:
     """Show low-level information on images, as JSON."""
     engine = get_engine(ctx)
-    as_json([engine.images.inspect(r) for r in refs])
+    show_found(ctx, refs, engine.images.inspect, fmt)
 
 
 @click.command()
@@ -144,7 +155,7 @@ def _load_stdin(engine: Any) -> list[Any]:
 @click.option("-o", "--output", metavar="FILE", help="Write to a file instead of stdout.")
 @click.option("--format", "fmt", type=click.Choice(["docker-archive", "oci-archive"]),
               default="docker-archive", show_default=True, help="Archive format.")
-@click.argument("refs", nargs=-1, required=True)
+@click.argument("refs", nargs=-1, required=True, shell_complete=complete.images)
 @click.pass_context
 def save(ctx: click.Context, output: str | None, fmt: str, refs: tuple[str, ...]) -> None:
     """Save images to a tar archive (docker-archive by default, or OCI)."""
@@ -160,27 +171,29 @@ def save(ctx: click.Context, output: str | None, fmt: str, refs: tuple[str, ...]
 @click.command()
 @click.option("-q", "--quiet", is_flag=True, help="Only print image IDs.")
 @click.option("--no-trunc", is_flag=True, help="Do not truncate the output.")
-@FORMAT_OPTION
-@click.argument("ref")
+@TEMPLATE_FORMAT_OPTION
+@click.argument("ref", shell_complete=complete.images)
 @click.pass_context
 def history(ctx: click.Context, quiet: bool, no_trunc: bool, fmt: str, ref: str) -> None:
-    """Show the history of an image, newest first."""
+    """Show the history of an image, newest first.
+
+    Template fields: ID, CreatedSince, CreatedAt, CreatedBy, Size, Comment.
+    """
+    from pinnace.cli.rows import HistoryRow, history_rows
     from pinnace.images.store import history as image_history
 
-    rows = image_history(get_engine(ctx).images.resolve(ref))
+    entries = image_history(get_engine(ctx).images.resolve(ref))
+    rows = history_rows(entries, no_trunc)
     if quiet:
         for row in rows:
-            click.echo(row["Id"] if no_trunc else row["Id"].removeprefix("sha256:")[:12])
+            click.echo(row.ID)
     elif fmt == "json":
-        as_json(rows)
+        as_json(entries)
+    elif is_template(fmt):
+        templated(fmt, rows, HistoryRow)
     else:
-        def cut(text: str) -> str:
-            return text if no_trunc or len(text) <= 45 else text[:44] + "…"
-
-        table(("IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"), [
-            (r["Id"] if no_trunc or r["Id"] == "<missing>"
-             else r["Id"].removeprefix("sha256:")[:12],
-             r["Created"], cut(r["CreatedBy"]), size(r["Size"]), r["Comment"]) for r in rows])
+        table(("IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"),
+              [(r.ID, r.CreatedSince, r.CreatedBy, r.Size, r.Comment) for r in rows])
 
 
 @click.command()

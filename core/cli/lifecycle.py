@@ -8,12 +8,14 @@ from typing import Any
 
 import click
 
+from pinnace.cli import complete
 from pinnace.cli.confirm import prune_confirmed
 from pinnace.cli.output import for_each
 from pinnace.cli.root import get_engine
 from pinnace.errors import InvalidConfig
 
-CONTAINERS = click.argument("containers", nargs=-1, required=True)
+CONTAINERS = click.argument("containers", nargs=-1, required=True,
+                            shell_complete=complete.containers)
 
 
 def _start(engine: Any, cid: str) -> None:
@@ -146,7 +148,7 @@ def unpause(ctx: click.Context, containers: tuple[str, ...]) -> None:
 
 
 @click.command()
-@click.argument("container")
+@click.argument("container", shell_complete=complete.containers)
 @click.argument("new_name")
 @click.pass_context
 def rename(ctx: click.Context, container: str, new_name: str) -> None:

@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from pinnace.cli import complete
 from pinnace.cli.root import get_engine
 from pinnace.errors import InvalidConfig
 
@@ -16,7 +17,7 @@ from pinnace.errors import InvalidConfig
 @click.option("-t", "--timestamps", is_flag=True, help="Prefix each line with its time.")
 @click.option("--since", metavar="TIME", help="Only after TIME (RFC 3339, Unix time, or 10m).")
 @click.option("--until", metavar="TIME", help="Only before TIME (same forms).")
-@click.argument("container")
+@click.argument("container", shell_complete=complete.containers)
 @click.pass_context
 def logs(ctx: click.Context, follow: bool, tail: str, timestamps: bool, since: str | None,
          until: str | None, container: str) -> None:

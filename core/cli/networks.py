@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import click
 
+from pinnace.cli import complete
 from pinnace.cli.confirm import prune_confirmed
-from pinnace.cli.output import FORMAT_OPTION, as_json, for_each, table
+from pinnace.cli.inspect import FORMAT, show_found
+from pinnace.cli.output import (
+    TEMPLATE_FORMAT_OPTION,
+    as_json,
+    for_each,
+    is_template,
+    table,
+    templated,
+)
 from pinnace.cli.root import get_engine
 
 
@@ -15,7 +24,8 @@ def network() -> None:
 
 
 @network.command()
-@click.option("-d", "--driver", default="bridge", show_default=True, help="Network plugin.")
+@click.option("-d", "--driver", default="bridge", show_default=True,
+              shell_complete=complete.plugins_of("network"), help="Network plugin.")
 @click.option("--subnet", default="", metavar="CIDR", help="Subnet [default: a free /24].")
 @click.option("--gateway", default="", metavar="ADDRESS",
               help="Gateway address [default: the subnet's first].")
@@ -40,47 +50,49 @@ def create(ctx: click.Context, name: str, driver: str, subnet: str, gateway: str
                                                options).id)
 
 
-def _summary(net: object, users: list[str]) -> dict:
-    from dataclasses import asdict
-
-    data = asdict(net)  # type: ignore[call-overload]
-    return {"Name": data["name"], "Id": data["id"], "Driver": data["driver"],
-            "Internal": data["internal"], "Created": data["created"],
-            "IPAM": {"Config": [{"Subnet": data["subnet"], "Gateway": data["gateway"]}]},
-            "Options": data["options"], "Containers": users}
-
-
 @network.command("ls")
 @click.option("-q", "--quiet", is_flag=True, help="Only print network names.")
-@FORMAT_OPTION
+@click.option("--no-trunc", is_flag=True, help="Do not truncate network IDs.")
+@TEMPLATE_FORMAT_OPTION
 @click.pass_context
-def ls(ctx: click.Context, quiet: bool, fmt: str) -> None:
-    """List networks."""
+def ls(ctx: click.Context, quiet: bool, no_trunc: bool, fmt: str) -> None:
+    """List networks.
+
+    Template fields: ID, Name, Driver, Scope, IPv6, Internal, Labels, CreatedAt.
+    """
+    from pinnace import inspection
+
     engine = get_engine(ctx)
     found = engine.networks.list()
     if quiet:
         for n in found:
             click.echo(n.name)
     elif fmt == "json":
-        as_json([_summary(n, engine.networks.users(n.name)) for n in found])
+        as_json([inspection.network(engine, n) for n in found])
+    elif is_template(fmt):
+        from pinnace.cli.rows import NetworkRow, network_rows
+
+        templated(fmt, network_rows(found, no_trunc), NetworkRow)
     else:
         table(("NETWORK ID", "NAME", "DRIVER", "SUBNET", "GATEWAY", "INTERNAL"),
-              [(n.id[:12], n.name, n.driver, n.subnet, n.gateway, "yes" if n.internal else "")
-               for n in found])
+              [(n.id if no_trunc else n.id[:12], n.name, n.driver, n.subnet, n.gateway,
+                "yes" if n.internal else "") for n in found])
 
 
 @network.command()
-@click.argument("names", nargs=-1, required=True)
+@FORMAT
+@click.argument("names", nargs=-1, required=True, shell_complete=complete.networks)
 @click.pass_context
-def inspect(ctx: click.Context, names: tuple[str, ...]) -> None:
+def inspect(ctx: click.Context, fmt: str | None, names: tuple[str, ...]) -> None:
     """Show networks as JSON, with the containers on them."""
+    from pinnace import inspection
+
     engine = get_engine(ctx)
-    as_json([_summary(n, engine.networks.users(n.name))
-             for n in (engine.network(name) for name in names)])
+    show_found(ctx, names, lambda name: inspection.network(engine, engine.network(name)), fmt)
 
 
 @network.command()
-@click.argument("names", nargs=-1, required=True)
+@click.argument("names", nargs=-1, required=True, shell_complete=complete.networks)
 @click.pass_context
 def rm(ctx: click.Context, names: tuple[str, ...]) -> None:
     """Remove networks no container uses."""
@@ -101,8 +113,8 @@ def prune(ctx: click.Context, force: bool) -> None:
 
 @network.command()
 @click.option("--ip", metavar="ADDRESS", help="The container's address on this network.")
-@click.argument("name")
-@click.argument("container")
+@click.argument("name", shell_complete=complete.networks)
+@click.argument("container", shell_complete=complete.containers)
 @click.pass_context
 def connect(ctx: click.Context, name: str, container: str, ip: str | None) -> None:
     """Connect a container to a network (now, when it is running)."""
@@ -110,8 +122,8 @@ def connect(ctx: click.Context, name: str, container: str, ip: str | None) -> No
 
 
 @network.command()
-@click.argument("name")
-@click.argument("container")
+@click.argument("name", shell_complete=complete.networks)
+@click.argument("container", shell_complete=complete.containers)
 @click.pass_context
 def disconnect(ctx: click.Context, name: str, container: str) -> None:
     """Disconnect a container from a network."""

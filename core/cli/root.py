@@ -43,8 +43,12 @@ COMMANDS: dict[str, str] = {
     "logout": "pinnace.cli.transfer:logout",
     "commit": "pinnace.cli.commit:commit",
     "export": "pinnace.cli.commit:export",
+    "diff": "pinnace.cli.diff:diff",
+    "cp": "pinnace.cli.cp:cp",
     "plugins": "pinnace.cli.system:plugins",
     "info": "pinnace.cli.system:info",
+    "version": "pinnace.cli.system:version",
+    "events": "pinnace.cli.events:events",
     "doctor": "pinnace.cli.system:doctor",
     "config": "pinnace.cli.system:config",
     "completion": "pinnace.cli.system:completion",
@@ -57,8 +61,9 @@ COMMANDS: dict[str, str] = {
 
 CONTAINER_COMMANDS: dict[str, str] = {
     name: COMMANDS[name] for name in (
-        "run", "create", "start", "stop", "restart", "kill", "wait", "pause", "unpause", "rename",
-        "logs", "exec", "attach", "inspect", "top", "rm", "stats", "commit", "export")
+        "run", "create", "start", "stop", "restart", "kill", "wait", "pause", "unpause",
+        "rename", "logs", "exec", "attach", "inspect", "top", "rm", "stats", "commit",
+        "export", "diff", "cp")
 } | {"ls": "pinnace.cli.containers:ps", "ps": "pinnace.cli.containers:ps",
      "prune": "pinnace.cli.lifecycle:prune"}
 

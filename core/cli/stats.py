@@ -8,7 +8,8 @@ from typing import Any
 
 import click
 
-from pinnace.cli.output import FORMAT_OPTION, as_json, size, table
+from pinnace.cli import complete
+from pinnace.cli.output import TEMPLATE_FORMAT_OPTION, is_template, json_line, table, templated
 from pinnace.cli.root import get_engine
 
 INTERVAL = 1.0
@@ -20,18 +21,27 @@ HEADERS = ("CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I
 @click.command()
 @click.option("--no-stream", is_flag=True, help="Print one reading and leave.")
 @click.option("--no-trunc", is_flag=True, help="Do not truncate IDs.")
-@FORMAT_OPTION
-@click.argument("containers", nargs=-1)
+@TEMPLATE_FORMAT_OPTION
+@click.argument("containers", nargs=-1, shell_complete=complete.containers)
 @click.pass_context
 def stats(ctx: click.Context, no_stream: bool, no_trunc: bool, fmt: str,
           containers: tuple[str, ...]) -> None:
     """Show containers' resource usage, refreshed every second (all running ones
-    unless CONTAINERs are named; Ctrl-C leaves)."""
+    unless CONTAINERs are named; Ctrl-C leaves). ``--format json`` prints one JSON
+    object per container and reading.
+
+    Template fields: ID, Container, Name, CPUPerc, MemUsage, MemPerc, NetIO, BlockIO, PIDs.
+    """
+    from pinnace.cli.rows import StatsRow, stats_row
     from pinnace.runtime import cgroups
     from pinnace.runtime import stats as usage
 
     engine = get_engine(ctx)
     ids = [engine.resolve(ref) for ref in containers]
+    if is_template(fmt):  # a bad template fails now, not after the first reading
+        from pinnace.cli.template import compile_template, unescape
+
+        compile_template(unescape(fmt.removeprefix("table")))
     before: dict[str, Any] = {}
     first = True
     try:
@@ -43,45 +53,20 @@ def stats(ctx: click.Context, no_stream: bool, no_trunc: bool, fmt: str,
                 before, first = now, False
                 time.sleep(INTERVAL)
                 continue
-            rows = [_row(c, before.get(c.id), now[c.id], no_trunc) for c in listed]
+            rows = [stats_row(c, before.get(c.id), now[c.id], no_trunc) for c in listed]
+            if not no_stream and sys.stdout.isatty() and fmt != "json":
+                click.echo("\033[2J\033[H", nl=False)
             if fmt == "json":
-                as_json(rows)
+                for row in rows:
+                    json_line(row)
+            elif is_template(fmt):
+                templated(fmt, rows, StatsRow)
             else:
-                if not no_stream and sys.stdout.isatty():
-                    click.echo("\033[2J\033[H", nl=False)
-                table(HEADERS, [[r[k] for k in ("ID", "Name", "CPUPerc", "MemUsage", "MemPerc",
-                                                "NetIO", "BlockIO", "PIDs")] for r in rows])
+                table(HEADERS, [row[:1] + row[2:] for row in rows])
             if no_stream:
                 return
+            sys.stdout.flush()
             before = now
             time.sleep(INTERVAL)
     except KeyboardInterrupt:
         return
-
-
-def _row(c: Any, before: Any, after: Any, no_trunc: bool) -> dict[str, str]:
-    """One container's reading in docker's ``stats --format json`` shape."""
-    from pinnace.runtime.stats import cpu_percent
-
-    cpu = cpu_percent(before, after) if before and after else 0.0
-    mem = after.memory if after else 0
-    limit = after.memory_limit if after else 0
-    return {
-        "ID": c.id if no_trunc else c.short_id, "Container": c.name, "Name": c.name,
-        "CPUPerc": f"{cpu:.2f}%",
-        "MemUsage": f"{binary_size(mem)} / {binary_size(limit)}",
-        "MemPerc": f"{100 * mem / limit if limit else 0:.2f}%",
-        "NetIO": f"{size(after.net_rx if after else 0)} / {size(after.net_tx if after else 0)}",
-        "BlockIO": f"{size(after.block_read if after else 0)} / "
-                   f"{size(after.block_write if after else 0)}",
-        "PIDs": str(after.pids if after else 0),
-    }
-
-
-def binary_size(n: float) -> str:
-    """Bytes in binary units, as docker prints memory (``1.465MiB``)."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.4g}{unit}"
-        n /= 1024
-    return f"{n}"

@@ -1,14 +1,22 @@
-"""System commands: plugins, info, doctor, config show, completion."""
+"""System commands: plugins, info, version, doctor, config show, completion."""
 
 from __future__ import annotations
 
 import os
 import platform
-from typing import Any
+from typing import Any, NamedTuple
 
 import click
 
-from pinnace.cli.output import FORMAT_OPTION, as_json, size, table
+from pinnace.cli.output import (
+    FORMAT_OPTION,
+    TEMPLATE_FORMAT_OPTION,
+    as_json,
+    is_template,
+    size,
+    table,
+    templated,
+)
 from pinnace.cli.root import get_engine
 
 PER_CONTAINER = ("storage", "network", "isolation", "volume")
@@ -57,16 +65,71 @@ def _selected_plugins(engine: Any) -> dict[str, str]:
             for role in PER_CONTAINER}
 
 
+class Info(NamedTuple):
+    """``info --format``'s fields, docker's names where docker has the same thing."""
+
+    ServerVersion: str
+    KernelVersion: str
+    OperatingSystem: str
+    OSType: str
+    Architecture: str
+    CgroupVersion: str
+    Driver: str
+    NetworkDriver: str
+    Isolation: str
+    Containers: int
+    ContainersRunning: int
+    ContainersPaused: int
+    ContainersStopped: int
+    Images: int
+    DockerRootDir: str
+    RunRoot: str
+    ConfigFile: str
+    Plugins: dict[str, Any]
+
+    kind = "info"
+
+
+def _info_record(data: dict[str, Any], statuses: list[str]) -> Info:
+    return Info(
+        ServerVersion=data["version"], KernelVersion=data["kernel"],
+        OperatingSystem=_os_name(), OSType="linux",
+        Architecture=platform.machine(),
+        CgroupVersion=data["cgroup_version"].removeprefix("v"),
+        Driver=data["selected"]["storage"]["name"],
+        NetworkDriver=data["selected"]["network"]["name"],
+        Isolation=data["selected"]["isolation"]["name"],
+        Containers=len(statuses), ContainersRunning=statuses.count("running"),
+        ContainersPaused=statuses.count("paused"),
+        ContainersStopped=sum(s not in ("running", "paused") for s in statuses),
+        Images=data["images"], DockerRootDir=data["root"], RunRoot=data["run_root"],
+        ConfigFile=data["config_file"] or "", Plugins=data["plugins"])
+
+
+def _os_name() -> str:
+    """PRETTY_NAME of /etc/os-release (``Debian GNU/Linux 12 (bookworm)``)."""
+    try:
+        return platform.freedesktop_os_release().get("PRETTY_NAME", "Linux")
+    except OSError:
+        return "Linux"
+
+
 @click.command()
-@FORMAT_OPTION
+@TEMPLATE_FORMAT_OPTION
 @click.pass_context
 def info(ctx: click.Context, fmt: str) -> None:
-    """Show what is selected and why, where state lives, and what plugins report."""
+    """Show what is selected and why, where state lives, and what plugins report.
+
+    Template fields: ServerVersion, KernelVersion, OperatingSystem, OSType, Architecture,
+    CgroupVersion, Driver, NetworkDriver, Isolation, Containers, ContainersRunning,
+    ContainersPaused, ContainersStopped, Images, DockerRootDir, RunRoot, ConfigFile, Plugins.
+    """
     from pinnace.errors import PinnaceError
     from pinnace.runtime import cgroups
 
     engine = get_engine(ctx)
     cfg = engine.config
+    everything = engine.list(all_=True)
     data: dict[str, Any] = {
         "version": __import__("pinnace").__version__,
         "kernel": platform.release(),
@@ -76,7 +139,7 @@ def info(ctx: click.Context, fmt: str) -> None:
         "cgroup_version": cgroups.version(),
         "selected": {role: {"name": name, "source": cfg.selected(role).source}
                      for role, name in _selected_plugins(engine).items()},
-        "containers": len(engine.list(all_=True)),
+        "containers": len(everything),
         "images": len(engine.images.list()),
         "plugins": {},
     }
@@ -89,6 +152,9 @@ def info(ctx: click.Context, fmt: str) -> None:
         data["plugins"].update(section)
     if fmt == "json":
         as_json(data)
+        return
+    if is_template(fmt):
+        templated(fmt, [_info_record(data, [c.status for c in everything])])
         return
     for key, value in data.items():
         if isinstance(value, dict):
@@ -168,6 +234,83 @@ def config_show(ctx: click.Context, fmt: str) -> None:
         as_json([{"key": k, "value": v, "source": s} for k, v, s in rows])
     else:
         table(("KEY", "VALUE", "SOURCE"), [(k, repr(v) if v == "" else v, s) for k, v, s in rows])
+
+
+class ClientVersion(NamedTuple):
+    """The ``pinnace`` command's side of ``version``."""
+
+    Version: str
+    PythonVersion: str
+    Os: str
+    Arch: str
+
+    kind = "client version"
+
+
+class EngineVersion(NamedTuple):
+    """The engine's side of ``version``: what runs containers on this host."""
+
+    Version: str
+    StateSchema: int
+    KernelVersion: str
+    CgroupVersion: str
+    Os: str
+    Arch: str
+    Plugins: dict[str, str]
+
+    kind = "engine version"
+
+
+class Version(NamedTuple):
+    """``version --format``'s value: ``{{.Client.Version}}``, ``{{.Server.Version}}``."""
+
+    Client: ClientVersion
+    Server: EngineVersion
+
+    kind = "version"
+
+
+@click.command()
+@TEMPLATE_FORMAT_OPTION
+def version(fmt: str) -> None:
+    """Show the pinnace, Python, kernel and plugin versions (no state is opened).
+
+    Template fields: Client (Version, PythonVersion, Os, Arch), Server (Version,
+    StateSchema, KernelVersion, CgroupVersion, Os, Arch, Plugins).
+    """
+    from pinnace import __version__
+    from pinnace import plugins as discovery
+    from pinnace.images.store import host_platform
+    from pinnace.runtime import cgroups
+    from pinnace.state import MIGRATIONS
+
+    arch = host_platform()[1]
+    found = Version(
+        Client=ClientVersion(__version__, platform.python_version(), "linux", arch),
+        Server=EngineVersion(
+            __version__, len(MIGRATIONS), platform.release(),
+            cgroups.version().removeprefix("v"), "linux", arch,
+            {f"{ep.role}.{ep.name}": f"{ep.dist} {ep.version}"
+             for ep in discovery.discover()}))
+    if fmt == "json":
+        from pinnace.cli.template import plain
+
+        as_json(plain(found))
+    elif is_template(fmt):
+        templated(fmt, [found])
+    else:
+        client, server = found
+        table_lines = [
+            "Client:", f" Version:         {client.Version}",
+            f" Python version:  {client.PythonVersion}",
+            f" OS/Arch:         {client.Os}/{client.Arch}", "",
+            "Engine:", f" Version:         {server.Version}",
+            f" State schema:    {server.StateSchema}",
+            f" Kernel version:  {server.KernelVersion}",
+            f" Cgroup version:  {server.CgroupVersion}",
+            f" OS/Arch:         {server.Os}/{server.Arch}", " Plugins:",
+            *(f"  {name}: {dist}" for name, dist in sorted(server.Plugins.items()))]
+        click.echo("\n".join(table_lines))
 
 
 @click.command()

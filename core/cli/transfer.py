@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from pinnace.cli import complete
 from pinnace.cli.root import get_engine
 
 TLS_VERIFY = click.option(
@@ -52,7 +53,7 @@ def pull(ctx: click.Context, platform: str | None, tls_verify: bool | None, quie
               type=click.Choice(["gzip", "zstd", "none"]),
               help="Compression of the layers pushed [default: gzip].")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars; print only the digest.")
-@click.argument("image")
+@click.argument("image", shell_complete=complete.images)
 @click.argument("destination", required=False)
 @click.pass_context
 def push(ctx: click.Context, tls_verify: bool | None, compression: str | None, quiet: bool,

@@ -1,8 +1,9 @@
-"""From containers to images: ``export`` (the rootfs as a tar) and ``commit`` (the
-container's changes as a new layer on its image).
+"""From containers to images: ``export`` (the rootfs as a tar), ``commit`` (the
+container's changes as a new layer on its image) and ``changes`` (them as ``diff``
+lists them).
 
 Both read the container's rootfs through its storage plugin's ``mounts``;
-``commit`` also asks that plugin for a read-only ``view`` of the image's top
+``commit`` and ``changes`` also ask that plugin for a read-only ``view`` of the image's top
 layer and writes the difference between the two trees
 (:func:`pinnace.images.layers.write_diff`), so it works the same on every
 storage plugin. The view is removed afterwards, whatever happens; a failure to
@@ -24,12 +25,13 @@ from pinnace.images.snapshots import COMMIT_PREFIX
 
 if TYPE_CHECKING:
     from pinnace.containers.record import ContainerRecord
+    from pinnace.images.layers import Change
     from pinnace.images.store import ImageStore
     from pinnace.plugins import Plugins
 
 
 @contextlib.contextmanager
-def _rootfs(plugins: Plugins, record: ContainerRecord, scratch: Path) -> Iterator[Path]:
+def container_rootfs(plugins: Plugins, record: ContainerRecord, scratch: Path) -> Iterator[Path]:
     """The container's root filesystem, visible as a directory for the block."""
     from pinnace.mounts import mounted
 
@@ -64,7 +66,7 @@ def export(plugins: Plugins, record: ContainerRecord, scratch: Path, fd: int) ->
     """Write the root filesystem of a container as a tar to file descriptor ``fd``."""
     from pinnace.images.layers import write_tree
 
-    with _rootfs(plugins, record, scratch) as path, os.fdopen(os.dup(fd), "wb") as out:
+    with container_rootfs(plugins, record, scratch) as path, os.fdopen(os.dup(fd), "wb") as out:
         write_tree(path, out)
 
 
@@ -86,11 +88,10 @@ def commit(plugins: Plugins, store: ImageStore, record: ContainerRecord, scratch
     config["config"] = parse_changes(changes, config.get("config") or {})
     top = image.layers[-1].chain_id if image.layers else None
     with store.staging() as written:
-        with _rootfs(plugins, record, scratch) as upper, \
+        with container_rootfs(plugins, record, scratch) as upper, \
                 _image_tree(plugins, record.storage, top, scratch) as lower:
             layer = store.write_layer(
-                lambda out: write_diff(lower, upper, out, engine_mounts | {
-                    m.destination.strip("/") for m in record.config.spec.mounts}))
+                lambda out: write_diff(lower, upper, out, _left_out(record, engine_mounts)))
             written.append(layer[0])  # before the view and the rootfs are let go, which may fail
         now = rfc3339(time.time())
         entry = {"created": now, "created_by": " ".join(record.command), "comment": message}
@@ -107,3 +108,21 @@ def commit(plugins: Plugins, store: ImageStore, record: ContainerRecord, scratch
     store.state.event("image", "commit", image_id, container=record.id, name=tag or "")
     return image_id
 
+
+
+def changes(plugins: Plugins, store: ImageStore, record: ContainerRecord, scratch: Path,
+            engine_mounts: set[str]) -> list[Change]:
+    """What the container changed in its image's files, as ``diff`` lists them; the engine's
+    mount points are left out, as in :func:`commit`."""
+    from pinnace.images.layers import list_changes
+
+    image = store.resolve(record.image_id)
+    top = image.layers[-1].chain_id if image.layers else None
+    with container_rootfs(plugins, record, scratch) as upper, \
+            _image_tree(plugins, record.storage, top, scratch) as lower:
+        return list_changes(lower, upper, _left_out(record, engine_mounts))
+
+
+def _left_out(record: ContainerRecord, engine_mounts: set[str]) -> set[str]:
+    """The mount points, relative to the rootfs, that are not the container's changes."""
+    return engine_mounts | {m.destination.strip("/") for m in record.config.spec.mounts}

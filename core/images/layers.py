@@ -29,9 +29,10 @@ import contextlib
 import errno
 import os
 import stat
-from collections.abc import Iterator, Set
+from collections.abc import Callable, Iterator, Set
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 WHITEOUT = ".wh."
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -106,25 +107,7 @@ class TreeTar:
 
     def add_tree(self, parent: int, name: str, arcname: str) -> None:
         """Add the entry ``name`` of ``parent`` and, for a directory, everything below it."""
-        top = self.add(parent, name, arcname)
-        if top is None:
-            return
-        stack: list[tuple[int, str, Iterator[str]]] = []
-        try:
-            _descend(stack, top, arcname)
-            while stack:
-                fd, prefix, names = stack[-1]
-                child = next(names, None)
-                if child is None:
-                    os.close(stack.pop()[0])
-                    continue
-                arc = _join(prefix, child)
-                sub = self.add(fd, child, arc)
-                if sub is not None:
-                    _descend(stack, sub, arc)
-        finally:
-            for fd, _, _ in stack:
-                os.close(fd)
+        walk_tree(parent, name, arcname, self.add)
 
     def whiteout(self, arcname: str) -> None:
         """Add an (empty) whiteout entry ``arcname``."""
@@ -135,6 +118,32 @@ class TreeTar:
     def close(self) -> None:
         """Write the end-of-archive marker."""
         self.tar.close()
+
+
+def walk_tree(parent: int, name: str, arcname: str,
+              visit: Callable[[int, str, str], int | None]) -> None:
+    """Call ``visit(parent_fd, name, arcname)`` for the entry ``name`` of ``parent`` and,
+    where it returns a directory descriptor (which the walk then owns and closes), for
+    everything below, directories before their contents, names sorted."""
+    top = visit(parent, name, arcname)
+    if top is None:
+        return
+    stack: list[tuple[int, str, Iterator[str]]] = []
+    try:
+        _descend(stack, top, arcname)
+        while stack:
+            fd, prefix, names = stack[-1]
+            child = next(names, None)
+            if child is None:
+                os.close(stack.pop()[0])
+                continue
+            arc = _join(prefix, child)
+            sub = visit(fd, child, arc)
+            if sub is not None:
+                _descend(stack, sub, arc)
+    finally:
+        for fd, _, _ in stack:
+            os.close(fd)
 
 
 def _lstat_open(parent: int, name: str) -> tuple[os.stat_result, int | None, str] | None:
@@ -216,54 +225,154 @@ def write_tree(src: Path, out: Any) -> None:
     tar.close()
 
 
-def write_diff(lower: Path | None, upper: Path, out: Any,
-               mount_points: Set[str] = frozenset()) -> None:
-    """Write what changed from tree ``lower`` (None: empty) to tree ``upper`` as a layer
-    tar; ``mount_points`` are relative paths (``etc/hosts``) to leave out when new."""
-    tar = TreeTar(out)
+class Changes(Protocol):
+    """What :func:`walk_diff` reports, entry by entry (``arcname`` relative to the tops)."""
+
+    def added(self, parent: int, name: str, arcname: str) -> None:
+        """Entry ``name`` of ``parent`` is new, with everything below it."""
+
+    def replaced(self, parent: int, name: str, arcname: str) -> None:
+        """Entry ``name`` of ``parent`` changed (a directory in neither tree, or in only one);
+        what is below it now is new."""
+
+    def changed_dir(self, parent: int, name: str, arcname: str) -> int | None:
+        """Directory ``name`` of ``parent`` changed itself; a descriptor of it to walk on
+        (or None when it is no longer a directory)."""
+
+    def deleted(self, arcname: str) -> None:
+        """Entry ``arcname`` of the lower tree is gone."""
+
+
+def walk_diff(lower: Path | None, upper: Path, changes: Changes,
+              mount_points: Set[str] = frozenset()) -> None:
+    """Report to ``changes`` what changed from tree ``lower`` (None: empty) to tree
+    ``upper``; ``mount_points`` are relative paths (``etc/hosts``) to leave out when new."""
     with _opened_dir(upper) as up:
         if lower is None:
             for name in sorted(os.listdir(up)):
                 if name not in mount_points:
-                    tar.add_tree(up, name, name)
+                    changes.added(up, name, name)
         else:
             with _opened_dir(lower) as low:
-                _diff_dir(tar, low, up, "", mount_points)
+                _diff_dir(changes, low, up, "", mount_points)
+
+
+def write_diff(lower: Path | None, upper: Path, out: Any,
+               mount_points: Set[str] = frozenset()) -> None:
+    """Write what changed from tree ``lower`` (None: empty) to tree ``upper`` as a layer
+    tar (:func:`walk_diff`)."""
+    tar = TreeTar(out)
+    walk_diff(lower, upper, _TarChanges(tar), mount_points)
     tar.close()
 
 
-def _diff_dir(tar: TreeTar, lower: int, upper: int, arcname: str,
+class _TarChanges:
+    """Changes written as a layer: new and changed entries, ``.wh.`` for removed ones."""
+
+    def __init__(self, tar: TreeTar) -> None:
+        self.tar = tar
+
+    def added(self, parent: int, name: str, arcname: str) -> None:
+        self.tar.add_tree(parent, name, arcname)
+
+    replaced = added
+
+    def changed_dir(self, parent: int, name: str, arcname: str) -> int | None:
+        return self.tar.add(parent, name, arcname)
+
+    def deleted(self, arcname: str) -> None:
+        head, _, name = arcname.rpartition("/")
+        self.tar.whiteout(_join(head, WHITEOUT + name))
+
+
+@dataclass(frozen=True)
+class Change:
+    """One line of ``diff``: ``kind`` is ``A`` (added), ``C`` (changed) or ``D`` (deleted),
+    ``path`` absolute inside the container."""
+
+    kind: str
+    path: str
+
+
+def list_changes(lower: Path | None, upper: Path,
+                 mount_points: Set[str] = frozenset()) -> list[Change]:
+    """What changed from ``lower`` to ``upper`` as docker's ``diff`` lists it, sorted by
+    path: every added entry, changed entries, the topmost deleted ones, and every
+    directory with a change below it as changed."""
+    found = _ListedChanges()
+    walk_diff(lower, upper, found, mount_points)
+    kinds = found.kinds
+    for path in list(kinds):
+        parent = path.rpartition("/")[0]
+        while parent and parent not in kinds:
+            kinds[parent] = "C"
+            parent = parent.rpartition("/")[0]
+    return [Change(kinds[path], f"/{path}") for path in sorted(kinds)]
+
+
+class _ListedChanges:
+    """Changes collected by path."""
+
+    def __init__(self) -> None:
+        self.kinds: dict[str, str] = {}
+
+    def visit(self, parent: int, name: str, arcname: str, kind: str) -> int | None:
+        found = _lstat_open(parent, name)
+        if found is None:
+            return None
+        st, fd, _ = found
+        self.kinds[arcname] = kind
+        if fd is not None and not stat.S_ISDIR(st.st_mode):
+            os.close(fd)
+            return None
+        return fd
+
+    def added(self, parent: int, name: str, arcname: str) -> None:
+        walk_tree(parent, name, arcname, lambda p, n, a: self.visit(p, n, a, "A"))
+
+    def replaced(self, parent: int, name: str, arcname: str) -> None:
+        walk_tree(parent, name, arcname,
+                  lambda p, n, a: self.visit(p, n, a, "C" if a == arcname else "A"))
+
+    def changed_dir(self, parent: int, name: str, arcname: str) -> int | None:
+        return self.visit(parent, name, arcname, "C")
+
+    def deleted(self, arcname: str) -> None:
+        self.kinds[arcname] = "D"
+
+
+def _diff_dir(changes: Changes, lower: int, upper: int, arcname: str,
               mount_points: Set[str]) -> None:
     """Diff two open directories, recursively."""
     before = set(os.listdir(lower))
     after = sorted(os.listdir(upper))
     for name in sorted(before.difference(after)):
-        tar.whiteout(_join(arcname, WHITEOUT + name))
+        changes.deleted(_join(arcname, name))
     for name in after:
         arc = _join(arcname, name)
         if name not in before:
             if arc not in mount_points:
-                tar.add_tree(upper, name, arc)
+                changes.added(upper, name, arc)
             continue
         old = os.lstat(name, dir_fd=lower)
         try:
             new = os.lstat(name, dir_fd=upper)
         except FileNotFoundError:  # removed since the directory was listed
-            tar.whiteout(_join(arcname, WHITEOUT + name))
+            changes.deleted(arc)
             continue
         if stat.S_ISDIR(old.st_mode) and stat.S_ISDIR(new.st_mode):
             sub = _open_dir(upper, name) if _same(lower, upper, name, old, new) else None
-            if sub is None:  # changed, or no longer a directory: written as it is now
-                sub = tar.add(upper, name, arc)
+            if sub is None:  # changed, or no longer a directory: reported as it is now
+                sub = changes.changed_dir(upper, name, arc)
             if sub is None:
                 continue
             try:
                 with _opened_dir(name, lower) as low:
-                    _diff_dir(tar, low, sub, arc, mount_points)
+                    _diff_dir(changes, low, sub, arc, mount_points)
             finally:
                 os.close(sub)
         elif not _same(lower, upper, name, old, new):
-            tar.add_tree(upper, name, arc)
+            changes.replaced(upper, name, arc)
 
 
 def _same(lower: int, upper: int, name: str, old: os.stat_result,

@@ -124,13 +124,14 @@ class LayerSnapshots:
         from pinnace.images.unpack import apply_layer
         from pinnace.mounts import mounted
 
+        unrecorded = {layer.chain_id for layer in image.layers
+                      if not self.holds(storage, layer.chain_id)}
         for info in self.plugins.call("storage", storage, "walk"):
-            if info.key.startswith(EXTRACT_PREFIX):  # left by a pinnace killed mid-unpack
-                self.remove(storage, info.key)
+            if info.key.startswith(EXTRACT_PREFIX) or info.key in unrecorded:
+                self.remove(storage, info.key)  # left by a pinnace killed mid-unpack
         parent = None
         for layer in image.layers:
             if not self.holds(storage, layer.chain_id):
-                self.remove(storage, layer.chain_id)  # committed, never recorded: killed
                 key = f"{EXTRACT_PREFIX}{os.getpid()}-{layer.chain_id}"
                 labels = {"pinnace.layer": layer.diff_id}
                 try:

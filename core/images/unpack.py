@@ -69,27 +69,41 @@ def apply_layer(stream: BinaryIO, dest: Path) -> LayerStats:
     whole layer is rejected, entries applied before it stay) and
     ``InvalidConfig("corrupt layer: ...")`` for a truncated or corrupt stream.
     """
+    root = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        return _extract(stream, _Applier(root, _plain_file(stream)))
+    finally:
+        os.close(root)
+
+
+def extract(stream: BinaryIO, root: int, owner: tuple[int, int] | None) -> LayerStats:
+    """Extract the tar ``stream`` into the directory open as ``root``, as ``cp`` does: the
+    same safe walk as :func:`apply_layer`, but ``.wh.`` names are ordinary names, and with
+    ``owner`` (uid, gid) every entry gets that owner instead of the tar's, without setuid
+    and setgid bits."""
+    return _extract(stream, _Applier(root, None, whiteouts=False, owner=owner), "tar stream")
+
+
+def _extract(stream: BinaryIO, applier: _Applier, what: str = "layer") -> LayerStats:
+    """Apply every member of ``stream`` (read in place when ``applier`` has its fd);
+    ``what`` names the stream in the error for a corrupt one."""
     import tarfile
 
     from pinnace.images.compression import decompressed
 
-    root = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    source = _plain_file(stream)
-    applier = _Applier(root, source)
     try:
         try:
-            opened = (tarfile.open(fileobj=stream, mode="r:") if source is not None else
+            opened = (tarfile.open(fileobj=stream, mode="r:") if applier.source is not None else
                       tarfile.open(fileobj=decompressed(stream), mode="r|", bufsize=_BUFSIZE))
             with opened as tar:
                 for member in tar:
                     applier.apply(member, tar)
         except tarfile.TarError as err:
-            raise InvalidConfig(f"corrupt layer: {err}") from None
+            raise InvalidConfig(f"corrupt {what}: {err}") from None
         applier.finish()
         return applier.stats
     finally:
         applier.forget()
-        os.close(root)
 
 
 def _plain_file(stream: BinaryIO) -> int | None:
@@ -200,9 +214,12 @@ def _mtime_ns(member: Any) -> int:
 class _Applier:
     """The state of one layer application: the root fd, what this layer created, stats."""
 
-    def __init__(self, root: int, source: int | None = None) -> None:
+    def __init__(self, root: int, source: int | None = None, whiteouts: bool = True,
+                 owner: tuple[int, int] | None = None) -> None:
         self.root = root
         self.source = source                         # the fd of a plain tar file read in place
+        self.whiteouts = whiteouts                   # False: .wh. names are plain names
+        self.owner = owner                           # every entry's (uid, gid), else the tar's
         self.stats = LayerStats()
         self.created: set[tuple[str, ...]] = set()   # paths this layer made (for opaque dirs)
         self.dir_times: list[tuple[tuple[str, ...], int]] = []
@@ -264,7 +281,7 @@ class _Applier:
     def apply(self, m: Any, tar: Any) -> None:
         """Apply one tar member."""
         parts = check_member(m)
-        if parts and parts[-1].startswith(_WHITEOUT):
+        if self.whiteouts and parts and parts[-1].startswith(_WHITEOUT):
             self.whiteout(m.name, parts)
             return
         if m.ischr() or m.isblk():
@@ -307,7 +324,7 @@ class _Applier:
             self.hardlink(parent, name, m)
         elif m.issym():
             os.symlink(m.linkname, name, dir_fd=parent)
-            os.chown(name, m.uid, m.gid, dir_fd=parent, follow_symlinks=False)
+            os.chown(name, *self.owned(m), dir_fd=parent, follow_symlinks=False)
             self.xattrs(f"/proc/self/fd/{parent}/{name}", m)
             ns = _mtime_ns(m)
             os.utime(name, ns=(ns, ns), dir_fd=parent, follow_symlinks=False)
@@ -367,10 +384,15 @@ class _Applier:
             os.close(src)
         self.stats.hardlinks += 1
 
+    def owned(self, m: Any) -> tuple[int, int]:
+        """The owner an entry gets."""
+        return self.owner or (m.uid, m.gid)
+
     def metadata(self, fd: int, m: Any) -> None:
         """Owner, mode (with setuid/setgid/sticky) and xattrs of an open entry."""
-        os.chown(fd, m.uid, m.gid)
-        os.chmod(fd, m.mode & 0o7777)
+        os.chown(fd, *self.owned(m))
+        # setuid/setgid were meant for the tar's owner, not for the one given instead
+        os.chmod(fd, m.mode & (0o1777 if self.owner else 0o7777))
         self.xattrs(fd, m)
 
     @staticmethod

@@ -224,6 +224,12 @@ class Networking:
                                 f"another name")
         return recorded
 
+    def is_default(self, network: Network) -> bool:
+        """Whether ``network`` is its driver's default network (never removed, not even
+        by prune: containers of the driver join it when they name none)."""
+        default = self._optional(network.driver, "default")
+        return default is not None and default.name == network.name
+
     def users(self, name: str) -> list[str]:
         """Names of the containers configured to join network ``name`` or holding a lease."""
         leased = set(ipam.on_network(self.state, name))
@@ -239,6 +245,9 @@ class Networking:
         from dataclasses import asdict
 
         network = self.get(name)
+        if self.is_default(network):
+            raise FailedPrecondition(f"{network.name} is the default network of driver "
+                                     f"{network.driver} and cannot be removed")
         lease.note(NETWORK_REMOVAL, **asdict(network))
         with self.state.tx() as db:
             used = self.users(network.name)

@@ -10,6 +10,14 @@ the user with the container's capabilities and seccomp filter
 The parent moves the child into its cgroup while the child builds its mounts:
 on cgroup v1 the first move waits for an RCU grace period (10-20 ms), about as
 long as the rest of the set-up, so the two overlap instead of adding up.
+
+Before pivot_root, the container's files are seen from the host's root, where an
+image's symlink (``/etc/hosts -> /etc/shadow``, ``/proc -> ../../../x``) would lead
+out of the rootfs. So no mount target is a path joined to the rootfs: each is looked
+up (or made) with :mod:`pinnace.rootfs` relative to a descriptor of the root, its
+symlinks resolved inside it, and the mount goes onto ``/proc/self/fd/N`` of that
+descriptor (as runc mounts through its procfd). After pivot_root the root is the
+container's own, and paths are plain paths again.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from pinnace.plugin import (
     mount_all,
     restrict_paths,
 )
+from pinnace.plugin import rootfs as in_root  # a name of its own: "rootfs" is the path below
 
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 NOSUID_NODEV_NOEXEC = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
@@ -79,10 +88,14 @@ def setup(spec: ContainerSpec, bundle: str, gate: int, fifo: str) -> int:
     os.makedirs(rootfs, exist_ok=True)
     mount_all(spec.rootfs, rootfs)
     linux.mount(rootfs, rootfs, None, linux.MS_BIND | linux.MS_REC)
-    _api_filesystems(rootfs)
+    root = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)  # the bind mount's
+    try:
+        _api_filesystems(root)
+        _spec_mounts(spec, root)
+    finally:
+        os.close(root)
     if spec.hostname:
         linux.sethostname(spec.hostname)
-    _spec_mounts(spec, rootfs)
     start_fd = os.open(fifo, os.O_RDWR | os.O_CLOEXEC)
     terminal = _connect_console(spec.process)
     await_cgroup(gate)
@@ -140,75 +153,99 @@ def _become(process: Process, lockdown: Lockdown) -> None:
     os.chdir(process.cwd or "/")
 
 
-def _in_root(rootfs: str, path: str) -> str:
-    """``path`` inside ``rootfs`` with symlinks resolved as if ``rootfs`` were ``/``."""
-    parts = [p for p in path.split("/") if p]
-    done: list[str] = []
-    for _ in range(256):
-        if not parts:
-            return os.path.join(rootfs, *done)
-        part = parts.pop(0)
-        if part == "..":
-            done = done[:-1]
-            continue
-        full = os.path.join(rootfs, *done, part)
-        if os.path.islink(full):
-            target = os.readlink(full)
-            parts = [p for p in target.split("/") if p] + parts
-            if target.startswith("/"):
-                done = []
-        elif part != ".":
-            done.append(part)
-    raise OSError(errno.ELOOP, f"too many symlinks in {path}")
+def _fd_path(fd: int) -> str:
+    """The path that leads a mount(2) call to the entry open on ``fd``, and only there."""
+    return f"/proc/self/fd/{fd}"
 
 
-def _spec_mounts(spec: ContainerSpec, rootfs: str) -> None:
-    """Mount ``spec.mounts`` on the rootfs; destinations resolve inside it (symlinks too)."""
+def _spec_mounts(spec: ContainerSpec, root: int) -> None:
+    """Mount ``spec.mounts`` on the rootfs open as ``root``; a destination (symlinks on the
+    way too) resolves inside it and is made there when missing: a directory, or an empty
+    file for a bind mount of a file."""
     for m in spec.mounts:
-        target = _in_root(rootfs, m.destination)
-        if m.type != "bind" or os.path.isdir(m.source):
-            os.makedirs(target, exist_ok=True)
-        elif not os.path.exists(target):
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644))
-        linux.mount_described(m.type, m.source, target, m.options)
+        directory = m.type != "bind" or os.path.isdir(m.source)
+        readonly_bind = m.type == "bind" and "ro" in m.options
+        try:
+            target = (in_root.mkdir_in if directory else in_root.create_in)(root, m.destination)
+        except OSError as err:
+            raise OSError(err.errno, f"mount destination {m.destination} in the container: "
+                                     f"{err.strerror}") from None
+        try:
+            linux.mount_described(m.type, m.source, _fd_path(target),
+                                  [o for o in m.options if o != "ro"] if readonly_bind
+                                  else m.options)
+        finally:
+            os.close(target)
+        if readonly_bind:  # a fresh lookup reaches the new mount, not what it covers
+            mounted = in_root.open_in(root, m.destination, os.O_PATH)
+            try:
+                linux.remount_bind(_fd_path(mounted), m.options)
+            finally:
+                os.close(mounted)
 
 
-def _mkdir(path: str, mode: int = 0o755) -> None:
-    if not os.path.isdir(path):
-        if os.path.lexists(path):
-            os.unlink(path)
-        os.makedirs(path, mode)
+def _api_dir(parent: int, name: str) -> int:
+    """An ``O_PATH`` descriptor of the directory ``name`` of ``parent`` (not followed);
+    anything else there (a symlink, a file) is replaced by an empty directory."""
+    try:
+        st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+    except FileNotFoundError:
+        st = None
+    if st is not None and not stat.S_ISDIR(st.st_mode):
+        os.unlink(name, dir_fd=parent)
+        st = None
+    if st is None:
+        os.mkdir(name, 0o755, dir_fd=parent)
+    return os.open(name, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                   dir_fd=parent)
 
 
-def _api_filesystems(rootfs: str) -> None:
-    """/proc, a minimal /dev, read-only /sys, as docker sets them up."""
-    proc, dev, sys_ = (os.path.join(rootfs, p) for p in ("proc", "dev", "sys"))
-    _mkdir(proc)
-    linux.mount("proc", proc, "proc", NOSUID_NODEV_NOEXEC)
-    _mkdir(dev)
-    linux.mount("tmpfs", dev, "tmpfs", linux.MS_NOSUID | linux.MS_STRICTATIME,
-                "mode=755,size=65536k")
+def _mount_api(parent: int, name: str, source: str, fstype: str, flags: int,
+               data: str | None = None) -> None:
+    """Mount a fresh ``fstype`` on the directory ``name`` of ``parent`` (see :func:`_api_dir`)."""
+    fd = _api_dir(parent, name)
+    try:
+        linux.mount(source, _fd_path(fd), fstype, flags, data)
+    finally:
+        os.close(fd)
+
+
+def _api_filesystems(root: int) -> None:
+    """/proc, a minimal /dev, read-only /sys, as docker sets them up, on real directories
+    of the rootfs open as ``root``."""
+    _mount_api(root, "proc", "proc", "proc", NOSUID_NODEV_NOEXEC)
+    _mount_api(root, "dev", "tmpfs", "tmpfs", linux.MS_NOSUID | linux.MS_STRICTATIME,
+               "mode=755,size=65536k")
+    dev = os.open("dev", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                  dir_fd=root)  # looked up again: the tmpfs just mounted, not what it covers
+    try:
+        if os.fstat(dev).st_dev == os.fstat(root).st_dev:
+            raise OSError(errno.EBUSY, "/dev of the container was replaced while mounting")
+        _populate_dev(dev)
+    finally:
+        os.close(dev)
+    _mount_api(root, "sys", "sysfs", "sysfs", NOSUID_NODEV_NOEXEC | linux.MS_RDONLY)
+
+
+def _populate_dev(dev: int) -> None:
+    """Device nodes, pts/shm/mqueue and the usual symlinks in the fresh tmpfs ``dev``."""
     old = os.umask(0)
     try:
         for name in DEVICES:
             st = os.stat(f"/dev/{name}")
-            os.mknod(os.path.join(dev, name), stat.S_IFCHR | 0o666, st.st_rdev)
+            os.mknod(name, stat.S_IFCHR | 0o666, st.st_rdev, dir_fd=dev)
         for sub, mode in (("pts", 0o755), ("shm", 0o1777), ("mqueue", 0o755)):
-            os.mkdir(os.path.join(dev, sub), mode)
+            os.mkdir(sub, mode, dir_fd=dev)
     finally:
         os.umask(old)
-    linux.mount("devpts", os.path.join(dev, "pts"), "devpts", linux.MS_NOSUID | linux.MS_NOEXEC,
-                "newinstance,ptmxmode=0666,mode=0620,gid=5")
-    linux.mount("shm", os.path.join(dev, "shm"), "tmpfs", NOSUID_NODEV_NOEXEC,
-                "mode=1777,size=65536k")
-    linux.mount("mqueue", os.path.join(dev, "mqueue"), "mqueue", NOSUID_NODEV_NOEXEC)
+    _mount_api(dev, "pts", "devpts", "devpts", linux.MS_NOSUID | linux.MS_NOEXEC,
+               "newinstance,ptmxmode=0666,mode=0620,gid=5")
+    _mount_api(dev, "shm", "shm", "tmpfs", NOSUID_NODEV_NOEXEC, "mode=1777,size=65536k")
+    _mount_api(dev, "mqueue", "mqueue", "mqueue", NOSUID_NODEV_NOEXEC)
     for link, target in (("ptmx", "pts/ptmx"), ("fd", "/proc/self/fd"),
                          ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
                          ("stderr", "/proc/self/fd/2")):
-        os.symlink(target, os.path.join(dev, link))
-    _mkdir(sys_)
-    linux.mount("sysfs", sys_, "sysfs", NOSUID_NODEV_NOEXEC | linux.MS_RDONLY)
+        os.symlink(target, link, dir_fd=dev)
 
 
 def execute(args: list[str], env: list[str]) -> None:
