@@ -128,9 +128,45 @@ def set_child_subreaper() -> None:
     _check(_libc.prctl(ctypes.c_int(PR_SET_CHILD_SUBREAPER), ctypes.c_ulong(1), 0, 0, 0), "prctl")
 
 
+_OPEN_TREE, _MOVE_MOUNT, _MOUNT_SETATTR = 428, 429, 442  # one number on every architecture
+_AT_FDCWD, _AT_EMPTY_PATH, _AT_RECURSIVE = -100, 0x1000, 0x8000
+_OPEN_TREE_CLONE, _MOVE_MOUNT_F_EMPTY_PATH, _MOVE_MOUNT_T_SYMLINKS = 1, 4, 0x10
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
+                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+
+
+def bind_propagated(source: str, target: str, recursive: bool, propagation: int) -> None:
+    """Bind ``source`` on ``target`` and set ``propagation`` (``MS_SHARED`` ..., with
+    ``MS_REC`` for the whole tree) on the new mount through the descriptor open_tree gave
+    for it (open_tree, move_mount, mount_setattr), so ``target`` may be a descriptor's
+    path that leads to what the mount covers."""
+    syscall = _libc.syscall
+    fd = _check(syscall(ctypes.c_long(_OPEN_TREE), ctypes.c_int(_AT_FDCWD), source.encode(),
+                        ctypes.c_uint(_OPEN_TREE_CLONE | os.O_CLOEXEC
+                                      | (_AT_RECURSIVE if recursive else 0))),
+                f"open_tree {source}")
+    try:
+        _check(syscall(ctypes.c_long(_MOVE_MOUNT), ctypes.c_int(fd), b"",
+                       ctypes.c_int(_AT_FDCWD), target.encode(),
+                       ctypes.c_uint(_MOVE_MOUNT_F_EMPTY_PATH | _MOVE_MOUNT_T_SYMLINKS)),
+               f"move_mount on {target}")
+        attr = _MountAttr(0, 0, propagation & ~MS_REC, 0)  # the descriptor is the new mount
+        _check(syscall(ctypes.c_long(_MOUNT_SETATTR), ctypes.c_int(fd), b"",
+                       ctypes.c_uint(_AT_EMPTY_PATH | (_AT_RECURSIVE if propagation & MS_REC
+                                                       else 0)),
+                       ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr))),
+               f"mount_setattr on {target}")
+    finally:
+        os.close(fd)
+
+
 def mount_described(fstype: str, source: str, target: str, options: Iterable[str]) -> None:
-    """Mount from an fstab-style description; ``ro`` on a bind mount needs a remount, and a
-    propagation option (``rprivate``, ``shared`` ...) a call of its own: both done here."""
+    """Mount from an fstab-style description; ``ro`` on a bind mount needs a remount, done
+    here; a propagation option (``rprivate``, ``shared`` ...) is set on a bind's copy
+    before it is attached (:func:`bind_propagated`), on other mounts once they are made."""
     flags, data, propagation = 0, [], 0
     for opt in options:
         if opt in _PROPAGATION:
@@ -142,11 +178,14 @@ def mount_described(fstype: str, source: str, target: str, options: Iterable[str
     if fstype == "bind":
         flags |= MS_BIND
         fstype = ""
-    mount(source, target, fstype or None, flags & ~MS_RDONLY if flags & MS_BIND else flags,
-          ",".join(data) or None)
+    if propagation and flags & MS_BIND:
+        bind_propagated(source, target, bool(flags & MS_REC), propagation)
+    else:
+        mount(source, target, fstype or None, flags & ~MS_RDONLY if flags & MS_BIND else flags,
+              ",".join(data) or None)
     if flags & MS_BIND and flags & MS_RDONLY:
         remount_bind(target, options)
-    if propagation:
+    if propagation and not flags & MS_BIND:
         mount("", target, None, propagation)
 
 

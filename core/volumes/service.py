@@ -250,7 +250,7 @@ class Volumes:
                                                     container_id=cid))
             path = self._call(volume.driver, "mount", name=volume.name, container_id=cid)
             point.type, point.source = "bind", str(path)
-            point.options = ["rbind", "rprivate", *point.options]
+            point.options = ["rbind", *point.options]  # private: the namespace is rprivate
 
     def unmount(self, cid: str) -> None:
         """At stop (and removal): container ``cid`` releases each volume it mounts."""
@@ -301,4 +301,7 @@ def _bind_source(request: MountRequest) -> str:
 
 
 def _bind_options(request: MountRequest) -> list[str]:
-    return ["rbind", request.propagation or "rprivate", *(["ro"] if request.readonly else [])]
+    """``rbind``, private (the container's mount namespace is made ``rprivate`` before
+    any mount, so a bind is private unless a propagation is asked for), ``ro``."""
+    return ["rbind", *([request.propagation] if request.propagation else []),
+            *(["ro"] if request.readonly else [])]
