@@ -36,6 +36,7 @@ ENGINE_DEFAULTS: dict[str, str] = {
     "network": "none",
     "isolation": "unshare",
     "image_source": "docker",  # the transport of references without one
+    "volume": "local",  # the driver of volumes made without -d
     "disabled_plugins": "",  # names (or ROLE.NAME) of installed plugins never to load
 }
 

@@ -41,6 +41,8 @@ if TYPE_CHECKING:
     from pinnace.runtime.spec import Process
     from pinnace.state import State
     from pinnace.storage_usage import StorageUsage
+    from pinnace.volumes.requests import MountRequest
+    from pinnace.volumes.service import Volumes
 
 T = TypeVar("T")
 UNPAUSE = "unpause"
@@ -102,6 +104,14 @@ class Engine:
 
         return Networking(self.state, lambda: self.plugins, self.containers, self.paths,
                           self.selected("network"))
+
+    @cached_property
+    def volumes(self) -> Volumes:
+        """Volumes, recorded with the driver that made each."""
+        from pinnace.volumes.service import Volumes
+
+        return Volumes(self.state, lambda: self.plugins, self.paths.lock("volumes"),
+                       self.selected("volume"))
 
     @cached_property
     def sources(self) -> ImageSources:
@@ -175,7 +185,7 @@ class Engine:
     def reopen(self) -> None:
         """After fork: stop using the parent's state connection (SQLite ones must not
         cross a fork); the next use opens a new one. The old one is kept, never closed."""
-        services = ("state", "containers", "images", "networks", "layers", "sources")
+        services = ("state", "containers", "images", "networks", "layers", "sources", "volumes")
         self._forked_away = [self.__dict__.pop(name, None) for name in services]
 
     def selected(self, role: str, override: str | None = None) -> str:
@@ -232,6 +242,7 @@ class Engine:
             raise InvalidConfig("conflicting options: --restart and --rm")
         cid = names.new_id()
         args = build.command(opts, image_config)
+        wanted = self._mount_requests(opts, image_config)
         with self.state.tx():  # rmi decides in one transaction: it sees this row or we its end
             if not self.images.has_image(image.id):
                 raise NotFound(f"image {opts.image} was removed")
@@ -245,8 +256,10 @@ class Engine:
             mounts = self.plugins.call("storage", storage, "prepare", key=cid, parent=parent,
                                        labels={"pinnace.container": cid})
             faults.point("create.rootfs")
+            points = self.volumes.attach(cid, wanted, opts.volume_driver, mounts,
+                                         self.paths.run_root, undo) if wanted else []
             spec = build.runtime_spec(cid, opts, image_config, args, mounts,
-                                      self.paths.run_root)
+                                      self.paths.run_root, points)
             with self.state.tx():
                 self.containers.save_config(cid, ContainerConfig(args, spec, run, net))
                 self.state.event("container", "create", cid, image=opts.image, name=name)
@@ -255,6 +268,21 @@ class Engine:
             raise
         self._announce("pinnace_container_created", cid)
         return cid
+
+    def _mount_requests(self, opts: RunOptions, image_config: dict[str, Any]
+                        ) -> list[MountRequest]:
+        """The mounts ``run`` asked for (flags and the image's ``VOLUME``s), checked;
+        nothing of the volume machinery is imported when there are none."""
+        if not (opts.volumes or opts.mounts or opts.tmpfs or opts.volumes_from
+                or image_config.get("Volumes")):
+            return []
+        from pinnace.volumes.requests import for_run
+
+        def mounts_of(ref: str) -> list[MountRequest]:
+            return self.volumes.requests_of(self.container(ref).config.spec)
+
+        return for_run(opts.volumes, opts.mounts, opts.tmpfs, opts.volumes_from,
+                       image_config, mounts_of)
 
     @_operation("start")
     def start(self, cid: str, stdio: tuple[int, int, int] | None = None,
@@ -284,6 +312,8 @@ class Engine:
         try:
             result = self.networks.setup(record, config, bundle, undo)
             faults.point("start.network")
+            if _has_volumes(record):
+                self.volumes.mount(cid, spec, undo)
             self.plugins.broadcast("pinnace_prepare_spec", spec=spec)
             undo.append(lambda: self.plugins.call("isolation", record.isolation, "delete",
                                                   container_id=cid, bundle=bundle))
@@ -497,8 +527,9 @@ class Engine:
         return int(pid)
 
     @_operation("rm")
-    def remove(self, ref: str, force: bool = False) -> str:
-        """Remove a container: its process (with ``force``), runtime, rootfs and row."""
+    def remove(self, ref: str, force: bool = False, volumes: bool = False) -> str:
+        """Remove a container: its process (with ``force``), runtime, rootfs and row; its
+        anonymous volumes too with ``volumes`` (``rm -v``) or when it was run with ``--rm``."""
         cid = self.resolve(ref)
         record = self.current(cid)
         if record.active:
@@ -515,11 +546,14 @@ class Engine:
                 return cid
         self._teardown(record)
         faults.point("rm.torn-down")
-        self._discard(record)
+        self._discard(record, volumes)
         return cid
 
-    def _discard(self, record: ContainerRecord) -> None:
-        """Forget a container whose runtime is torn down: its rootfs, log and row."""
+    def _discard(self, record: ContainerRecord, volumes: bool = False) -> None:
+        """Forget a container whose runtime is torn down: its rootfs, log, volume users
+        (its anonymous volumes with ``volumes`` or ``--rm``) and row."""
+        if _has_volumes(record):
+            self.volumes.forget(record.id, volumes or record.config.run.auto_remove)
         self.layers.remove(record.storage, record.id)
         faults.point("rm.rootfs-removed")
         remove_tree(self.paths.log(record.id).parent)
@@ -579,6 +613,8 @@ class Engine:
             lambda: netns.delete(str(ns)),
             lambda: remove_tree(bundle),
         ]
+        if _has_volumes(record):
+            steps.insert(1, lambda: self.volumes.unmount(cid))
         _run_undos(list(reversed(steps)), raise_first=True)
 
     def check(self, repair: bool = False) -> list[str]:
@@ -612,7 +648,7 @@ class Engine:
                     self.wait_exit(cid, 30)
         with self.operations.exclusive(forget_crashed=repair) as intents:
             collected = self._resume_paused(intents, repair) + self.layers.check(repair) + \
-                self.collector.run(intents, repair)
+                self.volumes.check(repair) + self.collector.run(intents, repair)
         return collected + [
             f"container {self.containers.get(cid).label}: {line}"
             for cid, lines in problems.items() for line in lines]
@@ -777,6 +813,14 @@ class Engine:
     def network(self, name: str) -> Network:
         """The network called ``name``."""
         return self.networks.get(name)
+
+
+def _has_volumes(record: ContainerRecord) -> bool:
+    """Whether the container mounts volumes, as its stored spec says (the spec is parsed
+    only when its text names one: a container being made has none yet)."""
+    if '"volume"' not in record.config_json:
+        return False
+    return any(point.type == "volume" for point in record.config.spec.mounts)
 
 
 def _run_undos(undos: list[Callable[[], None]], raise_first: bool = False) -> None:

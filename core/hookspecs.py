@@ -1,6 +1,6 @@
 """Every hook specification, grouped by role.
 
-Role hooks (storage, isolation, network, image source) are called on exactly
+Role hooks (storage, isolation, network, image source, volume) are called on exactly
 one plugin, the one selected for (or owning) the thing at hand, and return
 its result (``firstresult``). Event and extension hooks reach every loaded
 plugin that implements them. Hook names carry the ``pinnace_`` prefix and
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from pinnace.runtime.spec import ContainerSpec, Process
     from pinnace.runtime.status import ContainerState
     from pinnace.snapshots import SnapshotInfo, Usage
+    from pinnace.volumes import VolumeCapabilities, VolumeInfo
 
 hookspec = pluggy.HookspecMarker("pinnace")
 
@@ -263,6 +264,61 @@ def pinnace_image_source_logout(server: str) -> bool:
     """Optional: forget the credentials stored for ``server``; return whether there were any."""
 
 
+# ---------------------------------------------------------------------- volume
+# Shaped like docker's volume plugin protocol. Volumes are keyed by name; ``mount``
+# and ``unmount`` name the container too, so a driver can keep a volume mounted
+# while any container uses it and release it when the last one leaves.
+
+
+@hookspec(firstresult=True)
+def pinnace_volume_create(name: str, options: dict[str, str],
+                          labels: dict[str, str]) -> VolumeInfo:
+    """Make volume ``name`` with the driver ``options`` given (``-o KEY=VALUE``).
+
+    Raise ``AlreadyExists`` if it exists, ``InvalidConfig`` for an option the driver
+    does not know or a value it refuses. On failure leave nothing behind."""
+
+
+@hookspec(firstresult=True)
+def pinnace_volume_remove(name: str) -> None:
+    """Remove volume ``name`` and its data. ``NotFound`` if absent; ``FailedPrecondition``
+    while a container has it mounted."""
+
+
+@hookspec(firstresult=True)
+def pinnace_volume_mount(name: str, container_id: str) -> str:
+    """Make volume ``name`` available to container ``container_id`` and return the host
+    directory that shows it (the core bind-mounts it into the container). Called once
+    per container start; the first mount may mount a filesystem, later ones reuse it.
+    On failure, leave the volume as it was."""
+
+
+@hookspec(firstresult=True)
+def pinnace_volume_unmount(name: str, container_id: str) -> None:
+    """Container ``container_id`` no longer uses volume ``name``: when it was the last
+    one, release what ``mount`` mounted. Idempotent (unknown containers are ignored)."""
+
+
+@hookspec(firstresult=True)
+def pinnace_volume_path(name: str) -> str:
+    """The host directory of volume ``name`` (``NotFound`` if absent)."""
+
+
+@hookspec(firstresult=True)
+def pinnace_volume_get(name: str) -> VolumeInfo:
+    """Volume ``name`` as the driver sees it (``NotFound`` if absent)."""
+
+
+@hookspec(firstresult=True)
+def pinnace_volume_list() -> list[VolumeInfo]:
+    """Every volume this driver holds."""
+
+
+@hookspec(firstresult=True)
+def pinnace_volume_capabilities() -> VolumeCapabilities:
+    """The driver's scope (``local`` or ``global``)."""
+
+
 # ----------------------------------------------------------------- lifecycle events
 # Reach every loaded plugin, one at a time: an exception is a one-line warning naming
 # the plugin, and the command goes on. Return values are ignored. ``exited`` may fire
@@ -328,5 +384,9 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     ),
     "network": tuple(f"pinnace_network_{v}" for v in ("add", "del", "check")),
     "image_source": ("pinnace_image_source_fetch",),
+    "volume": tuple(
+        f"pinnace_volume_{v}" for v in ("create", "remove", "mount", "unmount", "path", "get",
+                                        "list", "capabilities")
+    ),
 }
 """The hooks a plugin of each role must implement; checked when it is loaded."""

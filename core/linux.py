@@ -37,6 +37,8 @@ MS_BIND = 4096
 MS_REC = 16384
 MS_PRIVATE = 1 << 18
 MS_SLAVE = 1 << 19
+MS_SHARED = 1 << 20
+MS_UNBINDABLE = 1 << 17
 MS_STRICTATIME = 1 << 24
 MNT_DETACH = 2
 PR_SET_PDEATHSIG = 1
@@ -53,6 +55,12 @@ _MOUNT_FLAGS = {
     "bind": MS_BIND,
     "rbind": MS_BIND | MS_REC,
 }
+_PROPAGATION = {
+    "private": MS_PRIVATE, "rprivate": MS_PRIVATE | MS_REC, "shared": MS_SHARED,
+    "rshared": MS_SHARED | MS_REC, "slave": MS_SLAVE, "rslave": MS_SLAVE | MS_REC,
+    "unbindable": MS_UNBINDABLE, "runbindable": MS_UNBINDABLE | MS_REC,
+}
+"""Propagation options of a mount description: set by a mount call of their own."""
 
 
 def _check(ret: int, what: str) -> int:
@@ -120,21 +128,65 @@ def set_child_subreaper() -> None:
     _check(_libc.prctl(ctypes.c_int(PR_SET_CHILD_SUBREAPER), ctypes.c_ulong(1), 0, 0, 0), "prctl")
 
 
+_OPEN_TREE, _MOVE_MOUNT, _MOUNT_SETATTR = 428, 429, 442  # one number on every architecture
+_AT_FDCWD, _AT_EMPTY_PATH, _AT_RECURSIVE = -100, 0x1000, 0x8000
+_OPEN_TREE_CLONE, _MOVE_MOUNT_F_EMPTY_PATH, _MOVE_MOUNT_T_SYMLINKS = 1, 4, 0x10
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
+                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+
+
+def bind_propagated(source: str, target: str, recursive: bool, propagation: int) -> None:
+    """Bind ``source`` on ``target`` and set ``propagation`` (``MS_SHARED`` ..., with
+    ``MS_REC`` for the whole tree) on the new mount through the descriptor open_tree gave
+    for it (open_tree, move_mount, mount_setattr), so ``target`` may be a descriptor's
+    path that leads to what the mount covers."""
+    syscall = _libc.syscall
+    fd = _check(syscall(ctypes.c_long(_OPEN_TREE), ctypes.c_int(_AT_FDCWD), source.encode(),
+                        ctypes.c_uint(_OPEN_TREE_CLONE | os.O_CLOEXEC
+                                      | (_AT_RECURSIVE if recursive else 0))),
+                f"open_tree {source}")
+    try:
+        _check(syscall(ctypes.c_long(_MOVE_MOUNT), ctypes.c_int(fd), b"",
+                       ctypes.c_int(_AT_FDCWD), target.encode(),
+                       ctypes.c_uint(_MOVE_MOUNT_F_EMPTY_PATH | _MOVE_MOUNT_T_SYMLINKS)),
+               f"move_mount on {target}")
+        attr = _MountAttr(0, 0, propagation & ~MS_REC, 0)  # the descriptor is the new mount
+        _check(syscall(ctypes.c_long(_MOUNT_SETATTR), ctypes.c_int(fd), b"",
+                       ctypes.c_uint(_AT_EMPTY_PATH | (_AT_RECURSIVE if propagation & MS_REC
+                                                       else 0)),
+                       ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr))),
+               f"mount_setattr on {target}")
+    finally:
+        os.close(fd)
+
+
 def mount_described(fstype: str, source: str, target: str, options: Iterable[str]) -> None:
-    """Mount from an fstab-style description; ``ro`` on a bind mount needs a remount, done here."""
-    flags, data = 0, []
+    """Mount from an fstab-style description; ``ro`` on a bind mount needs a remount, done
+    here; a propagation option (``rprivate``, ``shared`` ...) is set on a bind's copy
+    before it is attached (:func:`bind_propagated`), on other mounts once they are made."""
+    flags, data, propagation = 0, [], 0
     for opt in options:
-        if opt in _MOUNT_FLAGS:
+        if opt in _PROPAGATION:
+            propagation = _PROPAGATION[opt]
+        elif opt in _MOUNT_FLAGS:
             flags |= _MOUNT_FLAGS[opt]
         else:
             data.append(opt)
     if fstype == "bind":
         flags |= MS_BIND
         fstype = ""
-    mount(source, target, fstype or None, flags & ~MS_RDONLY if flags & MS_BIND else flags,
-          ",".join(data) or None)
+    if propagation and flags & MS_BIND:
+        bind_propagated(source, target, bool(flags & MS_REC), propagation)
+    else:
+        mount(source, target, fstype or None, flags & ~MS_RDONLY if flags & MS_BIND else flags,
+              ",".join(data) or None)
     if flags & MS_BIND and flags & MS_RDONLY:
         remount_bind(target, options)
+    if propagation and not flags & MS_BIND:
+        mount("", target, None, propagation)
 
 
 def remount_bind(target: str, options: Iterable[str]) -> None:

@@ -2,19 +2,20 @@
 
 A plugin is a class named by an entry point in one of the role groups
 (``pinnace.storage``, ``pinnace.isolation``, ``pinnace.network``,
-``pinnace.image_source``) or in ``pinnace.plugins`` for plugins that only
-listen to events or add commands. pinnace constructs it once per process with
+``pinnace.image_source``, ``pinnace.volume``) or in ``pinnace.plugins`` for plugins that
+only listen to events or add commands. pinnace constructs it once per process with
 a :class:`PluginContext` and registers the instance with pluggy.
 
 Defined here: the ``hookimpl`` marker, :class:`Plugin`, :class:`Option` and
 :class:`PluginContext`. Re-exported, and imported only when first used (every
 plugin imports this module on the hot path of ``pinnace run``): the records
 hooks take and return (mounts, snapshots, network attachments and results,
-the runtime spec and container state, transfer options), the error classes,
+the runtime spec and container state, transfer options, volumes), the error classes,
 and helpers (``netns``, ``mounted``, ``remove_tree``, ``TreeStorage`` and its
 tree functions; ``mount_all``, ``unmount_all``, ``linux``, ``cgroups``, ``limits``,
-``Lockdown``, ``restrict_paths``, ``capabilities``, ``seccomp``, ``rootfs`` and ``spec_from_dict``
-for isolation; ``new_config`` and ``parse_changes`` for image sources).
+``Lockdown``, ``restrict_paths``, ``capabilities``, ``seccomp``, ``rootfs`` and
+``spec_from_dict`` for isolation; ``new_config`` and ``parse_changes`` for image sources;
+``volume_users`` for volume drivers).
 See ``__all__``.
 """
 
@@ -44,6 +45,8 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(("Lockdown", "restrict_paths"), "pinnace.runtime.security"),
     "TransferOptions": "pinnace.images.sources",
     **dict.fromkeys(("ImageStore", "new_config", "parse_changes"), "pinnace.images.store"),
+    **dict.fromkeys(("Volume", "VolumeInfo", "VolumeCapabilities"), "pinnace.volumes"),
+    "volume_users": "pinnace.volumes.users",
     "remove_tree": "pinnace.files",
     **dict.fromkeys(("TreeStorage", "key_to_name", "name_to_key", "tree_usage", "mount_of",
                      "free_bytes", "human", "run"), "pinnace.storage_tree"),

@@ -3,7 +3,7 @@ discovery read it on the hot path)."""
 
 from __future__ import annotations
 
-ROLES = ("storage", "isolation", "network", "image_source")
+ROLES = ("storage", "isolation", "network", "image_source", "volume")
 """Roles whose plugins are selected per container (or per transport) and called alone."""
 EXTENSION = "plugins"
 """The role name of extension plugins (group ``pinnace.plugins``): events, commands."""

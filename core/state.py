@@ -134,6 +134,25 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (name, digest)
     );
     """,
+    # 6: volumes, the driver that owns each, and the containers that mount them where
+    """
+    CREATE TABLE volumes (
+        name TEXT PRIMARY KEY,
+        driver TEXT NOT NULL,            -- the volume plugin that made it (and removes it)
+        mountpoint TEXT NOT NULL DEFAULT '',
+        options TEXT NOT NULL DEFAULT '{}',  -- JSON: the driver options it was made with
+        labels TEXT NOT NULL DEFAULT '{}',   -- JSON
+        anonymous INTEGER NOT NULL DEFAULT 0,
+        created REAL NOT NULL
+    );
+    CREATE TABLE volume_users (          -- a container that mounts a volume, and where
+        volume TEXT NOT NULL REFERENCES volumes(name),
+        container_id TEXT NOT NULL,
+        destination TEXT NOT NULL,
+        PRIMARY KEY (container_id, destination)
+    );
+    CREATE INDEX volume_users_volume ON volume_users (volume);
+    """,
 )
 
 

@@ -255,6 +255,12 @@ def dirsource_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return install_example(tmp_path_factory, "pinnace-dirsource")
 
 
+@pytest.fixture(scope="session")
+def loopvol_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example volume driver (examples/pinnace-loopvol), installed apart."""
+    return install_example(tmp_path_factory, "pinnace-loopvol")
+
+
 PODMAN_RUN = ("run", "--rm", "--network=none", "--ulimit", "nofile=1024:1024",
               "--ulimit", "nproc=1024:1024")
 

@@ -15,7 +15,7 @@ from pinnace import hookspecs
 
 ROOT = Path(__file__).resolve().parent.parent
 TEXT = (ROOT / "CONTRIBUTING.md").read_text()
-GROUP = re.compile(r"# (storage|isolation|network|image source|any plugin): "
+GROUP = re.compile(r"# (storage|isolation|network|image source|volume|any plugin): "
                    r"(required|optional|events and testbed hooks)")
 
 
@@ -66,7 +66,7 @@ def test_the_reference_lists_every_hook_once_with_its_signature() -> None:
 
 def test_the_reference_says_which_hooks_each_role_requires() -> None:
     roles = {"storage": "storage", "isolation": "isolation", "network": "network",
-             "image source": "image_source"}
+             "image source": "image_source", "volume": "volume"}
     groups: dict[str, list[str]] = {}
     for name, (header, _) in reference().items():
         groups.setdefault(header, []).append(name)

@@ -13,27 +13,30 @@ import pytest
 from conftest import Pinnace
 
 PRUNES = {"container": ("container", "prune"), "image": ("image", "prune", "-a"),
-          "network": ("network", "prune")}
+          "network": ("network", "prune"), "volume": ("volume", "prune", "-a")}
 WHAT = {"container": "all stopped containers",
         "image": "all images without at least one container associated to them",
-        "network": "all custom networks not used by at least one container"}
+        "network": "all custom networks not used by at least one container",
+        "volume": "all local volumes not used by at least one container"}
 
 
 @pytest.fixture
 def prunable(npn: Pinnace, busybox: str, busybox_tar: Path) -> Pinnace:
-    """A stopped container, an image no container uses and an unused network."""
+    """A stopped container, an image no container uses, an unused network and volume."""
     npn("run", "--net=none", busybox, "true")
     npn("import", "-c", 'CMD ["true"]', str(busybox_tar), "spare:1")
     npn("network", "create", "spare")
+    npn("volume", "create", "spare")
     return npn
 
 
 def what_is_left(pn: Pinnace) -> dict[str, list[str]]:
-    """Stopped containers, images and custom networks of this root."""
+    """Stopped containers, images, custom networks and volumes of this root."""
     nets = json.loads(pn("network", "ls", "--format", "json").stdout)
     return {"container": pn("ps", "-aq").stdout.split(),
             "image": pn("images", "-q").stdout.split(),
-            "network": [n["Name"] for n in nets if n["Name"] == "spare"]}
+            "network": [n["Name"] for n in nets if n["Name"] == "spare"],
+            "volume": pn("volume", "ls", "-q").stdout.split()}
 
 
 def on_a_terminal(pn: Pinnace, args: tuple[str, ...], answer: str) -> str:

@@ -71,6 +71,18 @@ from pinnace.errors import PinnaceError
 @click.option("-c", "--cpu-shares", type=int, metavar="N", help="Relative CPU weight.")
 @click.option("--cpuset-cpus", metavar="LIST", help="CPUs to run on (e.g. 0-1, 0,2).")
 @click.option("--pids-limit", type=int, metavar="N", help="Most processes at once (-1: no limit).")
+@click.option("-v", "--volume", "volumes", multiple=True, metavar="[HOST-DIR|NAME:]PATH[:ro]",
+              help="Bind a host directory or mount a volume (a new anonymous one without a "
+                   "source).")
+@click.option("--mount", "mounts", multiple=True,
+              metavar="type=bind|volume|tmpfs,source=S,target=T[,readonly,...]",
+              help="Mount a host path, a volume or a tmpfs (docker's keys).")
+@click.option("--tmpfs", multiple=True, metavar="PATH[:OPTIONS]",
+              help="Mount a tmpfs (options: size=64m,mode=1777,exec ...).")
+@click.option("--volumes-from", multiple=True, metavar="CONTAINER[:ro|rw]",
+              help="Mount the volumes and binds of another container.")
+@click.option("--volume-driver", metavar="NAME",
+              help="Volume plugin for the volumes this makes [default: config, local].")
 @click.argument("image", shell_complete=complete.images)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
@@ -102,6 +114,21 @@ def run(ctx: click.Context, detach: bool, image: str, command: tuple[str, ...],
     from pinnace.monitor.foreground import run_foreground
 
     ctx.exit(run_foreground(engine, opts))
+
+
+def _create(ctx: click.Context, image: str, command: tuple[str, ...], **kw: Any) -> None:
+    from pinnace.containers.options import RunOptions
+
+    click.echo(get_engine(ctx).create(RunOptions(image=image, command=command, **kw)))
+
+
+create = click.Command(
+    "create", callback=click.pass_context(_create),
+    params=[p for p in run.params if p.name != "detach"],
+    context_settings=run.context_settings,
+    help="Create a container without starting it (`start` runs it); print its ID. "
+         "It takes run's options.")
+"""``create``: ``run``'s options but ``-d``, and nothing started."""
 
 
 @click.command()
@@ -143,14 +170,15 @@ def ps(ctx: click.Context, all_: bool, quiet: bool, no_trunc: bool, fmt: str) ->
 
 @click.command()
 @click.option("-f", "--force", is_flag=True, help="Kill and remove a running container.")
+@click.option("-v", "--volumes", is_flag=True, help="Remove its anonymous volumes too.")
 @click.argument("containers", nargs=-1, required=True, shell_complete=complete.containers)
 @click.pass_context
-def rm(ctx: click.Context, force: bool, containers: tuple[str, ...]) -> None:
+def rm(ctx: click.Context, force: bool, volumes: bool, containers: tuple[str, ...]) -> None:
     """Remove one or more containers."""
     engine = get_engine(ctx)
 
     def remove(ref: str) -> None:
-        engine.remove(ref, force=force)
+        engine.remove(ref, force=force, volumes=volumes)
         click.echo(ref)
 
     for_each(ctx, containers, remove)

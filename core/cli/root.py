@@ -11,6 +11,7 @@ from pinnace import __version__
 
 COMMANDS: dict[str, str] = {
     "run": "pinnace.cli.containers:run",
+    "create": "pinnace.cli.containers:create",
     "ps": "pinnace.cli.containers:ps",
     "rm": "pinnace.cli.containers:rm",
     "container": "pinnace.cli.root:container",
@@ -53,15 +54,16 @@ COMMANDS: dict[str, str] = {
     "completion": "pinnace.cli.system:completion",
     "experiment": "pinnace.cli.experiment:experiment",
     "network": "pinnace.cli.networks:network",
+    "volume": "pinnace.cli.volumes:volume",
     "system": "pinnace.cli.system:system",
 }
 
 
 CONTAINER_COMMANDS: dict[str, str] = {
     name: COMMANDS[name] for name in (
-        "run", "start", "stop", "restart", "kill", "wait", "pause", "unpause", "rename",
-        "logs", "exec", "attach", "inspect", "top", "rm", "stats", "commit", "export",
-        "diff", "cp")
+        "run", "create", "start", "stop", "restart", "kill", "wait", "pause", "unpause",
+        "rename", "logs", "exec", "attach", "inspect", "top", "rm", "stats", "commit",
+        "export", "diff", "cp")
 } | {"ls": "pinnace.cli.containers:ps", "ps": "pinnace.cli.containers:ps",
      "prune": "pinnace.cli.lifecycle:prune"}
 

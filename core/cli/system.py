@@ -19,8 +19,9 @@ from pinnace.cli.output import (
 )
 from pinnace.cli.root import get_engine
 
-PER_CONTAINER = ("storage", "network", "isolation")
-"""The roles selected per container (an image source is picked by transport)."""
+PER_CONTAINER = ("storage", "network", "isolation", "volume")
+"""The roles with a selected plugin (an image source is picked by transport; a volume
+driver is the one new volumes get)."""
 
 
 @click.command()
@@ -350,9 +351,9 @@ def system_df(ctx: click.Context, fmt: str) -> None:
               help="Forget missing layers (unpacked again when needed); kill broken containers.")
 @click.pass_context
 def system_check(ctx: click.Context, repair: bool) -> None:
-    """Ask the storage plugins for every layer the state records, and each running
-    container's isolation and network plugins whether it is as they made it; print what
-    is wrong. Exits 1 when something is."""
+    """Ask the storage plugins for every layer the state records, the volume drivers for
+    every volume, and each running container's isolation and network plugins whether it
+    is as they made it; print what is wrong. Exits 1 when something is."""
     problems = get_engine(ctx).check(repair=repair)
     for line in problems:
         click.echo(line)

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
     from pinnace.containers.options import RunOptions
     from pinnace.mounts import Mount
-    from pinnace.runtime.spec import ContainerSpec, Process
+    from pinnace.runtime.spec import ContainerSpec, MountPoint, Process
 
 
 def command(opts: RunOptions, image_config: dict[str, Any]) -> list[str]:
@@ -63,9 +63,11 @@ def default_env(hostname: str, tty: bool) -> list[str]:
 
 
 def runtime_spec(cid: str, opts: RunOptions, image_config: dict[str, Any], args: list[str],
-                 mounts: list[Mount], scratch: Path) -> ContainerSpec:
+                 mounts: list[Mount], scratch: Path,
+                 volumes: Sequence[MountPoint] = ()) -> ContainerSpec:
     """The spec an isolation plugin gets: process, rootfs, hostname, cgroup, limits and
-    security; the user is looked up in the image's files (mounted under ``scratch``)."""
+    security, and the ``volumes`` (binds, volumes, tmpfs) on top of the rootfs; the user
+    is looked up in the image's files (mounted under ``scratch``)."""
     from pinnace.mounts import mounted
     from pinnace.runtime import cgroups, limits, security, users
     from pinnace.runtime.spec import DEFAULT_PATH, ContainerSpec, Process
@@ -88,6 +90,7 @@ def runtime_spec(cid: str, opts: RunOptions, image_config: dict[str, Any], args:
         hostname=hostname,
         cgroup=cgroups.container_cgroup(cid).path,
         readonly_rootfs=opts.read_only,
+        mounts=list(volumes),
         security=security.policy(opts.privileged, opts.cap_add, opts.cap_drop,
                                  opts.security_opt),
         resources=limits.resources(opts.memory, opts.memory_swap, opts.cpus, opts.cpu_shares,

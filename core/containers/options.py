@@ -44,3 +44,8 @@ class RunOptions(NamedTuple):
     cpu_shares: int | None = None
     cpuset_cpus: str | None = None
     pids_limit: int | None = None
+    volumes: Sequence[str] = ()
+    mounts: Sequence[str] = ()
+    tmpfs: Sequence[str] = ()
+    volumes_from: Sequence[str] = ()
+    volume_driver: str | None = None

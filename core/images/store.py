@@ -809,7 +809,8 @@ def new_config(diff_ids: Sequence[str], container_config: dict[str, Any], create
 def parse_changes(changes: Sequence[str], base: dict[str, Any] | None = None) -> dict[str, Any]:
     """The OCI ``config`` object built from Dockerfile instructions (``import -c``,
     ``commit -c``) on top of ``base`` (a fresh default when None): CMD and
-    ENTRYPOINT (JSON or shell form), ENV, WORKDIR, USER, LABEL, EXPOSE."""
+    ENTRYPOINT (JSON or shell form), ENV, WORKDIR, USER, LABEL, EXPOSE, VOLUME (a JSON
+    list or paths separated by spaces)."""
     import posixpath
     import re
 
@@ -820,9 +821,11 @@ def parse_changes(changes: Sequence[str], base: dict[str, Any] | None = None) ->
     for change in changes:
         instruction, arg = (re.split(r"\s+", change.strip(), maxsplit=1) + [""])[:2]
         keyword = instruction.upper()
-        if keyword not in ("CMD", "ENTRYPOINT", "ENV", "WORKDIR", "USER", "LABEL", "EXPOSE"):
+        if keyword not in ("CMD", "ENTRYPOINT", "ENV", "WORKDIR", "USER", "LABEL", "EXPOSE",
+                           "VOLUME"):
             raise InvalidConfig(f"unsupported instruction in change {change!r}: {instruction!r} "
-                                f"(supported: CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL, EXPOSE)")
+                                f"(supported: CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL, EXPOSE, "
+                                f"VOLUME)")
         if not arg:
             raise InvalidConfig(f"{keyword} needs an argument: {change!r}")
         if keyword in ("CMD", "ENTRYPOINT"):
@@ -838,6 +841,11 @@ def parse_changes(changes: Sequence[str], base: dict[str, Any] | None = None) ->
                     raise InvalidConfig(f"invalid port {port!r} in {change!r}")
                 config["ExposedPorts"] = {**(config.get("ExposedPorts") or {}),
                                           f"{int(number)}/{proto or 'tcp'}": {}}
+        elif keyword == "VOLUME":
+            paths = _command(arg) if arg.startswith("[") else arg.split()
+            if not all(p.startswith("/") for p in paths):
+                raise InvalidConfig(f"VOLUME paths must be absolute: {change!r}")
+            config["Volumes"] = {**(config.get("Volumes") or {}), **dict.fromkeys(paths, {})}
         elif keyword == "LABEL":
             config["Labels"] = {**(config.get("Labels") or {}), **dict(_pairs(arg, keyword))}
         elif keyword == "WORKDIR":
