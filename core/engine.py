@@ -140,7 +140,7 @@ class Engine:
         from pinnace.collector import Collector
 
         return Collector(self.state, self.paths, self.containers, self.images, self.layers,
-                         self.networks)
+                         self.networks, self.volumes)
 
     @contextlib.contextmanager
     def operation(self, what: str) -> Iterator[Lease]:
@@ -258,6 +258,7 @@ class Engine:
             faults.point("create.rootfs")
             points = self.volumes.attach(cid, wanted, opts.volume_driver, mounts,
                                          self.paths.run_root, undo) if wanted else []
+            faults.point("create.volumes")
             spec = build.runtime_spec(cid, opts, image_config, args, mounts,
                                       self.paths.run_root, points)
             with self.state.tx():
