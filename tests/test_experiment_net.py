@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import Pinnace
 
-from pinnace.experiments import net
+from pinnace.experiments import framework, net
 from pinnace.experiments.stats import Summary
 
 STRATEGIES = ("none", "host", "bridge", "routed")
@@ -87,8 +87,8 @@ def test_experiment_compares_four_strategies(pn: Pinnace, busybox: str, routed_s
 def test_plot_without_matplotlib_says_how_to_get_it(monkeypatch: pytest.MonkeyPatch,
                                                     tmp_path: Path) -> None:
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # what an absent package looks like
-    strategies = {"none": net.Strategy("none", samples={"setup": [1.0, 2.0]})}
-    message = net.plot(tmp_path / "net.png", strategies)
+    strategies = {"none": framework.Strategy("none", samples={"setup": [1.0, 2.0]})}
+    message = framework.plot(tmp_path / "net.png", net.METRICS, strategies)
     assert message == "no plot: install matplotlib for the plot: pip install 'pinnace[plot]'"
     assert not (tmp_path / "net.png").exists()
 
