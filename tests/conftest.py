@@ -244,6 +244,12 @@ def routed_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def overlay_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example storage plugin (examples/pinnace-overlay), installed apart."""
+    return install_example(tmp_path_factory, "pinnace-overlay")
+
+
+@pytest.fixture(scope="session")
 def runc_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The example isolation plugin (examples/pinnace-runc), installed apart."""
     return install_example(tmp_path_factory, "pinnace-runc")

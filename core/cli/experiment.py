@@ -104,6 +104,49 @@ def isolation(ctx: click.Context, strategies: str, runs: int, out_dir: Path, ima
                                     results))
 
 
+@experiment.command("storage")
+@click.option("--strategies", default="btrfs,dir,overlay", show_default=True,
+              metavar="A,B,...", help="Storage plugins to compare.")
+@click.option("--runs", default=10, show_default=True, type=click.IntRange(1, 1000),
+              help="Runs per strategy.")
+@click.option("--out", "out_dir", default="results", show_default=True, metavar="DIR",
+              type=click.Path(file_okay=False, path_type=Path),
+              help="Where storage.csv, storage.json and storage.png go.")
+@click.option("--image", default="busybox:latest", show_default=True,
+              help="The small image (busybox sh, dd and sleep); the large one is made from it.")
+@click.option("--large-mib", default=64, show_default=True, type=click.IntRange(1, 65536),
+              help="MiB of data the large image adds.")
+@click.option("--write-mib", default=32, show_default=True, type=click.IntRange(1, 65536),
+              help="MiB written for the write throughput.")
+@click.option("--small-files", default=1000, show_default=True,
+              type=click.IntRange(1, 1_000_000), help="Files for the many-small-files test.")
+@click.pass_context
+def storage(ctx: click.Context, strategies: str, runs: int, out_dir: Path, image: str,
+            large_mib: int, write_mib: int, small_files: int) -> None:
+    """Measure storage strategies: create latency for a small and a large image, disk used
+    per container, file write and read throughput, many small files, and commit time.
+
+    Containers run with --net=none. Cells are median / p95 over the runs; a
+    measurement a strategy cannot make is n/a.
+    """
+    import functools
+
+    from pinnace.experiments import framework
+    from pinnace.experiments import storage as experiment_storage
+
+    names = framework.strategy_names(strategies)
+    engine = get_engine(ctx)
+    engine.images.resolve(image)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    params = experiment_storage.Parameters(tuple(names), runs, image, large_mib, write_mib,
+                                           small_files)
+    results = experiment_storage.StorageExperiment(
+        engine, _pinnace_argv(ctx), params, functools.partial(click.echo, err=True)).run()
+    env = framework.environment(params, results)
+    _report(framework.write_results(out_dir, "storage", experiment_storage.METRICS, env,
+                                    results))
+
+
 def _report(lines: list[str]) -> None:
     for line in lines:
         click.echo(line)
