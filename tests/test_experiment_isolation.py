@@ -4,12 +4,12 @@ and plot, with n/a and the reason where a strategy cannot measure."""
 
 from __future__ import annotations
 
-import csv
 import glob
 import json
 from pathlib import Path
 
-from conftest import Pinnace, host_leftovers
+from conftest import Pinnace, assert_refused, host_leftovers
+from experiment_checks import assert_outputs
 
 from pinnace.experiments import isolation
 
@@ -30,24 +30,13 @@ def test_experiment_compares_isolation_strategies(pn: Pinnace, busybox: str, run
     assert len(made) == 2 * len(MEASURED)
     assert [d for cid in made for d in glob.glob(f"/sys/fs/cgroup/*/pinnace/{cid}/")] == []
 
-    lines = proc.stdout.splitlines()
-    header = next(line for line in lines if line.startswith("metric"))
-    assert header.split() == ["metric", "unit", *STRATEGIES]
-    for metric in isolation.METRICS:
-        row = next(line for line in lines if line.startswith(metric.title))
-        assert row.split()[-1] == "n/a"  # the absent strategy
-    assert any(line.startswith("absent: unavailable: unknown isolation plugin 'absent'")
-               for line in lines), proc.stdout
-
-    data = json.loads((out_dir / "isolation.json").read_text())
+    data = assert_outputs(proc, out_dir, "isolation", "isolation", isolation.METRICS,
+                          STRATEGIES, "absent")
     assert data["environment"]["parameters"]["records"] == 20000
     plugins = data["environment"]["plugins"]
     assert plugins["oci"]["entry_point"] == "pinnace_plugins.isolation_oci:OciIsolation"
     assert plugins["runc"]["distribution"] == "pinnace-runc"
     result = data["strategies"]
-    assert list(result) == list(STRATEGIES)
-    assert not result["absent"]["available"]
-    assert result["absent"]["metrics"]["start"]["value"] == "n/a"
     for name in MEASURED:
         assert result[name]["available"], result[name]["reason"]
         metrics = result[name]["metrics"]
@@ -59,22 +48,11 @@ def test_experiment_compares_isolation_strategies(pn: Pinnace, busybox: str, run
         assert 0.01 < metrics["syscall"]["median"] < 100_000
         assert metrics["rss"]["median"] < 64 and metrics["memory"]["median"] < 64
 
-    with open(out_dir / "isolation.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    assert len(rows) == len(STRATEGIES) * len(isolation.METRICS)
-    assert {r["median"] for r in rows if r["strategy"] == "absent"} == {"n/a"}
-    assert (out_dir / "isolation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
 
 def test_bad_input_is_one_line_and_makes_nothing(pn: Pinnace, busybox: str,
                                                  tmp_path: Path) -> None:
-    out_dir = tmp_path / "results"
-    for args, message in (
-            (["--strategies", "oci,oci"], "--strategies needs distinct plugin names"),
-            (["--image", "missing:latest"], "missing"),
-            (["--records", "5"], "--records")):
-        proc = pn("experiment", "isolation", *args, "--out", str(out_dir), check=False)
-        assert proc.returncode != 0, proc.stderr
-        errors = [line for line in proc.stderr.splitlines() if line.startswith("Error: ")]
-        assert len(errors) == 1 and message in errors[0], proc.stderr
-    assert not out_dir.exists()
+    assert_refused(pn, ["experiment", "isolation"], [
+        (["--strategies", "oci,oci"], "--strategies needs distinct plugin names"),
+        (["--image", "missing:latest"], "missing"),
+        (["--records", "5"], "--records"),
+    ], tmp_path / "results")

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import Pinnace
+from conftest import Pinnace, assert_refused
 
 from pinnace.experiments import framework, net
 from pinnace.experiments.stats import Summary
@@ -95,17 +95,12 @@ def test_plot_without_matplotlib_says_how_to_get_it(monkeypatch: pytest.MonkeyPa
 
 def test_bad_input_is_one_line_and_makes_nothing(pn: Pinnace, busybox: str,
                                                  tmp_path: Path) -> None:
-    out_dir = tmp_path / "results"
-    for args, message in (
-            (["--strategies", "none,none"], "--strategies needs distinct plugin names"),
-            (["--strategies", ","], "--strategies needs distinct plugin names"),
-            (["--image", "missing:latest"], "missing"),
-            (["--runs", "0"], "--runs")):
-        proc = pn("experiment", "net", *args, "--out", str(out_dir), check=False)
-        assert proc.returncode == 125, proc.stderr
-        errors = [line for line in proc.stderr.splitlines() if line.startswith("Error: ")]
-        assert len(errors) == 1 and message in errors[0], proc.stderr
-    assert not out_dir.exists()
+    assert_refused(pn, ["experiment", "net"], [
+        (["--strategies", "none,none"], "--strategies needs distinct plugin names"),
+        (["--strategies", ","], "--strategies needs distinct plugin names"),
+        (["--image", "missing:latest"], "missing"),
+        (["--runs", "0"], "--runs"),
+    ], tmp_path / "results")
 
 
 def test_without_cap_sys_admin_it_refuses_before_touching_anything(

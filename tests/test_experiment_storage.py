@@ -4,11 +4,11 @@ with n/a and the reason where a strategy cannot measure, and nothing left behind
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
-from conftest import Pinnace, host_leftovers
+from conftest import Pinnace, assert_refused, host_leftovers
+from experiment_checks import assert_outputs
 
 from pinnace.experiments import storage
 
@@ -29,21 +29,11 @@ def test_experiment_compares_storage_strategies(pn: Pinnace, busybox: str, overl
     assert pn("images", "-q").stdout.split() == images_before
     assert host_leftovers(pn.root) == []
 
-    lines = proc.stdout.splitlines()
-    header = next(line for line in lines if line.startswith("metric"))
-    assert header.split() == ["metric", "unit", *STRATEGIES]
-    for metric in storage.METRICS:
-        row = next(line for line in lines if line.startswith(metric.title))
-        assert row.split()[-1] == "n/a"  # the absent strategy
-    assert any(line.startswith("absent: unavailable: unknown storage plugin 'absent'")
-               for line in lines), proc.stdout
-
-    data = json.loads((out_dir / "storage.json").read_text())
+    data = assert_outputs(proc, out_dir, "storage", "storage", storage.METRICS, STRATEGIES,
+                          "absent")
     assert data["environment"]["parameters"]["large_mib"] == LARGE_MIB
     assert data["environment"]["plugins"]["overlay"]["distribution"] == "pinnace-overlay"
     result = data["strategies"]
-    assert list(result) == list(STRATEGIES)
-    assert result["absent"]["metrics"]["commit"]["value"] == "n/a"
     for name in MEASURED:
         assert result[name]["available"], result[name]["reason"]
         metrics = result[name]["metrics"]
@@ -54,12 +44,6 @@ def test_experiment_compares_storage_strategies(pn: Pinnace, busybox: str, overl
             assert all(v > 0 if positive else v >= 0 for v in samples), (name, metric.key)
         # a container never takes more than a full copy of the large image (and slack)
         assert metrics["disk_used"]["median"] < LARGE_MIB + 16
-
-    with open(out_dir / "storage.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    assert len(rows) == len(STRATEGIES) * len(storage.METRICS)
-    assert {r["median"] for r in rows if r["strategy"] == "absent"} == {"n/a"}
-    assert (out_dir / "storage.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_a_strategy_that_cannot_work_is_na_with_its_reason(busybox_tar: Path,
@@ -87,13 +71,8 @@ def test_a_strategy_that_cannot_work_is_na_with_its_reason(busybox_tar: Path,
 
 def test_bad_input_is_one_line_and_makes_nothing(pn: Pinnace, busybox: str,
                                                  tmp_path: Path) -> None:
-    out_dir = tmp_path / "results"
-    for args, message in (
-            (["--strategies", "dir,,dir"], "--strategies needs distinct plugin names"),
-            (["--image", "missing:latest"], "missing"),
-            (["--large-mib", "0"], "--large-mib")):
-        proc = pn("experiment", "storage", *args, "--out", str(out_dir), check=False)
-        assert proc.returncode != 0, proc.stderr
-        errors = [line for line in proc.stderr.splitlines() if line.startswith("Error: ")]
-        assert len(errors) == 1 and message in errors[0], proc.stderr
-    assert not out_dir.exists()
+    assert_refused(pn, ["experiment", "storage"], [
+        (["--strategies", "dir,,dir"], "--strategies needs distinct plugin names"),
+        (["--image", "missing:latest"], "missing"),
+        (["--large-mib", "0"], "--large-mib"),
+    ], tmp_path / "results")

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pinnace.errors import InvalidConfig, PinnaceError
 from pinnace.experiments.stats import Summary
@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from pinnace.engine import Engine
 
 PLOT_HINT = "install matplotlib for the plot: pip install 'pinnace[plot]'"
+IDLE = 'trap "exit 0" TERM; sleep 3600 & wait'
+"""A container's first process that idles, and exits as soon as it is sent SIGTERM."""
 
 
 @dataclass
@@ -121,6 +123,50 @@ def select(engine: Engine, role: str, names: Sequence[str]) -> dict[str, Strateg
         strategy.plugin = {"distribution": info.dist, "version": info.version,
                            "entry_point": info.value}
     return strategies
+
+
+@dataclass
+class Parameters:
+    """What every experiment is given: the strategies, the runs, the image (busybox)."""
+
+    strategies: tuple[str, ...]
+    runs: int
+    image: str = "busybox:latest"
+
+
+class Experiment:
+    """One experiment over the plugins of ``role``: :meth:`measure` makes one run of one
+    strategy with ``pinnace`` processes (``argv`` is the command line up to the
+    subcommand, with --root and friends); :meth:`prepare` and :meth:`clean_up` go
+    around all the runs."""
+
+    role: ClassVar[str]
+
+    def __init__(self, engine: Engine, argv: list[str], params: Parameters,
+                 say: Callable[[str], None]) -> None:
+        self.engine, self.argv, self.cli, self.say = engine, argv, Cli(argv), say
+        self.params: Any = params
+        """The experiment's own :class:`Parameters` subclass."""
+
+    def run(self) -> dict[str, Strategy]:
+        """Every run of every available strategy (in rotating order); the results."""
+        strategies = select(self.engine, self.role, self.params.strategies)
+        try:
+            self.prepare(strategies)
+            run_rounds(strategies, self.params.runs, self.measure, self.say)
+        finally:
+            self.clean_up()
+        return strategies
+
+    def prepare(self, strategies: dict[str, Strategy]) -> None:
+        """What the runs need made first (nothing by default)."""
+
+    def measure(self, strategy: Strategy, number: int) -> None:
+        """Run ``number`` of ``strategy``: samples added to it, or StrategyFailed."""
+        raise NotImplementedError
+
+    def clean_up(self) -> None:
+        """Remove whatever the runs left after a failure (nothing by default)."""
 
 
 def run_rounds(strategies: dict[str, Strategy], runs: int,

@@ -19,15 +19,11 @@ from __future__ import annotations
 
 import contextlib
 import statistics
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from pinnace.errors import PinnaceError
-from pinnace.experiments.framework import Cli, Metric, Strategy, StrategyFailed
-
-if TYPE_CHECKING:
-    from pinnace.engine import Engine
+from pinnace.experiments import framework
+from pinnace.experiments.framework import Metric, Strategy, StrategyFailed
 
 METRICS = (
     Metric("start", "container start (pinnace start)", "ms"),
@@ -37,44 +33,29 @@ METRICS = (
     Metric("rss", "resident memory of the container's processes", "MiB"),
     Metric("syscall", "CPU time per system call (dd bs=1)", "ns"),
 )
-WORKLOAD = 'trap "exit 0" TERM; sleep 3600 & wait'
-"""The container's first process: idle, and gone as soon as it is sent SIGTERM."""
 MIB = 1 << 20
 
 
 @dataclass
-class Parameters:
-    """What the experiment does: which strategies, how often, with what workload."""
+class Parameters(framework.Parameters):
+    """The strategies, runs and image, and the workload."""
 
-    strategies: tuple[str, ...]
-    runs: int
-    image: str = "busybox:latest"
     records: int = 200_000
     """``dd bs=1`` records for the system call cost (two system calls each)."""
     execs: int = 5
     """``pinnace exec`` calls per run (the run's value is their median)."""
 
 
-class IsolationExperiment:
-    """Runs the measurements of :class:`Parameters` with ``pinnace`` processes started
-    by ``argv`` (the command line up to the subcommand, with --root and friends)."""
+class IsolationExperiment(framework.Experiment):
+    """One container per run of each isolation plugin, measured."""
 
-    def __init__(self, engine: Engine, argv: list[str], params: Parameters,
-                 say: Callable[[str], None]) -> None:
-        self.engine, self.cli, self.params, self.say = engine, Cli(argv), params, say
+    role = "isolation"
 
-    def run(self) -> dict[str, Strategy]:
-        """Every run of every available strategy (in rotating order); the results."""
-        from pinnace.experiments import framework
-
-        strategies = framework.select(self.engine, "isolation", self.params.strategies)
-        framework.run_rounds(strategies, self.params.runs, self._measure, self.say)
-        return strategies
-
-    def _measure(self, strategy: Strategy, number: int) -> None:
+    def measure(self, strategy: Strategy, number: int) -> None:
+        """Start, memory, exec, system calls and stop of one container."""
         name = f"isoexp-{strategy.name}-{number}"
         self.cli("create", "--name", name, "--net=none", f"--isolation={strategy.name}",
-                 self.params.image, "sh", "-c", WORKLOAD)
+                 self.params.image, "sh", "-c", framework.IDLE)
         try:
             strategy.add("start", self.cli.timed("start", name)[0])
             self._memory(strategy, name)

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pinnace.errors import NotFound, PinnaceError
+from pinnace.experiments import framework
 from pinnace.experiments.framework import Metric, Strategy, StrategyFailed, error_line
 
 if TYPE_CHECKING:
@@ -56,12 +57,9 @@ METRICS = (
 
 
 @dataclass
-class Parameters:
-    """What the experiment does: which strategies, how often, with what workload."""
+class Parameters(framework.Parameters):
+    """The strategies, runs and image, and the traffic."""
 
-    strategies: tuple[str, ...]
-    runs: int
-    image: str = "busybox:latest"
     payload: int = 32 << 20
     """Bytes the server sends for the throughput measurement (a multiple of 64 KiB)."""
     pings: int = 200
@@ -162,28 +160,25 @@ class _Box:
     result: dict[str, Any] = field(default_factory=dict)
 
 
-class NetExperiment:
-    """Runs the measurements of :class:`Parameters` with ``pinnace`` processes started
-    by ``argv`` (the command line up to the subcommand, with --root and friends)."""
+class NetExperiment(framework.Experiment):
+    """Two containers per run of each network plugin, and traffic between them; the
+    ``pinnace run`` processes' stderr goes to files in ``workdir``."""
+
+    role = "network"
 
     def __init__(self, engine: Engine, argv: list[str], params: Parameters, workdir: Path,
                  say: Callable[[str], None]) -> None:
-        self.engine, self.argv, self.params, self.dir, self.say = engine, argv, params, workdir, say
+        super().__init__(engine, argv, params, say)
+        self.dir = workdir
         self.boxes: list[_Box] = []
 
-    def run(self) -> dict[str, Strategy]:
-        """Every run of every available strategy (in rotating order); the results."""
-        from pinnace.experiments import framework
+    def clean_up(self) -> None:
+        """Stop the containers a failed run left."""
+        for box in list(self.boxes):
+            self._stop(box)
 
-        strategies = framework.select(self.engine, "network", self.params.strategies)
-        try:
-            framework.run_rounds(strategies, self.params.runs, self._measure_once, self.say)
-        finally:
-            for box in list(self.boxes):
-                self._stop(box)
-        return strategies
-
-    def _measure_once(self, strategy: Strategy, number: int) -> None:
+    def measure(self, strategy: Strategy, number: int) -> None:
+        """A client and a server container, the traffic between them, the port."""
         p, add = self.params, strategy.samples.setdefault
         client = self._start(f"netexp-{strategy.name}-{number}-client", strategy.name,
                              [p.image, "sleep", "3600"])

@@ -24,16 +24,13 @@ import contextlib
 import os
 import statistics
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 from pinnace.errors import PinnaceError
-from pinnace.experiments.framework import Cli, Metric, Strategy, StrategyFailed
-
-if TYPE_CHECKING:
-    from pinnace.engine import Engine
+from pinnace.experiments import framework
+from pinnace.experiments.framework import Metric, Strategy, StrategyFailed
 
 METRICS = (
     Metric("create_small", "create latency, small image", "ms"),
@@ -44,20 +41,15 @@ METRICS = (
     Metric("small_files", "many small files: create, read, remove", "ms"),
     Metric("commit", "commit of the written file", "ms"),
 )
-WORKLOAD = 'trap "exit 0" TERM; sleep 3600 & wait'
-"""The running container's first process: idle, and gone as soon as it is sent SIGTERM."""
 LARGE = "pinnace-experiment-large:latest"
 BLOCK = 1 << 20
 MIB = 1 << 20
 
 
 @dataclass
-class Parameters:
-    """What the experiment does: which strategies, how often, with what images and files."""
+class Parameters(framework.Parameters):
+    """The strategies, runs and small image, and the sizes of the large image and files."""
 
-    strategies: tuple[str, ...]
-    runs: int
-    image: str = "busybox:latest"
     large_mib: int = 64
     """MiB of random data in ``/big`` of the large image."""
     write_mib: int = 32
@@ -66,30 +58,29 @@ class Parameters:
     """Files of 1 KiB for the many-small-files measurement."""
 
 
-class StorageExperiment:
-    """Runs the measurements of :class:`Parameters` with ``pinnace`` processes started
-    by ``argv`` (the command line up to the subcommand, with --root and friends)."""
+class StorageExperiment(framework.Experiment):
+    """Containers of a small and a large image per run of each storage plugin, measured;
+    everything the experiment made is removed at the end."""
 
-    def __init__(self, engine: Engine, argv: list[str], params: Parameters,
-                 say: Callable[[str], None]) -> None:
-        self.engine, self.cli, self.params, self.say = engine, Cli(argv), params, say
+    role = "storage"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.made: list[str] = []
         """Containers and images of this experiment still to remove."""
 
-    def run(self) -> dict[str, Strategy]:
-        """The large image, then every run of every available strategy (in rotating
-        order); the results. Everything the experiment made is removed."""
-        from pinnace.experiments import framework
-
-        strategies = framework.select(self.engine, "storage", self.params.strategies)
+    def prepare(self, strategies: dict[str, Strategy]) -> None:
+        """The large image, committed on the first available strategy."""
         ready = [name for name, s in strategies.items() if not s.reason]
-        try:
-            if ready:
-                self._make_large_image(ready[0])
-            framework.run_rounds(strategies, self.params.runs, self._measure, self.say)
-        finally:
-            self._remove_all()
-        return strategies
+        if ready:
+            self._make_large_image(ready[0])
+
+    def clean_up(self) -> None:
+        """Whatever is left after a failure: containers first, then images."""
+        for entry in sorted(self.made, key=lambda e: e.startswith("rmi")):
+            verb, name = entry.split(" ", 1)
+            with contextlib.suppress(PinnaceError):
+                self._remove(verb, name)
 
     def _make_large_image(self, storage: str) -> None:
         """The large image, committed from a container on ``storage``."""
@@ -103,7 +94,8 @@ class StorageExperiment:
         self.cli("commit", name, LARGE)
         self._remove("rm", name)
 
-    def _measure(self, strategy: Strategy, number: int) -> None:
+    def measure(self, strategy: Strategy, number: int) -> None:
+        """Create latencies, disk used, file throughput, small files and commit."""
         p, s = self.params, strategy.name
         if number == 0:  # unpack both images for this strategy, untimed
             for image in (p.image, LARGE):
@@ -113,7 +105,7 @@ class StorageExperiment:
         self._remove("rm", f"storexp-{s}-small")
         self._disk_used(strategy)
         box = f"storexp-{s}-{number}"
-        self._create(box, s, LARGE, "sh", "-c", WORKLOAD)
+        self._create(box, s, LARGE, "sh", "-c", framework.IDLE)
         self.cli("start", box)
         record = self.engine.containers.get(self.engine.resolve(box))
         if record.status != "running" or not record.pid:
@@ -158,13 +150,6 @@ class StorageExperiment:
         """``pinnace rm -f`` a container or ``rmi`` an image; it is forgotten."""
         self.cli(*(("rm", "-f") if verb == "rm" else (verb,)), name)
         self.made.remove(f"{verb} {name}")
-
-    def _remove_all(self) -> None:
-        """Whatever is left after a failure: containers first, then images."""
-        for entry in sorted(self.made, key=lambda e: e.startswith("rmi")):
-            verb, name = entry.split(" ", 1)
-            with contextlib.suppress(PinnaceError):
-                self._remove(verb, name)
 
 
 def _used(path: Path) -> int:
