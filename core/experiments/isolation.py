@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import statistics
+import time
 from dataclasses import dataclass
 
 from pinnace.errors import PinnaceError
@@ -66,15 +67,21 @@ class IsolationExperiment(framework.Experiment):
                 self.cli("rm", "-f", name)
 
     def _memory(self, strategy: Strategy, name: str) -> None:
-        """The cgroup's memory use and the processes' resident memory, once running."""
+        """The cgroup's memory use and the processes' resident memory, once both the
+        shell and its ``sleep`` are running."""
         from pinnace.runtime import cgroups, stats
 
         record = self.engine.containers.get(self.engine.resolve(name))
         if record.status != "running" or not record.pid:
             raise StrategyFailed(f"container {name} is {record.status} after pinnace start")
         cgroup = cgroups.container_cgroup(record.id)
+        deadline = time.monotonic() + 10
+        while (rss := [_rss(pid) for pid in cgroup.pids()]).count(0) or len(rss) < 2:
+            if time.monotonic() > deadline:  # the shell and its sleep, each resident
+                raise StrategyFailed(f"container {name} has {len(rss)} processes, not 2")
+            time.sleep(0.01)
         strategy.add("memory", stats.read(cgroup, record.pid).memory / MIB)
-        strategy.add("rss", sum(_rss(pid) for pid in cgroup.pids()) / MIB)
+        strategy.add("rss", sum(rss) / MIB)
 
     def _exec(self, strategy: Strategy, name: str) -> None:
         """Exec latency, and the system call cost measured by an exec'd ``dd``."""
