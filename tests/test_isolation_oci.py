@@ -15,7 +15,7 @@ from conftest import Pinnace, host_leftovers
 from test_limits import cgroup_file
 
 from pinnace.errors import Unavailable
-from pinnace.plugin import ContainerSpec, Mount, PluginContext, Process
+from pinnace.plugin import ContainerSpec, Mount, PluginContext, Process, Security
 from pinnace.runtime import cgroups
 from pinnace.testing.isolation import IsolationContract
 from pinnace_plugins.isolation_oci import OciIsolation
@@ -118,3 +118,24 @@ def test_crun_refused_on_hybrid_cgroups(tmp_path: Path, rootfs: Path) -> None:
     assert list(bundle.iterdir()) == []
     [check] = plugin.pinnace_doctor()
     assert check["ok"] == "no" and "hybrid cgroups" in check["detail"]
+
+
+def test_seccomp_is_the_resolved_profile_in_oci_form(rootfs: Path) -> None:
+    from pinnace.runtime import seccomp
+    from pinnace_plugins.isolation_oci.config import oci_config
+
+    caps = ["CAP_CHOWN", "CAP_SYS_ADMIN"]
+    spec = ContainerSpec(id="c" * 64, process=Process(args=["true"]),
+                         rootfs=[Mount("bind", str(rootfs), ("rbind", "rw"))],
+                         security=Security(capabilities=caps))
+    oci = oci_config(spec)["linux"]["seccomp"]
+    resolved = seccomp.resolve(seccomp.default_profile(), caps, seccomp.native_arch())
+    assert set(oci) <= {"defaultAction", "defaultErrnoRet", "architectures", "flags",
+                        "syscalls"}
+    assert oci["defaultAction"] == resolved["defaultAction"]
+    assert oci["architectures"] == resolved["architectures"] and oci["architectures"]
+    assert [r["names"] for r in oci["syscalls"]] == [r["names"] for r in resolved["syscalls"]]
+    assert all(set(r) <= {"names", "action", "errnoRet", "args"} for r in oci["syscalls"])
+    # CAP_SYS_ADMIN's rules are in (mount is allowed), a capability not held keeps its out
+    allowed = {n for r in oci["syscalls"] if r["action"] == "SCMP_ACT_ALLOW" for n in r["names"]}
+    assert "mount" in allowed and "reboot" not in allowed
