@@ -146,15 +146,15 @@ def images(engine: Engine, items: Sequence[str]) -> Filter[Image]:
 
 
 def networks(engine: Engine, items: Sequence[str]) -> Filter[Network]:
-    """``network ls --filter``. Every named network is ``custom``: the ``none``, ``host``
-    and ``bridge`` modes are network plugins, not networks."""
+    """``network ls --filter``. A driver's default network (``pinnace0``) is ``builtin``,
+    as docker's ``bridge`` is; every other one ``custom``."""
     def dangling(value: str) -> Callable[[Network], bool]:
         wanted = boolean("dangling", value)
         return lambda n: (not engine.networks.users(n.name)) == wanted
 
     def kind(value: str) -> Callable[[Network], bool]:
-        one_of("type", value, ("custom", "builtin"))
-        return lambda n: value == "custom"
+        builtin = one_of("type", value, ("custom", "builtin")) == "builtin"
+        return lambda n: engine.networks.is_default(n) == builtin
 
     def name(value: str) -> Callable[[Network], bool]:
         regex = _regex("name", value)
