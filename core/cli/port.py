@@ -20,7 +20,9 @@ def port(ctx: click.Context, container: str, private_port: str | None) -> None:
     record = engine.container(container)
     published = engine.networks.settings(record)["Ports"] if record.active else {}
     if private_port is None:
-        for target, mapped in published.items():
+        from pinnace.cli.rows import by_port
+
+        for target, mapped in by_port(published):
             for p in mapped or []:
                 click.echo(f"{target} -> {p['HostIp']}:{p['HostPort']}")
         return

@@ -215,11 +215,20 @@ def container_rows(engine: Engine, containers: list[ContainerRecord],
     return rows
 
 
-def port_text(published: dict[str, list[dict[str, str]] | None]) -> str:
-    """docker's PORTS text of ``NetworkSettings.Ports``: ``0.0.0.0:8080->80/tcp, 53/udp``."""
+def by_port(published: dict[str, Any]) -> list[tuple[str, Any]]:
+    """``NetworkSettings.Ports`` items (``"80/tcp": [...]``) by port number, then protocol."""
+    def key(item: tuple[str, Any]) -> tuple[int, str]:
+        number, _, proto = item[0].partition("/")
+        return int(number), proto
+
+    return sorted(published.items(), key=key)
+
+
+def port_text(published: dict[str, Any]) -> str:
+    """docker's PORTS text of ``NetworkSettings.Ports``: ``53/udp, 0.0.0.0:8080->80/tcp``."""
     return ", ".join(
         ", ".join(f"{p['HostIp']}:{p['HostPort']}->{target}" for p in mapped) if mapped
-        else target for target, mapped in published.items())
+        else target for target, mapped in by_port(published))
 
 
 def ports(engine: Engine, c: ContainerRecord) -> str:
