@@ -182,7 +182,7 @@ def ps(ctx: click.Context, all_: bool, quiet: bool, no_trunc: bool, filters: tup
             "Id": c.id, "Names": [c.name], "Image": c.image, "ImageID": c.image_id,
             "Command": c.command, "Created": rfc3339(c.created), "State": c.status,
             "ExitCode": c.exit_code, "Pid": c.pid, "Storage": c.storage,
-            "Network": c.network, "Isolation": c.isolation,
+            "Network": c.network, "Isolation": c.isolation, "Labels": c.config.labels,
         } for c in containers])
     else:
         from pinnace.cli.rows import command, ports, status

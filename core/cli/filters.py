@@ -104,6 +104,7 @@ def label(labels_of: Callable[[T], Mapping[str, str]], negate: bool = False) -> 
     return compile_
 
 
-def pattern(value: str, text: str) -> bool:
-    """Docker's ``reference`` match: a shell pattern (``busy*``, ``*/app:1.*``)."""
-    return fnmatch.fnmatchcase(text, value)
+def reference_matches(value: str, tag: str) -> bool:
+    """Docker's ``reference`` match of ``repository:tag``: a shell pattern (``busy*``,
+    ``*/app:1.*``) on the whole or on the repository."""
+    return fnmatch.fnmatchcase(tag, value) or fnmatch.fnmatchcase(tag.rpartition(":")[0], value)

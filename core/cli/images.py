@@ -87,10 +87,10 @@ def images(ctx: click.Context, all_: bool, quiet: bool, no_trunc: bool, digests:
         return
     rows = image_rows(found, no_trunc)
     if references:  # only the tags that match, as docker lists them
-        from pinnace.cli.filters import pattern
+        from pinnace.cli.filters import reference_matches
 
-        rows = [r for r in rows if any(pattern(ref, f"{r.Repository}:{r.Tag}") or
-                                       pattern(ref, r.Repository) for ref in references)]
+        rows = [r for r in rows if any(reference_matches(ref, f"{r.Repository}:{r.Tag}")
+                                       for ref in references)]
     if is_template(fmt):
         templated(fmt, rows, ImageRow)
         return

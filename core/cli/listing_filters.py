@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import cache
 from typing import TYPE_CHECKING, TypeVar
 
-from pinnace.cli.filters import Filter, boolean, label, one_of, parse, pattern
+from pinnace.cli.filters import Filter, boolean, label, one_of, parse, reference_matches
 from pinnace.errors import InvalidConfig, NotFound
 
 if TYPE_CHECKING:
@@ -132,8 +132,7 @@ def images(engine: Engine, items: Sequence[str]) -> Filter[Image]:
         return lambda i: (not i.tags) == wanted
 
     def reference(value: str) -> Callable[[Image], bool]:
-        return lambda i: any(pattern(value, tag) or pattern(value, tag.rpartition(":")[0])
-                             for tag in i.tags)
+        return lambda i: any(reference_matches(value, tag) for tag in i.tags)
 
     def labels_of(i: Image) -> dict[str, str]:
         return (i.config.get("config") or {}).get("Labels") or {}
