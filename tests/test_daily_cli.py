@@ -268,4 +268,5 @@ def test_completion_of_volumes_and_filter_keys(pn: Pinnace, busybox: str) -> Non
     assert complete(pn, "network ls -f ty") == ["type="]
     assert complete(pn, "volume ls -f dr") == ["driver="]
     assert complete(pn, "system prune --filter u") == ["until="]
+    assert complete(pn, "events -f ty") == ["type="]
     assert os.path.exists(pn.root / "state.db")

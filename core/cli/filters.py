@@ -1,5 +1,5 @@
 """``--filter KEY=VALUE`` as docker reads it, for every listing (``ps``, ``images``,
-``network ls``, ``volume ls``, ``system prune``).
+``network ls``, ``volume ls``, ``system prune``, ``search``, ``events``).
 
 Values given for one key are alternatives (any may match), different keys all apply.
 ``label!=K[=V]`` is the key ``label!``. A listing names its keys, each with a
@@ -24,6 +24,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "volume ls": ("dangling", "driver", "label", "label!", "name"),
     "system prune": ("label", "label!", "until"),
     "search": ("is-automated", "is-official", "stars"),
+    "events": ("container", "event", "image", "label", "network", "type"),
 }
 """The filter keys of each listing (what completion offers)."""
 
