@@ -87,11 +87,19 @@ def test_labels_on_containers_images_networks_volumes(pn: Pinnace, busybox: str,
     assert pn("ps", "-a", "--format", "{{.Labels}}", "-f", "name=^c$").stdout == \
         "flag=,from=image,team=edge,tier=web\n"
     assert pn("inspect", "-f", '{{index .Config.Labels "team"}}', "c").stdout == "edge\n"
+    assert pn("ps", "-a", "-f", "name=^c$", "--format",
+              '{{.Label "team"}}|{{.Label "none"}}|{{.Label "from" | upper}}').stdout == \
+        "edge||IMAGE\n"
+    assert "can't give argument to non-function .Names" in \
+        fails(pn, "ps", "-a", "--format", '{{.Names "x"}}')
+    assert "wrong arguments for .Label" in fails(pn, "ps", "-a", "--format", "{{.Label}}")
     [image] = json.loads(pn("image", "inspect", "based:1").stdout)
     assert image["Config"]["Labels"] == {"from": "image", "tier": "base"}
     pn("network", "create", "--label-file", str(labels), "--label", "x=1", "net1")
     assert pn("network", "ls", "--format", "{{.Name}} {{.Labels}}", "-f", "name=net1"
               ).stdout == "net1 flag=,team=core,x=1\n"
+    assert pn("network", "ls", "--format", '{{.Name}}={{.Label "x"}}', "-f", "name=net1"
+              ).stdout == "net1=1\n"
     pn("volume", "create", "--label-file", str(labels), "vol1")
     assert json.loads(pn("volume", "inspect", "vol1").stdout)[0]["Labels"] == \
         {"team": "core", "flag": ""}

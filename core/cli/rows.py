@@ -18,8 +18,20 @@ if TYPE_CHECKING:
     from pinnace.network import Network
 
 
+class LabelText(str):
+    """The ``Labels`` column (``k=v,k2=v2``), keeping the labels themselves for
+    ``{{.Label "k"}}``."""
+
+    labels: dict[str, str]
+
+    def __new__(cls, labels: dict[str, str]) -> LabelText:
+        text = super().__new__(cls, ",".join(f"{k}={v}" for k, v in sorted(labels.items())))
+        text.labels = dict(labels)
+        return text
+
+
 class ContainerRow(NamedTuple):
-    """One container of ``ps``."""
+    """One container of ``ps``; ``{{.Label "k"}}`` is the value of its label ``k``."""
 
     ID: str
     Image: str
@@ -30,10 +42,14 @@ class ContainerRow(NamedTuple):
     Status: str
     Size: str
     Names: str
-    Labels: str
+    Labels: LabelText
     Mounts: str
     Networks: str
     State: str
+
+    def Label(self, key: str) -> str:
+        """The value of label ``key`` ("" without it)."""
+        return self.Labels.labels.get(key, "")
 
     kind = "container"
     headers = {
@@ -65,7 +81,7 @@ class ImageRow(NamedTuple):
 
 
 class NetworkRow(NamedTuple):
-    """One network of ``network ls``."""
+    """One network of ``network ls``; ``{{.Label "k"}}`` is the value of its label ``k``."""
 
     ID: str
     Name: str
@@ -73,8 +89,12 @@ class NetworkRow(NamedTuple):
     Scope: str
     IPv6: bool
     Internal: bool
-    Labels: str
+    Labels: LabelText
     CreatedAt: str
+
+    def Label(self, key: str) -> str:
+        """The value of label ``key`` ("" without it)."""
+        return self.Labels.labels.get(key, "")
 
     kind = "network"
     headers = {
@@ -210,7 +230,7 @@ def container_rows(engine: Engine, containers: list[ContainerRecord],
             CreatedAt=local_time(c.created), RunningFor=ago(c.created),
             Ports=port_text(settings["Ports"]), Status=status(c),
             Size=f"(virtual {size(image.size)})" if image else "",
-            Names=c.name, Labels=",".join(f"{k}={v}" for k, v in sorted(labels.items())),
+            Names=c.name, Labels=LabelText(labels),
             Mounts="", Networks=",".join(networks), State=c.status))
     return rows
 
@@ -266,7 +286,7 @@ def network_rows(networks: list[Network], no_trunc: bool = False) -> list[Networ
     """``network ls`` rows."""
     return [NetworkRow(ID=n.id if no_trunc else n.id[:12], Name=n.name, Driver=n.driver,
                        Scope="local", IPv6=False, Internal=n.internal,
-                       Labels=",".join(f"{k}={v}" for k, v in sorted(n.labels.items())),
+                       Labels=LabelText(n.labels),
                        CreatedAt=local_time(n.created)) for n in networks]
 
 
