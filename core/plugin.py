@@ -47,6 +47,7 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(("ImageStore", "new_config", "parse_changes"), "pinnace.images.store"),
     **dict.fromkeys(("Volume", "VolumeInfo", "VolumeCapabilities"), "pinnace.volumes"),
     "volume_users": "pinnace.volumes.users",
+    "VolumeDirectories": "pinnace.volumes.directories",
     "remove_tree": "pinnace.files",
     **dict.fromkeys(("TreeStorage", "key_to_name", "name_to_key", "tree_usage", "mount_of",
                      "free_bytes", "human", "run"), "pinnace.storage_tree"),
