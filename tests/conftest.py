@@ -189,6 +189,26 @@ def faults(npn: Pinnace, tmp_path: Path) -> Path:
     return install_faults(npn, tmp_path)
 
 
+def fails(pn: Pinnace, *args: str) -> str:
+    """The one-line error of a command that must fail with 125."""
+    proc = pn(*args, check=False)
+    assert proc.returncode == 125, proc
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), proc.stderr
+    return lines[0]
+
+
+def complete(pn: Pinnace, words: str) -> list[str]:
+    """What bash completion offers for the last of ``words`` (after ``pinnace --root R``)."""
+    line = f"pinnace --root {pn.root} {words}"
+    count = len(line.split()) - (0 if line.endswith(" ") else 1)
+    env = dict(pn.env, _PINNACE_COMPLETE="bash_complete", COMP_WORDS=line,
+               COMP_CWORD=str(count))
+    proc = subprocess.run([sys.executable, "-m", "pinnace"], env=env, capture_output=True,
+                          text=True, check=True, timeout=30)
+    return [item.partition(",")[2] for item in proc.stdout.splitlines() if item]
+
+
 def host_leftovers(root: Path) -> list[str]:
     """Mounts under ``root``, and pinnace cgroups, that still exist (should be none)."""
     found = []

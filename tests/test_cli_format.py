@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Pinnace
+from conftest import Pinnace, complete
 
 import pinnace
 
@@ -236,17 +236,6 @@ def test_stats_version_and_info_formats(two: Pinnace) -> None:
                "{{.ContainersStopped}} {{.Images}} {{.OSType}}").stdout == "2 1 1 1 linux\n"
     assert two("info", "--format", "{{.DockerRootDir}}").stdout == f"{two.root}\n"
     assert json.loads(two("info", "--format", "json").stdout)["containers"] == 2
-
-
-def complete(pn: Pinnace, words: str) -> list[str]:
-    """What bash completion offers for the last of ``words`` (after ``pinnace --root R``)."""
-    line = f"pinnace --root {pn.root} {words}"
-    count = len(line.split()) - (0 if line.endswith(" ") else 1)
-    env = dict(pn.env, _PINNACE_COMPLETE="bash_complete", COMP_WORDS=line,
-               COMP_CWORD=str(count))
-    proc = subprocess.run([sys.executable, "-m", "pinnace"], env=env, capture_output=True,
-                          text=True, check=True, timeout=30)
-    return [item.partition(",")[2] for item in proc.stdout.splitlines() if item]
 
 
 def test_completion_of_names(two: Pinnace) -> None:

@@ -8,13 +8,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Pinnace
+from conftest import Pinnace, complete
 
 from pinnace.testing.registry import Layout as RegistryLayout
 from pinnace.testing.registry import (
@@ -254,17 +252,6 @@ def test_search(pn: Pinnace, catalog_registry: RegistryServer) -> None:
 
 
 # ------------------------------------------------------------------ completion
-def complete(pn: Pinnace, words: str) -> list[str]:
-    """What bash completion offers for the last of ``words`` (after ``pinnace --root R``)."""
-    line = f"pinnace --root {pn.root} {words}"
-    count = len(line.split()) - (0 if line.endswith(" ") else 1)
-    env = dict(pn.env, _PINNACE_COMPLETE="bash_complete", COMP_WORDS=line,
-               COMP_CWORD=str(count))
-    proc = subprocess.run([sys.executable, "-m", "pinnace"], env=env, capture_output=True,
-                          text=True, check=True, timeout=30)
-    return [item.partition(",")[2] for item in proc.stdout.splitlines() if item]
-
-
 def test_completion_of_volumes_and_filter_keys(pn: Pinnace, busybox: str) -> None:
     pn("volume", "create", "alpha")
     pn("volume", "create", "beta")

@@ -7,16 +7,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import Pinnace
-
-
-def fails(pn: Pinnace, *args: str) -> str:
-    """The one-line error of a command that must fail with 125."""
-    proc = pn(*args, check=False)
-    assert proc.returncode == 125, proc
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), proc.stderr
-    return lines[0]
+from conftest import Pinnace, fails
 
 
 def names(pn: Pinnace, *args: str) -> list[str]:

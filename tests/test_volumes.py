@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import Pinnace, host_leftovers
+from conftest import Pinnace, fails, host_leftovers
 
 
 def names(pn: Pinnace, *args: str) -> list[str]:
@@ -22,15 +22,6 @@ def names(pn: Pinnace, *args: str) -> list[str]:
 def inspect(pn: Pinnace, name: str) -> dict:
     [info] = json.loads(pn("volume", "inspect", name).stdout)
     return info
-
-
-def fails(pn: Pinnace, *args: str) -> str:
-    """The one-line error of a command that must fail with 125."""
-    proc = pn(*args, check=False)
-    assert proc.returncode == 125, proc
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), proc.stderr
-    return lines[0]
 
 
 def volume_rows(root: Path) -> tuple[list, list]:

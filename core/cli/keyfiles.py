@@ -67,3 +67,14 @@ def labels(files: Sequence[str], pairs: Sequence[str]) -> dict[str, str]:
             raise InvalidConfig(f"invalid label {pair!r}: expected KEY=VALUE")
         found[key] = value
     return found
+
+
+def driver_options(items: Sequence[str]) -> dict[str, str]:
+    """``-o KEY=VALUE`` driver options (of a network or a volume)."""
+    options = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InvalidConfig(f"invalid driver option {item!r}: expected KEY=VALUE")
+        options[key] = value
+    return options

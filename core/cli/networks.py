@@ -43,14 +43,8 @@ def create(ctx: click.Context, name: str, driver: str, subnet: str, gateway: str
            label_files: tuple[str, ...]) -> None:
     """Create a network of a driver; prints its ID."""
     from pinnace.cli import keyfiles
-    from pinnace.errors import InvalidConfig
 
-    options = {}
-    for item in opts:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise InvalidConfig(f"invalid driver option {item!r}: expected KEY=VALUE")
-        options[key] = value
+    options = keyfiles.driver_options(opts)
     found = keyfiles.labels(label_files, labels)
     click.echo(get_engine(ctx).networks.create(name, driver, subnet, gateway, internal,
                                                options, found).id)

@@ -30,6 +30,11 @@ class LabelText(str):
         return text
 
 
+def _label(row: ContainerRow | NetworkRow, key: str) -> str:
+    """``{{.Label "k"}}`` of a row with ``Labels``: the value of label ``k`` ("" without)."""
+    return row.Labels.labels.get(key, "")
+
+
 class ContainerRow(NamedTuple):
     """One container of ``ps``; ``{{.Label "k"}}`` is the value of its label ``k``."""
 
@@ -47,9 +52,7 @@ class ContainerRow(NamedTuple):
     Networks: str
     State: str
 
-    def Label(self, key: str) -> str:
-        """The value of label ``key`` ("" without it)."""
-        return self.Labels.labels.get(key, "")
+    Label = _label
 
     kind = "container"
     headers = {
@@ -92,9 +95,7 @@ class NetworkRow(NamedTuple):
     Labels: LabelText
     CreatedAt: str
 
-    def Label(self, key: str) -> str:
-        """The value of label ``key`` ("" without it)."""
-        return self.Labels.labels.get(key, "")
+    Label = _label
 
     kind = "network"
     headers = {

@@ -10,7 +10,6 @@ from pinnace.cli import complete
 from pinnace.cli.confirm import prune_confirmed
 from pinnace.cli.output import FORMAT_OPTION, as_json, for_each, table
 from pinnace.cli.root import get_engine
-from pinnace.errors import InvalidConfig
 
 
 @click.group()
@@ -32,12 +31,7 @@ def create(ctx: click.Context, name: str | None, driver: str | None, opts: tuple
     """Create a volume (a random name without NAME); prints its name."""
     from pinnace.cli import keyfiles
 
-    options = {}
-    for item in opts:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise InvalidConfig(f"invalid driver option {item!r}: expected KEY=VALUE")
-        options[key] = value
+    options = keyfiles.driver_options(opts)
     made = get_engine(ctx).volumes.create(name, driver, options,
                                           keyfiles.labels(label_files, labels))
     click.echo(made.name)
