@@ -22,7 +22,7 @@ import pytest
 from conftest import Pinnace
 
 from pinnace import netns as netns_mod
-from pinnace.testing.netns import leftovers, run_in
+from pinnace.testing.netns import http_get, leftovers, run_in
 
 GET = 'printf "GET / HTTP/1.0\\r\\n\\r\\n" | nc -w 3 {host} {port}'
 
@@ -43,18 +43,6 @@ def wait_until(check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
                 return result
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}")
-
-
-def http_get(netns: Path, host: str, port: int) -> str:
-    """GET / from inside the test's namespace (the "host"); return the whole reply."""
-    with netns_mod.entered(str(netns)):
-        sock = socket.create_connection((host, port), timeout=5)
-    with sock:
-        sock.sendall(b"GET / HTTP/1.0\r\n\r\n")
-        chunks = []
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
-    return b"".join(chunks).decode()
 
 
 def from_another_host(netns: Path, port: int) -> str:

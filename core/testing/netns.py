@@ -35,3 +35,19 @@ def leftovers(path: Path) -> list[str]:
     rules = [line for line in run_in(path, "iptables-save").stdout.splitlines()
              if "pn:ctr:" in line]
     return [f"link {name}" for name in links if name.startswith("pnv")] + rules
+
+
+def http_get(path: Path, host: str, port: int) -> str:
+    """GET / from inside the namespace at ``path`` (a test's "host"); the whole reply."""
+    import socket
+
+    from pinnace import netns
+
+    with netns.entered(str(path)):
+        sock = socket.create_connection((host, port), timeout=5)
+    with sock:
+        sock.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks).decode()
