@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from pinnace.network import Network
     from pinnace.operations import Intent, Lease, Operations
     from pinnace.plugins import Plugins
+    from pinnace.runtime.namespaces import Sharing
     from pinnace.runtime.spec import Process
     from pinnace.state import State
     from pinnace.storage_usage import StorageUsage
@@ -224,7 +225,7 @@ class Engine:
         """Create a container (row, rootfs, spec) and return its ID; nothing runs yet."""
         from pinnace.containers import build
         from pinnace.containers.record import ContainerConfig, RunPolicy
-        from pinnace.runtime.policy import parse_log_opts, parse_restart
+        from pinnace.runtime.policy import parse_log_opts, parse_restart, parse_signal
 
         storage = self.selected("storage", opts.storage)
         isolation = self.selected("isolation", opts.isolation)
@@ -237,7 +238,11 @@ class Engine:
             names.validate(opts.name)
         run = RunPolicy(tty=opts.tty, interactive=opts.interactive,
                         auto_remove=opts.auto_remove, restart=parse_restart(opts.restart),
-                        log=parse_log_opts(opts.log_opts))
+                        log=parse_log_opts(opts.log_opts),
+                        stop_signal=parse_signal(opts.stop_signal
+                                                 or image_config.get("StopSignal") or "TERM"),
+                        stop_timeout=opts.stop_timeout)
+        sharing = self._sharing(opts)
         if opts.auto_remove and run.restart.name != "no":
             raise InvalidConfig("conflicting options: --restart and --rm")
         cid = names.new_id()
@@ -258,8 +263,12 @@ class Engine:
             faults.point("create.rootfs")
             points = self.volumes.attach(cid, wanted, opts.volume_driver, mounts,
                                          self.paths.run_root, undo) if wanted else []
-            spec = build.runtime_spec(cid, opts, image_config, args, mounts,
-                                      self.paths.run_root, points)
+            spec = build.runtime_spec(
+                cid, opts, image_config, args, mounts, self.paths.run_root, points, sharing,
+                private_net=not (network.startswith("container:") or getattr(
+                    self.plugins.load("network", network), "host_netns", False)),
+                init_path=self.config.engine["init_path"].value,
+                default_ulimits=self.config.engine["default_ulimits"].value)
             with self.state.tx():
                 self.containers.save_config(cid, ContainerConfig(args, spec, run, net))
                 self.state.event("container", "create", cid, image=opts.image, name=name)
@@ -268,6 +277,19 @@ class Engine:
             raise
         self._announce("pinnace_container_created", cid)
         return cid
+
+    def _sharing(self, opts: RunOptions) -> Sharing | None:
+        """The namespaces ``--pid/--ipc/--uts`` leave the container (None: all its own);
+        nothing of the namespace flags is imported when none was given."""
+        if not (opts.pid or opts.ipc or opts.uts):
+            return None
+        from pinnace.runtime.namespaces import sharing
+        from pinnace.runtime.spec import NAMESPACES
+
+        modes = {"pid": opts.pid, "ipc": opts.ipc, "uts": opts.uts}
+        found = sharing(list(NAMESPACES), modes, self.resolve)
+        self._joined(found.paths)  # a container to join must run now (and at each start)
+        return found
 
     def _mount_requests(self, opts: RunOptions, image_config: dict[str, Any]
                         ) -> list[MountRequest]:
@@ -314,6 +336,8 @@ class Engine:
             faults.point("start.network")
             if _has_volumes(record):
                 self.volumes.mount(cid, spec, undo)
+            if spec.namespace_paths:
+                spec.namespace_paths = self._joined(spec.namespace_paths)
             self.plugins.broadcast("pinnace_prepare_spec", spec=spec)
             undo.append(lambda: self.plugins.call("isolation", record.isolation, "delete",
                                                   container_id=cid, bundle=bundle))
@@ -333,6 +357,19 @@ class Engine:
         self.state.event("container", "start", cid)
         self._announce("pinnace_container_started", cid, pid=pid)
         return int(pid)
+
+    def _joined(self, paths: dict[str, str]) -> dict[str, str]:
+        """The namespace paths of the containers ``--pid/--ipc container:`` named, now."""
+        from pinnace.runtime.namespaces import resolve
+
+        def running_pid(cid: str) -> tuple[str, int]:
+            try:
+                record = self.current(cid)
+            except NotFound:
+                return cid[:12], 0
+            return record.label, record.pid if record.status == "running" else 0
+
+        return resolve(paths, running_pid)
 
     def wait(self, cid: str) -> int:
         """Wait for a container this process started, tear its runtime down, return its
@@ -401,8 +438,10 @@ class Engine:
             self.plugins.call("isolation", record.isolation, "resume", container_id=cid,
                               bundle=bundle)
 
-    def stop(self, cid: str, timeout: float = 10.0) -> None:
-        """SIGTERM, then SIGKILL after ``timeout`` seconds; return once it has exited.
+    def stop(self, cid: str, timeout: float | None = None) -> None:
+        """The container's stop signal (SIGTERM unless ``--stop-signal`` or the image's
+        STOPSIGNAL said otherwise), then SIGKILL after ``timeout`` seconds (None: its
+        ``--stop-timeout``, or 10); return once it has exited.
 
         A stopped container is not restarted by its policy; stopping one
         that is not running is not an error (as with docker).
@@ -412,10 +451,12 @@ class Engine:
             raise failure
 
     def stop_all(self, cids: Sequence[str],
-                 timeout: float = 10.0) -> dict[str, PinnaceError | None]:
+                 timeout: float | None = None) -> dict[str, PinnaceError | None]:
         """:meth:`stop` several containers at once: they share the grace period (as
-        ``docker stop a b`` does). Returns each one's error, or None."""
+        ``docker stop a b`` does; each its own when ``timeout`` is None). Returns each
+        one's error, or None."""
         import signal
+        import time
 
         outcome: dict[str, PinnaceError | None] = {}
         running = []
@@ -431,16 +472,30 @@ class Engine:
             outcome[cid] = None
             if record.active:
                 running.append(record)
-        for sig, limit in ((signal.SIGTERM, timeout), (signal.SIGKILL, 30.0)):
-            if limit <= 0 or not running:
-                continue
-            for record in running:
-                with contextlib.suppress(FailedPrecondition, NotFound):
-                    self.kill(record.id, sig)
-            running = self._still_running(running, limit)
+        deadlines = {}
         for record in running:
-            outcome[record.id] = FailedPrecondition(
-                f"container {record.label} did not stop after SIGKILL")
+            run = record.config.run
+            grace = timeout if timeout is not None else (
+                run.stop_timeout if run.stop_timeout is not None else 10)
+            deadlines[record.id] = time.monotonic() + grace
+            if grace > 0:
+                with contextlib.suppress(FailedPrecondition, NotFound):
+                    self.kill(record.id, run.stop_signal)
+        while running:
+            due = min(deadlines[r.id] for r in running)
+            running = self._still_running(running, max(due - time.monotonic(), 0))
+            now = time.monotonic()
+            late = [r for r in running if deadlines[r.id] <= now]
+            if not late:
+                continue
+            for record in late:
+                with contextlib.suppress(FailedPrecondition, NotFound):
+                    self.kill(record.id, signal.SIGKILL)
+            killed = self._still_running(late, 30.0)
+            for record in killed:
+                outcome[record.id] = FailedPrecondition(
+                    f"container {record.label} did not stop after SIGKILL")
+            running = [r for r in running if r not in late]
         return outcome
 
     def _still_running(self, records: list[ContainerRecord],

@@ -83,6 +83,28 @@ from pinnace.errors import PinnaceError
               help="Mount the volumes and binds of another container.")
 @click.option("--volume-driver", metavar="NAME",
               help="Volume plugin for the volumes this makes [default: config, local].")
+@click.option("--init", is_flag=True,
+              help="Run an init as PID 1 that forwards signals and reaps zombies.")
+@click.option("--init-path", metavar="PATH",
+              help="The init binary for --init [default: config, catatonit or tini-static].")
+@click.option("--ulimit", "ulimits", multiple=True, metavar="NAME=SOFT[:HARD]",
+              help="A resource limit (nofile, nproc, core, memlock, stack, ...; -1 unlimited).")
+@click.option("--stop-signal", metavar="SIGNAL",
+              help="Signal stop sends first [default: the image's STOPSIGNAL, SIGTERM].")
+@click.option("--stop-timeout", type=int, metavar="SECONDS",
+              help="Seconds stop waits before SIGKILL [default: 10].")
+@click.option("--shm-size", metavar="SIZE", help="Size of /dev/shm [default: 64m].")
+@click.option("--sysctl", "sysctls", multiple=True, metavar="KEY=VALUE",
+              help="A namespaced kernel parameter (net.*, kernel.shm*/msg*/sem, fs.mqueue.*).")
+@click.option("--device", "devices", multiple=True, metavar="HOST[:CONTAINER[:rwm]]",
+              help="Add a host device to the container.")
+@click.option("--group-add", multiple=True, metavar="GROUP",
+              help="A supplementary group (a gid or a name in the container's /etc/group).")
+@click.option("--cidfile", metavar="FILE", help="Write the container ID to FILE (must not exist).")
+@click.option("--pid", metavar="MODE", help="PID namespace: host or container:NAME.")
+@click.option("--ipc", metavar="MODE",
+              help="IPC namespace: private, shareable, host or container:NAME.")
+@click.option("--uts", metavar="MODE", help="UTS namespace: host.")
 @click.argument("image", shell_complete=complete.images)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
@@ -95,31 +117,55 @@ def run(ctx: click.Context, detach: bool, image: str, command: tuple[str, ...],
     not found. Signals are forwarded; a third Ctrl-C kills it. With -d it
     runs under a monitor of its own and the ID is printed.
     """
-    from pinnace.containers.options import RunOptions
+    from pinnace.monitor.foreground import attach_start
 
     engine = get_engine(ctx)
-    opts = RunOptions(image=image, command=command, **kw)
-    if detach:
-        from pinnace.monitor.detached import start_detached
+    cidfile, auto_remove = kw["cidfile"], kw["auto_remove"]
+    cid = _created(engine, image, command, kw)
+    try:
+        if detach:
+            from pinnace.monitor.detached import start_detached
 
-        cid = engine.create(opts)
+            try:
+                start_detached(engine, cid)
+            except PinnaceError:
+                if auto_remove:
+                    engine.remove(cid, force=True)
+                raise
+            click.echo(cid)
+            return
+        code = attach_start(engine, cid)
+    except PinnaceError:
+        if cidfile and auto_remove:  # the container it names is gone
+            from pinnace.containers import cidfile as cid_file
+
+            cid_file.remove(cidfile, cid)
+        raise
+    ctx.exit(code)
+
+
+def _created(engine: Any, image: str, command: tuple[str, ...], kw: dict[str, Any]) -> str:
+    """Create the container ``run``'s (or ``create``'s) options describe; with
+    ``--cidfile`` its ID goes into that file, which must not exist."""
+    from pinnace.containers.options import RunOptions
+
+    cidfile = kw.pop("cidfile")
+    if cidfile:
+        from pinnace.containers import cidfile as cid_file
+
+        cid_file.check(cidfile)
+    cid = engine.create(RunOptions(image=image, command=command, **kw))
+    if cidfile:
         try:
-            start_detached(engine, cid)
+            cid_file.write(cidfile, cid)
         except PinnaceError:
-            if opts.auto_remove:
-                engine.remove(cid, force=True)
+            engine.remove(cid, force=True)
             raise
-        click.echo(cid)
-        return
-    from pinnace.monitor.foreground import run_foreground
-
-    ctx.exit(run_foreground(engine, opts))
+    return cid
 
 
 def _create(ctx: click.Context, image: str, command: tuple[str, ...], **kw: Any) -> None:
-    from pinnace.containers.options import RunOptions
-
-    click.echo(get_engine(ctx).create(RunOptions(image=image, command=command, **kw)))
+    click.echo(_created(get_engine(ctx), image, command, kw))
 
 
 create = click.Command(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal as signals
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +12,7 @@ from pinnace.cli.confirm import prune_confirmed
 from pinnace.cli.output import for_each
 from pinnace.cli.root import get_engine
 from pinnace.errors import InvalidConfig
+from pinnace.runtime.policy import parse_signal
 
 CONTAINERS = click.argument("containers", nargs=-1, required=True,
                             shell_complete=complete.containers)
@@ -56,11 +56,12 @@ def start(ctx: click.Context, attach: bool, interactive: bool, containers: tuple
 
 
 @click.command()
-@click.option("-t", "--time", "timeout", type=int, default=10, show_default=True,
-              help="Seconds to wait for it to stop before killing it.")
+@click.option("-t", "--time", "timeout", type=int, default=None,
+              help="Seconds to wait for it to stop before killing it "
+                   "[default: its --stop-timeout, or 10].")
 @CONTAINERS
 @click.pass_context
-def stop(ctx: click.Context, timeout: int, containers: tuple[str, ...]) -> None:
+def stop(ctx: click.Context, timeout: int | None, containers: tuple[str, ...]) -> None:
     """Stop running containers: SIGTERM, then SIGKILL after a grace period (shared:
     they are stopped at once)."""
     from pinnace.errors import PinnaceError
@@ -85,31 +86,18 @@ def stop(ctx: click.Context, timeout: int, containers: tuple[str, ...]) -> None:
 
 
 @click.command()
-@click.option("-t", "--time", "timeout", type=int, default=10, show_default=True,
-              help="Seconds to wait for it to stop before killing it.")
+@click.option("-t", "--time", "timeout", type=int, default=None,
+              help="Seconds to wait for it to stop before killing it "
+                   "[default: its --stop-timeout, or 10].")
 @CONTAINERS
 @click.pass_context
-def restart(ctx: click.Context, timeout: int, containers: tuple[str, ...]) -> None:
+def restart(ctx: click.Context, timeout: int | None, containers: tuple[str, ...]) -> None:
     """Stop (if running) and start containers again."""
     def again(engine: Any, cid: str) -> None:
         engine.stop(cid, timeout)
         _start(engine, cid)
 
     _each(ctx, containers, again)
-
-
-def parse_signal(text: str) -> int:
-    """``KILL``, ``SIGKILL``, ``kill`` or ``9`` as a signal number."""
-    name = text.upper()
-    if name.isdigit():
-        number = int(name)
-        if number in {s.value for s in signals.Signals}:
-            return number
-    else:
-        sig = getattr(signals.Signals, name if name.startswith("SIG") else f"SIG{name}", None)
-        if sig is not None:
-            return int(sig)
-    raise InvalidConfig(f"invalid signal: {text}")
 
 
 @click.command()

@@ -49,3 +49,15 @@ class RunOptions(NamedTuple):
     tmpfs: Sequence[str] = ()
     volumes_from: Sequence[str] = ()
     volume_driver: str | None = None
+    init: bool = False
+    init_path: str | None = None
+    ulimits: Sequence[str] = ()
+    stop_signal: str | None = None
+    stop_timeout: int | None = None
+    shm_size: str | None = None
+    sysctls: Sequence[str] = ()
+    devices: Sequence[str] = ()
+    group_add: Sequence[str] = ()
+    pid: str | None = None
+    ipc: str | None = None
+    uts: str | None = None

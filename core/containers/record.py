@@ -32,6 +32,10 @@ class RunPolicy(NamedTuple):
     auto_remove: bool = False
     restart: RestartPolicy = RestartPolicy()
     log: LogOptions = LogOptions()
+    stop_signal: int = 15
+    """The signal ``stop`` sends first (``--stop-signal``, the image's STOPSIGNAL)."""
+    stop_timeout: int | None = None
+    """Seconds ``stop`` waits before SIGKILL when not told (``--stop-timeout``; None: 10)."""
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunPolicy:
@@ -39,7 +43,9 @@ class RunPolicy(NamedTuple):
         return cls(tty=data.get("tty", False), interactive=data.get("interactive", False),
                    auto_remove=data.get("auto_remove", False),
                    restart=RestartPolicy(**data.get("restart", {})),
-                   log=LogOptions(**data.get("log", {})))
+                   log=LogOptions(**data.get("log", {})),
+                   stop_signal=data.get("stop_signal", 15),
+                   stop_timeout=data.get("stop_timeout"))
 
     def to_dict(self) -> dict[str, Any]:
         """Its stored JSON shape."""
