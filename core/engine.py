@@ -26,7 +26,7 @@ from pinnace.paths import Paths
 
 if TYPE_CHECKING:
     from pinnace.collector import Collector
-    from pinnace.containers.options import RunOptions
+    from pinnace.containers.options import LimitChanges, RunOptions
     from pinnace.containers.record import ContainerRecord
     from pinnace.containers.table import ContainerTable
     from pinnace.images.copy import CopyOptions, Side
@@ -497,6 +497,48 @@ class Engine:
                     f"container {record.label} did not stop after SIGKILL")
             running = [r for r in running if r not in late]
         return outcome
+
+    @_operation("update")
+    def update(self, ref: str, changes: LimitChanges) -> str:
+        """Change a container's limits (written into its cgroup at once when it runs, kept
+        for its next starts) and restart policy; return its ID."""
+        from pinnace.runtime import cgroups, limits
+        from pinnace.runtime.policy import parse_restart
+
+        if all(value is None for value in changes):
+            raise InvalidConfig("you must provide one or more flags when using this command")
+        cid = self.resolve(ref)
+        with self.state.tx():  # read, change and store at once (network connect writes too)
+            record = self.current(cid)
+            config = record.config
+            res, run = config.spec.resources, config.run
+            memory = changes.memory or (str(res.memory) if changes.memory_swap and res.memory
+                                        else None)
+            given = limits.resources(memory, changes.memory_swap, changes.cpus,
+                                     changes.cpu_shares, None, changes.pids_limit)
+            changed = set()
+            if memory:
+                res.memory, res.memory_swap = given.memory, given.memory_swap
+                changed.add("memory")
+            if changes.cpus is not None:
+                res.cpu_quota, res.cpu_period = given.cpu_quota, given.cpu_period
+                changed.add("cpus")
+            if changes.cpu_shares:
+                res.cpu_shares = given.cpu_shares
+                changed.add("cpu_shares")
+            if changes.pids_limit is not None:
+                res.pids_limit = given.pids_limit
+                changed.add("pids")
+            if changes.restart is not None:
+                run = run._replace(restart=parse_restart(changes.restart))
+                if run.auto_remove and run.restart.name != "no":
+                    raise InvalidConfig("restart policy cannot be updated because AutoRemove "
+                                        "is enabled for the container")
+            if record.active and changed:
+                limits.update(cgroups.container_cgroup(cid), res, changed)
+            self.containers.save_config(cid, config._replace(run=run))
+            self.state.event("container", "update", cid, name=record.name)
+        return cid
 
     def _still_running(self, records: list[ContainerRecord],
                        timeout: float) -> list[ContainerRecord]:

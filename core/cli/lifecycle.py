@@ -1,4 +1,5 @@
-"""Lifecycle commands: start, stop, kill, restart, wait, pause, unpause, rename, prune."""
+"""Lifecycle commands: start, stop, kill, restart, wait, pause, unpause, update, rename,
+prune."""
 
 from __future__ import annotations
 
@@ -133,6 +134,31 @@ def pause(ctx: click.Context, containers: tuple[str, ...]) -> None:
 def unpause(ctx: click.Context, containers: tuple[str, ...]) -> None:
     """Thaw paused containers."""
     _each(ctx, containers, lambda engine, cid: engine.unpause(cid))
+
+
+@click.command()
+@click.option("-m", "--memory", metavar="SIZE", help="Memory limit (e.g. 64m, 1g).")
+@click.option("--memory-swap", metavar="SIZE",
+              help="Memory plus swap limit (-1: unlimited swap) [default: twice --memory].")
+@click.option("--cpus", type=float, metavar="N", help="CPU quota in CPUs (e.g. 0.5).")
+@click.option("-c", "--cpu-shares", type=int, metavar="N", help="Relative CPU weight.")
+@click.option("--pids-limit", type=int, metavar="N", help="Most processes at once (-1: no limit).")
+@click.option("--restart", metavar="POLICY",
+              help="Restart policy: no, always, unless-stopped, on-failure[:N].")
+@CONTAINERS
+@click.pass_context
+def update(ctx: click.Context, containers: tuple[str, ...], **flags: Any) -> None:
+    """Change the limits and restart policy of containers (running ones at once)."""
+    from pinnace.containers.options import LimitChanges
+
+    changes = LimitChanges(**flags)
+    engine = get_engine(ctx)
+
+    def one(ref: str) -> None:
+        engine.update(ref, changes)
+        click.echo(ref)
+
+    for_each(ctx, containers, one)
 
 
 @click.command()

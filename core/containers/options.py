@@ -61,3 +61,14 @@ class RunOptions(NamedTuple):
     pid: str | None = None
     ipc: str | None = None
     uts: str | None = None
+
+
+class LimitChanges(NamedTuple):
+    """What ``update`` changes of a container (None or empty: left as it is)."""
+
+    memory: str | None = None
+    memory_swap: str | None = None
+    cpus: float | None = None
+    cpu_shares: int | None = None
+    pids_limit: int | None = None
+    restart: str | None = None
