@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from pinnace.network import Network
     from pinnace.operations import Intent, Lease, Operations
     from pinnace.plugins import Plugins
+    from pinnace.runtime.healthcheck import HealthConfig
     from pinnace.runtime.namespaces import Sharing
     from pinnace.runtime.spec import Process
     from pinnace.state import State
@@ -241,7 +242,7 @@ class Engine:
                         log=parse_log_opts(opts.log_opts),
                         stop_signal=parse_signal(opts.stop_signal
                                                  or image_config.get("StopSignal") or "TERM"),
-                        stop_timeout=opts.stop_timeout)
+                        stop_timeout=opts.stop_timeout, health=_health(opts, image_config))
         sharing = self._sharing(opts)
         if opts.auto_remove and run.restart.name != "no":
             raise InvalidConfig("conflicting options: --restart and --rm")
@@ -346,6 +347,11 @@ class Engine:
             faults.point("start.created")
             self.containers.mark_running(cid, pid, start_time(pid),
                                          json.dumps(result.to_dict()))
+            if config.run.health:  # each start begins as "starting"
+                from pinnace.runtime import healthcheck
+
+                self.paths.health(cid).parent.mkdir(parents=True, exist_ok=True)
+                healthcheck.write(str(self.paths.health(cid)), healthcheck.HealthStatus())
             faults.point("start.recorded")
             self.plugins.call("isolation", record.isolation, "start", container_id=cid,
                               bundle=bundle)
@@ -918,6 +924,20 @@ def _has_volumes(record: ContainerRecord) -> bool:
     if '"volume"' not in record.config_json:
         return False
     return any(point.type == "volume" for point in record.config.spec.mounts)
+
+
+def _health(opts: RunOptions, image_config: dict[str, Any]) -> HealthConfig | None:
+    """The health check of a new container; nothing of health checks is imported for a
+    container without one."""
+    flags = (opts.health_cmd, opts.health_interval, opts.health_timeout,
+             opts.health_start_period, opts.health_retries)
+    if all(f is None for f in flags) and not opts.no_healthcheck \
+            and not image_config.get("Healthcheck"):
+        return None
+    from pinnace.runtime.healthcheck import HealthFlags, config
+
+    return config(HealthFlags(*flags, disabled=opts.no_healthcheck),
+                  image_config.get("Healthcheck"))
 
 
 def _run_undos(undos: list[Callable[[], None]], raise_first: bool = False) -> None:

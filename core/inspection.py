@@ -44,6 +44,7 @@ def container(engine: Engine, cid: str) -> dict[str, Any]:
             "Error": "",
             "StartedAt": _time(c.started),
             "FinishedAt": _time(c.finished),
+            **_health_state(engine, c.id, run.health is not None),
         },
         "Image": c.image_id,
         "Name": "/" + c.name,
@@ -61,6 +62,7 @@ def container(engine: Engine, cid: str) -> dict[str, Any]:
             "WorkingDir": process.cwd,
             "StopSignal": _signal_name(run.stop_signal),
             **({"StopTimeout": run.stop_timeout} if run.stop_timeout is not None else {}),
+            **({"Healthcheck": run.health.to_image()} if run.health else {}),
         },
         "HostConfig": {
             "NetworkMode": c.network,
@@ -107,6 +109,16 @@ def _limits_and_security(runtime: dict[str, Any]) -> dict[str, Any]:
                         *([f"seccomp={seccomp}"] if isinstance(seccomp, str) else
                           ["seccomp=<profile>"])],
     }
+
+
+def _health_state(engine: Engine, cid: str, checked: bool) -> dict[str, Any]:
+    """``Health`` of a container with a check: its status and last results."""
+    if not checked:
+        return {}
+    from pinnace.runtime import healthcheck
+
+    found = healthcheck.read(str(engine.paths.health(cid))) or healthcheck.HealthStatus()
+    return {"Health": found.to_docker()}
 
 
 def _signal_name(number: int) -> str:

@@ -105,6 +105,16 @@ from pinnace.errors import PinnaceError
 @click.option("--ipc", metavar="MODE",
               help="IPC namespace: private, shareable, host or container:NAME.")
 @click.option("--uts", metavar="MODE", help="UTS namespace: host.")
+@click.option("--health-cmd", metavar="COMMAND", help="Command to run to check health.")
+@click.option("--health-interval", metavar="DURATION",
+              help="Time between running the check (e.g. 30s, 1m) [default: 30s].")
+@click.option("--health-timeout", metavar="DURATION",
+              help="Longest a check may run [default: 30s].")
+@click.option("--health-start-period", metavar="DURATION",
+              help="Failures in this time after start do not count [default: 0s].")
+@click.option("--health-retries", type=int, metavar="N",
+              help="Failures in a row that make it unhealthy [default: 3].")
+@click.option("--no-healthcheck", is_flag=True, help="Disable the image's HEALTHCHECK.")
 @click.argument("image", shell_complete=complete.images)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
@@ -211,7 +221,8 @@ def ps(ctx: click.Context, all_: bool, quiet: bool, no_trunc: bool, fmt: str) ->
 
         table(("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"),
               [(c.id if no_trunc else c.short_id, c.image, command(c, no_trunc),
-                ago(c.created), status(c), c.name) for c in containers])
+                ago(c.created), status(c, engine.paths.health(c.id)), c.name)
+               for c in containers])
 
 
 @click.command()

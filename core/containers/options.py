@@ -61,6 +61,12 @@ class RunOptions(NamedTuple):
     pid: str | None = None
     ipc: str | None = None
     uts: str | None = None
+    health_cmd: str | None = None
+    health_interval: str | None = None
+    health_timeout: str | None = None
+    health_start_period: str | None = None
+    health_retries: int | None = None
+    no_healthcheck: bool = False
 
 
 class LimitChanges(NamedTuple):
