@@ -50,6 +50,16 @@ def test_init_is_pid_1_and_reaps(pn: Pinnace, busybox: str) -> None:
                              "echo x > /run/pinnace-init", check=False).stderr
 
 
+def test_init_path_tini(pn: Pinnace, busybox: str) -> None:
+    """Debian's tini (static) as the init: PID 1, an orphan reaped, the exit code kept."""
+    script = "(sleep 0.1 &); sleep 0.6; ps -o stat | grep -c '^Z'; cat /proc/1/cmdline; exit 3"
+    proc = pn("run", "--rm", "--init", "--init-path", "/usr/bin/tini-static", busybox, "sh",
+              "-c", script, check=False)
+    assert proc.returncode == 3
+    zombies, cmdline = proc.stdout.split("\n", 1)
+    assert zombies == "0" and cmdline.split("\0")[:2] == ["/run/pinnace-init", "--"]
+
+
 def test_init_path_errors(pn: Pinnace, busybox: str, tmp_path: Path) -> None:
     assert "not an executable file" in fails(pn, "run", "--init", "--init-path",
                                             str(tmp_path / "none"), busybox, "true")
