@@ -140,6 +140,9 @@ def test_sysctls(pn: Pinnace, busybox: str) -> None:
     assert "host's IPC namespace" in fails(pn, "run", "--ipc", "host", "--sysctl",
                                            "kernel.msgmax=9000", busybox, "true")
     assert "invalid --sysctl" in fails(pn, "run", "--sysctl", "kernel.shmmax", busybox, "true")
+    # a namespaced prefix does not lead to a host-wide parameter through the path
+    assert "invalid --sysctl" in fails(pn, "run", "--sysctl",
+                                       "net.ipv4/../../kernel/sysrq=0", busybox, "true")
     nothing_left(pn)
 
 

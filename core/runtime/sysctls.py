@@ -3,6 +3,7 @@ does not share with the host (docker's rule)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from pinnace.errors import InvalidConfig
@@ -10,6 +11,10 @@ from pinnace.errors import InvalidConfig
 IPC_NAMES = ("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
              "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced")
 """Parameters of the IPC namespace, besides ``fs.mqueue.*``."""
+
+_NAME = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+")
+"""A parameter's dotted name: no ``/`` and no empty part, so its path under /proc/sys
+is the parameter named and no other (``net.x/../../kernel`` is refused)."""
 
 
 def parse(items: Iterable[str], private_ipc: bool, private_net: bool,
@@ -19,8 +24,9 @@ def parse(items: Iterable[str], private_ipc: bool, private_net: bool,
     for item in items:
         key, eq, value = item.partition("=")
         key = key.strip()
-        if not eq or not key:
-            raise InvalidConfig(f"invalid --sysctl {item!r} (use KEY=VALUE)")
+        if not eq or not _NAME.fullmatch(key):
+            raise InvalidConfig(f"invalid --sysctl {item!r} (use KEY=VALUE, KEY dotted "
+                                "like net.ipv4.ip_forward)")
         if key in IPC_NAMES or key.startswith("fs.mqueue."):
             if not private_ipc:
                 raise InvalidConfig(f"sysctl {key!r} is not allowed when sharing the host's "
