@@ -176,6 +176,10 @@ def test_cidfile(pn: Pinnace, busybox: str, tmp_path: Path) -> None:
     assert "container ID file found" in fails(pn, "run", "--cidfile", str(path), busybox, "true")
     assert pn("ps", "-aq", "--no-trunc").stdout.split() == [cid]  # the refused one not made
     assert list(tmp_path.iterdir()) == [path]  # no temporary left
+    made = tmp_path / "made"
+    created = pn("create", "--cidfile", str(made), busybox, "true").stdout.strip()
+    assert made.read_text() == created
+    made.unlink()
     # a start that fails with --rm: the container and its file are gone
     gone = tmp_path / "gone"
     assert pn("run", "--rm", "--cidfile", str(gone), busybox, "/no/such",
