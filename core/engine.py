@@ -266,8 +266,7 @@ class Engine:
                                          self.paths.run_root, undo) if wanted else []
             spec = build.runtime_spec(
                 cid, opts, image_config, args, mounts, self.paths.run_root, points, sharing,
-                private_net=not (network.startswith("container:") or getattr(
-                    self.plugins.load("network", network), "host_netns", False)),
+                private_net=self._private_net(network) if opts.sysctls else True,
                 init_path=self.config.engine["init_path"].value,
                 default_ulimits=self.config.engine["default_ulimits"].value)
             with self.state.tx():
@@ -278,6 +277,12 @@ class Engine:
             raise
         self._announce("pinnace_container_created", cid)
         return cid
+
+    def _private_net(self, network: str) -> bool:
+        """Whether a container of network mode ``network`` has a network namespace of its
+        own (not ``container:NAME``'s, not the host's)."""
+        return not (network.startswith("container:")
+                    or getattr(self.plugins.load("network", network), "host_netns", False))
 
     def _sharing(self, opts: RunOptions) -> Sharing | None:
         """The namespaces ``--pid/--ipc/--uts`` leave the container (None: all its own);

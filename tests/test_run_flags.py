@@ -139,6 +139,8 @@ def test_sysctls(pn: Pinnace, busybox: str) -> None:
     assert "not whitelisted" in fails(pn, "run", "--sysctl", "vm.swappiness=1", busybox, "true")
     assert "host's IPC namespace" in fails(pn, "run", "--ipc", "host", "--sysctl",
                                            "kernel.msgmax=9000", busybox, "true")
+    assert "host's network namespace" in fails(pn, "run", "--net", "host", "--sysctl",
+                                               "net.ipv4.ip_forward=1", busybox, "true")
     assert "invalid --sysctl" in fails(pn, "run", "--sysctl", "kernel.shmmax", busybox, "true")
     # a namespaced prefix does not lead to a host-wide parameter through the path
     assert "invalid --sysctl" in fails(pn, "run", "--sysctl",
