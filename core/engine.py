@@ -526,7 +526,8 @@ class Engine:
             memory = changes.memory or (str(res.memory) if changes.memory_swap and res.memory
                                         else None)
             given = limits.resources(memory, changes.memory_swap, changes.cpus,
-                                     changes.cpu_shares, None, changes.pids_limit)
+                                     changes.cpu_shares, changes.cpuset_cpus,
+                                     changes.pids_limit)
             changed = set()
             if memory:
                 res.memory, res.memory_swap = given.memory, given.memory_swap
@@ -537,6 +538,9 @@ class Engine:
             if changes.cpu_shares:
                 res.cpu_shares = given.cpu_shares
                 changed.add("cpu_shares")
+            if changes.cpuset_cpus:
+                res.cpuset_cpus = given.cpuset_cpus
+                changed.add("cpuset")
             if changes.pids_limit is not None:
                 res.pids_limit = given.pids_limit
                 changed.add("pids")

@@ -26,7 +26,10 @@ def memory_limit(cid: str) -> int:
 def test_update_a_running_container(pn: Pinnace, busybox: str) -> None:
     cid = pn("run", "-d", "--memory", "64m", busybox, "sleep", "120").stdout.strip()
     assert pn("update", "--memory", "128m", "--cpus", "0.5", "--cpu-shares", "512",
-              "--pids-limit", "33", cid).stdout.split() == [cid]
+              "--pids-limit", "33", "--cpuset-cpus", "0", cid).stdout.split() == [cid]
+    assert cgroup_file(cid, "cpuset.cpus").read_text().strip() == "0"
+    assert pn("exec", cid, "grep", "Cpus_allowed_list",
+              "/proc/self/status").stdout.split()[-1] == "0"
     assert memory_limit(cid) == 128 * MIB  # raised above the old memory+swap (128m) too
     assert cgroup_file(cid, "pids.max").read_text().strip() == "33"
     if cgroups.version() == "v1":
@@ -41,8 +44,8 @@ def test_update_a_running_container(pn: Pinnace, busybox: str) -> None:
                                                           "can't fork")
     config = host_config(pn, cid)
     assert (config["Memory"], config["MemorySwap"]) == (128 * MIB, 256 * MIB)
-    assert (config["NanoCpus"], config["CpuShares"], config["PidsLimit"]) == \
-        (500_000_000, 512, 33)
+    assert (config["NanoCpus"], config["CpuShares"], config["PidsLimit"],
+            config["CpusetCpus"]) == (500_000_000, 512, 33, "0")
     pn("update", "--memory", "32m", "--pids-limit", "-1", cid)  # lowered below the old one
     assert memory_limit(cid) == 32 * MIB
     assert cgroup_file(cid, "pids.max").read_text().strip() == "max"

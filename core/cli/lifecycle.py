@@ -142,6 +142,7 @@ def unpause(ctx: click.Context, containers: tuple[str, ...]) -> None:
               help="Memory plus swap limit (-1: unlimited swap) [default: twice --memory].")
 @click.option("--cpus", type=float, metavar="N", help="CPU quota in CPUs (e.g. 0.5).")
 @click.option("-c", "--cpu-shares", type=int, metavar="N", help="Relative CPU weight.")
+@click.option("--cpuset-cpus", metavar="LIST", help="CPUs to run on (e.g. 0-1, 0,2).")
 @click.option("--pids-limit", type=int, metavar="N", help="Most processes at once (-1: no limit).")
 @click.option("--restart", metavar="POLICY",
               help="Restart policy: no, always, unless-stopped, on-failure[:N].")

@@ -76,5 +76,6 @@ class LimitChanges(NamedTuple):
     memory_swap: str | None = None
     cpus: float | None = None
     cpu_shares: int | None = None
+    cpuset_cpus: str | None = None
     pids_limit: int | None = None
     restart: str | None = None

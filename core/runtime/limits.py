@@ -86,7 +86,8 @@ def apply(cg: cgroups.Cgroup, res: Resources) -> None:
 
 
 def update(cg: cgroups.Cgroup, res: Resources, changed: set[str]) -> None:
-    """Write the ``changed`` limits (``memory``, ``cpus``, ``cpu_shares``, ``pids``) of
+    """Write the ``changed`` limits (``memory``, ``cpus``, ``cpu_shares``, ``cpuset``,
+    ``pids``) of
     a running container (``update``); a pids limit of 0 is lifted. The device allowlist
     is left alone (rewriting it denies every device for a moment); on v1 memory and
     memory+swap go in the order the kernel accepts (memory never above memory+swap)."""
