@@ -198,6 +198,7 @@ def test_pid_host_and_container(pn: Pinnace, busybox: str) -> None:
     pn("stop", "-t", "0", first)
     assert "not running" in fails(pn, "run", "--pid", "container:first", busybox, "true")
     assert "invalid --pid mode" in fails(pn, "run", "--pid", "nope", busybox, "true")
+    assert "invalid --pid mode" in fails(pn, "run", "--pid", "shareable", busybox, "true")
     assert "nope" in fails(pn, "run", "--pid", "container:nope", busybox, "true")
     assert pn("ps", "-aq", "--no-trunc").stdout.split() == [first]
     assert host_leftovers(pn.root) == []

@@ -27,7 +27,7 @@ def sharing(default: list[str], modes: dict[str, str | None],
     :func:`resolve` finds its path at each start."""
     namespaces, paths = list(default), {}
     for ns, mode in modes.items():
-        if not mode or mode == "private" or (ns == "ipc" and mode == "shareable"):
+        if not mode or mode in ("private", "shareable") and mode in MODES[ns]:
             continue
         if mode == "host":
             namespaces.remove(ns)
