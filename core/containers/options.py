@@ -3,7 +3,7 @@ defaults apply: the one input record every front-end fills."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 
@@ -67,6 +67,8 @@ class RunOptions(NamedTuple):
     health_start_period: str | None = None
     health_retries: int | None = None
     no_healthcheck: bool = False
+    labels: Mapping[str, str] = {}
+    """The container's own labels (the image's apply beneath them)."""
 
 
 class LimitChanges(NamedTuple):

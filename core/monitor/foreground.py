@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING
 from pinnace.errors import NotFound
 
 if TYPE_CHECKING:
-    from pinnace.containers.options import RunOptions
     from pinnace.engine import Engine
     from pinnace.monitor.detached import Streams
     from pinnace.runtime.watch import JsonLog, Timer
@@ -26,11 +25,6 @@ FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
              signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH)
 KILL_AFTER = 3
 """Like the docker CLI, the third SIGINT/SIGTERM kills the container outright."""
-
-
-def run_foreground(engine: Engine, opts: RunOptions) -> int:
-    """Create a container and run it attached to this process's stdio; return its exit code."""
-    return attach_start(engine, engine.create(opts))
 
 
 def attach_start(engine: Engine, cid: str) -> int:
