@@ -38,6 +38,8 @@ ENGINE_DEFAULTS: dict[str, str] = {
     "image_source": "docker",  # the transport of references without one
     "volume": "local",  # the driver of volumes made without -d
     "disabled_plugins": "",  # names (or ROLE.NAME) of installed plugins never to load
+    "init_path": "",  # the init of run --init; empty: Debian's catatonit or tini-static
+    "default_ulimits": "",  # name=soft[:hard] limits of every container, comma-separated
 }
 
 

@@ -26,7 +26,7 @@ from pinnace.paths import Paths
 
 if TYPE_CHECKING:
     from pinnace.collector import Collector
-    from pinnace.containers.options import RunOptions
+    from pinnace.containers.options import LimitChanges, RunOptions
     from pinnace.containers.record import ContainerRecord
     from pinnace.containers.table import ContainerTable
     from pinnace.images.copy import CopyOptions, Side
@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from pinnace.network import Network
     from pinnace.operations import Intent, Lease, Operations
     from pinnace.plugins import Plugins
+    from pinnace.runtime.healthcheck import HealthConfig
+    from pinnace.runtime.namespaces import Sharing
     from pinnace.runtime.spec import Process
     from pinnace.state import State
     from pinnace.storage_usage import StorageUsage
@@ -224,7 +226,7 @@ class Engine:
         """Create a container (row, rootfs, spec) and return its ID; nothing runs yet."""
         from pinnace.containers import build
         from pinnace.containers.record import ContainerConfig, RunPolicy
-        from pinnace.runtime.policy import parse_log_opts, parse_restart
+        from pinnace.runtime.policy import parse_log_opts, parse_restart, parse_signal
 
         storage = self.selected("storage", opts.storage)
         isolation = self.selected("isolation", opts.isolation)
@@ -237,7 +239,11 @@ class Engine:
             names.validate(opts.name)
         run = RunPolicy(tty=opts.tty, interactive=opts.interactive,
                         auto_remove=opts.auto_remove, restart=parse_restart(opts.restart),
-                        log=parse_log_opts(opts.log_opts))
+                        log=parse_log_opts(opts.log_opts),
+                        stop_signal=parse_signal(opts.stop_signal
+                                                 or image_config.get("StopSignal") or "TERM"),
+                        stop_timeout=opts.stop_timeout, health=_health(opts, image_config))
+        sharing = self._sharing(opts)
         if opts.auto_remove and run.restart.name != "no":
             raise InvalidConfig("conflicting options: --restart and --rm")
         cid = names.new_id()
@@ -259,8 +265,11 @@ class Engine:
             points = self.volumes.attach(cid, wanted, opts.volume_driver, mounts,
                                          self.paths.run_root, undo) if wanted else []
             faults.point("create.volumes")
-            spec = build.runtime_spec(cid, opts, image_config, args, mounts,
-                                      self.paths.run_root, points)
+            spec = build.runtime_spec(
+                cid, opts, image_config, args, mounts, self.paths.run_root, points, sharing,
+                private_net=self._private_net(network) if opts.sysctls else True,
+                init_path=self.config.engine["init_path"].value,
+                default_ulimits=self.config.engine["default_ulimits"].value)
             with self.state.tx():
                 labels = {**(image_config.get("Labels") or {}), **opts.labels}
                 self.containers.save_config(cid, ContainerConfig(args, spec, run, net, labels))
@@ -270,6 +279,25 @@ class Engine:
             raise
         self._announce("pinnace_container_created", cid)
         return cid
+
+    def _private_net(self, network: str) -> bool:
+        """Whether a container of network mode ``network`` has a network namespace of its
+        own (not ``container:NAME``'s, not the host's)."""
+        return not (network.startswith("container:")
+                    or getattr(self.plugins.load("network", network), "host_netns", False))
+
+    def _sharing(self, opts: RunOptions) -> Sharing | None:
+        """The namespaces ``--pid/--ipc/--uts`` leave the container (None: all its own);
+        nothing of the namespace flags is imported when none was given."""
+        if not (opts.pid or opts.ipc or opts.uts):
+            return None
+        from pinnace.runtime.namespaces import sharing
+        from pinnace.runtime.spec import NAMESPACES
+
+        modes = {"pid": opts.pid, "ipc": opts.ipc, "uts": opts.uts}
+        found = sharing(list(NAMESPACES), modes, self.resolve)
+        self._joined(found.paths)  # a container to join must run now (and at each start)
+        return found
 
     def _mount_requests(self, opts: RunOptions, image_config: dict[str, Any]
                         ) -> list[MountRequest]:
@@ -316,6 +344,8 @@ class Engine:
             faults.point("start.network")
             if _has_volumes(record):
                 self.volumes.mount(cid, spec, undo)
+            if spec.namespace_paths:
+                spec.namespace_paths = self._joined(spec.namespace_paths)
             self.plugins.broadcast("pinnace_prepare_spec", spec=spec)
             undo.append(lambda: self.plugins.call("isolation", record.isolation, "delete",
                                                   container_id=cid, bundle=bundle))
@@ -324,6 +354,11 @@ class Engine:
             faults.point("start.created")
             self.containers.mark_running(cid, pid, start_time(pid),
                                          json.dumps(result.to_dict()))
+            if config.run.health:  # each start begins as "starting"
+                from pinnace.runtime import healthcheck
+
+                self.paths.health(cid).parent.mkdir(parents=True, exist_ok=True)
+                healthcheck.write(str(self.paths.health(cid)), healthcheck.HealthStatus())
             faults.point("start.recorded")
             self.plugins.call("isolation", record.isolation, "start", container_id=cid,
                               bundle=bundle)
@@ -335,6 +370,19 @@ class Engine:
         self.state.event("container", "start", cid)
         self._announce("pinnace_container_started", cid, pid=pid)
         return int(pid)
+
+    def _joined(self, paths: dict[str, str]) -> dict[str, str]:
+        """The namespace paths of the containers ``--pid/--ipc container:`` named, now."""
+        from pinnace.runtime.namespaces import resolve
+
+        def running_pid(cid: str) -> tuple[str, int]:
+            try:
+                record = self.current(cid)
+            except NotFound:
+                return cid[:12], 0
+            return record.label, record.pid if record.status == "running" else 0
+
+        return resolve(paths, running_pid)
 
     def wait(self, cid: str) -> int:
         """Wait for a container this process started, tear its runtime down, return its
@@ -403,8 +451,10 @@ class Engine:
             self.plugins.call("isolation", record.isolation, "resume", container_id=cid,
                               bundle=bundle)
 
-    def stop(self, cid: str, timeout: float = 10.0) -> None:
-        """SIGTERM, then SIGKILL after ``timeout`` seconds; return once it has exited.
+    def stop(self, cid: str, timeout: float | None = None) -> None:
+        """The container's stop signal (SIGTERM unless ``--stop-signal`` or the image's
+        STOPSIGNAL said otherwise), then SIGKILL after ``timeout`` seconds (None: its
+        ``--stop-timeout``, or 10); return once it has exited.
 
         A stopped container is not restarted by its policy; stopping one
         that is not running is not an error (as with docker).
@@ -414,10 +464,12 @@ class Engine:
             raise failure
 
     def stop_all(self, cids: Sequence[str],
-                 timeout: float = 10.0) -> dict[str, PinnaceError | None]:
+                 timeout: float | None = None) -> dict[str, PinnaceError | None]:
         """:meth:`stop` several containers at once: they share the grace period (as
-        ``docker stop a b`` does). Returns each one's error, or None."""
+        ``docker stop a b`` does; each its own when ``timeout`` is None). Returns each
+        one's error, or None."""
         import signal
+        import time
 
         outcome: dict[str, PinnaceError | None] = {}
         running = []
@@ -433,17 +485,77 @@ class Engine:
             outcome[cid] = None
             if record.active:
                 running.append(record)
-        for sig, limit in ((signal.SIGTERM, timeout), (signal.SIGKILL, 30.0)):
-            if limit <= 0 or not running:
-                continue
-            for record in running:
-                with contextlib.suppress(FailedPrecondition, NotFound):
-                    self.kill(record.id, sig)
-            running = self._still_running(running, limit)
+        deadlines = {}
         for record in running:
-            outcome[record.id] = FailedPrecondition(
-                f"container {record.label} did not stop after SIGKILL")
+            run = record.config.run
+            grace = timeout if timeout is not None else (
+                run.stop_timeout if run.stop_timeout is not None else 10)
+            deadlines[record.id] = time.monotonic() + grace
+            if grace > 0:
+                with contextlib.suppress(FailedPrecondition, NotFound):
+                    self.kill(record.id, run.stop_signal)
+        while running:
+            due = min(deadlines[r.id] for r in running)
+            running = self._still_running(running, max(due - time.monotonic(), 0))
+            now = time.monotonic()
+            late = [r for r in running if deadlines[r.id] <= now]
+            if not late:
+                continue
+            for record in late:
+                with contextlib.suppress(FailedPrecondition, NotFound):
+                    self.kill(record.id, signal.SIGKILL)
+            killed = self._still_running(late, 30.0)
+            for record in killed:
+                outcome[record.id] = FailedPrecondition(
+                    f"container {record.label} did not stop after SIGKILL")
+            running = [r for r in running if r not in late]
         return outcome
+
+    @_operation("update")
+    def update(self, ref: str, changes: LimitChanges) -> str:
+        """Change a container's limits (written into its cgroup at once when it runs, kept
+        for its next starts) and restart policy; return its ID."""
+        from pinnace.runtime import cgroups, limits
+        from pinnace.runtime.policy import parse_restart
+
+        if all(value is None for value in changes):
+            raise InvalidConfig("you must provide one or more flags when using this command")
+        cid = self.resolve(ref)
+        with self.state.tx():  # read, change and store at once (network connect writes too)
+            record = self.current(cid)
+            config = record.config
+            res, run = config.spec.resources, config.run
+            memory = changes.memory or (str(res.memory) if changes.memory_swap and res.memory
+                                        else None)
+            given = limits.resources(memory, changes.memory_swap, changes.cpus,
+                                     changes.cpu_shares, changes.cpuset_cpus,
+                                     changes.pids_limit)
+            changed = set()
+            if memory:
+                res.memory, res.memory_swap = given.memory, given.memory_swap
+                changed.add("memory")
+            if changes.cpus is not None:
+                res.cpu_quota, res.cpu_period = given.cpu_quota, given.cpu_period
+                changed.add("cpus")
+            if changes.cpu_shares:
+                res.cpu_shares = given.cpu_shares
+                changed.add("cpu_shares")
+            if changes.cpuset_cpus:
+                res.cpuset_cpus = given.cpuset_cpus
+                changed.add("cpuset")
+            if changes.pids_limit is not None:
+                res.pids_limit = given.pids_limit
+                changed.add("pids")
+            if changes.restart is not None:
+                run = run._replace(restart=parse_restart(changes.restart))
+                if run.auto_remove and run.restart.name != "no":
+                    raise InvalidConfig("restart policy cannot be updated because AutoRemove "
+                                        "is enabled for the container")
+            if record.active and changed:
+                limits.update(cgroups.container_cgroup(cid), res, changed)
+            self.containers.save_config(cid, config._replace(run=run))
+            self.state.event("container", "update", cid, name=record.name)
+        return cid
 
     def _still_running(self, records: list[ContainerRecord],
                        timeout: float) -> list[ContainerRecord]:
@@ -829,6 +941,20 @@ def _has_volumes(record: ContainerRecord) -> bool:
     if '"volume"' not in record.config_json:
         return False
     return any(point.type == "volume" for point in record.config.spec.mounts)
+
+
+def _health(opts: RunOptions, image_config: dict[str, Any]) -> HealthConfig | None:
+    """The health check of a new container; nothing of health checks is imported for a
+    container without one."""
+    flags = (opts.health_cmd, opts.health_interval, opts.health_timeout,
+             opts.health_start_period, opts.health_retries)
+    if all(f is None for f in flags) and not opts.no_healthcheck \
+            and not image_config.get("Healthcheck"):
+        return None
+    from pinnace.runtime.healthcheck import HealthFlags, config
+
+    return config(HealthFlags(*flags, disabled=opts.no_healthcheck),
+                  image_config.get("Healthcheck"))
 
 
 def _run_undos(undos: list[Callable[[], None]], raise_first: bool = False) -> None:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from pinnace.engine import Engine
     from pinnace.network import Network
+    from pinnace.runtime.spec import ContainerSpec
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
 
@@ -43,6 +44,7 @@ def container(engine: Engine, cid: str) -> dict[str, Any]:
             "Error": "",
             "StartedAt": _time(c.started),
             "FinishedAt": _time(c.finished),
+            **_health_state(engine, c.id, run.health is not None),
         },
         "Image": c.image_id,
         "Name": "/" + c.name,
@@ -59,6 +61,9 @@ def container(engine: Engine, cid: str) -> dict[str, Any]:
             "Image": c.image,
             "WorkingDir": process.cwd,
             "Labels": config.labels,
+            "StopSignal": _signal_name(run.stop_signal),
+            **({"StopTimeout": run.stop_timeout} if run.stop_timeout is not None else {}),
+            **({"Healthcheck": run.health.to_image()} if run.health else {}),
         },
         "HostConfig": {
             "NetworkMode": c.network,
@@ -67,6 +72,7 @@ def container(engine: Engine, cid: str) -> dict[str, Any]:
             "AutoRemove": run.auto_remove,
             "ReadonlyRootfs": spec.readonly_rootfs,
             **_limits_and_security(asdict(spec)),
+            **_process_flags(spec),
             "LogConfig": {"Type": "json-file", "Config": {
                 k: str(v) for k, v in (("max-size", run.log.max_size),
                                        ("max-file", run.log.max_files)) if v}},
@@ -104,6 +110,56 @@ def _limits_and_security(runtime: dict[str, Any]) -> dict[str, Any]:
                         *([f"seccomp={seccomp}"] if isinstance(seccomp, str) else
                           ["seccomp=<profile>"])],
     }
+
+
+def _health_state(engine: Engine, cid: str, checked: bool) -> dict[str, Any]:
+    """``Health`` of a container with a check: its status and last results."""
+    if not checked:
+        return {}
+    from pinnace.runtime import healthcheck
+
+    found = healthcheck.read(str(engine.paths.health(cid))) or healthcheck.HealthStatus()
+    return {"Health": found.to_docker()}
+
+
+def _signal_name(number: int) -> str:
+    import signal
+
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return str(number)
+
+
+def _process_flags(spec: ContainerSpec) -> dict[str, Any]:
+    """HostConfig's fields of ``--init``, ``--ulimit``, ``--shm-size``, ``--sysctl``,
+    ``--device`` and ``--pid/--ipc/--uts``, from the runtime spec."""
+    from pinnace.containers.build import INIT_TARGET
+    from pinnace.runtime.ulimits import NAMES
+
+    names = {kernel: name for name, kernel in NAMES.items()}
+
+    def mode(ns: str) -> str:
+        if ns not in spec.namespaces:
+            return "host"
+        return spec.namespace_paths.get(ns, "private" if ns == "ipc" else "")
+
+    return {
+        "Init": spec.process.args[:1] == [INIT_TARGET],
+        "Ulimits": [{"Name": names.get(r.type, r.type), "Soft": r.soft, "Hard": r.hard}
+                    for r in spec.process.rlimits],
+        "ShmSize": spec.shm_size,
+        "Sysctls": dict(spec.sysctl),
+        "Devices": [{"PathInContainer": d.path, "CgroupPermissions": rule.split()[-1]}
+                    for d, rule in zip(spec.devices, _device_rules(spec), strict=True)],
+        "PidMode": mode("pid"), "IpcMode": mode("ipc"), "UTSMode": mode("uts"),
+    }
+
+
+def _device_rules(spec: ContainerSpec) -> list[str]:
+    """The allowlist rules ``--device`` added, in order (those naming each device's node)."""
+    rules = {r.rsplit(" ", 1)[0]: r for r in spec.resources.devices}
+    return [rules.get(f"{d.type} {d.major}:{d.minor}", "rwm") for d in spec.devices]
 
 
 def processes(engine: Engine, cid: str, ps_args: list[str]) -> tuple[list[str], list[list[str]]]:

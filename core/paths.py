@@ -24,6 +24,10 @@ class Paths(NamedTuple):
         """The container's json-file log (kept with its state, not in the run dir)."""
         return self.root / "containers" / cid / "json.log"
 
+    def health(self, cid: str) -> Path:
+        """The container's health check status (beside its log; present only with a check)."""
+        return self.root / "containers" / cid / "health.json"
+
     def lock(self, name: str) -> Path:
         """A lock file shared by every pinnace process on this root."""
         return self.root / "locks" / f"{name}.lock"

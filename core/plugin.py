@@ -39,7 +39,7 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(("Attachment", "Network", "NetworkResult", "IPConfig", "Interface",
                      "Route", "PortMapping", "routable_ipv4"), "pinnace.network"),
     **dict.fromkeys(("ContainerSpec", "Process", "User", "MountPoint", "Security",
-                     "Resources", "spec_from_dict"), "pinnace.runtime.spec"),
+                     "Resources", "Rlimit", "Device", "spec_from_dict"), "pinnace.runtime.spec"),
     **dict.fromkeys(("ContainerState", "Status"), "pinnace.runtime.status"),
     "ContainerRecord": "pinnace.containers.record",
     **dict.fromkeys(("Lockdown", "restrict_paths"), "pinnace.runtime.security"),
@@ -57,13 +57,17 @@ _EXPORTS: dict[str, str] = {
 _MODULES = {"netns": "pinnace.netns", "linux": "pinnace.linux",
             "cgroups": "pinnace.runtime.cgroups",
             "limits": "pinnace.runtime.limits", "capabilities": "pinnace.runtime.capabilities",
-            "seccomp": "pinnace.runtime.seccomp", "rootfs": "pinnace.rootfs"}
+            "seccomp": "pinnace.runtime.seccomp", "rootfs": "pinnace.rootfs",
+            "ulimits": "pinnace.runtime.ulimits", "sysctls": "pinnace.runtime.sysctls",
+            "devices": "pinnace.runtime.devices"}
 """Re-exported helper modules: ``netns.entered(path)``, ``linux`` (the system calls
 Python lacks: ``unshare``, ``setns``, ``mount``, ``umount``, ``pivot_root``,
 ``sethostname``, ``set_child_subreaper``), ``cgroups.create(path)`` (a
 :class:`~pinnace.runtime.cgroups.Cgroup`), ``limits.apply(cgroup, resources)``,
 ``capabilities.mask(names)``, ``seccomp.default_profile()``, ``rootfs.mkdir_in(root,
-path)`` (paths inside a container's root filesystem, never leaving it)."""
+path)`` (paths inside a container's root filesystem, never leaving it),
+``ulimits.apply(rlimits)``, ``sysctls.apply(values)`` and ``devices.make(devices)`` (in
+the container's process, after pivot_root)."""
 
 __all__ = sorted(["hookimpl", "Plugin", "Option", "PluginContext", *_EXPORTS, *_MODULES])
 

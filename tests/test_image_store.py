@@ -123,8 +123,10 @@ def test_a_truncated_gzip_source_leaves_nothing(store: ImageStore, tmp_path: Pat
 
 def test_a_bad_change_is_refused_before_anything_is_written(store: ImageStore, tmp_path: Path,
                                                             state: State) -> None:
-    with pytest.raises(InvalidConfig, match="'HEALTHCHECK'"):
-        store.import_rootfs(write(tmp_path / "r.tar", rootfs_tar({})), "x", ["HEALTHCHECK NONE"])
+    with pytest.raises(InvalidConfig, match="'ONBUILD'"):
+        store.import_rootfs(write(tmp_path / "r.tar", rootfs_tar({})), "x", ["ONBUILD RUN x"])
+    with pytest.raises(InvalidConfig, match="HEALTHCHECK needs CMD"):
+        store.import_rootfs(write(tmp_path / "r.tar", rootfs_tar({})), "x", ["HEALTHCHECK ls"])
     with pytest.raises(InvalidConfig, match="invalid port 'http'"):
         store.import_rootfs(write(tmp_path / "r.tar", rootfs_tar({})), "x", ["EXPOSE http"])
     assert blob_files(store) == [] and state.query("SELECT * FROM images") == []

@@ -89,6 +89,38 @@ from pinnace.errors import PinnaceError
               help="Mount the volumes and binds of another container.")
 @click.option("--volume-driver", metavar="NAME",
               help="Volume plugin for the volumes this makes [default: config, local].")
+@click.option("--init", is_flag=True,
+              help="Run an init as PID 1 that forwards signals and reaps zombies.")
+@click.option("--init-path", metavar="PATH",
+              help="The init binary for --init [default: config, catatonit or tini-static].")
+@click.option("--ulimit", "ulimits", multiple=True, metavar="NAME=SOFT[:HARD]",
+              help="A resource limit (nofile, nproc, core, memlock, stack, ...; -1 unlimited).")
+@click.option("--stop-signal", metavar="SIGNAL",
+              help="Signal stop sends first [default: the image's STOPSIGNAL, SIGTERM].")
+@click.option("--stop-timeout", type=int, metavar="SECONDS",
+              help="Seconds stop waits before SIGKILL [default: 10].")
+@click.option("--shm-size", metavar="SIZE", help="Size of /dev/shm [default: 64m].")
+@click.option("--sysctl", "sysctls", multiple=True, metavar="KEY=VALUE",
+              help="A namespaced kernel parameter (net.*, kernel.shm*/msg*/sem, fs.mqueue.*).")
+@click.option("--device", "devices", multiple=True, metavar="HOST[:CONTAINER[:rwm]]",
+              help="Add a host device to the container.")
+@click.option("--group-add", multiple=True, metavar="GROUP",
+              help="A supplementary group (a gid or a name in the container's /etc/group).")
+@click.option("--cidfile", metavar="FILE", help="Write the container ID to FILE (must not exist).")
+@click.option("--pid", metavar="MODE", help="PID namespace: host or container:NAME.")
+@click.option("--ipc", metavar="MODE",
+              help="IPC namespace: private, shareable, host or container:NAME.")
+@click.option("--uts", metavar="MODE", help="UTS namespace: host.")
+@click.option("--health-cmd", metavar="COMMAND", help="Command to run to check health.")
+@click.option("--health-interval", metavar="DURATION",
+              help="Time between running the check (e.g. 30s, 1m) [default: 30s].")
+@click.option("--health-timeout", metavar="DURATION",
+              help="Longest a check may run [default: 30s].")
+@click.option("--health-start-period", metavar="DURATION",
+              help="Failures in this time after start do not count [default: 0s].")
+@click.option("--health-retries", type=int, metavar="N",
+              help="Failures in a row that make it unhealthy [default: 3].")
+@click.option("--no-healthcheck", is_flag=True, help="Disable the image's HEALTHCHECK.")
 @click.argument("image", shell_complete=complete.images)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
@@ -101,23 +133,49 @@ def run(ctx: click.Context, detach: bool, image: str, command: tuple[str, ...],
     not found. Signals are forwarded; a third Ctrl-C kills it. With -d it
     runs under a monitor of its own and the ID is printed.
     """
+    from pinnace.monitor.foreground import attach_start
+
     engine = get_engine(ctx)
-    opts = run_options(image, command, kw)
-    if detach:
-        from pinnace.monitor.detached import start_detached
+    cidfile, auto_remove = kw["cidfile"], kw["auto_remove"]
+    cid = _created(engine, image, command, kw)
+    try:
+        if detach:
+            from pinnace.monitor.detached import start_detached
 
-        cid = engine.create(opts)
+            try:
+                start_detached(engine, cid)
+            except PinnaceError:
+                if auto_remove:
+                    engine.remove(cid, force=True)
+                raise
+            click.echo(cid)
+            return
+        code = attach_start(engine, cid)
+    except PinnaceError:
+        if cidfile and auto_remove:  # the container it names is gone
+            from pinnace.containers import cidfile as cid_file
+
+            cid_file.remove(cidfile, cid)
+        raise
+    ctx.exit(code)
+
+
+def _created(engine: Any, image: str, command: tuple[str, ...], kw: dict[str, Any]) -> str:
+    """Create the container ``run``'s (or ``create``'s) options describe; with
+    ``--cidfile`` its ID goes into that file, which must not exist."""
+    cidfile = kw.pop("cidfile")
+    if cidfile:
+        from pinnace.containers import cidfile as cid_file
+
+        cid_file.check(cidfile)
+    cid = engine.create(run_options(image, command, kw))
+    if cidfile:
         try:
-            start_detached(engine, cid)
+            cid_file.write(cidfile, cid)
         except PinnaceError:
-            if opts.auto_remove:
-                engine.remove(cid, force=True)
+            engine.remove(cid, force=True)
             raise
-        click.echo(cid)
-        return
-    from pinnace.monitor.foreground import run_foreground
-
-    ctx.exit(run_foreground(engine, opts))
+    return cid
 
 
 def run_options(image: str, command: tuple[str, ...], kw: dict[str, Any]) -> Any:
@@ -132,7 +190,7 @@ def run_options(image: str, command: tuple[str, ...], kw: dict[str, Any]) -> Any
 
 
 def _create(ctx: click.Context, image: str, command: tuple[str, ...], **kw: Any) -> None:
-    click.echo(get_engine(ctx).create(run_options(image, command, kw)))
+    click.echo(_created(get_engine(ctx), image, command, kw))
 
 
 create = click.Command(
@@ -189,7 +247,8 @@ def ps(ctx: click.Context, all_: bool, quiet: bool, no_trunc: bool, filters: tup
 
         table(("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"),
               [(c.id if no_trunc else c.short_id, c.image, command(c, no_trunc),
-                ago(c.created), status(c), ports(engine, c), c.name) for c in containers])
+                ago(c.created), status(c, engine.paths.health(c.id)), ports(engine, c), c.name)
+               for c in containers])
 
 
 @click.command()

@@ -1,8 +1,8 @@
-"""Lifecycle commands: start, stop, kill, restart, wait, pause, unpause, rename, prune."""
+"""Lifecycle commands: start, stop, kill, restart, wait, pause, unpause, update, rename,
+prune."""
 
 from __future__ import annotations
 
-import signal as signals
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +13,7 @@ from pinnace.cli.confirm import prune_confirmed
 from pinnace.cli.output import for_each
 from pinnace.cli.root import get_engine
 from pinnace.errors import InvalidConfig
+from pinnace.runtime.policy import parse_signal
 
 CONTAINERS = click.argument("containers", nargs=-1, required=True,
                             shell_complete=complete.containers)
@@ -56,11 +57,12 @@ def start(ctx: click.Context, attach: bool, interactive: bool, containers: tuple
 
 
 @click.command()
-@click.option("-t", "--time", "timeout", type=int, default=10, show_default=True,
-              help="Seconds to wait for it to stop before killing it.")
+@click.option("-t", "--time", "timeout", type=int, default=None,
+              help="Seconds to wait for it to stop before killing it "
+                   "[default: its --stop-timeout, or 10].")
 @CONTAINERS
 @click.pass_context
-def stop(ctx: click.Context, timeout: int, containers: tuple[str, ...]) -> None:
+def stop(ctx: click.Context, timeout: int | None, containers: tuple[str, ...]) -> None:
     """Stop running containers: SIGTERM, then SIGKILL after a grace period (shared:
     they are stopped at once)."""
     from pinnace.errors import PinnaceError
@@ -85,31 +87,18 @@ def stop(ctx: click.Context, timeout: int, containers: tuple[str, ...]) -> None:
 
 
 @click.command()
-@click.option("-t", "--time", "timeout", type=int, default=10, show_default=True,
-              help="Seconds to wait for it to stop before killing it.")
+@click.option("-t", "--time", "timeout", type=int, default=None,
+              help="Seconds to wait for it to stop before killing it "
+                   "[default: its --stop-timeout, or 10].")
 @CONTAINERS
 @click.pass_context
-def restart(ctx: click.Context, timeout: int, containers: tuple[str, ...]) -> None:
+def restart(ctx: click.Context, timeout: int | None, containers: tuple[str, ...]) -> None:
     """Stop (if running) and start containers again."""
     def again(engine: Any, cid: str) -> None:
         engine.stop(cid, timeout)
         _start(engine, cid)
 
     _each(ctx, containers, again)
-
-
-def parse_signal(text: str) -> int:
-    """``KILL``, ``SIGKILL``, ``kill`` or ``9`` as a signal number."""
-    name = text.upper()
-    if name.isdigit():
-        number = int(name)
-        if number in {s.value for s in signals.Signals}:
-            return number
-    else:
-        sig = getattr(signals.Signals, name if name.startswith("SIG") else f"SIG{name}", None)
-        if sig is not None:
-            return int(sig)
-    raise InvalidConfig(f"invalid signal: {text}")
 
 
 @click.command()
@@ -145,6 +134,32 @@ def pause(ctx: click.Context, containers: tuple[str, ...]) -> None:
 def unpause(ctx: click.Context, containers: tuple[str, ...]) -> None:
     """Thaw paused containers."""
     _each(ctx, containers, lambda engine, cid: engine.unpause(cid))
+
+
+@click.command()
+@click.option("-m", "--memory", metavar="SIZE", help="Memory limit (e.g. 64m, 1g).")
+@click.option("--memory-swap", metavar="SIZE",
+              help="Memory plus swap limit (-1: unlimited swap) [default: twice --memory].")
+@click.option("--cpus", type=float, metavar="N", help="CPU quota in CPUs (e.g. 0.5).")
+@click.option("-c", "--cpu-shares", type=int, metavar="N", help="Relative CPU weight.")
+@click.option("--cpuset-cpus", metavar="LIST", help="CPUs to run on (e.g. 0-1, 0,2).")
+@click.option("--pids-limit", type=int, metavar="N", help="Most processes at once (-1: no limit).")
+@click.option("--restart", metavar="POLICY",
+              help="Restart policy: no, always, unless-stopped, on-failure[:N].")
+@CONTAINERS
+@click.pass_context
+def update(ctx: click.Context, containers: tuple[str, ...], **flags: Any) -> None:
+    """Change the limits and restart policy of containers (running ones at once)."""
+    from pinnace.containers.options import LimitChanges
+
+    changes = LimitChanges(**flags)
+    engine = get_engine(ctx)
+
+    def one(ref: str) -> None:
+        engine.update(ref, changes)
+        click.echo(ref)
+
+    for_each(ctx, containers, one)
 
 
 @click.command()

@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "pause": "pinnace.cli.lifecycle:pause",
     "unpause": "pinnace.cli.lifecycle:unpause",
     "rename": "pinnace.cli.lifecycle:rename",
+    "update": "pinnace.cli.lifecycle:update",
     "logs": "pinnace.cli.logs:logs",
     "exec": "pinnace.cli.exec:exec_",
     "attach": "pinnace.cli.exec:attach",
@@ -64,7 +65,7 @@ COMMANDS: dict[str, str] = {
 CONTAINER_COMMANDS: dict[str, str] = {
     name: COMMANDS[name] for name in (
         "run", "create", "start", "stop", "restart", "kill", "wait", "pause", "unpause",
-        "rename", "logs", "exec", "attach", "inspect", "top", "rm", "stats", "commit",
+        "rename", "update", "logs", "exec", "attach", "inspect", "top", "rm", "stats", "commit",
         "export", "diff", "cp", "port")
 } | {"ls": "pinnace.cli.containers:ps", "ps": "pinnace.cli.containers:ps",
      "prune": "pinnace.cli.lifecycle:prune"}

@@ -11,6 +11,8 @@ from pinnace.cli.output import ago, duration, local_time, size
 from pinnace.errors import NotFound
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from pinnace.containers.record import ContainerRecord
     from pinnace.engine import Engine
     from pinnace.images.sources import SearchResult
@@ -189,16 +191,29 @@ def history_rows(entries: list[dict[str, Any]], no_trunc: bool) -> list[HistoryR
     return rows
 
 
-def status(c: ContainerRecord) -> str:
-    """``Up 2 minutes``, ``Exited (0) 3 seconds ago``: docker's STATUS column."""
+def status(c: ContainerRecord, health: Path | None = None) -> str:
+    """``Up 2 minutes (healthy)``, ``Exited (0) 3 seconds ago``: docker's STATUS column
+    (``health`` is where the container's health check status would be)."""
     if c.status == "running":
-        return f"Up {duration(time.time() - (c.started or c.created))}"
+        return f"Up {duration(time.time() - (c.started or c.created))}{_health(health)}"
     if c.status == "paused":
         return f"Up {duration(time.time() - (c.started or c.created))} (Paused)"
     if c.status == "exited":
         code = "unknown" if c.exit_code is None else c.exit_code
         return f"Exited ({code}) {ago(c.finished)}".rstrip()
     return c.status.capitalize()
+
+
+def _health(path: Path | None) -> str:
+    """`` (healthy)``, `` (unhealthy)``, `` (health: starting)``, or nothing without a check."""
+    if path is None or not path.exists():
+        return ""
+    from pinnace.runtime import healthcheck
+
+    found = healthcheck.read(str(path))
+    if found is None:
+        return ""
+    return " (health: starting)" if found.status == "starting" else f" ({found.status})"
 
 
 def command(c: ContainerRecord, no_trunc: bool) -> str:
@@ -229,7 +244,7 @@ def container_rows(engine: Engine, containers: list[ContainerRecord],
         rows.append(ContainerRow(
             ID=c.id if no_trunc else c.short_id, Image=c.image, Command=command(c, no_trunc),
             CreatedAt=local_time(c.created), RunningFor=ago(c.created),
-            Ports=port_text(settings["Ports"]), Status=status(c),
+            Ports=port_text(settings["Ports"]), Status=status(c, engine.paths.health(c.id)),
             Size=f"(virtual {size(image.size)})" if image else "",
             Names=c.name, Labels=LabelText(labels),
             Mounts="", Networks=",".join(networks), State=c.status))

@@ -14,7 +14,13 @@ if TYPE_CHECKING:
 
     from pinnace.containers.options import RunOptions
     from pinnace.mounts import Mount
+    from pinnace.runtime.namespaces import Sharing
     from pinnace.runtime.spec import ContainerSpec, MountPoint, Process
+
+INIT_TARGET = "/run/pinnace-init"
+"""Where ``--init`` puts the init binary in the container (read-only bind mount)."""
+INIT_CANDIDATES = ("/usr/bin/catatonit", "/usr/bin/tini-static")
+"""Static init binaries from Debian (``catatonit``, ``tini``), the first found is used."""
 
 
 def command(opts: RunOptions, image_config: dict[str, Any]) -> list[str]:
@@ -63,39 +69,105 @@ def default_env(hostname: str, tty: bool) -> list[str]:
 
 
 def runtime_spec(cid: str, opts: RunOptions, image_config: dict[str, Any], args: list[str],
-                 mounts: list[Mount], scratch: Path,
-                 volumes: Sequence[MountPoint] = ()) -> ContainerSpec:
+                 mounts: list[Mount], scratch: Path, volumes: Sequence[MountPoint] = (),
+                 sharing: Sharing | None = None, private_net: bool = True,
+                 init_path: str = "", default_ulimits: str = "") -> ContainerSpec:
     """The spec an isolation plugin gets: process, rootfs, hostname, cgroup, limits and
     security, and the ``volumes`` (binds, volumes, tmpfs) on top of the rootfs; the user
-    is looked up in the image's files (mounted under ``scratch``)."""
+    is looked up in the image's files (mounted under ``scratch``). ``sharing`` is what
+    ``--pid/--ipc/--uts`` chose; ``init_path`` and ``default_ulimits`` come from the
+    config."""
     from pinnace.mounts import mounted
     from pinnace.runtime import cgroups, limits, security, users
-    from pinnace.runtime.spec import DEFAULT_PATH, ContainerSpec, Process
+    from pinnace.runtime.spec import DEFAULT_PATH, NAMESPACES, ContainerSpec, MountPoint, Process
 
-    hostname = opts.hostname or cid[:12]
+    namespaces, joined = (sharing.namespaces, sharing.paths) if sharing else (list(NAMESPACES), {})
+
+    def private(ns: str) -> bool:
+        return ns in namespaces and ns not in joined
+
+    if opts.hostname and not private("uts"):
+        raise InvalidConfig("conflicting options: --hostname and --uts=host")
+    hostname = opts.hostname or (cid[:12] if private("uts") else os.uname().nodename)
     env = merge_env(default_env(hostname, opts.tty)
                     + list(image_config.get("Env") or [f"PATH={DEFAULT_PATH}"]), opts.env)
     user_spec = opts.user if opts.user is not None else (image_config.get("User") or "")
     with mounted(mounts, scratch=scratch) as rootfs:
-        user = users.resolve(rootfs, user_spec)
+        user = users.resolve(rootfs, user_spec, opts.group_add)
     if not any(e.startswith("HOME=") for e in env):
         env.append(f"HOME={user.home_dir}")
+    points = list(volumes)
+    if opts.init:
+        points.append(MountPoint(INIT_TARGET, init_binary(opts.init_path or init_path),
+                                 "bind", ["bind", "ro"]))
+        args = [INIT_TARGET, "--", *args]
+    resources = limits.resources(opts.memory, opts.memory_swap, opts.cpus, opts.cpu_shares,
+                                 opts.cpuset_cpus, opts.pids_limit, opts.privileged)
+    devices = []
+    if opts.devices:
+        from pinnace.runtime import devices as device_flags
+
+        for text in opts.devices:
+            device, rule = device_flags.parse(text)
+            devices.append(device)
+            resources.devices.append(rule)
+    sysctl = {}
+    if opts.sysctls:
+        from pinnace.runtime import sysctls
+
+        sysctl = sysctls.parse(opts.sysctls, private("ipc"), private_net, private("uts"))
+    rlimits = []
+    if opts.ulimits or default_ulimits:
+        from pinnace.runtime import ulimits
+
+        rlimits = ulimits.rlimits(opts.ulimits, default_ulimits)
     return ContainerSpec(
         id=cid,
         process=Process(args=args, env=env,
                         cwd=absolute_workdir(opts.workdir or image_config.get("WorkingDir")
                                              or "/"),
-                        user=user.user, terminal=opts.tty),
+                        user=user.user, terminal=opts.tty, rlimits=rlimits),
         rootfs=list(mounts),
         hostname=hostname,
         cgroup=cgroups.container_cgroup(cid).path,
         readonly_rootfs=opts.read_only,
-        mounts=list(volumes),
+        namespaces=namespaces,
+        namespace_paths=joined,
+        mounts=points,
         security=security.policy(opts.privileged, opts.cap_add, opts.cap_drop,
                                  opts.security_opt),
-        resources=limits.resources(opts.memory, opts.memory_swap, opts.cpus, opts.cpu_shares,
-                                   opts.cpuset_cpus, opts.pids_limit, opts.privileged),
+        resources=resources,
+        sysctl=sysctl,
+        devices=devices,
+        shm_size=shm_size(opts.shm_size),
     )
+
+
+def init_binary(path: str) -> str:
+    """The init ``--init`` runs: ``path`` (``--init-path`` or the config's ``init_path``),
+    else the first of :data:`INIT_CANDIDATES` installed."""
+    candidates = [path] if path else list(INIT_CANDIDATES)
+    for candidate in candidates:
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    if path:
+        raise InvalidConfig(f"--init-path {path}: not an executable file")
+    raise InvalidConfig("--init needs an init binary: install Debian's catatonit or tini "
+                        "(tini-static), or give --init-path")
+
+
+def shm_size(text: str | None) -> int:
+    """``--shm-size`` in bytes (64 MiB when not given, as docker)."""
+    from pinnace.runtime.spec import DEFAULT_SHM_SIZE
+
+    if text is None:
+        return DEFAULT_SHM_SIZE
+    from pinnace.units import parse_bytes
+
+    size = parse_bytes(text, "--shm-size")
+    if size <= 0:
+        raise InvalidConfig(f"invalid --shm-size {text!r}: it must be greater than 0")
+    return size
 
 
 def exec_process(base: Process, pid: int, args: list[str], env: list[str],

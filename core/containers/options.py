@@ -49,5 +49,35 @@ class RunOptions(NamedTuple):
     tmpfs: Sequence[str] = ()
     volumes_from: Sequence[str] = ()
     volume_driver: str | None = None
+    init: bool = False
+    init_path: str | None = None
+    ulimits: Sequence[str] = ()
+    stop_signal: str | None = None
+    stop_timeout: int | None = None
+    shm_size: str | None = None
+    sysctls: Sequence[str] = ()
+    devices: Sequence[str] = ()
+    group_add: Sequence[str] = ()
+    pid: str | None = None
+    ipc: str | None = None
+    uts: str | None = None
+    health_cmd: str | None = None
+    health_interval: str | None = None
+    health_timeout: str | None = None
+    health_start_period: str | None = None
+    health_retries: int | None = None
+    no_healthcheck: bool = False
     labels: Mapping[str, str] = {}
     """The container's own labels (the image's apply beneath them)."""
+
+
+class LimitChanges(NamedTuple):
+    """What ``update`` changes of a container (None or empty: left as it is)."""
+
+    memory: str | None = None
+    memory_swap: str | None = None
+    cpus: float | None = None
+    cpu_shares: int | None = None
+    cpuset_cpus: str | None = None
+    pids_limit: int | None = None
+    restart: str | None = None

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     import sqlite3
 
     from pinnace.network import PortMapping
+    from pinnace.runtime.healthcheck import HealthConfig
     from pinnace.runtime.spec import ContainerSpec
 
 ACTIVE = ("starting", "running", "paused")
@@ -32,6 +33,12 @@ class RunPolicy(NamedTuple):
     auto_remove: bool = False
     restart: RestartPolicy = RestartPolicy()
     log: LogOptions = LogOptions()
+    stop_signal: int = 15
+    """The signal ``stop`` sends first (``--stop-signal``, the image's STOPSIGNAL)."""
+    stop_timeout: int | None = None
+    """Seconds ``stop`` waits before SIGKILL when not told (``--stop-timeout``; None: 10)."""
+    health: HealthConfig | None = None
+    """The health check its monitor runs (``--health-*``, the image's HEALTHCHECK)."""
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunPolicy:
@@ -39,11 +46,24 @@ class RunPolicy(NamedTuple):
         return cls(tty=data.get("tty", False), interactive=data.get("interactive", False),
                    auto_remove=data.get("auto_remove", False),
                    restart=RestartPolicy(**data.get("restart", {})),
-                   log=LogOptions(**data.get("log", {})))
+                   log=LogOptions(**data.get("log", {})),
+                   stop_signal=data.get("stop_signal", 15),
+                   stop_timeout=data.get("stop_timeout"),
+                   health=_health(data.get("health")))
 
     def to_dict(self) -> dict[str, Any]:
         """Its stored JSON shape."""
-        return dict(self._asdict(), restart=self.restart._asdict(), log=self.log._asdict())
+        return dict(self._asdict(), restart=self.restart._asdict(), log=self.log._asdict(),
+                    health=self.health._asdict() if self.health else None)
+
+
+def _health(data: dict[str, Any] | None) -> HealthConfig | None:
+    """The health check from its stored shape; its module is imported only when there is one."""
+    if not data:
+        return None
+    from pinnace.runtime.healthcheck import HealthConfig
+
+    return HealthConfig(**data)
 
 
 class NetOptions(NamedTuple):

@@ -586,8 +586,9 @@ class ImageStore:
             "Size": image.size,
             "Architecture": image.config.get("architecture", ""),
             "Os": image.config.get("os", ""),
-            "Config": {key: cfg.get(key) for key in
-                       ("Env", "Cmd", "Entrypoint", "WorkingDir", "User", "Labels")},
+            "Config": {**{key: cfg.get(key) for key in
+                          ("Env", "Cmd", "Entrypoint", "WorkingDir", "User", "Labels")},
+                       **{key: cfg[key] for key in ("StopSignal", "Healthcheck") if key in cfg}},
             "RootFS": {"Type": "layers", "Layers": [layer.diff_id for layer in image.layers]},
             "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"},
         }
@@ -810,7 +811,7 @@ def parse_changes(changes: Sequence[str], base: dict[str, Any] | None = None) ->
     """The OCI ``config`` object built from Dockerfile instructions (``import -c``,
     ``commit -c``) on top of ``base`` (a fresh default when None): CMD and
     ENTRYPOINT (JSON or shell form), ENV, WORKDIR, USER, LABEL, EXPOSE, VOLUME (a JSON
-    list or paths separated by spaces)."""
+    list or paths separated by spaces), STOPSIGNAL, HEALTHCHECK."""
     import posixpath
     import re
 
@@ -822,10 +823,10 @@ def parse_changes(changes: Sequence[str], base: dict[str, Any] | None = None) ->
         instruction, arg = (re.split(r"\s+", change.strip(), maxsplit=1) + [""])[:2]
         keyword = instruction.upper()
         if keyword not in ("CMD", "ENTRYPOINT", "ENV", "WORKDIR", "USER", "LABEL", "EXPOSE",
-                           "VOLUME"):
+                           "VOLUME", "STOPSIGNAL", "HEALTHCHECK"):
             raise InvalidConfig(f"unsupported instruction in change {change!r}: {instruction!r} "
                                 f"(supported: CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL, EXPOSE, "
-                                f"VOLUME)")
+                                f"VOLUME, STOPSIGNAL, HEALTHCHECK)")
         if not arg:
             raise InvalidConfig(f"{keyword} needs an argument: {change!r}")
         if keyword in ("CMD", "ENTRYPOINT"):
@@ -848,6 +849,15 @@ def parse_changes(changes: Sequence[str], base: dict[str, Any] | None = None) ->
             config["Volumes"] = {**(config.get("Volumes") or {}), **dict.fromkeys(paths, {})}
         elif keyword == "LABEL":
             config["Labels"] = {**(config.get("Labels") or {}), **dict(_pairs(arg, keyword))}
+        elif keyword == "HEALTHCHECK":
+            from pinnace.runtime.healthcheck import image_healthcheck
+
+            config["Healthcheck"] = image_healthcheck(arg)
+        elif keyword == "STOPSIGNAL":
+            from pinnace.runtime.policy import parse_signal
+
+            parse_signal(arg)  # refused now rather than at each run
+            config["StopSignal"] = arg
         elif keyword == "WORKDIR":
             config["WorkingDir"] = posixpath.normpath(
                 posixpath.join(config.get("WorkingDir") or "/", arg))

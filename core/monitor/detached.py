@@ -24,6 +24,7 @@ from pinnace.errors import NotFound, PinnaceError
 if TYPE_CHECKING:
     from pinnace.engine import Engine
     from pinnace.runtime.console import ConsoleSocket
+    from pinnace.runtime.healthcheck import HealthConfig
 
 
 @dataclass
@@ -145,16 +146,29 @@ def serve(engine: Engine, cid: str, report: int | None) -> NoReturn:
     fds = [*streams.outputs, *([streams.stdin] if streams.stdin is not None else [])]
     for fd in fds:
         os.set_inheritable(fd, True)
-    cfg = engine.config
-    finish = [sys.executable, "-m", "pinnace.monitor.detached",
-              json.dumps({"config": str(cfg.file) if cfg.file else None, "root": str(cfg.root),
-                          "run_root": str(cfg.run_root)}), cid]
+    finish = [sys.executable, "-m", "pinnace.monitor.detached", settings(engine), cid]
     args = {"pid": pid, "outputs": {str(fd): s for fd, s in streams.outputs.items()},
             "stdin": streams.stdin, "tty": run.tty,
             "log": str(engine.paths.log(cid)), "max_size": run.log.max_size,
             "max_files": run.log.max_files,
-            "attach": str(engine.paths.bundle(cid) / "attach.sock"), "finish": finish}
+            "attach": str(engine.paths.bundle(cid) / "attach.sock"), "finish": finish,
+            "health": health_timer(engine, cid, run.health)}
     os.execv(sys.executable, [sys.executable, "-I", "-S", watch.__file__, json.dumps(args)])
+
+
+def settings(engine: Engine) -> str:
+    """What a process the monitor starts needs to open the same engine (config, roots)."""
+    cfg = engine.config
+    return json.dumps({"config": str(cfg.file) if cfg.file else None, "root": str(cfg.root),
+                       "run_root": str(cfg.run_root)})
+
+
+def health_timer(engine: Engine, cid: str, health: HealthConfig | None) -> dict | None:
+    """The watcher's health check: its interval and the command of one check (None: none)."""
+    if health is None:
+        return None
+    return {"interval": health.interval,
+            "command": [sys.executable, "-m", "pinnace.monitor.health", settings(engine), cid]}
 
 
 def _raise(report: bytes) -> NoReturn:

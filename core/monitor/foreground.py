@@ -17,20 +17,14 @@ from typing import TYPE_CHECKING
 from pinnace.errors import NotFound
 
 if TYPE_CHECKING:
-    from pinnace.containers.options import RunOptions
     from pinnace.engine import Engine
     from pinnace.monitor.detached import Streams
-    from pinnace.runtime.watch import JsonLog
+    from pinnace.runtime.watch import JsonLog, Timer
 
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
              signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH)
 KILL_AFTER = 3
 """Like the docker CLI, the third SIGINT/SIGTERM kills the container outright."""
-
-
-def run_foreground(engine: Engine, opts: RunOptions) -> int:
-    """Create a container and run it attached to this process's stdio; return its exit code."""
-    return attach_start(engine, engine.create(opts))
 
 
 def attach_start(engine: Engine, cid: str) -> int:
@@ -56,9 +50,20 @@ def attach_start(engine: Engine, cid: str) -> int:
                 raise
             path = engine.paths.log(cid)
             path.parent.mkdir(parents=True, exist_ok=True)
+            checks = None
+            if run.health:
+                from pinnace.monitor.detached import health_timer
+                from pinnace.runtime.watch import HealthChecks, Timer
+
+                timer = health_timer(engine, cid, run.health)
+                checks = HealthChecks(timer["command"], [])
             pump(streams, tty, interactive,
-                 JsonLog(str(path), run.log.max_size, run.log.max_files))
-            return engine.wait(cid)
+                 JsonLog(str(path), run.log.max_size, run.log.max_files),
+                 Timer(run.health.interval, checks) if checks else None)
+            code = engine.wait(cid)
+            if checks:
+                checks.wait()
+            return code
     except BaseException:
         if run.auto_remove:
             with contextlib.suppress(NotFound):
@@ -66,9 +71,11 @@ def attach_start(engine: Engine, cid: str) -> int:
         raise
 
 
-def pump(streams: Streams, tty: bool, interactive: bool, log: JsonLog | None) -> None:
+def pump(streams: Streams, tty: bool, interactive: bool, log: JsonLog | None,
+         every: Timer | None = None) -> None:
     """Copy the process's output to our stdout/stderr (and ``log``) and, with a
-    pty and ``interactive``, our stdin to it, until its output closes.
+    pty and ``interactive``, our stdin to it, until its output closes; ``every``
+    runs the health checks meanwhile.
     With a pty our terminal is in raw mode meanwhile and its size is copied."""
     from pinnace.runtime.watch import Session
 
@@ -76,14 +83,14 @@ def pump(streams: Streams, tty: bool, interactive: bool, log: JsonLog | None) ->
                       echo={"stdout": 1, "stderr": 2},
                       local_input=0 if tty and interactive else None, tty=tty)
     if not tty:
-        session.run()
+        session.run(every=every)
         return
     from pinnace.runtime import console
 
     if streams.outputs:
         console.copy_size(0, next(iter(streams.outputs)))
     with console.raw_mode(0):
-        session.run()
+        session.run(every=every)
 
 
 @contextlib.contextmanager

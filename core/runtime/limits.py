@@ -85,8 +85,44 @@ def apply(cg: cgroups.Cgroup, res: Resources) -> None:
         _write(cg, name, value, optional=name in SWAP_FILES)
 
 
-def _v1_writes(res: Resources) -> list[tuple[str, str]]:
-    writes = [("devices.deny", "a"), *(("devices.allow", rule) for rule in res.devices)]
+def update(cg: cgroups.Cgroup, res: Resources, changed: set[str]) -> None:
+    """Write the ``changed`` limits (``memory``, ``cpus``, ``cpu_shares``, ``cpuset``,
+    ``pids``) of
+    a running container (``update``); a pids limit of 0 is lifted. The device allowlist
+    is left alone (rewriting it denies every device for a moment); on v1 memory and
+    memory+swap go in the order the kernel accepts (memory never above memory+swap)."""
+    v1 = cgroups.version() == "v1"
+    writes = [(name, value) for name, value in (_v1_writes(res, devices=False) if v1
+                                                else _v2_writes(res))
+              if _controls(name) in changed]
+    if "pids" in changed and not res.pids_limit:
+        writes.append(("pids.max", "max"))
+    if v1 and "memory" in changed and res.memory > _current(cg, "memory.limit_in_bytes"):
+        writes.sort(key=lambda w: w[0] != "memory.memsw.limit_in_bytes")
+    for name, value in writes:
+        _write(cg, name, value, optional=name in SWAP_FILES)
+
+
+def _controls(name: str) -> str:
+    """What ``update`` calls the limit a cgroup file holds."""
+    if name.startswith("memory."):
+        return "memory"
+    if name in ("cpu.shares", "cpu.weight"):
+        return "cpu_shares"
+    return "cpus" if name.startswith("cpu.") else name.split(".")[0]
+
+
+def _current(cg: cgroups.Cgroup, name: str) -> int:
+    for d in cg.dirs:
+        text = _read(os.path.join(d, name))
+        if text and text.strip().isdigit():
+            return int(text)
+    return 0
+
+
+def _v1_writes(res: Resources, devices: bool = True) -> list[tuple[str, str]]:
+    writes = [("devices.deny", "a"), *(("devices.allow", rule) for rule in res.devices)] \
+        if devices else []
     if res.memory:
         writes += [("memory.limit_in_bytes", str(res.memory)),
                    ("memory.memsw.limit_in_bytes", str(res.memory_swap))]

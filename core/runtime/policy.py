@@ -77,3 +77,19 @@ def parse_log_opts(items: Iterable[str]) -> LogOptions:
     if max_files > 1 and not max_size:
         raise InvalidConfig("max-file needs max-size")
     return LogOptions(max_size, max_files)
+
+
+def parse_signal(text: str) -> int:
+    """``KILL``, ``SIGKILL``, ``kill`` or ``9`` as a signal number."""
+    import signal
+
+    name = text.upper()
+    if name.isdigit():
+        number = int(name)
+        if number in {s.value for s in signal.Signals}:
+            return number
+    else:
+        sig = getattr(signal.Signals, name if name.startswith("SIG") else f"SIG{name}", None)
+        if sig is not None:
+            return int(sig)
+    raise InvalidConfig(f"invalid signal: {text}")

@@ -7,6 +7,10 @@ from typing import Any
 
 from pinnace.mounts import Mount
 
+DEFAULT_SHM_SIZE = 64 * 1024 * 1024
+"""The size of a container's ``/dev/shm`` unless ``--shm-size`` says otherwise."""
+NAMESPACES = ("pid", "mount", "uts", "ipc", "cgroup")
+"""The namespaces a container has of its own by default (the network's is set apart)."""
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -20,6 +24,29 @@ class User:
 
 
 @dataclass
+class Rlimit:
+    """One ``setrlimit`` (OCI ``process.rlimits``): ``type`` as ``RLIMIT_NOFILE``."""
+
+    type: str
+    soft: int
+    hard: int
+
+
+@dataclass
+class Device:
+    """A device node made in the container (OCI ``linux.devices``)."""
+
+    path: str
+    type: str
+    """``c`` (character) or ``b`` (block)."""
+    major: int
+    minor: int
+    file_mode: int = 0o666
+    uid: int = 0
+    gid: int = 0
+
+
+@dataclass
 class Process:
     """The container's first process (OCI ``process``)."""
 
@@ -28,6 +55,8 @@ class Process:
     cwd: str = "/"
     user: User = field(default_factory=User)
     terminal: bool = False
+    rlimits: list[Rlimit] = field(default_factory=list)
+    """Resource limits set before exec (OCI ``process.rlimits``, docker's ``--ulimit``)."""
     console_socket: str = ""
     """With ``terminal``: a unix socket path to which the runtime sends the pty master
     (SCM_RIGHTS), allocated inside the container's own devpts; stdio is then the pty."""
@@ -116,25 +145,37 @@ class ContainerSpec:
     process: Process
     rootfs: list[Mount]
     hostname: str = ""
+    """Set in the container's own UTS namespace (only there: with ``uts`` shared it is
+    the host's name, for /etc/hostname and ``HOSTNAME``)."""
     netns: str | None = None
     cgroup: str = ""
     readonly_rootfs: bool = False
-    namespaces: list[str] = field(
-        default_factory=lambda: ["pid", "mount", "uts", "ipc", "cgroup"]
-    )
+    namespaces: list[str] = field(default_factory=lambda: list(NAMESPACES))
     annotations: dict[str, str] = field(default_factory=dict)
     mounts: list[MountPoint] = field(default_factory=list)
     security: Security = field(default_factory=Security)
     resources: Resources = field(default_factory=Resources)
+    namespace_paths: dict[str, str] = field(default_factory=dict)
+    """Namespaces of ``namespaces`` to join rather than make: ``pid``, ``ipc`` or ``uts``
+    to a ``/proc/PID/ns/...`` path (OCI ``linux.namespaces[].path``). A namespace
+    missing from ``namespaces`` is the host's."""
+    sysctl: dict[str, str] = field(default_factory=dict)
+    """Namespaced kernel parameters written in the container (OCI ``linux.sysctl``)."""
+    devices: list[Device] = field(default_factory=list)
+    """Device nodes made in the container besides the default ones (OCI ``linux.devices``)."""
+    shm_size: int = DEFAULT_SHM_SIZE
+    """The size of the container's ``/dev/shm`` tmpfs in bytes."""
 
 
 def spec_from_dict(data: dict[str, Any]) -> ContainerSpec:
     """A spec from the JSON shape ``dataclasses.asdict`` gave it (as the state keeps it)."""
     proc = dict(data["process"])
     proc["user"] = User(**proc["user"])
+    proc["rlimits"] = [Rlimit(**r) for r in proc.get("rlimits", [])]
     return ContainerSpec(**dict(
         data, process=Process(**proc),
         rootfs=[Mount(m["type"], m["source"], tuple(m["options"])) for m in data["rootfs"]],
         mounts=[MountPoint(**m) for m in data.get("mounts", [])],
         security=Security(**data.get("security", {})),
-        resources=Resources(**data.get("resources", {}))))
+        resources=Resources(**data.get("resources", {})),
+        devices=[Device(**d) for d in data.get("devices", [])]))

@@ -3,6 +3,7 @@ as docker does."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,9 +34,10 @@ def _read(root: int, name: str) -> list[list[str]]:
     return [line.split(":") for line in text.splitlines() if line and not line.startswith("#")]
 
 
-def resolve(root_dir: Path, spec: str) -> Resolved:
+def resolve(root_dir: Path, spec: str, group_add: Sequence[str] = ()) -> Resolved:
     """Resolve ``uid``, ``name``, ``uid:gid`` or ``name:group`` (empty means root) against
-    the files of the root filesystem at ``root_dir``, never leaving it (pinnace.rootfs)."""
+    the files of the root filesystem at ``root_dir``, never leaving it (pinnace.rootfs);
+    ``group_add`` (``--group-add``: gids or group names) joins the supplementary groups."""
     user_part, _, group_part = (spec or "0").partition(":")
     with rootfs.opened_root(root_dir) as root:
         passwd = [p for p in _read(root, "passwd") if len(p) >= 7]
@@ -62,5 +64,21 @@ def resolve(root_dir: Path, spec: str) -> Resolved:
     if entry is not None and not group_part:
         extra = sorted({int(g[2]) for g in groups
                         if entry[0] in g[3].split(",") and int(g[2]) != gid})
-    return Resolved(User(uid=uid, gid=gid, additional_gids=extra), entry[5] if entry else "/")
+    for group in group_add:
+        extra.append(_group_id(groups, group))
+    return Resolved(User(uid=uid, gid=gid, additional_gids=sorted(set(extra))),
+                    entry[5] if entry else "/")
+
+
+def _group_id(groups: list[list[str]], group: str) -> int:
+    """A ``--group-add`` entry as a gid: a number, or a name in the container's group file."""
+    if group.isdigit():
+        gid = int(group)
+        if gid > MAX_ID:
+            raise InvalidConfig(f"invalid --group-add {group}: gids must be in range 0-{MAX_ID}")
+        return gid
+    match = next((g for g in groups if g[0] == group), None)
+    if match is None or not match[2].isdigit():
+        raise InvalidConfig(f"unable to find group {group}: no matching entries in group file")
+    return int(match[2])
 

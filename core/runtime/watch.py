@@ -19,7 +19,8 @@ import select
 import struct
 import sys
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     import socket
@@ -109,6 +110,39 @@ class JsonLog:
         self.size = 0
 
 
+class Timer(NamedTuple):
+    """A callback a :class:`Session` makes every ``interval`` seconds."""
+
+    interval: float
+    callback: Callable[[], None]
+
+
+class HealthChecks:
+    """Starts ``command`` (one health check, a process of its own) at each call, unless
+    the previous one is still running; the container's streams (``private`` fds) are
+    not passed on."""
+
+    def __init__(self, command: list[str], private: list[int]) -> None:
+        self.command = command
+        self.closed = [(os.POSIX_SPAWN_CLOSE, fd) for fd in private]
+        self.pid = 0
+
+    def __call__(self) -> None:
+        if self.pid and os.waitpid(self.pid, os.WNOHANG) == (0, 0):
+            return
+        self.pid = os.posix_spawn(self.command[0], self.command, os.environ,
+                                  file_actions=self.closed)
+
+    def wait(self) -> None:
+        """Reap the last check (it ends once the container has)."""
+        if self.pid:
+            try:
+                os.waitpid(self.pid, 0)
+            except ChildProcessError:
+                pass
+            self.pid = 0
+
+
 class Session:
     """One pump loop: container outputs to log, local fds and attach clients;
     local input and client input to the container's stdin (or pty)."""
@@ -130,9 +164,11 @@ class Session:
         if attach:
             self.listener = unix_socket(attach, listen=True)
 
-    def run(self, pidfd: int | None = None) -> None:
-        """Pump until every output is closed (and, with ``pidfd``, the process exited)."""
+    def run(self, pidfd: int | None = None, every: Timer | None = None) -> None:
+        """Pump until every output is closed (and, with ``pidfd``, the process exited);
+        call ``every``'s callback at its interval meanwhile, until the process exits."""
         exited_at: float | None = None
+        next_tick = time.monotonic() + every.interval if every else None
         while self.outputs or (pidfd is not None and exited_at is None):
             readers: list = list(self.outputs) + self.clients
             if self.local_input is not None:
@@ -146,6 +182,11 @@ class Session:
                 timeout = max(0.0, exited_at + DRAIN_GRACE - time.monotonic())
                 if timeout == 0:
                     break
+            elif every is not None and next_tick is not None:
+                if time.monotonic() >= next_tick:
+                    every.callback()
+                    next_tick = time.monotonic() + every.interval
+                timeout = max(0.0, next_tick - time.monotonic())
             ready, _, _ = select.select(readers, [], [], timeout)
             for r in ready:
                 if r is pidfd:
@@ -304,10 +345,14 @@ def main(argv: list[str]) -> None:
     session = Session(outputs, stdin=args.get("stdin"), log=log, attach=args.get("attach"),
                       tty=args.get("tty", False))
     pidfd = os.pidfd_open(pid)
+    private = [*outputs, *([args["stdin"]] if args.get("stdin") is not None else [])]
+    checks = HealthChecks(args["health"]["command"], private) if args.get("health") else None
     try:
-        session.run(pidfd)
+        session.run(pidfd, Timer(args["health"]["interval"], checks) if checks else None)
     finally:
         session.close()
+    if checks:
+        checks.wait()
     code = -1
     while True:  # reap our first process, and any orphan that was reparented to us
         try:

@@ -49,11 +49,14 @@ from pinnace.plugin import (
     CommandNotFound,
     ContainerSpec,
     ContainerState,
+    Device,
+    InvalidConfig,
     Mount,
     MountPoint,
     PinnaceError,
     Process,
     Resources,
+    Rlimit,
     Security,
     Status,
     User,
@@ -588,6 +591,47 @@ class IsolationContract:
             assert namespace(box.pid, name) != namespace(os.getpid(), name), name
         boxes.kill(box, signal.SIGKILL)
         assert boxes.wait(box) == 128 + signal.SIGKILL
+
+    def test_process_flags_hold_or_are_refused(self, boxes: Boxes) -> None:
+        """``process.rlimits``, ``sysctl``, ``devices`` and ``shm_size`` hold inside the
+        container, or ``create`` refuses the spec (InvalidConfig) and makes nothing."""
+        spec = boxes.spec("sh", "-c", "ulimit -n; ulimit -Hn; cat /proc/sys/kernel/shmmax; "
+                          "ls -l /dev/mynull; echo x > /dev/mynull; df -k /dev/shm | tail -1")
+        spec.process.rlimits = [Rlimit("RLIMIT_NOFILE", 321, 654)]
+        spec.sysctl = {"kernel.shmmax": "123456"}
+        spec.devices = [Device("/dev/mynull", "c", 1, 3)]
+        spec.shm_size = 8 * 1024 * 1024
+        try:
+            code, out, err = boxes.run(spec)
+        except InvalidConfig:
+            assert not cgroups.Cgroup(spec.cgroup).exists() and boxes.mounts() == []
+            return
+        assert code == 0, err
+        nofile, hard, shmmax, node, shm = out.splitlines()
+        assert (nofile, hard, shmmax) == ("321", "654", "123456")
+        assert node.startswith("c") and " 1,   3 " in node
+        assert shm.split()[1] == "8192"
+        with open("/proc/sys/kernel/shmmax") as f:
+            assert f.read().strip() != "123456"
+
+    def test_namespaces_left_out_or_joined(self, boxes: Boxes) -> None:
+        """A namespace missing from ``spec.namespaces`` is the caller's; one in
+        ``spec.namespace_paths`` is joined (or ``create`` refuses it: InvalidConfig)."""
+        first = boxes.launch(boxes.spec("sleep", "60"))
+        spec = boxes.spec("sleep", "60", namespaces=["pid", "mount", "ipc", "cgroup"],
+                          namespace_paths={"pid": f"/proc/{first.pid}/ns/pid",
+                                           "ipc": f"/proc/{first.pid}/ns/ipc"})
+        try:
+            second = boxes.launch(spec)
+        except InvalidConfig:
+            return
+        for name in ("pid", "ipc"):
+            assert namespace(second.pid, name) == namespace(first.pid, name), name
+        assert namespace(second.pid, "uts") == namespace(os.getpid(), "uts")
+        assert namespace(second.pid, "mnt") != namespace(first.pid, "mnt")
+        for box in (second, first):
+            boxes.kill(box, signal.SIGKILL)
+            boxes.wait(box)
 
     def test_user_and_groups(self, boxes: Boxes) -> None:
         spec = boxes.spec("sh", "-c", "id -u; id -g; id -G")

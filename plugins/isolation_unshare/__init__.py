@@ -75,6 +75,24 @@ def _attach(cg: Any, pid: int, gate: int) -> str:
         os.close(gate)
 
 
+def _enter_pid_namespace(spec: ContainerSpec) -> None:
+    """Make the PID namespace the next child is born in: a new one, the one of
+    ``spec.namespace_paths["pid"]`` (another container's), or none (the host's)."""
+    from pinnace.plugin import linux
+
+    if "pid" not in spec.namespaces:
+        return
+    path = spec.namespace_paths.get("pid")
+    if path is None:
+        linux.unshare(linux.CLONE_NEWPID)
+        return
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        linux.setns(fd, linux.CLONE_NEWPID)
+    finally:
+        os.close(fd)
+
+
 def _raise_exec_error(report: str, what: str) -> None:
     """Turn a child's "CODE\\nmessage" report into the matching error."""
     code_text, _, message = report.partition("\n")
@@ -118,7 +136,7 @@ class UnshareIsolation(Plugin):
         own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
         gc.freeze()  # keep the collector from touching (and copying) every page in the child
         try:
-            linux.unshare(linux.CLONE_NEWPID)
+            _enter_pid_namespace(spec)
             pid = os.fork()
             if pid == 0:
                 gc.disable()

@@ -1,9 +1,11 @@
 """What runs in the container's first process between fork and exec.
 
 Order (as runc does it): die with the parent, own session, join the network
-namespace, new mount/uts/ipc namespaces, mount the rootfs and the API
+namespace, new mount/uts/ipc namespaces (or join those ``namespace_paths`` name;
+one left out of ``namespaces`` is the host's), mount the rootfs and the API
 filesystems, wait until the parent has moved this process into the container's
-cgroup, a new cgroup namespace, pivot_root, masked and read-only paths, drop to
+cgroup, a new cgroup namespace, pivot_root, devices, sysctls, masked and
+read-only paths, resource limits, drop to
 the user with the container's capabilities and seccomp filter
 (:mod:`pinnace.runtime.security`), wait for ``start``, exec.
 
@@ -72,6 +74,13 @@ def setup(spec: ContainerSpec, bundle: str, gate: int, fifo: str) -> int:
     linux.set_pdeathsig(signal.SIGKILL)
     os.setsid()
     lockdown = Lockdown(spec.security)
+    # what runs after pivot_root is imported now: the host's Python is out of reach then
+    if spec.devices:
+        from pinnace.plugin import devices
+    if spec.sysctl:
+        from pinnace.plugin import sysctls
+    if spec.process.rlimits:
+        from pinnace.plugin import ulimits
     if spec.netns:
         fd = os.open(spec.netns, os.O_RDONLY | os.O_CLOEXEC)
         linux.setns(fd, linux.CLONE_NEWNET)
@@ -80,7 +89,11 @@ def setup(spec: ContainerSpec, bundle: str, gate: int, fifo: str) -> int:
         linux.unshare(linux.CLONE_NEWNET)
     flags = 0
     for ns in spec.namespaces:
-        if ns not in ("pid", "cgroup"):
+        if ns in spec.namespace_paths and ns != "pid":  # pid: joined before the fork
+            fd = os.open(spec.namespace_paths[ns], os.O_RDONLY | os.O_CLOEXEC)
+            linux.setns(fd, linux.NAMESPACE_FLAGS[ns])
+            os.close(fd)
+        elif ns not in ("pid", "cgroup"):
             flags |= linux.NAMESPACE_FLAGS[ns]
     linux.unshare(flags)
     linux.mount("none", "/", None, linux.MS_REC | linux.MS_PRIVATE)
@@ -90,11 +103,11 @@ def setup(spec: ContainerSpec, bundle: str, gate: int, fifo: str) -> int:
     linux.mount(rootfs, rootfs, None, linux.MS_BIND | linux.MS_REC)
     root = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)  # the bind mount's
     try:
-        _api_filesystems(root)
+        _api_filesystems(root, spec.shm_size)
         _spec_mounts(spec, root)
     finally:
         os.close(root)
-    if spec.hostname:
+    if spec.hostname and "uts" in spec.namespaces and "uts" not in spec.namespace_paths:
         linux.sethostname(spec.hostname)
     start_fd = os.open(fifo, os.O_RDWR | os.O_CLOEXEC)
     terminal = _connect_console(spec.process)
@@ -108,9 +121,15 @@ def setup(spec: ContainerSpec, bundle: str, gate: int, fifo: str) -> int:
     if terminal is not None:
         _make_console(terminal, spec.process)
     os.makedirs(spec.process.cwd or "/", exist_ok=True)  # -w of a missing directory
+    if spec.devices:
+        devices.make(spec.devices)
     if spec.readonly_rootfs:
         linux.mount("", "/", None, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY)
+    if spec.sysctl:  # before restrict_paths makes /proc/sys read-only
+        sysctls.apply(spec.sysctl)
     restrict_paths(spec.security)
+    if spec.process.rlimits:  # while raising a hard limit is still allowed
+        ulimits.apply(spec.process.rlimits)
     _become(spec.process, lockdown)
     return start_fd
 
@@ -210,9 +229,9 @@ def _mount_api(parent: int, name: str, source: str, fstype: str, flags: int,
         os.close(fd)
 
 
-def _api_filesystems(root: int) -> None:
-    """/proc, a minimal /dev, read-only /sys, as docker sets them up, on real directories
-    of the rootfs open as ``root``."""
+def _api_filesystems(root: int, shm_size: int) -> None:
+    """/proc, a minimal /dev (``/dev/shm`` of ``shm_size`` bytes), read-only /sys, as
+    docker sets them up, on real directories of the rootfs open as ``root``."""
     _mount_api(root, "proc", "proc", "proc", NOSUID_NODEV_NOEXEC)
     _mount_api(root, "dev", "tmpfs", "tmpfs", linux.MS_NOSUID | linux.MS_STRICTATIME,
                "mode=755,size=65536k")
@@ -221,13 +240,13 @@ def _api_filesystems(root: int) -> None:
     try:
         if os.fstat(dev).st_dev == os.fstat(root).st_dev:
             raise OSError(errno.EBUSY, "/dev of the container was replaced while mounting")
-        _populate_dev(dev)
+        _populate_dev(dev, shm_size)
     finally:
         os.close(dev)
     _mount_api(root, "sys", "sysfs", "sysfs", NOSUID_NODEV_NOEXEC | linux.MS_RDONLY)
 
 
-def _populate_dev(dev: int) -> None:
+def _populate_dev(dev: int, shm_size: int) -> None:
     """Device nodes, pts/shm/mqueue and the usual symlinks in the fresh tmpfs ``dev``."""
     old = os.umask(0)
     try:
@@ -240,7 +259,7 @@ def _populate_dev(dev: int) -> None:
         os.umask(old)
     _mount_api(dev, "pts", "devpts", "devpts", linux.MS_NOSUID | linux.MS_NOEXEC,
                "newinstance,ptmxmode=0666,mode=0620,gid=5")
-    _mount_api(dev, "shm", "shm", "tmpfs", NOSUID_NODEV_NOEXEC, "mode=1777,size=65536k")
+    _mount_api(dev, "shm", "shm", "tmpfs", NOSUID_NODEV_NOEXEC, f"mode=1777,size={shm_size}")
     _mount_api(dev, "mqueue", "mqueue", "mqueue", NOSUID_NODEV_NOEXEC)
     for link, target in (("ptmx", "pts/ptmx"), ("fd", "/proc/self/fd"),
                          ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
