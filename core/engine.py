@@ -49,7 +49,8 @@ T = TypeVar("T")
 UNPAUSE = "unpause"
 """What ``commit`` and ``export`` note on their lease while they keep a container paused."""
 BUILD_CONTAINER = "build-container"
-"""What ``build`` notes on its lease for each container it makes for a step (removed after)."""
+"""What ``build`` notes on its lease, by name, before it makes a container for a step
+(which it removes after the step)."""
 
 
 def _operation(what: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
@@ -194,7 +195,7 @@ class Engine:
             if intent.kind != BUILD_CONTAINER:
                 continue
             with contextlib.suppress(NotFound):
-                record = self.current(str(intent.data.get("id")))
+                record = self.current(self.resolve(str(intent.data.get("name"))))
                 found.append(f"container {record.label} of a killed build was left")
                 if repair and not record.active:
                     self._discard(record, volumes=True)

@@ -586,8 +586,11 @@ class ImageStore:
             "Size": image.size,
             "Architecture": image.config.get("architecture", ""),
             "Os": image.config.get("os", ""),
+            "Author": image.config.get("author", ""),
             "Config": {key: cfg.get(key) for key in
-                       ("Env", "Cmd", "Entrypoint", "WorkingDir", "User", "Labels")},
+                       ("Env", "Cmd", "Entrypoint", "WorkingDir", "User", "Labels",
+                        "ExposedPorts", "Volumes", "StopSignal", "Healthcheck", "OnBuild",
+                        "Shell")},
             "RootFS": {"Type": "layers", "Layers": [layer.diff_id for layer in image.layers]},
             "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"},
         }
