@@ -55,7 +55,7 @@ def build(ctx: click.Context, tags: tuple[str, ...], dockerfile: str | None,
                            storage=storage, isolation=isolation, network=network or net)
     with contexts.opened(context, dockerfile, sys.stdin.buffer) as opened:
         parsed = parse(opened.dockerfile)
-        image_id = Builder(engine, options, sys.stdout).build(parsed, opened.tree)
+        image_id = Builder(engine, options, sys.stdout, parsed, opened.tree).build()
     if iidfile:
         with open(iidfile, "w", encoding="utf-8") as f:
             f.write(image_id)

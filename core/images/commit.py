@@ -51,9 +51,10 @@ def container_rootfs(plugins: Plugins, record: ContainerRecord, scratch: Path) -
 
 
 @contextlib.contextmanager
-def _image_tree(plugins: Plugins, storage: str, chain_id: str | None,
+def image_tree(plugins: Plugins, storage: str, chain_id: str | None,
                 scratch: Path) -> Iterator[Path | None]:
-    """A read-only view of the layer ``chain_id`` in ``storage`` (None for no layers)."""
+    """A read-only view of the layer ``chain_id`` in ``storage`` (None for no layers),
+    mounted for the block."""
     from pinnace.mounts import mounted
 
     if chain_id is None:
@@ -101,7 +102,7 @@ def commit(plugins: Plugins, store: ImageStore, record: ContainerRecord, scratch
     top = image.layers[-1].chain_id if image.layers else None
     with store.staging() as written:
         with container_rootfs(plugins, record, scratch) as upper, \
-                _image_tree(plugins, record.storage, top, scratch) as lower:
+                image_tree(plugins, record.storage, top, scratch) as lower:
             layer = store.write_layer(
                 lambda out: write_diff(lower, upper, out, _left_out(record, engine_mounts)))
             written.append(layer[0])  # before the view and the rootfs are let go, which may fail
@@ -132,7 +133,7 @@ def changes(plugins: Plugins, store: ImageStore, record: ContainerRecord, scratc
     image = store.resolve(record.image_id)
     top = image.layers[-1].chain_id if image.layers else None
     with container_rootfs(plugins, record, scratch) as upper, \
-            _image_tree(plugins, record.storage, top, scratch) as lower:
+            image_tree(plugins, record.storage, top, scratch) as lower:
         return list_changes(lower, upper, _left_out(record, engine_mounts))
 
 
