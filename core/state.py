@@ -153,7 +153,11 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX volume_users_volume ON volume_users (volume);
     """,
-    # 7: build's layer cache: a step (its parent image, text and sources) -> the image it made
+    # 7: labels of named networks (JSON)
+    """
+    ALTER TABLE networks ADD COLUMN labels TEXT NOT NULL DEFAULT '{}'
+    """,
+    # 8: build's layer cache: a step (its parent image, text and sources) -> the image it made
     """
     CREATE TABLE build_cache (
         key TEXT PRIMARY KEY,            -- sha256 of the parent image ID, step and checksums
