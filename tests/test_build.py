@@ -192,6 +192,22 @@ def test_same_dockerfile_on_each_storage(pn: Pinnace, busybox: str, tmp_path: Pa
     assert len(layers) == 3
 
 
+@pytest.mark.parametrize("isolation", ["unshare", "oci"])
+def test_same_dockerfile_under_each_isolation(pn: Pinnace, root: Path, busybox: str,
+                                             tmp_path: Path, isolation: str) -> None:
+    ctx = context(tmp_path, "FROM busybox\nRUN echo $$ > /pid && id -u > /uid && "
+                  "hostname > /host\nRUN exit 5\n")
+    proc = pn(*BUILD, "--isolation", isolation, str(ctx), check=False)
+    assert proc.returncode == 1 and "returned a non-zero code: 5" in proc.stderr
+    assert proc.stdout.count("Running in") == 2
+    (ctx / "Dockerfile").write_text("FROM busybox\nRUN echo $$ > /pid && id -u > /uid && "
+                                    "hostname > /host\n")
+    out = pn(*BUILD, "--isolation", isolation, "-t", f"iso-{isolation}", str(ctx)).stdout
+    assert "Using cache" in out  # the step ran in the failed build
+    assert run(pn, f"iso-{isolation}", "cat", "/pid", "/uid") == "1\n0\n"
+    nothing_left(pn, root)
+
+
 def test_multi_stage_target_copy_from_and_onbuild(pn: Pinnace, busybox: str,
                                                   tmp_path: Path) -> None:
     ctx = context(tmp_path, """\
