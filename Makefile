@@ -83,6 +83,7 @@ bench: bench-deps venv busybox-rootfs.tar
 	$(PY) bench/lifecycle.py
 	$(PY) bench/net_overhead.py
 	$(PY) bench/hardening_cost.py
+	$(PY) bench/build.py
 
 clean:
 	rm -rf $(VENV) busybox-rootfs.tar build *.egg-info

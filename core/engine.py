@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from pinnace.containers.options import LimitChanges, RunOptions
     from pinnace.containers.record import ContainerRecord
     from pinnace.containers.table import ContainerTable
+    from pinnace.images.commit import Step
     from pinnace.images.copy import CopyOptions, Side
     from pinnace.images.layers import Change
     from pinnace.images.snapshots import LayerSnapshots
@@ -49,6 +50,9 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 UNPAUSE = "unpause"
 """What ``commit`` and ``export`` note on their lease while they keep a container paused."""
+BUILD_CONTAINER = "build-container"
+"""What ``build`` notes on its lease, by name, before it makes a container for a step
+(which it removes after the step)."""
 
 
 def _operation(what: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
@@ -166,6 +170,7 @@ class Engine:
         try:
             self.reconcile()
             self._resume_paused(intents, repair=True)
+            self._remove_build_containers(intents, repair=True)
             self.collector.run(intents, repair=True)
         except (PinnaceError, OSError) as err:
             print(f"Warning: cleaning up after a killed pinnace: {err}", file=sys.stderr)
@@ -182,6 +187,20 @@ class Engine:
                     found.append(f"container {record.label} was left paused by a killed pinnace")
                     if repair:
                         self.unpause(record.id)
+        return found
+
+    def _remove_build_containers(self, intents: list[Intent], repair: bool) -> list[str]:
+        """Containers a killed ``build`` made for its steps (their monitor, the build, is
+        gone: reconciling tears their runtime down, then they are discarded)."""
+        found = []
+        for intent in intents:
+            if intent.kind != BUILD_CONTAINER:
+                continue
+            with contextlib.suppress(NotFound):
+                record = self.current(self.resolve(str(intent.data.get("name"))))
+                found.append(f"container {record.label} of a killed build was left")
+                if repair and not record.active:
+                    self._discard(record, volumes=True)
         return found
 
     def reopen(self) -> None:
@@ -762,7 +781,8 @@ class Engine:
                     self.kill(cid, 9, by_user=True)
                     self.wait_exit(cid, 30)
         with self.operations.exclusive(forget_crashed=repair) as intents:
-            collected = self._resume_paused(intents, repair) + self.layers.check(repair) + \
+            collected = self._resume_paused(intents, repair) + \
+                self._remove_build_containers(intents, repair) + self.layers.check(repair) + \
                 self.volumes.check(repair) + self.collector.run(intents, repair)
         return collected + [
             f"container {self.containers.get(cid).label}: {line}"
@@ -819,10 +839,12 @@ class Engine:
 
     @_operation("commit")
     def commit(self, ref: str, reference: str | None, message: str = "", author: str = "",
-               changes: Sequence[str] = (), pause: bool = True) -> str:
+               changes: Sequence[str] = (), pause: bool = True,
+               step: Step | None = None) -> str:
         """A new image from container ``ref``'s changes, tagged ``reference``; its ID.
 
-        A running container is paused while its files are read unless ``pause`` is false."""
+        A running container is paused while its files are read unless ``pause`` is false.
+        ``step`` (``build``) gives the new image's whole container config and history line."""
         from pinnace.images import commit
         from pinnace.net.etcfiles import FILES
 
@@ -830,7 +852,7 @@ class Engine:
         with self._frozen(record, "commit", pause):
             return commit.commit(self.plugins, self.images, record, self.paths.run_root,
                                  {f"etc/{name}" for name in FILES}, reference, message,
-                                 author, changes)
+                                 author, changes, step)
 
     @_operation("cp")
     def copy(self, source: tuple[str | None, str], dest: tuple[str | None, str],

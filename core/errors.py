@@ -52,6 +52,12 @@ class CommandNotExecutable(PinnaceError):
     exit_code = 126
 
 
+class StepFailed(PinnaceError):
+    """A build step's command exited non-zero (exit 1, as ``docker build``)."""
+
+    exit_code = 1
+
+
 class NoSpace(PinnaceError):
     """A write failed because its filesystem, or a quota on it, is full (ENOSPC, EDQUOT)."""
 

@@ -157,6 +157,14 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE networks ADD COLUMN labels TEXT NOT NULL DEFAULT '{}'
     """,
+    # 8: build's layer cache: a step (its parent image, text and sources) -> the image it made
+    """
+    CREATE TABLE build_cache (
+        key TEXT PRIMARY KEY,            -- sha256 of the parent image ID, step and checksums
+        image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE
+    );
+    CREATE INDEX build_cache_image ON build_cache (image_id);
+    """,
 )
 
 

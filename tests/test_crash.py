@@ -18,7 +18,7 @@ from pinnace.testing.netns import leftovers, run_in
 from pinnace.testing.registry import RegistryServer, docker_registry
 
 TABLES = ("images", "tags", "image_layers", "snapshots", "containers", "endpoints", "ports",
-          "repo_digests")
+          "repo_digests", "build_cache")
 SKELETON = {"state.db", "state.db-wal", "state.db-shm", "images/oci-layout",
             "images/index.json", "image_source/docker/blobs.json",
             *(f"reserve/{n}" for n in range(4))}
@@ -166,6 +166,19 @@ def test_export_leaves_no_paused_container(pn: Pinnace, root: Path, busybox: str
     killed(pn, "export.paused", "export", "-o", str(tmp_path / "x.tar"), "src")
     assert_recovers(pn, root, lambda: pn("rm", "-f", "nothing-by-this-name", check=False))
     # the next command resumed it: it was still running, not paused, when removed
+
+
+BUILD_POINTS = ["create.row", "create.rootfs", "build.container", "build.running",
+                "blob.writing", "image.blobs-stored", "build.made", "rm.torn-down"]
+
+
+@pytest.mark.parametrize("point", BUILD_POINTS)
+def test_build(pn: Pinnace, root: Path, busybox: str, tmp_path: Path, point: str) -> None:
+    """``build`` killed in a step: its container goes; the steps it finished stay cached."""
+    (tmp_path / "f").write_text("file\n")
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nCOPY f /f\nRUN cat /f > /g\n")
+    killed(pn, point, "build", "--net=none", str(tmp_path))
+    assert_recovers(pn, root, lambda: pn("build", "--net=none", "-t", "built", str(tmp_path)))
 
 
 RUN_POINTS = ["unpack.applied", "unpack.committed", "blob.writing", "create.row",

@@ -42,6 +42,7 @@ COMMANDS: dict[str, str] = {
     "push": "pinnace.cli.transfer:push",
     "login": "pinnace.cli.transfer:login",
     "logout": "pinnace.cli.transfer:logout",
+    "build": "pinnace.cli.build:build",
     "commit": "pinnace.cli.commit:commit",
     "export": "pinnace.cli.commit:export",
     "diff": "pinnace.cli.diff:diff",

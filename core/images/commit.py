@@ -17,8 +17,9 @@ import json
 import os
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pinnace.errors import PinnaceError
 from pinnace.images.snapshots import COMMIT_PREFIX
@@ -28,6 +29,15 @@ if TYPE_CHECKING:
     from pinnace.images.layers import Change
     from pinnace.images.store import ImageStore
     from pinnace.plugins import Plugins
+
+
+@dataclass(frozen=True)
+class Step:
+    """A build step's commit: the new image's container config (replacing the parent's
+    rather than changed by ``-c`` lines) and its history line (``created_by``)."""
+
+    config: dict[str, Any]
+    created_by: str
 
 
 @contextlib.contextmanager
@@ -41,9 +51,10 @@ def container_rootfs(plugins: Plugins, record: ContainerRecord, scratch: Path) -
 
 
 @contextlib.contextmanager
-def _image_tree(plugins: Plugins, storage: str, chain_id: str | None,
+def image_tree(plugins: Plugins, storage: str, chain_id: str | None,
                 scratch: Path) -> Iterator[Path | None]:
-    """A read-only view of the layer ``chain_id`` in ``storage`` (None for no layers)."""
+    """A read-only view of the layer ``chain_id`` in ``storage`` (None for no layers),
+    mounted for the block."""
     from pinnace.mounts import mounted
 
     if chain_id is None:
@@ -72,9 +83,10 @@ def export(plugins: Plugins, record: ContainerRecord, scratch: Path, fd: int) ->
 
 def commit(plugins: Plugins, store: ImageStore, record: ContainerRecord, scratch: Path,
            engine_mounts: set[str], reference: str | None, message: str = "", author: str = "",
-           changes: Sequence[str] = ()) -> str:
+           changes: Sequence[str] = (), step: Step | None = None) -> str:
     """Make a new image from a container: its image plus one layer holding what the
-    container changed, tagged ``reference`` when given; return the image ID.
+    container changed, tagged ``reference`` when given; return the image ID. With
+    ``step``, its config and history line are the image's (``changes`` are not read).
 
     ``engine_mounts`` are the paths (relative to the rootfs) where the engine mounts
     files of its own over every container's rootfs: they are left out, as are the
@@ -85,16 +97,18 @@ def commit(plugins: Plugins, store: ImageStore, record: ContainerRecord, scratch
     tag = store.tag_reference(reference) if reference else None
     image = store.resolve(record.image_id)
     config = json.loads(json.dumps(image.config))
-    config["config"] = parse_changes(changes, config.get("config") or {})
+    config["config"] = step.config if step is not None else \
+        parse_changes(changes, config.get("config") or {})
     top = image.layers[-1].chain_id if image.layers else None
     with store.staging() as written:
         with container_rootfs(plugins, record, scratch) as upper, \
-                _image_tree(plugins, record.storage, top, scratch) as lower:
+                image_tree(plugins, record.storage, top, scratch) as lower:
             layer = store.write_layer(
                 lambda out: write_diff(lower, upper, out, _left_out(record, engine_mounts)))
             written.append(layer[0])  # before the view and the rootfs are let go, which may fail
         now = rfc3339(time.time())
-        entry = {"created": now, "created_by": " ".join(record.command), "comment": message}
+        entry = {"created": now, "comment": message,
+                 "created_by": step.created_by if step else " ".join(record.command)}
         if author:
             entry["author"] = config["author"] = author
         config["created"] = now
@@ -119,7 +133,7 @@ def changes(plugins: Plugins, store: ImageStore, record: ContainerRecord, scratc
     image = store.resolve(record.image_id)
     top = image.layers[-1].chain_id if image.layers else None
     with container_rootfs(plugins, record, scratch) as upper, \
-            _image_tree(plugins, record.storage, top, scratch) as lower:
+            image_tree(plugins, record.storage, top, scratch) as lower:
         return list_changes(lower, upper, _left_out(record, engine_mounts))
 
 

@@ -67,7 +67,7 @@ def copy(source: Side | BinaryIO, dest: Side | BinaryIO, options: CopyOptions,
             into, arcname = _destination(dest, stat.S_ISDIR(st.st_mode), source.label)
             try:
                 top = _base_name(source.path, name, st) if arcname is None else arcname
-                _pipe(lambda out: _write(parent, name, top, out, source.label),
+                pipe(lambda out: _write(parent, name, top, out, source.label),
                       lambda stream: _extract(stream, into, options, owner))
             finally:
                 os.close(into)
@@ -181,7 +181,7 @@ def _extract(stream: BinaryIO, into: int, options: CopyOptions,
     extract(stream, into, None if options.archive else owner)
 
 
-def _pipe(write: Callable[[BinaryIO], None], read: Callable[[BinaryIO], None]) -> None:
+def pipe(write: Callable[[BinaryIO], None], read: Callable[[BinaryIO], None]) -> None:
     """Run ``write`` (in a thread) into a pipe that ``read`` reads from; raise what either
     raised, the writer's first (its broken pipe, once the reader has stopped, is no error)."""
     r, w = os.pipe2(os.O_CLOEXEC)

@@ -53,9 +53,12 @@ class _Sink:
 class TreeTar:
     """A tar stream being written to ``out`` (any object with ``write``) from files on disk."""
 
-    def __init__(self, out: Any) -> None:
+    def __init__(self, out: Any, adjust: Callable[[Any], None] | None = None) -> None:
+        """``adjust(info)``, when given, may change each entry's header before it is
+        written (``build``'s ``--chmod``, or zeroed times for a content checksum)."""
         import tarfile
 
+        self.adjust = adjust
         self.sink = _Sink(out)
         self.tar = tarfile.open(fileobj=self.sink, mode="w|", format=tarfile.PAX_FORMAT)
         self.links: dict[tuple[int, int], str] = {}  # (device, inode) -> first arcname
@@ -135,6 +138,8 @@ class TreeTar:
         else:  # a socket: tar has no way to store it
             return None
         info.pax_headers.update(_xattr_headers(parent, name))
+        if self.adjust is not None:
+            self.adjust(info)
         return info
 
     def add_tree(self, parent: int, name: str, arcname: str) -> None:

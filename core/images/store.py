@@ -586,9 +586,11 @@ class ImageStore:
             "Size": image.size,
             "Architecture": image.config.get("architecture", ""),
             "Os": image.config.get("os", ""),
-            "Config": {**{key: cfg.get(key) for key in
-                          ("Env", "Cmd", "Entrypoint", "WorkingDir", "User", "Labels")},
-                       **{key: cfg[key] for key in ("StopSignal", "Healthcheck") if key in cfg}},
+            "Author": image.config.get("author", ""),
+            "Config": {key: cfg.get(key) for key in
+                       ("Env", "Cmd", "Entrypoint", "WorkingDir", "User", "Labels",
+                        "ExposedPorts", "Volumes", "StopSignal", "Healthcheck", "OnBuild",
+                        "Shell")},
             "RootFS": {"Type": "layers", "Layers": [layer.diff_id for layer in image.layers]},
             "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"},
         }
