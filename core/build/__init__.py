@@ -1,0 +1,1 @@
+"""``pinnace build``: Dockerfiles to images, one container per ``RUN``, with a layer cache."""
