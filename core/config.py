@@ -8,6 +8,7 @@ The file is ``--config``, else ``$PINNACE_CONFIG``, else
     storage = "btrfs"        # selected plugins, by name
     network = "none"
     isolation = "unshare"
+    userns = "auto"          # host (default), private, auto
     disabled_plugins = ["noisy-events"]   # or "role.name"; env: comma-separated
 
     [storage.btrfs]          # one table per plugin for its declared options
@@ -38,6 +39,8 @@ ENGINE_DEFAULTS: dict[str, str] = {
     "image_source": "docker",  # the transport of references without one
     "volume": "local",  # the driver of volumes made without -d
     "disabled_plugins": "",  # names (or ROLE.NAME) of installed plugins never to load
+    "userns": "host",  # the user namespace of containers run without --userns
+    "userns_user": "pinnace",  # whose /etc/subuid and /etc/subgid ranges they map
 }
 
 

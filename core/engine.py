@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from pinnace.operations import Intent, Lease, Operations
     from pinnace.plugins import Plugins
     from pinnace.runtime.spec import Process
+    from pinnace.runtime.userns import Mapping
     from pinnace.state import State
     from pinnace.storage_usage import StorageUsage
     from pinnace.volumes.requests import MountRequest
@@ -243,6 +244,7 @@ class Engine:
         cid = names.new_id()
         args = build.command(opts, image_config)
         wanted = self._mount_requests(opts, image_config)
+        mapping = self._user_mapping(opts)
         with self.state.tx():  # rmi decides in one transaction: it sees this row or we its end
             if not self.images.has_image(image.id):
                 raise NotFound(f"image {opts.image} was removed")
@@ -259,7 +261,7 @@ class Engine:
             points = self.volumes.attach(cid, wanted, opts.volume_driver, mounts,
                                          self.paths.run_root, undo) if wanted else []
             spec = build.runtime_spec(cid, opts, image_config, args, mounts,
-                                      self.paths.run_root, points)
+                                      self.paths.run_root, points, mapping)
             with self.state.tx():
                 self.containers.save_config(cid, ContainerConfig(args, spec, run, net))
                 self.state.event("container", "create", cid, image=opts.image, name=name)
@@ -268,6 +270,19 @@ class Engine:
             raise
         self._announce("pinnace_container_created", cid)
         return cid
+
+    def _user_mapping(self, opts: RunOptions) -> Mapping:
+        """The id maps of a new container's user namespace (none for ``--userns=host``);
+        an ``auto`` block is one no other container's map uses."""
+        from pinnace.runtime import userns
+
+        mode = opts.userns or ("" if opts.uidmap or opts.gidmap
+                               else str(self.config.engine["userns"].value))
+        taken = ([(spec := r.config.spec).uid_map + spec.gid_map
+                  for r in self.containers.all() if r.config_json]
+                 if mode == "auto" else [])
+        return userns.resolve(mode, opts.uidmap, opts.gidmap,
+                              str(self.config.engine["userns_user"].value), taken)
 
     def _mount_requests(self, opts: RunOptions, image_config: dict[str, Any]
                         ) -> list[MountRequest]:

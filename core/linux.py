@@ -163,6 +163,33 @@ def bind_propagated(source: str, target: str, recursive: bool, propagation: int)
         os.close(fd)
 
 
+_MOUNT_ATTR_IDMAP = 0x00100000
+
+
+def bind_idmapped(source: str, target: str, userns_fd: int, recursive: bool) -> None:
+    """Bind ``source`` on ``target`` as an idmapped mount: the ids of its files are seen
+    through the mapping of the user namespace open on ``userns_fd`` (a file owned by 0
+    on disk belongs to whoever is 0 there). Only the top mount of a ``recursive`` bind
+    is idmapped."""
+    syscall = _libc.syscall
+    fd = _check(syscall(ctypes.c_long(_OPEN_TREE), ctypes.c_int(_AT_FDCWD), source.encode(),
+                        ctypes.c_uint(_OPEN_TREE_CLONE | os.O_CLOEXEC
+                                      | (_AT_RECURSIVE if recursive else 0))),
+                f"open_tree {source}")
+    try:
+        attr = _MountAttr(_MOUNT_ATTR_IDMAP, 0, 0, userns_fd)
+        _check(syscall(ctypes.c_long(_MOUNT_SETATTR), ctypes.c_int(fd), b"",
+                       ctypes.c_uint(_AT_EMPTY_PATH), ctypes.byref(attr),
+                       ctypes.c_size_t(ctypes.sizeof(attr))),
+               f"idmapped mount of {source} (the filesystem must support idmapped mounts)")
+        _check(syscall(ctypes.c_long(_MOVE_MOUNT), ctypes.c_int(fd), b"",
+                       ctypes.c_int(_AT_FDCWD), target.encode(),
+                       ctypes.c_uint(_MOVE_MOUNT_F_EMPTY_PATH | _MOVE_MOUNT_T_SYMLINKS)),
+               f"move_mount on {target}")
+    finally:
+        os.close(fd)
+
+
 def mount_described(fstype: str, source: str, target: str, options: Iterable[str]) -> None:
     """Mount from an fstab-style description; ``ro`` on a bind mount needs a remount, done
     here; a propagation option (``rprivate``, ``shared`` ...) is set on a bind's copy

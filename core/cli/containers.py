@@ -83,6 +83,13 @@ from pinnace.errors import PinnaceError
               help="Mount the volumes and binds of another container.")
 @click.option("--volume-driver", metavar="NAME",
               help="Volume plugin for the volumes this makes [default: config, local].")
+@click.option("--userns", metavar="host|private|auto|keep-id",
+              help="User namespace: host (none), private (the first block of pinnace's "
+                   "subordinate ids), auto (a block of its own) [default: config, host].")
+@click.option("--uidmap", multiple=True, metavar="CONTAINER:HOST:SIZE",
+              help="Map container uids to host uids in a user namespace; repeatable.")
+@click.option("--gidmap", multiple=True, metavar="CONTAINER:HOST:SIZE",
+              help="Map container gids to host gids [default: as --uidmap]; repeatable.")
 @click.argument("image", shell_complete=complete.images)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context

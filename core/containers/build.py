@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from pinnace.containers.options import RunOptions
     from pinnace.mounts import Mount
     from pinnace.runtime.spec import ContainerSpec, MountPoint, Process
+    from pinnace.runtime.userns import Mapping
 
 
 def command(opts: RunOptions, image_config: dict[str, Any]) -> list[str]:
@@ -64,10 +65,12 @@ def default_env(hostname: str, tty: bool) -> list[str]:
 
 def runtime_spec(cid: str, opts: RunOptions, image_config: dict[str, Any], args: list[str],
                  mounts: list[Mount], scratch: Path,
-                 volumes: Sequence[MountPoint] = ()) -> ContainerSpec:
+                 volumes: Sequence[MountPoint] = (), mapping: Mapping | None = None
+                 ) -> ContainerSpec:
     """The spec an isolation plugin gets: process, rootfs, hostname, cgroup, limits and
-    security, and the ``volumes`` (binds, volumes, tmpfs) on top of the rootfs; the user
-    is looked up in the image's files (mounted under ``scratch``)."""
+    security, the ``volumes`` (binds, volumes, tmpfs) on top of the rootfs and the user
+    namespace's ``mapping``; the user is looked up in the image's files (mounted under
+    ``scratch``)."""
     from pinnace.mounts import mounted
     from pinnace.runtime import cgroups, limits, security, users
     from pinnace.runtime.spec import DEFAULT_PATH, ContainerSpec, Process
@@ -95,6 +98,8 @@ def runtime_spec(cid: str, opts: RunOptions, image_config: dict[str, Any], args:
                                  opts.security_opt),
         resources=limits.resources(opts.memory, opts.memory_swap, opts.cpus, opts.cpu_shares,
                                    opts.cpuset_cpus, opts.pids_limit, opts.privileged),
+        uid_map=list(mapping.uids) if mapping else [],
+        gid_map=list(mapping.gids) if mapping else [],
     )
 
 

@@ -49,3 +49,6 @@ class RunOptions(NamedTuple):
     tmpfs: Sequence[str] = ()
     volumes_from: Sequence[str] = ()
     volume_driver: str | None = None
+    userns: str | None = None
+    uidmap: Sequence[str] = ()
+    gidmap: Sequence[str] = ()

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pinnace.mounts import Mount
+from pinnace.runtime.userns import IdMap
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -109,7 +110,9 @@ class ContainerSpec:
     isolation plugin performs them in the container's mount namespace);
     ``netns`` is the network namespace to join (made by the core, configured
     by the network plugin); ``mounts`` go on top of the root filesystem; ``cgroup``
-    is the cgroup path relative to each hierarchy's root.
+    is the cgroup path relative to each hierarchy's root. With ``uid_map`` and
+    ``gid_map`` the container gets a user namespace of its own, and its root filesystem
+    and volumes (mount points with the ``idmap`` option) are mounted idmapped.
     """
 
     id: str
@@ -126,6 +129,8 @@ class ContainerSpec:
     mounts: list[MountPoint] = field(default_factory=list)
     security: Security = field(default_factory=Security)
     resources: Resources = field(default_factory=Resources)
+    uid_map: list[IdMap] = field(default_factory=list)
+    gid_map: list[IdMap] = field(default_factory=list)
 
 
 def spec_from_dict(data: dict[str, Any]) -> ContainerSpec:
@@ -137,4 +142,6 @@ def spec_from_dict(data: dict[str, Any]) -> ContainerSpec:
         rootfs=[Mount(m["type"], m["source"], tuple(m["options"])) for m in data["rootfs"]],
         mounts=[MountPoint(**m) for m in data.get("mounts", [])],
         security=Security(**data.get("security", {})),
-        resources=Resources(**data.get("resources", {}))))
+        resources=Resources(**data.get("resources", {})),
+        uid_map=[IdMap(**m) for m in data.get("uid_map", [])],
+        gid_map=[IdMap(**m) for m in data.get("gid_map", [])]))

@@ -85,6 +85,17 @@ def _raise_exec_error(report: str, what: str) -> None:
     raise FailedPrecondition(f"{what}: {message}")
 
 
+def _user_namespace(spec: ContainerSpec) -> int:
+    """A descriptor of a new user namespace with the spec's id maps."""
+    from pinnace.runtime.userns import Mapping, open_namespace
+
+    try:
+        return open_namespace(Mapping(tuple(spec.uid_map), tuple(spec.gid_map)))
+    except OSError as err:
+        raise FailedPrecondition(f"cannot create the container's user namespace: "
+                                 f"{err.strerror or err}") from None
+
+
 class UnshareIsolation(Plugin):
     """Namespaces and cgroups by hand, through ctypes."""
 
@@ -116,14 +127,17 @@ class UnshareIsolation(Plugin):
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         gate_r, gate_w = os.pipe2(os.O_CLOEXEC)
         own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+        userns = None
         gc.freeze()  # keep the collector from touching (and copying) every page in the child
         try:
+            if spec.uid_map:
+                userns = _user_namespace(spec)
             linux.unshare(linux.CLONE_NEWPID)
             pid = os.fork()
             if pid == 0:
                 gc.disable()
                 os.close(gate_w)
-                self._child(spec, str(bundle), gate_r, fifo, ready_w, err_w, stdio)
+                self._child(spec, str(bundle), gate_r, fifo, ready_w, err_w, stdio, userns)
             linux.setns(own_pidns, linux.CLONE_NEWPID)
         except BaseException:
             with contextlib.suppress(OSError):
@@ -133,6 +147,8 @@ class UnshareIsolation(Plugin):
             raise
         finally:
             gc.unfreeze()
+            if userns is not None:
+                os.close(userns)
             os.close(own_pidns)
             os.close(ready_w)
             os.close(err_w)
@@ -154,11 +170,11 @@ class UnshareIsolation(Plugin):
 
     @staticmethod
     def _child(spec: ContainerSpec, bundle: str, gate: int, fifo: str, ready_w: int,
-               err_w: int, stdio: tuple[int, int, int] | None) -> None:
+               err_w: int, stdio: tuple[int, int, int] | None, userns: int | None) -> None:
         """The forked side: never returns."""
         def run() -> None:
             _setup.redirect(stdio)
-            start_fd = _setup.setup(spec, bundle, gate, fifo)
+            start_fd = _setup.setup(spec, bundle, gate, fifo, userns)
             os.write(ready_w, b"R")
             os.close(ready_w)
             if os.read(start_fd, 1) != b"S":
@@ -205,6 +221,8 @@ class UnshareIsolation(Plugin):
             raise FailedPrecondition(f"container {container_id[:12]} is not running")
         fds = {ns: os.open(f"/proc/{pid}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC)
                for ns in ("pid", "net", "ipc", "uts", "cgroup", "mnt")}
+        if os.stat(f"/proc/{pid}/ns/user").st_ino != os.stat("/proc/self/ns/user").st_ino:
+            fds["user"] = os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
         own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         gate_r, gate_w = os.pipe2(os.O_CLOEXEC)
