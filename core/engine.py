@@ -273,10 +273,15 @@ class Engine:
 
     def _user_mapping(self, opts: RunOptions) -> Mapping:
         """The id maps of a new container's user namespace (none for ``--userns=host``);
-        an ``auto`` block is one no other container's map uses."""
+        an ``auto`` block is one no other container's map uses. ``--privileged`` runs in
+        the host's (as docker's): a configured default yields, an explicit one is refused."""
         from pinnace.runtime import userns
 
-        mode = opts.userns or ("" if opts.uidmap or opts.gidmap
+        explicit = opts.userns or opts.uidmap or opts.gidmap
+        if opts.privileged and explicit and opts.userns != "host":
+            raise InvalidConfig("--privileged runs in the host's user namespace: it excludes "
+                                "--userns, --uidmap and --gidmap")
+        mode = opts.userns or ("" if explicit or opts.privileged
                                else str(self.config.engine["userns"].value))
         taken = ([(spec := r.config.spec).uid_map + spec.gid_map
                   for r in self.containers.all() if r.config_json]
