@@ -72,8 +72,19 @@ class Config:
         if explicit:
             return Path(explicit)
         if self.engine["root"].source == "default":
+            if self.rootless:
+                from pinnace import rootless
+
+                return rootless.run_dir()
             return Path("/run/pinnace")
         return self.root / "run"
+
+    @property
+    def rootless(self) -> bool:
+        """True for an ordinary user's pinnace (root of its own user namespace)."""
+        from pinnace import rootless
+
+        return rootless.active()
 
     def selected(self, role: str) -> Value:
         """The plugin name selected for ``role`` and why."""
@@ -119,7 +130,7 @@ def load(config_file: str | None = None, flags: dict[str, str | None] | None = N
             f"{path}: unknown key {unknown[0]!r} in [engine] (known: {', '.join(ENGINE_DEFAULTS)})"
         )
     engine: dict[str, Value] = {}
-    for key, default in ENGINE_DEFAULTS.items():
+    for key, default in _defaults().items():
         env = f"PINNACE_{key.upper()}"
         flag = (flags or {}).get(key)
         if flag is not None:
@@ -140,6 +151,24 @@ def load(config_file: str | None = None, flags: dict[str, str | None] | None = N
             raise InvalidConfig(f"{path}: [{role}] must hold one table per plugin, "
                                 f"e.g. [{role}.NAME]")
     return Config(file=path, engine=engine, tables=data)
+
+
+def _defaults() -> dict[str, str]:
+    """:data:`ENGINE_DEFAULTS`; for an ordinary user's pinnace, the root under
+    ``$XDG_DATA_HOME`` and the ``dir`` storage unless that root is on btrfs."""
+    from pinnace import rootless
+
+    if not rootless.active():
+        return ENGINE_DEFAULTS
+    root = rootless.data_dir()
+    return dict(ENGINE_DEFAULTS, root=str(root), storage="btrfs" if _on_btrfs(root) else "dir")
+
+
+def _on_btrfs(path: Path) -> bool:
+    """True when ``path`` is (or would be made) on btrfs."""
+    from pinnace.storage_tree import mount_of
+
+    return mount_of(path)[1] == "btrfs"
 
 
 def check_root(root: Value) -> None:

@@ -244,6 +244,10 @@ class Engine:
         cid = names.new_id()
         args = build.command(opts, image_config)
         wanted = self._mount_requests(opts, image_config)
+        if self.config.rootless:
+            from pinnace import rootless
+
+            rootless.check_run(opts)
         mapping = self._user_mapping(opts)
         with self.state.tx():  # rmi decides in one transaction: it sees this row or we its end
             if not self.images.has_image(image.id):

@@ -107,6 +107,22 @@ def pivot_root(new_root: str, put_old: str) -> None:
     _check(_libc.syscall(ctypes.c_long(nr), new_root.encode(), put_old.encode()), "pivot_root")
 
 
+def fork_in_new_pidns() -> int:
+    """fork(2) into a new PID namespace (clone with ``CLONE_NEWPID``): the child is its
+    PID 1; this process's own namespaces are left as they were (an unshare would change
+    where its later children go, and only host root may set that back). The raw system
+    call holds the GIL and runs none of Python's fork handlers: call it with no other
+    thread running. Returns 0 in the child, the child's PID in the parent."""
+    import platform
+    import signal
+
+    nr = {"x86_64": 56, "aarch64": 220}[platform.machine()]
+    call = ctypes.PyDLL(None, use_errno=True).syscall
+    call.restype = ctypes.c_long
+    return _check(call(ctypes.c_long(nr), ctypes.c_ulong(CLONE_NEWPID | signal.SIGCHLD),
+                       ctypes.c_ulong(0), None, None, ctypes.c_ulong(0)), "clone")
+
+
 def sethostname(name: str) -> None:
     """sethostname(2) in the current UTS namespace."""
     raw = name.encode()

@@ -56,13 +56,15 @@ _EXPORTS: dict[str, str] = {
 _MODULES = {"netns": "pinnace.netns", "linux": "pinnace.linux",
             "cgroups": "pinnace.runtime.cgroups",
             "limits": "pinnace.runtime.limits", "capabilities": "pinnace.runtime.capabilities",
-            "seccomp": "pinnace.runtime.seccomp", "rootfs": "pinnace.rootfs"}
+            "seccomp": "pinnace.runtime.seccomp", "rootfs": "pinnace.rootfs",
+            "rootless": "pinnace.rootless", "userns": "pinnace.runtime.userns"}
 """Re-exported helper modules: ``netns.entered(path)``, ``linux`` (the system calls
 Python lacks: ``unshare``, ``setns``, ``mount``, ``umount``, ``pivot_root``,
 ``sethostname``, ``set_child_subreaper``), ``cgroups.create(path)`` (a
 :class:`~pinnace.runtime.cgroups.Cgroup`), ``limits.apply(cgroup, resources)``,
 ``capabilities.mask(names)``, ``seccomp.default_profile()``, ``rootfs.mkdir_in(root,
-path)`` (paths inside a container's root filesystem, never leaving it)."""
+path)`` (paths inside a container's root filesystem, never leaving it),
+``rootless.active()`` (an ordinary user's pinnace), ``userns.open_namespace(mapping)``."""
 
 __all__ = sorted(["hookimpl", "Plugin", "Option", "PluginContext", *_EXPORTS, *_MODULES])
 

@@ -85,12 +85,33 @@ def _raise_exec_error(report: str, what: str) -> None:
     raise FailedPrecondition(f"{what}: {message}")
 
 
+def _in_thread(work: Any) -> int:
+    """``work()`` run by a thread that ends afterwards; its result or its exception."""
+    import threading
+
+    result: list[int] = []
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            result.append(work())
+        except BaseException as err:  # raised in the caller below
+            failure.append(err)
+
+    worker = threading.Thread(target=run, name="pinnace-exec")
+    worker.start()
+    worker.join()
+    if failure:
+        raise failure[0]
+    return result[0]
+
+
 def _user_namespace(spec: ContainerSpec) -> int:
     """A descriptor of a new user namespace with the spec's id maps."""
-    from pinnace.runtime.userns import Mapping, open_namespace
+    from pinnace.plugin import userns
 
     try:
-        return open_namespace(Mapping(tuple(spec.uid_map), tuple(spec.gid_map)))
+        return userns.open_namespace(userns.Mapping(tuple(spec.uid_map), tuple(spec.gid_map)))
     except OSError as err:
         raise FailedPrecondition(f"cannot create the container's user namespace: "
                                  f"{err.strerror or err}") from None
@@ -126,22 +147,17 @@ class UnshareIsolation(Plugin):
         ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         gate_r, gate_w = os.pipe2(os.O_CLOEXEC)
-        own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
         userns = None
         gc.freeze()  # keep the collector from touching (and copying) every page in the child
         try:
             if spec.uid_map:
                 userns = _user_namespace(spec)
-            linux.unshare(linux.CLONE_NEWPID)
-            pid = os.fork()
+            pid = linux.fork_in_new_pidns()
             if pid == 0:
                 gc.disable()
                 os.close(gate_w)
                 self._child(spec, str(bundle), gate_r, fifo, ready_w, err_w, stdio, userns)
-            linux.setns(own_pidns, linux.CLONE_NEWPID)
         except BaseException:
-            with contextlib.suppress(OSError):
-                linux.setns(own_pidns, linux.CLONE_NEWPID)
             os.close(gate_w)
             cg.remove()
             raise
@@ -149,7 +165,6 @@ class UnshareIsolation(Plugin):
             gc.unfreeze()
             if userns is not None:
                 os.close(userns)
-            os.close(own_pidns)
             os.close(ready_w)
             os.close(err_w)
             os.close(gate_r)
@@ -223,24 +238,26 @@ class UnshareIsolation(Plugin):
                for ns in ("pid", "net", "ipc", "uts", "cgroup", "mnt")}
         if os.stat(f"/proc/{pid}/ns/user").st_ino != os.stat("/proc/self/ns/user").st_ino:
             fds["user"] = os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
-        own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         gate_r, gate_w = os.pipe2(os.O_CLOEXEC)
         cg = cgroups.container_cgroup(container_id)
         saved = bundle / "security.json"  # absent for a container started by an older pinnace
         security = Security(**json.loads(saved.read_text())) if saved.exists() else Security()
-        try:
-            linux.setns(fds["pid"], linux.CLONE_NEWPID)
-            child = os.fork()
-            if child == 0:
+        def fork() -> int:  # in a thread of its own: its PID namespace for children
+            linux.setns(fds["pid"], linux.CLONE_NEWPID)  # changes, the process's does not
+            pid = os.fork()
+            if pid == 0:
                 os.close(gate_w)
                 self._exec_child(process, security, gate_r, fds, err_w, stdio)
-            linux.setns(own_pidns, linux.CLONE_NEWPID)
+            return pid
+
+        try:
+            child = _in_thread(fork)
         except BaseException:
             os.close(gate_w)
             raise
         finally:
-            for fd in (*fds.values(), own_pidns, err_w, gate_r):
+            for fd in (*fds.values(), err_w, gate_r):
                 os.close(fd)
         unattached = _attach(cg, child, gate_w)
         report = _read_all(err_r).decode(errors="replace") or (unattached and f"1\n{unattached}")
@@ -324,6 +341,11 @@ class UnshareIsolation(Plugin):
 
         cg = cgroups.container_cgroup(container_id)
         cg.kill_all()
+        if not cgroups.hierarchies():  # no cgroup (rootless): its PID 1 takes the rest along
+            pid = self._pid(container_id, bundle)
+            if pid and container_id not in self._children:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
         child = self._children.pop(container_id, None)
         if child is not None:
             if child.errors >= 0:

@@ -235,8 +235,9 @@ def _mount_api(parent: int, name: str, source: str, fstype: str, flags: int,
 def _api_filesystems(root: int, spec: ContainerSpec) -> None:
     """/proc, a minimal /dev, read-only /sys, as docker sets them up, on real directories
     of the rootfs open as ``root``; /dev belongs to container root (the host id it is)."""
-    from pinnace.runtime.userns import host_id
+    from pinnace.plugin import userns
 
+    host_id = userns.host_id
     owner = (f",uid={host_id(spec.uid_map, 0)},gid={host_id(spec.gid_map, 0)}"
              if spec.uid_map else "")
     _mount_api(root, "proc", "proc", "proc", NOSUID_NODEV_NOEXEC)
@@ -253,6 +254,17 @@ def _api_filesystems(root: int, spec: ContainerSpec) -> None:
     _mount_api(root, "sys", "sysfs", "sysfs", NOSUID_NODEV_NOEXEC | linux.MS_RDONLY)
 
 
+def _bind_device(dev: int, name: str) -> None:
+    """/dev/``name`` of the host bound on an empty file ``name`` of ``dev``."""
+    os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, 0o666,
+                     dir_fd=dev))
+    fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dev)
+    try:
+        linux.mount(f"/dev/{name}", _fd_path(fd), None, linux.MS_BIND)
+    finally:
+        os.close(fd)
+
+
 def _populate_dev(dev: int, tty_gid: int, owner: str) -> None:
     """Device nodes, pts/shm/mqueue and the usual symlinks in the fresh tmpfs ``dev``:
     ptys of group ``tty_gid``, /dev/shm with the tmpfs ``owner`` options."""
@@ -260,7 +272,10 @@ def _populate_dev(dev: int, tty_gid: int, owner: str) -> None:
     try:
         for name in DEVICES:
             st = os.stat(f"/dev/{name}")
-            os.mknod(name, stat.S_IFCHR | 0o666, st.st_rdev, dir_fd=dev)
+            try:
+                os.mknod(name, stat.S_IFCHR | 0o666, st.st_rdev, dir_fd=dev)
+            except PermissionError:  # a user namespace's root: the host's node, bound
+                _bind_device(dev, name)
         for sub, mode in (("pts", 0o755), ("shm", 0o1777), ("mqueue", 0o755)):
             os.mkdir(sub, mode, dir_fd=dev)
     finally:
