@@ -27,7 +27,7 @@ endef
 
 # A system user with subordinate uid and gid ranges (START, COUNT), made once:
 # pinnace's ranges are what --userns=auto and private map; pinnace-test is the
-# ordinary user the tests run unprivileged pinnace as.
+# ordinary user the tests run unprivileged pinnace as; pinnace-nosub has no ranges.
 define subid_user
 	@id -u $(1) >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin $(1)
 	@grep -q '^$(1):' /etc/subuid 2>/dev/null || usermod --add-subuids $(2)-$$(($(2)+$(3)-1)) $(1)
@@ -38,6 +38,8 @@ deps:
 	$(call apt_ensure,$(APT_PACKAGES))
 	$(call subid_user,pinnace,1000000,1048576)
 	$(call subid_user,pinnace-test,3000000,65536)
+	@id -u pinnace-nosub >/dev/null 2>&1 || \
+		useradd --system --no-create-home --shell /usr/sbin/nologin pinnace-nosub
 
 bench-deps: deps
 	$(call apt_ensure,$(BENCH_PACKAGES))

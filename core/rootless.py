@@ -121,6 +121,11 @@ def enter() -> None:
     pid = _alive(pidfile)
     if pid == 0:
         pid = _start_pause(pidfile)
+        note = ranges().note
+        if note:
+            import sys
+
+            print(f"note: {note}", file=sys.stderr)
     cwd = os.getcwd()
     user = os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
     mnt = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)

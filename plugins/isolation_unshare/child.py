@@ -280,8 +280,14 @@ def _populate_dev(dev: int, tty_gid: int, owner: str) -> None:
             os.mkdir(sub, mode, dir_fd=dev)
     finally:
         os.umask(old)
-    _mount_api(dev, "pts", "devpts", "devpts", linux.MS_NOSUID | linux.MS_NOEXEC,
-               f"newinstance,ptmxmode=0666,mode=0620,gid={tty_gid}")
+    pts = "newinstance,ptmxmode=0666,mode=0620"
+    try:
+        _mount_api(dev, "pts", "devpts", "devpts", linux.MS_NOSUID | linux.MS_NOEXEC,
+                   f"{pts},gid={tty_gid}")
+    except OSError as err:  # the tty group is not mapped (a rootless pinnace with one id)
+        if err.errno != errno.EINVAL:
+            raise
+        _mount_api(dev, "pts", "devpts", "devpts", linux.MS_NOSUID | linux.MS_NOEXEC, pts)
     _mount_api(dev, "shm", "shm", "tmpfs", NOSUID_NODEV_NOEXEC, "mode=1777,size=65536k" + owner)
     _mount_api(dev, "mqueue", "mqueue", "mqueue", NOSUID_NODEV_NOEXEC)
     for link, target in (("ptmx", "pts/ptmx"), ("fd", "/proc/self/fd"),
