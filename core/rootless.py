@@ -245,3 +245,64 @@ def check_run(opts: RunOptions) -> None:
         raise InvalidConfig("a rootless container already runs in your user namespace (root "
                             "in it is you): --userns, --uidmap and --gidmap are for root's "
                             "containers")
+
+
+def doctor(root: Path) -> list[dict[str, str]]:
+    """``pinnace doctor``'s checks of the mode it runs in: for root, the subordinate ids
+    ``--userns`` maps; for an ordinary user, what a rootless pinnace has and lacks."""
+    from pinnace.runtime import cgroups
+    from pinnace.runtime.userns import subordinate
+
+    if not active():
+        ranges_ok = bool(subordinate("pinnace", "/etc/subuid"))
+        return [{"check": "running as root", "ok": "yes", "detail": "rootful pinnace"},
+                _check("subordinate ids for --userns (user pinnace)",
+                       "yes" if ranges_ok else "warn",
+                       "in /etc/subuid" if ranges_ok else "none: --userns=auto and private fail",
+                       "make deps (useradd pinnace; usermod --add-subuids/--add-subgids)")]
+    mapping = _mapped()
+    checks = [{"check": "rootless mode", "ok": "yes",
+               "detail": f"uid {host_uid()}, state in {root}"},
+              _check("subordinate ids mapped", "yes" if mapping > 1 else "warn",
+                     f"{mapping} ids", "root: usermod --add-subuids 100000-165535 "
+                     "--add-subgids 100000-165535 USER; apt install uidmap")]
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    checks.append(_check("runtime directory", "yes" if runtime else "warn",
+                         str(run_dir()) if runtime else f"XDG_RUNTIME_DIR is not set: using "
+                         f"{run_dir()}, which outlives a logout",
+                         "log in through a session that sets XDG_RUNTIME_DIR (pam_systemd)"))
+    delegated = cgroups.hierarchies()
+    checks.append(_check("cgroups delegated", "yes" if delegated else "warn",
+                         f"{len(delegated)} writable" if delegated else
+                         f"{cgroups.version()}, none writable: runs with limits are refused",
+                         "cgroup v2 with systemd delegation (Delegate=yes for user@.service)"))
+    from pinnace.storage_tree import mount_of
+
+    point, fstype, _ = mount_of(root)
+    if fstype == "btrfs":
+        with open("/proc/self/mountinfo", encoding="utf-8") as f:
+            options = next((line.split(" - ")[1].split()[2] for line in f
+                            if line.split()[4] == point), "")
+        allowed = "user_subvol_rm_allowed" in options.split(",")
+        checks.append(_check("btrfs: users may delete subvolumes",
+                             "yes" if allowed else "warn",
+                             f"{point} mounted with user_subvol_rm_allowed" if allowed else
+                             f"{point} lacks user_subvol_rm_allowed: removing a container "
+                             "or image fails", f"root: mount -o remount,user_subvol_rm_allowed "
+                             f"{point}"))
+    with open("/proc/sys/net/ipv4/ip_unprivileged_port_start", encoding="ascii") as f:
+        lowest = int(f.read())
+    checks.append(_check("publishable ports", "yes" if lowest <= 1024 else "warn",
+                         f"from {lowest} (net.ipv4.ip_unprivileged_port_start)",
+                         "root: sysctl net.ipv4.ip_unprivileged_port_start=80"))
+    return checks
+
+
+def _mapped() -> int:
+    """How many uids this user namespace maps."""
+    with open("/proc/self/uid_map", encoding="ascii") as f:
+        return sum(int(line.split()[2]) for line in f)
+
+
+def _check(name: str, ok: str, detail: str, fix: str) -> dict[str, str]:
+    return {"check": name, "ok": ok, "detail": detail, **({"fix": fix} if ok != "yes" else {})}

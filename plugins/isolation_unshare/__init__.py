@@ -381,6 +381,10 @@ class UnshareIsolation(Plugin):
                        "detail": (f"missing: {' '.join(sorted(missing))}" if missing
                                   else "all present"),
                        "fix": "use a kernel built with CONFIG_*_NS for the missing namespaces"})
+        from pinnace.plugin import rootless
+
+        if rootless.active():  # delegated cgroups are the rootless checks' business
+            return checks
         points = cgroups.hierarchies()
         writable = [p for p in points if os.access(p, os.W_OK)]
         checks.append({"check": "cgroups mounted and writable",
