@@ -60,8 +60,8 @@ def host_uid() -> int:
     """The calling user's uid on the host (root in a rootless pinnace's namespace is it)."""
     with open("/proc/self/uid_map", encoding="ascii") as f:
         for line in f:
-            inside, outside, _ = (int(x) for x in line.split())
-            if inside == 0:
+            inside, outside, count = (int(x) for x in line.split())
+            if inside == 0 and count < 2**32 - 1:  # not the host's identity map
                 return outside
     return os.getuid()
 

@@ -190,3 +190,23 @@ def test_without_subordinate_ranges_one_id_is_mapped(busybox_tar: Path) -> None:
         out = user("run", "--rm", "busybox", "sh", "-c", "id -u; cat /proc/self/uid_map")
         assert out.stdout.split() == ["0", "0", str(user.uid), "1"]
         assert "note:" not in out.stderr  # said once, when the namespace was made
+
+
+def test_doctor_explains_the_rootless_mode(rootless: User) -> None:
+    runtime = rootless.env.pop("XDG_RUNTIME_DIR")
+    fallback = Path(f"/tmp/pinnace-{rootless.uid}")
+    try:
+        checks = {c["check"]: c for c in json.loads(rootless("doctor", "--format", "json",
+                                                             check=False).stdout)}
+        assert checks["rootless mode"]["ok"] == "yes"
+        assert checks["subordinate ids mapped"]["detail"] == "65537 ids"
+        assert f"using {fallback}, which outlives a logout" in \
+            checks["runtime directory"]["detail"]
+        assert "runs with limits are refused" in checks["cgroups delegated"]["detail"]
+        assert "ip_unprivileged_port_start" in checks["publishable ports"]["detail"]
+        assert (fallback / "pause.pid").exists()
+    finally:
+        if (fallback / "pause.pid").exists():
+            os.kill(int((fallback / "pause.pid").read_text()), signal.SIGKILL)
+        shutil.rmtree(fallback, ignore_errors=True)
+        rootless.env["XDG_RUNTIME_DIR"] = runtime
