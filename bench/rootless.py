@@ -38,9 +38,10 @@ def user_home(tar: Path) -> Iterator[Path]:
     try:
         yield home
     finally:
-        pause = home / "run" / "pinnace" / "pause.pid"
-        if pause.exists():
-            os.kill(int(pause.read_text()), signal.SIGKILL)
+        for pause in (home / "run" / "pinnace" / "pause.pid",  # pinnace's and podman's
+                      home / "run" / "libpod" / "tmp" / "pause.pid"):
+            if pause.exists():
+                os.kill(int(pause.read_text()), signal.SIGKILL)
         shutil.rmtree(home)
 
 

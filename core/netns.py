@@ -114,6 +114,21 @@ def loopback_up(bring_up: bool = True) -> bool:
     return bool(flags & IFF_UP)
 
 
+def is_up(ifname: str) -> bool:
+    """Whether interface ``ifname`` exists and is up in the calling thread's namespace."""
+    import fcntl
+    import struct
+
+    sock = linux.inet_socket()
+    try:
+        req = struct.pack("16sH14x", ifname.encode(), 0)
+        return bool(struct.unpack("16sH14x", fcntl.ioctl(sock, SIOCGIFFLAGS, req))[1] & IFF_UP)
+    except OSError:  # no such device
+        return False
+    finally:
+        os.close(sock)
+
+
 def enter_private() -> None:
     """Move the calling thread into a new network namespace with ``lo`` up; the
     processes it starts afterwards live there too, away from the host's network."""

@@ -241,6 +241,18 @@ def check_run(opts: RunOptions) -> None:
             f"--{asked[0]} needs a cgroup this user may write, and this host "
             f"({cgroups.version()}) delegates none to {_user_name(host_uid())}: run without "
             "limits, or as root")
+    if opts.ports:
+        from pinnace.net.networks import parse_publish
+
+        with open("/proc/sys/net/ipv4/ip_unprivileged_port_start", encoding="ascii") as f:
+            lowest = int(f.read())
+        for text in opts.ports:
+            port = parse_publish(text).host_port
+            if 0 < port < lowest:
+                raise FailedPrecondition(
+                    f"-p {text}: host port {port} is privileged for an ordinary user (ports "
+                    f"below {lowest}); root may lower it: sysctl "
+                    f"net.ipv4.ip_unprivileged_port_start={port}")
     if opts.userns not in (None, "", "host") or opts.uidmap or opts.gidmap:
         raise InvalidConfig("a rootless container already runs in your user namespace (root "
                             "in it is you): --userns, --uidmap and --gidmap are for root's "
