@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import functools
 import os
-import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -79,6 +77,8 @@ class Ranges:
     @property
     def note(self) -> str:
         """Why only one id is mapped, or ""."""
+        import shutil
+
         if self.subuid and self.subgid:
             return ""
         if not (shutil.which("newuidmap") and shutil.which("newgidmap")):
@@ -99,6 +99,8 @@ def _user_name(uid: int) -> str:
 
 def ranges(subuid: str = "/etc/subuid", subgid: str = "/etc/subgid") -> Ranges:
     """This user's ids and subordinate ranges (the first of each file, by name or uid)."""
+    import shutil
+
     from pinnace.runtime.userns import subordinate
 
     uid, gid = os.getuid(), os.getgid()
@@ -211,6 +213,8 @@ def _start_pause(pidfile: Path) -> int:
 def _write_maps(pid: int, mapping: Ranges) -> None:
     """0 is the user, 1.. the subordinate ids (newuidmap/newgidmap); without ranges, the
     user's own ids alone (written directly: setgroups denied first, as the kernel asks)."""
+    import subprocess
+
     if mapping.subuid and mapping.subgid:
         for tool, own, (start, count) in (("newuidmap", mapping.uid, mapping.subuid),
                                           ("newgidmap", mapping.gid, mapping.subgid)):
