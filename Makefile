@@ -10,7 +10,8 @@ export DEBIAN_FRONTEND := noninteractive
 APT_PACKAGES   := btrfs-progs libbtrfsutil-dev busybox-static iproute2 util-linux iptables \
                   python3-venv python3-dev gcc libc6-dev pkg-config libseccomp2 \
                   debootstrap skopeo podman runc \
-                  docker-registry apache2-utils openssl time e2fsprogs catatonit tini
+                  docker-registry apache2-utils openssl time e2fsprogs catatonit tini \
+                  uidmap slirp4netns
 BENCH_PACKAGES := runc podman hyperfine
 PYTEST_ARGS ?= -n 2
 
@@ -25,8 +26,21 @@ define apt_ensure
 	fi
 endef
 
+# A system user with subordinate uid and gid ranges (START, COUNT), made once:
+# pinnace's ranges are what --userns=auto and private map; pinnace-test is the
+# ordinary user the tests run unprivileged pinnace as; pinnace-nosub has no ranges.
+define subid_user
+	@id -u $(1) >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin $(1)
+	@grep -q '^$(1):' /etc/subuid 2>/dev/null || usermod --add-subuids $(2)-$$(($(2)+$(3)-1)) $(1)
+	@grep -q '^$(1):' /etc/subgid 2>/dev/null || usermod --add-subgids $(2)-$$(($(2)+$(3)-1)) $(1)
+endef
+
 deps:
 	$(call apt_ensure,$(APT_PACKAGES))
+	$(call subid_user,pinnace,1000000,1048576)
+	$(call subid_user,pinnace-test,3000000,65536)
+	@id -u pinnace-nosub >/dev/null 2>&1 || \
+		useradd --system --no-create-home --shell /usr/sbin/nologin pinnace-nosub
 
 bench-deps: deps
 	$(call apt_ensure,$(BENCH_PACKAGES))

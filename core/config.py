@@ -8,6 +8,7 @@ The file is ``--config``, else ``$PINNACE_CONFIG``, else
     storage = "btrfs"        # selected plugins, by name
     network = "none"
     isolation = "unshare"
+    userns = "auto"          # host (default), private, auto
     disabled_plugins = ["noisy-events"]   # or "role.name"; env: comma-separated
 
     [storage.btrfs]          # one table per plugin for its declared options
@@ -40,6 +41,8 @@ ENGINE_DEFAULTS: dict[str, str] = {
     "disabled_plugins": "",  # names (or ROLE.NAME) of installed plugins never to load
     "init_path": "",  # the init of run --init; empty: Debian's catatonit or tini-static
     "default_ulimits": "",  # name=soft[:hard] limits of every container, comma-separated
+    "userns": "host",  # the user namespace of containers run without --userns
+    "userns_user": "pinnace",  # whose /etc/subuid and /etc/subgid ranges they map
 }
 
 
@@ -71,8 +74,19 @@ class Config:
         if explicit:
             return Path(explicit)
         if self.engine["root"].source == "default":
+            if self.rootless:
+                from pinnace import rootless
+
+                return rootless.run_dir()
             return Path("/run/pinnace")
         return self.root / "run"
+
+    @property
+    def rootless(self) -> bool:
+        """True for an ordinary user's pinnace (root of its own user namespace)."""
+        from pinnace import rootless
+
+        return rootless.active()
 
     def selected(self, role: str) -> Value:
         """The plugin name selected for ``role`` and why."""
@@ -118,7 +132,7 @@ def load(config_file: str | None = None, flags: dict[str, str | None] | None = N
             f"{path}: unknown key {unknown[0]!r} in [engine] (known: {', '.join(ENGINE_DEFAULTS)})"
         )
     engine: dict[str, Value] = {}
-    for key, default in ENGINE_DEFAULTS.items():
+    for key, default in _defaults().items():
         env = f"PINNACE_{key.upper()}"
         flag = (flags or {}).get(key)
         if flag is not None:
@@ -139,6 +153,24 @@ def load(config_file: str | None = None, flags: dict[str, str | None] | None = N
             raise InvalidConfig(f"{path}: [{role}] must hold one table per plugin, "
                                 f"e.g. [{role}.NAME]")
     return Config(file=path, engine=engine, tables=data)
+
+
+def _defaults() -> dict[str, str]:
+    """:data:`ENGINE_DEFAULTS`; for an ordinary user's pinnace, the root under
+    ``$XDG_DATA_HOME`` and the ``dir`` storage unless that root is on btrfs."""
+    from pinnace import rootless
+
+    if not rootless.active():
+        return ENGINE_DEFAULTS
+    root = rootless.data_dir()
+    return dict(ENGINE_DEFAULTS, root=str(root), storage="btrfs" if _on_btrfs(root) else "dir")
+
+
+def _on_btrfs(path: Path) -> bool:
+    """True when ``path`` is (or would be made) on btrfs."""
+    from pinnace.storage_tree import mount_of
+
+    return mount_of(path)[1] == "btrfs"
 
 
 def check_root(root: Value) -> None:

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from pinnace.runtime.healthcheck import HealthConfig
     from pinnace.runtime.namespaces import Sharing
     from pinnace.runtime.spec import Process
+    from pinnace.runtime.userns import Mapping
     from pinnace.state import State
     from pinnace.storage_usage import StorageUsage
     from pinnace.volumes.requests import MountRequest
@@ -268,6 +269,11 @@ class Engine:
         cid = names.new_id()
         args = build.command(opts, image_config)
         wanted = self._mount_requests(opts, image_config)
+        if self.config.rootless:
+            from pinnace import rootless
+
+            rootless.check_run(opts)
+        mapping = self._user_mapping(opts)
         with self.state.tx():  # rmi decides in one transaction: it sees this row or we its end
             if not self.images.has_image(image.id):
                 raise NotFound(f"image {opts.image} was removed")
@@ -288,7 +294,7 @@ class Engine:
                 cid, opts, image_config, args, mounts, self.paths.run_root, points, sharing,
                 private_net=self._private_net(network) if opts.sysctls else True,
                 init_path=self.config.engine["init_path"].value,
-                default_ulimits=self.config.engine["default_ulimits"].value)
+                default_ulimits=self.config.engine["default_ulimits"].value, mapping=mapping)
             with self.state.tx():
                 labels = {**(image_config.get("Labels") or {}), **opts.labels}
                 self.containers.save_config(cid, ContainerConfig(args, spec, run, net, labels))
@@ -317,6 +323,24 @@ class Engine:
         found = sharing(list(NAMESPACES), modes, self.resolve)
         self._joined(found.paths)  # a container to join must run now (and at each start)
         return found
+
+    def _user_mapping(self, opts: RunOptions) -> Mapping:
+        """The id maps of a new container's user namespace (none for ``--userns=host``);
+        an ``auto`` block is one no other container's map uses. ``--privileged`` runs in
+        the host's (as docker's): a configured default yields, an explicit one is refused."""
+        from pinnace.runtime import userns
+
+        explicit = opts.userns or opts.uidmap or opts.gidmap
+        if opts.privileged and explicit and opts.userns != "host":
+            raise InvalidConfig("--privileged runs in the host's user namespace: it excludes "
+                                "--userns, --uidmap and --gidmap")
+        mode = opts.userns or ("" if explicit or opts.privileged
+                               else str(self.config.engine["userns"].value))
+        taken = ([(spec := r.config.spec).uid_map + spec.gid_map
+                  for r in self.containers.all() if r.config_json]
+                 if mode == "auto" else [])
+        return userns.resolve(mode, opts.uidmap, opts.gidmap,
+                              str(self.config.engine["userns_user"].value), taken)
 
     def _mount_requests(self, opts: RunOptions, image_config: dict[str, Any]
                         ) -> list[MountRequest]:

@@ -107,6 +107,22 @@ def pivot_root(new_root: str, put_old: str) -> None:
     _check(_libc.syscall(ctypes.c_long(nr), new_root.encode(), put_old.encode()), "pivot_root")
 
 
+def fork_in_new_pidns() -> int:
+    """fork(2) into a new PID namespace (clone with ``CLONE_NEWPID``): the child is its
+    PID 1; this process's own namespaces are left as they were (an unshare would change
+    where its later children go, and only host root may set that back). The raw system
+    call holds the GIL and runs none of Python's fork handlers: call it with no other
+    thread running. Returns 0 in the child, the child's PID in the parent."""
+    import platform
+    import signal
+
+    nr = {"x86_64": 56, "aarch64": 220}[platform.machine()]
+    call = ctypes.PyDLL(None, use_errno=True).syscall
+    call.restype = ctypes.c_long
+    return _check(call(ctypes.c_long(nr), ctypes.c_ulong(CLONE_NEWPID | signal.SIGCHLD),
+                       ctypes.c_ulong(0), None, None, ctypes.c_ulong(0)), "clone")
+
+
 def sethostname(name: str) -> None:
     """sethostname(2) in the current UTS namespace."""
     raw = name.encode()
@@ -159,6 +175,33 @@ def bind_propagated(source: str, target: str, recursive: bool, propagation: int)
                                                        else 0)),
                        ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr))),
                f"mount_setattr on {target}")
+    finally:
+        os.close(fd)
+
+
+_MOUNT_ATTR_IDMAP = 0x00100000
+
+
+def bind_idmapped(source: str, target: str, userns_fd: int, recursive: bool) -> None:
+    """Bind ``source`` on ``target`` as an idmapped mount: the ids of its files are seen
+    through the mapping of the user namespace open on ``userns_fd`` (a file owned by 0
+    on disk belongs to whoever is 0 there). Only the top mount of a ``recursive`` bind
+    is idmapped."""
+    syscall = _libc.syscall
+    fd = _check(syscall(ctypes.c_long(_OPEN_TREE), ctypes.c_int(_AT_FDCWD), source.encode(),
+                        ctypes.c_uint(_OPEN_TREE_CLONE | os.O_CLOEXEC
+                                      | (_AT_RECURSIVE if recursive else 0))),
+                f"open_tree {source}")
+    try:
+        attr = _MountAttr(_MOUNT_ATTR_IDMAP, 0, 0, userns_fd)
+        _check(syscall(ctypes.c_long(_MOUNT_SETATTR), ctypes.c_int(fd), b"",
+                       ctypes.c_uint(_AT_EMPTY_PATH), ctypes.byref(attr),
+                       ctypes.c_size_t(ctypes.sizeof(attr))),
+               f"idmapped mount of {source} (the filesystem must support idmapped mounts)")
+        _check(syscall(ctypes.c_long(_MOVE_MOUNT), ctypes.c_int(fd), b"",
+                       ctypes.c_int(_AT_FDCWD), target.encode(),
+                       ctypes.c_uint(_MOVE_MOUNT_F_EMPTY_PATH | _MOVE_MOUNT_T_SYMLINKS)),
+               f"move_mount on {target}")
     finally:
         os.close(fd)
 

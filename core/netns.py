@@ -5,9 +5,12 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 from pinnace import linux
+
+T = TypeVar("T")
 
 
 def create(path: str) -> None:
@@ -62,6 +65,32 @@ def entered(path: str) -> Iterator[None]:
         os.close(home)
 
 
+def run_in(path: str, work: Callable[[], T]) -> T:
+    """``work()`` run in the network namespace at ``path`` by a thread of its own that
+    ends there. Unlike :func:`entered` it needs no way back, which a rootless pinnace
+    lacks: the host's namespace is not its user namespace's to join again."""
+    result: list[T] = []
+    failure: list[BaseException] = []
+
+    def inside() -> None:
+        try:
+            target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                linux.setns(target, linux.CLONE_NEWNET)
+            finally:
+                os.close(target)
+            result.append(work())
+        except BaseException as err:  # reported to the caller below
+            failure.append(err)
+
+    worker = threading.Thread(target=inside, name="pinnace-netns")
+    worker.start()
+    worker.join()
+    if failure:
+        raise failure[0]
+    return result[0]
+
+
 SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914
 IFF_UP = 0x1
@@ -83,6 +112,21 @@ def loopback_up(bring_up: bool = True) -> bool:
     finally:
         os.close(sock)
     return bool(flags & IFF_UP)
+
+
+def is_up(ifname: str) -> bool:
+    """Whether interface ``ifname`` exists and is up in the calling thread's namespace."""
+    import fcntl
+    import struct
+
+    sock = linux.inet_socket()
+    try:
+        req = struct.pack("16sH14x", ifname.encode(), 0)
+        return bool(struct.unpack("16sH14x", fcntl.ioctl(sock, SIOCGIFFLAGS, req))[1] & IFF_UP)
+    except OSError:  # no such device
+        return False
+    finally:
+        os.close(sock)
 
 
 def enter_private() -> None:

@@ -59,7 +59,8 @@ _MODULES = {"netns": "pinnace.netns", "linux": "pinnace.linux",
             "limits": "pinnace.runtime.limits", "capabilities": "pinnace.runtime.capabilities",
             "seccomp": "pinnace.runtime.seccomp", "rootfs": "pinnace.rootfs",
             "ulimits": "pinnace.runtime.ulimits", "sysctls": "pinnace.runtime.sysctls",
-            "devices": "pinnace.runtime.devices"}
+            "devices": "pinnace.runtime.devices", "rootless": "pinnace.rootless",
+            "userns": "pinnace.runtime.userns"}
 """Re-exported helper modules: ``netns.entered(path)``, ``linux`` (the system calls
 Python lacks: ``unshare``, ``setns``, ``mount``, ``umount``, ``pivot_root``,
 ``sethostname``, ``set_child_subreaper``), ``cgroups.create(path)`` (a
@@ -67,7 +68,8 @@ Python lacks: ``unshare``, ``setns``, ``mount``, ``umount``, ``pivot_root``,
 ``capabilities.mask(names)``, ``seccomp.default_profile()``, ``rootfs.mkdir_in(root,
 path)`` (paths inside a container's root filesystem, never leaving it),
 ``ulimits.apply(rlimits)``, ``sysctls.apply(values)`` and ``devices.make(devices)`` (in
-the container's process, after pivot_root)."""
+the container's process, after pivot_root), ``rootless.active()`` (an ordinary user's
+pinnace), ``userns.open_namespace(mapping)``."""
 
 __all__ = sorted(["hookimpl", "Plugin", "Option", "PluginContext", *_EXPORTS, *_MODULES])
 

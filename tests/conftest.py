@@ -98,6 +98,10 @@ def root(btrfs_mount: Path) -> Iterator[Path]:
     yield path
 
 
+USERNS_MODE = "PINNACE_TEST_USERNS"
+"""Set (to ``auto``, ``private``): every container the tests run gets that user namespace."""
+
+
 class Pinnace:
     """Runs ``python -m pinnace --root ROOT ...`` and returns the completed process."""
 
@@ -106,6 +110,8 @@ class Pinnace:
         self.root = root
         self.prefix = list(prefix)
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("PINNACE_")}
+        if os.environ.get(USERNS_MODE):  # a suite run again with containers in user namespaces
+            self.env["PINNACE_USERNS"] = os.environ[USERNS_MODE]
         self.env.update(env or {})
 
     def argv(self, *args: str) -> list[str]:

@@ -10,6 +10,7 @@ from pinnace.testing.network import NetworkContract
 from pinnace_plugins.net_bridge import BridgeNetwork
 from pinnace_plugins.net_host import HostNetwork
 from pinnace_plugins.net_none import NoneNetwork
+from pinnace_plugins.net_slirp4netns import Slirp4netnsNetwork
 
 
 class TestNoneContract(NetworkContract):
@@ -46,3 +47,16 @@ class TestBridgeContract(NetworkContract):
         return BridgeNetwork(PluginContext.for_plugin(
             BridgeNetwork, "bridge", "network", {"subnet": "10.77.0.0/24", "pool": "10.78.0.0/16"},
             data_dir=tmp_path / "data", run_dir=tmp_path / "run"))
+
+
+class TestSlirp4netnsContract(NetworkContract):
+    """``slirp4netns``: a user-mode stack per container, containers isolated from each
+    other (they meet through published ports only)."""
+
+    connected = False
+
+    def make_plugin(self, tmp_path: Path) -> Slirp4netnsNetwork:
+        """A slirp4netns plugin keeping its PID files under the test's run directory."""
+        return Slirp4netnsNetwork(PluginContext.for_plugin(
+            Slirp4netnsNetwork, "slirp4netns", "network", data_dir=tmp_path / "data",
+            run_dir=tmp_path / "run"))

@@ -42,6 +42,8 @@ def _run(args: list[str]) -> None:
 
         print(f"pinnace version {__version__}")
         sys.exit(0)
+    if os.geteuid() != 0:
+        _enter_rootless()
     import click
 
     from pinnace.cli.root import cli
@@ -75,6 +77,17 @@ def _run(args: list[str]) -> None:
                    "traceback)", err=True)
         sys.exit(125)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _enter_rootless() -> None:
+    """An ordinary user's pinnace runs as root of its own user namespace."""
+    from pinnace import rootless
+
+    try:
+        rootless.enter()
+    except OSError as err:
+        print(f"Error: rootless pinnace cannot start: {err.strerror or err}", file=sys.stderr)
+        sys.exit(125)
 
 
 def _no_space(err: Exception) -> Exception | None:

@@ -121,6 +121,13 @@ from pinnace.errors import PinnaceError
 @click.option("--health-retries", type=int, metavar="N",
               help="Failures in a row that make it unhealthy [default: 3].")
 @click.option("--no-healthcheck", is_flag=True, help="Disable the image's HEALTHCHECK.")
+@click.option("--userns", metavar="host|private|auto|keep-id",
+              help="User namespace: host (none), private (the first block of pinnace's "
+                   "subordinate ids), auto (a block of its own) [default: config, host].")
+@click.option("--uidmap", multiple=True, metavar="CONTAINER:HOST:SIZE",
+              help="Map container uids to host uids in a user namespace; repeatable.")
+@click.option("--gidmap", multiple=True, metavar="CONTAINER:HOST:SIZE",
+              help="Map container gids to host gids [default: as --uidmap]; repeatable.")
 @click.argument("image", shell_complete=complete.images)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import platform
 from typing import Any, NamedTuple
 
@@ -178,12 +177,11 @@ def doctor(ctx: click.Context, fmt: str) -> None:
     Exits 1 when a check fails.
     """
     from pinnace import plugins as discovery
+    from pinnace import rootless
     from pinnace.errors import PinnaceError
 
     engine = get_engine(ctx)
-    checks: list[dict[str, str]] = [{
-        "check": "running as root", "ok": "yes" if os.geteuid() == 0 else "no",
-        "detail": f"euid {os.geteuid()}", "fix": "run pinnace as root (sudo)"}]
+    checks = rootless.doctor(engine.config.root)
     for ep in discovery.discover():
         if ep.role in ("plugins",):
             continue

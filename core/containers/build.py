@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from pinnace.mounts import Mount
     from pinnace.runtime.namespaces import Sharing
     from pinnace.runtime.spec import ContainerSpec, MountPoint, Process
+    from pinnace.runtime.userns import Mapping
 
 INIT_TARGET = "/run/pinnace-init"
 """Where ``--init`` puts the init binary in the container (read-only bind mount)."""
@@ -71,12 +72,13 @@ def default_env(hostname: str, tty: bool) -> list[str]:
 def runtime_spec(cid: str, opts: RunOptions, image_config: dict[str, Any], args: list[str],
                  mounts: list[Mount], scratch: Path, volumes: Sequence[MountPoint] = (),
                  sharing: Sharing | None = None, private_net: bool = True,
-                 init_path: str = "", default_ulimits: str = "") -> ContainerSpec:
+                 init_path: str = "", default_ulimits: str = "",
+                 mapping: Mapping | None = None) -> ContainerSpec:
     """The spec an isolation plugin gets: process, rootfs, hostname, cgroup, limits and
-    security, and the ``volumes`` (binds, volumes, tmpfs) on top of the rootfs; the user
-    is looked up in the image's files (mounted under ``scratch``). ``sharing`` is what
-    ``--pid/--ipc/--uts`` chose; ``init_path`` and ``default_ulimits`` come from the
-    config."""
+    security, the ``volumes`` (binds, volumes, tmpfs) on top of the rootfs and the user
+    namespace's ``mapping``; the user is looked up in the image's files (mounted under
+    ``scratch``). ``sharing`` is what ``--pid/--ipc/--uts`` chose; ``init_path`` and
+    ``default_ulimits`` come from the config."""
     from pinnace.mounts import mounted
     from pinnace.runtime import cgroups, limits, security, users
     from pinnace.runtime.spec import DEFAULT_PATH, NAMESPACES, ContainerSpec, MountPoint, Process
@@ -140,6 +142,8 @@ def runtime_spec(cid: str, opts: RunOptions, image_config: dict[str, Any], args:
         sysctl=sysctl,
         devices=devices,
         shm_size=shm_size(opts.shm_size),
+        uid_map=list(mapping.uids) if mapping else [],
+        gid_map=list(mapping.gids) if mapping else [],
     )
 
 

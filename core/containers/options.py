@@ -69,6 +69,9 @@ class RunOptions(NamedTuple):
     no_healthcheck: bool = False
     labels: Mapping[str, str] = {}
     """The container's own labels (the image's apply beneath them)."""
+    userns: str | None = None
+    uidmap: Sequence[str] = ()
+    gidmap: Sequence[str] = ()
 
 
 class LimitChanges(NamedTuple):

@@ -107,7 +107,9 @@ class Networking:
                 raise InvalidConfig("--net=container: shares another container's network: "
                                     "-p, -P, --ip and --network do not apply")
             mode = CONTAINER_MODE + other
-        elif not self.has_networks(mode) and wants_addresses:  # loads it: unknown fails
+        elif not self.has_networks(mode) and wants_addresses and not (
+                (opts.ports or opts.publish_all) and not (named or opts.ip)
+                and getattr(self.plugins.load("network", mode), "publishes_ports", False)):
             raise InvalidConfig(f"--net={mode} has no addresses: -p, -P, --ip and --network "
                                 f"need a driver with networks, such as bridge")
         if named and opts.network is not None and named[0].driver != mode:
@@ -334,9 +336,11 @@ class Networking:
         if not names:
             default = self.ensure_default(mode)
             names = [default.name] if default else []
-        if not names:
+        if not names:  # ports for a driver that publishes them without networks
+            ports = ipam.reserve_ports(self.state, cid, net.ports) if net.ports else []
             result = self.plugins.call("network", mode, "add",
-                                       attachment=Attachment(cid, str(ns), mode))
+                                       attachment=Attachment(cid, str(ns), mode,
+                                                             ports=tuple(ports)))
         else:
             ports = ipam.reserve_ports(self.state, cid, net.ports)
             result = _merge([self._attach(cid, self.get(name), f"eth{i}", str(ns),

@@ -55,8 +55,14 @@ def _cgroup_mounts() -> list[tuple[str, list[str]]]:
 
 
 def hierarchies() -> list[str]:
-    """Mount points of every cgroup hierarchy in this mount namespace."""
-    return [point for point, _ in _cgroup_mounts()]
+    """Mount points of every cgroup hierarchy in this mount namespace; for a rootless
+    pinnace, those delegated to it (writable) alone: none, and containers have no cgroup."""
+    from pinnace import rootless
+
+    points = [point for point, _ in _cgroup_mounts()]
+    if rootless.active():
+        return [p for p in points if os.access(p, os.W_OK)]
+    return points
 
 
 def fast_moves() -> bool:

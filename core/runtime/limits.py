@@ -79,7 +79,11 @@ def resources(memory: str | None = None, memory_swap: str | None = None,
 
 
 def apply(cg: cgroups.Cgroup, res: Resources) -> None:
-    """Write the limits into ``cg`` (before any process of the container runs)."""
+    """Write the limits into ``cg`` (before any process of the container runs). A cgroup
+    in no hierarchy (a rootless pinnace without delegation) takes nothing: a run with
+    limits was refused before, and a user namespace's root cannot make device nodes."""
+    if not cg.dirs:
+        return
     writes = _v1_writes(res) if cgroups.version() == "v1" else _v2_writes(res)
     for name, value in writes:
         _write(cg, name, value, optional=name in SWAP_FILES)

@@ -112,6 +112,8 @@ class Lockdown:
         self.keep = capabilities.mask(sec.capabilities)
         self.no_new_privileges = sec.no_new_privileges
         self.program = b""
+        with open("/proc/self/setgroups", encoding="ascii") as f:  # "deny" in a namespace
+            self.setgroups = f.read().strip() != "deny"  # that maps one id (rootless)
         if sec.seccomp != "unconfined":
             profile = seccomp.default_profile() if sec.seccomp == "default" else sec.seccomp
             self.program = seccomp.compiled(profile, sec.capabilities)  # type: ignore[arg-type]
@@ -130,7 +132,8 @@ class Lockdown:
             self._seccomp.install(self.program)
         caps.limit_bounding_set(self.keep)
         caps.set_keepcaps(True)
-        os.setgroups(user.additional_gids)
+        if self.setgroups or user.additional_gids:
+            os.setgroups(user.additional_gids)
         os.setgid(user.gid)
         os.setuid(user.uid)
         caps.set_keepcaps(False)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pinnace.mounts import Mount
+from pinnace.runtime.userns import IdMap
 
 DEFAULT_SHM_SIZE = 64 * 1024 * 1024
 """The size of a container's ``/dev/shm`` unless ``--shm-size`` says otherwise."""
@@ -138,7 +139,9 @@ class ContainerSpec:
     isolation plugin performs them in the container's mount namespace);
     ``netns`` is the network namespace to join (made by the core, configured
     by the network plugin); ``mounts`` go on top of the root filesystem; ``cgroup``
-    is the cgroup path relative to each hierarchy's root.
+    is the cgroup path relative to each hierarchy's root. With ``uid_map`` and
+    ``gid_map`` the container gets a user namespace of its own, and its root filesystem
+    and volumes (mount points with the ``idmap`` option) are mounted idmapped.
     """
 
     id: str
@@ -165,6 +168,8 @@ class ContainerSpec:
     """Device nodes made in the container besides the default ones (OCI ``linux.devices``)."""
     shm_size: int = DEFAULT_SHM_SIZE
     """The size of the container's ``/dev/shm`` tmpfs in bytes."""
+    uid_map: list[IdMap] = field(default_factory=list)
+    gid_map: list[IdMap] = field(default_factory=list)
 
 
 def spec_from_dict(data: dict[str, Any]) -> ContainerSpec:
@@ -178,4 +183,6 @@ def spec_from_dict(data: dict[str, Any]) -> ContainerSpec:
         mounts=[MountPoint(**m) for m in data.get("mounts", [])],
         security=Security(**data.get("security", {})),
         resources=Resources(**data.get("resources", {})),
-        devices=[Device(**d) for d in data.get("devices", [])]))
+        devices=[Device(**d) for d in data.get("devices", [])],
+        uid_map=[IdMap(**m) for m in data.get("uid_map", [])],
+        gid_map=[IdMap(**m) for m in data.get("gid_map", [])]))

@@ -252,7 +252,8 @@ class Volumes:
                                                     container_id=cid))
             path = self._call(volume.driver, "mount", name=volume.name, container_id=cid)
             point.type, point.source = "bind", str(path)
-            point.options = ["rbind", *point.options]  # private: the namespace is rprivate
+            point.options = ["rbind", "idmap", *point.options]  # private: the namespace is
+            # rprivate; idmapped when the container has a user namespace
 
     def unmount(self, cid: str) -> None:
         """At stop (and removal): container ``cid`` releases each volume it mounts."""

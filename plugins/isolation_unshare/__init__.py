@@ -75,22 +75,22 @@ def _attach(cg: Any, pid: int, gate: int) -> str:
         os.close(gate)
 
 
-def _enter_pid_namespace(spec: ContainerSpec) -> None:
-    """Make the PID namespace the next child is born in: a new one, the one of
+def _fork_in_pid_namespace(spec: ContainerSpec) -> int:
+    """Fork the container's first process into its PID namespace: a new one, the one of
     ``spec.namespace_paths["pid"]`` (another container's), or none (the host's)."""
     from pinnace.plugin import linux
 
     if "pid" not in spec.namespaces:
-        return
+        return os.fork()
     path = spec.namespace_paths.get("pid")
     if path is None:
-        linux.unshare(linux.CLONE_NEWPID)
-        return
+        return linux.fork_in_new_pidns()
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         linux.setns(fd, linux.CLONE_NEWPID)
     finally:
         os.close(fd)
+    return os.fork()
 
 
 def _raise_exec_error(report: str, what: str) -> None:
@@ -101,6 +101,38 @@ def _raise_exec_error(report: str, what: str) -> None:
     if code_text == "126":
         raise CommandNotExecutable(message)
     raise FailedPrecondition(f"{what}: {message}")
+
+
+def _in_thread(work: Any) -> int:
+    """``work()`` run by a thread that ends afterwards; its result or its exception."""
+    import threading
+
+    result: list[int] = []
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            result.append(work())
+        except BaseException as err:  # raised in the caller below
+            failure.append(err)
+
+    worker = threading.Thread(target=run, name="pinnace-exec")
+    worker.start()
+    worker.join()
+    if failure:
+        raise failure[0]
+    return result[0]
+
+
+def _user_namespace(spec: ContainerSpec) -> int:
+    """A descriptor of a new user namespace with the spec's id maps."""
+    from pinnace.plugin import userns
+
+    try:
+        return userns.open_namespace(userns.Mapping(tuple(spec.uid_map), tuple(spec.gid_map)))
+    except OSError as err:
+        raise FailedPrecondition(f"cannot create the container's user namespace: "
+                                 f"{err.strerror or err}") from None
 
 
 class UnshareIsolation(Plugin):
@@ -117,7 +149,7 @@ class UnshareIsolation(Plugin):
         import json
         from dataclasses import asdict
 
-        from pinnace.plugin import cgroups, limits, linux
+        from pinnace.plugin import cgroups, limits
 
         fifo = str(bundle / "start.fifo")
         with contextlib.suppress(FileNotFoundError):
@@ -133,25 +165,24 @@ class UnshareIsolation(Plugin):
         ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         gate_r, gate_w = os.pipe2(os.O_CLOEXEC)
-        own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+        userns = None
         gc.freeze()  # keep the collector from touching (and copying) every page in the child
         try:
-            _enter_pid_namespace(spec)
-            pid = os.fork()
+            if spec.uid_map:
+                userns = _user_namespace(spec)
+            pid = _fork_in_pid_namespace(spec)
             if pid == 0:
                 gc.disable()
                 os.close(gate_w)
-                self._child(spec, str(bundle), gate_r, fifo, ready_w, err_w, stdio)
-            linux.setns(own_pidns, linux.CLONE_NEWPID)
+                self._child(spec, str(bundle), gate_r, fifo, ready_w, err_w, stdio, userns)
         except BaseException:
-            with contextlib.suppress(OSError):
-                linux.setns(own_pidns, linux.CLONE_NEWPID)
             os.close(gate_w)
             cg.remove()
             raise
         finally:
             gc.unfreeze()
-            os.close(own_pidns)
+            if userns is not None:
+                os.close(userns)
             os.close(ready_w)
             os.close(err_w)
             os.close(gate_r)
@@ -172,11 +203,11 @@ class UnshareIsolation(Plugin):
 
     @staticmethod
     def _child(spec: ContainerSpec, bundle: str, gate: int, fifo: str, ready_w: int,
-               err_w: int, stdio: tuple[int, int, int] | None) -> None:
+               err_w: int, stdio: tuple[int, int, int] | None, userns: int | None) -> None:
         """The forked side: never returns."""
         def run() -> None:
             _setup.redirect(stdio)
-            start_fd = _setup.setup(spec, bundle, gate, fifo)
+            start_fd = _setup.setup(spec, bundle, gate, fifo, userns)
             os.write(ready_w, b"R")
             os.close(ready_w)
             if os.read(start_fd, 1) != b"S":
@@ -223,24 +254,28 @@ class UnshareIsolation(Plugin):
             raise FailedPrecondition(f"container {container_id[:12]} is not running")
         fds = {ns: os.open(f"/proc/{pid}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC)
                for ns in ("pid", "net", "ipc", "uts", "cgroup", "mnt")}
-        own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+        if os.stat(f"/proc/{pid}/ns/user").st_ino != os.stat("/proc/self/ns/user").st_ino:
+            fds["user"] = os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         gate_r, gate_w = os.pipe2(os.O_CLOEXEC)
         cg = cgroups.container_cgroup(container_id)
         saved = bundle / "security.json"  # absent for a container started by an older pinnace
         security = Security(**json.loads(saved.read_text())) if saved.exists() else Security()
-        try:
-            linux.setns(fds["pid"], linux.CLONE_NEWPID)
-            child = os.fork()
-            if child == 0:
+        def fork() -> int:  # in a thread of its own: its PID namespace for children
+            linux.setns(fds["pid"], linux.CLONE_NEWPID)  # changes, the process's does not
+            pid = os.fork()
+            if pid == 0:
                 os.close(gate_w)
                 self._exec_child(process, security, gate_r, fds, err_w, stdio)
-            linux.setns(own_pidns, linux.CLONE_NEWPID)
+            return pid
+
+        try:
+            child = _in_thread(fork)
         except BaseException:
             os.close(gate_w)
             raise
         finally:
-            for fd in (*fds.values(), own_pidns, err_w, gate_r):
+            for fd in (*fds.values(), err_w, gate_r):
                 os.close(fd)
         unattached = _attach(cg, child, gate_w)
         report = _read_all(err_r).decode(errors="replace") or (unattached and f"1\n{unattached}")
@@ -324,6 +359,11 @@ class UnshareIsolation(Plugin):
 
         cg = cgroups.container_cgroup(container_id)
         cg.kill_all()
+        if not cgroups.hierarchies():  # no cgroup (rootless): its PID 1 takes the rest along
+            pid = self._pid(container_id, bundle)
+            if pid and container_id not in self._children:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
         child = self._children.pop(container_id, None)
         if child is not None:
             if child.errors >= 0:
@@ -359,6 +399,10 @@ class UnshareIsolation(Plugin):
                        "detail": (f"missing: {' '.join(sorted(missing))}" if missing
                                   else "all present"),
                        "fix": "use a kernel built with CONFIG_*_NS for the missing namespaces"})
+        from pinnace.plugin import rootless
+
+        if rootless.active():  # delegated cgroups are the rootless checks' business
+            return checks
         points = cgroups.hierarchies()
         writable = [p for p in points if os.access(p, os.W_OK)]
         checks.append({"check": "cgroups mounted and writable",

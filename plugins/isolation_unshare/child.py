@@ -69,8 +69,14 @@ def await_cgroup(gate: int) -> None:
     os.close(gate)
 
 
-def setup(spec: ContainerSpec, bundle: str, gate: int, fifo: str) -> int:
-    """Build the container around this process; return the fd of the start fifo."""
+def setup(spec: ContainerSpec, bundle: str, gate: int, fifo: str,
+          userns: int | None = None) -> int:
+    """Build the container around this process; return the fd of the start fifo.
+
+    With ``userns`` (a user namespace's descriptor, for a spec with id maps) the rootfs
+    and the ``idmap`` mount points are mounted idmapped through it, and the process
+    enters it last, after every mount: its other namespaces stay the host root's, so
+    container root holds no capability over its mounts, hostname or network."""
     linux.set_pdeathsig(signal.SIGKILL)
     os.setsid()
     lockdown = Lockdown(spec.security)
@@ -103,10 +109,14 @@ def setup(spec: ContainerSpec, bundle: str, gate: int, fifo: str) -> int:
     linux.mount(rootfs, rootfs, None, linux.MS_BIND | linux.MS_REC)
     root = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)  # the bind mount's
     try:
-        _api_filesystems(root, spec.shm_size)
-        _spec_mounts(spec, root)
+        _api_filesystems(root, spec)
+        _spec_mounts(spec, root, userns)
+        if userns is not None:
+            os.close(in_root.mkdir_in(root, spec.process.cwd or "/"))
     finally:
         os.close(root)
+    if userns is not None:  # the whole tree again, its top idmapped: made above by host
+        linux.bind_idmapped(rootfs, rootfs, userns, recursive=True)  # root, now container's
     if spec.hostname and "uts" in spec.namespaces and "uts" not in spec.namespace_paths:
         linux.sethostname(spec.hostname)
     start_fd = os.open(fifo, os.O_RDWR | os.O_CLOEXEC)
@@ -118,9 +128,8 @@ def setup(spec: ContainerSpec, bundle: str, gate: int, fifo: str) -> int:
     linux.pivot_root(".", ".")
     linux.umount(".", detach=True)
     os.chdir("/")
-    if terminal is not None:
-        _make_console(terminal, spec.process)
-    os.makedirs(spec.process.cwd or "/", exist_ok=True)  # -w of a missing directory
+    if userns is None:
+        os.makedirs(spec.process.cwd or "/", exist_ok=True)  # -w of a missing directory
     if spec.devices:
         devices.make(spec.devices)
     if spec.readonly_rootfs:
@@ -130,19 +139,27 @@ def setup(spec: ContainerSpec, bundle: str, gate: int, fifo: str) -> int:
     restrict_paths(spec.security)
     if spec.process.rlimits:  # while raising a hard limit is still allowed
         ulimits.apply(spec.process.rlimits)
+    if userns is not None:
+        linux.setns(userns, linux.CLONE_NEWUSER)
+        os.close(userns)
+    if terminal is not None:
+        _make_console(terminal, spec.process)
     _become(spec.process, lockdown)
     return start_fd
 
 
 def join(process: Process, sec: Security, gate: int, fds: dict[str, int]) -> None:
     """Move this process into a running container: every namespace (the mount
-    namespace last: it changes the root), a session, then, once the parent has
-    moved it into the container's cgroup, the process's user."""
+    namespace after the others: it changes the root; the user namespace, when the
+    container has one, last: the others belong to host root), a session, then, once the
+    parent has moved it into the container's cgroup, the process's user."""
     lockdown = Lockdown(sec)
     for ns in ("net", "ipc", "uts", "cgroup"):
         linux.setns(fds[ns], 0)
     terminal = _connect_console(process)
     linux.setns(fds["mnt"], linux.CLONE_NEWNS)
+    if "user" in fds:
+        linux.setns(fds["user"], linux.CLONE_NEWUSER)
     os.setsid()
     if terminal is not None:
         _make_console(terminal, process)
@@ -177,28 +194,33 @@ def _fd_path(fd: int) -> str:
     return f"/proc/self/fd/{fd}"
 
 
-def _spec_mounts(spec: ContainerSpec, root: int) -> None:
+def _spec_mounts(spec: ContainerSpec, root: int, userns: int | None) -> None:
     """Mount ``spec.mounts`` on the rootfs open as ``root``; a destination (symlinks on the
     way too) resolves inside it and is made there when missing: a directory, or an empty
-    file for a bind mount of a file."""
+    file for a bind mount of a file. A bind with the ``idmap`` option is idmapped through
+    ``userns`` (without a user namespace the option means nothing)."""
     for m in spec.mounts:
         directory = m.type != "bind" or os.path.isdir(m.source)
         readonly_bind = m.type == "bind" and "ro" in m.options
+        idmapped = m.type == "bind" and "idmap" in m.options and userns is not None
+        options = [o for o in m.options if o != "idmap" and not (readonly_bind and o == "ro")]
         try:
             target = (in_root.mkdir_in if directory else in_root.create_in)(root, m.destination)
         except OSError as err:
             raise OSError(err.errno, f"mount destination {m.destination} in the container: "
                                      f"{err.strerror}") from None
         try:
-            linux.mount_described(m.type, m.source, _fd_path(target),
-                                  [o for o in m.options if o != "ro"] if readonly_bind
-                                  else m.options)
+            if idmapped:
+                linux.bind_idmapped(m.source, _fd_path(target), userns,  # type: ignore[arg-type]
+                                    recursive="rbind" in options)
+            else:
+                linux.mount_described(m.type, m.source, _fd_path(target), options)
         finally:
             os.close(target)
         if readonly_bind:  # a fresh lookup reaches the new mount, not what it covers
             mounted = in_root.open_in(root, m.destination, os.O_PATH)
             try:
-                linux.remount_bind(_fd_path(mounted), m.options)
+                linux.remount_bind(_fd_path(mounted), [o for o in m.options if o != "idmap"])
             finally:
                 os.close(mounted)
 
@@ -229,37 +251,67 @@ def _mount_api(parent: int, name: str, source: str, fstype: str, flags: int,
         os.close(fd)
 
 
-def _api_filesystems(root: int, shm_size: int) -> None:
-    """/proc, a minimal /dev (``/dev/shm`` of ``shm_size`` bytes), read-only /sys, as
-    docker sets them up, on real directories of the rootfs open as ``root``."""
+def _api_filesystems(root: int, spec: ContainerSpec) -> None:
+    """/proc, a minimal /dev (``/dev/shm`` of ``spec.shm_size`` bytes), read-only /sys, as
+    docker sets them up, on real directories of the rootfs open as ``root``; /dev
+    belongs to container root (the host id it is)."""
+    from pinnace.plugin import userns
+
+    host_id = userns.host_id
+    owner = (f",uid={host_id(spec.uid_map, 0)},gid={host_id(spec.gid_map, 0)}"
+             if spec.uid_map else "")
     _mount_api(root, "proc", "proc", "proc", NOSUID_NODEV_NOEXEC)
     _mount_api(root, "dev", "tmpfs", "tmpfs", linux.MS_NOSUID | linux.MS_STRICTATIME,
-               "mode=755,size=65536k")
+               "mode=755,size=65536k" + owner)
     dev = os.open("dev", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
                   dir_fd=root)  # looked up again: the tmpfs just mounted, not what it covers
     try:
         if os.fstat(dev).st_dev == os.fstat(root).st_dev:
             raise OSError(errno.EBUSY, "/dev of the container was replaced while mounting")
-        _populate_dev(dev, shm_size)
+        _populate_dev(dev, host_id(spec.gid_map, 5) if spec.gid_map else 5, owner,
+                      spec.shm_size)
     finally:
         os.close(dev)
     _mount_api(root, "sys", "sysfs", "sysfs", NOSUID_NODEV_NOEXEC | linux.MS_RDONLY)
 
 
-def _populate_dev(dev: int, shm_size: int) -> None:
-    """Device nodes, pts/shm/mqueue and the usual symlinks in the fresh tmpfs ``dev``."""
+def _bind_device(dev: int, name: str) -> None:
+    """/dev/``name`` of the host bound on an empty file ``name`` of ``dev``."""
+    os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, 0o666,
+                     dir_fd=dev))
+    fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dev)
+    try:
+        linux.mount(f"/dev/{name}", _fd_path(fd), None, linux.MS_BIND)
+    finally:
+        os.close(fd)
+
+
+def _populate_dev(dev: int, tty_gid: int, owner: str, shm_size: int) -> None:
+    """Device nodes, pts/shm/mqueue and the usual symlinks in the fresh tmpfs ``dev``:
+    ptys of group ``tty_gid``, /dev/shm of ``shm_size`` bytes with the tmpfs ``owner``
+    options."""
     old = os.umask(0)
     try:
         for name in DEVICES:
             st = os.stat(f"/dev/{name}")
-            os.mknod(name, stat.S_IFCHR | 0o666, st.st_rdev, dir_fd=dev)
+            try:
+                os.mknod(name, stat.S_IFCHR | 0o666, st.st_rdev, dir_fd=dev)
+            except PermissionError:  # a user namespace's root: the host's node, bound
+                _bind_device(dev, name)
         for sub, mode in (("pts", 0o755), ("shm", 0o1777), ("mqueue", 0o755)):
             os.mkdir(sub, mode, dir_fd=dev)
     finally:
         os.umask(old)
-    _mount_api(dev, "pts", "devpts", "devpts", linux.MS_NOSUID | linux.MS_NOEXEC,
-               "newinstance,ptmxmode=0666,mode=0620,gid=5")
-    _mount_api(dev, "shm", "shm", "tmpfs", NOSUID_NODEV_NOEXEC, f"mode=1777,size={shm_size}")
+    pts = "newinstance,ptmxmode=0666,mode=0620"
+    try:
+        _mount_api(dev, "pts", "devpts", "devpts", linux.MS_NOSUID | linux.MS_NOEXEC,
+                   f"{pts},gid={tty_gid}")
+    except OSError as err:  # the tty group is not mapped (a rootless pinnace with one id)
+        if err.errno != errno.EINVAL:
+            raise
+        _mount_api(dev, "pts", "devpts", "devpts", linux.MS_NOSUID | linux.MS_NOEXEC, pts)
+    _mount_api(dev, "shm", "shm", "tmpfs", NOSUID_NODEV_NOEXEC,
+               f"mode=1777,size={shm_size}{owner}")
     _mount_api(dev, "mqueue", "mqueue", "mqueue", NOSUID_NODEV_NOEXEC)
     for link, target in (("ptmx", "pts/ptmx"), ("fd", "/proc/self/fd"),
                          ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),

@@ -18,11 +18,11 @@ class NoneNetwork(Plugin):
 
     @hookimpl
     def pinnace_network_add(self, attachment: Attachment) -> NetworkResult:
-        """Bring ``lo`` up inside the container's network namespace."""
+        """Bring ``lo`` up inside the container's network namespace (from a thread that
+        ends there: a rootless pinnace cannot come back)."""
         from pinnace.plugin import netns
 
-        with netns.entered(attachment.netns):
-            netns.loopback_up()
+        netns.run_in(attachment.netns, netns.loopback_up)
         return NetworkResult(
             interfaces=(Interface("lo", sandbox=attachment.netns),),
             ips=(IPConfig("127.0.0.1/8"),),
@@ -37,6 +37,5 @@ class NoneNetwork(Plugin):
         """``lo`` must be up."""
         from pinnace.plugin import netns
 
-        with netns.entered(attachment.netns):
-            if not netns.loopback_up(bring_up=False):
-                raise FailedPrecondition(f"lo is down in {attachment.netns}")
+        if not netns.run_in(attachment.netns, lambda: netns.loopback_up(bring_up=False)):
+            raise FailedPrecondition(f"lo is down in {attachment.netns}")

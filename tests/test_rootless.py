@@ -1,0 +1,251 @@
+"""Rootless pinnace: an ordinary user (``pinnace-test``, made by ``make deps`` with a
+subordinate range) runs the tour with its own HOME and XDG directories; what such a user
+cannot have (limits without a delegated cgroup, a user namespace of the container's own)
+is refused in one line; without subordinate ranges one id is mapped, with a note."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import pwd
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import Pinnace
+
+from pinnace.testing.registry import RegistryServer, docker_registry
+
+
+class User:
+    """``pinnace`` run as an ordinary user through runuser, with HOME and the XDG
+    directories in a directory of its own."""
+
+    def __init__(self, name: str, home: Path) -> None:
+        self.name = name
+        self.uid = pwd.getpwnam(name).pw_uid
+        self.home = home
+        self.env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(home),
+                    "XDG_DATA_HOME": str(home / "data"), "XDG_RUNTIME_DIR": str(home / "run")}
+
+    def argv(self, *args: str) -> list[str]:
+        return ["runuser", "-u", self.name, "--", "env", "-i",
+                *(f"{k}={v}" for k, v in self.env.items()),
+                sys.executable, "-m", "pinnace", *args]
+
+    def __call__(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(self.argv(*args), capture_output=True, text=True, timeout=120,
+                              cwd=self.home)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"pinnace {' '.join(args)} as {self.name} exited "
+                                 f"{proc.returncode}\nstdout: {proc.stdout}\n"
+                                 f"stderr: {proc.stderr}")
+        return proc
+
+    def pause_pid(self) -> int:
+        """The pause process holding this user's namespaces."""
+        return int((self.home / "run" / "pinnace" / "pause.pid").read_text())
+
+
+def user_home(name: str) -> Iterator[User]:
+    """A fresh home for ``name``; at the end its containers, pause process and files go."""
+    home = Path(tempfile.mkdtemp(prefix=f"{name}-"))
+    shutil.chown(home, name, name)
+    home.chmod(0o700)
+    user = User(name, home)
+    try:
+        yield user
+    finally:
+        if (home / "run" / "pinnace" / "pause.pid").exists():
+            left = user("ps", "-aq", "--no-trunc", check=False).stdout.split()
+            if left:
+                user("rm", "-f", *left, check=False)
+            pid = user.pause_pid()
+            os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(home)
+
+
+@pytest.fixture
+def rootless(busybox_tar: Path) -> Iterator[User]:
+    """``pinnace-test`` with busybox:latest imported."""
+    for user in user_home("pinnace-test"):
+        shutil.copy(busybox_tar, user.home / "busybox.tar")
+        os.chmod(user.home / "busybox.tar", 0o644)
+        user("import", "-c", 'CMD ["sh"]', str(user.home / "busybox.tar"), "busybox:latest")
+        yield user
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Iterator[RegistryServer]:
+    with docker_registry(tmp_path / "registry") as reg:
+        yield reg
+
+
+def host_uid(pid: int) -> int:
+    with open(f"/proc/{pid}/status", encoding="ascii") as f:
+        return int(next(x for x in f if x.startswith("Uid:")).split()[1])
+
+
+def run_in_pty(argv: list[str], keys: bytes, cwd: Path) -> bytes:
+    """Run ``argv`` on a new pty, type ``keys``, return what it printed."""
+    pid, master = pty.fork()
+    if pid == 0:
+        os.chdir(cwd)
+        os.execvp(argv[0], argv)
+    os.write(master, keys)
+    out = b""
+    while select.select([master], [], [], 30)[0]:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.waitpid(pid, 0)
+    os.close(master)
+    return out
+
+
+def test_the_tour_as_an_ordinary_user(rootless: User, pn: Pinnace, busybox: str,
+                                      registry: RegistryServer) -> None:
+    pn("push", busybox, f"{registry.host}/tour/busybox:1")
+    user = rootless
+    user("pull", f"{registry.host}/tour/busybox:1")
+    mapped = user("run", "--rm", f"{registry.host}/tour/busybox:1", "sh", "-c",
+                  "id -u; cat /proc/self/uid_map").stdout.split()
+    assert mapped[:4] == ["0", "0", str(user.uid), "1"]  # root in there is the user
+    assert mapped[4:6] == ["1", "3000000"]  # then the subordinate range
+    cid = user("run", "-d", "busybox", "sh", "-c", "echo started; sleep 60").stdout.strip()
+    pid = json.loads(user("inspect", cid).stdout)[0]["State"]["Pid"]
+    assert host_uid(pid) == user.uid  # the host sees the user, not root
+    assert user("exec", cid, "sh", "-c", "echo made > /made; id -u").stdout == "0\n"
+    assert "started" in user("logs", cid).stdout
+    user("commit", "--no-pause", cid, "made:1")
+    assert user("run", "--rm", "made:1", "cat", "/made").stdout == "made\n"
+    typed = run_in_pty(user.argv("run", "-it", "--rm", "busybox", "sh"),
+                       b"tty; echo in-$((6*7))\nexit 3\n", user.home)
+    assert b"/dev/pts/0" in typed and b"in-42" in typed, typed
+    user("push", "made:1", f"{registry.host}/tour/made:1")
+    pn("pull", f"{registry.host}/tour/made:1")
+    assert pn("run", "--rm", f"{registry.host}/tour/made:1", "cat", "/made").stdout == "made\n"
+    user("rm", "-f", cid)
+    assert user("ps", "-aq").stdout == ""
+    state = user.home / "data" / "pinnace"
+    assert (state / "state.db").exists()  # under XDG_DATA_HOME, not /var/lib
+    assert (user.home / "run" / "pinnace" / "pause.pid").exists()  # under XDG_RUNTIME_DIR
+
+
+def test_host_files_and_processes_stay_out_of_reach(rootless: User) -> None:
+    shared = Path(tempfile.mkdtemp(prefix="rootless-bind-"))
+    try:
+        shared.chmod(0o755)
+        (shared / "secret").write_text("root only\n")
+        (shared / "secret").chmod(0o600)
+        victim = subprocess.Popen(["sleep", "60"])
+        try:
+            out = rootless("run", "--rm", "-v", f"{shared}:/host", "busybox", "sh", "-c",
+                           f"exec 2>&1; cat /host/secret; echo cat=$?; kill -9 {victim.pid};"
+                           " echo kill=$?; stat -c %u /host/secret").stdout
+            assert victim.poll() is None
+        finally:
+            victim.kill()
+            victim.wait()
+    finally:
+        shutil.rmtree(shared)
+    assert "Permission denied" in out and "cat=1" in out and "kill=1" in out, out
+    assert out.split()[-1] == "65534"  # host root is nobody to the user's namespace
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (("-m", "64m"), "--memory needs a cgroup this user may write, and this host (v"),
+    (("--pids-limit", "10"), "--pids-limit needs a cgroup"),
+    (("--userns=auto",), "a rootless container already runs in your user namespace"),
+])
+def test_what_a_rootless_run_cannot_have(rootless: User, flags: tuple[str, ...],
+                                         message: str) -> None:
+    proc = rootless("run", "--rm", *flags, "busybox", "true", check=False)
+    assert proc.returncode == 125
+    assert proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr
+    assert rootless("ps", "-aq").stdout == ""
+    containers = rootless.home / "data" / "pinnace" / "containers"
+    assert not containers.exists() or not any(containers.iterdir())
+    assert rootless("run", "--rm", "busybox", "true").returncode == 0  # without: it runs
+
+
+def test_without_subordinate_ranges_one_id_is_mapped(busybox_tar: Path) -> None:
+    for user in user_home("pinnace-nosub"):
+        shutil.copy(busybox_tar, user.home / "busybox.tar")
+        os.chmod(user.home / "busybox.tar", 0o644)
+        first = user("import", str(user.home / "busybox.tar"), "busybox:latest")
+        assert "note: user pinnace-nosub has no ranges in /etc/subuid" in first.stderr
+        assert first.stderr.count("note:") == 1
+        out = user("run", "--rm", "busybox", "sh", "-c", "id -u; cat /proc/self/uid_map")
+        assert out.stdout.split() == ["0", "0", str(user.uid), "1"]
+        assert "note:" not in out.stderr  # said once, when the namespace was made
+
+
+def test_doctor_explains_the_rootless_mode(rootless: User) -> None:
+    runtime = rootless.env.pop("XDG_RUNTIME_DIR")
+    fallback = Path(f"/tmp/pinnace-{rootless.uid}")
+    try:
+        checks = {c["check"]: c for c in json.loads(rootless("doctor", "--format", "json",
+                                                             check=False).stdout)}
+        assert checks["rootless mode"]["ok"] == "yes"
+        assert checks["subordinate ids mapped"]["detail"] == "65537 ids"
+        assert f"using {fallback}, which outlives a logout" in \
+            checks["runtime directory"]["detail"]
+        assert "runs with limits are refused" in checks["cgroups delegated"]["detail"]
+        assert "ip_unprivileged_port_start" in checks["publishable ports"]["detail"]
+        assert (fallback / "pause.pid").exists()
+    finally:
+        if (fallback / "pause.pid").exists():
+            os.kill(int((fallback / "pause.pid").read_text()), signal.SIGKILL)
+        shutil.rmtree(fallback, ignore_errors=True)
+        rootless.env["XDG_RUNTIME_DIR"] = runtime
+
+
+def test_a_privileged_port_is_refused_naming_the_sysctl(rootless: User) -> None:
+    proc = rootless("run", "--rm", "--net=slirp4netns", "-p", "80:80", "busybox", "true",
+                    check=False)
+    assert proc.returncode == 125 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "host port 80 is privileged" in proc.stderr
+    assert "sysctl net.ipv4.ip_unprivileged_port_start=80" in proc.stderr
+    assert rootless("ps", "-aq").stdout == ""
+
+
+def test_a_user_mode_network_needs_the_tun_device(rootless: User) -> None:
+    proc = rootless("run", "--rm", "--net=slirp4netns", "busybox", "true", check=False)
+    if os.stat("/dev/net/tun").st_mode & 0o006 == 0o006:  # open to users: it just works
+        assert proc.returncode == 0, proc.stderr
+        return
+    assert proc.returncode == 125 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "slirp4netns needs /dev/net/tun, which this user may not open" in proc.stderr
+    assert rootless("ps", "-aq").stdout == ""
+    assert not list((rootless.home / "run" / "pinnace").glob("**/*.sock"))
+
+
+def test_slirp4netns_publishes_ports(npn: Pinnace, busybox: str, netns: Path) -> None:
+    cid = npn("run", "-d", "--net=slirp4netns", "-p", "127.0.0.1:18080:80", busybox, "sh",
+              "-c", "echo published > /i.html; exec httpd -f -p 80 -h /").stdout.strip()
+    got = ""
+    for _ in range(50):
+        fetch = subprocess.run(["nsenter", f"--net={netns}", "busybox", "wget", "-q", "-O",
+                                "-", "http://127.0.0.1:18080/i.html"],
+                               capture_output=True, text=True)
+        got = fetch.stdout
+        if got:
+            break
+        subprocess.run(["sleep", "0.1"], check=True)
+    assert got == "published\n"
+    assert "10.0.2.100/24" in npn("exec", cid, "ip", "-4", "addr", "show", "tap0").stdout
+    npn("rm", "-f", cid)
+    assert subprocess.run(["pgrep", "-f", f"slirp4netns .*{cid}"],
+                          capture_output=True).returncode == 1  # stopped with the container
