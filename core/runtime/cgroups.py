@@ -55,14 +55,10 @@ def _cgroup_mounts() -> list[tuple[str, list[str]]]:
 
 
 def hierarchies() -> list[str]:
-    """Mount points of every cgroup hierarchy in this mount namespace; for a rootless
-    pinnace, those delegated to it (writable) alone: none, and containers have no cgroup."""
-    from pinnace import rootless
-
-    points = [point for point, _ in _cgroup_mounts()]
-    if rootless.active():
-        return [p for p in points if os.access(p, os.W_OK)]
-    return points
+    """Mount points of the cgroup hierarchies in this mount namespace that this process
+    may write: all of them for root; for a rootless pinnace, those delegated to it (on a
+    host that delegates none, none, and containers have no cgroup)."""
+    return [point for point, _ in _cgroup_mounts() if os.access(point, os.W_OK)]
 
 
 def fast_moves() -> bool:

@@ -77,7 +77,8 @@ def _attach(cg: Any, pid: int, gate: int) -> str:
 
 def _fork_in_pid_namespace(spec: ContainerSpec) -> int:
     """Fork the container's first process into its PID namespace: a new one, the one of
-    ``spec.namespace_paths["pid"]`` (another container's), or none (the host's)."""
+    ``spec.namespace_paths["pid"]`` (another container's; this process's later children
+    go to its own again), or none (the host's). 0 in the child, its PID in the parent."""
     from pinnace.plugin import linux
 
     if "pid" not in spec.namespaces:
@@ -85,12 +86,17 @@ def _fork_in_pid_namespace(spec: ContainerSpec) -> int:
     path = spec.namespace_paths.get("pid")
     if path is None:
         return linux.fork_in_new_pidns()
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    other = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        linux.setns(fd, linux.CLONE_NEWPID)
+        linux.setns(other, linux.CLONE_NEWPID)
+        pid = os.fork()
+        if pid:
+            linux.setns(own, linux.CLONE_NEWPID)
+        return pid
     finally:
-        os.close(fd)
-    return os.fork()
+        os.close(other)
+        os.close(own)
 
 
 def _raise_exec_error(report: str, what: str) -> None:
