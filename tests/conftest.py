@@ -76,7 +76,7 @@ def btrfs_mount(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     if sessions is not None:  # pytest's own numbered sessions, not a --basetemp
         reclaim_interrupted_sessions(sessions)
     base = tmp_path_factory.mktemp("btrfs")
-    with loop_btrfs(base / "fs", "3G") as mnt:
+    with loop_btrfs(base / "fs", "10G") as mnt:
         yield Path(mnt)
 
 
@@ -92,10 +92,34 @@ def busybox_tar(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def root(btrfs_mount: Path) -> Iterator[Path]:
-    """A pinnace root of its own on the session's btrfs."""
+    """A pinnace root of its own on the session's btrfs, deleted afterwards (its
+    subvolumes first) so that a session's file system does not fill up."""
     path = btrfs_mount / f"root-{uuid.uuid4().hex[:8]}"
     path.mkdir()
     yield path
+    delete_root(path)
+
+
+def delete_root(path: Path) -> None:
+    """Delete a test's root: its btrfs subvolumes, then the rest; a root that something
+    still has mounted is left (the session's teardown releases it)."""
+    import shutil
+
+    import btrfsutil
+
+    with open("/proc/self/mountinfo", encoding="utf-8") as f:
+        if any(line.split()[4].startswith(f"{path}/") for line in f):
+            return
+    top = path.parent  # the session's file system, whose subvolumes are listed from its top
+    mine = f"{path.name}/"
+    for sub, _ in btrfsutil.SubvolumeIterator(str(top), top=0, post_order=True):
+        if sub.startswith(mine):  # children before parents (post order)
+            try:
+                btrfsutil.set_subvolume_read_only(str(top / sub), False)
+                btrfsutil.delete_subvolume(str(top / sub))
+            except btrfsutil.BtrfsUtilError:
+                pass
+    shutil.rmtree(path, ignore_errors=True)
 
 
 USERNS_MODE = "PINNACE_TEST_USERNS"
