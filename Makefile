@@ -10,7 +10,7 @@ export DEBIAN_FRONTEND := noninteractive
 APT_PACKAGES   := btrfs-progs libbtrfsutil-dev busybox-static iproute2 util-linux iptables \
                   python3-venv python3-dev gcc libc6-dev pkg-config libseccomp2 \
                   debootstrap skopeo podman runc \
-                  docker-registry apache2-utils openssl time e2fsprogs
+                  docker-registry apache2-utils openssl time e2fsprogs docker.io docker-compose
 BENCH_PACKAGES := runc podman hyperfine
 PYTEST_ARGS ?= -n 2
 

@@ -38,6 +38,7 @@ ENGINE_DEFAULTS: dict[str, str] = {
     "image_source": "docker",  # the transport of references without one
     "volume": "local",  # the driver of volumes made without -d
     "disabled_plugins": "",  # names (or ROLE.NAME) of installed plugins never to load
+    "api_group": "",  # the group that may use `pinnace serve`'s socket; empty: root only
 }
 
 

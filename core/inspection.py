@@ -7,6 +7,7 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from pinnace.containers.record import ContainerRecord
     from pinnace.engine import Engine
     from pinnace.network import Network
 
@@ -135,3 +136,38 @@ def processes(engine: Engine, cid: str, ps_args: list[str]) -> tuple[list[str], 
         if len(fields) > col and fields[col].isdigit() and int(fields[col]) in pids:
             rows.append(fields)
     return headers, rows
+
+
+def status(c: ContainerRecord) -> str:
+    import time
+
+    from pinnace.units import ago, duration
+
+    """``Up 2 minutes``, ``Exited (0) 3 seconds ago``: docker's STATUS column."""
+    if c.status == "running":
+        return f"Up {duration(time.time() - (c.started or c.created))}"
+    if c.status == "paused":
+        return f"Up {duration(time.time() - (c.started or c.created))} (Paused)"
+    if c.status == "exited":
+        code = "unknown" if c.exit_code is None else c.exit_code
+        return f"Exited ({code}) {ago(c.finished)}".rstrip()
+    return c.status.capitalize()
+
+
+def volume(engine: Engine, name: str) -> dict[str, Any]:
+    """A volume as ``docker volume inspect`` shows it."""
+    import datetime
+
+    volumes = engine.volumes
+    vol = volumes.get(name)
+    info, scope = volumes.details(vol)
+    created = datetime.datetime.fromtimestamp(vol.created, datetime.UTC).isoformat(
+        timespec="seconds").replace("+00:00", "Z")
+    entry: dict[str, Any] = {
+        "CreatedAt": created, "Driver": vol.driver,
+        "Labels": vol.labels or None, "Mountpoint": info.mountpoint or vol.mountpoint,
+        "Name": vol.name, "Options": vol.options or None, "Scope": scope,
+    }
+    if info.status:
+        entry["Status"] = info.status
+    return entry

@@ -9,7 +9,6 @@ import click
 from pinnace.cli import complete
 from pinnace.cli.output import (
     TEMPLATE_FORMAT_OPTION,
-    ago,
     as_json,
     for_each,
     is_template,
@@ -18,7 +17,7 @@ from pinnace.cli.output import (
     templated,
 )
 from pinnace.cli.root import get_engine
-from pinnace.errors import PinnaceError
+from pinnace.units import ago
 
 
 @click.command(context_settings={"ignore_unknown_options": False, "allow_interspersed_args": False})
@@ -95,25 +94,16 @@ def run(ctx: click.Context, detach: bool, image: str, command: tuple[str, ...],
     not found. Signals are forwarded; a third Ctrl-C kills it. With -d it
     runs under a monitor of its own and the ID is printed.
     """
-    from pinnace.containers.options import RunOptions
-
     engine = get_engine(ctx)
-    opts = RunOptions(image=image, command=command, **kw)
     if detach:
-        from pinnace.monitor.detached import start_detached
+        from pinnace.client import Client
 
-        cid = engine.create(opts)
-        try:
-            start_detached(engine, cid)
-        except PinnaceError:
-            if opts.auto_remove:
-                engine.remove(cid, force=True)
-            raise
-        click.echo(cid)
+        click.echo(Client(engine=engine).run(image, command, **kw))
         return
+    from pinnace.containers.options import RunOptions
     from pinnace.monitor.foreground import run_foreground
 
-    ctx.exit(run_foreground(engine, opts))
+    ctx.exit(run_foreground(engine, RunOptions(image=image, command=command, **kw)))
 
 
 def _create(ctx: click.Context, image: str, command: tuple[str, ...], **kw: Any) -> None:

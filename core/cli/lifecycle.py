@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal as signals
 from collections.abc import Callable
 from typing import Any
 
@@ -12,6 +11,7 @@ from pinnace.cli import complete
 from pinnace.cli.confirm import prune_confirmed
 from pinnace.cli.output import for_each
 from pinnace.cli.root import get_engine
+from pinnace.client import parse_signal
 from pinnace.errors import InvalidConfig
 
 CONTAINERS = click.argument("containers", nargs=-1, required=True,
@@ -19,9 +19,9 @@ CONTAINERS = click.argument("containers", nargs=-1, required=True,
 
 
 def _start(engine: Any, cid: str) -> None:
-    from pinnace.monitor.detached import start_detached
+    from pinnace.client import Client
 
-    start_detached(engine, cid)
+    Client(engine=engine).start(cid)
 
 
 def _each(ctx: click.Context, containers: tuple[str, ...],
@@ -96,20 +96,6 @@ def restart(ctx: click.Context, timeout: int, containers: tuple[str, ...]) -> No
         _start(engine, cid)
 
     _each(ctx, containers, again)
-
-
-def parse_signal(text: str) -> int:
-    """``KILL``, ``SIGKILL``, ``kill`` or ``9`` as a signal number."""
-    name = text.upper()
-    if name.isdigit():
-        number = int(name)
-        if number in {s.value for s in signals.Signals}:
-            return number
-    else:
-        sig = getattr(signals.Signals, name if name.startswith("SIG") else f"SIG{name}", None)
-        if sig is not None:
-            return int(sig)
-    raise InvalidConfig(f"invalid signal: {text}")
 
 
 @click.command()

@@ -35,6 +35,7 @@ class Streams:
     stdin: int | None = None
     console: ConsoleSocket | None = None
     interactive: bool = False
+    directory: str = ""
     _theirs: list[int] = field(default_factory=list)
 
     @property
@@ -72,7 +73,7 @@ def open_streams(bundle: str, tty: bool, interactive: bool, stdin: int | None = 
         from pinnace.runtime.console import ConsoleSocket
 
         return Streams(None, console=ConsoleSocket(os.path.join(bundle, "console.sock")),
-                       interactive=interactive)
+                       interactive=interactive, directory=bundle)
     out_r, out_w = os.pipe2(os.O_CLOEXEC)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     theirs = [out_w, err_w]
@@ -84,28 +85,33 @@ def open_streams(bundle: str, tty: bool, interactive: bool, stdin: int | None = 
             stdin = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
         theirs.append(stdin)
     return Streams((stdin, out_w, err_w), {out_r: "stdout", err_r: "stderr"}, mine_stdin,
-                   interactive=interactive, _theirs=theirs)
+                   interactive=interactive, directory=bundle, _theirs=theirs)
 
 
-def start_detached(engine: Engine, cid: str) -> None:
-    """Fork a monitor that starts the container; return once it runs, or raise why not."""
+def start_detached(engine: Engine, cid: str, hold: float = 0.0) -> None:
+    """Fork a monitor that starts the container; return once it runs, or raise why not.
+
+    The monitor is a grandchild (its parent exits at once), so a long-lived caller
+    such as ``pinnace serve`` is left no child to reap. With ``hold`` the monitor
+    reads no output until a first client attaches (or ``hold`` seconds pass)."""
     read_end, write_end = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
-    if pid == 0:  # the monitor
+    if pid == 0:  # the monitor's parent, gone as soon as the monitor is forked
         try:
             os.close(read_end)
-            _detach(engine, cid)
-            serve(engine, cid, write_end)
+            if os.fork() == 0:
+                _detach(engine, cid)
+                serve(engine, cid, write_end, hold)
         finally:
             os._exit(1)
     os.close(write_end)
+    os.waitpid(pid, 0)
     chunks = []
     while chunk := os.read(read_end, 65536):
         chunks.append(chunk)
     os.close(read_end)
     report = b"".join(chunks)
     if report != b"ok":
-        os.waitpid(pid, 0)
         _raise(report)
 
 
@@ -124,7 +130,7 @@ def _detach(engine: Engine, cid: str) -> None:
     os.close(errors)
 
 
-def serve(engine: Engine, cid: str, report: int | None) -> NoReturn:
+def serve(engine: Engine, cid: str, report: int | None, hold: float = 0.0) -> NoReturn:
     """In the monitor: start the container, report on ``report``, exec the watcher."""
     from pinnace.runtime import watch
 
@@ -153,7 +159,8 @@ def serve(engine: Engine, cid: str, report: int | None) -> NoReturn:
             "stdin": streams.stdin, "tty": run.tty,
             "log": str(engine.paths.log(cid)), "max_size": run.log.max_size,
             "max_files": run.log.max_files,
-            "attach": str(engine.paths.bundle(cid) / "attach.sock"), "finish": finish}
+            "attach": str(engine.paths.bundle(cid) / "attach.sock"), "finish": finish,
+            "hold": hold}
     os.execv(sys.executable, [sys.executable, "-I", "-S", watch.__file__, json.dumps(args)])
 
 

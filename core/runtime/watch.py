@@ -162,6 +162,15 @@ class Session:
         if self.log:
             self.log.flush()
 
+    def await_client(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for a first attach client before any output is
+        read (a client that asked to attach before the start sees all of it)."""
+        assert self.listener is not None
+        ready, _, _ = select.select([self.listener], [], [], timeout)
+        if ready:
+            conn, _ = self.listener.accept()
+            self.clients.append(conn)
+
     def close(self) -> None:
         """Close the attach socket and its clients."""
         for c in self.clients:
@@ -305,6 +314,8 @@ def main(argv: list[str]) -> None:
                       tty=args.get("tty", False))
     pidfd = os.pidfd_open(pid)
     try:
+        if args.get("hold") and session.listener is not None:
+            session.await_client(args["hold"])
         session.run(pidfd)
     finally:
         session.close()
