@@ -254,6 +254,9 @@ def inspect(req: Request) -> None:
                              AttachStderr=not run.interactive, StdinOnce=False,
                              Labels={}, Entrypoint=None, ExposedPorts={}, Volumes=None)
     details["HostConfig"].setdefault("Binds", None)
+    graph = details["GraphDriver"]  # docker's Data maps names to strings
+    graph["Data"] = {k: v if isinstance(v, str) else json.dumps(v)
+                     for k, v in graph["Data"].items()}
     details["State"]["Health"] = None
     req.reply(200, details)
 

@@ -272,6 +272,12 @@ class Connection(http.server.BaseHTTPRequestHandler):
             self._client = Client(engine=Engine(self.server.config))  # type: ignore[attr-defined]
         return self._client
 
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except (ConnectionResetError, BrokenPipeError):  # the client left: nothing to answer
+            pass
+
     def address_string(self) -> str:
         return self.client_address[0] if self.client_address else "unix"
 
