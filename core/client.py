@@ -158,30 +158,29 @@ class Client:
     def wait(self, ref: str, condition: str = "not-running",
              timeout: float | None = None) -> int | None:
         """Block until the container is no longer running (``not-running``), has exited
-        after running once more (``next-exit``) or is gone (``removed``); its exit code
-        (-1 unknown), or None on timeout."""
+        once more from now on (``next-exit``: a created one, after its start) or is gone
+        (``removed``); its exit code (-1 unknown), or None on timeout."""
         import time
+
+        from pinnace import events
 
         if condition not in WAIT_CONDITIONS:
             raise InvalidConfig(f"invalid wait condition {condition!r}: "
                                 f"one of {', '.join(WAIT_CONDITIONS)}")
         cid = self.engine.resolve(ref)
         deadline = None if timeout is None else time.monotonic() + timeout
-        record = self.engine.current(cid)
-        code = record.exit_code
-        seen_running = record.active
+        finished = self.engine.current(cid).finished
         while True:
             try:
                 record = self.engine.current(cid)
-            except NotFound:
-                if condition == "removed" or seen_running:
-                    return -1 if code is None else code
-                raise
-            code = record.exit_code
-            seen_running = seen_running or record.active
-            if not record.active:
-                if condition == "not-running" or (condition == "next-exit" and seen_running):
-                    return -1 if code is None else code
+            except NotFound:  # removed (--rm, rm -f): its last exit is in the events
+                code = events.last_exit_code(self.engine.state, cid)
+                return -1 if code is None else code
+            done = not record.active and (
+                condition == "not-running"
+                or (condition == "next-exit" and record.finished != finished))
+            if done:
+                return -1 if record.exit_code is None else record.exit_code
             if deadline is not None and time.monotonic() >= deadline:
                 return None
             time.sleep(0.02)

@@ -2,12 +2,34 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pinnace.errors import InvalidConfig
 
 if TYPE_CHECKING:
     from pinnace.serve.http import Request
+
+
+def network_shape(req: Request, name: str) -> dict[str, Any]:
+    """A network as docker's API shows it: its containers by ID, with their addresses."""
+    from pinnace.errors import NotFound
+
+    client = req.client
+    details = client.network_inspect(name)
+    members: dict[str, Any] = {}
+    for user in details["Containers"]:
+        try:
+            record = client.container(user)
+        except NotFound:
+            continue
+        settings = client.engine.networks.settings(record)["Networks"].get(details["Name"], {})
+        address = settings.get("IPAddress", "")
+        members[record.id] = {
+            "Name": record.name, "EndpointID": "", "MacAddress": settings.get("MacAddress", ""),
+            "IPv4Address": f"{address}/{settings.get('IPPrefixLen', 0)}" if address else "",
+            "IPv6Address": ""}
+    details["Containers"] = members
+    return details
 
 
 def networks(req: Request) -> None:
@@ -20,13 +42,13 @@ def networks(req: Request) -> None:
         values = {"name": [net.name], "id": [net.id], "driver": [net.driver],
                   "type": ["custom"], "label": [], "scope": ["local"], "dangling": []}
         if matches(values, filters):
-            out.append(req.client.network_inspect(net.name))
+            out.append(network_shape(req, net.name))
     req.reply(200, out)
 
 
 def network_inspect(req: Request) -> None:
     """``GET /networks/{id}``."""
-    req.reply(200, req.client.network_inspect(req.params["id"]))
+    req.reply(200, network_shape(req, req.params["id"]))
 
 
 def network_create(req: Request) -> None:
