@@ -105,7 +105,7 @@ def start(req: Request) -> None:
 
     entry = req.server.execs.get(req.params["id"])
     body = req.json()
-    tty = bool(body.get("Tty", entry.tty))
+    tty = entry.tty
     if entry.running or entry.exit_code is not None:
         raise FailedPrecondition(f"exec {entry.id} has already run")
     process = req.client.exec_start(entry.container, entry.command, entry.env, entry.workdir,
