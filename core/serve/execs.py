@@ -8,7 +8,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pinnace.errors import FailedPrecondition, NotFound
+from pinnace.errors import FailedPrecondition, NotFound, PinnaceError
 
 if TYPE_CHECKING:
     from pinnace.client import Exec
@@ -108,15 +108,28 @@ def start(req: Request) -> None:
     tty = entry.tty
     if entry.running or entry.exit_code is not None:
         raise FailedPrecondition(f"exec {entry.id} has already run")
-    process = req.client.exec_start(entry.container, entry.command, entry.env, entry.workdir,
-                                    entry.user, tty, entry.stdin and not body.get("Detach"))
+    detach = bool(body.get("Detach"))
+    record = req.client.container(entry.container)
+    if record.status != "running":
+        raise FailedPrecondition(f"Container {record.id} is not running")
+    # the headers go first: a client that reads them buffered must not swallow output
+    sock = None if detach else req.hijack(content_type(tty))
+    try:
+        process = req.client.exec_start(entry.container, entry.command, entry.env,
+                                        entry.workdir, entry.user, tty, entry.stdin and not detach)
+    except PinnaceError as err:
+        if sock is None:
+            raise
+        sock.sendall(frame("stderr", f"{err}\n".encode(), tty))
+        entry.exit_code = err.exit_code
+        shutdown(sock)
+        return
     entry.process, entry.pid, entry.running = process, process.pid, True
     streams = process.streams
-    if body.get("Detach"):  # its output is read and dropped, as docker's is
+    if sock is None:  # detached: its output is read and dropped, as docker's is
         threads.Thread(target=_drain_and_reap, args=(entry,), daemon=True).start()
         req.reply(200)
         return
-    sock = req.hijack(content_type(tty))
     if streams.stdin is not None:
         stdin = streams.stdin
 
