@@ -3,6 +3,7 @@ and ``pn``, which runs the real ``pinnace`` command line against that root."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -285,6 +286,7 @@ def podman(tmp_path: Path) -> Iterator[Callable[..., subprocess.CompletedProcess
     shutil.rmtree(runroot, ignore_errors=True)
 
 
+@contextlib.contextmanager
 def serving(cli: Pinnace) -> Iterator[Path]:
     """``pinnace serve`` on a socket of its own (a short path: sockets allow 107 bytes),
     stopped at the end; yields the socket's path."""
@@ -318,11 +320,13 @@ def serving(cli: Pinnace) -> Iterator[Path]:
 def api_socket(pn: Pinnace, busybox: str) -> Iterator[Path]:
     """``pinnace serve`` for this test's root (with busybox), in the host's network
     namespace: for containers without a network (the default) and a loopback registry."""
-    yield from serving(pn)
+    with serving(pn) as path:
+        yield path
 
 
 @pytest.fixture
 def api_socket_ns(npn: Pinnace, busybox: str) -> Iterator[Path]:
     """``pinnace serve`` for this test's root inside this test's network namespace: for
     bridges, user networks and published ports."""
-    yield from serving(npn)
+    with serving(npn) as path:
+        yield path
