@@ -402,12 +402,12 @@ class Client:
 
         return inspection.network(self.engine, self.engine.network(name))
 
-    def network_create(self, name: str, driver: str | None = None, subnet: str = "",
+    def network_create(self, name: str, driver: str = "bridge", subnet: str = "",
                        gateway: str = "", internal: bool = False,
                        options: dict[str, str] | None = None) -> Network:
-        """Create a network of ``driver`` (default: the configured network plugin)."""
-        return self.engine.networks.create(name, driver or self.engine.selected("network"),
-                                           subnet, gateway, internal, options or {})
+        """Create a network of ``driver`` (a network plugin with named networks)."""
+        return self.engine.networks.create(name, driver, subnet, gateway, internal,
+                                           options or {})
 
     def network_remove(self, name: str) -> str:
         """Remove a network no container uses; its name."""

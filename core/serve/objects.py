@@ -60,7 +60,7 @@ def network_create(req: Request) -> None:
     config = ((body.get("IPAM") or {}).get("Config") or [{}])
     subnet = config[0].get("Subnet", "") if config else ""
     gateway = config[0].get("Gateway", "") if config else ""
-    driver = body.get("Driver") or None
+    driver = body.get("Driver") or "bridge"
     net = req.client.network_create(name, driver, subnet, gateway, bool(body.get("Internal")),
                                     {k: str(v) for k, v in (body.get("Options") or {}).items()})
     req.reply(201, {"Id": net.id, "Warning": ""})
