@@ -82,6 +82,8 @@ from pinnace.units import ago
               help="Mount the volumes and binds of another container.")
 @click.option("--volume-driver", metavar="NAME",
               help="Volume plugin for the volumes this makes [default: config, local].")
+@click.option("-l", "--label", "labels", multiple=True, metavar="KEY=VALUE",
+              help="A label (over the image's).")
 @click.argument("image", shell_complete=complete.images)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context

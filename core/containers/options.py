@@ -49,3 +49,5 @@ class RunOptions(NamedTuple):
     tmpfs: Sequence[str] = ()
     volumes_from: Sequence[str] = ()
     volume_driver: str | None = None
+    labels: Sequence[str] = ()
+    """``KEY=VALUE`` labels, over the image's (kept as the spec's annotations)."""

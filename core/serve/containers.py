@@ -225,10 +225,9 @@ def listing(req: Request) -> None:
     client = req.client
     filters = req.filters()
     wanted_all = req.flag("all") or any(k in filters for k in ("status", "exited"))
-    images: dict[str, Any] = {}
     out = []
     for c in client.containers(all_=wanted_all):
-        summary = container_summary(client.engine, c, images)
+        summary = container_summary(client.engine, c)
         values = {"id": [c.id], "name": [c.name], "status": [c.status],
                   "ancestor": [c.image, c.image_id], "label": _labels(summary["Labels"]),
                   "exited": [str(c.exit_code)] if c.status == "exited" else [],
@@ -252,7 +251,8 @@ def inspect(req: Request) -> None:
     run = record.config.run
     details["Config"].update(AttachStdin=run.interactive, AttachStdout=not run.interactive,
                              AttachStderr=not run.interactive, StdinOnce=False,
-                             Labels={}, Entrypoint=None, ExposedPorts={}, Volumes=None)
+                             Labels=record.config.spec.annotations, Entrypoint=None,
+                             ExposedPorts={}, Volumes=None)
     details["HostConfig"].setdefault("Binds", None)
     graph = details["GraphDriver"]  # docker's Data maps names to strings
     graph["Data"] = {k: v if isinstance(v, str) else json.dumps(v)

@@ -75,8 +75,11 @@ def network_connect(req: Request) -> None:
     """``POST /networks/{id}/connect``."""
     body = req.json()
     ipam = ((body.get("EndpointConfig") or {}).get("IPAMConfig") or {})
-    req.client.network_connect(req.params["id"], body.get("Container", ""),
-                               ipam.get("IPv4Address") or None)
+    client = req.client
+    network = client.network(req.params["id"])
+    record = client.container(body.get("Container", ""))
+    if network.name not in record.config.net.networks:  # made on it: compose connects again
+        client.network_connect(network.name, record.id, ipam.get("IPv4Address") or None)
     req.reply(200)
 
 

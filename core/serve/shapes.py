@@ -38,6 +38,7 @@ def run_options(body: dict[str, Any], name: str | None) -> dict[str, Any]:
     for field, key in (("workdir", "WorkingDir"), ("user", "User"), ("hostname", "Hostname")):
         if body.get(key):
             opts[field] = body[key]
+    opts["labels"] = [f"{k}={v}" for k, v in (body.get("Labels") or {}).items()]
     opts["tty"] = bool(body.get("Tty"))
     opts["interactive"] = bool(body.get("OpenStdin"))
     opts.update(_network_options(body, host))
@@ -132,18 +133,10 @@ def _mount(m: dict[str, Any]) -> str:
     return ",".join(parts)
 
 
-def container_summary(engine: Engine, c: ContainerRecord,
-                      images: dict[str, Image | None]) -> dict[str, Any]:
+def container_summary(engine: Engine, c: ContainerRecord) -> dict[str, Any]:
     """A container as ``GET /containers/json`` lists it."""
     from pinnace import inspection
-    from pinnace.errors import NotFound
 
-    if c.image_id not in images:
-        try:
-            images[c.image_id] = engine.images.resolve(c.image_id)
-        except NotFound:
-            images[c.image_id] = None
-    image = images[c.image_id]
     settings = engine.networks.settings(c) if c.active else {"Ports": {}, "Networks": {}}
     ports = []
     for target, mapped in settings["Ports"].items():
@@ -151,7 +144,7 @@ def container_summary(engine: Engine, c: ContainerRecord,
         for p in mapped:
             ports.append({"IP": p["HostIp"], "PrivatePort": int(number),
                           "PublicPort": int(p["HostPort"]), "Type": proto})
-    labels = ((image.config.get("config") or {}).get("Labels") or {}) if image else {}
+    labels = c.config.spec.annotations if c.config_json != "{}" else {}
     return {
         "Id": c.id, "Names": [f"/{c.name}"], "Image": c.image, "ImageID": c.image_id,
         "Command": " ".join(c.command), "Created": int(c.created), "Ports": ports,
@@ -175,11 +168,15 @@ def image_summary(image: Image) -> dict[str, Any]:
 def matches(values: dict[str, list[str]], filters: dict[str, list[str]],
             prefix_keys: tuple[str, ...] = ("id",)) -> bool:
     """Whether a thing whose filterable ``values`` are these passes ``filters`` (each key:
-    any of its values; unknown keys refused)."""
+    any of its values, ``label``: all; unknown keys refused)."""
     for key, wanted in filters.items():
         if key not in values:
             raise InvalidConfig(f"invalid filter {key!r}")
         have = values[key]
+        if key == "label":  # every label asked for, as docker's filter
+            if not all(w in have for w in wanted):
+                return False
+            continue
         if not any(w in have or (key in prefix_keys and any(h.startswith(w) for h in have))
                    or (key == "name" and any(w in h for h in have)) for w in wanted):
             return False
