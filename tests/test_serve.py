@@ -188,3 +188,30 @@ def test_a_long_stream_does_not_hold_up_other_clients(api_socket: Path) -> None:
     follower.close()
     events.close()
     call(api_socket, "DELETE", f"/containers/{cid}")
+
+
+def test_many_concurrent_starts(api_socket: Path, pn: Pinnace) -> None:
+    """Twenty clients create and start containers at once (the server's threads start
+    their monitors without forking themselves)."""
+    failures: list[str] = []
+
+    def run_one(n: int) -> None:
+        status, _, body = call(api_socket, "POST", f"/containers/create?name=c{n}", {
+            "Image": "busybox", "Cmd": ["sleep", "300"]})
+        if status != 201:
+            failures.append(body.decode())
+            return
+        status, _, body = call(api_socket, "POST", f"/containers/c{n}/start")
+        if status != 204:
+            failures.append(body.decode())
+
+    threads = [threading.Thread(target=run_one, args=(n,)) for n in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert failures == []
+    assert not any(t.is_alive() for t in threads)
+    running = json.loads(call(api_socket, "GET", "/containers/json")[2])
+    assert sorted(c["Names"][0] for c in running) == sorted(f"/c{n}" for n in range(20))
+    assert len(pn("ps", "-q").stdout.split()) == 20

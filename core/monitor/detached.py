@@ -92,20 +92,32 @@ def start_detached(engine: Engine, cid: str, hold: float = 0.0) -> None:
     """Fork a monitor that starts the container; return once it runs, or raise why not.
 
     The monitor is a grandchild (its parent exits at once), so a long-lived caller
-    such as ``pinnace serve`` is left no child to reap. With ``hold`` the monitor
-    reads no output until a first client attaches (or ``hold`` seconds pass)."""
+    such as ``pinnace serve`` is left no child to reap. A caller with threads (the
+    server) has a fresh interpreter make it instead: a fork of a process with threads
+    may hold another thread's locks forever. With ``hold`` the monitor reads no
+    output until a first client attaches (or ``hold`` seconds pass)."""
+    import threading
+
     read_end, write_end = os.pipe2(os.O_CLOEXEC)
-    pid = os.fork()
-    if pid == 0:  # the monitor's parent, gone as soon as the monitor is forked
-        try:
-            os.close(read_end)
-            if os.fork() == 0:
-                _detach(engine, cid)
-                serve(engine, cid, write_end, hold)
-        finally:
-            os._exit(1)
-    os.close(write_end)
-    os.waitpid(pid, 0)
+    if threading.active_count() > 1:
+        import subprocess
+
+        starter = subprocess.Popen(
+            [sys.executable, "-m", "pinnace.monitor.detached", "start",
+             json.dumps(_settings(engine)), cid, str(hold), str(write_end)],
+            pass_fds=(write_end,), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        os.close(write_end)
+        starter.wait()
+    else:
+        pid = os.fork()
+        if pid == 0:  # the monitor's parent, gone as soon as the monitor is forked
+            try:
+                os.close(read_end)
+                _fork_monitor(engine, cid, write_end, hold)
+            finally:
+                os._exit(1)
+        os.close(write_end)
+        os.waitpid(pid, 0)
     chunks = []
     while chunk := os.read(read_end, 65536):
         chunks.append(chunk)
@@ -113,6 +125,28 @@ def start_detached(engine: Engine, cid: str, hold: float = 0.0) -> None:
     report = b"".join(chunks)
     if report != b"ok":
         _raise(report)
+
+
+def _fork_monitor(engine: Engine, cid: str, report: int, hold: float) -> None:
+    """In the monitor's parent: fork the monitor, which starts the container."""
+    if os.fork() == 0:
+        _detach(engine, cid)
+        serve(engine, cid, report, hold)
+
+
+def _settings(engine: Engine) -> dict[str, str | None]:
+    """What a new interpreter needs to open the same engine."""
+    cfg = engine.config
+    return {"config": str(cfg.file) if cfg.file else None, "root": str(cfg.root),
+            "run_root": str(cfg.run_root)}
+
+
+def _engine(settings: dict[str, str | None]) -> Engine:
+    from pinnace import config
+    from pinnace.engine import Engine
+
+    return Engine(config.load(settings["config"], {"root": settings["root"],
+                                                   "run_root": settings["run_root"]}))
 
 
 def _detach(engine: Engine, cid: str) -> None:
@@ -151,10 +185,8 @@ def serve(engine: Engine, cid: str, report: int | None, hold: float = 0.0) -> No
     fds = [*streams.outputs, *([streams.stdin] if streams.stdin is not None else [])]
     for fd in fds:
         os.set_inheritable(fd, True)
-    cfg = engine.config
-    finish = [sys.executable, "-m", "pinnace.monitor.detached",
-              json.dumps({"config": str(cfg.file) if cfg.file else None, "root": str(cfg.root),
-                          "run_root": str(cfg.run_root)}), cid]
+    finish = [sys.executable, "-m", "pinnace.monitor.detached", json.dumps(_settings(engine)),
+              cid]
     args = {"pid": pid, "outputs": {str(fd): s for fd, s in streams.outputs.items()},
             "stdin": streams.stdin, "tty": run.tty,
             "log": str(engine.paths.log(cid)), "max_size": run.log.max_size,
@@ -177,14 +209,10 @@ def _raise(report: bytes) -> NoReturn:
 def finish_main(argv: list[str]) -> None:
     """``python -m pinnace.monitor.detached SETTINGS CID CODE``: the watcher saw the
     container exit; record it, tear down, and restart it when its policy says so."""
-    from pinnace import config
-    from pinnace.engine import Engine
     from pinnace.runtime.policy import backoff
 
     settings, cid, code_text = json.loads(argv[0]), argv[1], argv[2]
-    cfg = config.load(settings["config"], {"root": settings["root"],
-                                           "run_root": settings["run_root"]})
-    engine = Engine(cfg)
+    engine = _engine(settings)
     code = int(code_text)
     if not engine.finish(cid, None if code < 0 else code):
         return
@@ -198,5 +226,19 @@ def finish_main(argv: list[str]) -> None:
     serve(engine, cid, None)
 
 
+def start_main(argv: list[str]) -> None:
+    """``python -m pinnace.monitor.detached start SETTINGS CID HOLD FD``: fork the monitor
+    of container CID, which reports on FD (for :func:`start_detached` in a process with
+    threads)."""
+    settings, cid, hold, report = json.loads(argv[0]), argv[1], float(argv[2]), int(argv[3])
+    try:
+        _fork_monitor(_engine(settings), cid, report, hold)
+    finally:
+        os._exit(0)
+
+
 if __name__ == "__main__":
-    finish_main(sys.argv[1:])
+    if sys.argv[1:2] == ["start"]:
+        start_main(sys.argv[2:])
+    else:
+        finish_main(sys.argv[1:])
