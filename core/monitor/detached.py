@@ -231,6 +231,7 @@ def start_main(argv: list[str]) -> None:
     of container CID, which reports on FD (for :func:`start_detached` in a process with
     threads)."""
     settings, cid, hold, report = json.loads(argv[0]), argv[1], float(argv[2]), int(argv[3])
+    os.set_inheritable(report, False)  # closed when the monitor execs its watcher: EOF
     try:
         _fork_monitor(_engine(settings), cid, report, hold)
     finally:

@@ -414,12 +414,14 @@ class Server:
 class _UnixListener(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
     block_on_close = False
+    request_queue_size = 128  # many clients connect at once (compose, CI)
 
 
 class _TCPListener(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
     block_on_close = False
     allow_reuse_address = True
+    request_queue_size = 128
 
 
 def _share(listener: socketserver.BaseServer, server: Server) -> None:
