@@ -22,6 +22,7 @@ from pinnace.errors import InvalidConfig, NotFound
 if TYPE_CHECKING:
     import socket
 
+    from pinnace.containers.options import RunOptions
     from pinnace.containers.record import ContainerRecord
     from pinnace.engine import Engine
     from pinnace.events import Event
@@ -124,13 +125,17 @@ class Client:
     def create(self, image: str, command: Sequence[str] = (), **options: Any) -> str:
         """Create a container from ``image``; its ID. ``options`` are ``run``'s, by the
         names of :class:`pinnace.containers.options.RunOptions` (``name``, ``env``,
-        ``ports``, ``volumes``, ``tty``, ``interactive``, ``auto_remove`` ...)."""
+        ``ports``, ``volumes``, ``labels``, ``tty``, ``interactive``, ``auto_remove`` ...)."""
+        return self.engine.create(self._options(image, command, options))
+
+    @staticmethod
+    def _options(image: str, command: Sequence[str], options: dict[str, Any]) -> RunOptions:
         from pinnace.containers.options import RunOptions
 
         unknown = set(options) - set(RunOptions._fields)
         if unknown:
             raise InvalidConfig(f"unknown container options: {', '.join(sorted(unknown))}")
-        return self.engine.create(RunOptions(image=image, command=tuple(command), **options))
+        return RunOptions(image=image, command=tuple(command), **options)
 
     def start(self, ref: str, hold: float = 0.0) -> str:
         """Start a created or exited container under a monitor of its own, logging its
@@ -144,13 +149,17 @@ class Client:
         return cid
 
     def run(self, image: str, command: Sequence[str] = (), **options: Any) -> str:
-        """:meth:`create` then :meth:`start` (``run -d``); its ID. A container made with
+        """:meth:`create` then :meth:`start` (``run -d``); its ID."""
+        return self.run_with(self._options(image, command, options))
+
+    def run_with(self, opts: RunOptions) -> str:
+        """Create a container from ``opts`` and start it; its ID. One made with
         ``auto_remove`` that fails to start is removed."""
-        cid = self.create(image, command, **options)
+        cid = self.engine.create(opts)
         try:
             self.start(cid)
         except Exception:
-            if options.get("auto_remove"):
+            if opts.auto_remove:
                 self.engine.remove(cid, force=True)
             raise
         return cid

@@ -95,19 +95,8 @@ def runtime_spec(cid: str, opts: RunOptions, image_config: dict[str, Any], args:
                                  opts.security_opt),
         resources=limits.resources(opts.memory, opts.memory_swap, opts.cpus, opts.cpu_shares,
                                    opts.cpuset_cpus, opts.pids_limit, opts.privileged),
-        annotations=labels(image_config, opts.labels),
     )
 
-
-def labels(image_config: dict[str, Any], items: Sequence[str]) -> dict[str, str]:
-    """The image's labels, then ``KEY=VALUE`` ``items`` over them."""
-    out = dict(image_config.get("Labels") or {})
-    for item in items:
-        key, _, value = item.partition("=")
-        if not key:
-            raise InvalidConfig(f"invalid label {item!r}: expected KEY=VALUE")
-        out[key] = value
-    return out
 
 
 def exec_process(base: Process, pid: int, args: list[str], env: list[str],

@@ -251,7 +251,7 @@ def inspect(req: Request) -> None:
     run = record.config.run
     details["Config"].update(AttachStdin=run.interactive, AttachStdout=not run.interactive,
                              AttachStderr=not run.interactive, StdinOnce=False,
-                             Labels=record.config.spec.annotations, Entrypoint=None,
+                             Labels=record.config.labels, Entrypoint=None,
                              ExposedPorts={}, Volumes=None)
     details["HostConfig"].setdefault("Binds", None)
     graph = details["GraphDriver"]  # docker's Data maps names to strings

@@ -38,7 +38,7 @@ def run_options(body: dict[str, Any], name: str | None) -> dict[str, Any]:
     for field, key in (("workdir", "WorkingDir"), ("user", "User"), ("hostname", "Hostname")):
         if body.get(key):
             opts[field] = body[key]
-    opts["labels"] = [f"{k}={v}" for k, v in (body.get("Labels") or {}).items()]
+    opts["labels"] = {str(k): str(v) for k, v in (body.get("Labels") or {}).items()}
     opts["tty"] = bool(body.get("Tty"))
     opts["interactive"] = bool(body.get("OpenStdin"))
     opts.update(_network_options(body, host))
@@ -144,7 +144,7 @@ def container_summary(engine: Engine, c: ContainerRecord) -> dict[str, Any]:
         for p in mapped:
             ports.append({"IP": p["HostIp"], "PrivatePort": int(number),
                           "PublicPort": int(p["HostPort"]), "Type": proto})
-    labels = c.config.spec.annotations if c.config_json != "{}" else {}
+    labels = c.config.labels if c.config_json != "{}" else {}
     return {
         "Id": c.id, "Names": [f"/{c.name}"], "Image": c.image, "ImageID": c.image_id,
         "Command": " ".join(c.command), "Created": int(c.created), "Ports": ports,
