@@ -67,10 +67,12 @@ def test_errors_in_dockers_shape_and_501_for_what_is_left_out(api_socket: Path) 
     status, _, body = call(api_socket, "GET", "/containers/nosuch/json")
     assert status == 404
     assert "nosuch" in json.loads(body)["message"]
-    for method, url in (("POST", "/build"), ("GET", "/swarm"), ("GET", "/plugins")):
+    for method, url in (("POST", "/build"), ("GET", "/services"), ("GET", "/plugins")):
         status, _, body = call(api_socket, method, f"/v1.41{url}")
         assert status == 501, url
         assert json.loads(body)["message"].startswith("pinnace serve does not implement")
+    status, _, body = call(api_socket, "GET", "/swarm")  # docker's answer off a swarm
+    assert status == 503 and json.loads(body)["message"] == "This node is not part of a swarm"
     status, _, body = call(api_socket, "POST", "/containers/create", {"Cmd": ["true"]})
     assert status == 400 and json.loads(body)["message"] == "config is missing the image"
 

@@ -22,6 +22,7 @@ from pinnace.errors import (
     InvalidConfig,
     NotFound,
     PinnaceError,
+    Unavailable,
 )
 from pinnace.serve import API_VERSION, MIN_API_VERSION
 
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 
 _VERSIONED = re.compile(r"^/v(\d+)\.(\d+)(/.*)$")
 STATUS_OF = ((NotFound, 404), (AlreadyExists, 409), (FailedPrecondition, 409),
-             (InvalidConfig, 400))
+             (InvalidConfig, 400), (Unavailable, 503))
 
 
 class NotImplementedEndpoint(PinnaceError):

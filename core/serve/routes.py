@@ -17,6 +17,8 @@ _TABLE: list[tuple[str, str, Handler]] = [
     ("GET", "/info", system.info),
     ("GET", "/events", system.events),
     ("POST", "/auth", system.auth),
+    ("GET", "/swarm", system.swarm),
+    ("POST", "/swarm/leave", system.swarm),
     ("POST", "/containers/create", containers.create),
     ("GET", "/containers/json", containers.listing),
     ("POST", "/containers/prune", containers.prune),

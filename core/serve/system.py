@@ -149,6 +149,14 @@ def _wanted(message: dict[str, Any], filters: dict[str, list[str]]) -> bool:
     return True
 
 
+def swarm(req: Request) -> None:
+    """``/swarm`` and ``/swarm/leave``: pinnace is never part of a swarm (docker's 503,
+    which clients take as "not a swarm node")."""
+    from pinnace.errors import Unavailable
+
+    raise Unavailable("This node is not part of a swarm")
+
+
 def auth(req: Request) -> None:
     """``POST /auth``: check and store credentials for a registry."""
     body = req.json()
