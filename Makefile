@@ -11,7 +11,7 @@ APT_PACKAGES   := btrfs-progs libbtrfsutil-dev busybox-static iproute2 util-linu
                   python3-venv python3-dev gcc libc6-dev pkg-config libseccomp2 \
                   debootstrap skopeo podman runc \
                   docker-registry apache2-utils openssl time e2fsprogs catatonit tini \
-                  uidmap slirp4netns
+                  uidmap slirp4netns docker.io docker-compose
 BENCH_PACKAGES := runc podman hyperfine
 PYTEST_ARGS ?= -n 2
 

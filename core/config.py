@@ -43,6 +43,7 @@ ENGINE_DEFAULTS: dict[str, str] = {
     "default_ulimits": "",  # name=soft[:hard] limits of every container, comma-separated
     "userns": "host",  # the user namespace of containers run without --userns
     "userns_user": "pinnace",  # whose /etc/subuid and /etc/subgid ranges they map
+    "api_group": "",  # the group that may use `pinnace serve`'s socket; empty: root only
 }
 
 

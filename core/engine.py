@@ -364,9 +364,11 @@ class Engine:
 
         The calling process becomes the container's monitor: it is recorded
         in the state, made a child subreaper, and must wait for the container
-        and call :meth:`finish`. On failure everything set up here is undone
-        and the container is marked exited (127/126 when the command cannot
-        be executed).
+        and call :meth:`finish`. ``stdio`` None gives the container the caller's
+        own stdio, which nothing logs: to start one that logs, under a monitor of
+        its own, use :meth:`pinnace.client.Client.start`. On failure everything
+        set up here is undone and the container is marked exited (127/126 when
+        the command cannot be executed).
         """
         from pinnace import linux
         from pinnace.runtime.proc import start_time

@@ -48,3 +48,13 @@ def container_names(state: State) -> dict[str, str]:
         " AND action IN ('create', 'rename', 'destroy') ORDER BY id")}
     names.update({r["id"]: r["name"] for r in state.query("SELECT id, name FROM containers")})
     return {cid: name for cid, name in names.items() if name}
+
+
+def last_exit_code(state: State, cid: str) -> int | None:
+    """The exit code the container's last ``die`` event recorded (None: unknown, or none)."""
+    row = state.one("SELECT attributes FROM events WHERE type = 'container' AND"
+                    " action = 'die' AND actor = ? ORDER BY id DESC LIMIT 1", cid)
+    if row is None:
+        return None
+    code = json.loads(row["attributes"] or "{}").get("exit_code")
+    return code if isinstance(code, int) else None

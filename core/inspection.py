@@ -7,6 +7,9 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from pinnace.containers.record import ContainerRecord
     from pinnace.engine import Engine
     from pinnace.network import Network
     from pinnace.runtime.spec import ContainerSpec
@@ -192,3 +195,51 @@ def processes(engine: Engine, cid: str, ps_args: list[str]) -> tuple[list[str], 
         if len(fields) > col and fields[col].isdigit() and int(fields[col]) in pids:
             rows.append(fields)
     return headers, rows
+
+
+def status(c: ContainerRecord, health: Path | None = None) -> str:
+    """``Up 2 minutes (healthy)``, ``Exited (0) 3 seconds ago``: docker's STATUS column
+    (``health`` is where the container's health check status would be)."""
+    import time
+
+    from pinnace.units import ago, duration
+
+    if c.status == "running":
+        return f"Up {duration(time.time() - (c.started or c.created))}{_health(health)}"
+    if c.status == "paused":
+        return f"Up {duration(time.time() - (c.started or c.created))} (Paused)"
+    if c.status == "exited":
+        code = "unknown" if c.exit_code is None else c.exit_code
+        return f"Exited ({code}) {ago(c.finished)}".rstrip()
+    return c.status.capitalize()
+
+
+def _health(path: Path | None) -> str:
+    """`` (healthy)``, `` (unhealthy)``, `` (health: starting)``, or nothing without a check."""
+    if path is None or not path.exists():
+        return ""
+    from pinnace.runtime import healthcheck
+
+    found = healthcheck.read(str(path))
+    if found is None:
+        return ""
+    return " (health: starting)" if found.status == "starting" else f" ({found.status})"
+
+
+def volume(engine: Engine, name: str) -> dict[str, Any]:
+    """A volume as ``docker volume inspect`` shows it."""
+    import datetime
+
+    volumes = engine.volumes
+    vol = volumes.get(name)
+    info, scope = volumes.details(vol)
+    created = datetime.datetime.fromtimestamp(vol.created, datetime.UTC).isoformat(
+        timespec="seconds").replace("+00:00", "Z")
+    entry: dict[str, Any] = {
+        "CreatedAt": created, "Driver": vol.driver,
+        "Labels": vol.labels or None, "Mountpoint": info.mountpoint or vol.mountpoint,
+        "Name": vol.name, "Options": vol.options or None, "Scope": scope,
+    }
+    if info.status:
+        entry["Status"] = info.status
+    return entry

@@ -3,6 +3,7 @@ and ``pn``, which runs the real ``pinnace`` command line against that root."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -352,3 +353,49 @@ def podman(tmp_path: Path) -> Iterator[Callable[..., subprocess.CompletedProcess
 
     yield run  # no `system reset`: it also touches podman's host-wide network configs
     shutil.rmtree(runroot, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def serving(cli: Pinnace) -> Iterator[Path]:
+    """``pinnace serve`` on a socket of its own (a short path: sockets allow 107 bytes),
+    stopped at the end; yields the socket's path."""
+    import socket
+    import time
+
+    sock_dir = Path(tempfile.mkdtemp(prefix="pn-api-", dir="/tmp"))
+    path = sock_dir / "api.sock"
+    proc = cli.popen("serve", "--socket", str(path), stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                raise AssertionError(f"pinnace serve exited: {proc.stderr.read()}")
+            with socket.socket(socket.AF_UNIX) as probe:
+                try:
+                    probe.connect(str(path))
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise AssertionError("pinnace serve did not listen") from None
+            time.sleep(0.05)
+        yield path
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        shutil.rmtree(sock_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def api_socket(pn: Pinnace, busybox: str) -> Iterator[Path]:
+    """``pinnace serve`` for this test's root (with busybox), in the host's network
+    namespace: for containers without a network (the default) and a loopback registry."""
+    with serving(pn) as path:
+        yield path
+
+
+@pytest.fixture
+def api_socket_ns(npn: Pinnace, busybox: str) -> Iterator[Path]:
+    """``pinnace serve`` for this test's root inside this test's network namespace: for
+    bridges, user networks and published ports."""
+    with serving(npn) as path:
+        yield path

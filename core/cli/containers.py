@@ -9,7 +9,6 @@ import click
 from pinnace.cli import complete
 from pinnace.cli.output import (
     TEMPLATE_FORMAT_OPTION,
-    ago,
     as_json,
     for_each,
     is_template,
@@ -19,6 +18,7 @@ from pinnace.cli.output import (
 )
 from pinnace.cli.root import get_engine
 from pinnace.errors import PinnaceError
+from pinnace.units import ago
 
 
 @click.command(context_settings={"ignore_unknown_options": False, "allow_interspersed_args": False})

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import click
 
-from pinnace.cli.output import ago, as_json, size, table
+from pinnace.cli.output import as_json, size, table
 from pinnace.disk_usage import DiskUsage
+from pinnace.units import ago
 
 
 def _reclaimable(part: int, whole: int) -> str:

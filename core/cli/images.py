@@ -147,9 +147,11 @@ def load(ctx: click.Context, source: str | None, quiet: bool) -> None:
     from pinnace.images.archive import load as load_archive
 
     engine = get_engine(ctx)
-    with engine.operation("load"):
-        loaded = load_archive(engine.images, Path(source)) if source is not None \
-            else _load_stdin(engine)
+    if source is None:
+        loaded = _load_stdin(engine)
+    else:
+        with engine.operation("load"):
+            loaded = load_archive(engine.images, Path(source))
     for item in loaded if not quiet else ():
         for name in item.tags:
             click.echo(f"Loaded image: {name}")
@@ -158,19 +160,14 @@ def load(ctx: click.Context, source: str | None, quiet: bool) -> None:
 
 
 def _load_stdin(engine: Any) -> list[Any]:
-    """Copy stdin to a temp file next to the store (archives need random access), load it."""
-    import shutil
-
-    from pinnace.errors import InvalidConfig, writing
-    from pinnace.images.archive import load as load_archive
+    """Load an archive read from stdin (copied next to the store: archives need random
+    access)."""
+    from pinnace.client import Client
+    from pinnace.errors import InvalidConfig
 
     if sys.stdin.isatty():
         raise InvalidConfig("requested load from stdin, but stdin is a terminal: use -i FILE")
-    with engine.images.scratch_file("stdin") as tmp:
-        with writing("the archive read from stdin", tmp, engine.images.root), \
-                open(tmp, "xb") as f:
-            shutil.copyfileobj(sys.stdin.buffer, f, 1 << 20)
-        return load_archive(engine.images, tmp, label="stdin")
+    return Client(engine=engine).load(sys.stdin.buffer)
 
 
 @click.command()

@@ -20,9 +20,9 @@ CONTAINERS = click.argument("containers", nargs=-1, required=True,
 
 
 def _start(engine: Any, cid: str) -> None:
-    from pinnace.monitor.detached import start_detached
+    from pinnace.client import Client
 
-    start_detached(engine, cid)
+    Client(engine=engine).start(cid)
 
 
 def _each(ctx: click.Context, containers: tuple[str, ...],

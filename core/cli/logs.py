@@ -22,31 +22,18 @@ from pinnace.errors import InvalidConfig
 def logs(ctx: click.Context, follow: bool, tail: str, timestamps: bool, since: str | None,
          until: str | None, container: str) -> None:
     """Print a container's output: its stdout to stdout, its stderr to stderr."""
-    from pinnace.runtime import logs as log_files
+    from pinnace.client import Client
 
-    engine = get_engine(ctx)
-    cid = engine.resolve(container)
     if tail != "all" and not (tail.isdigit()):
         raise InvalidConfig(f"invalid --tail {tail!r}: a number of lines or all")
-    lo = log_files.parse_time(since) if since else None
-    hi = log_files.parse_time(until) if until else None
-    path = engine.paths.log(cid)
+    client = Client(engine=get_engine(ctx))
     outs = {"stdout": sys.stdout.buffer, "stderr": sys.stderr.buffer}
-
-    def show(entry: log_files.Entry) -> None:
-        out = outs.get(entry.stream, sys.stdout.buffer)
-        prefix = f"{entry.time} " if timestamps else ""
-        out.write((prefix + entry.log).encode())
-        out.flush()
-
-    for entry in log_files.read(path, None if tail == "all" else int(tail), lo, hi):
-        show(entry)
-    if follow:
-        def running() -> bool:
-            return engine.container(cid).active
-
-        try:
-            for entry in log_files.follow(path, running, hi):
-                show(entry)
-        except BrokenPipeError:
-            pass
+    try:
+        for entry in client.logs(container, follow, None if tail == "all" else int(tail),
+                                 since, until):
+            out = outs.get(entry.stream, sys.stdout.buffer)
+            prefix = f"{entry.time} " if timestamps else ""
+            out.write((prefix + entry.log).encode())
+            out.flush()
+    except BrokenPipeError:
+        pass

@@ -60,6 +60,7 @@ COMMANDS: dict[str, str] = {
     "network": "pinnace.cli.networks:network",
     "volume": "pinnace.cli.volumes:volume",
     "system": "pinnace.cli.system:system",
+    "serve": "pinnace.cli.serve:serve",
 }
 
 

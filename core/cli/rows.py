@@ -4,14 +4,14 @@ and column titles (``{{.ID}}``, ``{{.Names}}``; ``table`` headers ``CONTAINER ID
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from pinnace.cli.output import ago, duration, local_time, size
+from pinnace.cli.output import local_time, size
 from pinnace.errors import NotFound
+from pinnace.inspection import status
+from pinnace.units import ago
 
 if TYPE_CHECKING:
-    from pathlib import Path
 
     from pinnace.containers.record import ContainerRecord
     from pinnace.engine import Engine
@@ -189,31 +189,6 @@ def history_rows(entries: list[dict[str, Any]], no_trunc: bool) -> list[HistoryR
         rows.append(HistoryRow(ID=image_id, CreatedSince=ago(when), CreatedAt=local_time(when),
                                CreatedBy=by, Size=size(e["Size"]), Comment=e["Comment"]))
     return rows
-
-
-def status(c: ContainerRecord, health: Path | None = None) -> str:
-    """``Up 2 minutes (healthy)``, ``Exited (0) 3 seconds ago``: docker's STATUS column
-    (``health`` is where the container's health check status would be)."""
-    if c.status == "running":
-        return f"Up {duration(time.time() - (c.started or c.created))}{_health(health)}"
-    if c.status == "paused":
-        return f"Up {duration(time.time() - (c.started or c.created))} (Paused)"
-    if c.status == "exited":
-        code = "unknown" if c.exit_code is None else c.exit_code
-        return f"Exited ({code}) {ago(c.finished)}".rstrip()
-    return c.status.capitalize()
-
-
-def _health(path: Path | None) -> str:
-    """`` (healthy)``, `` (unhealthy)``, `` (health: starting)``, or nothing without a check."""
-    if path is None or not path.exists():
-        return ""
-    from pinnace.runtime import healthcheck
-
-    found = healthcheck.read(str(path))
-    if found is None:
-        return ""
-    return " (health: starting)" if found.status == "starting" else f" ({found.status})"
 
 
 def command(c: ContainerRecord, no_trunc: bool) -> str:

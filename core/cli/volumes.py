@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 
 from pinnace.cli import complete
@@ -60,31 +58,15 @@ def ls(ctx: click.Context, quiet: bool, filters: tuple[str, ...], fmt: str) -> N
         table(("DRIVER", "VOLUME NAME"), [(v.driver, v.name) for v in found])
 
 
-def _rfc3339(ts: float) -> str:
-    import datetime
-
-    return datetime.datetime.fromtimestamp(ts, datetime.UTC).isoformat(
-        timespec="seconds").replace("+00:00", "Z")
-
-
 @volume.command()
 @click.argument("names", nargs=-1, required=True, shell_complete=complete.volumes)
 @click.pass_context
 def inspect(ctx: click.Context, names: tuple[str, ...]) -> None:
     """Show volumes as JSON (docker's fields)."""
-    volumes = get_engine(ctx).volumes
-    out = []
-    for name in names:
-        vol = volumes.get(name)
-        info, scope = volumes.details(vol)
-        entry: dict[str, Any] = {
-            "CreatedAt": _rfc3339(vol.created), "Driver": vol.driver,
-            "Labels": vol.labels or None, "Mountpoint": info.mountpoint or vol.mountpoint,
-            "Name": vol.name, "Options": vol.options or None, "Scope": scope,
-        }
-        if info.status:
-            entry["Status"] = info.status
-        out.append(entry)
+    from pinnace import inspection
+
+    engine = get_engine(ctx)
+    out = [inspection.volume(engine, name) for name in names]
     as_json(out)
 
 

@@ -69,24 +69,38 @@ def parse_detach_keys(text: str) -> bytes:
     return bytes(out)
 
 
-def attach(engine: Engine, cid: str, detach_keys: bytes, with_stdin: bool,
-           sig_proxy: bool) -> int:
-    """Attach until the container exits (its exit code) or the detach keys (0)."""
-    from pinnace.monitor.foreground import forwarding
-    from pinnace.runtime import console
-    from pinnace.runtime.watch import FRAME, RESIZE, unix_socket
+def connect(engine: Engine, cid: str, wait: float = 0.0) -> socket.socket:
+    """A connection to the running container's monitor (its framed protocol); its
+    socket appears just after the start, so ``wait`` seconds are given for it."""
+    import time
+
+    from pinnace.runtime.watch import unix_socket
 
     c = engine.container(cid)
     if not c.active:
         raise FailedPrecondition(f"container {c.name} is not running: start it first")
     path = engine.paths.bundle(cid) / "attach.sock"
-    try:
-        sock = unix_socket(str(path), listen=False)
-    except OSError:
-        raise FailedPrecondition(
-            f"container {c.name} runs in the foreground of another pinnace: nothing to attach "
-            "to") from None
-    tty = c.config.run.tty
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return unix_socket(str(path), listen=False)
+        except OSError:
+            if time.monotonic() >= deadline:
+                raise FailedPrecondition(
+                    f"container {c.name} runs in the foreground of another pinnace: nothing "
+                    "to attach to") from None
+            time.sleep(0.01)
+
+
+def attach(engine: Engine, cid: str, detach_keys: bytes, with_stdin: bool,
+           sig_proxy: bool) -> int:
+    """Attach until the container exits (its exit code) or the detach keys (0)."""
+    from pinnace.monitor.foreground import forwarding
+    from pinnace.runtime import console
+    from pinnace.runtime.watch import FRAME, RESIZE
+
+    sock = connect(engine, cid)
+    tty = engine.container(cid).config.run.tty
 
     def send_frame(kind: bytes, payload: bytes) -> None:
         sock.sendall(FRAME.pack(kind, len(payload)) + payload)

@@ -36,6 +36,7 @@ class Streams:
     stdin: int | None = None
     console: ConsoleSocket | None = None
     interactive: bool = False
+    directory: str = ""
     _theirs: list[int] = field(default_factory=list)
 
     @property
@@ -73,7 +74,7 @@ def open_streams(bundle: str, tty: bool, interactive: bool, stdin: int | None = 
         from pinnace.runtime.console import ConsoleSocket
 
         return Streams(None, console=ConsoleSocket(os.path.join(bundle, "console.sock")),
-                       interactive=interactive)
+                       interactive=interactive, directory=bundle)
     out_r, out_w = os.pipe2(os.O_CLOEXEC)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     theirs = [out_w, err_w]
@@ -85,29 +86,61 @@ def open_streams(bundle: str, tty: bool, interactive: bool, stdin: int | None = 
             stdin = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
         theirs.append(stdin)
     return Streams((stdin, out_w, err_w), {out_r: "stdout", err_r: "stderr"}, mine_stdin,
-                   interactive=interactive, _theirs=theirs)
+                   interactive=interactive, directory=bundle, _theirs=theirs)
 
 
-def start_detached(engine: Engine, cid: str) -> None:
-    """Fork a monitor that starts the container; return once it runs, or raise why not."""
+def start_detached(engine: Engine, cid: str, hold: float = 0.0) -> None:
+    """Fork a monitor that starts the container; return once it runs, or raise why not.
+
+    The monitor is a grandchild (its parent exits at once), so a long-lived caller
+    such as ``pinnace serve`` is left no child to reap. A caller with threads (the
+    server) has a fresh interpreter make it instead: a fork of a process with threads
+    may hold another thread's locks forever. With ``hold`` the monitor reads no
+    output until a first client attaches (or ``hold`` seconds pass)."""
+    import threading
+
     read_end, write_end = os.pipe2(os.O_CLOEXEC)
-    pid = os.fork()
-    if pid == 0:  # the monitor
-        try:
-            os.close(read_end)
-            _detach(engine, cid)
-            serve(engine, cid, write_end)
-        finally:
-            os._exit(1)
-    os.close(write_end)
+    if threading.active_count() > 1:
+        import subprocess
+
+        starter = subprocess.Popen(
+            [sys.executable, "-m", "pinnace.monitor.detached", "start",
+             settings(engine), cid, str(hold), str(write_end)],
+            pass_fds=(write_end,), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        os.close(write_end)
+        starter.wait()
+    else:
+        pid = os.fork()
+        if pid == 0:  # the monitor's parent, gone as soon as the monitor is forked
+            try:
+                os.close(read_end)
+                _fork_monitor(engine, cid, write_end, hold)
+            finally:
+                os._exit(1)
+        os.close(write_end)
+        os.waitpid(pid, 0)
     chunks = []
     while chunk := os.read(read_end, 65536):
         chunks.append(chunk)
     os.close(read_end)
     report = b"".join(chunks)
     if report != b"ok":
-        os.waitpid(pid, 0)
         _raise(report)
+
+
+def _fork_monitor(engine: Engine, cid: str, report: int, hold: float) -> None:
+    """In the monitor's parent: fork the monitor, which starts the container."""
+    if os.fork() == 0:
+        _detach(engine, cid)
+        serve(engine, cid, report, hold)
+
+
+def _engine(settings: dict[str, str | None]) -> Engine:
+    from pinnace import config
+    from pinnace.engine import Engine
+
+    return Engine(config.load(settings["config"], {"root": settings["root"],
+                                                   "run_root": settings["run_root"]}))
 
 
 def _detach(engine: Engine, cid: str) -> None:
@@ -125,7 +158,7 @@ def _detach(engine: Engine, cid: str) -> None:
     os.close(errors)
 
 
-def serve(engine: Engine, cid: str, report: int | None) -> NoReturn:
+def serve(engine: Engine, cid: str, report: int | None, hold: float = 0.0) -> NoReturn:
     """In the monitor: start the container, report on ``report``, exec the watcher."""
     from pinnace.runtime import watch
 
@@ -152,7 +185,7 @@ def serve(engine: Engine, cid: str, report: int | None) -> NoReturn:
             "log": str(engine.paths.log(cid)), "max_size": run.log.max_size,
             "max_files": run.log.max_files,
             "attach": str(engine.paths.bundle(cid) / "attach.sock"), "finish": finish,
-            "health": health_timer(engine, cid, run.health)}
+            "health": health_timer(engine, cid, run.health), "hold": hold}
     os.execv(sys.executable, [sys.executable, "-I", "-S", watch.__file__, json.dumps(args)])
 
 
@@ -184,14 +217,10 @@ def _raise(report: bytes) -> NoReturn:
 def finish_main(argv: list[str]) -> None:
     """``python -m pinnace.monitor.detached SETTINGS CID CODE``: the watcher saw the
     container exit; record it, tear down, and restart it when its policy says so."""
-    from pinnace import config
-    from pinnace.engine import Engine
     from pinnace.runtime.policy import backoff
 
     settings, cid, code_text = json.loads(argv[0]), argv[1], argv[2]
-    cfg = config.load(settings["config"], {"root": settings["root"],
-                                           "run_root": settings["run_root"]})
-    engine = Engine(cfg)
+    engine = _engine(settings)
     code = int(code_text)
     if not engine.finish(cid, None if code < 0 else code):
         return
@@ -205,5 +234,20 @@ def finish_main(argv: list[str]) -> None:
     serve(engine, cid, None)
 
 
+def start_main(argv: list[str]) -> None:
+    """``python -m pinnace.monitor.detached start SETTINGS CID HOLD FD``: fork the monitor
+    of container CID, which reports on FD (for :func:`start_detached` in a process with
+    threads)."""
+    settings, cid, hold, report = json.loads(argv[0]), argv[1], float(argv[2]), int(argv[3])
+    os.set_inheritable(report, False)  # closed when the monitor execs its watcher: EOF
+    try:
+        _fork_monitor(_engine(settings), cid, report, hold)
+    finally:
+        os._exit(0)
+
+
 if __name__ == "__main__":
-    finish_main(sys.argv[1:])
+    if sys.argv[1:2] == ["start"]:
+        start_main(sys.argv[2:])
+    else:
+        finish_main(sys.argv[1:])

@@ -159,3 +159,10 @@ def follow(path: Path, running: Callable[[], bool], until: str | None = None) ->
     finally:
         if f is not None:
             f.close()
+
+
+def read_and_follow(path: Path, running: Callable[[], bool], tail: int | None = None,
+                    since: str | None = None, until: str | None = None) -> Iterator[Entry]:
+    """:func:`read`'s entries, then :func:`follow`'s until the container stops."""
+    yield from read(path, tail, since, until)
+    yield from follow(path, running, until)

@@ -203,6 +203,15 @@ class Session:
         if self.log:
             self.log.flush()
 
+    def await_client(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for a first attach client before any output is
+        read (a client that asked to attach before the start sees all of it)."""
+        assert self.listener is not None
+        ready, _, _ = select.select([self.listener], [], [], timeout)
+        if ready:
+            conn, _ = self.listener.accept()
+            self.clients.append(conn)
+
     def close(self) -> None:
         """Close the attach socket and its clients."""
         for c in self.clients:
@@ -348,6 +357,8 @@ def main(argv: list[str]) -> None:
     private = [*outputs, *([args["stdin"]] if args.get("stdin") is not None else [])]
     checks = HealthChecks(args["health"]["command"], private) if args.get("health") else None
     try:
+        if args.get("hold") and session.listener is not None:
+            session.await_client(args["hold"])
         session.run(pidfd, Timer(args["health"]["interval"], checks) if checks else None)
     finally:
         session.close()

@@ -1,0 +1,155 @@
+"""The docker CLI against `pinnace serve` and `podman system service`, side by side:
+`docker run --rm busybox true`, `docker ps -a` with 100 containers, `docker exec`, and
+20 concurrent `docker run -d`. Every container runs with `--network none` (the host's
+network is never touched). A dockerd is not started here; one that answers on
+/var/run/docker.sock is left alone and not measured.
+
+Run as root: ``python bench/api.py [--rounds N]``. Prints tables and ratios. Not a
+test: these machines are noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import busybox_root, podman_store, report, runner, time_runs
+
+DOCKER = "/usr/bin/docker"
+
+
+def wait_for_socket(path: Path, proc: subprocess.Popen[bytes]) -> None:
+    """Until something answers on ``path`` (or the server died)."""
+    import socket
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"the API server exited: {proc.returncode}")
+        with socket.socket(socket.AF_UNIX) as probe:
+            try:
+                probe.connect(str(path))
+                return
+            except OSError:
+                time.sleep(0.05)
+    raise SystemExit(f"nothing answers on {path}")
+
+
+@contextmanager
+def server(argv: list[str], path: Path) -> Iterator[None]:
+    """Run an API server (``argv``) listening on ``path`` for the block."""
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_socket(path, proc)
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(60)
+
+
+def docker(path: Path) -> Callable[..., Callable[[], None]]:
+    """A maker of quiet docker CLI runs against the socket ``path``."""
+    env = {**os.environ, "DOCKER_HOST": f"unix://{path}",
+           "DOCKER_CONFIG": str(path.parent / "docker-config")}
+
+    def make(*args: str) -> Callable[[], None]:
+        return runner([DOCKER, *args], env=env)
+
+    return make
+
+
+def concurrent_runs(make: Callable[..., Callable[[], None]], count: int) -> Callable[[], None]:
+    """``count`` ``docker run -d`` at once, then their removal (not timed apart)."""
+    def run() -> None:
+        threads = [threading.Thread(target=make("run", "-d", "--network", "none", "busybox",
+                                                "sleep", "60")) for _ in range(count)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    return run
+
+
+def remove_all(path: Path) -> None:
+    env = {**os.environ, "DOCKER_HOST": f"unix://{path}",
+           "DOCKER_CONFIG": str(path.parent / "docker-config")}
+    ids = subprocess.run([DOCKER, "ps", "-aq"], env=env, capture_output=True,
+                         text=True).stdout.split()
+    if ids:
+        subprocess.run([DOCKER, "rm", "-f", *ids], env=env, capture_output=True)
+
+
+def measure(name: str, path: Path, rounds: int, *tables: dict[str, list[float]]) -> None:
+    """Time the four operations against the server on ``path``, into ``tables`` (run,
+    exec, burst, ps)."""
+    run_times, exec_times, burst_times, ps_times = tables
+    make = docker(path)
+    run_times.update(time_runs({name: make(
+        "run", "--rm", "--network", "none", "busybox", "true")}, rounds))
+    make("run", "-d", "--name", "bench-exec", "--network", "none", "busybox", "sleep",
+         "3600")()
+    exec_times.update(time_runs({name: make("exec", "bench-exec", "true")}, rounds))
+    make("rm", "-f", "bench-exec")()
+    burst_times.update(time_runs({name: concurrent_runs(make, 20)}, 1))
+    remove_all(path)
+    for _ in range(100):
+        make("create", "--network", "none", "busybox", "true")()
+    ps_times.update(time_runs({name: make("ps", "-a")}, rounds))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=10)
+    args = parser.parse_args()
+    if not Path(DOCKER).exists():
+        raise SystemExit(f"{DOCKER} is missing: apt-get install docker.io (the CLI is used)")
+    with busybox_root() as (pinnace, root, work):
+        sockets = Path(tempfile.mkdtemp(prefix="pn-bench-", dir="/tmp"))
+        servers: dict[str, tuple[list[str], Path]] = {
+            "pinnace serve": (pinnace + ["--root", str(root), "serve", "--socket",
+                                         str(sockets / "pinnace.sock")],
+                              sockets / "pinnace.sock")}
+        podman_cleanup = None
+        if shutil.which("podman"):
+            podman, podman_cleanup = podman_store(work)
+            subprocess.run(podman + ["import", str(work / "busybox.tar"), "busybox"],
+                           check=True, capture_output=True)
+            servers["podman system service"] = (
+                podman + ["system", "service", "--time=0", f"unix://{sockets / 'podman.sock'}"],
+                sockets / "podman.sock")
+        try:
+            run_times: dict[str, list[float]] = {}
+            ps_times: dict[str, list[float]] = {}
+            exec_times: dict[str, list[float]] = {}
+            burst_times: dict[str, list[float]] = {}
+            for name, (argv, path) in servers.items():
+                with server(argv, path):
+                    try:
+                        measure(name, path, args.rounds, run_times, exec_times, burst_times,
+                                ps_times)
+                    except SystemExit as failure:  # a peer that cannot do it here
+                        print(f"{name}: {failure}")
+                    remove_all(path)
+            base = "pinnace serve"
+            report("docker run --rm busybox true", run_times, base)
+            report("docker exec (true) into a running container", exec_times, base)
+            report("20 concurrent docker run -d (wall time)", burst_times, base)
+            report("docker ps -a with 100 containers", ps_times, base)
+        finally:
+            if podman_cleanup is not None:
+                podman_cleanup()
+            shutil.rmtree(sockets, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
