@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from conftest import Pinnace
 
-from pinnace.client import Client, parse_signal
+from pinnace.client import Client
 from pinnace.errors import FailedPrecondition, InvalidConfig, NotFound
+from pinnace.runtime.policy import parse_signal
 from pinnace.runtime.watch import CLOSE_STDIN, FRAME, STDIN, frames
 from pinnace.testing.registry import docker_registry
 
