@@ -38,7 +38,7 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(("Kind", "SnapshotInfo", "Usage"), "pinnace.snapshots"),
     **dict.fromkeys(("Attachment", "Network", "NetworkResult", "IPConfig", "Interface",
                      "Route", "PortMapping", "routable_ipv4"), "pinnace.network"),
-    **dict.fromkeys(("ContainerSpec", "Process", "User", "MountPoint", "Security",
+    **dict.fromkeys(("ContainerSpec", "Process", "User", "Rlimit", "MountPoint", "Security",
                      "Resources", "spec_from_dict"), "pinnace.runtime.spec"),
     **dict.fromkeys(("ContainerState", "Status"), "pinnace.runtime.status"),
     "ContainerRecord": "pinnace.containers.record",

@@ -20,6 +20,16 @@ class User:
 
 
 @dataclass
+class Rlimit:
+    """A resource limit set before exec (OCI ``process.rlimits``): ``type`` is
+    ``RLIMIT_NOFILE`` and the like."""
+
+    type: str
+    hard: int
+    soft: int
+
+
+@dataclass
 class Process:
     """The container's first process (OCI ``process``)."""
 
@@ -31,6 +41,7 @@ class Process:
     console_socket: str = ""
     """With ``terminal``: a unix socket path to which the runtime sends the pty master
     (SCM_RIGHTS), allocated inside the container's own devpts; stdio is then the pty."""
+    rlimits: list[Rlimit] = field(default_factory=list)
 
 
 @dataclass
@@ -126,12 +137,16 @@ class ContainerSpec:
     mounts: list[MountPoint] = field(default_factory=list)
     security: Security = field(default_factory=Security)
     resources: Resources = field(default_factory=Resources)
+    sysctl: dict[str, str] = field(default_factory=dict)
+    """Kernel parameters of the container's namespaces (``net.ipv4.ip_forward``), written
+    under its /proc/sys before the process starts."""
 
 
 def spec_from_dict(data: dict[str, Any]) -> ContainerSpec:
     """A spec from the JSON shape ``dataclasses.asdict`` gave it (as the state keeps it)."""
     proc = dict(data["process"])
     proc["user"] = User(**proc["user"])
+    proc["rlimits"] = [Rlimit(**r) for r in proc.get("rlimits", [])]
     return ContainerSpec(**dict(
         data, process=Process(**proc),
         rootfs=[Mount(m["type"], m["source"], tuple(m["options"])) for m in data["rootfs"]],

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import errno
 import os
+import resource  # here: after pivot_root its extension module is out of reach
 import signal
 import stat
 
@@ -67,9 +68,11 @@ def await_cgroup(gate: int) -> None:
     os.close(gate)
 
 
-def setup(spec: ContainerSpec, bundle: str, gate: int, fifo: str) -> int:
+def setup(spec: ContainerSpec, bundle: str, gate: int, fifo: str,
+          die_with_creator: bool = True) -> int:
     """Build the container around this process; return the fd of the start fifo."""
-    linux.set_pdeathsig(signal.SIGKILL)
+    if die_with_creator:
+        linux.set_pdeathsig(signal.SIGKILL)
     os.setsid()
     lockdown = Lockdown(spec.security)
     if spec.netns:
@@ -108,6 +111,7 @@ def setup(spec: ContainerSpec, bundle: str, gate: int, fifo: str) -> int:
     if terminal is not None:
         _make_console(terminal, spec.process)
     os.makedirs(spec.process.cwd or "/", exist_ok=True)  # -w of a missing directory
+    _write_sysctl(spec.sysctl)
     if spec.readonly_rootfs:
         linux.mount("", "/", None, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY)
     restrict_paths(spec.security)
@@ -146,9 +150,19 @@ def _make_console(sock: object, process: Process) -> None:
     console.make_console(sock, process.user.uid, process.user.gid)  # type: ignore[arg-type]
 
 
+def _write_sysctl(sysctl: dict[str, str]) -> None:
+    """Set the container's kernel parameters through its own /proc/sys."""
+    for key, value in sysctl.items():
+        with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
+            f.write(value)
+
+
 def _become(process: Process, lockdown: Lockdown) -> None:
-    """Drop to the process's user, groups, capabilities and seccomp filter
-    (:meth:`pinnace.runtime.security.Lockdown.apply`); enter its working directory."""
+    """Set the process's resource limits, drop to its user, groups, capabilities and
+    seccomp filter (:meth:`pinnace.runtime.security.Lockdown.apply`); enter its working
+    directory."""
+    for limit in process.rlimits:
+        resource.setrlimit(getattr(resource, limit.type), (limit.soft, limit.hard))
     lockdown.apply(process.user)
     os.chdir(process.cwd or "/")
 
