@@ -93,8 +93,17 @@ class _Fields:
 
     def done(self) -> None:
         for key, value in self.data.items():
-            if key not in self.taken and value not in (None, "", 0, [], {}, False):
-                raise InvalidConfig(f"config.json: {self.name(key)} is not supported")
+            if key not in self.taken and not _asks_nothing(value):
+                shown = json.dumps(value)
+                shown = shown if len(shown) <= 60 else shown[:57] + "..."
+                raise InvalidConfig(f"config.json: {self.name(key)} ({shown}) is not supported")
+
+
+def _asks_nothing(value: Any) -> bool:
+    """An empty or zero value, or an object of nothing but such values."""
+    if isinstance(value, dict):
+        return all(_asks_nothing(v) for v in value.values())
+    return value in (None, "", 0, [], False)
 
 
 def _lsm_enabled(name: str) -> bool:
@@ -255,9 +264,11 @@ def _resources(res: _Fields) -> Resources:
             out.devices.append("a *:* rwm" if kind == "a" else entry)
         elif kind == "a":
             out.devices = list(DEFAULT_DEVICES)  # deny all: the allowlist starts again
-        else:
+        elif entry in out.devices:
+            out.devices.remove(entry)
+        elif any(_covers(rule, kind, major, minor) for rule in out.devices):
             raise InvalidConfig(f"config.json: linux.resources.devices[{index}]: denying "
-                                "one device after allowing it is not supported")
+                                f"{entry} inside an allowed range is not supported")
     memory = res.sub("memory")
     out.memory = int(memory.get("limit", 0))
     swap = int(memory.get("swap", 0))
@@ -278,6 +289,15 @@ def _resources(res: _Fields) -> Resources:
     pids.done()
     res.done()
     return out
+
+
+def _covers(rule: str, kind: str, major: str, minor: str) -> bool:
+    """True when allowlist ``rule`` lets the device be read or written (the mknod-only
+    wildcards do not: a node made without access is harmless)."""
+    rkind, numbers, access = rule.split()
+    rmajor, rminor = numbers.split(":")
+    return (rkind in (kind, "a") and rmajor in (major, "*") and rminor in (minor, "*")
+            and bool(set(access) & {"r", "w"}))
 
 
 def resources_from_json(data: dict[str, Any]) -> Resources:
