@@ -10,7 +10,8 @@ export DEBIAN_FRONTEND := noninteractive
 APT_PACKAGES   := btrfs-progs libbtrfsutil-dev busybox-static iproute2 util-linux iptables \
                   python3-venv python3-dev gcc libc6-dev pkg-config libseccomp2 \
                   debootstrap skopeo podman runc \
-                  docker-registry apache2-utils openssl time e2fsprogs
+                  docker-registry apache2-utils openssl time e2fsprogs \
+                  containerd docker.io golang-go
 BENCH_PACKAGES := runc podman hyperfine
 PYTEST_ARGS ?= -n 2
 
@@ -22,11 +23,22 @@ define apt_ensure
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:" $$missing; \
 		apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; \
+		$(2) \
 	fi
 endef
 
+# The tests start dockerd and containerd privately (own root, sockets, network namespace);
+# the system services the packages install and start are stopped and disabled.
+STOP_SYSTEM_DAEMONS := if [ -d /run/systemd/system ]; then \
+		systemctl disable --now docker.socket docker.service containerd.service \
+		>/dev/null 2>&1 || true; \
+	else for s in docker containerd; do \
+		[ -x /etc/init.d/$$s ] && /etc/init.d/$$s stop >/dev/null 2>&1; \
+		update-rc.d $$s disable >/dev/null 2>&1 || true; done; \
+	fi;
+
 deps:
-	$(call apt_ensure,$(APT_PACKAGES))
+	$(call apt_ensure,$(APT_PACKAGES),$(STOP_SYSTEM_DAEMONS))
 
 bench-deps: deps
 	$(call apt_ensure,$(BENCH_PACKAGES))

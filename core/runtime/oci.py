@@ -123,7 +123,7 @@ def bundle_spec(container_id: str, bundle: str, config: dict[str, Any]) -> Bundl
     root.done()
     proc = top.sub("process")
     process = _process(proc)
-    security = _process_security(proc, process.user.uid)
+    security = _process_security(proc)
     oom = proc.get("oomScoreAdj")
     proc.done()
     spec = ContainerSpec(id=container_id, process=process,
@@ -162,7 +162,7 @@ def _process(proc: _Fields) -> Process:
                    user=owner, terminal=bool(proc.get("terminal", False)), rlimits=rlimits)
 
 
-def _process_security(proc: _Fields, uid: int) -> Security:
+def _process_security(proc: _Fields) -> Security:
     caps = proc.sub("capabilities")
     bounding = list(caps.get("bounding", []))
     for name in ("effective", "permitted"):
@@ -170,16 +170,13 @@ def _process_security(proc: _Fields, uid: int) -> Security:
         if extra:
             raise InvalidConfig(f"config.json: process.capabilities.{name} holds "
                                 f"{sorted(extra)[0]}, which is not in the bounding set")
-    for name in ("inheritable", "ambient"):  # root's capabilities on exec are its bounding set
-        if caps.get(name) and uid != 0:
-            raise InvalidConfig(f"config.json: process.capabilities.{name} is not supported "
-                                "for a user other than root")
+    inheritable, ambient = list(caps.get("inheritable", [])), list(caps.get("ambient", []))
     caps.done()
     if not _lsm_enabled("apparmor"):
         proc.ignore("apparmorProfile")
     if not _lsm_enabled("selinux"):
         proc.ignore("selinuxLabel")
-    return Security(capabilities=bounding,
+    return Security(capabilities=bounding, inheritable=inheritable, ambient=ambient,
                     no_new_privileges=bool(proc.get("noNewPrivileges", False)),
                     seccomp="unconfined", masked_paths=[], readonly_paths=[])
 
@@ -389,7 +386,8 @@ def config_from_spec(spec: ContainerSpec, rootfs: str = "rootfs") -> dict[str, A
             "terminal": p.terminal, "args": list(p.args), "env": list(p.env), "cwd": p.cwd,
             "user": {"uid": p.user.uid, "gid": p.user.gid,
                      "additionalGids": list(p.user.additional_gids)},
-            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps,
+                             "inheritable": list(sec.inheritable), "ambient": list(sec.ambient)},
             "rlimits": [{"type": r.type, "hard": r.hard, "soft": r.soft} for r in p.rlimits],
             "noNewPrivileges": sec.no_new_privileges,
         },
