@@ -52,6 +52,7 @@ $(VENV)/.installed: pyproject.toml $(SOURCES) | deps
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[btrfs,net,zstd,gzip,test]' \
 		--config-settings editable_mode=strict
 	$(PY) -m compileall -q build/ >/dev/null  # bytecode even where PYTHONDONTWRITEBYTECODE is set
+	$(PY) -m pinnace.ociruntime.launcher $(VENV)/bin/pinnace-runtime  # -I -S: starts fast
 	touch $@
 
 busybox-rootfs.tar: | venv
