@@ -138,9 +138,10 @@ class Lockdown:
         os.setuid(user.uid)
         caps.set_keepcaps(False)
         allowed = self.keep & caps.current("permitted")
-        caps.set_sets(allowed, allowed, self.inheritable & self.keep)
+        inheritable = self.inheritable & self.keep
+        caps.set_sets(allowed, allowed, inheritable)
         caps.clear_ambient()
-        caps.raise_ambient(self.ambient)
+        caps.raise_ambient(self.ambient & allowed & inheritable)  # the kernel's rule (as runc)
         _close_on_exec_above_stdio()
 
 
