@@ -28,18 +28,21 @@ if TYPE_CHECKING:
     from pinnace.operations import Intent
     from pinnace.paths import Paths
     from pinnace.state import State
+    from pinnace.volumes.service import Volumes
 
 class Collector:
     """Finds (and with ``repair`` removes) what nothing in the state names."""
 
     def __init__(self, state: State, paths: Paths, containers: ContainerTable,
-                 images: ImageStore, layers: LayerSnapshots, networks: Networking) -> None:
+                 images: ImageStore, layers: LayerSnapshots, networks: Networking,
+                 volumes: Volumes) -> None:
         self.state = state
         self.paths = paths
         self.containers = containers
         self.images = images
         self.layers = layers
         self.networks = networks
+        self.volumes = volumes
 
     def run(self, intents: list[Intent], repair: bool) -> list[str]:
         """Everything found, one line each (removed when ``repair``)."""
@@ -73,7 +76,8 @@ class Collector:
             if record.config_json != "{}":
                 continue
             found.append(f"container {record.label} was never completely created")
-            if repair:
+            if repair:  # it never ran: the anonymous volumes made for it are its own
+                self.volumes.forget(record.id, remove_anonymous=True)
                 with contextlib.suppress(NotFound):
                     self.layers.remove(record.storage, record.id)
                 self.containers.delete(record.id)

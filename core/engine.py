@@ -140,7 +140,7 @@ class Engine:
         from pinnace.collector import Collector
 
         return Collector(self.state, self.paths, self.containers, self.images, self.layers,
-                         self.networks)
+                         self.networks, self.volumes)
 
     @contextlib.contextmanager
     def operation(self, what: str) -> Iterator[Lease]:
@@ -258,10 +258,12 @@ class Engine:
             faults.point("create.rootfs")
             points = self.volumes.attach(cid, wanted, opts.volume_driver, mounts,
                                          self.paths.run_root, undo) if wanted else []
+            faults.point("create.volumes")
             spec = build.runtime_spec(cid, opts, image_config, args, mounts,
                                       self.paths.run_root, points)
             with self.state.tx():
-                self.containers.save_config(cid, ContainerConfig(args, spec, run, net))
+                labels = {**(image_config.get("Labels") or {}), **opts.labels}
+                self.containers.save_config(cid, ContainerConfig(args, spec, run, net, labels))
                 self.state.event("container", "create", cid, image=opts.image, name=name)
         except BaseException:
             _run_undos(undo)
@@ -497,11 +499,12 @@ class Engine:
         self.containers.set(cid, name=new_name)
         self.state.event("container", "rename", cid, name=new_name)
 
-    def prune(self) -> list[str]:
-        """Remove every container that is not running; return their IDs."""
+    def prune(self, wanted: Callable[[ContainerRecord], bool] | None = None) -> list[str]:
+        """Remove every container that is not running (of those ``wanted`` picks); return
+        their IDs."""
         gone = []
         for c in self.list(all_=True):
-            if c.status in ("exited", "created"):
+            if c.status in ("exited", "created") and (wanted is None or wanted(c)):
                 with contextlib.suppress(NotFound):
                     gone.append(self.remove(c.id))
         return gone
@@ -690,12 +693,14 @@ class Engine:
         self.layers.drop(result.orphan_chain_ids)
         return result
 
-    def prune_images(self, all_: bool = False) -> list[Any]:
+    def prune_images(self, all_: bool = False,
+                     wanted: Callable[[Image], bool] | None = None) -> list[Any]:
         """``image prune``: remove untagged images (every image with ``all_``) that no
-        container uses; return the removal results."""
+        container uses (of those ``wanted`` picks); return the removal results."""
         results = []
         for image in self.images.list():
-            if (image.tags and not all_) or self.containers.names_using_image(image.id):
+            if (image.tags and not all_) or self.containers.names_using_image(image.id) or \
+                    (wanted is not None and not wanted(image)):
                 continue
             results.append(self.remove_image(image.id, force=True))
         return results
@@ -791,12 +796,15 @@ class Engine:
         with self.operation("network-rm") as lease:
             return self.networks.remove(name, lease)
 
-    def network_prune(self) -> list[str]:
-        """Remove every network no container uses; return their names."""
+    def network_prune(self, wanted: Callable[[Network], bool] | None = None) -> list[str]:
+        """Remove every network no container uses (of those ``wanted`` picks); return their
+        names."""
         self.reconcile()
         removed = []
         with self.operation("network-rm") as lease:
             for network in self.networks.list():
+                if wanted is not None and not wanted(network):
+                    continue
                 with contextlib.suppress(FailedPrecondition):  # in use (checked atomically)
                     removed.append(self.networks.remove(network.name, lease))
         return removed

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     import click
 
     from pinnace.containers.record import ContainerRecord
-    from pinnace.images.sources import TransferOptions
+    from pinnace.images.sources import SearchResult, TransferOptions
     from pinnace.images.store import ImageStore
     from pinnace.mounts import Mount
     from pinnace.network import Attachment, Network, NetworkResult
@@ -257,6 +257,14 @@ def pinnace_image_source_login(server: str, username: str, password: str,
     """Optional: check the credentials against ``server`` and store them for later
     fetches and pushes (readable by root only). Refused credentials raise
     ``FailedPrecondition``."""
+
+
+@hookspec(firstresult=True)
+def pinnace_image_source_search(query: str, limit: int,
+                                options: TransferOptions) -> list[SearchResult]:
+    """Optional: the repositories whose name contains a term, at most ``limit`` of them,
+    each with its tags. ``query`` is ``HOST/TERM`` or, where the source has a default
+    location, ``TERM``."""
 
 
 @hookspec(firstresult=True)

@@ -58,6 +58,7 @@ def container(engine: Engine, cid: str) -> dict[str, Any]:
             "Cmd": c.command,
             "Image": c.image,
             "WorkingDir": process.cwd,
+            "Labels": config.labels,
         },
         "HostConfig": {
             "NetworkMode": c.network,
@@ -83,7 +84,7 @@ def network(engine: Engine, net: Network) -> dict[str, Any]:
     return {"Name": net.name, "Id": net.id, "Created": _time(net.created), "Scope": "local",
             "Driver": net.driver, "EnableIPv6": False, "Internal": net.internal,
             "IPAM": {"Config": [{"Subnet": net.subnet, "Gateway": net.gateway}]},
-            "Options": net.options, "Labels": {},
+            "Options": net.options, "Labels": net.labels,
             "Containers": engine.networks.users(net.name)}
 
 

@@ -27,6 +27,7 @@ class Network:
     internal: bool = False
     options: dict[str, str] = field(default_factory=dict)
     created: float = 0.0
+    labels: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

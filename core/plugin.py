@@ -43,7 +43,7 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(("ContainerState", "Status"), "pinnace.runtime.status"),
     "ContainerRecord": "pinnace.containers.record",
     **dict.fromkeys(("Lockdown", "restrict_paths"), "pinnace.runtime.security"),
-    "TransferOptions": "pinnace.images.sources",
+    **dict.fromkeys(("TransferOptions", "SearchResult"), "pinnace.images.sources"),
     **dict.fromkeys(("ImageStore", "new_config", "parse_changes"), "pinnace.images.store"),
     **dict.fromkeys(("Volume", "VolumeInfo", "VolumeCapabilities"), "pinnace.volumes"),
     "volume_users": "pinnace.volumes.users",

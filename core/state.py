@@ -153,6 +153,10 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX volume_users_volume ON volume_users (volume);
     """,
+    # 7: labels of named networks (JSON)
+    """
+    ALTER TABLE networks ADD COLUMN labels TEXT NOT NULL DEFAULT '{}'
+    """,
 )
 
 

@@ -200,6 +200,19 @@ def host_leftovers(root: Path) -> list[str]:
     return found
 
 
+def assert_refused(pn: Pinnace, command: list[str], cases: list[tuple[list[str], str]],
+                   out_dir: Path) -> None:
+    """Each of ``cases`` (extra arguments, a part of the message) makes ``pinnace
+    *command`` exit 125 with one ``Error:`` line holding the message, and make nothing
+    in ``out_dir``."""
+    for args, message in cases:
+        proc = pn(*command, *args, "--out", str(out_dir), check=False)
+        assert proc.returncode == 125, proc.stderr
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("Error: ")]
+        assert len(errors) == 1 and message in errors[0], proc.stderr
+    assert not out_dir.exists()
+
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
@@ -241,6 +254,12 @@ def assert_passes_its_contract(name: str, site: Path, tmp_path: Path) -> None:
 def routed_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The example network plugin (examples/pinnace-routed), installed apart."""
     return install_example(tmp_path_factory, "pinnace-routed")
+
+
+@pytest.fixture(scope="session")
+def overlay_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example storage plugin (examples/pinnace-overlay), installed apart."""
+    return install_example(tmp_path_factory, "pinnace-overlay")
 
 
 @pytest.fixture(scope="session")

@@ -102,13 +102,17 @@ def remove_everything(pn: Pinnace) -> None:
         pn("network", "rm", *custom)
 
 
-def assert_recovers(pn: Pinnace, root: Path, after: Callable[[], None]) -> None:
-    """``after`` (the next command) collects what the crash left; then nothing is
-    wrong, and once everything is removed the root is empty."""
+def assert_collected(pn: Pinnace, after: Callable[[], None]) -> None:
+    """``after`` (the next command) collects what the crash left: nothing is wrong."""
     after()
     proc = pn("system", "check", check=False)
     assert (proc.returncode, proc.stdout) == (0, ""), proc.stdout + proc.stderr
     pn("system", "check", "--repair")
+
+
+def assert_recovers(pn: Pinnace, root: Path, after: Callable[[], None]) -> None:
+    """:func:`assert_collected`, and once everything is removed the root is empty."""
+    assert_collected(pn, after)
     remove_everything(pn)
     assert leftover_files(root) == []
 
@@ -219,3 +223,15 @@ def test_network_rm(npn: Pinnace, root: Path, netns: Path, busybox: str) -> None
 def test_network_create(npn: Pinnace, root: Path) -> None:
     killed(npn, "network-create.driver-done", "network", "create", "backend")
     assert_recovers(npn, root, lambda: npn("network", "create", "backend"))
+
+
+def test_run_with_volumes(pn: Pinnace, root: Path, busybox: str) -> None:
+    """Killed once its volumes are made: the anonymous one it made goes with it, the
+    named one stays (it has a name: someone may want it), unused."""
+    killed(pn, "create.volumes", "run", "--net=none", "-v", "/anon", "-v", "named:/data",
+           busybox, "true")
+    assert_collected(pn, lambda: pn("ps", "-a"))
+    assert pn("volume", "ls", "-q").stdout.split() == ["named"]
+    pn("volume", "rm", "named")
+    remove_everything(pn)
+    assert leftover_files(root) == []

@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import Pinnace
+from conftest import Pinnace, assert_refused
 
-from pinnace.experiments import net
+from pinnace.experiments import framework, net
 from pinnace.experiments.stats import Summary
 
 STRATEGIES = ("none", "host", "bridge", "routed")
@@ -87,25 +87,20 @@ def test_experiment_compares_four_strategies(pn: Pinnace, busybox: str, routed_s
 def test_plot_without_matplotlib_says_how_to_get_it(monkeypatch: pytest.MonkeyPatch,
                                                     tmp_path: Path) -> None:
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # what an absent package looks like
-    strategies = {"none": net.Strategy("none", samples={"setup": [1.0, 2.0]})}
-    message = net.plot(tmp_path / "net.png", strategies)
+    strategies = {"none": framework.Strategy("none", samples={"setup": [1.0, 2.0]})}
+    message = framework.plot(tmp_path / "net.png", net.METRICS, strategies)
     assert message == "no plot: install matplotlib for the plot: pip install 'pinnace[plot]'"
     assert not (tmp_path / "net.png").exists()
 
 
 def test_bad_input_is_one_line_and_makes_nothing(pn: Pinnace, busybox: str,
                                                  tmp_path: Path) -> None:
-    out_dir = tmp_path / "results"
-    for args, message in (
-            (["--strategies", "none,none"], "--strategies needs distinct plugin names"),
-            (["--strategies", ","], "--strategies needs distinct plugin names"),
-            (["--image", "missing:latest"], "missing"),
-            (["--runs", "0"], "--runs")):
-        proc = pn("experiment", "net", *args, "--out", str(out_dir), check=False)
-        assert proc.returncode == 125, proc.stderr
-        errors = [line for line in proc.stderr.splitlines() if line.startswith("Error: ")]
-        assert len(errors) == 1 and message in errors[0], proc.stderr
-    assert not out_dir.exists()
+    assert_refused(pn, ["experiment", "net"], [
+        (["--strategies", "none,none"], "--strategies needs distinct plugin names"),
+        (["--strategies", ","], "--strategies needs distinct plugin names"),
+        (["--image", "missing:latest"], "missing"),
+        (["--runs", "0"], "--runs"),
+    ], tmp_path / "results")
 
 
 def test_without_cap_sys_admin_it_refuses_before_touching_anything(

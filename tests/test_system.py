@@ -15,7 +15,8 @@ from pinnace.testing.netns import leftovers, run_in
 
 
 def usage(pn: Pinnace) -> dict[str, dict[str, int]]:
-    return {u["Storage"]: u for u in json.loads(pn("system", "df", "--format", "json").stdout)}
+    listed = pn("system", "df", "--storage", "--format", "json").stdout
+    return {u["Storage"]: u for u in json.loads(listed)}
 
 
 def test_df_asks_each_storage_plugin(pn: Pinnace, busybox: str) -> None:
@@ -28,7 +29,7 @@ def test_df_asks_each_storage_plugin(pn: Pinnace, busybox: str) -> None:
     assert found["dir"]["Layers"] >= 1 and found["btrfs"]["Layers"] >= 1
     assert found["btrfs"]["Size"] >= 3 * 1024 * 1024
     assert found["dir"]["Inodes"] > 0
-    table = pn("system", "df").stdout.splitlines()
+    table = pn("system", "df", "--storage").stdout.splitlines()
     assert table[0].split() == ["STORAGE", "CONTAINERS", "LAYERS", "SIZE", "INODES"]
     pn("rm", "big")
     assert usage(pn)["btrfs"]["Containers"] == 0

@@ -1,4 +1,5 @@
-"""Shell completion of container, image, network and plugin names.
+"""Shell completion of container, image, network, volume and plugin names, and of
+``--filter`` keys.
 
 A completion runs on every Tab, so it builds no engine: it reads the config for the
 root, then the state file read-only (nothing when there is none yet), or the plugin
@@ -16,6 +17,7 @@ QUERIES = {
     "container": "SELECT name FROM containers ORDER BY name",
     "image": "SELECT name FROM tags ORDER BY name",
     "network": "SELECT name FROM networks ORDER BY name",
+    "volume": "SELECT name FROM volumes ORDER BY name",
 }
 
 
@@ -58,6 +60,22 @@ def images(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[
 def networks(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
     """Network names."""
     return _starting(_names(ctx, "network"), incomplete)
+
+
+def volumes(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    """Volume names."""
+    return _starting(_names(ctx, "volume"), incomplete)
+
+
+def filter_keys(listing: str) -> Any:
+    """A completion of the ``--filter`` keys of ``listing`` (``label=``, ``status=``)."""
+
+    def complete(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+        from pinnace.cli.filters import KEYS
+
+        return _starting([f"{key}=" for key in KEYS[listing]], incomplete)
+
+    return complete
 
 
 def any_object(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:

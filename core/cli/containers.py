@@ -34,6 +34,12 @@ from pinnace.errors import PinnaceError
 @click.option("--name", help="Assign a name to the container.")
 @click.option("-e", "--env", multiple=True, metavar="KEY=VALUE",
               help="Set an environment variable.")
+@click.option("--env-file", "env_files", multiple=True, metavar="FILE",
+              help="Read KEY=VALUE lines (a bare KEY: the host's value; # comments).")
+@click.option("-l", "--label", "labels", multiple=True, metavar="KEY=VALUE",
+              help="Set a label on the container.")
+@click.option("--label-file", "label_files", multiple=True, metavar="FILE",
+              help="Read labels from a file of KEY=VALUE lines.")
 @click.option("-w", "--workdir", metavar="DIR", help="Working directory inside the container.")
 @click.option("-u", "--user", metavar="USER[:GROUP]",
               help="User name or UID (and group) to run as.")
@@ -95,10 +101,8 @@ def run(ctx: click.Context, detach: bool, image: str, command: tuple[str, ...],
     not found. Signals are forwarded; a third Ctrl-C kills it. With -d it
     runs under a monitor of its own and the ID is printed.
     """
-    from pinnace.containers.options import RunOptions
-
     engine = get_engine(ctx)
-    opts = RunOptions(image=image, command=command, **kw)
+    opts = run_options(image, command, kw)
     if detach:
         from pinnace.monitor.detached import start_detached
 
@@ -116,10 +120,19 @@ def run(ctx: click.Context, detach: bool, image: str, command: tuple[str, ...],
     ctx.exit(run_foreground(engine, opts))
 
 
-def _create(ctx: click.Context, image: str, command: tuple[str, ...], **kw: Any) -> None:
+def run_options(image: str, command: tuple[str, ...], kw: dict[str, Any]) -> Any:
+    """The :class:`~pinnace.containers.options.RunOptions` of ``run``'s parameters: the
+    env files before ``-e``, the label files before ``--label``."""
+    from pinnace.cli.keyfiles import env_file, labels
     from pinnace.containers.options import RunOptions
 
-    click.echo(get_engine(ctx).create(RunOptions(image=image, command=command, **kw)))
+    env = [e for path in kw.pop("env_files") for e in env_file(path)] + list(kw.pop("env"))
+    found = labels(kw.pop("label_files"), kw.pop("labels"))
+    return RunOptions(image=image, command=command, env=env, labels=found, **kw)
+
+
+def _create(ctx: click.Context, image: str, command: tuple[str, ...], **kw: Any) -> None:
+    click.echo(get_engine(ctx).create(run_options(image, command, kw)))
 
 
 create = click.Command(
@@ -136,16 +149,27 @@ create = click.Command(
               help="Show all containers, not only running ones.")
 @click.option("-q", "--quiet", is_flag=True, help="Only print container IDs.")
 @click.option("--no-trunc", is_flag=True, help="Do not truncate IDs and commands.")
+@click.option("-f", "--filter", "filters", multiple=True, metavar="KEY=VALUE",
+              shell_complete=complete.filter_keys("ps"),
+              help="Filter: id, name, label, label!, status, ancestor, before, since, network, "
+                   "volume, exited, health, publish, expose (a status filter lists all).")
 @TEMPLATE_FORMAT_OPTION
 @click.pass_context
-def ps(ctx: click.Context, all_: bool, quiet: bool, no_trunc: bool, fmt: str) -> None:
+def ps(ctx: click.Context, all_: bool, quiet: bool, no_trunc: bool, filters: tuple[str, ...],
+       fmt: str) -> None:
     """List containers.
 
     Template fields: ID, Image, Command, CreatedAt, RunningFor, Ports, Status, Size,
     Names, Labels, Mounts, Networks, State.
     """
     engine = get_engine(ctx)
-    containers = engine.list(all_=all_)
+    if filters:
+        from pinnace.cli import listing_filters
+
+        wanted = listing_filters.containers(engine, filters)
+        containers = wanted.select(engine.list(all_=all_ or "status" in wanted.tests))
+    else:
+        containers = engine.list(all_=all_)
     if quiet:
         for c in containers:
             click.echo(c.id if no_trunc else c.short_id)
@@ -158,14 +182,14 @@ def ps(ctx: click.Context, all_: bool, quiet: bool, no_trunc: bool, fmt: str) ->
             "Id": c.id, "Names": [c.name], "Image": c.image, "ImageID": c.image_id,
             "Command": c.command, "Created": rfc3339(c.created), "State": c.status,
             "ExitCode": c.exit_code, "Pid": c.pid, "Storage": c.storage,
-            "Network": c.network, "Isolation": c.isolation,
+            "Network": c.network, "Isolation": c.isolation, "Labels": c.config.labels,
         } for c in containers])
     else:
-        from pinnace.cli.rows import command, status
+        from pinnace.cli.rows import command, ports, status
 
-        table(("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"),
+        table(("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"),
               [(c.id if no_trunc else c.short_id, c.image, command(c, no_trunc),
-                ago(c.created), status(c), c.name) for c in containers])
+                ago(c.created), status(c), ports(engine, c), c.name) for c in containers])
 
 
 @click.command()

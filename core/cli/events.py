@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import click
 
+from pinnace.cli import complete
 from pinnace.cli.output import (
     TEMPLATE_FORMAT_OPTION,
     is_template,
@@ -21,11 +22,11 @@ from pinnace.cli.root import get_engine
 from pinnace.errors import InvalidConfig
 
 if TYPE_CHECKING:
+    from pinnace.cli.filters import Filter
     from pinnace.events import Event
 
 POLL = 0.2
 """Seconds between two looks at the state while following."""
-FILTER_KEYS = ("type", "event", "container", "image", "network", "label")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _UNIT = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
 
@@ -66,42 +67,36 @@ def point_in_time(text: str, flag: str, now: float) -> float:
                         f"(2024-05-01T10:00:00Z), Unix seconds, or a duration (10m, 1h30m)")
 
 
-def parse_filters(items: Sequence[str]) -> dict[str, set[str]]:
-    """``--filter KEY=VALUE`` options by key (one key given twice: either value matches)."""
-    out: dict[str, set[str]] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or key not in FILTER_KEYS:
-            raise InvalidConfig(f"invalid --filter {item!r}: expected KEY=VALUE with KEY one "
-                                f"of {', '.join(FILTER_KEYS)}")
-        out.setdefault(key, set()).add(value)
-    return out
+def event_filter(items: Sequence[str]) -> Filter[EventRow]:
+    """``--filter`` of ``events`` (:mod:`pinnace.cli.filters`' rules): ``type``,
+    ``event``, ``container``/``network`` (name, ID or an ID prefix of 3 or more),
+    ``image`` (a reference, ``NAME`` meaning ``NAME:latest`` too, or an ID prefix), ``label``
+    (``KEY`` or ``KEY=VALUE`` against the attributes)."""
+    from pinnace.cli.filters import label, parse
 
+    def named(kind: str) -> Callable[[str], Callable[[EventRow], bool]]:
+        def compile_(value: str) -> Callable[[EventRow], bool]:
+            return lambda r: r.Type == kind and (
+                value in (r.ID, r.ID[:12], str(r.Actor.Attributes.get("name", "")))
+                or (len(value) >= 3 and r.ID.startswith(value)))
+        return compile_
 
-def matches(row: EventRow, filters: dict[str, set[str]]) -> bool:
-    """Whether an event passes every filter key (any of one key's values)."""
-    attrs = row.Actor.Attributes
-    ids = {row.ID, row.ID[:12], str(attrs.get("name", ""))}
-    for key, values in filters.items():
-        if key == "type":
-            ok = row.Type in values
-        elif key == "event":
-            ok = row.Action in values
-        elif key in ("container", "network"):
-            ok = row.Type == key and bool(ids & values or any(row.ID.startswith(v)
-                                                              for v in values if len(v) >= 3))
-        elif key == "image":
-            refs = {r for r in (*str(attrs.get("name", "")).split(","), str(attrs.get("image", "")))
-                    if r} if row.Type == "image" else {str(attrs.get("image", ""))} - {""}
-            ok = any(v in refs or f"{v}:latest" in refs or row.Type == "image" and len(v) >= 3
-                     and row.ID.removeprefix("sha256:").startswith(v.removeprefix("sha256:"))
-                     for v in values)
-        else:  # label=KEY or label=KEY=VALUE against the attributes
-            ok = any((k in attrs) if not sep else str(attrs.get(k)) == v
-                     for k, sep, v in (value.partition("=") for value in values))
-        if not ok:
-            return False
-    return True
+    def image(value: str) -> Callable[[EventRow], bool]:
+        def test(r: EventRow) -> bool:
+            attrs = r.Actor.Attributes
+            refs = {x for x in (*str(attrs.get("name", "")).split(","),
+                                str(attrs.get("image", ""))) if x} if r.Type == "image" \
+                else {str(attrs.get("image", ""))} - {""}
+            return (value in refs or f"{value}:latest" in refs or r.Type == "image" and
+                    len(value) >= 3 and r.ID.removeprefix("sha256:").startswith(
+                        value.removeprefix("sha256:")))
+        return test
+
+    return parse(items, {
+        "type": lambda v: lambda r: r.Type == v, "event": lambda v: lambda r: r.Action == v,
+        "container": named("container"), "network": named("network"), "image": image,
+        "label": label(lambda r: {k: str(x) for k, x in r.Actor.Attributes.items()}),
+    }, "events")
 
 
 def row_of(event: Event, names: dict[str, str]) -> EventRow:
@@ -125,6 +120,7 @@ def line_of(row: EventRow) -> str:
 @click.option("--until", metavar="TIME",
               help="Stop at this time (same forms); without it, follow new events.")
 @click.option("-f", "--filter", "filters", multiple=True, metavar="KEY=VALUE",
+              shell_complete=complete.filter_keys("events"),
               help="type=container|image|network, event=ACTION, container=NAME|ID, "
                    "image=NAME|ID, network=NAME|ID, label=KEY[=VALUE]; repeatable.")
 @TEMPLATE_FORMAT_OPTION
@@ -144,7 +140,7 @@ def events(ctx: click.Context, since: str | None, until: str | None, filters: tu
     now = time.time()
     start = point_in_time(since, "--since", now) if since else None
     end = point_in_time(until, "--until", now) if until else None
-    wanted = parse_filters(filters)
+    wanted = event_filter(filters)
     if is_template(fmt):
         from pinnace.cli.template import compile_template, unescape
 
@@ -166,7 +162,7 @@ def events(ctx: click.Context, since: str | None, until: str | None, filters: tu
                 elif event.type == "container" and event.actor not in names:
                     names = recorded.container_names(state)  # one created since we looked
                 row = row_of(event, names)
-                if not matches(row, wanted):
+                if not wanted(row):
                     continue
                 if fmt == "json":
                     json_line(row)

@@ -16,6 +16,8 @@ from pinnace.cli.root import get_engine
 @click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-terminal.")
 @click.option("-e", "--env", multiple=True, metavar="KEY=VALUE",
               help="Set an environment variable.")
+@click.option("--env-file", "env_files", multiple=True, metavar="FILE",
+              help="Read KEY=VALUE lines (a bare KEY: the host's value; # comments).")
 @click.option("-w", "--workdir", metavar="DIR", help="Working directory inside the container.")
 @click.option("-u", "--user", metavar="USER[:GROUP]", help="User name or UID (and group).")
 @click.argument("container", shell_complete=complete.containers)
@@ -24,12 +26,13 @@ from pinnace.cli.root import get_engine
 def exec_(ctx: click.Context, detach: bool, interactive: bool, tty: bool, container: str,
           command: tuple[str, ...], **kw: Any) -> None:
     """Run a command in a running container; exit with its exit code."""
+    from pinnace.cli.keyfiles import env_file
     from pinnace.monitor.execution import run_exec
 
+    env = [e for path in kw["env_files"] for e in env_file(path)] + list(kw["env"])
     engine = get_engine(ctx)
     cid = engine.resolve(container)
-    process = engine.exec_process(cid, list(command), list(kw["env"]), kw["workdir"], kw["user"],
-                                  tty)
+    process = engine.exec_process(cid, list(command), env, kw["workdir"], kw["user"], tty)
     ctx.exit(run_exec(engine, cid, process, interactive, detach))
 
 

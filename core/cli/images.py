@@ -50,17 +50,32 @@ def import_(ctx: click.Context, source: str, reference: str | None, changes: tup
 @click.option("-q", "--quiet", is_flag=True, help="Only print image IDs.")
 @click.option("--no-trunc", is_flag=True, help="Do not truncate image IDs.")
 @click.option("--digests", is_flag=True, help="Show the manifest digests.")
+@click.option("-f", "--filter", "filters", multiple=True, metavar="KEY=VALUE",
+              shell_complete=complete.filter_keys("images"),
+              help="Filter: dangling, label, label!, before, since, reference (a pattern).")
 @TEMPLATE_FORMAT_OPTION
+@click.argument("repository", required=False, metavar="[REPOSITORY[:TAG]]",
+                shell_complete=complete.images)
 @click.pass_context
 def images(ctx: click.Context, all_: bool, quiet: bool, no_trunc: bool, digests: bool,
-           fmt: str) -> None:
-    """List images. CREATED is when the image was built (its config's ``created``).
+           filters: tuple[str, ...], fmt: str, repository: str | None) -> None:
+    """List images, or those of REPOSITORY[:TAG] (a pattern, as ``reference=``). CREATED is
+    when the image was built (its config's ``created``).
 
     Template fields: ID, Repository, Tag, Digest, CreatedSince, CreatedAt, Size.
     """
     from pinnace.cli.rows import ImageRow, image_created, image_rows
 
-    found = get_engine(ctx).images.list()
+    engine = get_engine(ctx)
+    found = engine.images.list()
+    filters += (f"reference={repository}",) if repository else ()
+    references: list[str] = []
+    if filters:
+        from pinnace.cli import listing_filters
+        from pinnace.cli.filters import split
+
+        found = listing_filters.images(engine, filters).select(found)
+        references = [value for key, value in map(split, filters) if key == "reference"]
     if quiet:
         for img in found:
             click.echo(img.id if no_trunc else img.id.removeprefix("sha256:")[:12])
@@ -70,12 +85,18 @@ def images(ctx: click.Context, all_: bool, quiet: bool, no_trunc: bool, digests:
                   "RepoDigests": i.repo_digests,
                   "Created": rfc3339(image_created(i)), "Size": i.size} for i in found])
         return
+    rows = image_rows(found, no_trunc)
+    if references:  # only the tags that match, as docker lists them
+        from pinnace.cli.filters import reference_matches
+
+        rows = [r for r in rows if any(reference_matches(ref, f"{r.Repository}:{r.Tag}")
+                                       for ref in references)]
     if is_template(fmt):
-        templated(fmt, image_rows(found, no_trunc), ImageRow)
+        templated(fmt, rows, ImageRow)
         return
     table(("REPOSITORY", "TAG", *(["DIGEST"] if digests else []), "IMAGE ID", "CREATED",
            "SIZE"), [(r.Repository, r.Tag, *([r.Digest] if digests else []), r.ID,
-                      r.CreatedSince, r.Size) for r in image_rows(found, no_trunc)])
+                      r.CreatedSince, r.Size) for r in rows])
 
 
 @click.command()

@@ -33,11 +33,16 @@ def network() -> None:
               help="No route out: no NAT out, no published ports, unreachable from other networks.")
 @click.option("-o", "--opt", "opts", multiple=True, metavar="KEY=VALUE",
               help="An option of the driver (bridge: bridge=DEVICE).")
+@click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", help="Set a label.")
+@click.option("--label-file", "label_files", multiple=True, metavar="FILE",
+              help="Read labels from a file of KEY=VALUE lines.")
 @click.argument("name")
 @click.pass_context
 def create(ctx: click.Context, name: str, driver: str, subnet: str, gateway: str,
-           internal: bool, opts: tuple[str, ...]) -> None:
+           internal: bool, opts: tuple[str, ...], labels: tuple[str, ...],
+           label_files: tuple[str, ...]) -> None:
     """Create a network of a driver; prints its ID."""
+    from pinnace.cli import keyfiles
     from pinnace.errors import InvalidConfig
 
     options = {}
@@ -46,24 +51,30 @@ def create(ctx: click.Context, name: str, driver: str, subnet: str, gateway: str
         if not sep or not key:
             raise InvalidConfig(f"invalid driver option {item!r}: expected KEY=VALUE")
         options[key] = value
+    found = keyfiles.labels(label_files, labels)
     click.echo(get_engine(ctx).networks.create(name, driver, subnet, gateway, internal,
-                                               options).id)
+                                               options, found).id)
 
 
 @network.command("ls")
 @click.option("-q", "--quiet", is_flag=True, help="Only print network names.")
 @click.option("--no-trunc", is_flag=True, help="Do not truncate network IDs.")
+@click.option("-f", "--filter", "filters", multiple=True, metavar="KEY=VALUE",
+              shell_complete=complete.filter_keys("network ls"),
+              help="Filter: name, id, driver, label, label!, type=custom|builtin, dangling.")
 @TEMPLATE_FORMAT_OPTION
 @click.pass_context
-def ls(ctx: click.Context, quiet: bool, no_trunc: bool, fmt: str) -> None:
+def ls(ctx: click.Context, quiet: bool, no_trunc: bool, filters: tuple[str, ...],
+       fmt: str) -> None:
     """List networks.
 
     Template fields: ID, Name, Driver, Scope, IPv6, Internal, Labels, CreatedAt.
     """
     from pinnace import inspection
+    from pinnace.cli import listing_filters
 
     engine = get_engine(ctx)
-    found = engine.networks.list()
+    found = listing_filters.networks(engine, filters).select(engine.networks.list())
     if quiet:
         for n in found:
             click.echo(n.name)

@@ -45,6 +45,8 @@ COMMANDS: dict[str, str] = {
     "export": "pinnace.cli.commit:export",
     "diff": "pinnace.cli.diff:diff",
     "cp": "pinnace.cli.cp:cp",
+    "port": "pinnace.cli.port:port",
+    "search": "pinnace.cli.search:search",
     "plugins": "pinnace.cli.system:plugins",
     "info": "pinnace.cli.system:info",
     "version": "pinnace.cli.system:version",
@@ -63,7 +65,7 @@ CONTAINER_COMMANDS: dict[str, str] = {
     name: COMMANDS[name] for name in (
         "run", "create", "start", "stop", "restart", "kill", "wait", "pause", "unpause",
         "rename", "logs", "exec", "attach", "inspect", "top", "rm", "stats", "commit",
-        "export", "diff", "cp")
+        "export", "diff", "cp", "port")
 } | {"ls": "pinnace.cli.containers:ps", "ps": "pinnace.cli.containers:ps",
      "prune": "pinnace.cli.lifecycle:prune"}
 

@@ -13,12 +13,25 @@ from pinnace.errors import NotFound
 if TYPE_CHECKING:
     from pinnace.containers.record import ContainerRecord
     from pinnace.engine import Engine
+    from pinnace.images.sources import SearchResult
     from pinnace.images.store import Image
     from pinnace.network import Network
 
 
+class LabelText(str):
+    """The ``Labels`` column (``k=v,k2=v2``), keeping the labels themselves for
+    ``{{.Label "k"}}``."""
+
+    labels: dict[str, str]
+
+    def __new__(cls, labels: dict[str, str]) -> LabelText:
+        text = super().__new__(cls, ",".join(f"{k}={v}" for k, v in sorted(labels.items())))
+        text.labels = dict(labels)
+        return text
+
+
 class ContainerRow(NamedTuple):
-    """One container of ``ps``."""
+    """One container of ``ps``; ``{{.Label "k"}}`` is the value of its label ``k``."""
 
     ID: str
     Image: str
@@ -29,10 +42,14 @@ class ContainerRow(NamedTuple):
     Status: str
     Size: str
     Names: str
-    Labels: str
+    Labels: LabelText
     Mounts: str
     Networks: str
     State: str
+
+    def Label(self, key: str) -> str:
+        """The value of label ``key`` ("" without it)."""
+        return self.Labels.labels.get(key, "")
 
     kind = "container"
     headers = {
@@ -64,7 +81,7 @@ class ImageRow(NamedTuple):
 
 
 class NetworkRow(NamedTuple):
-    """One network of ``network ls``."""
+    """One network of ``network ls``; ``{{.Label "k"}}`` is the value of its label ``k``."""
 
     ID: str
     Name: str
@@ -72,8 +89,12 @@ class NetworkRow(NamedTuple):
     Scope: str
     IPv6: bool
     Internal: bool
-    Labels: str
+    Labels: LabelText
     CreatedAt: str
+
+    def Label(self, key: str) -> str:
+        """The value of label ``key`` ("" without it)."""
+        return self.Labels.labels.get(key, "")
 
     kind = "network"
     headers = {
@@ -123,6 +144,34 @@ class HistoryRow(NamedTuple):
 
 
 
+class SearchRow(NamedTuple):
+    """One repository ``search`` found."""
+
+    Name: str
+    Description: str
+    StarCount: int
+    IsOfficial: bool
+    IsAutomated: bool
+    Tags: str
+
+    kind = "search result"
+    headers = {
+        "Name": "NAME", "Description": "DESCRIPTION", "StarCount": "STARS",
+        "IsOfficial": "OFFICIAL", "IsAutomated": "AUTOMATED", "Tags": "TAGS",
+    }
+
+
+def _cut(text: str, no_trunc: bool, width: int = 45) -> str:
+    return text if no_trunc or len(text) <= width else text[:width - 1] + "…"
+
+
+def search_rows(results: list[SearchResult], no_trunc: bool) -> list[SearchRow]:
+    """``search`` rows: description and tags cut at 45 characters unless ``no_trunc``."""
+    return [SearchRow(Name=r.name, Description=_cut(r.description, no_trunc),
+                      StarCount=r.stars, IsOfficial=r.official, IsAutomated=r.automated,
+                      Tags=_cut(", ".join(r.tags), no_trunc)) for r in results]
+
+
 def history_rows(entries: list[dict[str, Any]], no_trunc: bool) -> list[HistoryRow]:
     """``history`` rows from the store's entries (``Id``, ``Created`` in RFC 3339 ...)."""
     from pinnace.cli.output import parse_time
@@ -161,7 +210,7 @@ def command(c: ContainerRecord, no_trunc: bool) -> str:
 
 def container_rows(engine: Engine, containers: list[ContainerRecord],
                    no_trunc: bool) -> list[ContainerRow]:
-    """``ps`` rows: ports and networks from the state, labels and size from the image
+    """``ps`` rows: ports, networks and labels from the state, size from the image
     (``Size`` is the image's, docker's "virtual" size: the container's own writes are
     not measured)."""
     images: dict[str, Image | None] = {}
@@ -174,18 +223,37 @@ def container_rows(engine: Engine, containers: list[ContainerRecord],
                 images[c.image_id] = None
         image = images[c.image_id]
         settings = engine.networks.settings(c) if c.active else {"Ports": {}, "Networks": {}}
-        ports = [f"{p['HostIp']}:{p['HostPort']}->{target}" for target, mapped in
-                 settings["Ports"].items() for p in mapped]
         networks = list(settings["Networks"]) or list(c.config.net.networks) or [c.network]
-        labels = ((image.config.get("config") or {}).get("Labels") or {}) if image else {}
+        labels = c.config.labels
         rows.append(ContainerRow(
             ID=c.id if no_trunc else c.short_id, Image=c.image, Command=command(c, no_trunc),
             CreatedAt=local_time(c.created), RunningFor=ago(c.created),
-            Ports=", ".join(ports), Status=status(c),
+            Ports=port_text(settings["Ports"]), Status=status(c),
             Size=f"(virtual {size(image.size)})" if image else "",
-            Names=c.name, Labels=",".join(f"{k}={v}" for k, v in sorted(labels.items())),
+            Names=c.name, Labels=LabelText(labels),
             Mounts="", Networks=",".join(networks), State=c.status))
     return rows
+
+
+def by_port(published: dict[str, Any]) -> list[tuple[str, Any]]:
+    """``NetworkSettings.Ports`` items (``"80/tcp": [...]``) by port number, then protocol."""
+    def key(item: tuple[str, Any]) -> tuple[int, str]:
+        number, _, proto = item[0].partition("/")
+        return int(number), proto
+
+    return sorted(published.items(), key=key)
+
+
+def port_text(published: dict[str, Any]) -> str:
+    """docker's PORTS text of ``NetworkSettings.Ports``: ``53/udp, 0.0.0.0:8080->80/tcp``."""
+    return ", ".join(
+        ", ".join(f"{p['HostIp']}:{p['HostPort']}->{target}" for p in mapped) if mapped
+        else target for target, mapped in by_port(published))
+
+
+def ports(engine: Engine, c: ContainerRecord) -> str:
+    """The PORTS column of a container: its published ports while it runs."""
+    return port_text(engine.networks.settings(c)["Ports"]) if c.active else ""
 
 
 def image_created(image: Image) -> float:
@@ -217,7 +285,8 @@ def image_rows(images: list[Image], no_trunc: bool) -> list[ImageRow]:
 def network_rows(networks: list[Network], no_trunc: bool = False) -> list[NetworkRow]:
     """``network ls`` rows."""
     return [NetworkRow(ID=n.id if no_trunc else n.id[:12], Name=n.name, Driver=n.driver,
-                       Scope="local", IPv6=False, Internal=n.internal, Labels="",
+                       Scope="local", IPv6=False, Internal=n.internal,
+                       Labels=LabelText(n.labels),
                        CreatedAt=local_time(n.created)) for n in networks]
 
 

@@ -8,6 +8,8 @@ from typing import Any, NamedTuple
 
 import click
 
+from pinnace.cli import complete
+from pinnace.cli.confirm import prune_confirmed
 from pinnace.cli.output import (
     FORMAT_OPTION,
     TEMPLATE_FORMAT_OPTION,
@@ -332,18 +334,29 @@ def system() -> None:
 
 
 @system.command("df")
+@click.option("-v", "--verbose", is_flag=True, help="Show each image, container and volume.")
+@click.option("--storage", "by_storage", is_flag=True,
+              help="Show instead what each storage plugin holds, as the plugin measures it.")
 @FORMAT_OPTION
 @click.pass_context
-def system_df(ctx: click.Context, fmt: str) -> None:
-    """Show the disk space each storage plugin uses for containers and image layers,
-    as the plugin measures it."""
-    usage = get_engine(ctx).storage_usage()
-    if fmt == "json":
-        as_json([{"Storage": u.storage, "Containers": u.containers, "Layers": u.layers,
-                  "Size": u.bytes, "Inodes": u.inodes} for u in usage])
+def system_df(ctx: click.Context, verbose: bool, by_storage: bool, fmt: str) -> None:
+    """Show disk usage as docker does: images, containers, local volumes, build cache
+    (TOTAL, ACTIVE, SIZE, RECLAIMABLE); with --storage, per storage plugin (containers,
+    layers, bytes and inodes of its snapshots)."""
+    engine = get_engine(ctx)
+    if by_storage:
+        usage = engine.storage_usage()
+        if fmt == "json":
+            as_json([{"Storage": u.storage, "Containers": u.containers, "Layers": u.layers,
+                      "Size": u.bytes, "Inodes": u.inodes} for u in usage])
+            return
+        table(("STORAGE", "CONTAINERS", "LAYERS", "SIZE", "INODES"),
+              [(u.storage, u.containers, u.layers, size(u.bytes), u.inodes) for u in usage])
         return
-    table(("STORAGE", "CONTAINERS", "LAYERS", "SIZE", "INODES"),
-          [(u.storage, u.containers, u.layers, size(u.bytes), u.inodes) for u in usage])
+    from pinnace.cli.disk import show_disk_usage
+    from pinnace.disk_usage import disk_usage
+
+    show_disk_usage(disk_usage(engine), verbose, fmt)
 
 
 @system.command("check")
@@ -359,3 +372,46 @@ def system_check(ctx: click.Context, repair: bool) -> None:
         click.echo(line)
     if problems:
         ctx.exit(1)
+
+
+@system.command("prune")
+@click.option("-a", "--all", "all_", is_flag=True,
+              help="Remove every image no container uses, not only dangling ones.")
+@click.option("--volumes", is_flag=True, help="Remove anonymous volumes no container uses.")
+@click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--filter", "filters", multiple=True, metavar="until=TIME|label=K[=V]|label!=...",
+              shell_complete=complete.filter_keys("system prune"),
+              help="Only what was made before TIME, or has (or lacks) a label.")
+@click.pass_context
+def system_prune(ctx: click.Context, all_: bool, volumes: bool, force: bool,
+                 filters: tuple[str, ...]) -> None:
+    """Remove stopped containers, unused networks, dangling images (with -a every unused
+    image) and, with --volumes, unused anonymous volumes."""
+    from pinnace.cli.listing_filters import pruned
+    from pinnace.cli.rows import image_created
+
+    containers = pruned(filters, lambda c: c.created, lambda c: c.config.labels)
+    networks = pruned(filters, lambda n: n.created, lambda n: n.labels)
+    images = pruned(filters, image_created,
+                    lambda i: (i.config.get("config") or {}).get("Labels") or {})
+    unused = pruned(filters, lambda v: v.created, lambda v: v.labels)
+    kinds = ["all stopped containers", "all networks not used by at least one container",
+             *(["all anonymous volumes not used by at least one container"] if volumes else []),
+             "all images without at least one container associated to them" if all_
+             else "all dangling images"]
+    if not prune_confirmed(kinds, force):
+        return
+    engine = get_engine(ctx)
+    sections = [("Deleted Containers", engine.prune(containers)),
+                ("Deleted Networks", engine.network_prune(networks)),
+                ("Deleted Volumes", engine.volumes.prune(False, unused) if volumes else [])]
+    results = engine.prune_images(all_, images)
+    sections.append(("Deleted Images", [*(f"untagged: {t}" for r in results for t in r.untagged),
+                                        *(f"deleted: {d}" for r in results for d in r.deleted)]))
+    for title, lines in sections:
+        if lines:
+            click.echo(f"{title}:")
+            for line in lines:
+                click.echo(line)
+            click.echo()
+    click.echo(f"Total reclaimed space: {size(sum(r.reclaimed for r in results))}")

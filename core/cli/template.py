@@ -48,12 +48,21 @@ def _kind(value: Any) -> str:
     return getattr(value, "kind", None) or type(value).__name__
 
 
+METHODS = ("Label",)
+"""The record methods a template calls with arguments, as docker's rows have them
+(``{{.Label "com.example.tier"}}``)."""
+
+
 def get_field(value: Any, name: str, where: str = "") -> Any:
-    """``value.name`` as a template sees it (record attribute or dict key); ``where``
-    names the value in an error (``.State``), else its kind does."""
+    """``value.name`` as a template sees it (record attribute or dict key, or one of the
+    record's :data:`METHODS`); ``where`` names the value in an error (``.State``), else
+    its kind does."""
     names = field_names(value)
     if names is not None and name in names:
         return value[name] if isinstance(value, Mapping) else getattr(value, name)
+    if name in METHODS and not isinstance(value, Mapping) and \
+            callable(getattr(value, name, None)):
+        return getattr(value, name)
     what = getattr(value, "kind", None) or where or "the object"
     if names is None:
         what = f"{where or 'the value'} (a {_kind(value)})"
@@ -481,7 +490,8 @@ class _Parser:
         first = args[0]
         if isinstance(first, str):
             return _Call(first, args[1:]), pos
-        if len(args) > 1:
+        method = isinstance(first, _Field) and first.path and first.path[-1] in METHODS
+        if len(args) > 1 and not method:
             raise TemplateError(f"{where}: can't give argument to non-function "
                                 f"{_describe(first)}")
         return _Call(None, args), pos
@@ -621,6 +631,13 @@ class Template:
             if value is not _NOTHING:
                 args.append(value)
             if cmd.func is None:
+                if callable(args[0]):  # a record's method (METHODS)
+                    try:
+                        value = args[0](*args[1:])
+                    except TypeError as err:
+                        raise TemplateError(f"wrong arguments for {_describe(cmd.args[0])}: "
+                                            f"{err}") from None
+                    continue
                 if len(args) > 1:
                     raise TemplateError(f"can't give argument to non-function "
                                         f"{_describe(cmd.args[0])}")

@@ -6,22 +6,11 @@ from typing import Any
 
 import click
 
+from pinnace.cli import complete
 from pinnace.cli.confirm import prune_confirmed
 from pinnace.cli.output import FORMAT_OPTION, as_json, for_each, table
 from pinnace.cli.root import get_engine
 from pinnace.errors import InvalidConfig
-
-FILTERS = ("name", "driver", "label", "dangling")
-
-
-def _pairs(items: tuple[str, ...], what: str) -> dict[str, str]:
-    found = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not key:
-            raise InvalidConfig(f"invalid {what} {item!r}: expected KEY=VALUE")
-        found[key] = value if sep else ""
-    return found
 
 
 @click.group()
@@ -33,56 +22,39 @@ def volume() -> None:
 @click.option("-d", "--driver", metavar="NAME", help="Volume plugin [default: config, local].")
 @click.option("-o", "--opt", "opts", multiple=True, metavar="KEY=VALUE",
               help="A driver option (local: type=, o=, device=).")
-@click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", help="A label.")
+@click.option("-l", "--label", "labels", multiple=True, metavar="KEY=VALUE", help="A label.")
+@click.option("--label-file", "label_files", multiple=True, metavar="FILE",
+              help="Read labels from a file of KEY=VALUE lines.")
 @click.argument("name", required=False)
 @click.pass_context
 def create(ctx: click.Context, name: str | None, driver: str | None, opts: tuple[str, ...],
-           labels: tuple[str, ...]) -> None:
+           labels: tuple[str, ...], label_files: tuple[str, ...]) -> None:
     """Create a volume (a random name without NAME); prints its name."""
+    from pinnace.cli import keyfiles
+
+    options = {}
     for item in opts:
-        if "=" not in item:
-            raise InvalidConfig(f"invalid driver option {item!r}: expected KEY=VALUE")
-    made = get_engine(ctx).volumes.create(name, driver, _pairs(opts, "driver option"),
-                                          _pairs(labels, "label"))
-    click.echo(made.name)
-
-
-def _matches(vol: Any, filters: dict[str, list[str]]) -> bool:
-    """docker's rules: values of one key are alternatives, keys all apply."""
-    tests = {
-        "name": lambda v: v in vol.name,
-        "driver": lambda v: v == vol.driver,
-        "label": lambda v: (v.partition("=")[0] in vol.labels and
-                            ("=" not in v or vol.labels[v.partition("=")[0]]
-                             == v.partition("=")[2])),
-        "dangling": lambda v: (not vol.users) == (v.lower() in ("1", "true")),
-    }
-    return all(any(tests[key](value) for value in values) for key, values in filters.items())
-
-
-def _filters(items: tuple[str, ...]) -> dict[str, list[str]]:
-    found: dict[str, list[str]] = {}
-    for item in items:
         key, sep, value = item.partition("=")
-        if not sep or key not in FILTERS:
-            raise InvalidConfig(f"invalid filter {item!r} (known: "
-                                f"{', '.join(f + '=' for f in FILTERS)})")
-        if key == "dangling" and value.lower() not in ("1", "0", "true", "false"):
-            raise InvalidConfig(f"invalid filter 'dangling={value}': true or false")
-        found.setdefault(key, []).append(value)
-    return found
+        if not sep or not key:
+            raise InvalidConfig(f"invalid driver option {item!r}: expected KEY=VALUE")
+        options[key] = value
+    made = get_engine(ctx).volumes.create(name, driver, options,
+                                          keyfiles.labels(label_files, labels))
+    click.echo(made.name)
 
 
 @volume.command("ls")
 @click.option("-q", "--quiet", is_flag=True, help="Only print volume names.")
-@click.option("-f", "--filter", "filters", multiple=True,
-              metavar="name=|driver=|label=K[=V]|dangling=true|false", help="Filter the list.")
+@click.option("-f", "--filter", "filters", multiple=True, metavar="KEY=VALUE",
+              shell_complete=complete.filter_keys("volume ls"),
+              help="Filter: name, driver, label, label!, dangling=true|false.")
 @FORMAT_OPTION
 @click.pass_context
 def ls(ctx: click.Context, quiet: bool, filters: tuple[str, ...], fmt: str) -> None:
     """List volumes."""
-    wanted = _filters(filters)
-    found = [v for v in get_engine(ctx).volumes.list() if _matches(v, wanted)]
+    from pinnace.cli import listing_filters
+
+    found = listing_filters.volumes(filters).select(get_engine(ctx).volumes.list())
     if quiet:
         for v in found:
             click.echo(v.name)
@@ -102,7 +74,7 @@ def _rfc3339(ts: float) -> str:
 
 
 @volume.command()
-@click.argument("names", nargs=-1, required=True)
+@click.argument("names", nargs=-1, required=True, shell_complete=complete.volumes)
 @click.pass_context
 def inspect(ctx: click.Context, names: tuple[str, ...]) -> None:
     """Show volumes as JSON (docker's fields)."""
@@ -124,7 +96,7 @@ def inspect(ctx: click.Context, names: tuple[str, ...]) -> None:
 
 @volume.command()
 @click.option("-f", "--force", is_flag=True, help="No error for volumes that do not exist.")
-@click.argument("names", nargs=-1, required=True)
+@click.argument("names", nargs=-1, required=True, shell_complete=complete.volumes)
 @click.pass_context
 def rm(ctx: click.Context, force: bool, names: tuple[str, ...]) -> None:
     """Remove volumes no container uses."""

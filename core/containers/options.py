@@ -3,7 +3,7 @@ defaults apply: the one input record every front-end fills."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 
@@ -49,3 +49,5 @@ class RunOptions(NamedTuple):
     tmpfs: Sequence[str] = ()
     volumes_from: Sequence[str] = ()
     volume_driver: str | None = None
+    labels: Mapping[str, str] = {}
+    """The container's own labels (the image's apply beneath them)."""

@@ -82,12 +82,14 @@ def _port_mappings(items: list[dict[str, Any]]) -> list[PortMapping]:
 
 
 class ContainerConfig(NamedTuple):
-    """What the container was created with: command, runtime spec, run policy, network."""
+    """What the container was created with: command, runtime spec, run policy, network,
+    and its labels (the image's with ``--label`` over them)."""
 
     command: list[str]
     spec: ContainerSpec
     run: RunPolicy
     net: NetOptions
+    labels: dict[str, str]
 
     @classmethod
     def from_json(cls, text: str) -> ContainerConfig:
@@ -98,12 +100,14 @@ class ContainerConfig(NamedTuple):
         return cls(command=list(data.get("command") or []),
                    spec=spec_from_dict(data["runtime"]),
                    run=RunPolicy.from_dict(data.get("run") or {}),
-                   net=NetOptions.from_dict(data.get("net") or {}))
+                   net=NetOptions.from_dict(data.get("net") or {}),
+                   labels=dict(data.get("labels") or {}))
 
     def to_json(self) -> str:
         """The JSON document the state keeps."""
         return json.dumps({"command": self.command, "runtime": asdict(self.spec),
-                           "run": self.run.to_dict(), "net": self.net.to_dict()})
+                           "run": self.run.to_dict(), "net": self.net.to_dict(),
+                           "labels": self.labels})
 
 
 class ContainerRecord(NamedTuple):

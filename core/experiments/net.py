@@ -18,8 +18,6 @@ never as zero. The caller runs all of it inside a private network namespace.
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 import re
 import signal
 import socket
@@ -32,7 +30,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pinnace.errors import NotFound, PinnaceError
-from pinnace.experiments.stats import Summary
+from pinnace.experiments import framework
+from pinnace.experiments.framework import Metric, Strategy, StrategyFailed, error_line
 
 if TYPE_CHECKING:
     from pinnace.containers.record import ContainerRecord
@@ -44,15 +43,6 @@ PUBLISHED_PORT = 18080
 BLOCK = 65536
 TRACE = re.compile(r"^trace: (pinnace_network_\w+) \[[^\]]*\] ([0-9.]+) ms", re.M)
 TEARDOWN_HOOKS = ("pinnace_network_del", "pinnace_network_remove")
-
-
-@dataclass
-class Metric:
-    """One measured quantity: a short key, what it is, its unit."""
-
-    key: str
-    title: str
-    unit: str
 
 
 METRICS = (
@@ -67,40 +57,15 @@ METRICS = (
 
 
 @dataclass
-class Parameters:
-    """What the experiment does: which strategies, how often, with what workload."""
+class Parameters(framework.Parameters):
+    """The strategies, runs and image, and the traffic."""
 
-    strategies: tuple[str, ...]
-    runs: int
-    image: str = "busybox:latest"
     payload: int = 32 << 20
     """Bytes the server sends for the throughput measurement (a multiple of 64 KiB)."""
     pings: int = 200
     """1-byte round trips per run (the run's value is their median)."""
     connects: int = 20
     """TCP connects per run (the run's value is their median)."""
-
-
-@dataclass
-class Strategy:
-    """The outcome for one strategy: its samples, or why it or a metric is n/a."""
-
-    name: str
-    plugin: dict[str, str] = field(default_factory=dict)
-    reason: str = ""
-    """Why the strategy could not run at all ("" when it ran)."""
-    samples: dict[str, list[float]] = field(default_factory=dict)
-    missing: dict[str, str] = field(default_factory=dict)
-    """metric key -> why the strategy cannot make it."""
-
-    def summary(self, key: str) -> Summary:
-        """The samples of metric ``key``, or the reason there are none."""
-        why = self.reason or self.missing.get(key, "")
-        return Summary(tuple(self.samples.get(key, ())), why or "not measured")
-
-
-class StrategyFailed(PinnaceError):
-    """A container of the strategy could not be started or measured."""
 
 
 # ------------------------------------------------------------------ measuring
@@ -195,52 +160,25 @@ class _Box:
     result: dict[str, Any] = field(default_factory=dict)
 
 
-class NetExperiment:
-    """Runs the measurements of :class:`Parameters` with ``pinnace`` processes started
-    by ``argv`` (the command line up to the subcommand, with --root and friends)."""
+class NetExperiment(framework.Experiment):
+    """Two containers per run of each network plugin, and traffic between them; the
+    ``pinnace run`` processes' stderr goes to files in ``workdir``."""
+
+    role = "network"
 
     def __init__(self, engine: Engine, argv: list[str], params: Parameters, workdir: Path,
                  say: Callable[[str], None]) -> None:
-        self.engine, self.argv, self.params, self.dir, self.say = engine, argv, params, workdir, say
-        self.strategies = {name: Strategy(name) for name in params.strategies}
+        super().__init__(engine, argv, params, say)
+        self.dir = workdir
         self.boxes: list[_Box] = []
 
-    def run(self) -> dict[str, Strategy]:
-        """Every run of every available strategy (in rotating order); the results."""
-        ready = [s for s in self.strategies.values() if self._check_installed(s)]
-        try:
-            for number in range(self.params.runs):
-                shift = number % len(ready) if ready else 0
-                for strategy in ready[shift:] + ready[:shift]:
-                    if not strategy.reason:
-                        self._measure(strategy, number)
-                self.say(f"run {number + 1}/{self.params.runs} done")
-        finally:
-            for box in list(self.boxes):
-                self._stop(box)
-        return self.strategies
+    def clean_up(self) -> None:
+        """Stop the containers a failed run left."""
+        for box in list(self.boxes):
+            self._stop(box)
 
-    def _check_installed(self, strategy: Strategy) -> bool:
-        from pinnace import plugins
-
-        try:
-            info = plugins.find("network", strategy.name)
-            self.engine.plugins.load("network", strategy.name)
-        except PinnaceError as err:
-            strategy.reason = f"unavailable: {err}"
-            return False
-        strategy.plugin = {"distribution": info.dist, "version": info.version,
-                           "entry_point": info.value}
-        return True
-
-    def _measure(self, strategy: Strategy, number: int) -> None:
-        try:
-            self._measure_once(strategy, number)
-        except StrategyFailed as err:
-            strategy.reason = f"failed in run {number + 1}: {err}"
-            self.say(f"{strategy.name}: {strategy.reason}")
-
-    def _measure_once(self, strategy: Strategy, number: int) -> None:
+    def measure(self, strategy: Strategy, number: int) -> None:
+        """A client and a server container, the traffic between them, the port."""
         p, add = self.params, strategy.samples.setdefault
         client = self._start(f"netexp-{strategy.name}-{number}-client", strategy.name,
                              [p.image, "sleep", "3600"])
@@ -339,7 +277,7 @@ class NetExperiment:
                 box.result = record.network_result
                 return
             if box.proc.poll() is not None:
-                raise StrategyFailed(_error_line(box.stderr.read_text(errors="replace"))
+                raise StrategyFailed(error_line(box.stderr.read_text(errors="replace"))
                                      or f"pinnace run exited {box.proc.returncode}")
             time.sleep(0.02)
         raise StrategyFailed(f"container {box.name} was not running after {timeout:.0f} s")
@@ -372,124 +310,3 @@ class NetExperiment:
         text = box.stderr.read_text(errors="replace")
         box.stderr.unlink()
         return trace_times(text)
-
-
-def _error_line(stderr: str) -> str:
-    errors = [line[len("Error: "):] for line in stderr.splitlines() if line.startswith("Error: ")]
-    return errors[-1] if errors else ""
-
-
-# --------------------------------------------------------------------- results
-def environment(params: Parameters, strategies: dict[str, Strategy]) -> dict[str, Any]:
-    """Where and how the experiment ran: kernel, CPU, versions, plugins, parameters."""
-    import platform
-    from dataclasses import asdict
-
-    from pinnace import __version__
-
-    cpu = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    uname = os.uname()
-    return {
-        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "kernel": uname.release, "kernel_version": uname.version, "machine": uname.machine,
-        "cpu": cpu, "cpus": os.cpu_count(), "python": platform.python_version(),
-        "pinnace": __version__,
-        "plugins": {name: s.plugin for name, s in strategies.items() if s.plugin},
-        "network_namespace": "private (the experiment unshares one; the host's is untouched)",
-        "parameters": asdict(params),
-    }
-
-
-def table(strategies: dict[str, Strategy]) -> str:
-    """Metrics down, strategies across, ``median / p95`` cells (``n/a`` when not measured)."""
-    names = list(strategies)
-    header = ["metric", "unit", *names]
-    rows = [[m.title, m.unit, *(strategies[n].summary(m.key).cell() for n in names)]
-            for m in METRICS]
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-             for r in [header, *rows]]
-    notes = [f"{s.name}: {s.reason}" for s in strategies.values() if s.reason]
-    for s in strategies.values():
-        for reason in dict.fromkeys(s.missing.values()):
-            notes.append(f"{s.name}: n/a: {reason}")
-    return "\n".join(["cells: median / p95 over runs", *lines, *notes])
-
-
-def write_csv(path: Path, strategies: dict[str, Strategy]) -> None:
-    """One row per strategy and metric: samples, median, p95, min, max (``n/a`` when none)."""
-    import csv
-
-    with open(path, "w", newline="") as f:
-        out = csv.writer(f)
-        out.writerow(["strategy", "metric", "unit", "samples", "median", "p95", "min", "max",
-                      "note"])
-        for s in strategies.values():
-            for m in METRICS:
-                summary = s.summary(m.key)
-                if summary.available:
-                    values = [f"{v:.6g}" for v in (summary.median, summary.percentile(95),
-                                                    min(summary.samples), max(summary.samples))]
-                    out.writerow([s.name, m.key, m.unit, len(summary.samples), *values, ""])
-                else:
-                    out.writerow([s.name, m.key, m.unit, 0, "n/a", "n/a", "n/a", "n/a",
-                                  summary.reason])
-
-
-def write_json(path: Path, env: dict[str, Any], strategies: dict[str, Strategy]) -> None:
-    """Environment, and per strategy and metric the samples and summary or the n/a reason."""
-    data: dict[str, Any] = {"environment": env, "metrics": {
-        m.key: {"title": m.title, "unit": m.unit} for m in METRICS}, "strategies": {}}
-    for s in strategies.values():
-        entry: dict[str, Any] = {"available": not s.reason, "reason": s.reason,
-                                 "plugin": s.plugin, "metrics": {}}
-        for m in METRICS:
-            summary = s.summary(m.key)
-            entry["metrics"][m.key] = (
-                {"samples": list(summary.samples), "median": summary.median,
-                 "p95": summary.percentile(95)} if summary.available
-                else {"value": "n/a", "reason": summary.reason})
-        data["strategies"][s.name] = entry
-    path.write_text(json.dumps(data, indent=2) + "\n")
-
-
-PLOT_HINT = "install matplotlib for the plot: pip install 'pinnace[plot]'"
-
-
-def plot(path: Path, strategies: dict[str, Strategy]) -> str | None:
-    """Draw one bar chart per metric (median, error bars from p5 to p95) into ``path``.
-
-    Returns None, or a one-line message saying why there is no plot.
-    """
-    try:
-        import matplotlib
-    except ImportError:
-        return f"no plot: {PLOT_HINT}"
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = list(strategies)
-    fig, axes = plt.subplots(2, 4, figsize=(16, 7), constrained_layout=True)
-    for ax, metric in zip(axes.flat, METRICS, strict=False):  # 8 axes, 7 metrics
-        for x, name in enumerate(names):
-            summary = strategies[name].summary(metric.key)
-            if not summary.available:
-                ax.text(x, 0, "n/a", ha="center", va="bottom", color="gray")
-                continue
-            mid = summary.median
-            errors = [[mid - summary.percentile(5)], [summary.percentile(95) - mid]]
-            ax.bar(x, mid, yerr=errors, capsize=4, color=f"C{x}")
-        ax.set_xticks(range(len(names)), names)
-        ax.set_title(metric.title, fontsize=9)
-        ax.set_ylabel(metric.unit)
-    axes.flat[-1].axis("off")
-    axes.flat[-1].text(0, 0.5, "bars: median over runs\nerror bars: 5th to 95th percentile\n"
-                       "n/a: the strategy cannot make it", fontsize=9, va="center")
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return None

@@ -11,7 +11,7 @@ prefix counts as a transport only when an installed image source has that name).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -30,6 +30,19 @@ class TransferOptions:
     tls_verify: bool | None = None     # None: the source's configuration decides
     progress: Progress | None = None   # per-layer progress display; None: quiet
     compression: str | None = None     # push: layer compression (gzip, zstd, none)
+
+
+@dataclass
+class SearchResult:
+    """One repository a source's ``search`` found, with docker's ``search`` fields and
+    the tags it has."""
+
+    name: str                          # as ``pull`` takes it: registry/repository
+    tags: list[str] = field(default_factory=list)
+    description: str = ""
+    stars: int = 0
+    official: bool = False
+    automated: bool = False
 
 
 def split(reference: str, transports: list[str], default: str) -> tuple[str, str]:
@@ -91,6 +104,13 @@ class ImageSources:
         transport, rest = self._split(server)
         self.plugins.call("image_source", transport, "login", server=rest, username=username,
                           password=password, options=options)
+
+    def search(self, query: str, limit: int, options: TransferOptions) -> list[SearchResult]:
+        """At most ``limit`` repositories matching ``query`` (``[TRANSPORT:]HOST/TERM``, or
+        a term the source's default location answers)."""
+        transport, rest = self._split(query)
+        return list(self.plugins.call("image_source", transport, "search", query=rest,
+                                      limit=limit, options=options))
 
     def logout(self, server: str) -> bool:
         """Forget the credentials for ``server``; return whether there were any."""

@@ -170,14 +170,15 @@ class Networking:
                     raise InvalidConfig(f"subnet {mine} overlaps network {other['name']} "
                                         f"({other['subnet']})")
             db.execute("INSERT INTO networks (name, id, driver, subnet, gateway, internal,"
-                       " options, created) VALUES (?,?,?,?,?,?,?,?)",
+                       " options, created, labels) VALUES (?,?,?,?,?,?,?,?,?)",
                        (network.name, network.id, network.driver, network.subnet,
                         network.gateway, int(network.internal), json.dumps(network.options),
-                        time.time()))
+                        time.time(), json.dumps(network.labels)))
 
     def create(self, name: str, driver: str = DEFAULT_DRIVER, subnet: str = "",
                gateway: str = "", internal: bool = False,
-               options: dict[str, str] | None = None) -> Network:
+               options: dict[str, str] | None = None,
+               labels: dict[str, str] | None = None) -> Network:
         """``network create``: validate, let the driver complete it, record it."""
         from pinnace import names
 
@@ -198,10 +199,12 @@ class Networking:
         if default is not None and default.subnet not in taken:
             taken.append(default.subnet)
         draft = Network(name=name, id=names.new_id(), driver=driver, subnet=subnet,
-                        gateway=gateway, internal=internal, options=dict(options or {}))
+                        gateway=gateway, internal=internal, options=dict(options or {}),
+                        labels=dict(labels or {}))
         network = self._optional(driver, "create", network=draft, taken=taken)
         if network is None:
             raise InvalidConfig(f"network driver {driver} has no named networks")
+        network.labels = dict(draft.labels)  # the core's, whatever the driver returned
         if ipaddress.ip_address(network.gateway) not in ipaddress.ip_network(network.subnet):
             raise InvalidConfig(f"gateway {network.gateway} is outside subnet {network.subnet}")
         faults.point("network-create.driver-done")  # the driver makes nothing until first use
@@ -504,7 +507,8 @@ class Networking:
 
 def _network(row: Any) -> Network:
     return Network(row["name"], row["id"], row["driver"], row["subnet"], row["gateway"],
-                   bool(row["internal"]), json.loads(row["options"]), row["created"])
+                   bool(row["internal"]), json.loads(row["options"]), row["created"],
+                   json.loads(row["labels"]))
 
 
 def _attachment(cid: str, netns: str, network: Network, ifname: str, address: str,

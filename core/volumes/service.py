@@ -122,11 +122,13 @@ class Volumes:
             self.table.delete(name)
         return name
 
-    def prune(self, all_: bool) -> list[str]:
-        """Remove the volumes no container uses: anonymous ones only unless ``all_``."""
+    def prune(self, all_: bool, wanted: Callable[[Volume], bool] | None = None) -> list[str]:
+        """Remove the volumes no container uses: anonymous ones only unless ``all_`` (of
+        those ``wanted`` picks)."""
         removed = []
         for volume in self.table.all():
-            if not volume.users and (all_ or volume.anonymous):
+            if not volume.users and (all_ or volume.anonymous) and \
+                    (wanted is None or wanted(volume)):
                 with contextlib.suppress(FailedPrecondition, NotFound):  # taken meanwhile
                     removed.append(self.remove(volume.name))
         return removed

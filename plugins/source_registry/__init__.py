@@ -1,5 +1,6 @@
 """The registry image source (transport ``docker``, the default for plain references):
-pull and push through the OCI distribution API v2, login and logout.
+pull and push through the OCI distribution API v2, login and logout, and ``search``
+through a registry's catalog.
 
 HTTPS with verified certificates by default. Plain HTTP (after HTTPS failed)
 and unverified certificates only for the registries in ``insecure_registries``
@@ -15,7 +16,7 @@ from pinnace.plugin import InvalidConfig, Option, Plugin, hookimpl
 
 if TYPE_CHECKING:
     from pinnace.images.reference import Reference
-    from pinnace.plugin import ImageStore, TransferOptions
+    from pinnace.plugin import ImageStore, SearchResult, TransferOptions
     from pinnace_plugins.source_registry.client import Registry
     from pinnace_plugins.source_registry.files import BlobCache, Credentials
 
@@ -59,6 +60,8 @@ class RegistrySource(Plugin):
         Option("parallel", 3, "layers transferred at the same time"),
         Option("auth_file", "", "credentials file (default: auth.json in the plugin's data "
                "directory, readable by root only)"),
+        Option("default_registry", "", "the registry `search TERM` asks when the term names "
+               "none (host or host:port)"),
     )
 
     def _credentials(self) -> Credentials:
@@ -140,6 +143,23 @@ class RegistrySource(Plugin):
                 raise FailedPrecondition(f"login to {server} failed: unauthorized "
                                          f"(wrong username or password)")
         self._credentials().set(server, username, password)
+
+    @hookimpl
+    def pinnace_image_source_search(self, query: str, limit: int,
+                                    options: TransferOptions) -> list[SearchResult]:
+        """Repositories of a registry's catalog whose name contains the term of
+        ``HOST/TERM`` (or of ``TERM``, in the configured ``default_registry``)."""
+        from pinnace.images.reference import parse
+        from pinnace_plugins.source_registry.search import search
+
+        first, sep, rest = query.partition("/")
+        server, term = (first, rest) if sep and parse(f"{first}/x").registry == first else \
+            (self.opt("default_registry"), query)
+        if not server:
+            raise InvalidConfig(f"search {query!r} names no registry: give HOST/TERM (e.g. "
+                                f"127.0.0.1:5000/{query}) or set the registry source's "
+                                f"default_registry")
+        return search(self._registry(_server(server), options), term, limit)
 
     @hookimpl
     def pinnace_image_source_logout(self, server: str) -> bool:

@@ -1,4 +1,4 @@
-"""A pinnace ContainerSpec written as an OCI runtime ``config.json`` for runc.
+"""A pinnace ContainerSpec written as an OCI runtime ``config.json``.
 
 Everything the spec says is mapped, or the container is refused before
 anything is made (:func:`oci_config` raises InvalidConfig naming the fields).
@@ -25,8 +25,9 @@ from pinnace.plugin import (
 OCI_VERSION = "1.0.2"
 NAMESPACES = {"pid": "pid", "mount": "mount", "uts": "uts", "ipc": "ipc", "cgroup": "cgroup"}
 """pinnace's namespace names -> OCI's; the network namespace is always there."""
-ARCHES = {"x86_64": "SCMP_ARCH_X86_64", "aarch64": "SCMP_ARCH_AARCH64",
-          "armv7l": "SCMP_ARCH_ARM", "ppc64le": "SCMP_ARCH_PPC64LE", "s390x": "SCMP_ARCH_S390X"}
+OCI_SECCOMP = ("defaultAction", "defaultErrnoRet", "architectures", "flags")
+OCI_SYSCALL = ("names", "action", "errnoRet", "args")
+"""The keys of OCI's ``linux.seccomp`` and of its rules (docker's others are dropped)."""
 NOSUID_NOEXEC_NODEV = ["nosuid", "noexec", "nodev"]
 API_MOUNTS = [  # /proc, a minimal /dev and read-only /sys, as docker gives every container
     {"destination": "/proc", "type": "proc", "source": "proc", "options": NOSUID_NOEXEC_NODEV},
@@ -55,7 +56,7 @@ MAPPED = {
 
 def _unmapped(record: Any, prefix: str) -> list[str]:
     """Fields of ``record`` this module does not know that differ from their default:
-    a newer pinnace asking for something runc would silently not do."""
+    a newer pinnace asking for something the runtime would silently not do."""
     blank = {f.name: f for f in fields(record)}
     known = MAPPED[type(record)]
     found = []
@@ -69,15 +70,16 @@ def _unmapped(record: Any, prefix: str) -> list[str]:
 
 
 def oci_config(spec: ContainerSpec) -> dict[str, Any]:
-    """``config.json`` for ``spec``; InvalidConfig naming every field runc cannot be given."""
+    """``config.json`` for ``spec``; InvalidConfig naming every field an OCI runtime cannot
+    be given."""
     refused = _unmapped(spec, "") + _unmapped(spec.process, "process.") \
         + _unmapped(spec.security, "security.") + _unmapped(spec.resources, "resources.")
     refused += [f"namespaces[{ns}]" for ns in spec.namespaces if ns not in NAMESPACES]
     seccomp = None
     if spec.security.seccomp != "unconfined":
-        seccomp = _seccomp(spec.security, refused)
+        seccomp = _seccomp(spec.security)
     if refused:
-        raise InvalidConfig(f"the runc isolation cannot map {', '.join(refused)}")
+        raise InvalidConfig(f"the oci isolation cannot map {', '.join(refused)}")
     namespaces = [{"type": NAMESPACES[ns]} for ns in spec.namespaces]
     namespaces.append({"type": "network", "path": spec.netns} if spec.netns
                       else {"type": "network"})
@@ -104,7 +106,7 @@ def oci_config(spec: ContainerSpec) -> dict[str, Any]:
 def oci_process(process: Process, security: Security) -> dict[str, Any]:
     """The OCI ``process`` of a container's first process, or of an exec in it. Only
     capabilities this process holds are asked for (``--privileged`` names every one the
-    kernel knows; runc would refuse those outside its bounding set)."""
+    kernel knows; the runtime would refuse those outside its bounding set)."""
     from pinnace.plugin import capabilities
 
     held = int(_own_status()["CapBnd"], 16)
@@ -129,7 +131,8 @@ def _own_status() -> dict[str, str]:
 
 
 def _mount(m: MountPoint) -> dict[str, Any]:
-    """A ``spec.mounts`` entry; runc bind-mounts only with ``bind`` or ``rbind`` in the options."""
+    """A ``spec.mounts`` entry; OCI runtimes bind-mount only with ``bind`` or ``rbind``
+    in the options."""
     options = list(m.options)
     if m.type == "bind" and not {"bind", "rbind"} & set(options):
         options.append("rbind")
@@ -157,7 +160,7 @@ def _resources(res: Resources) -> dict[str, Any]:
 
 def _swap_accounting() -> bool:
     """Whether the kernel accounts swap (otherwise pinnace skips the swap limit, and so
-    must runc, which would fail on it)."""
+    must the runtime, which would fail on it)."""
     if cgroups.version() == "v2":
         return True
     return os.path.exists(f"{cgroups.CGROUP_ROOT}/memory/memory.memsw.limit_in_bytes")
@@ -175,36 +178,15 @@ def _device(rule: str) -> dict[str, Any]:
     return entry
 
 
-def _seccomp(security: Security, refused: list[str]) -> dict[str, Any]:
-    """A docker-format profile as OCI ``linux.seccomp``: docker's ``includes`` and
-    ``excludes`` (capabilities, architectures) resolved for this container."""
+def _seccomp(security: Security) -> dict[str, Any]:
+    """The container's seccomp profile, resolved for its capabilities and this machine
+    (:func:`pinnace.runtime.seccomp.resolve`), in OCI ``linux.seccomp`` form."""
     from pinnace.plugin import seccomp
 
     profile = seccomp.default_profile() if security.seccomp == "default" else security.seccomp
     assert isinstance(profile, dict)
-    caps, arch = set(security.capabilities), ARCHES.get(os.uname().machine, "")
-    rules = []
-    for rule in profile.get("syscalls") or []:
-        inc, exc = rule.get("includes") or {}, rule.get("excludes") or {}
-        unknown = sorted((set(inc) | set(exc)) - {"caps", "arches"})
-        if unknown:
-            refused.append(f"security.seccomp conditions {', '.join(unknown)}")
-            continue
-        if not set(inc.get("caps") or ()) <= caps or set(exc.get("caps") or ()) & caps:
-            continue
-        if (inc.get("arches") and arch not in inc["arches"]) or arch in (exc.get("arches") or ()):
-            continue
-        oci = {"names": rule.get("names") or [rule["name"]], "action": rule["action"]}
-        for key in ("errnoRet", "args"):
-            if rule.get(key) is not None:
-                oci[key] = rule[key]
-        rules.append(oci)
-    out: dict[str, Any] = {"defaultAction": profile["defaultAction"], "syscalls": rules}
-    if profile.get("defaultErrnoRet") is not None:
-        out["defaultErrnoRet"] = profile["defaultErrnoRet"]
-    architectures = next(([arch, *(e.get("subArchitectures") or [])]
-                          for e in profile.get("archMap") or [] if e.get("architecture") == arch),
-                         list(profile.get("architectures") or []))
-    if architectures:
-        out["architectures"] = architectures
+    resolved = seccomp.resolve(profile, list(security.capabilities), seccomp.native_arch())
+    out = {key: resolved[key] for key in OCI_SECCOMP if resolved.get(key) is not None}
+    out["syscalls"] = [{key: rule[key] for key in OCI_SYSCALL if rule.get(key) is not None}
+                       for rule in resolved["syscalls"]]
     return out
