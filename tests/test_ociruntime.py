@@ -262,3 +262,48 @@ def test_systemd_cgroup_refused_and_version(rt: Runtime, bundle: Path) -> None:
     assert "spec: 1.0.2" in rt("--version").stdout
     features = json.loads(rt("features").stdout)
     assert "createRuntime" in features["hooks"] and features["linux"]["cgroup"]["systemd"] is False
+
+
+def test_spec_maps_to_config_and_back(tmp_path: Path) -> None:
+    """config_from_spec and bundle_spec are each other's reverse on what both carry."""
+    from pinnace.mounts import Mount
+    from pinnace.runtime.oci import bundle_spec, config_from_spec
+    from pinnace.runtime.spec import ContainerSpec, MountPoint, Process, Rlimit, User
+
+    (tmp_path / "rootfs").mkdir()
+    spec = ContainerSpec(
+        id="x", process=Process(args=["sh", "-c", "true"], env=["A=1"], cwd="/srv",
+                                user=User(1000, 1000, [10]),
+                                rlimits=[Rlimit("RLIMIT_NOFILE", 200, 100)]),
+        rootfs=[], hostname="h", netns="/run/netns/n", cgroup="group/x",
+        readonly_rootfs=True, annotations={"a": "b"}, sysctl={"net.ipv4.ip_forward": "1"},
+        mounts=[MountPoint("/data", str(tmp_path), "bind", ["ro"]),
+                MountPoint("/tmp", "tmpfs", "tmpfs", ["size=1m"])])
+    spec.security.inheritable = ["CAP_KILL"]
+    spec.resources.memory = 64 << 20
+    spec.resources.pids_limit = 50
+    back = bundle_spec("x", str(tmp_path), config_from_spec(spec)).spec
+    assert back.process == spec.process
+    assert back.rootfs == [Mount("bind", str(tmp_path / "rootfs"), ("rbind",))]
+    for name in ("hostname", "netns", "cgroup", "readonly_rootfs", "annotations", "sysctl",
+                 "namespaces"):
+        assert getattr(back, name) == getattr(spec, name), name
+    assert [m.destination for m in back.mounts] == ["/data", "/tmp"]
+    assert back.resources.memory == 64 << 20 and back.resources.pids_limit == 50
+    assert back.security.capabilities == spec.security.capabilities
+    assert back.security.inheritable == ["CAP_KILL"]
+    assert back.security.masked_paths == spec.security.masked_paths
+    assert isinstance(back.security.seccomp, dict)  # the default profile, in OCI form
+    assert back.security.seccomp["defaultAction"] == "SCMP_ACT_ERRNO"
+
+
+def test_oci_seccomp_form_is_enforced(rt: Runtime, bundle: Path) -> None:
+    """An OCI seccomp section (errno for mkdir) is compiled and installed."""
+    edit(bundle, lambda c: (c["process"].update(args=["sh", "-c", "mkdir /x || echo refused"]),
+                            c["linux"].update(seccomp={
+                                "defaultAction": "SCMP_ACT_ALLOW",
+                                "architectures": ["SCMP_ARCH_X86_64"],
+                                "syscalls": [{"names": ["mkdir", "mkdirat"],
+                                              "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]})))
+    proc = rt("run", "--bundle", str(bundle), new_id())
+    assert "refused" in proc.stdout and "Operation not permitted" in proc.stderr + proc.stdout
