@@ -102,7 +102,7 @@ def main() -> None:
             report("ctr run --rm through containerd", time_runs({
                 name: runner([*ctr, "run", "--rm", "--runc-binary", path, "--runc-root",
                               str(work / f"ctr-{name}"), "--rootfs", str(bundle / "rootfs"),
-                              f"c{next(counter)}", "sh", "-c", ":"])
+                              f"c{next(counter)}", "/bin/sh", "-c", ":"])
                 for name, path in paths.items()}, args.rounds), baseline="runc")
         finally:
             daemon.terminate()
