@@ -42,8 +42,33 @@ class Log:
             self.write("debug", msg)
 
 
-def parser() -> argparse.ArgumentParser:
-    """runc's command line."""
+COMMANDS = {
+    "create": "create a container", "run": "create, start and wait for a container",
+    "start": "start a created container", "state": "print a container's OCI state",
+    "kill": "signal a container's process", "delete": "delete a container",
+    "exec": "run a process in a container", "pause": "freeze a container",
+    "resume": "thaw a container", "ps": "list a container's processes",
+    "update": "change a container's resource limits", "list": "list containers",
+    "features": "print what this runtime supports", "spec": "write a default config.json",
+}
+GLOBAL_VALUES = ("--root", "--log", "--log-format", "--isolation")
+"""Global flags that take a value (the next argument unless given with ``=``)."""
+
+
+def command_of(argv: list[str]) -> str | None:
+    """The command word of ``argv`` (after the global flags), or None."""
+    words = iter(argv)
+    for word in words:
+        if word in GLOBAL_VALUES:
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
+def parser(only: str | None = None) -> argparse.ArgumentParser:
+    """runc's command line; with ``only``, that command's parser alone (each costs a few
+    milliseconds to build, and the runtime starts for every call)."""
     p = argparse.ArgumentParser(prog="pinnace-runtime",
                                 description="An OCI runtime over pinnace's isolation plugins")
     p.add_argument("--root", default=DEFAULT_ROOT, help="state directory of the containers")
@@ -57,15 +82,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--version", "-v", action="store_true")
     sub = p.add_subparsers(dest="command")
 
-    def command(name: str, help_text: str, with_id: bool = True) -> argparse.ArgumentParser:
-        c = sub.add_parser(name, help=help_text)
+    def command(name: str, with_id: bool = True) -> argparse.ArgumentParser:
+        if only is not None and name != only:
+            return argparse.ArgumentParser(add_help=False)  # not this call's: never parsed
+        c = sub.add_parser(name, help=COMMANDS[name])
         if with_id:
             c.add_argument("id")
         return c
 
     for name in ("create", "run"):
-        c = command(name, "create a container" if name == "create"
-                    else "create, start and wait for a container")
+        c = command(name)
         c.add_argument("--bundle", "-b", default=".")
         c.add_argument("--pid-file", default="")
         c.add_argument("--console-socket", default="")
@@ -76,14 +102,14 @@ def parser() -> argparse.ArgumentParser:
         c.add_argument("--preserve-fds", type=int, default=0)
         if name == "run":
             c.add_argument("--detach", "-d", action="store_true")
-    command("start", "start a created container")
-    command("state", "print a container's OCI state")
-    c = command("kill", "signal a container's process")
+    command("start")
+    command("state")
+    c = command("kill")
     c.add_argument("signal", nargs="?", default="SIGTERM")
     c.add_argument("--all", "-a", action="store_true")
-    c = command("delete", "delete a container")
+    c = command("delete")
     c.add_argument("--force", "-f", action="store_true")
-    c = command("exec", "run a process in a container")
+    c = command("exec")
     c.add_argument("--process", "-p", default="")
     c.add_argument("--detach", "-d", action="store_true")
     c.add_argument("--pid-file", default="")
@@ -93,17 +119,17 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--env", "-e", action="append", default=[])
     c.add_argument("--preserve-fds", type=int, default=0)
     c.add_argument("args", nargs=argparse.REMAINDER)
-    command("pause", "freeze a container")
-    command("resume", "thaw a container")
-    c = command("ps", "list a container's processes")
+    command("pause")
+    command("resume")
+    c = command("ps")
     c.add_argument("--format", "-f", default="table", choices=("table", "json"))
-    c = command("update", "change a container's resource limits")
+    c = command("update")
     c.add_argument("--resources", "-r", required=True, help="a JSON file, or - for stdin")
-    c = command("list", "list containers", with_id=False)
+    c = command("list", with_id=False)
     c.add_argument("--format", "-f", default="table", choices=("table", "json"))
     c.add_argument("--quiet", "-q", action="store_true")
-    command("features", "print what this runtime supports", with_id=False)
-    c = command("spec", "write a default config.json", with_id=False)
+    command("features", with_id=False)
+    c = command("spec", with_id=False)
     c.add_argument("--bundle", "-b", default=".")
     c.add_argument("--rootless", action="store_true")
     return p
@@ -253,7 +279,9 @@ def _list(rt: Any, args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``pinnace-runtime``."""
-    args = parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    word = command_of(argv)
+    args = parser(word if word in COMMANDS else None).parse_args(argv)
     if args.version:
         from pinnace import __version__
 
