@@ -256,6 +256,40 @@ def test_runtime_killed_between_create_and_start(rt: Runtime, bundle: Path) -> N
     assert not (rt.root / cid).exists() and not cgroup_exists(f"pinnace-runtime/{cid}")
 
 
+def test_joins_pid_ipc_uts_namespaces_by_path(rt: Runtime, bundle: Path,
+                                              tmp_path: Path) -> None:
+    """linux.namespaces[].path joins another container's pid, ipc and uts namespaces;
+    joining a mount namespace is refused by name and leaves nothing."""
+    first = new_id()
+    edit(bundle, lambda c: c.update(hostname="box-a"))
+    rt("run", "--detach", "--bundle", str(bundle), first)
+    pid = rt.state(first)["pid"]
+    second = tmp_path / "second"
+    second.mkdir()
+    config = json.loads((bundle / "config.json").read_text())
+    config["root"]["path"] = str(bundle / "rootfs")
+    config["hostname"] = ""
+    config["process"]["args"] = ["sh", "-c", "tr \"\\\\0\" \" \" < /proc/1/cmdline; echo; hostname"]
+    for ns in config["linux"]["namespaces"]:
+        if ns["type"] in ("pid", "ipc", "uts"):
+            ns["path"] = f"/proc/{pid}/ns/{ns['type']}"
+    (second / "config.json").write_text(json.dumps(config))
+    try:
+        proc = rt("run", "--bundle", str(second), new_id(), check=False)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.split() == ["sleep", "60", "box-a"]
+        for ns in config["linux"]["namespaces"]:
+            if ns["type"] == "mount":
+                ns["path"] = f"/proc/{pid}/ns/mnt"
+        (second / "config.json").write_text(json.dumps(config))
+        refused = rt("run", "--bundle", str(second), "joiner", check=False)
+        assert refused.returncode == 1
+        assert "path (joining a mount namespace) is not supported" in refused.stderr
+        assert not (rt.root / "joiner").exists() and not cgroup_exists("pinnace-runtime/joiner")
+    finally:
+        rt("delete", "--force", first)
+
+
 def test_systemd_cgroup_refused_and_version(rt: Runtime, bundle: Path) -> None:
     proc = rt("--systemd-cgroup", "create", "--bundle", str(bundle), new_id(), check=False)
     assert proc.returncode == 1 and "--systemd-cgroup is not supported" in proc.stderr
@@ -280,13 +314,14 @@ def test_spec_maps_to_config_and_back(tmp_path: Path) -> None:
         mounts=[MountPoint("/data", str(tmp_path), "bind", ["ro"]),
                 MountPoint("/tmp", "tmpfs", "tmpfs", ["size=1m"])])
     spec.security.inheritable = ["CAP_KILL"]
+    spec.namespace_paths = {"ipc": "/proc/1/ns/ipc"}
     spec.resources.memory = 64 << 20
     spec.resources.pids_limit = 50
     back = bundle_spec("x", str(tmp_path), config_from_spec(spec)).spec
     assert back.process == spec.process
     assert back.rootfs == [Mount("bind", str(tmp_path / "rootfs"), ("rbind",))]
     for name in ("hostname", "netns", "cgroup", "readonly_rootfs", "annotations", "sysctl",
-                 "namespaces"):
+                 "namespaces", "namespace_paths"):
         assert getattr(back, name) == getattr(spec, name), name
     assert [m.destination for m in back.mounts] == ["/data", "/tmp"]
     assert back.resources.memory == 64 << 20 and back.resources.pids_limit == 50

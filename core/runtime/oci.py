@@ -40,6 +40,8 @@ PLUGIN_MOUNTS = {"/proc": "proc", "/dev": "tmpfs", "/dev/pts": "devpts", "/dev/s
 PLUGIN_DEVICES = {"/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom",
                   "/dev/tty", "/dev/console", "/dev/ptmx"}
 NAMESPACES = {"pid": "pid", "mount": "mount", "uts": "uts", "ipc": "ipc", "cgroup": "cgroup"}
+JOINABLE = ("pid", "ipc", "uts")
+"""Namespaces a config may join by path, besides the network one."""
 RLIMITS = ("RLIMIT_AS", "RLIMIT_CORE", "RLIMIT_CPU", "RLIMIT_DATA", "RLIMIT_FSIZE",
            "RLIMIT_LOCKS", "RLIMIT_MEMLOCK", "RLIMIT_MSGQUEUE", "RLIMIT_NICE", "RLIMIT_NOFILE",
            "RLIMIT_NPROC", "RLIMIT_RSS", "RLIMIT_RTPRIO", "RLIMIT_RTTIME", "RLIMIT_SIGPENDING",
@@ -216,9 +218,11 @@ def _linux(linux: _Fields, spec: ContainerSpec) -> None:
         if kind not in NAMESPACES:
             raise InvalidConfig(f"config.json: linux.namespaces[{index}]: a {kind} namespace "
                                 "is not supported")
-        if path:
+        if path and kind not in JOINABLE:
             raise InvalidConfig(f"config.json: linux.namespaces[{index}].path (joining a "
                                 f"{kind} namespace) is not supported")
+        if path:
+            spec.namespace_paths[kind] = path
         spec.namespaces.append(NAMESPACES[kind])
     if not any(ns.get("type") == "network" for ns in linux.get("namespaces", [])):
         spec.netns = "/proc/self/ns/net"  # the runtime's own: opened before any unshare
@@ -360,7 +364,9 @@ def config_from_spec(spec: ContainerSpec, rootfs: str = "rootfs") -> dict[str, A
     :func:`bundle_spec` (the mounts the isolation plugin makes itself included)."""
     sec, res = spec.security, spec.resources
     caps = list(sec.capabilities)
-    namespaces: list[dict[str, str]] = [{"type": n} for n in spec.namespaces]
+    namespaces: list[dict[str, str]] = [
+        {"type": n, **({"path": spec.namespace_paths[n]} if n in spec.namespace_paths else {})}
+        for n in spec.namespaces]
     if spec.netns != "/proc/self/ns/net":
         namespaces.append({"type": "network", **({"path": spec.netns} if spec.netns else {})})
     linux: dict[str, Any] = {
