@@ -11,7 +11,7 @@ APT_PACKAGES   := btrfs-progs libbtrfsutil-dev busybox-static iproute2 util-linu
                   python3-venv python3-dev gcc libc6-dev pkg-config libseccomp2 \
                   debootstrap skopeo podman runc \
                   docker-registry apache2-utils openssl time e2fsprogs catatonit tini \
-                  uidmap slirp4netns docker.io docker-compose
+                  uidmap slirp4netns containerd docker.io docker-compose golang-go
 BENCH_PACKAGES := runc podman hyperfine
 PYTEST_ARGS ?= -n 2
 
@@ -23,6 +23,7 @@ define apt_ensure
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:" $$missing; \
 		apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; \
+		$(2) \
 	fi
 endef
 
@@ -35,8 +36,18 @@ define subid_user
 	@grep -q '^$(1):' /etc/subgid 2>/dev/null || usermod --add-subgids $(2)-$$(($(2)+$(3)-1)) $(1)
 endef
 
+# The tests start dockerd and containerd privately (own root, sockets, network namespace);
+# the system services the packages install and start are stopped and disabled.
+STOP_SYSTEM_DAEMONS := if [ -d /run/systemd/system ]; then \
+		systemctl disable --now docker.socket docker.service containerd.service \
+		>/dev/null 2>&1 || true; \
+	else for s in docker containerd; do \
+		[ -x /etc/init.d/$$s ] && /etc/init.d/$$s stop >/dev/null 2>&1; \
+		update-rc.d $$s disable >/dev/null 2>&1 || true; done; \
+	fi;
+
 deps:
-	$(call apt_ensure,$(APT_PACKAGES))
+	$(call apt_ensure,$(APT_PACKAGES),$(STOP_SYSTEM_DAEMONS))
 	$(call subid_user,pinnace,1000000,1048576)
 	$(call subid_user,pinnace-test,3000000,65536)
 	@id -u pinnace-nosub >/dev/null 2>&1 || \
@@ -54,6 +65,7 @@ $(VENV)/.installed: pyproject.toml $(SOURCES) | deps
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[btrfs,net,zstd,gzip,test]' \
 		--config-settings editable_mode=strict
 	$(PY) -m compileall -q build/ >/dev/null  # bytecode even where PYTHONDONTWRITEBYTECODE is set
+	$(PY) -m pinnace.ociruntime.launcher $(VENV)/bin/pinnace-runtime  # -I -S: starts fast
 	touch $@
 
 busybox-rootfs.tar: | venv

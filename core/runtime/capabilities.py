@@ -24,6 +24,7 @@ PR_CAPBSET_DROP = 24
 PR_SET_KEEPCAPS = 8
 PR_SET_NO_NEW_PRIVS = 38
 PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_RAISE = 2
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 _CAPABILITY_VERSION_3 = 0x20080522
 
@@ -85,6 +86,14 @@ def set_no_new_privs() -> None:
 def clear_ambient() -> None:
     """Empty the ambient set."""
     _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
+
+
+def raise_ambient(mask: int) -> None:
+    """Add the capabilities of ``mask`` to the ambient set (each must be permitted and
+    inheritable already)."""
+    for number in range(mask.bit_length()):
+        if mask & (1 << number):
+            _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, number)
 
 
 class _Header(ctypes.Structure):

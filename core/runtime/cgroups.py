@@ -135,6 +135,16 @@ class Cgroup:
 
         raise Unavailable("no cgroup freezer on this host (neither v1 freezer nor cgroup.freeze)")
 
+    def frozen(self) -> bool:
+        """True when the cgroup is frozen (v1 freezer, else v2's cgroup.freeze)."""
+        for d in self.dirs:
+            for name, value in (("freezer.state", "FROZEN"), ("cgroup.freeze", "1")):
+                with contextlib.suppress(OSError):
+                    with open(os.path.join(d, name)) as f:
+                        if f.read().strip() == value:
+                            return True
+        return False
+
     def remove(self) -> None:
         """Remove the cgroup everywhere (a missing directory is fine; retries while
         busy), then the parents it leaves empty (``pinnace`` once no container is left)."""

@@ -110,6 +110,8 @@ class Lockdown:
 
         self._caps, self._seccomp = capabilities, seccomp
         self.keep = capabilities.mask(sec.capabilities)
+        self.inheritable = capabilities.mask(sec.inheritable)
+        self.ambient = capabilities.mask(sec.ambient)
         self.no_new_privileges = sec.no_new_privileges
         self.program = b""
         with open("/proc/self/setgroups", encoding="ascii") as f:  # "deny" in a namespace
@@ -120,7 +122,8 @@ class Lockdown:
 
     def apply(self, user: User) -> None:
         """Become the container's process: seccomp filter, bounding set, user and groups,
-        effective/permitted capabilities, empty inheritable and ambient sets, no_new_privs.
+        effective/permitted capabilities, the inheritable and ambient sets asked for (empty by
+        default), no_new_privs.
 
         Runs as root with every capability. The filter goes first, while this process
         may still load one without no_new_privs; it must allow what follows (docker's does).
@@ -138,8 +141,10 @@ class Lockdown:
         os.setuid(user.uid)
         caps.set_keepcaps(False)
         allowed = self.keep & caps.current("permitted")
-        caps.set_sets(allowed, allowed, 0)
+        inheritable = self.inheritable & self.keep
+        caps.set_sets(allowed, allowed, inheritable)
         caps.clear_ambient()
+        caps.raise_ambient(self.ambient & allowed & inheritable)  # the kernel's rule (as runc)
         _close_on_exec_above_stdio()
 
 

@@ -83,6 +83,10 @@ class Security:
 
     privileged: bool = False
     capabilities: list[str] = field(default_factory=lambda: list(DEFAULT_CAPABILITIES))
+    """The bounding, effective and permitted sets."""
+    inheritable: list[str] = field(default_factory=list)
+    ambient: list[str] = field(default_factory=list)
+    """Kept across exec by a user other than root (each must also be inheritable)."""
     no_new_privileges: bool = False
     seccomp: str | dict[str, Any] = "default"
     """``default`` (the built-in profile), ``unconfined``, or a docker-format profile."""

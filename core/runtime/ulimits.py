@@ -35,7 +35,7 @@ def parse(text: str) -> Rlimit:
     if soft > hard and hard != -1 or soft == -1 and hard != -1:
         raise InvalidConfig(f"ulimit soft limit must be less than or equal to hard limit: "
                             f"{soft} > {hard}")
-    return Rlimit(NAMES[name], soft, hard)
+    return Rlimit(type=NAMES[name], soft=soft, hard=hard)
 
 
 def rlimits(flags: Iterable[str], defaults: str = "") -> list[Rlimit]:

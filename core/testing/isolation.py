@@ -597,7 +597,7 @@ class IsolationContract:
         container, or ``create`` refuses the spec (InvalidConfig) and makes nothing."""
         spec = boxes.spec("sh", "-c", "ulimit -n; ulimit -Hn; cat /proc/sys/kernel/shmmax; "
                           "ls -l /dev/mynull; echo x > /dev/mynull; df -k /dev/shm | tail -1")
-        spec.process.rlimits = [Rlimit("RLIMIT_NOFILE", 321, 654)]
+        spec.process.rlimits = [Rlimit(type="RLIMIT_NOFILE", soft=321, hard=654)]
         spec.sysctl = {"kernel.shmmax": "123456"}
         spec.devices = [Device("/dev/mynull", "c", 1, 3)]
         spec.shm_size = 8 * 1024 * 1024

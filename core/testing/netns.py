@@ -41,7 +41,7 @@ def http_get(path: Path, host: str, port: int) -> str:
     """GET / from inside the namespace at ``path`` (a test's "host"); the whole reply."""
     import socket
 
-    from pinnace import netns
+    from pinnace.plugin import netns
 
     with netns.entered(str(path)):
         sock = socket.create_connection((host, port), timeout=5)

@@ -44,10 +44,10 @@ API_MOUNTS = [  # /proc, a minimal /dev and read-only /sys, as docker gives ever
 ]
 MAPPED = {
     ContainerSpec: {"id", "process", "rootfs", "hostname", "netns", "cgroup", "readonly_rootfs",
-                    "namespaces", "annotations", "mounts", "security", "resources"},
-    Process: {"args", "env", "cwd", "user", "terminal", "console_socket"},
-    Security: {"privileged", "capabilities", "no_new_privileges", "seccomp", "masked_paths",
-               "readonly_paths"},
+                    "namespaces", "annotations", "mounts", "security", "resources", "sysctl"},
+    Process: {"args", "env", "cwd", "user", "terminal", "console_socket", "rlimits"},
+    Security: {"privileged", "capabilities", "inheritable", "ambient", "no_new_privileges",
+               "seccomp", "masked_paths", "readonly_paths"},
     Resources: {"memory", "memory_swap", "cpu_quota", "cpu_period", "cpu_shares",
                 "cpuset_cpus", "pids_limit", "devices"},
 }
@@ -92,6 +92,8 @@ def oci_config(spec: ContainerSpec) -> dict[str, Any]:
     }
     if seccomp is not None:
         linux["seccomp"] = seccomp
+    if spec.sysctl:
+        linux["sysctl"] = dict(spec.sysctl)
     return {
         "ociVersion": OCI_VERSION,
         "process": oci_process(spec.process, spec.security),
@@ -119,7 +121,9 @@ def oci_process(process: Process, security: Security) -> dict[str, Any]:
         "env": list(process.env),
         "cwd": process.cwd or "/",
         "capabilities": {"bounding": caps, "effective": caps, "permitted": caps,
-                         "inheritable": [], "ambient": []},
+                         "inheritable": [c for c in security.inheritable if c in caps],
+                         "ambient": [c for c in security.ambient if c in caps]},
+        "rlimits": [{"type": r.type, "hard": r.hard, "soft": r.soft} for r in process.rlimits],
         "noNewPrivileges": security.no_new_privileges,
     }
 

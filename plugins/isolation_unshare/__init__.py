@@ -1,10 +1,13 @@
 """The ``unshare`` isolation: fork, namespaces, a cgroup, pivot_root, exec.
 
 The container's first process is a direct child of the process that calls
-``create`` (PID 1 of a new PID namespace, with PDEATHSIG set, so it dies with
-its creator). ``create`` returns once the container is built and waiting;
-``start`` releases it through a fifo in the bundle; exec errors come back
-over a close-on-exec pipe.
+``create`` (PID 1 of a new PID namespace, or a process of the one it joins),
+with PDEATHSIG set so it dies with its creator, unless the ``die_with_creator``
+option is off (a runtime whose ``create`` returns, as ``pinnace-runtime``'s
+does). ``create`` returns once the container is built and waiting; ``start``
+releases it through a fifo in the bundle (from any process); exec errors come
+back over a close-on-exec pipe to the creator. The bundle keeps the first
+process's PID and the cgroup path, so later calls from other processes find both.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pinnace.plugin import (
     CommandNotFound,
     ContainerSpec,
     FailedPrecondition,
+    Option,
     Plugin,
     Process,
     hookimpl,
@@ -141,8 +145,35 @@ def _user_namespace(spec: ContainerSpec) -> int:
                                  f"{err.strerror or err}") from None
 
 
+BUNDLE_FILES = ("start.fifo", "pid", "security.json", "cgroup")
+"""What this plugin keeps in a container's bundle."""
+
+
+def _remove_files(bundle: Path) -> None:
+    for name in BUNDLE_FILES:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(bundle / name)
+
+
+def _cgroup(container_id: str, bundle: Path) -> Any:
+    """The container's cgroup: the path ``create`` kept in the bundle (``pinnace/<id>``
+    for a container made before it was kept)."""
+    from pinnace.plugin import cgroups
+
+    try:
+        return cgroups.Cgroup((bundle / "cgroup").read_text())
+    except FileNotFoundError:
+        return cgroups.container_cgroup(container_id)
+
+
 class UnshareIsolation(Plugin):
     """Namespaces and cgroups by hand, through ctypes."""
+
+    options = (
+        Option("die_with_creator", True,
+               "the container's first process is killed when the process that created it "
+               "exits (off for a runtime whose create returns, such as pinnace-runtime)"),
+    )
 
     def __init__(self, ctx: Any) -> None:
         super().__init__(ctx)
@@ -168,6 +199,7 @@ class UnshareIsolation(Plugin):
             cg.remove()
             raise
         (bundle / "security.json").write_text(json.dumps(asdict(spec.security)))  # for exec
+        (bundle / "cgroup").write_text(spec.cgroup)
         ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         gate_r, gate_w = os.pipe2(os.O_CLOEXEC)
@@ -180,10 +212,12 @@ class UnshareIsolation(Plugin):
             if pid == 0:
                 gc.disable()
                 os.close(gate_w)
-                self._child(spec, str(bundle), gate_r, fifo, ready_w, err_w, stdio, userns)
+                self._child(spec, str(bundle), gate_r, fifo, ready_w, err_w, stdio, userns,
+                            self.opt("die_with_creator"))
         except BaseException:
             os.close(gate_w)
             cg.remove()
+            _remove_files(bundle)
             raise
         finally:
             gc.unfreeze()
@@ -202,6 +236,7 @@ class UnshareIsolation(Plugin):
             os.waitpid(pid, 0)
             cg.kill_all()
             cg.remove()
+            _remove_files(bundle)
             _raise_exec_error(message or "1\nunknown error", "container setup failed")
         (bundle / "pid").write_text(str(pid))
         self._children[spec.id] = _Child(pid, err_r)
@@ -209,11 +244,12 @@ class UnshareIsolation(Plugin):
 
     @staticmethod
     def _child(spec: ContainerSpec, bundle: str, gate: int, fifo: str, ready_w: int,
-               err_w: int, stdio: tuple[int, int, int] | None, userns: int | None) -> None:
+               err_w: int, stdio: tuple[int, int, int] | None, userns: int | None,
+               die_with_creator: bool) -> None:
         """The forked side: never returns."""
         def run() -> None:
             _setup.redirect(stdio)
-            start_fd = _setup.setup(spec, bundle, gate, fifo, userns)
+            start_fd = _setup.setup(spec, bundle, gate, fifo, userns, die_with_creator)
             os.write(ready_w, b"R")
             os.close(ready_w)
             if os.read(start_fd, 1) != b"S":
@@ -231,13 +267,16 @@ class UnshareIsolation(Plugin):
 
     @hookimpl
     def pinnace_isolation_start(self, container_id: str, bundle: Path) -> None:
-        """Release the held process; raise 126/127 errors when its exec fails."""
-        child = self._own_child(container_id)
+        """Release the held process; in the process that created it, raise 126/127 errors
+        when its exec fails (another process only releases it)."""
         fd = os.open(bundle / "start.fifo", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         try:
             os.write(fd, b"S")
         finally:
             os.close(fd)
+        child = self._children.get(container_id)
+        if child is None:
+            return
         report = _read_all(child.errors).decode(errors="replace")
         os.close(child.errors)
         child.errors = -1
@@ -253,7 +292,7 @@ class UnshareIsolation(Plugin):
         container's own security (capabilities, seccomp, no_new_privs)."""
         import json
 
-        from pinnace.plugin import Security, cgroups, linux
+        from pinnace.plugin import Security, linux
 
         pid = self._pid(container_id, bundle)
         if not pid or not os.path.exists(f"/proc/{pid}"):
@@ -264,7 +303,7 @@ class UnshareIsolation(Plugin):
             fds["user"] = os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         gate_r, gate_w = os.pipe2(os.O_CLOEXEC)
-        cg = cgroups.container_cgroup(container_id)
+        cg = _cgroup(container_id, bundle)
         saved = bundle / "security.json"  # absent for a container started by an older pinnace
         security = Security(**json.loads(saved.read_text())) if saved.exists() else Security()
         def fork() -> int:  # in a thread of its own: its PID namespace for children
@@ -305,16 +344,12 @@ class UnshareIsolation(Plugin):
     @hookimpl
     def pinnace_isolation_pause(self, container_id: str, bundle: Path) -> None:
         """Freeze the container's cgroup."""
-        from pinnace.plugin import cgroups
-
-        cgroups.container_cgroup(container_id).freeze(True)
+        _cgroup(container_id, bundle).freeze(True)
 
     @hookimpl
     def pinnace_isolation_resume(self, container_id: str, bundle: Path) -> None:
         """Thaw the container's cgroup."""
-        from pinnace.plugin import cgroups
-
-        cgroups.container_cgroup(container_id).freeze(False)
+        _cgroup(container_id, bundle).freeze(False)
 
     @hookimpl
     def pinnace_isolation_wait(self, container_id: str, bundle: Path) -> int:
@@ -363,7 +398,7 @@ class UnshareIsolation(Plugin):
         """Kill what is left in the cgroup, reap our child, remove the cgroup; idempotent."""
         from pinnace.plugin import cgroups
 
-        cg = cgroups.container_cgroup(container_id)
+        cg = _cgroup(container_id, bundle)
         cg.kill_all()
         if not cgroups.hierarchies():  # no cgroup (rootless): its PID 1 takes the rest along
             pid = self._pid(container_id, bundle)
@@ -380,9 +415,7 @@ class UnshareIsolation(Plugin):
                         os.kill(child.pid, signal.SIGKILL)
                         os.waitpid(child.pid, 0)
         cg.remove()
-        for name in ("start.fifo", "pid", "security.json"):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(bundle / name)
+        _remove_files(bundle)
 
     @hookimpl
     def pinnace_info(self) -> dict[str, Any]:

@@ -70,14 +70,16 @@ def await_cgroup(gate: int) -> None:
 
 
 def setup(spec: ContainerSpec, bundle: str, gate: int, fifo: str,
-          userns: int | None = None) -> int:
+          userns: int | None = None, die_with_creator: bool = True) -> int:
     """Build the container around this process; return the fd of the start fifo.
 
     With ``userns`` (a user namespace's descriptor, for a spec with id maps) the rootfs
     and the ``idmap`` mount points are mounted idmapped through it, and the process
     enters it last, after every mount: its other namespaces stay the host root's, so
-    container root holds no capability over its mounts, hostname or network."""
-    linux.set_pdeathsig(signal.SIGKILL)
+    container root holds no capability over its mounts, hostname or network. Without
+    ``die_with_creator`` the container outlives the process that created it."""
+    if die_with_creator:
+        linux.set_pdeathsig(signal.SIGKILL)
     os.setsid()
     lockdown = Lockdown(spec.security)
     # what runs after pivot_root is imported now: the host's Python is out of reach then
