@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC
 from pathlib import Path
+from typing import BinaryIO
 
 from pinnace.errors import InvalidConfig
 
@@ -75,9 +76,9 @@ def _decode(raw: bytes) -> Entry | None:
         return None  # a torn last line while the writer is mid-write
 
 
-def _lines_backwards(path: Path) -> Iterator[bytes]:
+def _lines_backwards(path: Path, limit: int | None = None) -> Iterator[bytes]:
     with open(path, "rb") as f:
-        end = f.seek(0, os.SEEK_END)
+        end = f.seek(0, os.SEEK_END) if limit is None else limit
         rest = b""
         while end > 0:
             start = max(0, end - BLOCK)
@@ -94,8 +95,12 @@ def _lines_backwards(path: Path) -> Iterator[bytes]:
 
 
 def read(path: Path, tail: int | None = None, since: str | None = None,
-         until: str | None = None) -> list[Entry]:
-    """Entries in order, the last ``tail`` of them, within [since, until)."""
+         until: str | None = None, limit: int | None = None) -> list[Entry]:
+    """Entries in order, the last ``tail`` of them, within [since, until); of the log
+    itself (not its rotated files) only the first ``limit`` bytes when given."""
+    def bound(f: Path) -> int | None:
+        return limit if f == path else None
+
     def wanted(e: Entry) -> bool:
         return (since is None or e.time >= since) and (until is None or e.time < until)
 
@@ -104,7 +109,7 @@ def read(path: Path, tail: int | None = None, since: str | None = None,
     if tail is not None:
         found: list[Entry] = []
         for f in reversed(files(path)):
-            for raw in _lines_backwards(f):
+            for raw in _lines_backwards(f, bound(f)):
                 e = _decode(raw)
                 if e is not None and wanted(e):
                     found.append(e)
@@ -116,20 +121,25 @@ def read(path: Path, tail: int | None = None, since: str | None = None,
     out = []
     for f in files(path):
         with open(f, "rb") as fh:
-            for raw in fh:
+            size = bound(f)
+            for raw in (fh.read(size).split(b"\n") if size is not None else fh):
                 e = _decode(raw)
                 if e is not None and wanted(e):
                     out.append(e)
     return out
 
 
-def follow(path: Path, running: Callable[[], bool], until: str | None = None) -> Iterator[Entry]:
-    """Entries appended to the log from now on, across rotations, until the
-    container stops (or ``until`` passes)."""
-    f = open(path, "rb") if path.exists() else None
-    if f is not None:
+def follow(path: Path, running: Callable[[], bool], until: str | None = None,
+           opened: BinaryIO | None = None, whole: bool = False) -> Iterator[Entry]:
+    """Entries appended to the log from now on (from where ``opened``, the log open,
+    stands; with ``whole``, all of a log that does not exist yet), across rotations,
+    until the container stops (or ``until`` passes)."""
+    f = opened
+    if f is None and path.exists() and not whole:
+        f = open(path, "rb")
         f.seek(0, os.SEEK_END)
     partial = b""
+    stopped = False
     try:
         while True:
             if f is None and path.exists():
@@ -153,8 +163,11 @@ def follow(path: Path, running: Callable[[], bool], until: str | None = None) ->
                 if os.fstat(f.fileno()).st_size < f.tell():
                     f.seek(0)  # truncated in place (max-file=1)
                     continue
-            if not running():
+            if stopped:
                 return
+            if not running():
+                stopped = True  # one more pass: what was written before it stopped
+                continue
             time.sleep(FOLLOW_POLL)
     finally:
         if f is not None:
@@ -163,6 +176,10 @@ def follow(path: Path, running: Callable[[], bool], until: str | None = None) ->
 
 def read_and_follow(path: Path, running: Callable[[], bool], tail: int | None = None,
                     since: str | None = None, until: str | None = None) -> Iterator[Entry]:
-    """:func:`read`'s entries, then :func:`follow`'s until the container stops."""
-    yield from read(path, tail, since, until)
-    yield from follow(path, running, until)
+    """:func:`read`'s entries, then :func:`follow`'s until the container stops: the
+    history up to where the log stands now, then what comes after, no line lost or
+    repeated in between."""
+    current = open(path, "rb") if path.exists() else None
+    end = current.seek(0, os.SEEK_END) if current is not None else None
+    yield from read(path, tail, since, until, end)
+    yield from follow(path, running, until, current, whole=current is None)
