@@ -174,6 +174,9 @@ def serve(engine: Engine, cid: str, report: int | None, hold: float = 0.0) -> No
             os.write(report, json.dumps({"error": str(err) or type(err).__name__,
                                          "code": code}).encode())
         os._exit(1)
+    log = engine.paths.log(cid)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.touch()  # before the start is reported: a client following the log opens it now
     if report is not None:
         os.write(report, b"ok")
     fds = [*streams.outputs, *([streams.stdin] if streams.stdin is not None else [])]
