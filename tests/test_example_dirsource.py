@@ -51,7 +51,7 @@ def test_changes_file_sets_the_command(dpn: Pinnace, rootfs: Path, tmp_path: Pat
         == "dir\n"
     config = json.loads(dpn("image", "inspect", images(dpn)[0]["Id"]).stdout)[0]["Config"]
     assert config["Cmd"] == ["cat", "/greeting"]
-    changes.write_text("HEALTHCHECK NONE\n")
+    changes.write_text("RUN echo hi\n")
     proc = dpn("pull", f"dir:{rootfs}@{changes}", check=False)
     assert proc.returncode == 125 and "unsupported instruction" in proc.stderr
 

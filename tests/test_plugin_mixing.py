@@ -14,6 +14,7 @@ import contextlib
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -359,8 +360,11 @@ def test_a_network_del_that_fails_is_asked_again(npn: Pinnace, busybox: str, net
     cid = failing("run", "-d", "--name", "x", "--storage=dir", "--net=bridge", "-p", "8096:80",
                   busybox, *SLEEPER).stdout.strip()
     npn("stop", "x")
-    said = (npn.root / "containers" / cid / "monitor.log").read_text()
-    assert "fault injected before pinnace_network_del" in said
+    log = npn.root / "containers" / cid / "monitor.log"
+    deadline = time.monotonic() + 30  # the monitor says it once the exit is recorded
+    while "fault injected" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "fault injected before pinnace_network_del" in log.read_text()
     left = not_owned(npn, netns, layers, set())
     assert [f for f in left if "pn:ctr:" in f], \
         f"the failed del should have left the port rules: {left}"
