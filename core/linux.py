@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import ctypes
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import TypeVar
+
+T = TypeVar("T")
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -267,3 +270,25 @@ def mounts_under(prefix: str) -> list[str]:
 def _unescape(field: str) -> str:
     return field.encode().decode("unicode_escape") if "\\" in field else field
 
+
+
+def in_thread(work: Callable[[], T], name: str = "pinnace") -> T:
+    """``work()`` run by a thread of its own that ends afterwards (so what it changes of
+    its own thread, a namespace it joined, goes with it); its result or its exception."""
+    import threading
+
+    result: list[T] = []
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            result.append(work())
+        except BaseException as err:  # raised in the caller below
+            failure.append(err)
+
+    worker = threading.Thread(target=run, name=name)
+    worker.start()
+    worker.join()
+    if failure:
+        raise failure[0]
+    return result[0]

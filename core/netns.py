@@ -69,26 +69,15 @@ def run_in(path: str, work: Callable[[], T]) -> T:
     """``work()`` run in the network namespace at ``path`` by a thread of its own that
     ends there. Unlike :func:`entered` it needs no way back, which a rootless pinnace
     lacks: the host's namespace is not its user namespace's to join again."""
-    result: list[T] = []
-    failure: list[BaseException] = []
-
-    def inside() -> None:
+    def inside() -> T:
+        target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                linux.setns(target, linux.CLONE_NEWNET)
-            finally:
-                os.close(target)
-            result.append(work())
-        except BaseException as err:  # reported to the caller below
-            failure.append(err)
+            linux.setns(target, linux.CLONE_NEWNET)
+        finally:
+            os.close(target)
+        return work()
 
-    worker = threading.Thread(target=inside, name="pinnace-netns")
-    worker.start()
-    worker.join()
-    if failure:
-        raise failure[0]
-    return result[0]
+    return linux.in_thread(inside, "pinnace-netns")
 
 
 SIOCGIFFLAGS = 0x8913

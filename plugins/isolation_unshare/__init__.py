@@ -113,27 +113,6 @@ def _raise_exec_error(report: str, what: str) -> None:
     raise FailedPrecondition(f"{what}: {message}")
 
 
-def _in_thread(work: Any) -> int:
-    """``work()`` run by a thread that ends afterwards; its result or its exception."""
-    import threading
-
-    result: list[int] = []
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            result.append(work())
-        except BaseException as err:  # raised in the caller below
-            failure.append(err)
-
-    worker = threading.Thread(target=run, name="pinnace-exec")
-    worker.start()
-    worker.join()
-    if failure:
-        raise failure[0]
-    return result[0]
-
-
 def _user_namespace(spec: ContainerSpec) -> int:
     """A descriptor of a new user namespace with the spec's id maps."""
     from pinnace.plugin import userns
@@ -315,7 +294,7 @@ class UnshareIsolation(Plugin):
             return pid
 
         try:
-            child = _in_thread(fork)
+            child = linux.in_thread(fork, "pinnace-exec")
         except BaseException:
             os.close(gate_w)
             raise
