@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from pinnace.cli import complete
+from pinnace.cli.limit_options import limit_options
 from pinnace.cli.output import (
     TEMPLATE_FORMAT_OPTION,
     as_json,
@@ -70,13 +71,7 @@ from pinnace.units import ago
 @click.option("--security-opt", multiple=True,
               metavar="no-new-privileges|seccomp=unconfined|seccomp=FILE",
               help="Security options.")
-@click.option("-m", "--memory", metavar="SIZE", help="Memory limit (e.g. 64m, 1g).")
-@click.option("--memory-swap", metavar="SIZE",
-              help="Memory plus swap limit; -1 for unlimited swap [default: twice --memory].")
-@click.option("--cpus", type=float, metavar="N", help="CPU quota in CPUs (e.g. 0.5).")
-@click.option("-c", "--cpu-shares", type=int, metavar="N", help="Relative CPU weight.")
-@click.option("--cpuset-cpus", metavar="LIST", help="CPUs to run on (e.g. 0-1, 0,2).")
-@click.option("--pids-limit", type=int, metavar="N", help="Most processes at once (-1: no limit).")
+@limit_options
 @click.option("-v", "--volume", "volumes", multiple=True, metavar="[HOST-DIR|NAME:]PATH[:ro]",
               help="Bind a host directory or mount a volume (a new anonymous one without a "
                    "source).")

@@ -10,6 +10,7 @@ import click
 
 from pinnace.cli import complete
 from pinnace.cli.confirm import prune_confirmed
+from pinnace.cli.limit_options import limit_options
 from pinnace.cli.output import for_each
 from pinnace.cli.root import get_engine
 from pinnace.errors import InvalidConfig
@@ -137,13 +138,7 @@ def unpause(ctx: click.Context, containers: tuple[str, ...]) -> None:
 
 
 @click.command()
-@click.option("-m", "--memory", metavar="SIZE", help="Memory limit (e.g. 64m, 1g).")
-@click.option("--memory-swap", metavar="SIZE",
-              help="Memory plus swap limit (-1: unlimited swap) [default: twice --memory].")
-@click.option("--cpus", type=float, metavar="N", help="CPU quota in CPUs (e.g. 0.5).")
-@click.option("-c", "--cpu-shares", type=int, metavar="N", help="Relative CPU weight.")
-@click.option("--cpuset-cpus", metavar="LIST", help="CPUs to run on (e.g. 0-1, 0,2).")
-@click.option("--pids-limit", type=int, metavar="N", help="Most processes at once (-1: no limit).")
+@limit_options
 @click.option("--restart", metavar="POLICY",
               help="Restart policy: no, always, unless-stopped, on-failure[:N].")
 @CONTAINERS
