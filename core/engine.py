@@ -273,12 +273,13 @@ class Engine:
             from pinnace import rootless
 
             rootless.check_run(opts)
-        mapping = self._user_mapping(opts)
         with self.state.tx():  # rmi decides in one transaction: it sees this row or we its end
             if not self.images.has_image(image.id):
                 raise NotFound(f"image {opts.image} was removed")
+            mapping = self._user_mapping(opts)  # an auto block is chosen and noted at once
             name = self.containers.insert(cid, opts.name, image.id, opts.image, storage,
                                           network, isolation)
+            self.containers.record_id_maps(cid, mapping.uids + mapping.gids)
         undo: list[Callable[[], None]] = [lambda: self.containers.delete(cid)]
         try:
             faults.point("create.row")
@@ -326,8 +327,10 @@ class Engine:
 
     def _user_mapping(self, opts: RunOptions) -> Mapping:
         """The id maps of a new container's user namespace (none for ``--userns=host``);
-        an ``auto`` block is one no other container's map uses. ``--privileged`` runs in
-        the host's (as docker's): a configured default yields, an explicit one is refused."""
+        an ``auto`` block is one no other container's map uses (called in the transaction
+        that records the new container's maps, so two runs never share a block).
+        ``--privileged`` runs in the host's (as docker's): a configured default yields, an
+        explicit one is refused."""
         from pinnace.runtime import userns
 
         explicit = opts.userns or opts.uidmap or opts.gidmap
@@ -336,9 +339,7 @@ class Engine:
                                 "--userns, --uidmap and --gidmap")
         mode = opts.userns or ("" if explicit or opts.privileged
                                else str(self.config.engine["userns"].value))
-        taken = ([(spec := r.config.spec).uid_map + spec.gid_map
-                  for r in self.containers.all() if r.config_json]
-                 if mode == "auto" else [])
+        taken = self.containers.mapped_host_ids() if mode == "auto" else []
         return userns.resolve(mode, opts.uidmap, opts.gidmap,
                               str(self.config.engine["userns_user"].value), taken)
 

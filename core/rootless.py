@@ -275,13 +275,15 @@ def doctor(root: Path) -> list[dict[str, str]]:
                 _check("subordinate ids for --userns (user pinnace)",
                        "yes" if ranges_ok else "warn",
                        "in /etc/subuid" if ranges_ok else "none: --userns=auto and private fail",
-                       "make deps (useradd pinnace; usermod --add-subuids/--add-subgids)")]
+                       "make deps (useradd pinnace; usermod --add-subuids/--add-subgids)"),
+                _ranges_apart("pinnace")]
     mapping = _mapped()
     checks = [{"check": "rootless mode", "ok": "yes",
                "detail": f"uid {host_uid()}, state in {root}"},
               _check("subordinate ids mapped", "yes" if mapping > 1 else "warn",
                      f"{mapping} ids", "root: usermod --add-subuids 100000-165535 "
-                     "--add-subgids 100000-165535 USER; apt install uidmap")]
+                     "--add-subgids 100000-165535 USER; apt install uidmap"),
+              _ranges_apart(_user_name(host_uid()))]
     runtime = os.environ.get("XDG_RUNTIME_DIR")
     checks.append(_check("runtime directory", "yes" if runtime else "warn",
                          str(run_dir()) if runtime else f"XDG_RUNTIME_DIR is not set: using "
@@ -312,6 +314,18 @@ def doctor(root: Path) -> list[dict[str, str]]:
                          f"from {lowest} (net.ipv4.ip_unprivileged_port_start)",
                          "root: sysctl net.ipv4.ip_unprivileged_port_start=80"))
     return checks
+
+
+def _ranges_apart(user: str) -> dict[str, str]:
+    """Whether ``user``'s subordinate ranges are its own (another user's that overlap
+    them would share host ids with its containers)."""
+    from pinnace.runtime.userns import shared_with_others
+
+    shared = [found for path in ("/etc/subuid", "/etc/subgid")
+              if (found := shared_with_others(user, path))]
+    return _check(f"subordinate ids of {user} are its own", "warn" if shared else "yes",
+                  shared[0] if shared else "no other user's range overlaps them",
+                  "root: give each user a range of its own in /etc/subuid and /etc/subgid")
 
 
 def _mapped() -> int:

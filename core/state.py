@@ -165,6 +165,22 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX build_cache_image ON build_cache (image_id);
     """,
+    # 9: the host ids each container's user namespace maps (uid and gid maps), so that
+    # --userns=auto chooses and records a free block in one transaction
+    """
+    CREATE TABLE id_maps (
+        container_id TEXT NOT NULL REFERENCES containers(id) ON DELETE CASCADE,
+        host INTEGER NOT NULL,           -- first host id of one uid_map or gid_map line
+        size INTEGER NOT NULL
+    );
+    CREATE INDEX id_maps_container ON id_maps (container_id);
+    INSERT INTO id_maps (container_id, host, size)
+        SELECT c.id, json_extract(m.value, '$.host'), json_extract(m.value, '$.size')
+        FROM containers c, json_each(c.spec, '$.runtime.uid_map') m WHERE json_valid(c.spec)
+        UNION ALL
+        SELECT c.id, json_extract(m.value, '$.host'), json_extract(m.value, '$.size')
+        FROM containers c, json_each(c.spec, '$.runtime.gid_map') m WHERE json_valid(c.spec);
+    """,
 )
 
 

@@ -223,3 +223,64 @@ def test_escape_battery_in_a_user_namespace(tmp_path: Path) -> None:
         env={**os.environ, USERNS_MODE: "auto"}, timeout=900)
     assert run.returncode == 0, run.stdout[-4000:]
     assert " passed" in run.stdout and "failed" not in run.stdout
+
+
+def test_concurrent_auto_runs_get_distinct_blocks(pn: Pinnace, busybox: str) -> None:
+    """The block is chosen and recorded in one transaction: runs started together never
+    share one."""
+    start, count = pinnace_ranges()
+    procs = [pn.popen("run", "-d", "--userns=auto", busybox, "sleep", "60",
+                      stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(8)]
+    outs = [p.communicate(timeout=180) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    blocks = []
+    for out, _ in outs:
+        maps = json.loads(pn("inspect", out.strip()).stdout)[0]
+        pid = int(maps["State"]["Pid"])
+        with open(f"/proc/{pid}/uid_map", encoding="ascii") as f:
+            uid_block = int(f.read().split()[1])
+        with open(f"/proc/{pid}/gid_map", encoding="ascii") as f:
+            gid_block = int(f.read().split()[1])
+        assert start <= uid_block < start + count
+        blocks.append((uid_block, gid_block))
+    assert len({b[0] for b in blocks}) == 8, blocks
+    assert len({b[1] for b in blocks}) == 8, blocks
+    pn("rm", "-f", *[out.strip() for out, _ in outs])
+    again = pn("run", "--rm", "--userns=auto", busybox, "cat", "/proc/self/uid_map").stdout
+    assert again.split()[1] == str(start)  # the removed containers' blocks are free again
+
+
+def test_subordinate_ranges_overlapping_another_users_are_refused(
+        pn: Pinnace, busybox: str, tmp_path: Path) -> None:
+    """/etc/subuid giving pinnace ids that another user also has: --userns=auto refuses
+    (their containers would share host ids); doctor warns. The files are replaced in a
+    mount namespace of the test's own."""
+    start, count = pinnace_ranges()
+    fake = {}
+    for name in ("subuid", "subgid"):
+        fake[name] = tmp_path / name
+        fake[name].write_text(f"pinnace:{start}:{count}\nintruder:{start + 70000}:65536\n")
+    binds = " && ".join(f"mount --bind {fake[n]} /etc/{n}" for n in fake)
+    shell = Pinnace(pn.root, env=pn.env, prefix=(
+        "unshare", "--mount", "--propagation", "private", "sh", "-c",
+        binds + ' && exec "$@"', "sh"))
+    proc = shell("run", "--rm", "--userns=auto", busybox, "true", check=False)
+    assert proc.returncode == 125, proc
+    assert proc.stderr.count("\n") == 1, proc.stderr
+    assert (f"pinnace's ids {start}-{start + count - 1} in /etc/subuid overlap intruder's "
+            f"{start + 70000}-{start + 70000 + 65535}") in proc.stderr, proc.stderr
+    assert pn("ps", "-aq").stdout == "" and host_leftovers(pn.root) == []
+    doctor = json.loads(shell("doctor", "--format", "json", check=False).stdout)
+    check = next(c for c in doctor if c["check"] == "subordinate ids of pinnace are its own")
+    assert check["ok"] == "warn" and "overlap intruder's" in check["detail"]
+    fine = pn("doctor", "--format", "json", check=False).stdout
+    assert next(c for c in json.loads(fine)
+                if c["check"] == "subordinate ids of pinnace are its own")["ok"] == "yes"
+
+
+def test_the_nosub_user_is_refused_in_one_line(pn: Pinnace, busybox: str) -> None:
+    assert subordinate("pinnace-nosub", "/etc/subuid") == []
+    pn.env["PINNACE_USERNS_USER"] = "pinnace-nosub"
+    for mode in ("auto", "private"):
+        assert_refused(pn, busybox, (f"--userns={mode}",),
+                       "user pinnace-nosub has no subordinate ids in /etc/subuid")

@@ -15,7 +15,10 @@ from pinnace.containers.record import ACTIVE, ContainerRecord
 from pinnace.errors import AlreadyExists, InvalidConfig, NotFound
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from pinnace.containers.record import ContainerConfig
+    from pinnace.runtime.userns import IdMap
     from pinnace.state import State
 
 _ACTIVE_SQL = ",".join(f"'{s}'" for s in ACTIVE)
@@ -108,6 +111,17 @@ class ContainerTable:
         return AlreadyExists(
             f'the container name "{name}" is already in use by container '
             f'{other["id"][:12] if other else "?"}; remove it or pick another name')
+
+    def record_id_maps(self, cid: str, maps: Sequence[IdMap]) -> None:
+        """Note the host ids that container ``cid``'s uid and gid maps use."""
+        with self.state.tx() as db:
+            db.executemany("INSERT INTO id_maps (container_id, host, size) VALUES (?,?,?)",
+                           [(cid, m.host, m.size) for m in maps])
+
+    def mapped_host_ids(self) -> list[tuple[int, int]]:
+        """(first host id, count) of every container's uid and gid map lines."""
+        return [(r["host"], r["size"]) for r in self.state.query(
+            "SELECT host, size FROM id_maps")]
 
     def save_config(self, cid: str, config: ContainerConfig) -> None:
         """Store what the container is created with."""

@@ -63,19 +63,36 @@ def _text(m: IdMap) -> str:
     return f"{m.container}:{m.host}:{m.size}"
 
 
-def subordinate(user: str, path: str) -> list[tuple[int, int]]:
-    """``user``'s ranges (start, count) in /etc/subuid-style file ``path``."""
-    ranges = []
+def entries(path: str) -> list[tuple[str, int, int]]:
+    """Every (user, start, count) line of /etc/subuid-style file ``path``."""
+    found = []
     try:
         with open(path, encoding="utf-8") as f:
             for line in f:
                 name, _, rest = line.strip().partition(":")
                 start, _, count = rest.partition(":")
-                if name == user and start.isdigit() and count.isdigit():
-                    ranges.append((int(start), int(count)))
+                if start.isdigit() and count.isdigit():
+                    found.append((name, int(start), int(count)))
     except FileNotFoundError:
         pass
-    return ranges
+    return found
+
+
+def subordinate(user: str, path: str) -> list[tuple[int, int]]:
+    """``user``'s ranges (start, count) in /etc/subuid-style file ``path``."""
+    return [(start, count) for name, start, count in entries(path) if name == user]
+
+
+def shared_with_others(user: str, path: str) -> str:
+    """How ``user``'s ranges in ``path`` overlap another user's ("" when they do not):
+    containers of both would share host ids, and so each other's files."""
+    mine = subordinate(user, path)
+    for name, start, count in entries(path):
+        for own, size in mine:
+            if name != user and start < own + size and own < start + count:
+                return (f"{user}'s ids {own}-{own + size - 1} in {path} overlap {name}'s "
+                        f"{start}-{start + count - 1}")
+    return ""
 
 
 @dataclass(frozen=True)
@@ -87,11 +104,12 @@ class Mapping:
 
 
 def resolve(mode: str, uidmap: Sequence[str], gidmap: Sequence[str], user: str,
-            taken: Sequence[Sequence[IdMap]], subuid: str = "/etc/subuid",
+            taken: Sequence[tuple[int, int]], subuid: str = "/etc/subuid",
             subgid: str = "/etc/subgid") -> Mapping:
     """The mapping for ``--userns=mode`` (or the explicit ``--uidmap``/``--gidmap``):
     ``private`` is the first :data:`AUTO_SIZE` ids of ``user``'s subordinate ranges,
-    ``auto`` a block of them that no map in ``taken`` uses."""
+    ``auto`` a block of them that none of the host id spans ``taken`` (first, count)
+    touches."""
     if uidmap or gidmap:
         if mode not in ("", "host", "private"):
             raise InvalidConfig(f"--userns={mode} and --uidmap/--gidmap exclude each other")
@@ -113,17 +131,21 @@ def resolve(mode: str, uidmap: Sequence[str], gidmap: Sequence[str], user: str,
         if not ranges:
             raise InvalidConfig(f"user {user} has no subordinate ids in {path} (needed by "
                                 f"--userns={mode}; `make` adds them for user pinnace)")
-        blocks.append(_free_block(ranges, [m.host for maps in taken for m in maps],
-                                  mode == "private", what))
+        shared = shared_with_others(user, path)
+        if shared:
+            raise InvalidConfig(f"--userns={mode}: {shared}: their containers would share "
+                                "host ids; give each user a range of its own")
+        blocks.append(_free_block(ranges, taken, mode == "private", what))
     return Mapping((IdMap(0, blocks[0], AUTO_SIZE),), (IdMap(0, blocks[1], AUTO_SIZE),))
 
 
-def _free_block(ranges: list[tuple[int, int]], used: list[int], first: bool, what: str) -> int:
-    """The start of the first :data:`AUTO_SIZE` block of ``ranges`` no ``used`` start is in
-    (``first``: the first block, shared)."""
+def _free_block(ranges: list[tuple[int, int]], used: Sequence[tuple[int, int]], first: bool,
+                what: str) -> int:
+    """The start of the first :data:`AUTO_SIZE` block of ``ranges`` that no ``used`` span
+    (first, count) overlaps (``first``: the first block, shared)."""
     for start, count in ranges:
         for block in range(start, start + count - AUTO_SIZE + 1, AUTO_SIZE):
-            if first or not any(block <= u < block + AUTO_SIZE for u in used):
+            if first or not any(u < block + AUTO_SIZE and block < u + n for u, n in used):
                 return block
     raise InvalidConfig(f"no free block of {AUTO_SIZE} {what} ids left for --userns=auto "
                         "(every block is used by a container)")
