@@ -283,7 +283,8 @@ class Engine:
         undo: list[Callable[[], None]] = [lambda: self.containers.delete(cid)]
         try:
             faults.point("create.row")
-            parent = self.layers.ensure(image, storage)
+            parent, shifted = self.layers.base_for(
+                storage, self.layers.ensure(image, storage), mapping)
             undo.append(lambda: self.layers.remove(storage, cid))
             mounts = self.plugins.call("storage", storage, "prepare", key=cid, parent=parent,
                                        labels={"pinnace.container": cid})
@@ -295,7 +296,8 @@ class Engine:
                 cid, opts, image_config, args, mounts, self.paths.run_root, points, sharing,
                 private_net=self._private_net(network) if opts.sysctls else True,
                 init_path=self.config.engine["init_path"].value,
-                default_ulimits=self.config.engine["default_ulimits"].value, mapping=mapping)
+                default_ulimits=self.config.engine["default_ulimits"].value, mapping=mapping,
+                rootfs_shifted=shifted)
             with self.state.tx():
                 labels = {**(image_config.get("Labels") or {}), **opts.labels}
                 self.containers.save_config(cid, ContainerConfig(args, spec, run, net, labels))

@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     from pinnace.network import Attachment, Network, NetworkResult
     from pinnace.runtime.spec import ContainerSpec, Process
     from pinnace.runtime.status import ContainerState
-    from pinnace.snapshots import SnapshotInfo, Usage
+    from pinnace.runtime.userns import IdMap
+    from pinnace.snapshots import SnapshotInfo, StorageCapabilities, Usage
     from pinnace.volumes import VolumeCapabilities, VolumeInfo
 
 hookspec = pluggy.HookspecMarker("pinnace")
@@ -98,6 +99,28 @@ def pinnace_storage_usage(key: str) -> Usage:
 @hookspec(firstresult=True)
 def pinnace_storage_walk() -> list[SnapshotInfo]:
     """Return every snapshot this plugin holds."""
+
+
+@hookspec(firstresult=True)
+def pinnace_storage_capabilities() -> StorageCapabilities:
+    """Optional: whether this plugin's snapshots can be mounted idmapped here (for the
+    containers with a user namespace), and whether it implements
+    ``pinnace_storage_shift``. A plugin without this hook: idmapped, no shift."""
+
+
+@hookspec(firstresult=True)
+def pinnace_storage_shift(key: str, parent: str, uid_map: list[IdMap],
+                          gid_map: list[IdMap]) -> None:
+    """Optional (chown-on-snapshot, where idmapped mounts are not possible): create
+    committed snapshot ``key`` (its parent is ``parent``) holding committed ``parent``'s
+    files with each owner shifted from container id to host id through the maps, ids
+    beyond them to the overflow id (65534). Modes, times, xattrs and links are kept.
+
+    The core names ``key`` after the parent and the mapping and prepares containers on
+    it, so a second container with the same mapping shifts nothing; it removes ``key``
+    before ``parent``. Raise ``AlreadyExists`` if ``key`` exists, ``NotFound`` if
+    ``parent`` does not; on failure leave nothing behind.
+    """
 
 
 # ------------------------------------------------------------------- isolation

@@ -185,11 +185,8 @@ def bind_propagated(source: str, target: str, recursive: bool, propagation: int)
 _MOUNT_ATTR_IDMAP = 0x00100000
 
 
-def bind_idmapped(source: str, target: str, userns_fd: int, recursive: bool) -> None:
-    """Bind ``source`` on ``target`` as an idmapped mount: the ids of its files are seen
-    through the mapping of the user namespace open on ``userns_fd`` (a file owned by 0
-    on disk belongs to whoever is 0 there). Only the top mount of a ``recursive`` bind
-    is idmapped."""
+def _idmapped_tree(source: str, userns_fd: int, recursive: bool) -> int:
+    """A detached bind of ``source`` (open_tree), idmapped through ``userns_fd``."""
     syscall = _libc.syscall
     fd = _check(syscall(ctypes.c_long(_OPEN_TREE), ctypes.c_int(_AT_FDCWD), source.encode(),
                         ctypes.c_uint(_OPEN_TREE_CLONE | os.O_CLOEXEC
@@ -201,6 +198,30 @@ def bind_idmapped(source: str, target: str, userns_fd: int, recursive: bool) -> 
                        ctypes.c_uint(_AT_EMPTY_PATH), ctypes.byref(attr),
                        ctypes.c_size_t(ctypes.sizeof(attr))),
                f"idmapped mount of {source} (the filesystem must support idmapped mounts)")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def idmap_works(source: str, userns_fd: int) -> bool:
+    """Whether a bind of ``source`` can be idmapped through ``userns_fd`` here: the
+    filesystem supports it and this process may (made detached, then let go)."""
+    try:
+        os.close(_idmapped_tree(source, userns_fd, recursive=False))
+    except OSError:
+        return False
+    return True
+
+
+def bind_idmapped(source: str, target: str, userns_fd: int, recursive: bool) -> None:
+    """Bind ``source`` on ``target`` as an idmapped mount: the ids of its files are seen
+    through the mapping of the user namespace open on ``userns_fd`` (a file owned by 0
+    on disk belongs to whoever is 0 there). Only the top mount of a ``recursive`` bind
+    is idmapped."""
+    syscall = _libc.syscall
+    fd = _idmapped_tree(source, userns_fd, recursive)
+    try:
         _check(syscall(ctypes.c_long(_MOVE_MOUNT), ctypes.c_int(fd), b"",
                        ctypes.c_int(_AT_FDCWD), target.encode(),
                        ctypes.c_uint(_MOVE_MOUNT_F_EMPTY_PATH | _MOVE_MOUNT_T_SYMLINKS)),

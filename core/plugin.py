@@ -35,7 +35,8 @@ _EXPORTS: dict[str, str] = {
                      "CommandNotFound", "CommandNotExecutable"),
                     "pinnace.errors"),
     **dict.fromkeys(("Mount", "mounted", "mount_all", "unmount_all"), "pinnace.mounts"),
-    **dict.fromkeys(("Kind", "SnapshotInfo", "Usage"), "pinnace.snapshots"),
+    **dict.fromkeys(("Kind", "SnapshotInfo", "Usage", "StorageCapabilities"),
+                    "pinnace.snapshots"),
     **dict.fromkeys(("Attachment", "Network", "NetworkResult", "IPConfig", "Interface",
                      "Route", "PortMapping", "routable_ipv4"), "pinnace.network"),
     **dict.fromkeys(("ContainerSpec", "Process", "User", "MountPoint", "Security",
@@ -50,7 +51,8 @@ _EXPORTS: dict[str, str] = {
     "VolumeDirectories": "pinnace.volumes.directories",
     "remove_tree": "pinnace.files",
     **dict.fromkeys(("TreeStorage", "key_to_name", "name_to_key", "tree_usage", "mount_of",
-                     "free_bytes", "human", "run"), "pinnace.storage_tree"),
+                     "free_bytes", "human", "run", "shift_owners", "idmap_works"),
+                    "pinnace.storage_tree"),
 }
 """Re-exported name -> the module that defines it (imported on first use)."""
 

@@ -91,21 +91,25 @@ def open_by_walking(root: int, path: str, flags: int) -> int:
     return _walk(root, path, flags, None)
 
 
-def mkdir_in(root: int, path: str, mode: int = 0o755) -> int:
+def mkdir_in(root: int, path: str, mode: int = 0o755,
+             owner: tuple[int, int] | None = None) -> int:
     """An ``O_PATH`` descriptor of the directory ``path`` inside ``root``, made (with the
-    directories on the way) where missing. Symlinks, dangling ones too, resolve inside
-    the root as in :func:`open_in`; each directory is made relative to its parent's
-    descriptor, never through a host path. Raises ``OSError`` (``ENOTDIR`` when ``path``
-    is something else than a directory)."""
-    return _walk(root, path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, (stat.S_IFDIR, mode))
+    directories on the way) where missing, owned by ``owner`` (uid, gid) when given.
+    Symlinks, dangling ones too, resolve inside the root as in :func:`open_in`; each
+    directory is made relative to its parent's descriptor, never through a host path.
+    Raises ``OSError`` (``ENOTDIR`` when ``path`` is something else than a directory)."""
+    return _walk(root, path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC,
+                 (stat.S_IFDIR, mode, owner))
 
 
-def create_in(root: int, path: str, mode: int = 0o644) -> int:
+def create_in(root: int, path: str, mode: int = 0o644,
+              owner: tuple[int, int] | None = None) -> int:
     """An ``O_PATH`` descriptor of ``path`` inside ``root``, made as an empty regular file
-    (and its parent directories) where missing; an existing entry of any type is opened
-    as it is. Resolves as :func:`mkdir_in` does; the file is created with ``O_EXCL`` and
-    ``O_NOFOLLOW`` relative to its directory's descriptor. Raises ``OSError``."""
-    return _walk(root, path, os.O_PATH | os.O_CLOEXEC, (stat.S_IFREG, mode))
+    (and its parent directories) where missing, owned by ``owner`` when given; an
+    existing entry of any type is opened as it is. Resolves as :func:`mkdir_in` does;
+    the file is created with ``O_EXCL`` and ``O_NOFOLLOW`` relative to its directory's
+    descriptor. Raises ``OSError``."""
+    return _walk(root, path, os.O_PATH | os.O_CLOEXEC, (stat.S_IFREG, mode, owner))
 
 
 def open_parent(root: int, path: str, follow: bool) -> tuple[int, str]:
@@ -135,10 +139,11 @@ def open_parent(root: int, path: str, follow: bool) -> tuple[int, str]:
     raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path)
 
 
-def _walk(root: int, path: str, flags: int, create: tuple[int, int] | None) -> int:
+def _walk(root: int, path: str, flags: int,
+          create: tuple[int, int, tuple[int, int] | None] | None) -> int:
     """Open ``path`` from ``root`` one ``O_NOFOLLOW`` step at a time; with ``create``
-    (a file type and mode), make what is missing on the way: directories, and at the end
-    an entry of that type."""
+    (a file type, mode and owner), make what is missing on the way: directories, and at
+    the end an entry of that type."""
     stack: list[int] = []  # directories below the root, the current one last
     todo = [c for c in path.split("/") if c not in ("", ".")]
     todo.reverse()
@@ -158,7 +163,7 @@ def _walk(root: int, path: str, flags: int, create: tuple[int, int] | None) -> i
                 if create is None or made > _MAX_LINKS:
                     raise
                 made += 1  # made, then looked up again (or someone else's entry is found)
-                _make(here, name, create if last else (stat.S_IFDIR, 0o755))
+                _make(here, name, create if last else (stat.S_IFDIR, 0o755, create[2]))
                 todo.append(name)
                 continue
             mode = os.fstat(fd).st_mode
@@ -198,10 +203,11 @@ def _reopen(fd: int, mode: int, flags: int, path: str) -> int:
         os.close(fd)
 
 
-def _make(parent: int, name: str, kind: tuple[int, int]) -> None:
-    """Make the entry ``name`` of ``parent`` (a directory or an empty file); one that
-    appeared meanwhile is left as it is, to be looked up again."""
-    file_type, mode = kind
+def _make(parent: int, name: str, kind: tuple[int, int, tuple[int, int] | None]) -> None:
+    """Make the entry ``name`` of ``parent`` (a directory or an empty file, of an owner
+    when one is given); one that appeared meanwhile is left as it is, to be looked up
+    again."""
+    file_type, mode, owner = kind
     try:
         if file_type == stat.S_IFDIR:
             os.mkdir(name, mode, dir_fd=parent)
@@ -209,7 +215,9 @@ def _make(parent: int, name: str, kind: tuple[int, int]) -> None:
             os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
                              | os.O_CLOEXEC, mode, dir_fd=parent))
     except FileExistsError:
-        pass
+        return
+    if owner is not None:
+        os.chown(name, *owner, dir_fd=parent, follow_symlinks=False)
 
 
 def read_small(root: int, path: str, limit: int) -> bytes:

@@ -31,3 +31,17 @@ class Usage:
 
     size: int
     inodes: int
+
+
+@dataclass(frozen=True)
+class StorageCapabilities:
+    """What a storage plugin's snapshots allow beyond the required hooks, for containers
+    with a user namespace (``pinnace_storage_capabilities``)."""
+
+    idmap: bool = True
+    """Their mounts can be idmapped: a container sees the files through its id maps, in
+    O(1), and the snapshot keeps the image's owners."""
+    shift: bool = False
+    """The plugin implements ``pinnace_storage_shift``: a copy of a committed snapshot
+    with every owner shifted through a mapping (chown), the fallback where ``idmap`` is
+    false."""

@@ -43,9 +43,15 @@ from pinnace.plugin import Plugin, hookimpl
 from pinnace.snapshots import Kind, SnapshotInfo, Usage
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from pinnace.mounts import Mount
+    from pinnace.runtime.userns import IdMap
+    from pinnace.snapshots import StorageCapabilities
 
 NAME_MAX = 255
+SHIFT_LABEL = "pinnace.shift-of"
+"""The label of a snapshot made by ``pinnace_storage_shift``: the key it shifts."""
 
 
 def key_to_name(key: str) -> str:
@@ -128,6 +134,59 @@ def tree_usage(path: Path) -> Usage:
     return Usage(size=size, inodes=len(seen))
 
 
+def idmap_works(path: Path) -> bool:
+    """Whether a mount of directory ``path`` can be idmapped here: its filesystem supports
+    idmapped mounts (ramfs, NFS and most FUSE ones do not) and this user namespace may
+    make them (a rootless pinnace may not, on a filesystem the host mounted)."""
+    from pinnace import linux
+    from pinnace.runtime.userns import IdMap, Mapping, open_namespace
+
+    one = (IdMap(0, 0, 1),)
+    fd = open_namespace(Mapping(one, one))
+    try:
+        return linux.idmap_works(str(path), fd)
+    finally:
+        os.close(fd)
+
+
+def shift_owners(top: Path, uid_map: Sequence[IdMap], gid_map: Sequence[IdMap]) -> None:
+    """Chown every entry of the tree ``top`` from container ids to host ids through the
+    maps (ids beyond them: the overflow id), each inode once, links not followed, without
+    leaving its filesystem; the setuid/setgid bits and file capabilities a chown clears
+    are put back."""
+    import stat
+
+    from pinnace.runtime.userns import host_id
+
+    seen: set[int] = set()
+    dev = os.lstat(top).st_dev
+
+    def shift(name: str, dir_fd: int | None) -> None:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        if st.st_ino in seen or st.st_dev != dev:
+            return
+        seen.add(st.st_ino)
+        caps = None
+        if stat.S_ISREG(st.st_mode):
+            with contextlib.suppress(OSError):
+                caps = os.getxattr(name, "security.capability", follow_symlinks=False)
+        os.chown(name, host_id(uid_map, st.st_uid), host_id(gid_map, st.st_gid),
+                 dir_fd=dir_fd, follow_symlinks=False)
+        if stat.S_ISREG(st.st_mode) and st.st_mode & (stat.S_ISUID | stat.S_ISGID):
+            os.chmod(name, stat.S_IMODE(st.st_mode), dir_fd=dir_fd)
+        if caps is not None:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+            try:
+                os.setxattr(fd, "security.capability", caps)
+            finally:
+                os.close(fd)
+
+    shift(str(top), None)
+    for _, dirs, files, dir_fd in os.fwalk(top):
+        for name in dirs + files:
+            shift(name, dir_fd)
+
+
 def run(argv: list[str], what: str) -> str:
     """Run a tool and return its output; a failure is ``FailedPrecondition`` naming
     ``what`` and the tool's last error line."""
@@ -152,6 +211,7 @@ class TreeStorage(Plugin):
     """
 
     _ready = False
+    _idmap: bool | None = None
 
     # ------------------------------------------------------------ for subclasses
     def setup(self) -> None:
@@ -181,13 +241,29 @@ class TreeStorage(Plugin):
 
         return [Mount("bind", str(fs), ("rbind", "ro" if readonly else "rw"))]
 
+    def make_shifted_tree(self, parent: str, fs: Path, uid_map: Sequence[IdMap],
+                          gid_map: Sequence[IdMap]) -> None:
+        """Create the tree ``fs`` (absent) holding all of committed snapshot ``parent``'s
+        files with their owners shifted through the maps (``pinnace_storage_shift``): by
+        default :meth:`make_tree` on the parent's tree, then :func:`shift_owners`. A
+        subclass whose trees hold only their own changes copies the whole parent instead
+        (:meth:`ancestors` stops at a shifted snapshot)."""
+        self.make_tree(self.tree(parent), fs, readonly=False)
+        shift_owners(fs, uid_map, gid_map)
+
+    def tree(self, key: str) -> Path:
+        """The tree (``fs``) of snapshot ``key``."""
+        return self._dir(key) / "fs"
+
     def ancestors(self, key: str) -> list[Path]:
-        """The trees of the committed snapshots ``key`` is built on, its parent first."""
+        """The trees of the committed snapshots ``key`` is built on, its parent first,
+        down to the first shifted one (a whole tree: nothing below it shows)."""
         trees = []
         parent = self._meta(key)["parent"]
         while parent is not None:
             trees.append(self._dir(parent) / "fs")
-            parent = self._meta(parent)["parent"]
+            meta = self._meta(parent)
+            parent = None if SHIFT_LABEL in meta["labels"] else meta["parent"]
         return trees
 
     # ------------------------------------------------------------------ helpers
@@ -262,7 +338,8 @@ class TreeStorage(Plugin):
             self.destroy_tree(where / "fs")
         remove_tree(where)
 
-    def _create(self, key: str, parent: str | None, labels: dict[str, str], kind: Kind) -> Path:
+    def _create(self, key: str, parent: str | None, labels: dict[str, str], kind: Kind,
+                shift: tuple[Sequence[IdMap], Sequence[IdMap]] | None = None) -> Path:
         target = self._dir(key)
         if parent is not None:
             key_to_name(parent)
@@ -277,7 +354,12 @@ class TreeStorage(Plugin):
             stage = self._root() / "tmp" / f"{os.getpid()}-{os.urandom(6).hex()}"
             stage.mkdir()
             try:
-                self.make_tree(source, stage / "fs", readonly=kind is Kind.VIEW)
+                if shift is None:
+                    self.make_tree(source, stage / "fs", readonly=kind is Kind.VIEW)
+                else:  # a committed snapshot: made shifted, then sealed
+                    assert parent is not None
+                    self.make_shifted_tree(parent, stage / "fs", *shift)
+                    self.seal_tree(stage / "fs")
                 self._write_meta(stage, kind, parent, labels)
                 try:
                     os.rename(stage, target)
@@ -362,3 +444,21 @@ class TreeStorage(Plugin):
     def pinnace_storage_walk(self) -> list[SnapshotInfo]:
         """Every snapshot, sorted by directory name."""
         return self._all()
+
+    @hookimpl
+    def pinnace_storage_capabilities(self) -> StorageCapabilities:
+        """Idmapped mounts where the data directory's filesystem (and this user namespace)
+        allows them; chown-on-snapshot always."""
+        from pinnace.snapshots import StorageCapabilities
+
+        if self._idmap is None:
+            self._idmap = idmap_works(self._root() / "snapshots")
+        return StorageCapabilities(idmap=self._idmap, shift=True)
+
+    @hookimpl
+    def pinnace_storage_shift(self, key: str, parent: str, uid_map: list[IdMap],
+                              gid_map: list[IdMap]) -> None:
+        """Committed snapshot ``key``: a copy (or copy-on-write snapshot) of committed
+        ``parent`` with its owners shifted through the maps."""
+        self._create(key, parent, {SHIFT_LABEL: parent}, Kind.COMMITTED,
+                     shift=(uid_map, gid_map))

@@ -73,10 +73,12 @@ def runtime_spec(cid: str, opts: RunOptions, image_config: dict[str, Any], args:
                  mounts: list[Mount], scratch: Path, volumes: Sequence[MountPoint] = (),
                  sharing: Sharing | None = None, private_net: bool = True,
                  init_path: str = "", default_ulimits: str = "",
-                 mapping: Mapping | None = None) -> ContainerSpec:
+                 mapping: Mapping | None = None, rootfs_shifted: bool = False
+                 ) -> ContainerSpec:
     """The spec an isolation plugin gets: process, rootfs, hostname, cgroup, limits and
     security, the ``volumes`` (binds, volumes, tmpfs) on top of the rootfs and the user
-    namespace's ``mapping``; the user is looked up in the image's files (mounted under
+    namespace's ``mapping`` (``rootfs_shifted``: the storage shifted the rootfs's owners
+    through it); the user is looked up in the image's files (mounted under
     ``scratch``). ``sharing`` is what ``--pid/--ipc/--uts`` chose; ``init_path`` and
     ``default_ulimits`` come from the config."""
     from pinnace.mounts import mounted
@@ -144,6 +146,7 @@ def runtime_spec(cid: str, opts: RunOptions, image_config: dict[str, Any], args:
         shm_size=shm_size(opts.shm_size),
         uid_map=list(mapping.uids) if mapping else [],
         gid_map=list(mapping.gids) if mapping else [],
+        rootfs_shifted=rootfs_shifted,
     )
 
 

@@ -16,7 +16,7 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -73,12 +73,29 @@ def image_tree(plugins: Plugins, storage: str, chain_id: str | None,
     plugins.call("storage", storage, "remove", key=key)  # a view left behind fails the commit
 
 
+def _base(plugins: Plugins, record: ContainerRecord, chain_id: str | None
+          ) -> tuple[str | None, Callable[[Any], None] | None]:
+    """The snapshot the container's rootfs is compared with (its image's top layer
+    ``chain_id``, or the shifted copy of it the container was prepared on), and for a
+    shifted rootfs what turns its owners back into the container's ids in a tar."""
+    spec = record.config.spec
+    if not spec.rootfs_shifted:
+        return chain_id, None
+    from pinnace.runtime.userns import container_id
+
+    def unshift(info: Any) -> None:
+        info.uid = container_id(spec.uid_map, info.uid)
+        info.gid = container_id(spec.gid_map, info.gid)
+
+    return plugins.call("storage", record.storage, "stat", key=record.id).parent, unshift
+
+
 def export(plugins: Plugins, record: ContainerRecord, scratch: Path, fd: int) -> None:
     """Write the root filesystem of a container as a tar to file descriptor ``fd``."""
     from pinnace.images.layers import write_tree
 
     with container_rootfs(plugins, record, scratch) as path, os.fdopen(os.dup(fd), "wb") as out:
-        write_tree(path, out)
+        write_tree(path, out, _base(plugins, record, None)[1])
 
 
 def commit(plugins: Plugins, store: ImageStore, record: ContainerRecord, scratch: Path,
@@ -99,12 +116,12 @@ def commit(plugins: Plugins, store: ImageStore, record: ContainerRecord, scratch
     config = json.loads(json.dumps(image.config))
     config["config"] = step.config if step is not None else \
         parse_changes(changes, config.get("config") or {})
-    top = image.layers[-1].chain_id if image.layers else None
+    base, unshift = _base(plugins, record, image.layers[-1].chain_id if image.layers else None)
     with store.staging() as written:
         with container_rootfs(plugins, record, scratch) as upper, \
-                image_tree(plugins, record.storage, top, scratch) as lower:
-            layer = store.write_layer(
-                lambda out: write_diff(lower, upper, out, _left_out(record, engine_mounts)))
+                image_tree(plugins, record.storage, base, scratch) as lower:
+            layer = store.write_layer(lambda out: write_diff(
+                lower, upper, out, _left_out(record, engine_mounts), unshift))
             written.append(layer[0])  # before the view and the rootfs are let go, which may fail
         now = rfc3339(time.time())
         entry = {"created": now, "comment": message,
@@ -131,9 +148,9 @@ def changes(plugins: Plugins, store: ImageStore, record: ContainerRecord, scratc
     from pinnace.images.layers import list_changes
 
     image = store.resolve(record.image_id)
-    top = image.layers[-1].chain_id if image.layers else None
+    base, _ = _base(plugins, record, image.layers[-1].chain_id if image.layers else None)
     with container_rootfs(plugins, record, scratch) as upper, \
-            image_tree(plugins, record.storage, top, scratch) as lower:
+            image_tree(plugins, record.storage, base, scratch) as lower:
         return list_changes(lower, upper, _left_out(record, engine_mounts))
 
 

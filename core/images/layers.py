@@ -334,9 +334,10 @@ def _xattr_headers(parent: int, name: str) -> dict[str, str]:
             for key, value in _xattrs(parent, name).items()}
 
 
-def write_tree(src: Path, out: Any) -> None:
-    """Write the tree under ``src`` as a tar to ``out``; ``src``'s own entry is left out."""
-    with TreeTar(out).writing() as tar, _opened_dir(src) as root:
+def write_tree(src: Path, out: Any, adjust: Callable[[Any], None] | None = None) -> None:
+    """Write the tree under ``src`` as a tar to ``out``; ``src``'s own entry is left out
+    (``adjust``: as :class:`TreeTar` takes it)."""
+    with TreeTar(out, adjust).writing() as tar, _opened_dir(src) as root:
         for name in sorted(os.listdir(root)):
             tar.add_tree(root, name, name)
 
@@ -374,10 +375,11 @@ def walk_diff(lower: Path | None, upper: Path, changes: Changes,
 
 
 def write_diff(lower: Path | None, upper: Path, out: Any,
-               mount_points: Set[str] = frozenset()) -> None:
+               mount_points: Set[str] = frozenset(),
+               adjust: Callable[[Any], None] | None = None) -> None:
     """Write what changed from tree ``lower`` (None: empty) to tree ``upper`` as a layer
-    tar (:func:`walk_diff`)."""
-    with TreeTar(out).writing() as tar:
+    tar (:func:`walk_diff`; ``adjust``: as :class:`TreeTar` takes it)."""
+    with TreeTar(out, adjust).writing() as tar:
         walk_diff(lower, upper, _TarChanges(tar), mount_points)
 
 

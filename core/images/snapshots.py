@@ -16,12 +16,16 @@ if TYPE_CHECKING:
     from pinnace.images.store import Image, ImageStore
     from pinnace.paths import Paths
     from pinnace.plugins import Plugins
+    from pinnace.runtime.userns import Mapping
     from pinnace.state import State
 
 EXTRACT_PREFIX = "extract-"
 """Keys of snapshots being unpacked: ``extract-<pid>-<chain id>``."""
 COMMIT_PREFIX = "commit-"
 """Keys of the views ``commit`` reads an image through: ``commit-<pid>-<random>``."""
+SHIFT_PREFIX = "shift-"
+"""Keys of layers with shifted owners (``pinnace_storage_shift``):
+``shift-<mapping hash>-<chain id>``, kept while the layer is."""
 
 
 def _orphan(key: str, recorded: set[str], containers: set[str]) -> bool:
@@ -30,11 +34,22 @@ def _orphan(key: str, recorded: set[str], containers: set[str]) -> bool:
         if key.startswith(prefix):
             pid = key[len(prefix):].split("-", 1)[0]
             return not pid.isdigit() or not os.path.exists(f"/proc/{pid}")
+    if key.startswith(SHIFT_PREFIX):
+        return key.split("-", 2)[-1] not in recorded
     if key.startswith("sha256:"):
         return key not in recorded
     if len(key) == 64 and all(c in "0123456789abcdef" for c in key):
         return key not in containers
     return False
+
+
+def mapping_hash(mapping: Mapping) -> str:
+    """16 hex digits naming ``mapping``'s uid and gid maps."""
+    import hashlib
+
+    text = "u" + "".join(m.line() for m in mapping.uids) + "g" + "".join(
+        m.line() for m in mapping.gids)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 class LayerSnapshots:
@@ -59,6 +74,34 @@ class LayerSnapshots:
                 self._unpack(image, storage)
         return image.layers[-1].chain_id if image.layers else None
 
+    def base_for(self, storage: str, chain_id: str | None, mapping: Mapping
+                 ) -> tuple[str | None, bool]:
+        """The snapshot a container with ``mapping`` is prepared on, and whether its files
+        are shifted: the layer itself when there is no user namespace or the storage's
+        snapshots can be idmapped, else (chown-on-snapshot) the layer shifted through the
+        mapping, made once per mapping."""
+        from pinnace.errors import AlreadyExists
+        from pinnace.snapshots import StorageCapabilities
+
+        if not mapping.uids or chain_id is None:
+            return chain_id, False
+        caps = (self.plugins.call("storage", storage, "capabilities")
+                if self.plugins.implements("storage", storage, "capabilities")
+                else StorageCapabilities())
+        if caps.idmap:
+            return chain_id, False
+        if not caps.shift:
+            raise FailedPrecondition(
+                f"storage {storage} can neither idmap its snapshots here nor shift their "
+                "owners, which a container with a user namespace needs: use --userns=host "
+                "or another storage")
+        key = f"{SHIFT_PREFIX}{mapping_hash(mapping)}-{chain_id}"
+        with self._locked(f"unpack-{storage}"), contextlib.suppress(AlreadyExists):
+            self.state.with_room(lambda: self.plugins.call(
+                "storage", storage, "shift", key=key, parent=chain_id,
+                uid_map=list(mapping.uids), gid_map=list(mapping.gids)))
+        return key, True
+
     def remove(self, storage: str, key: str) -> None:
         """Remove snapshot ``key`` of ``storage`` if it exists (an undo: it may not)."""
         with contextlib.suppress(NotFound):
@@ -76,6 +119,10 @@ class LayerSnapshots:
     def forget(self, storage: str, chain_id: str) -> None:
         """Remove layer snapshot ``chain_id`` from ``storage``, then its row (a kill in
         between leaves a row the collector drops, never a snapshot nothing names)."""
+        if self.plugins.implements("storage", storage, "shift"):  # its shifted copies first
+            for info in self.plugins.call("storage", storage, "walk"):
+                if info.key.startswith(SHIFT_PREFIX) and info.parent == chain_id:
+                    self.remove(storage, info.key)
         self.remove(storage, chain_id)
         faults.point("layer.removed")
         with self.state.tx() as db:

@@ -145,7 +145,8 @@ class ContainerSpec:
     by the network plugin); ``mounts`` go on top of the root filesystem; ``cgroup``
     is the cgroup path relative to each hierarchy's root. With ``uid_map`` and
     ``gid_map`` the container gets a user namespace of its own, and its root filesystem
-    and volumes (mount points with the ``idmap`` option) are mounted idmapped.
+    (unless ``rootfs_shifted``) and volumes (mount points with the ``idmap`` option) are
+    mounted idmapped.
     """
 
     id: str
@@ -174,6 +175,9 @@ class ContainerSpec:
     """The size of the container's ``/dev/shm`` tmpfs in bytes."""
     uid_map: list[IdMap] = field(default_factory=list)
     gid_map: list[IdMap] = field(default_factory=list)
+    rootfs_shifted: bool = False
+    """The rootfs's files are owned through the maps already (the storage shifted them,
+    chown-on-snapshot): it is mounted as it is, not idmapped."""
 
 
 def spec_from_dict(data: dict[str, Any]) -> ContainerSpec:

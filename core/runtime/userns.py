@@ -159,6 +159,15 @@ def host_id(maps: Sequence[IdMap], cid: int) -> int:
     return OVERFLOW_ID
 
 
+def container_id(maps: Sequence[IdMap], hid: int) -> int:
+    """The container id that host id ``hid`` is (:func:`host_id` undone), or the overflow
+    id."""
+    for m in maps:
+        if m.host <= hid < m.host + m.size:
+            return m.container + hid - m.host
+    return OVERFLOW_ID
+
+
 def open_namespace(mapping: Mapping) -> int:
     """A descriptor of a new user namespace with ``mapping`` (written by the caller, root):
     a forked process unshares it, holds it while the maps are written and the descriptor

@@ -46,9 +46,11 @@ from pinnace.plugin import (
     Mount,
     NotFound,
     SnapshotInfo,
+    StorageCapabilities,
     Usage,
     mounted,
 )
+from pinnace.runtime.userns import IdMap
 from pinnace.testing import assert_implements_role
 
 OWNER = 1234
@@ -481,3 +483,53 @@ class StorageContract:
         assert results == ["exists", "exists", "exists", "made"]
         assert {i.key for i in snaps.walk()} == {"layer", "same"}
         assert snaps.read("same") == {"file": b"x" * 4096}
+
+    # ------------------------------------------ optional: capabilities and shift
+    def test_capabilities_say_what_the_plugin_offers(self, storage: Any) -> None:
+        """``pinnace_storage_capabilities`` (optional) returns StorageCapabilities, and
+        ``shift`` is only claimed by a plugin that implements ``pinnace_storage_shift``."""
+        if not hasattr(storage, "pinnace_storage_capabilities"):
+            pytest.skip("the plugin has no capabilities hook (idmapped, no shift)")
+        caps = storage.pinnace_storage_capabilities()
+        assert isinstance(caps, StorageCapabilities)
+        assert not caps.shift or hasattr(storage, "pinnace_storage_shift")
+
+    def test_shift_copies_a_layer_with_owners_shifted(self, snaps: Snapshots) -> None:
+        """``pinnace_storage_shift`` makes a committed child whose owners went through the
+        maps (beyond them: 65534), which containers are prepared on, and which must go
+        before its parent; a second shift of one key is ``AlreadyExists``."""
+        plugin = snaps.plugin
+        if not hasattr(plugin, "pinnace_storage_capabilities") or \
+                not plugin.pinnace_storage_capabilities().shift:
+            pytest.skip("the plugin does not offer shifted snapshots")
+        snaps.layer("layer", {"root-file": b"r", "user-file": b"u", "far-file": b"f"})
+        key = "owned"
+        snaps.prepare("build-owned", "layer")
+        with mounted(snaps.mounts("build-owned")) as root:
+            os.chown(Path(root, "user-file"), OWNER, OWNER)
+            os.chown(Path(root, "far-file"), 70000, 70000)
+        snaps.commit(key, "build-owned")
+        maps = [IdMap(0, 500000, 65536)]
+        plugin.pinnace_storage_shift(key="shifted", parent=key, uid_map=maps, gid_map=maps)
+        with pytest.raises(AlreadyExists):
+            plugin.pinnace_storage_shift(key="shifted", parent=key, uid_map=maps, gid_map=maps)
+        with pytest.raises(NotFound):
+            plugin.pinnace_storage_shift(key="nothing", parent="absent", uid_map=maps,
+                                         gid_map=maps)
+        assert snaps.stat("shifted").kind is Kind.COMMITTED
+        assert snaps.stat("shifted").parent == key
+        snaps.prepare("c", "shifted")
+        with mounted(snaps.mounts("c")) as root:
+            owners = {name: (os.lstat(Path(root, name)).st_uid, os.lstat(Path(root, name)).st_gid)
+                      for name in ("root-file", "user-file", "far-file", ".")}
+        assert owners == {"root-file": (500000, 500000), ".": (500000, 500000),
+                          "user-file": (500000 + OWNER, 500000 + OWNER),
+                          "far-file": (65534, 65534)}
+        assert snaps.read("c") == {"root-file": b"r", "user-file": b"u", "far-file": b"f"}
+        snaps.view("v", key)
+        with mounted(snaps.mounts("v")) as root:
+            assert os.lstat(Path(root, "root-file")).st_uid == 0  # the parent is untouched
+        snaps.remove("v")
+        snaps.remove("c")
+        with pytest.raises(FailedPrecondition):
+            snaps.remove(key)  # the shifted copy is its child

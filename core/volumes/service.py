@@ -244,6 +244,8 @@ class Volumes:
     def mount(self, cid: str, spec: ContainerSpec, undo: list[Callable[[], None]]) -> None:
         """At start: each volume of ``spec`` mounted by its driver, and its mount point
         turned into a bind of the directory the driver returned."""
+        from pinnace import rootless
+
         for point in spec.mounts:
             if point.type != "volume":
                 continue
@@ -252,8 +254,9 @@ class Volumes:
                                                     container_id=cid))
             path = self._call(volume.driver, "mount", name=volume.name, container_id=cid)
             point.type, point.source = "bind", str(path)
-            point.options = ["rbind", "idmap", *point.options]  # private: the namespace is
-            # rprivate; idmapped when the container has a user namespace
+            point.options = ["rbind", *point.options]  # private: the namespace is rprivate
+            if not rootless.active():  # idmapped when the container has a user namespace;
+                point.options.insert(1, "idmap")  # a rootless user's volumes are its own
 
     def unmount(self, cid: str) -> None:
         """At stop (and removal): container ``cid`` releases each volume it mounts."""

@@ -114,11 +114,12 @@ def setup(spec: ContainerSpec, bundle: str, gate: int, fifo: str,
         _api_filesystems(root, spec)
         _spec_mounts(spec, root, userns)
         if userns is not None:
-            os.close(in_root.mkdir_in(root, spec.process.cwd or "/"))
+            os.close(in_root.mkdir_in(root, spec.process.cwd or "/", owner=_made_by(spec)))
     finally:
         os.close(root)
-    if userns is not None:  # the whole tree again, its top idmapped: made above by host
-        linux.bind_idmapped(rootfs, rootfs, userns, recursive=True)  # root, now container's
+    if userns is not None and not spec.rootfs_shifted:  # the whole tree again, its top
+        # idmapped: made above by host root, now container root's
+        linux.bind_idmapped(rootfs, rootfs, userns, recursive=True)
     if spec.hostname and "uts" in spec.namespaces and "uts" not in spec.namespace_paths:
         linux.sethostname(spec.hostname)
     start_fd = os.open(fifo, os.O_RDWR | os.O_CLOEXEC)
@@ -207,7 +208,8 @@ def _spec_mounts(spec: ContainerSpec, root: int, userns: int | None) -> None:
         idmapped = m.type == "bind" and "idmap" in m.options and userns is not None
         options = [o for o in m.options if o != "idmap" and not (readonly_bind and o == "ro")]
         try:
-            target = (in_root.mkdir_in if directory else in_root.create_in)(root, m.destination)
+            target = (in_root.mkdir_in if directory else in_root.create_in)(
+                root, m.destination, owner=_made_by(spec))
         except OSError as err:
             raise OSError(err.errno, f"mount destination {m.destination} in the container: "
                                      f"{err.strerror}") from None
@@ -225,6 +227,16 @@ def _spec_mounts(spec: ContainerSpec, root: int, userns: int | None) -> None:
                 linux.remount_bind(_fd_path(mounted), [o for o in m.options if o != "idmap"])
             finally:
                 os.close(mounted)
+
+
+def _made_by(spec: ContainerSpec) -> tuple[int, int] | None:
+    """Who owns what is made in a shifted rootfs (container root's host ids: its files
+    are stored so), or None (an idmapped rootfs stores root's files as root's)."""
+    if not spec.rootfs_shifted:
+        return None
+    from pinnace.plugin import userns
+
+    return userns.host_id(spec.uid_map, 0), userns.host_id(spec.gid_map, 0)
 
 
 def _api_dir(parent: int, name: str) -> int:
