@@ -341,6 +341,10 @@ class Engine:
                                 "--userns, --uidmap and --gidmap")
         mode = opts.userns or ("" if explicit or opts.privileged
                                else str(self.config.engine["userns"].value))
+        if mode == "keep-id" and self.config.rootless:
+            from pinnace import rootless
+
+            return rootless.keep_id()
         taken = self.containers.mapped_host_ids() if mode == "auto" else []
         return userns.resolve(mode, opts.uidmap, opts.gidmap,
                               str(self.config.engine["userns_user"].value), taken)

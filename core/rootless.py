@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from pinnace.containers.options import RunOptions
+    from pinnace.runtime.userns import Mapping
 
 FULL_MAP = "0 0 4294967295"
 """/proc/self/uid_map of the host's user namespace."""
@@ -56,12 +57,18 @@ def run_dir() -> Path:
 
 def host_uid() -> int:
     """The calling user's uid on the host (root in a rootless pinnace's namespace is it)."""
-    with open("/proc/self/uid_map", encoding="ascii") as f:
+    return _host_id("uid_map", os.getuid())
+
+
+def _host_id(name: str, default: int) -> int:
+    """The host id that id 0 of this user namespace is (``/proc/self/<name>``), or
+    ``default`` in the host's namespace."""
+    with open(f"/proc/self/{name}", encoding="ascii") as f:
         for line in f:
             inside, outside, count = (int(x) for x in line.split())
             if inside == 0 and count < 2**32 - 1:  # not the host's identity map
                 return outside
-    return os.getuid()
+    return default
 
 
 @dataclass(frozen=True)
@@ -257,10 +264,27 @@ def check_run(opts: RunOptions) -> None:
                     f"-p {text}: host port {port} is privileged for an ordinary user (ports "
                     f"below {lowest}); root may lower it: sysctl "
                     f"net.ipv4.ip_unprivileged_port_start={port}")
-    if opts.userns not in (None, "", "host") or opts.uidmap or opts.gidmap:
+    if opts.userns not in (None, "", "host", "keep-id") or opts.uidmap or opts.gidmap:
         raise InvalidConfig("a rootless container already runs in your user namespace (root "
-                            "in it is you): --userns, --uidmap and --gidmap are for root's "
-                            "containers")
+                            "in it is you): --uidmap, --gidmap and --userns other than "
+                            "keep-id are for root's containers")
+
+
+def keep_id() -> Mapping:
+    """``--userns=keep-id``'s maps in this user's namespace: the user is its own uid and
+    gid in the container (:func:`pinnace.runtime.userns.keep_id`)."""
+    import pwd
+
+    from pinnace.runtime.userns import KeepId
+    from pinnace.runtime.userns import keep_id as maps
+
+    uid, gid = host_uid(), _host_id("gid_map", os.getgid())
+    try:
+        entry = pwd.getpwuid(uid)
+        name, home = entry.pw_name, entry.pw_dir
+    except KeyError:
+        name, home = str(uid), "/"
+    return maps(KeepId(uid, gid, name, home), _mapped("uid_map"), _mapped("gid_map"))
 
 
 def doctor(root: Path) -> list[dict[str, str]]:
@@ -328,9 +352,9 @@ def _ranges_apart(user: str) -> dict[str, str]:
                   "root: give each user a range of its own in /etc/subuid and /etc/subgid")
 
 
-def _mapped() -> int:
-    """How many uids this user namespace maps."""
-    with open("/proc/self/uid_map", encoding="ascii") as f:
+def _mapped(name: str = "uid_map") -> int:
+    """How many uids (``gid_map``: gids) this user namespace maps."""
+    with open(f"/proc/self/{name}", encoding="ascii") as f:
         return sum(int(line.split()[2]) for line in f)
 
 

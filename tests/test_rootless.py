@@ -249,3 +249,49 @@ def test_slirp4netns_publishes_ports(npn: Pinnace, busybox: str, netns: Path) ->
     npn("rm", "-f", cid)
     assert subprocess.run(["pgrep", "-f", f"slirp4netns .*{cid}"],
                           capture_output=True).returncode == 1  # stopped with the container
+
+
+def test_keep_id_runs_as_the_user_with_its_own_ids(rootless: User) -> None:
+    """``--userns=keep-id``: the user's uid and gid are the same inside, the subordinate
+    ids fill the rest, the process runs as the user (a passwd line and HOME for it), the
+    image's files are still root's, and the user's files in a bind are its own."""
+    user, gid = rootless, pwd.getpwnam(rootless.name).pw_gid
+    home = pwd.getpwnam(user.name).pw_dir
+    out = user("run", "--rm", "--userns=keep-id", "busybox", "sh", "-c",
+               "id -u; id -g; id -un; echo $HOME; stat -c %u:%g / /bin/busybox;"
+               " cat /proc/self/uid_map").stdout.split()
+    assert out[:8] == [str(user.uid), str(gid), user.name, home, "0:0", "0:0",
+                       "0", "1"], out
+    assert out[8:] == [str(user.uid), str(user.uid), "0", "1",
+                       str(user.uid + 1), str(user.uid + 1), str(65536 - user.uid)], out
+    share = user.home / "share"
+    subprocess.run(["runuser", "-u", user.name, "--", "mkdir", str(share)], check=True)
+    subprocess.run(["runuser", "-u", user.name, "--", "touch", str(share / "mine")],
+                   check=True)
+    cid = user("run", "-d", "--userns=keep-id", "-v", f"{share}:/share", "busybox", "sh",
+               "-c", "touch /share/made; sleep 60").stdout.strip()
+    pid = json.loads(user("inspect", cid).stdout)[0]["State"]["Pid"]
+    assert host_uid(pid) == user.uid  # the host sees the user itself
+    inside = user("exec", cid, "sh", "-c", "id -u; stat -c %u /share/mine").stdout.split()
+    assert inside == [str(user.uid)] * 2
+    assert (share / "made").stat().st_uid == user.uid
+    as_root = user("run", "--rm", "--userns=keep-id", "--user", "0", "busybox", "sh", "-c",
+                   "id -u; touch /root/x; echo wrote=$?").stdout.split()
+    assert as_root == ["0", "wrote=0"]  # container root: the first subordinate id
+    user("rm", "-f", cid)
+    user("rmi", "busybox")
+    snapshots = user.home / "data" / "pinnace" / "storage"
+    assert not list(snapshots.glob("*/snapshots/*")), list(snapshots.glob("*/snapshots/*"))
+
+
+def test_keep_id_without_subordinate_ranges_is_refused(busybox_tar: Path) -> None:
+    for user in user_home("pinnace-nosub"):
+        shutil.copy(busybox_tar, user.home / "busybox.tar")
+        os.chmod(user.home / "busybox.tar", 0o644)
+        user("import", str(user.home / "busybox.tar"), "busybox:latest")
+        proc = user("run", "--rm", "--userns=keep-id", "busybox", "true", check=False)
+        assert proc.returncode == 125 and proc.stderr.count("\n") == 1, proc.stderr
+        assert "--userns=keep-id needs subordinate ids" in proc.stderr
+        assert user("ps", "-aq").stdout == ""
+        left = list((user.home / "data" / "pinnace" / "storage").glob("*/snapshots/*"))
+        assert all(p.name.startswith("sha256") for p in left), left  # the image's layer

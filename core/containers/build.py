@@ -96,7 +96,12 @@ def runtime_spec(cid: str, opts: RunOptions, image_config: dict[str, Any], args:
     env = merge_env(default_env(hostname, opts.tty)
                     + list(image_config.get("Env") or [f"PATH={DEFAULT_PATH}"]), opts.env)
     user_spec = opts.user if opts.user is not None else (image_config.get("User") or "")
+    keep = mapping.keep if mapping else None
+    if keep is not None and opts.user is None:  # keep-id runs as the user, by default
+        user_spec = f"{keep.uid}:{keep.gid}"
     with mounted(mounts, scratch=scratch) as rootfs:
+        if keep is not None:
+            users.add_user(rootfs, keep)
         user = users.resolve(rootfs, user_spec, opts.group_add)
     if not any(e.startswith("HOME=") for e in env):
         env.append(f"HOME={user.home_dir}")

@@ -96,11 +96,42 @@ def shared_with_others(user: str, path: str) -> str:
 
 
 @dataclass(frozen=True)
+class KeepId:
+    """``--userns=keep-id``: the calling user, who keeps its ids in the container (in a
+    rootless pinnace's namespace it is id 0 there), and its passwd fields."""
+
+    uid: int
+    gid: int
+    name: str
+    home: str
+
+
+@dataclass(frozen=True)
 class Mapping:
-    """The uid and gid maps of a container; empty: no user namespace (the host's)."""
+    """The uid and gid maps of a container; empty: no user namespace (the host's).
+    ``keep``: the user ``--userns=keep-id`` keeps."""
 
     uids: tuple[IdMap, ...] = ()
     gids: tuple[IdMap, ...] = ()
+    keep: KeepId | None = None
+
+
+def keep_id(user: KeepId, uids: int, gids: int) -> Mapping:
+    """The maps of ``--userns=keep-id`` in a rootless pinnace's namespace, which has ids
+    0 (the user) to ``uids``-1 (``gids``-1): the user's uid is itself in the container,
+    container ids below it are the namespace's subordinate ids 1.., and those above it
+    are the same ids there."""
+    if uids < 2 or gids < 2:
+        raise InvalidConfig("--userns=keep-id needs subordinate ids for the container's other "
+                            "users (root among them): this user has none in /etc/subuid and "
+                            "/etc/subgid")
+
+    def maps(own: int, count: int) -> tuple[IdMap, ...]:
+        below = min(own, count - 1)
+        return ((IdMap(0, 1, below),) if below else ()) + (IdMap(own, 0, 1),) + (
+            (IdMap(own + 1, own + 1, count - own - 1),) if own + 1 < count else ())
+
+    return Mapping(maps(user.uid, uids), maps(user.gid, gids), user)
 
 
 def resolve(mode: str, uidmap: Sequence[str], gidmap: Sequence[str], user: str,

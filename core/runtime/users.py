@@ -10,6 +10,7 @@ from pathlib import Path
 from pinnace import rootfs
 from pinnace.errors import InvalidConfig, NotFound
 from pinnace.runtime.spec import User
+from pinnace.runtime.userns import KeepId
 
 
 @dataclass
@@ -68,6 +69,38 @@ def resolve(root_dir: Path, spec: str, group_add: Sequence[str] = ()) -> Resolve
         extra.append(_group_id(groups, group))
     return Resolved(User(uid=uid, gid=gid, additional_gids=sorted(set(extra))),
                     entry[5] if entry else "/")
+
+
+def add_user(root_dir: Path, user: KeepId) -> None:
+    """Give ``user`` (``--userns=keep-id``) a line in the /etc/passwd of the root
+    filesystem at ``root_dir``, and its gid one in /etc/group, where its id (or name) has
+    none, so that what looks the user up finds its name, home and shell."""
+    with rootfs.opened_root(root_dir) as root:
+        passwd = [p for p in _read(root, "passwd") if len(p) >= 7]
+        if not any(p[2] == str(user.uid) or p[0] == user.name for p in passwd):
+            _append(root, "passwd",
+                    f"{user.name}:*:{user.uid}:{user.gid}:{user.name}:{user.home}:/bin/sh\n")
+        groups = [g for g in _read(root, "group") if len(g) >= 4]
+        if not any(g[2] == str(user.gid) or g[0] == user.name for g in groups):
+            _append(root, "group", f"{user.name}:x:{user.gid}:\n")
+
+
+def _append(root: int, name: str, line: str) -> None:
+    """Append ``line`` to /etc/``name`` in ``root`` (made, with the owner of the root
+    directory, when missing)."""
+    import os
+
+    top = os.fstat(root)
+    os.close(rootfs.create_in(root, f"/etc/{name}", owner=(top.st_uid, top.st_gid)))
+    fd = rootfs.open_in(root, f"/etc/{name}", os.O_WRONLY | os.O_APPEND)
+    try:
+        data = line.encode()
+        if os.fstat(fd).st_size and not rootfs.read_small(
+                root, f"/etc/{name}", PASSWD_LIMIT).endswith(b"\n"):
+            data = b"\n" + data
+        os.write(fd, data)
+    finally:
+        os.close(fd)
 
 
 def _group_id(groups: list[list[str]], group: str) -> int:
