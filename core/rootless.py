@@ -329,9 +329,10 @@ def doctor(root: Path) -> list[dict[str, str]]:
         checks.append(_check("btrfs: users may delete subvolumes",
                              "yes" if allowed else "warn",
                              f"{point} mounted with user_subvol_rm_allowed" if allowed else
-                             f"{point} lacks user_subvol_rm_allowed: removing a container "
-                             "or image fails", f"root: mount -o remount,user_subvol_rm_allowed "
-                             f"{point}"))
+                             f"{point} lacks user_subvol_rm_allowed: a user may not delete a "
+                             "subvolume, so removing a container or image empties it file by "
+                             "file first (slower)",
+                             f"root: mount -o remount,user_subvol_rm_allowed {point}"))
     with open("/proc/sys/net/ipv4/ip_unprivileged_port_start", encoding="ascii") as f:
         lowest = int(f.read())
     checks.append(_check("publishable ports", "yes" if lowest <= 1024 else "warn",

@@ -54,9 +54,10 @@ class User:
         return int((self.home / "run" / "pinnace" / "pause.pid").read_text())
 
 
-def user_home(name: str) -> Iterator[User]:
-    """A fresh home for ``name``; at the end its containers, pause process and files go."""
-    home = Path(tempfile.mkdtemp(prefix=f"{name}-"))
+def user_home(name: str, parent: Path | None = None) -> Iterator[User]:
+    """A fresh home for ``name`` (in ``parent``, else /tmp); at the end its containers,
+    pause process and files go."""
+    home = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=parent))
     shutil.chown(home, name, name)
     home.chmod(0o700)
     user = User(name, home)
@@ -295,3 +296,44 @@ def test_keep_id_without_subordinate_ranges_is_refused(busybox_tar: Path) -> Non
         assert user("ps", "-aq").stdout == ""
         left = list((user.home / "data" / "pinnace" / "storage").glob("*/snapshots/*"))
         assert all(p.name.startswith("sha256") for p in left), left  # the image's layer
+
+
+@pytest.mark.parametrize("options", ["", "user_subvol_rm_allowed"])
+def test_rootless_on_btrfs_removes_every_subvolume(busybox_tar: Path, options: str) -> None:
+    """A user whose data directory is on btrfs gets subvolumes; removing them works with
+    ``user_subvol_rm_allowed`` (deleted whole) and without it (emptied, then rmdir'd), and
+    leaves no subvolume, staging directory or row behind; doctor says which it is."""
+    from pinnace.testing.btrfs import loop_btrfs
+
+    base = Path(tempfile.mkdtemp(prefix="rootless-btrfs-"))
+    base.chmod(0o755)
+    try:
+        with loop_btrfs(base / "fs", "1G") as mnt:
+            if options:
+                subprocess.run(["mount", "-o", f"remount,{options}", str(mnt)], check=True)
+            mnt.chmod(0o755)
+            for user in user_home("pinnace-test", parent=mnt):
+                shutil.copy(busybox_tar, user.home / "busybox.tar")
+                os.chmod(user.home / "busybox.tar", 0o644)
+                user("import", "-c", 'CMD ["sh"]', str(user.home / "busybox.tar"), "busybox")
+                storage = user.home / "data" / "pinnace" / "storage" / "btrfs"
+                user("run", "--rm", "busybox", "sh", "-c", "mkdir -p /a/b && echo x > /a/b/f")
+                user("run", "--rm", "--userns=keep-id", "busybox", "true")  # a shifted layer
+                cid = user("create", "busybox", "true").stdout.strip()
+                assert len(list(storage.glob("snapshots/*"))) == 3  # layer, shifted, rootfs
+                checks = {c["check"]: c for c in json.loads(
+                    user("doctor", "--format", "json", check=False).stdout)}
+                check = checks["btrfs: users may delete subvolumes"]
+                assert check["ok"] == ("yes" if options else "warn"), check
+                if not options:
+                    assert "empties it file by file" in check["detail"]
+                    assert "user_subvol_rm_allowed" in check["fix"]
+                user("rm", cid)
+                user("rmi", "busybox")
+                assert user("ps", "-aq").stdout == "" and user("images", "-q").stdout == ""
+                assert not list(storage.glob("snapshots/*")) and not list(storage.glob("tmp/*"))
+                listed = subprocess.run(["btrfs", "subvolume", "list", str(mnt)],
+                                        capture_output=True, text=True, check=True).stdout
+                assert listed == "", listed
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

@@ -13,6 +13,8 @@ it on first use (see :mod:`pinnace_plugins.storage_btrfs.loop`).
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 from typing import Any
 
@@ -68,8 +70,27 @@ class BtrfsStorage(TreeStorage):
         btrfsutil().set_subvolume_read_only(str(fs), True)
 
     def destroy_tree(self, fs: Path) -> None:
-        """Delete the subvolume and any subvolumes made inside it."""
-        btrfsutil().delete_subvolume(str(fs), recursive=True)
+        """Delete the subvolume and any subvolumes made inside it. A rootless pinnace may
+        not search the filesystem for those, and deletes the subvolume alone (made
+        writable first); where btrfs is mounted without ``user_subvol_rm_allowed`` it
+        empties the subvolume and removes it with rmdir, which btrfs allows any user
+        for an empty one."""
+        from pinnace.plugin import rootless
+
+        util = btrfsutil()
+        if not rootless.active():
+            util.delete_subvolume(str(fs), recursive=True)
+            return
+        util.set_subvolume_read_only(str(fs), False)
+        try:
+            util.delete_subvolume(str(fs))
+        except util.BtrfsUtilError as err:
+            if err.errno != errno.EPERM:
+                raise
+            entries = [str(entry) for entry in fs.iterdir()]
+            if entries:
+                run(["rm", "-rf", "--one-file-system", "--", *entries], f"emptying {fs}")
+            os.rmdir(fs)
 
     def measure_tree(self, fs: Path) -> Usage:
         """Bytes of file data written in this subvolume since it was snapshotted from its
