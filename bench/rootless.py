@@ -1,7 +1,8 @@
-"""What user namespaces cost: rootless ``pinnace run --rm busybox true`` and ``exec``
-against rootless podman as the same ordinary user (``pinnace-test``, made by ``make
-deps``, with a home of its own here), and a rootful run and exec with ``--userns=auto``
-against the same without.
+"""What user namespaces cost: rootless ``pinnace run --rm busybox true`` (also with
+``--userns=keep-id``, whose rootfs is a shifted copy of the layer, made by the first run
+and reused) and ``exec`` against rootless podman as the same ordinary user
+(``pinnace-test``, made by ``make deps``, with a home of its own here), and a rootful run
+and exec with ``--userns=auto`` against the same without.
 
 Run as root: ``python bench/rootless.py [--rounds N]``. Prints two tables. Not a test:
 these machines are noisy.
@@ -71,6 +72,12 @@ def rootless(rounds: int, pinnace: list[str], tar: Path) -> None:
                                                  "busybox", "true"], cwd="/"),
                 "podman run --rm true": runner([*podman, "run", "--rm", "--net=none",
                                                 "busybox", "true"], cwd="/"),
+                "pinnace run --rm --userns=keep-id true": runner(
+                    [*mine, "run", "--rm", "--net=none", "--userns=keep-id", "busybox", "true"],
+                    cwd="/"),
+                "podman run --rm --userns=keep-id true": runner(
+                    [*podman, "run", "--rm", "--net=none", "--userns=keep-id", "busybox",
+                     "true"], cwd="/"),
                 "pinnace exec true": runner([*mine, "exec", boxes[0], "true"], cwd="/"),
                 "podman exec true": runner([*podman, "exec", boxes[1], "true"], cwd="/"),
             }

@@ -37,6 +37,7 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(("Mount", "mounted", "mount_all", "unmount_all"), "pinnace.mounts"),
     **dict.fromkeys(("Kind", "SnapshotInfo", "Usage", "StorageCapabilities"),
                     "pinnace.snapshots"),
+    "IdMap": "pinnace.runtime.userns",
     **dict.fromkeys(("Attachment", "Network", "NetworkResult", "IPConfig", "Interface",
                      "Route", "PortMapping", "routable_ipv4"), "pinnace.network"),
     **dict.fromkeys(("ContainerSpec", "Process", "User", "MountPoint", "Security",

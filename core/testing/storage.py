@@ -42,6 +42,7 @@ import pytest
 from pinnace.plugin import (
     AlreadyExists,
     FailedPrecondition,
+    IdMap,
     Kind,
     Mount,
     NotFound,
@@ -50,7 +51,6 @@ from pinnace.plugin import (
     Usage,
     mounted,
 )
-from pinnace.runtime.userns import IdMap
 from pinnace.testing import assert_implements_role
 
 OWNER = 1234

@@ -29,7 +29,7 @@ from pinnace.plugin import (
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from pinnace.runtime.userns import IdMap
+    from pinnace.plugin import IdMap
 
 
 class OverlayStorage(TreeStorage):
