@@ -898,8 +898,19 @@ class Engine:
         with contextlib.ExitStack() as stack:
             ends = [stack.enter_context(self._copy_end(ref, path)) if path != "-" else stream
                     for ref, path in (source, dest)]
-            owner = (0, 0) if dest[0] is not None else (os.geteuid(), os.getegid())
+            owner = self._copy_owner(dest[0]) if dest[0] is not None else (os.geteuid(),
+                                                                             os.getegid())
             copy.copy(ends[0], ends[1], options, owner)
+
+    def _copy_owner(self, ref: str) -> tuple[int, int]:
+        """Who owns what ``cp`` writes into container ``ref`` on disk: root, or the host
+        ids container root is when the storage shifted the container's files."""
+        spec = self.container(ref).config.spec
+        if not spec.rootfs_shifted:
+            return 0, 0
+        from pinnace.runtime.userns import host_id
+
+        return host_id(spec.uid_map, 0), host_id(spec.gid_map, 0)
 
     @contextlib.contextmanager
     def _copy_end(self, ref: str | None, path: str) -> Iterator[Side]:

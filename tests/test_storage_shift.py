@@ -63,8 +63,11 @@ def check_shifted_container(pn: Pinnace, image: str, storage: str, data: Path) -
     other = pn("run", "--rm", f"--storage={storage}", "--uidmap", f"0:{start + 300000}:65536",
                image, "stat", "-c", "%u", "/bin/busybox").stdout.split()
     assert other == ["0"] and len(shifted_keys(data)) == 2  # another mapping, another copy
+    (pn.root / "copied").write_text("in\n")
+    pn("cp", str(pn.root / "copied"), f"{cid}:/srv/copied")
+    assert pn("exec", cid, "stat", "-c", "%u:%g", "/srv/copied").stdout == "0:0\n"
     changes = pn("diff", cid).stdout.split("\n")
-    assert "A /srv/made/f" in changes and "D /bin/ls" in changes
+    assert {"A /srv/made/f", "A /srv/copied", "D /bin/ls"} <= set(changes), changes
     assert not any(line.endswith("/bin/busybox") for line in changes)  # unchanged files
     pn("commit", "--no-pause", cid, "shifted:1")
     exported = pn.root / "export.tar"
