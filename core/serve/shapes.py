@@ -48,11 +48,9 @@ def run_options(body: dict[str, Any], name: str | None) -> dict[str, Any]:
     opts["dns"] = list(host.get("Dns") or [])
     opts["add_hosts"] = list(host.get("ExtraHosts") or [])
     opts["auto_remove"] = bool(host.get("AutoRemove"))
-    restart = host.get("RestartPolicy") or {}
-    if restart.get("Name"):
-        count = restart.get("MaximumRetryCount") or 0
-        opts["restart"] = restart["Name"] + (f":{count}" if restart["Name"] == "on-failure"
-                                             and count else "")
+    restart = restart_policy(host.get("RestartPolicy") or {})
+    if restart:
+        opts["restart"] = restart
     log = host.get("LogConfig") or {}
     if log.get("Type") not in (None, "", "json-file"):
         raise InvalidConfig(f"log driver {log['Type']} is not supported: only json-file")
@@ -82,6 +80,14 @@ def run_options(body: dict[str, Any], name: str | None) -> dict[str, Any]:
     if host.get("VolumeDriver"):
         opts["volume_driver"] = host["VolumeDriver"]
     return opts
+
+
+def restart_policy(policy: dict[str, Any]) -> str | None:
+    """A ``RestartPolicy`` as ``--restart``'s text (None when it names none)."""
+    if not policy.get("Name"):
+        return None
+    count = policy.get("MaximumRetryCount") or 0
+    return policy["Name"] + (f":{count}" if policy["Name"] == "on-failure" and count else "")
 
 
 def _network_options(body: dict[str, Any], host: dict[str, Any]) -> dict[str, Any]:
