@@ -480,9 +480,11 @@ class Client:
         """Remove every network no container uses; their names."""
         return self.engine.network_prune()
 
-    def network_connect(self, name: str, ref: str, ip: str | None = None) -> None:
-        """Connect a container to a network."""
-        self.engine.network_connect(name, ref, ip)
+    def network_connect(self, name: str, ref: str, ip: str | None = None,
+                        aliases: Sequence[str] = ()) -> None:
+        """Connect a container to a network; the other containers there reach it by its
+        name and ``aliases``."""
+        self.engine.network_connect(name, ref, ip, aliases)
 
     def network_disconnect(self, name: str, ref: str) -> None:
         """Disconnect a container from a network."""

@@ -103,6 +103,8 @@ def _network_options(body: dict[str, Any], host: dict[str, Any]) -> dict[str, An
         named.insert(0, mode)
     if named:
         out["networks"] = named
+        out["network_aliases"] = {name: list((endpoints.get(name) or {}).get("Aliases") or [])
+                                  for name in named}
         ipam = (endpoints.get(named[0]) or {}).get("IPAMConfig") or {}
         if ipam.get("IPv4Address"):
             out["ip"] = ipam["IPv4Address"]
