@@ -28,6 +28,8 @@ def test_run_network_alias_and_connect_alias(api_socket_ns: Path, npn: Pinnace,
     assert _reaches(docker, "client", "api")
     assert _reaches(docker, "client", "api.internal")
     assert _reaches(docker, "client", "srv")  # the container's name too
+    assert docker("inspect", "--format", "{{json .NetworkSettings.Networks.backend.Aliases}}",
+                  "srv").stdout.strip() == '["api","api.internal"]'
     # a container on another network joins backend under an alias: both sides see it
     docker("run", "-d", "--name", "late", "--network", "front", "busybox", "sleep", "300")
     assert not _reaches(docker, "late", "api")

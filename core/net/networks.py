@@ -515,12 +515,14 @@ class Networking:
         nets: dict[str, Any] = {}
         result = record.network_result if running else {}
         macs = {i["name"]: i["mac"] for i in result.get("interfaces", []) if i.get("sandbox")}
+        aliases = record.config.net.aliases if running else {}
         for ep in ipam.endpoints(self.state, record.id) if running else []:
             network = self.get(ep.network)
             iface = ipaddress.ip_interface(ep.address)
             nets[network.name] = {"NetworkID": network.id, "IPAddress": str(iface.ip),
                                   "IPPrefixLen": iface.network.prefixlen,
                                   "Interface": ep.ifname,
+                                  "Aliases": aliases.get(network.name) or None,
                                   "Gateway": "" if network.internal else network.gateway,
                                   "MacAddress": macs.get(ep.ifname, "")}
         own = None if nets else _from_result(result)  # a driver that leases addresses itself
