@@ -48,9 +48,11 @@ def wait_for_socket(path: Path, proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def server(argv: list[str], path: Path) -> Iterator[Path]:
-    """Run an API server (``argv``) listening on ``path`` for the block; yields ``path``."""
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def server(argv: list[str], path: Path, env: dict[str, str] | None = None) -> Iterator[Path]:
+    """Run an API server (``argv``, with ``env`` added to its environment) listening on
+    ``path`` for the block; yields ``path``."""
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, **(env or {})})
     try:
         wait_for_socket(path, proc)
         yield path
@@ -166,9 +168,12 @@ def main() -> None:
             podman, podman_cleanup = podman_store(work)
             subprocess.run(podman + ["import", str(work / "busybox.tar"), "busybox"],
                            check=True, capture_output=True)
+            # the service's containers get the lower rlimits PODMAN_RUN asks for
+            (work / "containers.conf").write_text(
+                '[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]\n')
             servers["podman system service"] = lambda: server(
                 podman + ["system", "service", "--time=0", f"unix://{sockets / 'podman.sock'}"],
-                sockets / "podman.sock")
+                sockets / "podman.sock", {"CONTAINERS_CONF": str(work / "containers.conf")})
         try:
             run_times: dict[str, list[float]] = {}
             ps_times: dict[str, list[float]] = {}
