@@ -1,8 +1,10 @@
-"""The docker CLI against `pinnace serve` and `podman system service`, side by side:
-`docker run --rm busybox true`, `docker ps -a` with 100 containers, `docker exec`, and
-20 concurrent `docker run -d`. Every container runs with `--network none` (the host's
-network is never touched). A dockerd is not started here; one that answers on
-/var/run/docker.sock is left alone and not measured.
+"""The docker CLI against `pinnace serve`, a private dockerd and `podman system service`,
+side by side: `docker run --rm busybox true`, `docker ps -a` with 100 containers,
+`docker exec`, and 20 concurrent `docker run -d`. Every container runs with
+`--network none` (the host's network is never touched). The dockerd is one of the
+benchmark's own: its own data root, exec root, socket and pidfile, in a network
+namespace of its own without iptables rules or a bridge; a dockerd that answers on
+/var/run/docker.sock is left alone.
 
 Run as root: ``python bench/api.py [--rounds N]``. Prints tables and ratios. Not a
 test: these machines are noisy.
@@ -19,7 +21,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -46,15 +48,55 @@ def wait_for_socket(path: Path, proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def server(argv: list[str], path: Path) -> Iterator[None]:
-    """Run an API server (``argv``) listening on ``path`` for the block."""
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def server(argv: list[str], path: Path, env: dict[str, str] | None = None) -> Iterator[Path]:
+    """Run an API server (``argv``, with ``env`` added to its environment) listening on
+    ``path`` for the block; yields ``path``."""
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, **(env or {})})
     try:
         wait_for_socket(path, proc)
-        yield
+        yield path
     finally:
         proc.terminate()
         proc.wait(60)
+
+
+@contextmanager
+def dockerd(base: Path, busybox_tar: Path) -> Iterator[Path]:
+    """A dockerd of its own under ``base`` (data, exec root, pidfile, socket), in a network
+    namespace of its own (loopback only), with busybox imported; yields its socket."""
+    import signal
+
+    base.mkdir()
+    sock = base / "docker.sock"
+    (base / "daemon.json").write_text("{}")
+    command = (f"ip link set lo up && exec dockerd --data-root {base}/data --exec-root "
+               f"{base}/exec --pidfile {base}/docker.pid -H unix://{sock} --iptables=false "
+               f"--ip6tables=false --bridge=none --config-file {base}/daemon.json")
+    with open(base / "dockerd.log", "w") as log:
+        wrapper = subprocess.Popen(["unshare", "--net", "--fork", "sh", "-c", command],
+                                   stdout=log, stderr=log)
+        try:
+            wait_for_socket(sock, wrapper)
+            subprocess.run([DOCKER, "-H", f"unix://{sock}", "import", str(busybox_tar),
+                            "busybox"], check=True, capture_output=True)
+            yield sock
+        finally:
+            try:
+                pid = int((base / "docker.pid").read_text())
+                os.kill(pid, signal.SIGTERM)
+            except (FileNotFoundError, ValueError, ProcessLookupError):
+                wrapper.terminate()
+            wrapper.wait(60)
+            unmount_under(base)
+
+
+def unmount_under(directory: Path) -> None:
+    """Unmount what a daemon left mounted under ``directory`` (deepest first)."""
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4] for line in f]
+    for point in sorted((p for p in points if p.startswith(f"{directory}/")), reverse=True):
+        subprocess.run(["umount", "-l", point], check=False)
 
 
 def docker(path: Path) -> Callable[..., Callable[[], None]]:
@@ -115,31 +157,38 @@ def main() -> None:
         raise SystemExit(f"{DOCKER} is missing: apt-get install docker.io (the CLI is used)")
     with busybox_root() as (pinnace, root, work):
         sockets = Path(tempfile.mkdtemp(prefix="pn-bench-", dir="/tmp"))
-        servers: dict[str, tuple[list[str], Path]] = {
-            "pinnace serve": (pinnace + ["--root", str(root), "serve", "--socket",
-                                         str(sockets / "pinnace.sock")],
-                              sockets / "pinnace.sock")}
+        servers: dict[str, Callable[[], AbstractContextManager[Path]]] = {
+            "pinnace serve": lambda: server(
+                pinnace + ["--root", str(root), "serve", "--socket",
+                           str(sockets / "pinnace.sock")], sockets / "pinnace.sock")}
+        if shutil.which("dockerd"):
+            servers["dockerd"] = lambda: dockerd(work / "dockerd", work / "busybox.tar")
         podman_cleanup = None
         if shutil.which("podman"):
             podman, podman_cleanup = podman_store(work)
             subprocess.run(podman + ["import", str(work / "busybox.tar"), "busybox"],
                            check=True, capture_output=True)
-            servers["podman system service"] = (
+            # the service's containers get the lower rlimits PODMAN_RUN asks for
+            (work / "containers.conf").write_text(
+                '[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]\n')
+            servers["podman system service"] = lambda: server(
                 podman + ["system", "service", "--time=0", f"unix://{sockets / 'podman.sock'}"],
-                sockets / "podman.sock")
+                sockets / "podman.sock", {"CONTAINERS_CONF": str(work / "containers.conf")})
         try:
             run_times: dict[str, list[float]] = {}
             ps_times: dict[str, list[float]] = {}
             exec_times: dict[str, list[float]] = {}
             burst_times: dict[str, list[float]] = {}
-            for name, (argv, path) in servers.items():
-                with server(argv, path):
-                    try:
-                        measure(name, path, args.rounds, run_times, exec_times, burst_times,
-                                ps_times)
-                    except SystemExit as failure:  # a peer that cannot do it here
-                        print(f"{name}: {failure}")
-                    remove_all(path)
+            for name, started in servers.items():
+                try:
+                    with started() as path:
+                        try:
+                            measure(name, path, args.rounds, run_times, exec_times,
+                                    burst_times, ps_times)
+                        finally:
+                            remove_all(path)
+                except (SystemExit, subprocess.CalledProcessError) as failure:  # a peer
+                    print(f"{name}: {failure}")  # that cannot start or run here
             base = "pinnace serve"
             report("docker run --rm busybox true", run_times, base)
             report("docker exec (true) into a running container", exec_times, base)

@@ -15,13 +15,14 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
 from pinnace.errors import InvalidConfig, NotFound
 
 if TYPE_CHECKING:
     import socket
 
+    from pinnace.build.builder import BuildOptions
     from pinnace.containers.options import RunOptions
     from pinnace.containers.record import ContainerRecord
     from pinnace.engine import Engine
@@ -220,6 +221,26 @@ class Client:
         """Give the container another name."""
         self.engine.rename(self.engine.resolve(ref), name)
 
+    def update(self, ref: str, **changes: Any) -> str:
+        """Change the container's limits (at once when it runs) and restart policy;
+        ``changes`` by the names of :class:`pinnace.containers.options.LimitChanges`
+        (``memory``, ``memory_swap``, ``cpus``, ``cpu_shares``, ``cpuset_cpus``,
+        ``pids_limit``, ``restart``). Its ID."""
+        from pinnace.containers.options import LimitChanges
+
+        unknown = set(changes) - set(LimitChanges._fields)
+        if unknown:
+            raise InvalidConfig(f"unknown update options: {', '.join(sorted(unknown))}")
+        return self.engine.update(ref, LimitChanges(**changes))
+
+    def commit(self, ref: str, reference: str | None = None, message: str = "",
+               author: str = "", changes: Sequence[str] = (), pause: bool = True) -> str:
+        """A new image from the container's changes, tagged ``reference``; its ID.
+        ``changes``: Dockerfile instructions (CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL,
+        EXPOSE...); a running container is paused while it is read unless ``pause`` is
+        false."""
+        return self.engine.commit(ref, reference, message, author, changes, pause)
+
     def remove(self, ref: str, force: bool = False, volumes: bool = False) -> str:
         """Remove a container (``force``: a running one too; ``volumes``: its anonymous
         volumes); its ID."""
@@ -380,6 +401,39 @@ class Client:
                 shutil.copyfileobj(archive, f, 1 << 20)
             return load_archive(engine.images, tmp, label=label)
 
+    def import_image(self, source: Path | BinaryIO, reference: str | None = None,
+                     changes: Sequence[str] = (), message: str = "") -> str:
+        """A one-layer image from a rootfs: a tar (plain or compressed) or directory at
+        ``source``, or a binary stream of a tar; tagged ``reference``; its ID."""
+        if isinstance(source, Path) and not source.exists():
+            raise NotFound(f"import source {source} does not exist")
+        with self.engine.operation("import"):
+            return self.engine.images.import_rootfs(source, reference, changes, message)
+
+    def build(self, context: str | BinaryIO, options: BuildOptions,
+              dockerfile: str | None = None, out: TextIO | None = None,
+              echo: dict[str, int] | None = None) -> str:
+        """Build an image from a Dockerfile; its ID. ``context``: a directory, or a binary
+        stream of a tar (or of a Dockerfile alone); ``dockerfile``: a path relative to
+        the working directory for a directory context, inside the tar for a stream
+        (default ``Dockerfile`` in the context). Progress lines go to ``out`` (standard
+        output by default), the output of RUN steps to the descriptors of ``echo``
+        (``stdout``/``stderr`` -> fd; 1 and 2 by default)."""
+        import sys
+
+        from pinnace.build import context as contexts
+        from pinnace.build.builder import Builder
+        from pinnace.build.dockerfile import parse
+
+        for tag in options.tags:
+            self.engine.images.tag_reference(tag)  # a bad name fails before anything is built
+        name, stream = (context, sys.stdin.buffer) if isinstance(context, str) else \
+            ("-", context)
+        with contexts.opened(name, dockerfile, stream) as opened:
+            parsed = parse(opened.dockerfile)
+            return Builder(self.engine, options, out or sys.stdout, parsed, opened.tree,
+                           echo).build()
+
     def save(self, refs: Sequence[str], fd: int, fmt: str = "docker-archive") -> None:
         """Write the images ``refs`` name as one archive (``docker-archive`` or
         ``oci-archive``) to ``fd``."""
@@ -426,9 +480,11 @@ class Client:
         """Remove every network no container uses; their names."""
         return self.engine.network_prune()
 
-    def network_connect(self, name: str, ref: str, ip: str | None = None) -> None:
-        """Connect a container to a network."""
-        self.engine.network_connect(name, ref, ip)
+    def network_connect(self, name: str, ref: str, ip: str | None = None,
+                        aliases: Sequence[str] = ()) -> None:
+        """Connect a container to a network; the other containers there reach it by its
+        name and ``aliases``."""
+        self.engine.network_connect(name, ref, ip, aliases)
 
     def network_disconnect(self, name: str, ref: str) -> None:
         """Disconnect a container from a network."""

@@ -987,10 +987,12 @@ class Engine:
                     removed.append(self.networks.remove(network.name, lease))
         return removed
 
-    def network_connect(self, name: str, ref: str, ip: str | None = None) -> None:
-        """Connect a container to a network (now, when it runs)."""
+    def network_connect(self, name: str, ref: str, ip: str | None = None,
+                        aliases: Sequence[str] = ()) -> None:
+        """Connect a container to a network (now, when it runs), found there by its name
+        and ``aliases``."""
         self.reconcile()
-        self.networks.connect(name, self.current(self.resolve(ref)), ip)
+        self.networks.connect(name, self.current(self.resolve(ref)), ip, aliases)
 
     def network_disconnect(self, name: str, ref: str) -> None:
         """Disconnect a container from a network (now, when it runs)."""

@@ -62,14 +62,16 @@ def test_compose_up_ps_logs_exec_down(api_socket_ns: Path, netns: Path, npn: Pin
             assert time.monotonic() < deadline, logs
             logs = compose("logs", "--no-color").stdout
             time.sleep(0.2)
-        # the service reaches the other over the user network (by container name: network
-        # aliases such as plain "db" are not implemented), and the volume holds db's file
-        assert compose("exec", "-T", "web", "wget", "-qO-", "http://demo_db_1:5000/state"
-                       ).stdout == "db-ready\n"
-        published = subprocess.run(["nsenter", f"--net={netns}", "busybox", "wget", "-qO-",
-                                    "http://127.0.0.1:8088/"], capture_output=True, text=True,
-                                   timeout=30)
-        assert published.stdout == "hello-web\n"
+        # the service reaches the other over the user network by its service name (the
+        # alias compose gives it) and by its container name; the volume holds db's file
+        for name in ("db", "demo_db_1"):
+            got = compose("exec", "-T", "web", "sh", "-c",
+                          f"printf 'GET /state HTTP/1.0\\r\\n\\r\\n' | nc {name} 5000").stdout
+            assert got.startswith("HTTP/1.1 200 OK") and got.endswith("\n\ndb-ready\n"), got
+        published = subprocess.run(["nsenter", f"--net={netns}", "busybox", "nc", "127.0.0.1",
+                                    "8088"], input="GET / HTTP/1.0\r\n\r\n",
+                                   capture_output=True, text=True, timeout=30)
+        assert published.stdout.endswith("\n\nhello-web\n"), published.stdout
         assert npn("volume", "ls", "-q").stdout.split() == ["demo_dbdata"]
     finally:
         compose("down", "-v", check=False)

@@ -67,7 +67,7 @@ def test_errors_in_dockers_shape_and_501_for_what_is_left_out(api_socket: Path) 
     status, _, body = call(api_socket, "GET", "/containers/nosuch/json")
     assert status == 404
     assert "nosuch" in json.loads(body)["message"]
-    for method, url in (("POST", "/build"), ("GET", "/services"), ("GET", "/plugins")):
+    for method, url in (("POST", "/session"), ("GET", "/services"), ("GET", "/plugins")):
         status, _, body = call(api_socket, method, f"/v1.41{url}")
         assert status == 501, url
         assert json.loads(body)["message"].startswith("pinnace serve does not implement")

@@ -22,6 +22,7 @@ import copy
 import json
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -65,8 +66,10 @@ class Builder:
     """One build: the engine, the options, where the progress lines go."""
 
     def __init__(self, engine: Engine, options: BuildOptions, out: TextIO,
-                 dockerfile: Dockerfile, context: Tree) -> None:
+                 dockerfile: Dockerfile, context: Tree,
+                 echo: dict[str, int] | None = None) -> None:
         self.engine = engine
+        self.echo = {"stdout": 1, "stderr": 2} if echo is None else echo
         self.dockerfile = dockerfile
         self.context = context
         self.escape = dockerfile.escape
@@ -425,7 +428,10 @@ class Builder:
             with contextlib.suppress(Exception):
                 engine.kill(cid, signal.SIGKILL)
 
-        previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+        # only the main thread takes signals (a server builds in a thread of its own)
+        main = threading.current_thread() is threading.main_thread()
+        previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)} \
+            if main else {}
         try:
             try:
                 engine.start(cid, stdio=streams.stdio)
@@ -436,8 +442,7 @@ class Builder:
                 raise
             if stopped:
                 stop(stopped[0], None)
-            echo = {} if self.options.quiet else {"stdout": 1, "stderr": 2}
-            Session(streams.outputs, echo=echo).run()
+            Session(streams.outputs, echo={} if self.options.quiet else self.echo).run()
             code = engine.wait(cid)
         finally:
             for s, handler in previous.items():

@@ -40,22 +40,14 @@ def build(ctx: click.Context, tags: tuple[str, ...], dockerfile: str | None,
           net: str | None, storage: str | None, isolation: str | None, context: str) -> None:
     """Build an image from a Dockerfile and a context (a directory, or - for a tar or a
     Dockerfile on stdin). Each RUN runs in a container of the selected plugins."""
-    import sys
+    from pinnace.build.builder import BuildOptions
+    from pinnace.client import Client
 
-    from pinnace.build import context as contexts
-    from pinnace.build.builder import Builder, BuildOptions
-    from pinnace.build.dockerfile import parse
-
-    engine = get_engine(ctx)
-    for tag in tags:
-        engine.images.tag_reference(tag)  # a bad name fails before anything is built
     options = BuildOptions(tags=tags, build_args=_pairs(build_args, "--build-arg", True),
                            target=target, no_cache=no_cache, pull=pull,
                            labels=_pairs(labels, "--label", False), quiet=quiet,
                            storage=storage, isolation=isolation, network=network or net)
-    with contexts.opened(context, dockerfile, sys.stdin.buffer) as opened:
-        parsed = parse(opened.dockerfile)
-        image_id = Builder(engine, options, sys.stdout, parsed, opened.tree).build()
+    image_id = Client(engine=get_engine(ctx)).build(context, options, dockerfile)
     if iidfile:
         with open(iidfile, "w", encoding="utf-8") as f:
             f.write(image_id)

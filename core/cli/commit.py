@@ -21,7 +21,10 @@ from pinnace.cli.root import get_engine
 def commit(ctx: click.Context, message: str, author: str, changes: tuple[str, ...],
            pause: bool, container: str, reference: str | None) -> None:
     """Create a new image from a container's changes."""
-    click.echo(get_engine(ctx).commit(container, reference, message, author, changes, pause))
+    from pinnace.client import Client
+
+    click.echo(Client(engine=get_engine(ctx)).commit(container, reference, message, author,
+                                                     changes, pause))
 
 
 @click.command()

@@ -18,7 +18,7 @@ from pinnace.cli.output import (
     templated,
 )
 from pinnace.cli.root import get_engine
-from pinnace.errors import PinnaceError
+from pinnace.errors import InvalidConfig, PinnaceError
 from pinnace.units import ago
 
 
@@ -54,6 +54,9 @@ from pinnace.units import ago
 @click.option("--network", "networks", multiple=True, metavar="NAME",
               shell_complete=complete.networks,
               help="Join a named network (implies --net=bridge); repeatable.")
+@click.option("--network-alias", "network_aliases", multiple=True, metavar="NAME",
+              help="Another name the containers of its named networks find it by "
+                   "(repeatable).")
 @click.option("-p", "--publish", "ports", multiple=True,
               metavar="[IP:]HOSTPORT:PORT[/PROTO]", help="Publish a container port on the host.")
 @click.option("-P", "--publish-all", is_flag=True,
@@ -188,7 +191,11 @@ def run_options(image: str, command: tuple[str, ...], kw: dict[str, Any]) -> Any
 
     env = [e for path in kw.pop("env_files") for e in env_file(path)] + list(kw.pop("env"))
     found = labels(kw.pop("label_files"), kw.pop("labels"))
-    return RunOptions(image=image, command=command, env=env, labels=found, **kw)
+    aliases = kw.pop("network_aliases")
+    if aliases and not kw["networks"]:
+        raise InvalidConfig("--network-alias applies to named networks: give --network")
+    return RunOptions(image=image, command=command, env=env, labels=found,
+                      network_aliases=dict.fromkeys(kw["networks"], aliases), **kw)
 
 
 def _create(ctx: click.Context, image: str, command: tuple[str, ...], **kw: Any) -> None:

@@ -34,14 +34,11 @@ from pinnace.cli.root import get_engine
 def import_(ctx: click.Context, source: str, reference: str | None, changes: tuple[str, ...],
             message: str) -> None:
     """Create an image from a rootfs tarball or directory (``-`` reads a tar from stdin)."""
-    from pinnace.errors import NotFound
+    from pinnace.client import Client
 
-    engine = get_engine(ctx)
-    if source != "-" and not Path(source).exists():
-        raise NotFound(f"import source {source} does not exist")
-    with engine.operation("import"):
-        image_id = engine.images.import_rootfs(
-            sys.stdin.buffer if source == "-" else Path(source), reference, changes, message)
+    client = Client(engine=get_engine(ctx))
+    image_id = client.import_image(sys.stdin.buffer if source == "-" else Path(source),
+                                   reference, changes, message)
     click.echo(image_id)
 
 

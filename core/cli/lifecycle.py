@@ -145,13 +145,12 @@ def unpause(ctx: click.Context, containers: tuple[str, ...]) -> None:
 @click.pass_context
 def update(ctx: click.Context, containers: tuple[str, ...], **flags: Any) -> None:
     """Change the limits and restart policy of containers (running ones at once)."""
-    from pinnace.containers.options import LimitChanges
+    from pinnace.client import Client
 
-    changes = LimitChanges(**flags)
-    engine = get_engine(ctx)
+    client = Client(engine=get_engine(ctx))
 
     def one(ref: str) -> None:
-        engine.update(ref, changes)
+        client.update(ref, **flags)
         click.echo(ref)
 
     for_each(ctx, containers, one)

@@ -118,12 +118,17 @@ def prune(ctx: click.Context, force: bool) -> None:
 
 @network.command()
 @click.option("--ip", metavar="ADDRESS", help="The container's address on this network.")
+@click.option("--alias", "aliases", multiple=True, metavar="NAME",
+              help="Another name the network's containers find it by (repeatable).")
 @click.argument("name", shell_complete=complete.networks)
 @click.argument("container", shell_complete=complete.containers)
 @click.pass_context
-def connect(ctx: click.Context, name: str, container: str, ip: str | None) -> None:
+def connect(ctx: click.Context, name: str, container: str, ip: str | None,
+            aliases: tuple[str, ...]) -> None:
     """Connect a container to a network (now, when it is running)."""
-    get_engine(ctx).network_connect(name, container, ip)
+    from pinnace.client import Client
+
+    Client(engine=get_engine(ctx)).network_connect(name, container, ip, aliases)
 
 
 @network.command()

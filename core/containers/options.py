@@ -24,6 +24,8 @@ class RunOptions(NamedTuple):
     isolation: str | None = None
     read_only: bool = False
     networks: Sequence[str] = ()
+    network_aliases: Mapping[str, Sequence[str]] = {}
+    """Names other containers on a named network find this one by, per network."""
     ports: Sequence[str] = ()
     publish_all: bool = False
     ip: str | None = None

@@ -67,14 +67,16 @@ def _health(data: dict[str, Any] | None) -> HealthConfig | None:
 
 
 class NetOptions(NamedTuple):
-    """The network flags of ``run``: named networks, published ports, address, DNS, hosts.
-    ``networks`` is changed in place by ``network connect`` and ``disconnect``."""
+    """The network flags of ``run``: named networks, published ports, address, DNS, hosts,
+    the aliases peers find it by on each network. ``networks`` and ``aliases`` are
+    changed in place by ``network connect`` and ``disconnect``."""
 
     networks: list[str]
     ports: list[PortMapping]
     ip: str
     dns: list[str]
     add_hosts: list[tuple[str, str]]
+    aliases: dict[str, list[str]]
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> NetOptions:
@@ -82,7 +84,8 @@ class NetOptions(NamedTuple):
         return cls(networks=list(data.get("networks") or []),
                    ports=_port_mappings(data.get("ports") or []),
                    ip=data.get("ip") or "", dns=list(data.get("dns") or []),
-                   add_hosts=[(h[0], h[1]) for h in data.get("add_hosts") or []])
+                   add_hosts=[(h[0], h[1]) for h in data.get("add_hosts") or []],
+                   aliases={k: list(v) for k, v in (data.get("aliases") or {}).items()})
 
     def to_dict(self) -> dict[str, Any]:
         """Its stored JSON shape."""

@@ -7,9 +7,10 @@ Status changes are conditional updates inside one transaction, so two
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pinnace.containers.record import ACTIVE, ContainerRecord
 from pinnace.errors import AlreadyExists, InvalidConfig, NotFound
@@ -24,6 +25,21 @@ if TYPE_CHECKING:
 _ACTIVE_SQL = ",".join(f"'{s}'" for s in ACTIVE)
 _SETTABLE = frozenset({"name", "stop_requested", "status"})
 """Columns :meth:`ContainerTable.set` may write; the rest change through named methods."""
+
+
+class Peer(NamedTuple):
+    """Another container on a shared network: its address there (CIDR), its name, its
+    aliases on that network."""
+
+    address: str
+    name: str
+    aliases: list[str]
+
+
+def _aliases(config_json: str, network: str) -> list[str]:
+    """A container's aliases on ``network``, read from its stored config."""
+    aliases = (json.loads(config_json).get("net") or {}).get("aliases") or {}
+    return list(aliases.get(network) or [])
 
 
 class ContainerTable:
@@ -75,13 +91,14 @@ class ContainerTable:
             " WHERE c.id != ? AND c.status = 'running' AND e.network IN"
             f" ({','.join('?' * len(networks))})", excluding, *networks)]
 
-    def peers(self, cid: str) -> list[tuple[str, str]]:
-        """(address CIDR, name) of the other containers on the networks ``cid`` is on."""
-        return [(r["address"], r["name"]) for r in self.state.query(
-            "SELECT DISTINCT c.name, e.address FROM endpoints e JOIN containers c"
-            " ON c.id = e.container_id WHERE e.container_id != ? AND e.network IN"
-            " (SELECT network FROM endpoints WHERE container_id = ?) ORDER BY c.name, e.address",
-            cid, cid)]
+    def peers(self, cid: str) -> list[Peer]:
+        """The other containers on the networks ``cid`` is on, once per shared network."""
+        return [Peer(r["address"], r["name"], _aliases(r["spec"], r["network"]))
+                for r in self.state.query(
+                    "SELECT DISTINCT c.name, c.spec, e.address, e.network FROM endpoints e"
+                    " JOIN containers c ON c.id = e.container_id WHERE e.container_id != ? AND"
+                    " e.network IN (SELECT network FROM endpoints WHERE container_id = ?)"
+                    " ORDER BY c.name, e.address", cid, cid)]
 
     # ------------------------------------------------------------ writing
     def insert(self, cid: str, name: str | None, image_id: str, image: str, storage: str,

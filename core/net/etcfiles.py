@@ -16,12 +16,13 @@ LOCALHOST = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
 HOST_RESOLV = Path("/etc/resolv.conf")
 
 
-def hosts(own: list[str], names: list[str], peers: list[tuple[str, str]],
+def hosts(own: list[str], names: list[str], peers: list[tuple[str, list[str]]],
           extra: list[tuple[str, str]]) -> str:
-    """localhost, the container's own addresses with its names, its peers, ``--add-host``."""
+    """localhost, the container's own addresses with its names, its peers' addresses with
+    theirs (name and aliases), ``--add-host``."""
     lines = [LOCALHOST]
     lines += [f"{address}\t{' '.join(names)}\n" for address in own]
-    lines += [f"{address}\t{name}\n" for address, name in peers]
+    lines += [f"{address}\t{' '.join(peer_names)}\n" for address, peer_names in peers]
     lines += [f"{address}\t{name}\n" for name, address in extra]
     return "".join(lines)
 

@@ -14,8 +14,9 @@ import contextlib
 import ipaddress
 import json
 import os
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -70,6 +71,19 @@ def _address(text: str, flag: str) -> str:
         return str(ipaddress.ip_address(text.strip("[]")))
     except ValueError:
         raise InvalidConfig(f"invalid IP address {text!r} for {flag}") from None
+
+
+ALIAS = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+"""A network alias: a host name."""
+
+
+def checked_aliases(names: Sequence[str]) -> list[str]:
+    """``names`` as a container's aliases on a network (each a valid host name)."""
+    for name in names:
+        if not ALIAS.fullmatch(name):
+            raise InvalidConfig(f"invalid network alias {name!r}: letters, digits, '_', '.' "
+                                f"and '-', starting with a letter or digit")
+    return list(dict.fromkeys(names))
 
 
 class Networking:
@@ -132,8 +146,17 @@ class Networking:
             hosts.append((name, _address(addr, "--add-host")))
         if opts.ip:
             _address(opts.ip, "--ip")
+        aliases = {}
+        for key, names in opts.network_aliases.items():
+            if not names:
+                continue
+            network = self.get(key)
+            if network.name not in [n.name for n in named]:
+                raise InvalidConfig(f"network aliases for {network.name}: the container does "
+                                    f"not join it (aliases apply to named networks only)")
+            aliases[network.name] = checked_aliases(names)
         return mode, NetOptions(networks=list(opts.networks), ports=ports, ip=opts.ip or "",
-                                dns=list(opts.dns), add_hosts=hosts)
+                                dns=list(opts.dns), add_hosts=hosts, aliases=aliases)
 
     # ----------------------------------------------------------- named networks
     def has_networks(self, driver: str) -> bool:
@@ -397,10 +420,13 @@ class Networking:
                 problems.append(f"network {attachment.network}: {err}")
         return problems
 
-    def connect(self, name: str, record: ContainerRecord, ip: str | None = None) -> None:
-        """``network connect``: add a network to a container (attached now when it runs).
-        The caller reconciles dead containers first."""
+    def connect(self, name: str, record: ContainerRecord, ip: str | None = None,
+                aliases: Sequence[str] = ()) -> None:
+        """``network connect``: add a network to a container (attached now when it runs),
+        with ``aliases`` its peers there find it by. The caller reconciles dead
+        containers first."""
         network = self.get(name)
+        names = checked_aliases(aliases)
         if record.network.startswith(CONTAINER_MODE) or not self.has_networks(record.network):
             raise InvalidConfig(f"container {record.label} uses --net={record.network}; "
                                 f"it cannot join {network.driver} network {network.name}")
@@ -423,6 +449,8 @@ class Networking:
                 self._detach(record.id, network)
                 raise
         joined.append(network.name)
+        if names:
+            config.net.aliases[network.name] = names
         self.containers.save_config(record.id, config)
         if running:
             self.write_etc(self.containers.get(record.id), config, None,
@@ -440,6 +468,7 @@ class Networking:
                            f"{network.name}")
         self._detach(record.id, network)
         config.net.networks[:] = [n for n in config.net.networks if n != network.name]
+        config.net.aliases.pop(network.name, None)
         self.containers.save_config(record.id, config)
         if record.status == "running":
             self.write_etc(self.containers.get(record.id), config, None,
@@ -459,8 +488,8 @@ class Networking:
         own = [ep.ip for ep in ipam.endpoints(self.state, record.id)]
         hostname = config.spec.hostname or record.short_id
         names = [hostname] + ([record.name] if record.name else [])
-        peers = [(str(ipaddress.ip_interface(address).ip), name)
-                 for address, name in self.containers.peers(record.id)]
+        peers = [(str(ipaddress.ip_interface(peer.address).ip), [peer.name, *peer.aliases])
+                 for peer in self.containers.peers(record.id)]
         hosts = etcfiles.hosts(own, names, peers, config.net.add_hosts)
         dns = config.net.dns or (result.dns.get("nameservers", []) if result else [])
         etcfiles.write(bundle, hosts, etcfiles.resolv_conf(dns, drop_loopback=bool(own)),
@@ -486,12 +515,14 @@ class Networking:
         nets: dict[str, Any] = {}
         result = record.network_result if running else {}
         macs = {i["name"]: i["mac"] for i in result.get("interfaces", []) if i.get("sandbox")}
+        aliases = record.config.net.aliases if running else {}
         for ep in ipam.endpoints(self.state, record.id) if running else []:
             network = self.get(ep.network)
             iface = ipaddress.ip_interface(ep.address)
             nets[network.name] = {"NetworkID": network.id, "IPAddress": str(iface.ip),
                                   "IPPrefixLen": iface.network.prefixlen,
                                   "Interface": ep.ifname,
+                                  "Aliases": aliases.get(network.name) or None,
                                   "Gateway": "" if network.internal else network.gateway,
                                   "MacAddress": macs.get(ep.ifname, "")}
         own = None if nets else _from_result(result)  # a driver that leases addresses itself

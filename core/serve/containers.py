@@ -10,7 +10,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from pinnace.errors import FailedPrecondition, InvalidConfig, NotFound
-from pinnace.serve.http import NotImplementedEndpoint, NotModified
+from pinnace.serve.http import NotModified
 from pinnace.serve.streams import content_type, frame, quietly, shutdown
 
 if TYPE_CHECKING:
@@ -416,9 +416,41 @@ def rename(req: Request) -> None:
     req.client.rename(req.params["id"], name)
 
 
+UNSUPPORTED_UPDATES = ("BlkioWeight", "CpuRealtimePeriod", "CpuRealtimeRuntime",
+                       "CpusetMems", "KernelMemory", "MemoryReservation")
+"""Fields of an update body pinnace has no limit for (refused when set)."""
+
+
 def update(req: Request) -> None:
-    """``POST /containers/{id}/update``: pinnace changes no limits of an existing container."""
-    raise NotImplementedEndpoint("pinnace serve does not update a container's resources")
+    """``POST /containers/{id}/update``: memory, swap, CPU quota (``NanoCpus`` or
+    ``CpuQuota``/``CpuPeriod``), CPU shares, cpuset, PIDs limit and restart policy;
+    unset and zero fields are left as they are."""
+    body = req.json()
+    from pinnace.serve.shapes import restart_policy
+
+    refused = [key for key in UNSUPPORTED_UPDATES if body.get(key)]
+    if refused:
+        raise InvalidConfig(f"pinnace does not update {', '.join(refused)}")
+    changes: dict[str, Any] = {}
+    if body.get("Memory"):
+        changes["memory"] = str(body["Memory"])
+    if body.get("MemorySwap"):
+        changes["memory_swap"] = str(body["MemorySwap"])
+    if body.get("NanoCpus"):
+        changes["cpus"] = body["NanoCpus"] / 1e9
+    elif body.get("CpuQuota"):
+        changes["cpus"] = body["CpuQuota"] / (body.get("CpuPeriod") or 100000)
+    if body.get("CpuShares"):
+        changes["cpu_shares"] = int(body["CpuShares"])
+    if body.get("CpusetCpus"):
+        changes["cpuset_cpus"] = body["CpusetCpus"]
+    if body.get("PidsLimit") is not None:
+        changes["pids_limit"] = int(body["PidsLimit"]) or -1
+    restart = restart_policy(body.get("RestartPolicy") or {})
+    if restart:
+        changes["restart"] = restart
+    req.client.update(req.params["id"], **changes)
+    req.reply(200, {"Warnings": []})
 
 
 def prune(req: Request) -> None:

@@ -10,7 +10,6 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from pinnace.errors import InvalidConfig, PinnaceError
-from pinnace.serve.http import NotImplementedEndpoint
 
 if TYPE_CHECKING:
     from pinnace.serve.http import Request, Stream
@@ -62,20 +61,23 @@ class JsonProgress:
             self.stream.json(message)
 
 
-def _error(stream: Stream, err: BaseException) -> None:
+def stream_error(stream: Stream, err: BaseException) -> None:
+    """A failure inside a stream already under way, as docker sends it."""
     message = str(err) or type(err).__name__
     stream.json({"errorDetail": {"message": message}, "error": message})
 
 
 def create(req: Request) -> None:
     """``POST /images/create?fromImage=&tag=``: a pull, its progress and its errors in the
-    stream (the status is 200 once it has begun)."""
+    stream (the status is 200 once it has begun); with ``fromSrc``, an import."""
     image = req.arg("fromImage")
     if not image:
         if req.arg("fromSrc"):
-            raise NotImplementedEndpoint("pinnace serve does not import images (fromSrc): use "
-                                         "pinnace import")
-        raise InvalidConfig("fromImage is required")
+            from pinnace.serve.building import import_image
+
+            import_image(req)
+            return
+        raise InvalidConfig("fromImage or fromSrc is required")
     tag = req.arg("tag")
     reference = image
     if tag:
@@ -89,7 +91,7 @@ def create(req: Request) -> None:
         image_id = req.client.pull(reference, progress=JsonProgress(stream, "Downloading"),
                                    platform=req.arg("platform") or None)
     except PinnaceError as err:
-        _error(stream, err)
+        stream_error(stream, err)
     else:
         digests = req.client.image(image_id).repo_digests
         if digests:
@@ -173,7 +175,7 @@ def push(req: Request) -> None:
     try:
         digest = req.client.push(reference, progress=JsonProgress(stream, "Pushing"))
     except PinnaceError as err:
-        _error(stream, err)
+        stream_error(stream, err)
     else:
         short_tag = reference.rsplit(":", 1)[-1] if ":" in reference.rsplit("/", 1)[-1] \
             else "latest"

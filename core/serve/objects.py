@@ -74,12 +74,14 @@ def network_remove(req: Request) -> None:
 def network_connect(req: Request) -> None:
     """``POST /networks/{id}/connect``."""
     body = req.json()
-    ipam = ((body.get("EndpointConfig") or {}).get("IPAMConfig") or {})
+    endpoint = body.get("EndpointConfig") or {}
+    ipam = endpoint.get("IPAMConfig") or {}
     client = req.client
     network = client.network(req.params["id"])
     record = client.container(body.get("Container", ""))
     if network.name not in record.config.net.networks:  # made on it: compose connects again
-        client.network_connect(network.name, record.id, ipam.get("IPv4Address") or None)
+        client.network_connect(network.name, record.id, ipam.get("IPv4Address") or None,
+                               endpoint.get("Aliases") or ())
     req.reply(200)
 
 

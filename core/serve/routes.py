@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from pinnace.serve import containers, execs, images, objects, system
+from pinnace.serve import building, containers, execs, images, objects, system
 from pinnace.serve.http import Handler, Route
 
 _ID = r"(?P<id>[^/]+)"
@@ -46,6 +46,8 @@ _TABLE: list[tuple[str, str, Handler]] = [
     ("POST", f"/exec/{_ID}/start", execs.start),
     ("POST", f"/exec/{_ID}/resize", execs.resize),
     ("GET", f"/exec/{_ID}/json", execs.inspect),
+    ("POST", "/build", building.build),
+    ("POST", "/commit", building.commit),
     ("POST", "/images/create", images.create),
     ("GET", "/images/json", images.listing),
     ("POST", "/images/prune", images.prune),

@@ -48,11 +48,9 @@ def run_options(body: dict[str, Any], name: str | None) -> dict[str, Any]:
     opts["dns"] = list(host.get("Dns") or [])
     opts["add_hosts"] = list(host.get("ExtraHosts") or [])
     opts["auto_remove"] = bool(host.get("AutoRemove"))
-    restart = host.get("RestartPolicy") or {}
-    if restart.get("Name"):
-        count = restart.get("MaximumRetryCount") or 0
-        opts["restart"] = restart["Name"] + (f":{count}" if restart["Name"] == "on-failure"
-                                             and count else "")
+    restart = restart_policy(host.get("RestartPolicy") or {})
+    if restart:
+        opts["restart"] = restart
     log = host.get("LogConfig") or {}
     if log.get("Type") not in (None, "", "json-file"):
         raise InvalidConfig(f"log driver {log['Type']} is not supported: only json-file")
@@ -84,6 +82,14 @@ def run_options(body: dict[str, Any], name: str | None) -> dict[str, Any]:
     return opts
 
 
+def restart_policy(policy: dict[str, Any]) -> str | None:
+    """A ``RestartPolicy`` as ``--restart``'s text (None when it names none)."""
+    if not policy.get("Name"):
+        return None
+    count = policy.get("MaximumRetryCount") or 0
+    return policy["Name"] + (f":{count}" if policy["Name"] == "on-failure" and count else "")
+
+
 def _network_options(body: dict[str, Any], host: dict[str, Any]) -> dict[str, Any]:
     mode = host.get("NetworkMode") or ""
     endpoints = (body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}
@@ -97,6 +103,8 @@ def _network_options(body: dict[str, Any], host: dict[str, Any]) -> dict[str, An
         named.insert(0, mode)
     if named:
         out["networks"] = named
+        out["network_aliases"] = {name: list((endpoints.get(name) or {}).get("Aliases") or [])
+                                  for name in named}
         ipam = (endpoints.get(named[0]) or {}).get("IPAMConfig") or {}
         if ipam.get("IPv4Address"):
             out["ip"] = ipam["IPv4Address"]
