@@ -1,7 +1,7 @@
-"""What user namespaces cost: rootless ``pinnace run --rm busybox true`` and ``exec``
-against rootless podman as the same ordinary user (``pinnace-test``, made by ``make
-deps``, with a home of its own here), and a rootful run and exec with ``--userns=auto``
-against the same without.
+"""What user namespaces cost: rootless ``pinnace run --rm busybox true`` (without a
+network, and with ``--net=slirp4netns`` and ``--net=pasta``) and ``exec`` against rootless
+podman as the same ordinary user (``pinnace-test``, made by ``make deps``, with a home of
+its own here), and a rootful run and exec with ``--userns=auto`` against the same without.
 
 Run as root: ``python bench/rootless.py [--rounds N]``. Prints two tables. Not a test:
 these machines are noisy.
@@ -24,6 +24,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import busybox_root, report, runner, time_runs
 
 USER = "pinnace-test"
+NETWORKS = ("slirp4netns", "pasta")
+"""The user-mode networks a rootless run is also timed with (both tools start a helper
+process per container; /dev/net/tun must be open to users, as ``make deps`` leaves it)."""
 
 
 @contextmanager
@@ -74,6 +77,11 @@ def rootless(rounds: int, pinnace: list[str], tar: Path) -> None:
                 "pinnace exec true": runner([*mine, "exec", boxes[0], "true"], cwd="/"),
                 "podman exec true": runner([*podman, "exec", boxes[1], "true"], cwd="/"),
             }
+            for net in NETWORKS:
+                commands[f"pinnace run --rm --net={net} true"] = runner(
+                    [*mine, "run", "--rm", f"--net={net}", "busybox", "true"], cwd="/")
+                commands[f"podman run --rm --network={net} true"] = runner(
+                    [*podman, "run", "--rm", f"--network={net}", "busybox", "true"], cwd="/")
             for fn in commands.values():
                 fn()
             report(f"rootless, as {USER}: {rounds} rounds", time_runs(commands, rounds),

@@ -139,6 +139,10 @@ def add_uplink() -> None:
 
     for args in (["link", "add", UPLINK, "type", "veth", "peer", "name", UPLINK_PEER],
                  ["address", "add", UPLINK_ADDRESS, "dev", UPLINK],
+                 ["link", "set", UPLINK, "addrgenmode", "none"],  # no IPv6 link-local
+                 ["link", "set", UPLINK_PEER, "addrgenmode", "none"],  # appearing later
                  ["link", "set", UPLINK_PEER, "up"], ["link", "set", UPLINK, "up"],
                  ["route", "add", "default", "via", UPLINK_GATEWAY]):
-        subprocess.run(["ip", *args], check=True, capture_output=True)
+        done = subprocess.run(["ip", *args], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise OSError(done.returncode, f"ip {' '.join(args)}: {done.stderr.strip()}")
