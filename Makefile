@@ -11,7 +11,7 @@ APT_PACKAGES   := btrfs-progs libbtrfsutil-dev busybox-static iproute2 util-linu
                   python3-venv python3-dev gcc libc6-dev pkg-config libseccomp2 \
                   debootstrap skopeo podman runc \
                   docker-registry apache2-utils openssl time e2fsprogs catatonit tini \
-                  uidmap slirp4netns containerd docker.io docker-compose golang-go
+                  uidmap slirp4netns passt containerd docker.io docker-compose golang-go
 BENCH_PACKAGES := runc podman hyperfine
 PYTEST_ARGS ?= -n 2
 
@@ -46,8 +46,11 @@ STOP_SYSTEM_DAEMONS := if [ -d /run/systemd/system ]; then \
 		update-rc.d $$s disable >/dev/null 2>&1 || true; done; \
 	fi;
 
+# Rootless networking (slirp4netns, pasta) makes a tap device through /dev/net/tun as an
+# ordinary user: udev leaves it 0666 on most systems; a host with it 0600 is opened up.
 deps:
 	$(call apt_ensure,$(APT_PACKAGES),$(STOP_SYSTEM_DAEMONS))
+	@[ "$$(stat -c %a /dev/net/tun)" = 666 ] || chmod 666 /dev/net/tun
 	$(call subid_user,pinnace,1000000,1048576)
 	$(call subid_user,pinnace-test,3000000,65536)
 	@id -u pinnace-nosub >/dev/null 2>&1 || \

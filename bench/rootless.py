@@ -1,8 +1,9 @@
-"""What user namespaces cost: rootless ``pinnace run --rm busybox true`` (also with
-``--userns=keep-id``, whose rootfs is a shifted copy of the layer, made by the first run
-and reused) and ``exec`` against rootless podman as the same ordinary user
-(``pinnace-test``, made by ``make deps``, with a home of its own here), and a rootful run
-and exec with ``--userns=auto`` against the same without.
+"""What user namespaces cost: rootless ``pinnace run --rm busybox true`` (without a
+network, with ``--net=slirp4netns`` and ``--net=pasta``, and with ``--userns=keep-id``,
+whose rootfs is a shifted copy of the layer, made by the first run and reused) and
+``exec`` against rootless podman as the same ordinary user (``pinnace-test``, made by
+``make deps``, with a home of its own here), and a rootful run and exec with
+``--userns=auto`` against the same without.
 
 Run as root: ``python bench/rootless.py [--rounds N]``. Prints two tables. Not a test:
 these machines are noisy.
@@ -25,6 +26,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import busybox_root, report, runner, time_runs
 
 USER = "pinnace-test"
+NETWORKS = ("slirp4netns", "pasta")
+"""The user-mode networks a rootless run is also timed with (both tools start a helper
+process per container; /dev/net/tun must be open to users, as ``make deps`` leaves it)."""
 
 
 @contextmanager
@@ -81,6 +85,15 @@ def rootless(rounds: int, pinnace: list[str], tar: Path) -> None:
                 "pinnace exec true": runner([*mine, "exec", boxes[0], "true"], cwd="/"),
                 "podman exec true": runner([*podman, "exec", boxes[1], "true"], cwd="/"),
             }
+            for net in NETWORKS:
+                commands[f"pinnace run --rm --net={net} true"] = runner(
+                    [*mine, "run", "--rm", f"--net={net}", "busybox", "true"], cwd="/")
+                theirs = [*podman, "run", "--rm", f"--network={net}", "busybox", "true"]
+                tried = subprocess.run(theirs, capture_output=True, text=True, cwd="/")
+                if tried.returncode == 0:
+                    commands[f"podman run --rm --network={net} true"] = runner(theirs, cwd="/")
+                else:  # podman before 4.4 has no pasta
+                    print(f"podman: no --network={net}: {tried.stderr.strip()}")
             for fn in commands.values():
                 fn()
             report(f"rootless, as {USER}: {rounds} rounds", time_runs(commands, rounds),

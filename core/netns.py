@@ -123,3 +123,26 @@ def enter_private() -> None:
     processes it starts afterwards live there too, away from the host's network."""
     linux.unshare(linux.CLONE_NEWNET)
     loopback_up()
+
+
+UPLINK, UPLINK_PEER, UPLINK_ADDRESS, UPLINK_GATEWAY = ("uplink0", "uplink1", "198.51.100.1/24",
+                                                       "198.51.100.254")
+"""A documentation network (RFC 5737): nothing outside answers there."""
+
+
+def add_uplink() -> None:
+    """Give the calling thread's (private) network namespace what a host has and a new
+    namespace lacks: an interface with an address and a default route (``uplink0``, a
+    veth whose peer stays in the namespace, so nothing leaves it). User-mode networks
+    (pasta) copy the outside's configuration from such an interface."""
+    import subprocess
+
+    for args in (["link", "add", UPLINK, "type", "veth", "peer", "name", UPLINK_PEER],
+                 ["address", "add", UPLINK_ADDRESS, "dev", UPLINK],
+                 ["link", "set", UPLINK, "addrgenmode", "none"],  # no IPv6 link-local
+                 ["link", "set", UPLINK_PEER, "addrgenmode", "none"],  # appearing later
+                 ["link", "set", UPLINK_PEER, "up"], ["link", "set", UPLINK, "up"],
+                 ["route", "add", "default", "via", UPLINK_GATEWAY]):
+        done = subprocess.run(["ip", *args], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise OSError(done.returncode, f"ip {' '.join(args)}: {done.stderr.strip()}")

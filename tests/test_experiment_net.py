@@ -16,19 +16,20 @@ from conftest import Pinnace, assert_refused
 from pinnace.experiments import framework, net
 from pinnace.experiments.stats import Summary
 
-STRATEGIES = ("none", "host", "bridge", "routed")
+STRATEGIES = ("none", "host", "bridge", "routed", "slirp4netns", "pasta")
 
 
 def host_links() -> list[str]:
-    """Links of the strategies under test (routed and bridge veths, bridges) in the
-    namespace the tests run in: the experiment must make none there."""
+    """Links of the strategies under test (routed and bridge veths, bridges) and the
+    experiment's uplink in the namespace the tests run in: the experiment must make none
+    there."""
     out = subprocess.run(["ip", "-j", "link"], capture_output=True, text=True, check=True).stdout
     return sorted(name for name in (link["ifname"] for link in json.loads(out))
-                  if name.startswith(("rt", "pnv", "pn-", "pinnace")))
+                  if name.startswith(("rt", "pnv", "pn-", "pinnace", "uplink")))
 
 
-def test_experiment_compares_four_strategies(pn: Pinnace, busybox: str, routed_site: Path,
-                                             tmp_path: Path) -> None:
+def test_experiment_compares_the_strategies(pn: Pinnace, busybox: str, routed_site: Path,
+                                            tmp_path: Path) -> None:
     pn.env["PYTHONPATH"] = str(routed_site)
     before = host_links()
     out_dir = tmp_path / "results"
@@ -36,6 +37,8 @@ def test_experiment_compares_four_strategies(pn: Pinnace, busybox: str, routed_s
               "--out", str(out_dir), "--payload-mib", "4", timeout=900)
     assert host_links() == before, "the experiment touched the host's network"
     assert json.loads(pn("ps", "-a", "--format", "json").stdout) == []
+    assert subprocess.run(["pgrep", "-f", f"(slirp4netns|pasta) .*{pn.root}/"],
+                          capture_output=True).returncode == 1  # no helper left running
 
     lines = proc.stdout.splitlines()
     header = next(line for line in lines if line.startswith("metric"))
@@ -63,7 +66,9 @@ def test_experiment_compares_four_strategies(pn: Pinnace, busybox: str, routed_s
     assert measured == {"none": {"setup", "teardown"},
                         "host": {"setup", "teardown", *c2c},
                         "bridge": {"setup", "teardown", *c2c, *ports},
-                        "routed": {"setup", "teardown", *c2c}}
+                        "routed": {"setup", "teardown", *c2c},
+                        "slirp4netns": {"setup", "teardown", *ports},
+                        "pasta": {"setup", "teardown", *ports}}
     routed, none = result["routed"]["metrics"], result["none"]["metrics"]
     assert all(v > 0 for v in routed["setup"]["samples"] + result["bridge"]["metrics"][
         "setup"]["samples"])
@@ -72,6 +77,10 @@ def test_experiment_compares_four_strategies(pn: Pinnace, busybox: str, routed_s
         assert none[key] == {"value": "n/a",
                              "reason": "containers get no address outside loopback"}
     assert "refused: --net=routed" in routed["port_rtt"]["reason"]
+    for name in ("slirp4netns", "pasta"):  # one address for all: they meet through ports
+        assert "meet through published ports only" in \
+            result[name]["metrics"]["c2c_rtt"]["reason"]
+        assert result[name]["metrics"]["port_rtt"]["median"] > 0
 
     with open(out_dir / "net.csv", newline="") as f:
         rows = list(csv.DictReader(f))

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pinnace.plugin import PluginContext
+from pinnace.plugin import PluginContext, netns
 from pinnace.testing.network import NetworkContract
 from pinnace_plugins.net_bridge import BridgeNetwork
 from pinnace_plugins.net_host import HostNetwork
 from pinnace_plugins.net_none import NoneNetwork
+from pinnace_plugins.net_pasta import PastaNetwork
 from pinnace_plugins.net_slirp4netns import Slirp4netnsNetwork
 
 
@@ -59,4 +60,21 @@ class TestSlirp4netnsContract(NetworkContract):
         """A slirp4netns plugin keeping its PID files under the test's run directory."""
         return Slirp4netnsNetwork(PluginContext.for_plugin(
             Slirp4netnsNetwork, "slirp4netns", "network", data_dir=tmp_path / "data",
+            run_dir=tmp_path / "run"))
+
+
+class TestPastaContract(NetworkContract):
+    """``pasta``: a tap per container whose traffic pasta carries on host sockets,
+    containers isolated from each other (they meet through published ports only)."""
+
+    connected = False
+
+    def prepare_host(self) -> None:
+        """pasta copies the outside's configuration from an interface with a default route."""
+        netns.add_uplink()
+
+    def make_plugin(self, tmp_path: Path) -> PastaNetwork:
+        """A pasta plugin keeping its PID files under the test's run directory."""
+        return PastaNetwork(PluginContext.for_plugin(
+            PastaNetwork, "pasta", "network", data_dir=tmp_path / "data",
             run_dir=tmp_path / "run"))

@@ -213,44 +213,6 @@ def test_doctor_explains_the_rootless_mode(rootless: User) -> None:
         rootless.env["XDG_RUNTIME_DIR"] = runtime
 
 
-def test_a_privileged_port_is_refused_naming_the_sysctl(rootless: User) -> None:
-    proc = rootless("run", "--rm", "--net=slirp4netns", "-p", "80:80", "busybox", "true",
-                    check=False)
-    assert proc.returncode == 125 and proc.stderr.count("\n") == 1, proc.stderr
-    assert "host port 80 is privileged" in proc.stderr
-    assert "sysctl net.ipv4.ip_unprivileged_port_start=80" in proc.stderr
-    assert rootless("ps", "-aq").stdout == ""
-
-
-def test_a_user_mode_network_needs_the_tun_device(rootless: User) -> None:
-    proc = rootless("run", "--rm", "--net=slirp4netns", "busybox", "true", check=False)
-    if os.stat("/dev/net/tun").st_mode & 0o006 == 0o006:  # open to users: it just works
-        assert proc.returncode == 0, proc.stderr
-        return
-    assert proc.returncode == 125 and proc.stderr.count("\n") == 1, proc.stderr
-    assert "slirp4netns needs /dev/net/tun, which this user may not open" in proc.stderr
-    assert rootless("ps", "-aq").stdout == ""
-    assert not list((rootless.home / "run" / "pinnace").glob("**/*.sock"))
-
-
-def test_slirp4netns_publishes_ports(npn: Pinnace, busybox: str, netns: Path) -> None:
-    cid = npn("run", "-d", "--net=slirp4netns", "-p", "127.0.0.1:18080:80", busybox, "sh",
-              "-c", "echo published > /i.html; exec httpd -f -p 80 -h /").stdout.strip()
-    got = ""
-    for _ in range(50):
-        fetch = subprocess.run(["nsenter", f"--net={netns}", "busybox", "wget", "-q", "-O",
-                                "-", "http://127.0.0.1:18080/i.html"],
-                               capture_output=True, text=True)
-        got = fetch.stdout
-        if got:
-            break
-        subprocess.run(["sleep", "0.1"], check=True)
-    assert got == "published\n"
-    assert "10.0.2.100/24" in npn("exec", cid, "ip", "-4", "addr", "show", "tap0").stdout
-    npn("rm", "-f", cid)
-    assert subprocess.run(["pgrep", "-f", f"slirp4netns .*{cid}"],
-                          capture_output=True).returncode == 1  # stopped with the container
-
 
 def test_keep_id_runs_as_the_user_with_its_own_ids(rootless: User) -> None:
     """``--userns=keep-id``: the user's uid and gid are the same inside, the subordinate

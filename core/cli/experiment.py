@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from pinnace.engine import Engine
     from pinnace.experiments.framework import Experiment, Metric
 
-DEFAULT_STRATEGIES = "none,host,bridge,routed"
+DEFAULT_STRATEGIES = "none,host,bridge,routed,slirp4netns,pasta"
 
 
 @click.group()
@@ -96,6 +96,7 @@ def net(ctx: click.Context, strategies: str, runs: int, out_dir: Path, image: st
     names, engine = _prepared(ctx, strategies, image)
     try:
         netns.enter_private()
+        netns.add_uplink()
     except OSError as err:
         raise Unavailable(f"cannot make a private network namespace for the experiment "
                           f"({err.strerror}); run it as root") from None

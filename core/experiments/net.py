@@ -12,7 +12,9 @@ echo service and as a source of zeros) and a client (``sleep``). Measured:
 - host-to-published-port connect time and round trip, where ``-p`` publishes.
 
 A measurement a strategy cannot make is recorded as n/a with the reason,
-never as zero. The caller runs all of it inside a private network namespace.
+never as zero. The caller runs all of it inside a private network namespace, with
+an uplink (:func:`pinnace.netns.add_uplink`) for the user-mode networks (pasta) that
+copy the outside's configuration from one.
 """
 
 from __future__ import annotations
@@ -96,6 +98,26 @@ def reachable(netns: str | None, address: str, port: int, timeout: float) -> boo
             except OSError:
                 if time.monotonic() >= deadline:
                     return False
+        time.sleep(0.05)
+
+
+def echoes(address: str, port: int, timeout: float) -> bool:
+    """Whether the echo service at ``address:port`` (from this thread's namespace) echoes
+    a byte within ``timeout`` s. A connect alone does not tell for a published port: a
+    user-mode network accepts on the host before the container's server listens."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with _socket_in(None) as sock:
+            sock.settimeout(1)
+            try:
+                sock.connect((address, port))
+                sock.sendall(b"x")
+                if sock.recv(1) == b"x":
+                    return True
+            except OSError:
+                pass
+        if time.monotonic() >= deadline:
+            return False
         time.sleep(0.05)
 
 
@@ -228,9 +250,15 @@ class NetExperiment(framework.Experiment):
             address: str | None = "127.0.0.1"  # both containers are in the host's namespace
         else:
             address = routable_ipv4([ip["address"] for ip in server.result.get("ips", [])])
+        reason = ""
         if address is None:
+            reason = "containers get no address outside loopback"
+        elif address == routable_ipv4([ip["address"] for ip in client.result.get("ips", [])]):
+            reason = (f"every container is {address} (a user-mode network each): containers "
+                      "meet through published ports only")
+        if reason:
             for key in ("c2c_connect", "c2c_rtt", "c2c_throughput"):
-                strategy.missing[key] = "containers get no address outside loopback"
+                strategy.missing[key] = reason
             return
         netns = f"/proc/{client.pid}/ns/net"
         for port in (ECHO_PORT, SOURCE_PORT):
@@ -247,7 +275,7 @@ class NetExperiment(framework.Experiment):
         p, add = self.params, strategy.samples.setdefault
         if "port_connect" in strategy.missing:
             return
-        if not reachable(None, "127.0.0.1", PUBLISHED_PORT, timeout=5):
+        if not echoes("127.0.0.1", PUBLISHED_PORT, timeout=10):
             reason = f"-p {PUBLISHED_PORT}:{ECHO_PORT} publishes nothing with this strategy"
         else:
             add("port_connect", []).append(statistics.median(connect_times(

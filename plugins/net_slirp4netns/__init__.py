@@ -14,10 +14,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import socket
 import subprocess
-import time
 from pathlib import Path
 from typing import ClassVar
 
@@ -33,9 +31,10 @@ from pinnace.plugin import (
     Unavailable,
     hookimpl,
 )
+from pinnace_plugins import user_mode
 
 TAP, ADDRESS, GATEWAY = "tap0", "10.0.2.100/24", "10.0.2.2"
-TUN = "/dev/net/tun"
+PROGRAMS = ("slirp4netns",)
 
 
 class Slirp4netnsNetwork(Plugin):
@@ -54,11 +53,7 @@ class Slirp4netnsNetwork(Plugin):
         """Start slirp4netns for the container's namespace; publish its ports."""
         from pinnace.plugin import netns
 
-        if not os.access(TUN, os.R_OK | os.W_OK):
-            raise FailedPrecondition(
-                f"slirp4netns needs {TUN}, which this user may not open (mode "
-                f"{os.stat(TUN).st_mode & 0o777:o}): root may allow it with chmod 666 {TUN}, "
-                "as udev sets it on most systems")
+        user_mode.require_tun("slirp4netns")
         pidfile, api, log = self._files(attachment.container_id)
         self.ctx.run_dir.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
@@ -83,9 +78,9 @@ class Slirp4netnsNetwork(Plugin):
             os.close(ready_r)
         if ready != b"1":
             proc.wait()
-            said = log.read_text(errors="replace").strip().splitlines()
+            said = user_mode.last_line(log.read_text(errors="replace"))
             log.unlink()
-            raise FailedPrecondition(f"slirp4netns failed: {said[-1] if said else 'no output'}")
+            raise FailedPrecondition(f"slirp4netns failed: {said}")
         pidfile.write_text(str(proc.pid))
         try:
             netns.run_in(attachment.netns, netns.loopback_up)
@@ -103,13 +98,7 @@ class Slirp4netnsNetwork(Plugin):
     def pinnace_network_del(self, attachment: Attachment) -> None:
         """Stop the container's slirp4netns (its tap goes with it); idempotent."""
         pidfile, api, log = self._files(attachment.container_id)
-        try:
-            pid = int(pidfile.read_text())
-        except (FileNotFoundError, ValueError):
-            pid = 0
-        if pid and _is_slirp(pid):
-            os.kill(pid, signal.SIGKILL)
-            _reap(pid)
+        user_mode.stop(user_mode.recorded_pid(pidfile), PROGRAMS)
         for path in (pidfile, api, log):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
@@ -120,12 +109,9 @@ class Slirp4netnsNetwork(Plugin):
         import shutil
 
         found = shutil.which("slirp4netns")
-        tun = os.access(TUN, os.R_OK | os.W_OK)
         return [{"check": "network slirp4netns: installed", "ok": "yes" if found else "warn",
                  "detail": found or "missing", "fix": "apt install slirp4netns"},
-                {"check": "network slirp4netns: /dev/net/tun", "ok": "yes" if tun else "warn",
-                 "detail": "usable" if tun else "this user may not open it",
-                 "fix": f"root: chmod 666 {TUN} (udev's default on most systems)"}]
+                user_mode.tun_check("slirp4netns")]
 
     @hookimpl
     def pinnace_network_check(self, attachment: Attachment) -> None:
@@ -133,11 +119,10 @@ class Slirp4netnsNetwork(Plugin):
         from pinnace.plugin import netns
 
         pidfile, _, _ = self._files(attachment.container_id)
-        try:
-            pid = int(pidfile.read_text())
-        except (FileNotFoundError, ValueError):
-            raise FailedPrecondition("slirp4netns was not started") from None
-        if not _is_slirp(pid):
+        pid = user_mode.recorded_pid(pidfile)
+        if not pid:
+            raise FailedPrecondition("slirp4netns was not started")
+        if not user_mode.is_running(pid, PROGRAMS):
             raise FailedPrecondition(f"slirp4netns (PID {pid}) is gone")
 
         if not netns.run_in(attachment.netns, lambda: netns.is_up("lo") and netns.is_up(TAP)):
@@ -162,21 +147,3 @@ def _forward(api: Path, port: PortMapping) -> None:
         raise FailedPrecondition(f"slirp4netns cannot publish port {port.host_port}: "
                                  f"{answer['error'].get('desc', answer['error'])}")
 
-
-def _is_slirp(pid: int) -> bool:
-    try:
-        return os.path.basename(os.readlink(f"/proc/{pid}/exe")) == "slirp4netns"
-    except OSError:
-        return False
-
-
-def _reap(pid: int) -> None:
-    """Wait for ``pid`` to go: reap it when it is this process's child."""
-    try:
-        os.waitpid(pid, 0)
-        return
-    except ChildProcessError:
-        pass
-    deadline = time.monotonic() + 5
-    while _is_slirp(pid) and time.monotonic() < deadline:
-        time.sleep(0.01)
