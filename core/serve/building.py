@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from pinnace.errors import InvalidConfig, PinnaceError
-from pinnace.serve.images import stream_error
 
 if TYPE_CHECKING:
     from pinnace.serve.http import Request, Stream
@@ -44,7 +43,7 @@ def build(req: Request) -> None:
                 image_id = client.build(context, options, req.arg("dockerfile") or None,
                                         out, {"stdout": fd, "stderr": fd})
         except PinnaceError as err:
-            stream_error(stream, err)
+            stream.error(err)
         else:
             if options.quiet:
                 stream.json({"stream": f"{image_id}\n"})
@@ -167,7 +166,7 @@ def import_image(req: Request) -> None:
             image_id = req.client.import_image(tar, reference, _changes(req),
                                                req.arg("message") or "")
         except PinnaceError as err:
-            stream_error(stream, err)
+            stream.error(err)
         else:
             stream.json({"status": image_id})
     stream.end()

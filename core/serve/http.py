@@ -247,6 +247,11 @@ class Stream:
         """Send one JSON object, on a line of its own."""
         self.write(json.dumps(value).encode() + b"\n")
 
+    def error(self, err: BaseException) -> None:
+        """A failure inside a stream already under way, as docker sends it."""
+        message = str(err) or type(err).__name__
+        self.json({"errorDetail": {"message": message}, "error": message})
+
     def end(self) -> None:
         """The last chunk."""
         with self.lock:

@@ -61,12 +61,6 @@ class JsonProgress:
             self.stream.json(message)
 
 
-def stream_error(stream: Stream, err: BaseException) -> None:
-    """A failure inside a stream already under way, as docker sends it."""
-    message = str(err) or type(err).__name__
-    stream.json({"errorDetail": {"message": message}, "error": message})
-
-
 def create(req: Request) -> None:
     """``POST /images/create?fromImage=&tag=``: a pull, its progress and its errors in the
     stream (the status is 200 once it has begun); with ``fromSrc``, an import."""
@@ -91,7 +85,7 @@ def create(req: Request) -> None:
         image_id = req.client.pull(reference, progress=JsonProgress(stream, "Downloading"),
                                    platform=req.arg("platform") or None)
     except PinnaceError as err:
-        stream_error(stream, err)
+        stream.error(err)
     else:
         digests = req.client.image(image_id).repo_digests
         if digests:
@@ -175,7 +169,7 @@ def push(req: Request) -> None:
     try:
         digest = req.client.push(reference, progress=JsonProgress(stream, "Pushing"))
     except PinnaceError as err:
-        stream_error(stream, err)
+        stream.error(err)
     else:
         short_tag = reference.rsplit(":", 1)[-1] if ":" in reference.rsplit("/", 1)[-1] \
             else "latest"
