@@ -342,3 +342,42 @@ def test_oci_seccomp_form_is_enforced(rt: Runtime, bundle: Path) -> None:
                                               "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]})))
     proc = rt("run", "--bundle", str(bundle), new_id())
     assert "refused" in proc.stdout and "Operation not permitted" in proc.stderr + proc.stdout
+
+
+def test_devices_umask_and_mount_propagation(rt: Runtime, bundle: Path) -> None:
+    """linux.devices makes character nodes and fifos with their mode and owner;
+    process.user.umask is the process's; a tmpfs mount's propagation option is set on it."""
+    script = ("stat -c '%F %t:%T %a %u:%g' /dev/test-c /dev/test-p; umask; "
+              "grep ' /mnt/shared ' /proc/self/mountinfo; "
+              "grep ' /mnt/slave ' /proc/self/mountinfo")
+    edit(bundle, lambda c: (
+        c["process"].update(args=["sh", "-c", script]),
+        c["process"]["user"].update(umask=0o27),
+        c["linux"].update(devices=[
+            {"path": "/dev/test-c", "type": "c", "major": 1, "minor": 3, "fileMode": 0o640,
+             "uid": 5, "gid": 6},
+            {"path": "/dev/test-p", "type": "p", "fileMode": 0o600}]),
+        c["mounts"].extend([
+            {"destination": "/mnt/shared", "type": "tmpfs", "source": "tmpfs",
+             "options": ["size=1k", "shared"]},
+            {"destination": "/mnt/slave", "type": "tmpfs", "source": "tmpfs",
+             "options": ["size=1k", "slave"]}])))
+    proc = rt("run", "--bundle", str(bundle), new_id())
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "character special file 1:3 640 5:6"
+    assert lines[1] == "fifo 0:0 600 0:0"
+    assert lines[2] == "0027"
+    assert " shared:" in lines[3] and "tmpfs" in lines[3]
+    assert " shared:" not in lines[4] and "tmpfs" in lines[4]
+
+
+def test_unknown_capability_and_bad_device_refused(rt: Runtime, bundle: Path) -> None:
+    edit(bundle, lambda c: c["process"]["capabilities"]["bounding"].append("CAP_TEST"))
+    proc = rt("create", "--bundle", str(bundle), new_id(), check=False)
+    assert proc.returncode == 1
+    assert "process.capabilities.bounding: unknown capability 'CAP_TEST'" in proc.stderr
+    edit(bundle, lambda c: (c["process"]["capabilities"]["bounding"].remove("CAP_TEST"),
+                            c["linux"].update(devices=[{"path": "/dev/x", "type": "c"}])))
+    proc = rt("create", "--bundle", str(bundle), new_id(), check=False)
+    assert proc.returncode == 1 and "linux.devices[0].major and minor are needed" in proc.stderr
+    assert not rt.root.exists() or list(rt.root.iterdir()) == []

@@ -23,6 +23,7 @@ from pinnace.mounts import Mount
 from pinnace.runtime.spec import (
     DEFAULT_DEVICES,
     ContainerSpec,
+    Device,
     MountPoint,
     Process,
     Resources,
@@ -151,8 +152,8 @@ def _process(proc: _Fields) -> Process:
     owner = User(int(user.get("uid", 0)), int(user.get("gid", 0)),
                  [int(g) for g in user.get("additionalGids", [])])
     umask = user.get("umask")
-    if umask not in (None, 0o22):
-        raise InvalidConfig("config.json: process.user.umask is not supported (0022 only)")
+    if umask is not None and not (isinstance(umask, int) and 0 <= umask <= 0o777):
+        raise InvalidConfig(f"config.json: process.user.umask {umask!r} is not a mode")
     user.done()
     proc.ignore("consoleSize")  # the pty's size is the console socket holder's to set
     rlimits = []
@@ -162,11 +163,19 @@ def _process(proc: _Fields) -> Process:
         rlimits.append(Rlimit(type=item["type"], soft=int(item["soft"]),
                               hard=int(item["hard"])))
     return Process(args=list(args), env=list(proc.get("env", [])), cwd=proc.get("cwd", "/"),
-                   user=owner, terminal=bool(proc.get("terminal", False)), rlimits=rlimits)
+                   user=owner, terminal=bool(proc.get("terminal", False)), rlimits=rlimits,
+                   umask=umask)
 
 
 def _process_security(proc: _Fields) -> Security:
+    from pinnace.runtime.capabilities import NUMBERS
+
     caps = proc.sub("capabilities")
+    for name in ("bounding", "effective", "permitted", "inheritable", "ambient"):
+        unknown = [c for c in caps.get(name, []) if c not in NUMBERS]
+        if unknown:
+            raise InvalidConfig(f"config.json: process.capabilities.{name}: unknown "
+                                f"capability {unknown[0]!r}")
     bounding = list(caps.get("bounding", []))
     for name in ("effective", "permitted"):
         extra = set(caps.get(name, [])) - set(bounding)
@@ -239,10 +248,9 @@ def _linux(linux: _Fields, spec: ContainerSpec) -> None:
     spec.security.readonly_paths = list(linux.get("readonlyPaths", []))
     seccomp = linux.get("seccomp")
     spec.security.seccomp = seccomp_profile(seccomp) if seccomp else "unconfined"
-    for index, dev in enumerate(linux.get("devices", [])):
-        if dev.get("path") not in PLUGIN_DEVICES:
-            raise InvalidConfig(f"config.json: linux.devices[{index}] ({dev.get('path')}) "
-                                "is not supported")
+    spec.devices = [d for d in (_device(dev, index)
+                                for index, dev in enumerate(linux.get("devices", [])))
+                    if d.path not in PLUGIN_DEVICES]
     spec.resources = _resources(linux.sub("resources"))
     rootfs_propagation = linux.get("rootfsPropagation", "")
     if rootfs_propagation not in ("", "private", "rprivate"):
@@ -250,6 +258,30 @@ def _linux(linux: _Fields, spec: ContainerSpec) -> None:
                             "is not supported (private only)")
     if not _lsm_enabled("selinux"):
         linux.ignore("mountLabel")
+
+
+def _device(data: dict[str, Any], index: int) -> Device:
+    """One of ``linux.devices``: a character (``c``, ``u``), block (``b``) node or a fifo
+    (``p``) made in the container, mode 0666 and owned by 0:0 unless it says otherwise."""
+    d = _Fields(data, f"linux.devices[{index}]")
+    path = d.get("path", "")
+    if not path.startswith("/"):
+        raise InvalidConfig(f"config.json: {d.name('path')} must be absolute: {path!r}")
+    kind = {"c": "c", "u": "c", "b": "b", "p": "p"}.get(d.get("type"))
+    if kind is None:
+        raise InvalidConfig(f"config.json: {d.name('type')} {d.get('type')!r} is not "
+                            "c, u, b or p")
+    major, minor = d.get("major"), d.get("minor")
+    if kind != "p" and not (isinstance(major, int) and isinstance(minor, int)):
+        raise InvalidConfig(f"config.json: {d.name('major')} and minor are needed for a "
+                            f"{'character' if kind == 'c' else 'block'} device")
+    mode = d.get("fileMode", 0o666)
+    if not isinstance(mode, int) or not 0 <= mode <= 0o7777:
+        raise InvalidConfig(f"config.json: {d.name('fileMode')} {mode!r} is not a mode")
+    device = Device(os.path.normpath(path), kind, int(major or 0), int(minor or 0), mode,
+                    int(d.get("uid", 0)), int(d.get("gid", 0)))
+    d.done()
+    return device
 
 
 def _resources(res: _Fields) -> Resources:
@@ -378,6 +410,11 @@ def config_from_spec(spec: ContainerSpec, rootfs: str = "rootfs") -> dict[str, A
         linux["cgroupsPath"] = "/" + spec.cgroup
     if spec.sysctl:
         linux["sysctl"] = dict(spec.sysctl)
+    if spec.devices:
+        linux["devices"] = [{"path": d.path, "type": d.type, "fileMode": d.file_mode,
+                             "uid": d.uid, "gid": d.gid,
+                             **({} if d.type == "p" else {"major": d.major, "minor": d.minor})}
+                            for d in spec.devices]
     if sec.seccomp != "unconfined":
         from pinnace.runtime import seccomp
 
@@ -392,7 +429,8 @@ def config_from_spec(spec: ContainerSpec, rootfs: str = "rootfs") -> dict[str, A
         "process": {
             "terminal": p.terminal, "args": list(p.args), "env": list(p.env), "cwd": p.cwd,
             "user": {"uid": p.user.uid, "gid": p.user.gid,
-                     "additionalGids": list(p.user.additional_gids)},
+                     "additionalGids": list(p.user.additional_gids),
+                     **({} if p.umask is None else {"umask": p.umask})},
             "capabilities": {"bounding": caps, "effective": caps, "permitted": caps,
                              "inheritable": list(sec.inheritable), "ambient": list(sec.ambient)},
             "rlimits": [{"type": r.type, "hard": r.hard, "soft": r.soft} for r in p.rlimits],

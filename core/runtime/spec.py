@@ -39,7 +39,7 @@ class Device:
 
     path: str
     type: str
-    """``c`` (character) or ``b`` (block)."""
+    """``c`` (character), ``b`` (block) or ``p`` (a fifo, without major and minor)."""
     major: int
     minor: int
     file_mode: int = 0o666
@@ -61,6 +61,9 @@ class Process:
     console_socket: str = ""
     """With ``terminal``: a unix socket path to which the runtime sends the pty master
     (SCM_RIGHTS), allocated inside the container's own devpts; stdio is then the pty."""
+    umask: int | None = None
+    """The file mode creation mask set before exec (OCI ``process.user.umask``); None
+    keeps the creator's."""
 
 
 @dataclass

@@ -186,9 +186,12 @@ def _make_console(sock: object, process: Process) -> None:
 
 def _become(process: Process, lockdown: Lockdown) -> None:
     """Drop to the process's user, groups, capabilities and seccomp filter
-    (:meth:`pinnace.runtime.security.Lockdown.apply`); enter its working directory."""
+    (:meth:`pinnace.runtime.security.Lockdown.apply`); enter its working directory; set
+    its umask."""
     lockdown.apply(process.user)
     os.chdir(process.cwd or "/")
+    if process.umask is not None:
+        os.umask(process.umask)
 
 
 def _fd_path(fd: int) -> str:
@@ -205,7 +208,10 @@ def _spec_mounts(spec: ContainerSpec, root: int, userns: int | None) -> None:
         directory = m.type != "bind" or os.path.isdir(m.source)
         readonly_bind = m.type == "bind" and "ro" in m.options
         idmapped = m.type == "bind" and "idmap" in m.options and userns is not None
-        options = [o for o in m.options if o != "idmap" and not (readonly_bind and o == "ro")]
+        propagation = 0 if m.type == "bind" else next(
+            (linux.PROPAGATION[o] for o in reversed(m.options) if o in linux.PROPAGATION), 0)
+        options = [o for o in m.options if o != "idmap" and not (readonly_bind and o == "ro")
+                   and not (propagation and o in linux.PROPAGATION)]
         try:
             target = (in_root.mkdir_in if directory else in_root.create_in)(root, m.destination)
         except OSError as err:
@@ -219,10 +225,14 @@ def _spec_mounts(spec: ContainerSpec, root: int, userns: int | None) -> None:
                 linux.mount_described(m.type, m.source, _fd_path(target), options)
         finally:
             os.close(target)
-        if readonly_bind:  # a fresh lookup reaches the new mount, not what it covers
-            mounted = in_root.open_in(root, m.destination, os.O_PATH)
+        if readonly_bind or propagation:  # a fresh lookup reaches the new mount, not what
+            mounted = in_root.open_in(root, m.destination, os.O_PATH)  # it covers
             try:
-                linux.remount_bind(_fd_path(mounted), [o for o in m.options if o != "idmap"])
+                if readonly_bind:
+                    linux.remount_bind(_fd_path(mounted),
+                                       [o for o in m.options if o != "idmap"])
+                if propagation:
+                    linux.mount("", _fd_path(mounted), None, propagation)
             finally:
                 os.close(mounted)
 
