@@ -302,13 +302,15 @@ def test_spec_maps_to_config_and_back(tmp_path: Path) -> None:
     """config_from_spec and bundle_spec are each other's reverse on what both carry."""
     from pinnace.mounts import Mount
     from pinnace.runtime.oci import bundle_spec, config_from_spec
-    from pinnace.runtime.spec import ContainerSpec, MountPoint, Process, Rlimit, User
+    from pinnace.runtime.spec import ContainerSpec, Device, MountPoint, Process, Rlimit, User
+    from pinnace.runtime.userns import IdMap
 
     (tmp_path / "rootfs").mkdir()
     spec = ContainerSpec(
         id="x", process=Process(args=["sh", "-c", "true"], env=["A=1"], cwd="/srv",
                                 user=User(1000, 1000, [10]),
-                                rlimits=[Rlimit(type="RLIMIT_NOFILE", soft=100, hard=200)]),
+                                rlimits=[Rlimit(type="RLIMIT_NOFILE", soft=100, hard=200)],
+                                umask=0o27),
         rootfs=[], hostname="h", netns="/run/netns/n", cgroup="group/x",
         readonly_rootfs=True, annotations={"a": "b"}, sysctl={"net.ipv4.ip_forward": "1"},
         mounts=[MountPoint("/data", str(tmp_path), "bind", ["ro"]),
@@ -317,11 +319,13 @@ def test_spec_maps_to_config_and_back(tmp_path: Path) -> None:
     spec.namespace_paths = {"ipc": "/proc/1/ns/ipc"}
     spec.resources.memory = 64 << 20
     spec.resources.pids_limit = 50
+    spec.uid_map = spec.gid_map = [IdMap(0, 100000, 65536)]
+    spec.devices = [Device("/dev/fuse", "c", 10, 229, 0o600, 0, 0), Device("/dev/f", "p", 0, 0)]
     back = bundle_spec("x", str(tmp_path), config_from_spec(spec)).spec
     assert back.process == spec.process
     assert back.rootfs == [Mount("bind", str(tmp_path / "rootfs"), ("rbind",))]
     for name in ("hostname", "netns", "cgroup", "readonly_rootfs", "annotations", "sysctl",
-                 "namespaces", "namespace_paths"):
+                 "namespaces", "namespace_paths", "uid_map", "gid_map", "devices"):
         assert getattr(back, name) == getattr(spec, name), name
     assert [m.destination for m in back.mounts] == ["/data", "/tmp"]
     assert back.resources.memory == 64 << 20 and back.resources.pids_limit == 50
@@ -381,3 +385,26 @@ def test_unknown_capability_and_bad_device_refused(rt: Runtime, bundle: Path) ->
     proc = rt("create", "--bundle", str(bundle), new_id(), check=False)
     assert proc.returncode == 1 and "linux.devices[0].major and minor are needed" in proc.stderr
     assert not rt.root.exists() or list(rt.root.iterdir()) == []
+
+
+def test_user_namespace_from_id_mappings(rt: Runtime, bundle: Path) -> None:
+    """A user namespace with linux.uidMappings/gidMappings: the process is container root
+    as host id 100000, and the rootfs keeps its ids on disk (root's files are seen as the
+    overflow id, as runc shows them)."""
+    script = "cat /proc/self/uid_map /proc/self/gid_map; id -u; stat -c %u /bin/busybox"
+    maps = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    edit(bundle, lambda c: (c["process"].update(args=["sh", "-c", script]),
+                            c["linux"]["namespaces"].append({"type": "user"}),
+                            c["linux"].update(uidMappings=maps, gidMappings=maps)))
+    cid = new_id()
+    rt("create", "--bundle", str(bundle), cid)
+    pid = rt.state(cid)["pid"]
+    assert os.stat(f"/proc/{pid}/ns/user").st_ino != os.stat("/proc/self/ns/user").st_ino
+    rt("delete", "--force", cid)
+    proc = rt("run", "--bundle", str(bundle), new_id())
+    assert proc.stdout.split() == ["0", "100000", "65536"] * 2 + ["0", "65534"]
+    edit(bundle, lambda c: c["linux"]["namespaces"].remove({"type": "user"}))
+    refused = rt("create", "--bundle", str(bundle), new_id(), check=False)
+    assert refused.returncode == 1
+    assert "linux.uidMappings without a user namespace" in refused.stderr
+    assert list(rt.root.iterdir()) == []

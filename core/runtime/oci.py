@@ -224,6 +224,11 @@ def _linux(linux: _Fields, spec: ContainerSpec) -> None:
         if kind == "network":
             spec.netns = path or None
             continue
+        if kind == "user":
+            if path:
+                raise InvalidConfig(f"config.json: linux.namespaces[{index}].path (joining "
+                                    "a user namespace) is not supported")
+            continue
         if kind not in NAMESPACES:
             raise InvalidConfig(f"config.json: linux.namespaces[{index}]: a {kind} namespace "
                                 "is not supported")
@@ -238,6 +243,7 @@ def _linux(linux: _Fields, spec: ContainerSpec) -> None:
     for kind in ("pid", "mount"):
         if kind not in spec.namespaces:
             raise InvalidConfig(f"config.json: linux.namespaces needs a {kind} namespace")
+    _id_maps(linux, spec, any(ns.get("type") == "user" for ns in linux.get("namespaces", [])))
     spec.cgroup = linux.get("cgroupsPath", "") or f"pinnace-runtime/{spec.id}"
     if ":" in spec.cgroup:
         raise InvalidConfig(f"config.json: linux.cgroupsPath {spec.cgroup!r} is a systemd "
@@ -258,6 +264,31 @@ def _linux(linux: _Fields, spec: ContainerSpec) -> None:
                             "is not supported (private only)")
     if not _lsm_enabled("selinux"):
         linux.ignore("mountLabel")
+
+
+def _id_maps(linux: _Fields, spec: ContainerSpec, userns: bool) -> None:
+    """``linux.uidMappings`` and ``gidMappings`` of a user namespace: the container's ids
+    as host ids. The root filesystem is used as its ids are on disk (not idmapped)."""
+    from pinnace.runtime.userns import IdMap, check_disjoint
+
+    for name in ("uidMappings", "gidMappings"):
+        maps = []
+        for index, item in enumerate(linux.get(name, [])):
+            m = _Fields(item, f"linux.{name}[{index}]")
+            numbers = [m.get(k) for k in ("containerID", "hostID", "size")]
+            m.done()
+            if not all(isinstance(n, int) and n >= 0 for n in numbers) or numbers[2] < 1:
+                raise InvalidConfig(f"config.json: {m.where} needs containerID, hostID and "
+                                    "a size of at least 1")
+            maps.append(IdMap(*numbers))
+        if maps and not userns:
+            raise InvalidConfig(f"config.json: linux.{name} without a user namespace in "
+                                "linux.namespaces")
+        if userns and not maps:
+            raise InvalidConfig(f"config.json: a user namespace needs linux.{name}")
+        check_disjoint(maps, f"config.json: linux.{name}")
+        setattr(spec, "uid_map" if name == "uidMappings" else "gid_map", maps)
+    spec.idmapped_rootfs = False
 
 
 def _device(data: dict[str, Any], index: int) -> Device:
@@ -401,7 +432,13 @@ def config_from_spec(spec: ContainerSpec, rootfs: str = "rootfs") -> dict[str, A
         for n in spec.namespaces]
     if spec.netns != "/proc/self/ns/net":
         namespaces.append({"type": "network", **({"path": spec.netns} if spec.netns else {})})
-    linux: dict[str, Any] = {
+    linux: dict[str, Any] = {}
+    if spec.uid_map:
+        namespaces.append({"type": "user"})
+        linux["uidMappings"], linux["gidMappings"] = (
+            [{"containerID": m.container, "hostID": m.host, "size": m.size} for m in maps]
+            for maps in (spec.uid_map, spec.gid_map))
+    linux |= {
         "namespaces": namespaces,
         "maskedPaths": list(sec.masked_paths), "readonlyPaths": list(sec.readonly_paths),
         "resources": _resources_json(res),

@@ -177,6 +177,10 @@ class ContainerSpec:
     """The size of the container's ``/dev/shm`` tmpfs in bytes."""
     uid_map: list[IdMap] = field(default_factory=list)
     gid_map: list[IdMap] = field(default_factory=list)
+    idmapped_rootfs: bool = True
+    """With ``uid_map``: the root filesystem is mounted idmapped (an image's files, owned
+    by 0 on disk, belong to container root); False uses it with the ids it has on disk
+    (an OCI bundle's rootfs, prepared for the mapping by its caller)."""
 
 
 def spec_from_dict(data: dict[str, Any]) -> ContainerSpec:

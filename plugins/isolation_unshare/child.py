@@ -74,7 +74,8 @@ def setup(spec: ContainerSpec, bundle: str, gate: int, fifo: str,
     """Build the container around this process; return the fd of the start fifo.
 
     With ``userns`` (a user namespace's descriptor, for a spec with id maps) the rootfs
-    and the ``idmap`` mount points are mounted idmapped through it, and the process
+    (unless ``spec.idmapped_rootfs`` is off) and the ``idmap`` mount points are mounted
+    idmapped through it, and the process
     enters it last, after every mount: its other namespaces stay the host root's, so
     container root holds no capability over its mounts, hostname or network. Without
     ``die_with_creator`` the container outlives the process that created it."""
@@ -117,8 +118,9 @@ def setup(spec: ContainerSpec, bundle: str, gate: int, fifo: str,
             os.close(in_root.mkdir_in(root, spec.process.cwd or "/"))
     finally:
         os.close(root)
-    if userns is not None:  # the whole tree again, its top idmapped: made above by host
-        linux.bind_idmapped(rootfs, rootfs, userns, recursive=True)  # root, now container's
+    if userns is not None and spec.idmapped_rootfs:
+        # the whole tree again, its top idmapped: made above by host root, now container root's
+        linux.bind_idmapped(rootfs, rootfs, userns, recursive=True)
     if spec.hostname and "uts" in spec.namespaces and "uts" not in spec.namespace_paths:
         linux.sethostname(spec.hostname)
     start_fd = os.open(fifo, os.O_RDWR | os.O_CLOEXEC)
