@@ -408,3 +408,42 @@ def test_user_namespace_from_id_mappings(rt: Runtime, bundle: Path) -> None:
     assert refused.returncode == 1
     assert "linux.uidMappings without a user namespace" in refused.stderr
     assert list(rt.root.iterdir()) == []
+
+
+def cgroup_file(cgroup: str, name: str) -> str:
+    """The content of cgroup file ``name`` in whichever hierarchy has it."""
+    from pinnace.runtime.cgroups import Cgroup
+
+    found = [Path(d, name) for d in Cgroup(cgroup).dirs if Path(d, name).exists()]
+    assert found, name
+    return found[0].read_text().strip()
+
+
+@pytest.mark.skipif(not os.path.exists("/sys/fs/cgroup/memory/memory.oom_control"),
+                    reason="needs the cgroup v1 memory controller")
+def test_v1_memory_and_cpu_resources(rt: Runtime, bundle: Path) -> None:
+    """OCI memory (limit, reservation, swap, kernelTCP, swappiness, disableOOMKiller) and
+    cpu (shares, quota, period, cpus, mems, realtime) limits land in the cgroup at an
+    absolute cgroupsPath, which delete removes."""
+    cid = new_id()
+    mib = 1 << 20
+    edit(bundle, lambda c: c["linux"].update(cgroupsPath=f"/oci-abs/{cid}", resources={
+        "memory": {"limit": 64 * mib, "reservation": 32 * mib, "swap": 96 * mib,
+                   "kernelTCP": 8 * mib, "swappiness": 0, "disableOOMKiller": True},
+        "cpu": {"shares": 512, "quota": 20000, "period": 50000, "cpus": "0", "mems": "0",
+                "realtimePeriod": 1000000, "realtimeRuntime": 0}}))
+    rt("create", "--bundle", str(bundle), cid)
+    cgroup = f"oci-abs/{cid}"
+    try:
+        expect = {"memory.limit_in_bytes": 64 * mib, "memory.soft_limit_in_bytes": 32 * mib,
+                  "memory.kmem.tcp.limit_in_bytes": 8 * mib, "memory.swappiness": 0,
+                  "cpu.shares": 512, "cpu.cfs_quota_us": 20000, "cpu.cfs_period_us": 50000,
+                  "cpuset.cpus": 0, "cpuset.mems": 0, "cpu.rt_period_us": 1000000}
+        for name, value in expect.items():
+            assert cgroup_file(cgroup, name) == str(value), name
+        assert "oom_kill_disable 1" in cgroup_file(cgroup, "memory.oom_control")
+        assert rt.state(cid)["pid"] in [int(p) for p in
+                                        cgroup_file(cgroup, "cgroup.procs").split()]
+    finally:
+        rt("delete", "--force", cid)
+    assert not cgroup_exists(cgroup) and not cgroup_exists("oci-abs")

@@ -336,18 +336,25 @@ def _resources(res: _Fields) -> Resources:
                                 f"{entry} inside an allowed range is not supported")
     memory = res.sub("memory")
     out.memory = int(memory.get("limit", 0))
-    swap = int(memory.get("swap", 0))
-    out.memory_swap = swap
-    memory.get("disableOOMKiller")
-    if memory.data.get("disableOOMKiller"):
-        raise InvalidConfig("config.json: linux.resources.memory.disableOOMKiller "
-                            "is not supported")
+    out.memory_swap = int(memory.get("swap", 0))
+    out.memory_reservation = int(memory.get("reservation", 0))
+    out.memory_kernel = int(memory.get("kernel", 0))
+    out.memory_kernel_tcp = int(memory.get("kernelTCP", 0))
+    swappiness = memory.get("swappiness")
+    if swappiness is not None and not (isinstance(swappiness, int) and 0 <= swappiness <= 100):
+        raise InvalidConfig(f"config.json: linux.resources.memory.swappiness {swappiness!r} "
+                            "is not from 0 to 100")
+    out.memory_swappiness = swappiness
+    out.oom_kill_disable = bool(memory.get("disableOOMKiller", False))
     memory.done()
     cpu = res.sub("cpu")
     out.cpu_shares = int(cpu.get("shares", 0))
     out.cpu_quota = int(cpu.get("quota", 0))
     out.cpu_period = int(cpu.get("period", 0))
     out.cpuset_cpus = str(cpu.get("cpus", ""))
+    out.cpuset_mems = str(cpu.get("mems", ""))
+    out.cpu_rt_period = int(cpu.get("realtimePeriod", 0))
+    out.cpu_rt_runtime = int(cpu.get("realtimeRuntime", 0))
     cpu.done()
     pids = res.sub("pids")
     out.pids_limit = int(pids.get("limit", 0))
@@ -513,11 +520,19 @@ def _resources_json(res: Resources) -> dict[str, Any]:
             entry["minor"] = int(minor)
         devices.append(entry)
     out: dict[str, Any] = {"devices": [{"allow": False, "access": "rwm"}, *devices]}
-    if res.memory or res.memory_swap:
-        out["memory"] = {k: v for k, v in (("limit", res.memory), ("swap", res.memory_swap))
-                         if v}
+    memory = {k: v for k, v in (("limit", res.memory), ("swap", res.memory_swap),
+                                ("reservation", res.memory_reservation),
+                                ("kernel", res.memory_kernel),
+                                ("kernelTCP", res.memory_kernel_tcp),
+                                ("disableOOMKiller", res.oom_kill_disable)) if v}
+    if res.memory_swappiness is not None:
+        memory["swappiness"] = res.memory_swappiness
+    if memory:
+        out["memory"] = memory
     cpu = {k: v for k, v in (("shares", res.cpu_shares), ("quota", res.cpu_quota),
-                             ("period", res.cpu_period), ("cpus", res.cpuset_cpus)) if v}
+                             ("period", res.cpu_period), ("cpus", res.cpuset_cpus),
+                             ("mems", res.cpuset_mems), ("realtimePeriod", res.cpu_rt_period),
+                             ("realtimeRuntime", res.cpu_rt_runtime)) if v}
     if cpu:
         out["cpu"] = cpu
     if res.pids_limit:

@@ -111,6 +111,18 @@ class Resources:
     pids_limit: int = 0
     devices: list[str] = field(default_factory=lambda: list(DEFAULT_DEVICES))
     """The device allowlist in cgroup v1 syntax (``c 1:3 rwm``)."""
+    memory_reservation: int = 0
+    """The soft limit (v1 ``memory.soft_limit_in_bytes``, v2 ``memory.low``)."""
+    memory_kernel: int = 0
+    memory_kernel_tcp: int = 0
+    """v1 only: kernel memory and TCP buffer limits (kernels since 5.16 keep but do not
+    enforce the first)."""
+    memory_swappiness: int | None = None
+    oom_kill_disable: bool = False
+    cpuset_mems: str = ""
+    cpu_rt_period: int = 0
+    cpu_rt_runtime: int = 0
+    """v1 only: real-time scheduling budget (``cpu.rt_period_us``, ``cpu.rt_runtime_us``)."""
 
 
 DEFAULT_CAPABILITIES = (
