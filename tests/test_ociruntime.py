@@ -447,3 +447,19 @@ def test_v1_memory_and_cpu_resources(rt: Runtime, bundle: Path) -> None:
     finally:
         rt("delete", "--force", cid)
     assert not cgroup_exists(cgroup) and not cgroup_exists("oci-abs")
+
+
+@pytest.mark.parametrize(("propagation", "shown"), [("shared", " shared:"),
+                                                    ("unbindable", " unbindable"),
+                                                    ("private", "")])
+def test_rootfs_propagation(rt: Runtime, bundle: Path, propagation: str, shown: str) -> None:
+    """linux.rootfsPropagation is the propagation of the container's root mount."""
+    root_line = ["awk", "$5 == \"/\"", "/proc/self/mountinfo"]
+    edit(bundle, lambda c: (c["process"].update(args=root_line),
+                            c["linux"].update(rootfsPropagation=propagation)))
+    line = rt("run", "--bundle", str(bundle), new_id()).stdout.strip()
+    optional = line.split(" - ")[0].split()[6:]  # the optional fields: shared:N, master:N ...
+    assert (" " + " ".join(optional)).startswith(shown) if shown else optional == [], line
+    edit(bundle, lambda c: c["linux"].update(rootfsPropagation="everywhere"))
+    refused = rt("create", "--bundle", str(bundle), new_id(), check=False)
+    assert "linux.rootfsPropagation 'everywhere' is not one of" in refused.stderr

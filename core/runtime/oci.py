@@ -47,6 +47,8 @@ RLIMITS = ("RLIMIT_AS", "RLIMIT_CORE", "RLIMIT_CPU", "RLIMIT_DATA", "RLIMIT_FSIZ
            "RLIMIT_LOCKS", "RLIMIT_MEMLOCK", "RLIMIT_MSGQUEUE", "RLIMIT_NICE", "RLIMIT_NOFILE",
            "RLIMIT_NPROC", "RLIMIT_RSS", "RLIMIT_RTPRIO", "RLIMIT_RTTIME", "RLIMIT_SIGPENDING",
            "RLIMIT_STACK")
+ROOTFS_PROPAGATION = ("", "private", "rprivate", "shared", "rshared", "slave", "rslave",
+                      "unbindable", "runbindable")
 DEFAULT_NAMESPACES = ("pid", "network", "ipc", "uts", "mount", "cgroup")
 
 
@@ -258,10 +260,11 @@ def _linux(linux: _Fields, spec: ContainerSpec) -> None:
                                 for index, dev in enumerate(linux.get("devices", [])))
                     if d.path not in PLUGIN_DEVICES]
     spec.resources = _resources(linux.sub("resources"))
-    rootfs_propagation = linux.get("rootfsPropagation", "")
-    if rootfs_propagation not in ("", "private", "rprivate"):
-        raise InvalidConfig(f"config.json: linux.rootfsPropagation {rootfs_propagation!r} "
-                            "is not supported (private only)")
+    spec.rootfs_propagation = linux.get("rootfsPropagation", "")
+    if spec.rootfs_propagation not in ROOTFS_PROPAGATION:
+        raise InvalidConfig(f"config.json: linux.rootfsPropagation "
+                            f"{spec.rootfs_propagation!r} is not one of "
+                            f"{', '.join(ROOTFS_PROPAGATION[1:])}")
     if not _lsm_enabled("selinux"):
         linux.ignore("mountLabel")
 
@@ -454,6 +457,8 @@ def config_from_spec(spec: ContainerSpec, rootfs: str = "rootfs") -> dict[str, A
         linux["cgroupsPath"] = "/" + spec.cgroup
     if spec.sysctl:
         linux["sysctl"] = dict(spec.sysctl)
+    if spec.rootfs_propagation:
+        linux["rootfsPropagation"] = spec.rootfs_propagation
     if spec.devices:
         linux["devices"] = [{"path": d.path, "type": d.type, "fileMode": d.file_mode,
                              "uid": d.uid, "gid": d.gid,

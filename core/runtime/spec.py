@@ -189,6 +189,11 @@ class ContainerSpec:
     """The size of the container's ``/dev/shm`` tmpfs in bytes."""
     uid_map: list[IdMap] = field(default_factory=list)
     gid_map: list[IdMap] = field(default_factory=list)
+    rootfs_propagation: str = ""
+    """The propagation of the container's root mount (OCI ``linux.rootfsPropagation``:
+    ``shared``, ``slave``, ``unbindable``, ``r...`` for its submounts too; "" private).
+    Mounts never propagate from the container to the host: a shared root is shared
+    within the container; a slave one receives the host's mounts."""
     idmapped_rootfs: bool = True
     """With ``uid_map``: the root filesystem is mounted idmapped (an image's files, owned
     by 0 on disk, belong to container root); False uses it with the ids it has on disk

@@ -105,7 +105,8 @@ def setup(spec: ContainerSpec, bundle: str, gate: int, fifo: str,
         elif ns not in ("pid", "cgroup"):
             flags |= linux.NAMESPACE_FLAGS[ns]
     linux.unshare(flags)
-    linux.mount("none", "/", None, linux.MS_REC | linux.MS_PRIVATE)
+    slave = spec.rootfs_propagation in ("slave", "rslave")  # the host's mounts come in
+    linux.mount("none", "/", None, linux.MS_REC | (linux.MS_SLAVE if slave else linux.MS_PRIVATE))
     rootfs = os.path.join(bundle, "rootfs")
     os.makedirs(rootfs, exist_ok=True)
     mount_all(spec.rootfs, rootfs)
@@ -132,6 +133,8 @@ def setup(spec: ContainerSpec, bundle: str, gate: int, fifo: str,
     linux.pivot_root(".", ".")
     linux.umount(".", detach=True)
     os.chdir("/")
+    if spec.rootfs_propagation and not slave:  # in a peer group of the container's own
+        linux.mount("", "/", None, linux.PROPAGATION[spec.rootfs_propagation])
     if userns is None:
         os.makedirs(spec.process.cwd or "/", exist_ok=True)  # -w of a missing directory
     if spec.devices:
