@@ -319,6 +319,9 @@ def test_spec_maps_to_config_and_back(tmp_path: Path) -> None:
     spec.namespace_paths = {"ipc": "/proc/1/ns/ipc"}
     spec.resources.memory = 64 << 20
     spec.resources.pids_limit = 50
+    spec.resources.blkio_devices = [("blkio.throttle.read_bps_device", "8:0 1000")]
+    spec.resources.hugepage_limits = {"2MB": 4 << 20}
+    spec.resources.net_priorities = {"lo": 3}
     spec.uid_map = spec.gid_map = [IdMap(0, 100000, 65536)]
     spec.devices = [Device("/dev/fuse", "c", 10, 229, 0o600, 0, 0), Device("/dev/f", "p", 0, 0)]
     back = bundle_spec("x", str(tmp_path), config_from_spec(spec)).spec
@@ -329,6 +332,8 @@ def test_spec_maps_to_config_and_back(tmp_path: Path) -> None:
         assert getattr(back, name) == getattr(spec, name), name
     assert [m.destination for m in back.mounts] == ["/data", "/tmp"]
     assert back.resources.memory == 64 << 20 and back.resources.pids_limit == 50
+    for name in ("blkio_devices", "hugepage_limits", "net_priorities"):
+        assert getattr(back.resources, name) == getattr(spec.resources, name), name
     assert back.security.capabilities == spec.security.capabilities
     assert back.security.inheritable == ["CAP_KILL"]
     assert back.security.masked_paths == spec.security.masked_paths
@@ -384,6 +389,10 @@ def test_unknown_capability_and_bad_device_refused(rt: Runtime, bundle: Path) ->
                             c["linux"].update(devices=[{"path": "/dev/x", "type": "c"}])))
     proc = rt("create", "--bundle", str(bundle), new_id(), check=False)
     assert proc.returncode == 1 and "linux.devices[0].major and minor are needed" in proc.stderr
+    edit(bundle, lambda c: (c["linux"].pop("devices"), c["linux"]["resources"].update(
+        hugepageLimits=[{"pageSize": "huge", "limit": 1}])))
+    proc = rt("create", "--bundle", str(bundle), new_id(), check=False)
+    assert proc.returncode == 1 and "hugepageLimits[0] needs a pageSize" in proc.stderr
     assert not rt.root.exists() or list(rt.root.iterdir()) == []
 
 
@@ -463,3 +472,44 @@ def test_rootfs_propagation(rt: Runtime, bundle: Path, propagation: str, shown: 
     edit(bundle, lambda c: c["linux"].update(rootfsPropagation="everywhere"))
     refused = rt("create", "--bundle", str(bundle), new_id(), check=False)
     assert "linux.rootfsPropagation 'everywhere' is not one of" in refused.stderr
+
+
+def test_v1_block_io_hugetlb_and_network_limits(rt: Runtime, bundle: Path,
+                                                tmp_path: Path) -> None:
+    """blockIO throttles, hugepageLimits and network classID/priorities are written to
+    their v1 controllers: the runtime runs in a mount namespace of its own where a
+    net_cls,net_prio,hugetlb hierarchy is mounted (the host mounts none)."""
+    if not Path("/sys/fs/cgroup/blkio/blkio.throttle.read_bps_device").exists() or \
+            not Path("/sys/kernel/mm/hugepages/hugepages-2048kB").exists():
+        pytest.skip("needs the v1 blkio hierarchy and 2MB huge pages")
+    cid = new_id()
+    major, minor = os.major(os.stat("/").st_dev), os.minor(os.stat("/").st_dev)
+    disk = f"/sys/dev/block/{major}:{minor}/partition"
+    if os.path.exists(disk):  # throttles take the whole disk, not a partition
+        parent = Path(f"/sys/dev/block/{major}:{minor}").resolve().parent / "dev"
+        major, minor = (int(n) for n in parent.read_text().split(":"))
+    edit(bundle, lambda c: c["linux"].update(cgroupsPath=f"/oci-v1/{cid}", resources={
+        "blockIO": {"throttleReadBpsDevice": [{"major": major, "minor": minor,
+                                               "rate": 1048576}]},
+        "hugepageLimits": [{"pageSize": "2MB", "limit": 4 << 20}],
+        "network": {"classID": 255, "priorities": [{"name": "lo", "priority": 7}]}}))
+    hierarchy = tmp_path / "netcls"
+    hierarchy.mkdir()
+    script = f"""
+        set -e
+        mount -t cgroup -o net_cls,net_prio,hugetlb cgroup {hierarchy}
+        {RUNTIME} --root {rt.root} create --bundle {bundle} {cid}
+        cat {hierarchy}/oci-v1/{cid}/net_cls.classid
+        grep '^lo ' {hierarchy}/oci-v1/{cid}/net_prio.ifpriomap
+        cat {hierarchy}/oci-v1/{cid}/hugetlb.2MB.limit_in_bytes
+        cat /sys/fs/cgroup/blkio/oci-v1/{cid}/blkio.throttle.read_bps_device
+        {RUNTIME} --root {rt.root} delete --force {cid}
+        test ! -e {hierarchy}/oci-v1
+        umount {hierarchy}
+    """
+    proc = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split("\n")[:4] == ["255", "lo 7", str(4 << 20),
+                                           f"{major}:{minor} 1048576"]
+    assert not cgroup_exists(f"oci-v1/{cid}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -362,8 +363,49 @@ def _resources(res: _Fields) -> Resources:
     pids = res.sub("pids")
     out.pids_limit = int(pids.get("limit", 0))
     pids.done()
+    _block_io(res.sub("blockIO"), out)
+    for index, item in enumerate(res.get("hugepageLimits", [])):
+        h = _Fields(item, f"linux.resources.hugepageLimits[{index}]")
+        size, limit = h.get("pageSize", ""), h.get("limit")
+        h.done()
+        if not re.fullmatch(r"\d+[KMG]B", size) or not isinstance(limit, int):
+            raise InvalidConfig(f"config.json: {h.where} needs a pageSize such as 2MB and "
+                                "a limit in bytes")
+        out.hugepage_limits[size] = limit
+    network = res.sub("network")
+    out.net_classid = int(network.get("classID", 0))
+    for index, item in enumerate(network.get("priorities", [])):
+        p = _Fields(item, f"linux.resources.network.priorities[{index}]")
+        out.net_priorities[str(p.get("name", ""))] = int(p.get("priority", 0))
+        p.done()
+    network.done()
     res.done()
     return out
+
+
+BLOCK_IO_DEVICES = {"weightDevice": "blkio.weight_device",
+                    "throttleReadBpsDevice": "blkio.throttle.read_bps_device",
+                    "throttleWriteBpsDevice": "blkio.throttle.write_bps_device",
+                    "throttleReadIOPSDevice": "blkio.throttle.read_iops_device",
+                    "throttleWriteIOPSDevice": "blkio.throttle.write_iops_device"}
+
+
+def _block_io(blkio: _Fields, out: Resources) -> None:
+    """``linux.resources.blockIO``: weights, per-device weights and throttles."""
+    out.blkio_weight = int(blkio.get("weight", 0))
+    out.blkio_leaf_weight = int(blkio.get("leafWeight", 0))
+    for key, file in BLOCK_IO_DEVICES.items():
+        for index, item in enumerate(blkio.get(key, [])):
+            d = _Fields(item, f"linux.resources.blockIO.{key}[{index}]")
+            device = f"{int(d.get('major', 0))}:{int(d.get('minor', 0))}"
+            if key == "weightDevice":
+                for name, target in (("weight", file), ("leafWeight", "blkio.leaf_weight_device")):
+                    if d.get(name) is not None:
+                        out.blkio_devices.append((target, f"{device} {int(d.get(name))}"))
+            else:
+                out.blkio_devices.append((file, f"{device} {int(d.get('rate', 0))}"))
+            d.done()
+    blkio.done()
 
 
 def _covers(rule: str, kind: str, major: str, minor: str) -> bool:
@@ -542,4 +584,25 @@ def _resources_json(res: Resources) -> dict[str, Any]:
         out["cpu"] = cpu
     if res.pids_limit:
         out["pids"] = {"limit": res.pids_limit}
+    blkio: dict[str, Any] = {k: v for k, v in (("weight", res.blkio_weight),
+                                                ("leafWeight", res.blkio_leaf_weight)) if v}
+    keys = {file: key for key, file in BLOCK_IO_DEVICES.items()}
+    for file, rule in res.blkio_devices:
+        device, value = rule.split()
+        major, minor = (int(n) for n in device.split(":"))
+        entry = {"major": major, "minor": minor}
+        if file in ("blkio.weight_device", "blkio.leaf_weight_device"):
+            entry["weight" if file == "blkio.weight_device" else "leafWeight"] = int(value)
+            blkio.setdefault("weightDevice", []).append(entry)
+        else:
+            blkio.setdefault(keys[file], []).append({**entry, "rate": int(value)})
+    if blkio:
+        out["blockIO"] = blkio
+    if res.hugepage_limits:
+        out["hugepageLimits"] = [{"pageSize": size, "limit": limit}
+                                 for size, limit in res.hugepage_limits.items()]
+    if res.net_classid or res.net_priorities:
+        out["network"] = {"classID": res.net_classid,
+                          "priorities": [{"name": n, "priority": p}
+                                         for n, p in res.net_priorities.items()]}
     return out

@@ -123,6 +123,17 @@ class Resources:
     cpu_rt_period: int = 0
     cpu_rt_runtime: int = 0
     """v1 only: real-time scheduling budget (``cpu.rt_period_us``, ``cpu.rt_runtime_us``)."""
+    blkio_weight: int = 0
+    blkio_leaf_weight: int = 0
+    blkio_devices: list[tuple[str, str]] = field(default_factory=list)
+    """v1 only: per-device block I/O rules, (file, ``MAJOR:MINOR VALUE``) with the file
+    one of ``blkio.weight_device``, ``blkio.leaf_weight_device``,
+    ``blkio.throttle.{read,write}_{bps,iops}_device``."""
+    hugepage_limits: dict[str, int] = field(default_factory=dict)
+    """v1 only: bytes of huge pages by page size (``2MB``: ``hugetlb.2MB.limit_in_bytes``)."""
+    net_classid: int = 0
+    net_priorities: dict[str, int] = field(default_factory=dict)
+    """v1 only: the net_cls class id and net_prio priority by interface name."""
 
 
 DEFAULT_CAPABILITIES = (
