@@ -513,3 +513,19 @@ def test_v1_block_io_hugetlb_and_network_limits(rt: Runtime, bundle: Path,
     assert proc.stdout.split("\n")[:4] == ["255", "lo 7", str(4 << 20),
                                            f"{major}:{minor} 1048576"]
     assert not cgroup_exists(f"oci-v1/{cid}")
+
+
+def test_poststart_hook_sees_the_started_process(rt: Runtime, bundle: Path,
+                                                 tmp_path: Path) -> None:
+    """poststart gets the state start made (running, the process's PID) even when the
+    process has exited before the hook runs."""
+    out = tmp_path / "poststart.json"
+    edit(bundle, lambda c: (c["process"].update(args=["true"]), c.update(hooks={
+        "poststart": [{"path": "/bin/sh", "args": ["sh", "-c", f"cat > {out}"]}]})))
+    cid = new_id()
+    rt("create", "--bundle", str(bundle), cid)
+    pid = rt.state(cid)["pid"]
+    rt("start", cid)
+    state = json.loads(out.read_text())
+    assert (state["status"], state["pid"], state["id"]) == ("running", pid, cid)
+    rt("delete", "--force", cid)
