@@ -185,6 +185,13 @@ def test_unsupported_field_refused_by_name(rt: Runtime, bundle: Path) -> None:
     assert "config.json: vm" in rt("create", "--bundle", str(bundle), new_id(),
                                    check=False).stderr
     assert not rt.root.exists() or list(rt.root.iterdir()) == []
+    edit(bundle, lambda c: (c.pop("vm"), c.update(madeUp="x"),
+                            c["process"]["user"].update(nickname="y")))
+    cid = new_id()
+    proc = rt("create", "--bundle", str(bundle), cid)  # not the spec's: ignored, with a warning
+    assert "warning: config.json: madeUp is not a property of the OCI runtime spec" in proc.stderr
+    assert "process.user.nickname is not a property" in proc.stderr
+    rt("delete", "--force", cid)
 
 
 def test_missing_rootfs_and_relative_bundle(rt: Runtime, bundle: Path) -> None:

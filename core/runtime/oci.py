@@ -73,6 +73,52 @@ class BundleSpec:
     oom_score_adj: int | None = None
 
 
+SPEC_PROPERTIES = {
+    "": "ociVersion process root hostname domainname mounts hooks annotations linux solaris "
+        "windows vm zos",
+    "root": "path readonly",
+    "process": "terminal consoleSize user args commandLine env cwd capabilities rlimits "
+               "noNewPrivileges apparmorProfile oomScoreAdj selinuxLabel ioPriority scheduler "
+               "execCPUAffinity",
+    "process.user": "uid gid umask additionalGids username",
+    "process.capabilities": "bounding effective inheritable permitted ambient",
+    "mounts[]": "destination type source options uidMappings gidMappings",
+    "hooks": " ".join(HOOK_KINDS),
+    "hooks.*[]": "path args env timeout",
+    "linux": "namespaces uidMappings gidMappings timeOffsets devices netDevices cgroupsPath "
+             "resources rootfsPropagation seccomp sysctl maskedPaths readonlyPaths mountLabel "
+             "intelRdt personality memoryPolicy",
+    "linux.devices[]": "type path major minor fileMode uid gid",
+    "linux.uidMappings[]": "containerID hostID size",
+    "linux.gidMappings[]": "containerID hostID size",
+    "linux.resources": "devices memory cpu blockIO hugepageLimits network pids rdma unified",
+    "linux.resources.memory": "limit reservation swap kernel kernelTCP swappiness "
+                              "disableOOMKiller useHierarchy checkBeforeUpdate",
+    "linux.resources.cpu": "shares quota burst period realtimeRuntime realtimePeriod cpus mems "
+                           "idle",
+    "linux.resources.pids": "limit",
+    "linux.resources.blockIO": "weight leafWeight weightDevice throttleReadBpsDevice "
+                               "throttleWriteBpsDevice throttleReadIOPSDevice "
+                               "throttleWriteIOPSDevice",
+    "linux.resources.network": "classID priorities",
+    "linux.seccomp": "defaultAction defaultErrnoRet architectures flags listenerPath "
+                     "listenerMetadata syscalls",
+    "linux.seccomp.syscalls[]": "names action errnoRet args",
+}
+"""The properties the OCI runtime spec defines, by object. The spec's extensibility rule:
+a property it does not define is ignored (with a warning); one it defines that pinnace
+cannot apply is refused."""
+
+
+def _spec_defines(where: str, key: str) -> bool:
+    """True when the spec defines property ``key`` of the object at ``where`` (an
+    object this table does not list counts as defining everything)."""
+    shape = re.sub(r"\[\d+\]", "[]", where)
+    shape = re.sub(r"^hooks\.\w+\[\]$", "hooks.*[]", shape)
+    names = SPEC_PROPERTIES.get(shape)
+    return names is None or key in names.split()
+
+
 class _Fields:
     """One JSON object being read: each field taken is marked; :meth:`done` refuses
     the rest by name unless it asks for nothing."""
@@ -98,8 +144,13 @@ class _Fields:
         self.taken.update(names)
 
     def done(self) -> None:
+        import sys
+
         for key, value in self.data.items():
-            if key not in self.taken and not _asks_nothing(value):
+            if key not in self.taken and not _spec_defines(self.where, key):
+                sys.stderr.write(f"warning: config.json: {self.name(key)} is not a property "
+                                 "of the OCI runtime spec: ignored\n")
+            elif key not in self.taken and not _asks_nothing(value):
                 shown = json.dumps(value)
                 shown = shown if len(shown) <= 60 else shown[:57] + "..."
                 raise InvalidConfig(f"config.json: {self.name(key)} ({shown}) is not supported")
