@@ -266,7 +266,7 @@ def test_runtime_killed_between_create_and_start(rt: Runtime, bundle: Path) -> N
 def test_joins_pid_ipc_uts_namespaces_by_path(rt: Runtime, bundle: Path,
                                               tmp_path: Path) -> None:
     """linux.namespaces[].path joins another container's pid, ipc and uts namespaces;
-    joining a mount namespace is refused by name and leaves nothing."""
+    joining a cgroup namespace is refused by name and leaves nothing."""
     first = new_id()
     edit(bundle, lambda c: c.update(hostname="box-a"))
     rt("run", "--detach", "--bundle", str(bundle), first)
@@ -285,13 +285,12 @@ def test_joins_pid_ipc_uts_namespaces_by_path(rt: Runtime, bundle: Path,
         proc = rt("run", "--bundle", str(second), new_id(), check=False)
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.split() == ["sleep", "60", "box-a"]
-        for ns in config["linux"]["namespaces"]:
-            if ns["type"] == "mount":
-                ns["path"] = f"/proc/{pid}/ns/mnt"
+        config["linux"]["namespaces"].append({"type": "cgroup",
+                                              "path": f"/proc/{pid}/ns/cgroup"})
         (second / "config.json").write_text(json.dumps(config))
         refused = rt("run", "--bundle", str(second), "joiner", check=False)
         assert refused.returncode == 1
-        assert "path (joining a mount namespace) is not supported" in refused.stderr
+        assert "path (joining a cgroup namespace) is not supported" in refused.stderr
         assert not (rt.root / "joiner").exists() and not cgroup_exists("pinnace-runtime/joiner")
     finally:
         rt("delete", "--force", first)
@@ -536,3 +535,28 @@ def test_poststart_hook_sees_the_started_process(rt: Runtime, bundle: Path,
     state = json.loads(out.read_text())
     assert (state["status"], state["pid"], state["id"]) == ("running", pid, cid)
     rt("delete", "--force", cid)
+
+
+def test_joins_a_mount_namespace_by_path(rt: Runtime, bundle: Path) -> None:
+    """A mount namespace named by path is joined: the container is built inside it."""
+    holder = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "--fork",
+                               "--kill-child", "sleep", "60"])
+    try:
+        deadline = time.monotonic() + 5
+        own = os.stat("/proc/self/ns/mnt").st_ino
+        sleeper = 0
+        while time.monotonic() < deadline and not sleeper:
+            children = Path(f"/proc/{holder.pid}/task/{holder.pid}/children").read_text().split()
+            if children and os.stat(f"/proc/{children[0]}/ns/mnt").st_ino != own:
+                sleeper = int(children[0])
+            time.sleep(0.01)
+        edit(bundle, lambda c: [ns.update(path=f"/proc/{sleeper}/ns/mnt")
+                                for ns in c["linux"]["namespaces"] if ns["type"] == "mount"])
+        cid = new_id()
+        rt("create", "--bundle", str(bundle), cid)
+        pid = rt.state(cid)["pid"]
+        assert os.stat(f"/proc/{pid}/ns/mnt").st_ino == os.stat(f"/proc/{sleeper}/ns/mnt").st_ino
+        rt("delete", "--force", cid)
+    finally:
+        holder.kill()
+        holder.wait()

@@ -42,8 +42,10 @@ PLUGIN_MOUNTS = {"/proc": "proc", "/dev": "tmpfs", "/dev/pts": "devpts", "/dev/s
 PLUGIN_DEVICES = {"/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom",
                   "/dev/tty", "/dev/console", "/dev/ptmx"}
 NAMESPACES = {"pid": "pid", "mount": "mount", "uts": "uts", "ipc": "ipc", "cgroup": "cgroup"}
-JOINABLE = ("pid", "ipc", "uts")
-"""Namespaces a config may join by path, besides the network one."""
+JOINABLE = ("pid", "ipc", "uts", "mount")
+"""Namespaces a config may join by path, besides the network one (the rootfs and the
+bundle's paths must be reachable in a joined mount namespace, whose root the container's
+pivot_root changes, as runc's does)."""
 RLIMITS = ("RLIMIT_AS", "RLIMIT_CORE", "RLIMIT_CPU", "RLIMIT_DATA", "RLIMIT_FSIZE",
            "RLIMIT_LOCKS", "RLIMIT_MEMLOCK", "RLIMIT_MSGQUEUE", "RLIMIT_NICE", "RLIMIT_NOFILE",
            "RLIMIT_NPROC", "RLIMIT_RSS", "RLIMIT_RTPRIO", "RLIMIT_RTTIME", "RLIMIT_SIGPENDING",

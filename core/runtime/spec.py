@@ -189,8 +189,8 @@ class ContainerSpec:
     security: Security = field(default_factory=Security)
     resources: Resources = field(default_factory=Resources)
     namespace_paths: dict[str, str] = field(default_factory=dict)
-    """Namespaces of ``namespaces`` to join rather than make: ``pid``, ``ipc`` or ``uts``
-    to a ``/proc/PID/ns/...`` path (OCI ``linux.namespaces[].path``). A namespace
+    """Namespaces of ``namespaces`` to join rather than make: ``pid``, ``ipc``, ``uts`` or
+    ``mount`` to a ``/proc/PID/ns/...`` path (OCI ``linux.namespaces[].path``). A namespace
     missing from ``namespaces`` is the host's."""
     sysctl: dict[str, str] = field(default_factory=dict)
     """Namespaced kernel parameters written in the container (OCI ``linux.sysctl``)."""

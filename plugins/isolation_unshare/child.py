@@ -97,8 +97,8 @@ def setup(spec: ContainerSpec, bundle: str, gate: int, fifo: str,
     else:
         linux.unshare(linux.CLONE_NEWNET)
     flags = 0
-    for ns in spec.namespaces:
-        if ns in spec.namespace_paths and ns != "pid":  # pid: joined before the fork
+    for ns in sorted(spec.namespaces, key=lambda n: n == "mount"):  # the mount one last:
+        if ns in spec.namespace_paths and ns != "pid":  # it changes what the paths lead to
             fd = os.open(spec.namespace_paths[ns], os.O_RDONLY | os.O_CLOEXEC)
             linux.setns(fd, linux.NAMESPACE_FLAGS[ns])
             os.close(fd)
