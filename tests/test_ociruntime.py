@@ -560,3 +560,25 @@ def test_joins_a_mount_namespace_by_path(rt: Runtime, bundle: Path) -> None:
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_no_namespaces_shares_the_runtimes(rt: Runtime, bundle: Path) -> None:
+    """Without linux.namespaces the container shares every namespace of the runtime: its
+    rootfs is mounted in the runtime's mount namespace, entered with chroot (exec too),
+    and unmounted by delete."""
+    edit(bundle, lambda c: (c["linux"].update(namespaces=[]), c.pop("hostname")))
+    cid = new_id()
+    rt("create", "--bundle", str(bundle), cid)
+    try:
+        pid = rt.state(cid)["pid"]
+        for ns in ("mnt", "pid", "net", "uts", "ipc", "cgroup"):
+            assert os.readlink(f"/proc/{pid}/ns/{ns}") == os.readlink(f"/proc/self/ns/{ns}")
+        rt("start", cid)
+        assert rt("exec", cid, "cat", "/greeting").stdout == "hello from a host directory\n"
+        from pinnace.linux import mounts_under
+
+        assert mounts_under(str(rt.root / cid))  # the rootfs, /proc, /dev ... in this one
+    finally:
+        rt("delete", "--force", cid)
+    assert not mounts_under(str(rt.root))
+    assert not (rt.root / cid).exists() and (bundle / "rootfs" / "greeting").exists()

@@ -296,9 +296,6 @@ def _linux(linux: _Fields, spec: ContainerSpec) -> None:
         spec.namespaces.append(NAMESPACES[kind])
     if not any(ns.get("type") == "network" for ns in linux.get("namespaces", [])):
         spec.netns = "/proc/self/ns/net"  # the runtime's own: opened before any unshare
-    for kind in ("pid", "mount"):
-        if kind not in spec.namespaces:
-            raise InvalidConfig(f"config.json: linux.namespaces needs a {kind} namespace")
     _id_maps(linux, spec, any(ns.get("type") == "user" for ns in linux.get("namespaces", [])))
     spec.cgroup = linux.get("cgroupsPath", "") or f"pinnace-runtime/{spec.id}"
     if ":" in spec.cgroup:
@@ -319,6 +316,9 @@ def _linux(linux: _Fields, spec: ContainerSpec) -> None:
         raise InvalidConfig(f"config.json: linux.rootfsPropagation "
                             f"{spec.rootfs_propagation!r} is not one of "
                             f"{', '.join(ROOTFS_PROPAGATION[1:])}")
+    if spec.rootfs_propagation and "mount" not in spec.namespaces:
+        raise InvalidConfig("config.json: linux.rootfsPropagation needs a mount namespace "
+                            "(without one the rootfs is mounted in the runtime's)")
     if not _lsm_enabled("selinux"):
         linux.ignore("mountLabel")
 

@@ -124,11 +124,19 @@ def _user_namespace(spec: ContainerSpec) -> int:
                                  f"{err.strerror or err}") from None
 
 
-BUNDLE_FILES = ("start.fifo", "pid", "security.json", "cgroup")
-"""What this plugin keeps in a container's bundle."""
+BUNDLE_FILES = ("start.fifo", "pid", "security.json", "cgroup", "host-mounts")
+"""What this plugin keeps in a container's bundle (``host-mounts``: the container has no
+mount namespace of its own, and its rootfs is mounted in the creator's)."""
 
 
 def _remove_files(bundle: Path) -> None:
+    """Unmount a rootfs left in this mount namespace, then remove the plugin's files."""
+    if (bundle / "host-mounts").exists():
+        from pinnace.plugin import linux
+
+        rootfs = str(bundle / "rootfs")
+        while linux.is_mountpoint(rootfs):  # each lazy unmount takes a mount and its tree
+            linux.umount(rootfs, detach=True)
     for name in BUNDLE_FILES:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(bundle / name)
@@ -179,6 +187,8 @@ class UnshareIsolation(Plugin):
             raise
         (bundle / "security.json").write_text(json.dumps(asdict(spec.security)))  # for exec
         (bundle / "cgroup").write_text(spec.cgroup)
+        if "mount" not in spec.namespaces:
+            (bundle / "host-mounts").write_text("")
         ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         gate_r, gate_w = os.pipe2(os.O_CLOEXEC)
@@ -280,6 +290,8 @@ class UnshareIsolation(Plugin):
                for ns in ("pid", "net", "ipc", "uts", "cgroup", "mnt")}
         if os.stat(f"/proc/{pid}/ns/user").st_ino != os.stat("/proc/self/ns/user").st_ino:
             fds["user"] = os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+        if (bundle / "host-mounts").exists():
+            fds["root"] = os.open(f"/proc/{pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         gate_r, gate_w = os.pipe2(os.O_CLOEXEC)
         cg = _cgroup(container_id, bundle)

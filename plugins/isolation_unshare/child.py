@@ -2,8 +2,9 @@
 
 Order (as runc does it): die with the parent, own session, join the network
 namespace, new mount/uts/ipc namespaces (or join those ``namespace_paths`` name;
-one left out of ``namespaces`` is the host's), mount the rootfs and the API
-filesystems, wait until the parent has moved this process into the container's
+one left out of ``namespaces`` is the host's: without a mount namespace the rootfs is
+mounted in the creator's and entered with chroot, and delete unmounts it), mount the
+rootfs and the API filesystems, wait until the parent has moved this process into the container's
 cgroup, a new cgroup namespace, pivot_root, devices, sysctls, masked and
 read-only paths, resource limits, drop to
 the user with the container's capabilities and seccomp filter
@@ -105,8 +106,11 @@ def setup(spec: ContainerSpec, bundle: str, gate: int, fifo: str,
         elif ns not in ("pid", "cgroup"):
             flags |= linux.NAMESPACE_FLAGS[ns]
     linux.unshare(flags)
+    own_mounts = "mount" in spec.namespaces
     slave = spec.rootfs_propagation in ("slave", "rslave")  # the host's mounts come in
-    linux.mount("none", "/", None, linux.MS_REC | (linux.MS_SLAVE if slave else linux.MS_PRIVATE))
+    if own_mounts:
+        linux.mount("none", "/", None,
+                    linux.MS_REC | (linux.MS_SLAVE if slave else linux.MS_PRIVATE))
     rootfs = os.path.join(bundle, "rootfs")
     os.makedirs(rootfs, exist_ok=True)
     mount_all(spec.rootfs, rootfs)
@@ -130,8 +134,11 @@ def setup(spec: ContainerSpec, bundle: str, gate: int, fifo: str,
     if "cgroup" in spec.namespaces:  # its root is the cgroup this process is in now
         linux.unshare(linux.CLONE_NEWCGROUP)
     os.chdir(rootfs)
-    linux.pivot_root(".", ".")
-    linux.umount(".", detach=True)
+    if own_mounts:
+        linux.pivot_root(".", ".")
+        linux.umount(".", detach=True)
+    else:  # the creator's mount namespace, whose root stays everyone else's
+        os.chroot(".")
     os.chdir("/")
     if spec.rootfs_propagation and not slave:  # in a peer group of the container's own
         linux.mount("", "/", None, linux.PROPAGATION[spec.rootfs_propagation])
@@ -165,6 +172,9 @@ def join(process: Process, sec: Security, gate: int, fds: dict[str, int]) -> Non
         linux.setns(fds[ns], 0)
     terminal = _connect_console(process)
     linux.setns(fds["mnt"], linux.CLONE_NEWNS)
+    if "root" in fds:  # a container without a mount namespace: its root is a chroot
+        os.fchdir(fds["root"])
+        os.chroot(".")
     if "user" in fds:
         linux.setns(fds["user"], linux.CLONE_NEWUSER)
     os.setsid()
