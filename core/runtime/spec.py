@@ -115,8 +115,8 @@ class Resources:
     """The soft limit (v1 ``memory.soft_limit_in_bytes``, v2 ``memory.low``)."""
     memory_kernel: int = 0
     memory_kernel_tcp: int = 0
-    """v1 only: kernel memory and TCP buffer limits (kernels since 5.16 keep but do not
-    enforce the first)."""
+    """v1 only: kernel memory and TCP buffer limits (recent kernels take the first
+    without enforcing it)."""
     memory_swappiness: int | None = None
     oom_kill_disable: bool = False
     cpuset_mems: str = ""
