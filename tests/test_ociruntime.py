@@ -582,3 +582,18 @@ def test_no_namespaces_shares_the_runtimes(rt: Runtime, bundle: Path) -> None:
         rt("delete", "--force", cid)
     assert not mounts_under(str(rt.root))
     assert not (rt.root / cid).exists() and (bundle / "rootfs" / "greeting").exists()
+
+
+def test_delete_spares_another_container_in_the_same_cgroup(rt: Runtime, bundle: Path) -> None:
+    """Two containers with one cgroupsPath: deleting the first kills its processes only
+    and leaves the cgroup to the second, whose delete removes it."""
+    first, second = new_id(), new_id()
+    edit(bundle, lambda c: c["linux"].update(cgroupsPath=f"/oci-shared-{first}"))
+    for cid in (first, second):
+        rt("run", "--detach", "--bundle", str(bundle), cid)
+    survivor = rt.state(second)["pid"]
+    rt("delete", "--force", first)
+    assert rt.state(second)["status"] == "running" and os.path.exists(f"/proc/{survivor}")
+    assert cgroup_exists(f"oci-shared-{first}")
+    rt("delete", "--force", second)
+    assert not cgroup_exists(f"oci-shared-{first}")

@@ -124,9 +124,11 @@ def _user_namespace(spec: ContainerSpec) -> int:
                                  f"{err.strerror or err}") from None
 
 
-BUNDLE_FILES = ("start.fifo", "pid", "security.json", "cgroup", "host-mounts")
+BUNDLE_FILES = ("start.fifo", "pid", "security.json", "cgroup", "host-mounts", "pidns")
 """What this plugin keeps in a container's bundle (``host-mounts``: the container has no
-mount namespace of its own, and its rootfs is mounted in the creator's)."""
+mount namespace of its own, and its rootfs is mounted in the creator's; ``pidns``: the
+inode of the PID namespace it made, whose processes alone delete kills in a cgroup
+another container may share)."""
 
 
 def _remove_files(bundle: Path) -> None:
@@ -228,6 +230,8 @@ class UnshareIsolation(Plugin):
             _remove_files(bundle)
             _raise_exec_error(message or "1\nunknown error", "container setup failed")
         (bundle / "pid").write_text(str(pid))
+        if "pid" in spec.namespaces and "pid" not in spec.namespace_paths:
+            (bundle / "pidns").write_text(str(os.stat(f"/proc/{pid}/ns/pid").st_ino))
         self._children[spec.id] = _Child(pid, err_r)
         return pid
 
@@ -386,11 +390,17 @@ class UnshareIsolation(Plugin):
 
     @hookimpl
     def pinnace_isolation_delete(self, container_id: str, bundle: Path) -> None:
-        """Kill what is left in the cgroup, reap our child, remove the cgroup; idempotent."""
+        """Kill what is left of the container in its cgroup (the processes of the PID
+        namespace it made, or everything), reap our child, remove the cgroup unless another
+        container's processes are in it; idempotent."""
         from pinnace.plugin import cgroups
 
         cg = _cgroup(container_id, bundle)
-        cg.kill_all()
+        try:
+            namespace = int((bundle / "pidns").read_text())
+        except (OSError, ValueError):
+            namespace = 0
+        cg.kill_all(pid_namespace=namespace)
         if not cgroups.hierarchies():  # no cgroup (rootless): its PID 1 takes the rest along
             pid = self._pid(container_id, bundle)
             if pid and container_id not in self._children:
@@ -405,7 +415,8 @@ class UnshareIsolation(Plugin):
                     if os.waitpid(child.pid, os.WNOHANG) == (0, 0):  # still ours, still there
                         os.kill(child.pid, signal.SIGKILL)
                         os.waitpid(child.pid, 0)
-        cg.remove()
+        if not (namespace and cg.pids()):  # else shared: the last container removes it
+            cg.remove()
         _remove_files(bundle)
 
     @hookimpl
