@@ -597,3 +597,22 @@ def test_delete_spares_another_container_in_the_same_cgroup(rt: Runtime, bundle:
     assert cgroup_exists(f"oci-shared-{first}")
     rt("delete", "--force", second)
     assert not cgroup_exists(f"oci-shared-{first}")
+
+
+def test_device_rules_in_their_order_before_the_defaults(rt: Runtime, bundle: Path) -> None:
+    """linux.resources.devices allow rules reach devices.list in the config's order,
+    ahead of the always-allowed defaults."""
+    if not Path("/sys/fs/cgroup/devices/devices.list").exists():
+        pytest.skip("needs the cgroup v1 devices controller")
+    cid = new_id()
+    edit(bundle, lambda c: c["linux"]["resources"].update(devices=[
+        {"allow": False, "access": "rwm"},
+        {"allow": True, "type": "c", "major": 10, "minor": 229, "access": "rwm"},
+        {"allow": True, "type": "b", "major": 8, "minor": 20, "access": "rw"}]))
+    rt("create", "--bundle", str(bundle), cid)
+    try:
+        listed = cgroup_file(f"pinnace-runtime/{cid}", "devices.list").splitlines()
+        assert listed[:3] == ["c 10:229 rwm", "b 8:20 rw", "c *:* m"]
+        assert "c 1:3 rwm" in listed
+    finally:
+        rt("delete", "--force", cid)

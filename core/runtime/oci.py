@@ -373,8 +373,9 @@ def _device(data: dict[str, Any], index: int) -> Device:
 
 
 def _resources(res: _Fields) -> Resources:
-    out = Resources(devices=list(DEFAULT_DEVICES))  # always allowed, as runc does
-    for index, rule in enumerate(res.get("devices", [])):
+    out = Resources()
+    defaults, rules = list(DEFAULT_DEVICES), []  # the defaults always, after the config's
+    for index, rule in enumerate(res.get("devices", [])):  # rules (in their order), as runc
         kind = {"c": "c", "b": "b", "a": "a", None: "a", "": "a"}.get(rule.get("type"))
         if kind is None:
             raise InvalidConfig(f"config.json: linux.resources.devices[{index}].type "
@@ -383,14 +384,16 @@ def _resources(res: _Fields) -> Resources:
         minor = "*" if rule.get("minor") in (None, -1) else str(rule["minor"])
         entry = f"{kind} {major}:{minor} {rule.get('access') or 'rwm'}"
         if rule.get("allow"):
-            out.devices.append("a *:* rwm" if kind == "a" else entry)
+            rules.append("a *:* rwm" if kind == "a" else entry)
         elif kind == "a":
-            out.devices = list(DEFAULT_DEVICES)  # deny all: the allowlist starts again
-        elif entry in out.devices:
-            out.devices.remove(entry)
-        elif any(_covers(rule, kind, major, minor) for rule in out.devices):
+            rules, defaults = [], list(DEFAULT_DEVICES)  # deny all: the list starts again
+        elif entry in rules + defaults:
+            rules = [r for r in rules if r != entry]
+            defaults = [d for d in defaults if d != entry]
+        elif any(_covers(rule, kind, major, minor) for rule in rules + defaults):
             raise InvalidConfig(f"config.json: linux.resources.devices[{index}]: denying "
                                 f"{entry} inside an allowed range is not supported")
+    out.devices = [*dict.fromkeys(rules), *(d for d in defaults if d not in rules)]
     memory = res.sub("memory")
     out.memory = int(memory.get("limit", 0))
     out.memory_swap = int(memory.get("swap", 0))
