@@ -392,6 +392,13 @@ def test_unknown_capability_and_bad_device_refused(rt: Runtime, bundle: Path) ->
     assert proc.returncode == 1
     assert "process.capabilities.bounding: unknown capability 'CAP_TEST'" in proc.stderr
     edit(bundle, lambda c: (c["process"]["capabilities"]["bounding"].remove("CAP_TEST"),
+                            c["process"]["capabilities"]["bounding"].append("CAP_SYS_NICE")))
+    proc = subprocess.run(["setpriv", "--bounding-set=-sys_nice", RUNTIME, "--root",
+                           str(rt.root), "create", "--bundle", str(bundle), new_id()],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 1  # a capability the runtime lacks cannot be granted
+    assert "CAP_SYS_NICE is not held by the runtime" in proc.stderr
+    edit(bundle, lambda c: (c["process"]["capabilities"]["bounding"].remove("CAP_SYS_NICE"),
                             c["linux"].update(devices=[{"path": "/dev/x", "type": "c"}])))
     proc = rt("create", "--bundle", str(bundle), new_id(), check=False)
     assert proc.returncode == 1 and "linux.devices[0].major and minor are needed" in proc.stderr

@@ -224,14 +224,19 @@ def _process(proc: _Fields) -> Process:
 
 
 def _process_security(proc: _Fields) -> Security:
-    from pinnace.runtime.capabilities import NUMBERS
+    from pinnace.runtime.capabilities import NUMBERS, current
 
     caps = proc.sub("capabilities")
+    held = current("permitted")
     for name in ("bounding", "effective", "permitted", "inheritable", "ambient"):
         unknown = [c for c in caps.get(name, []) if c not in NUMBERS]
         if unknown:
             raise InvalidConfig(f"config.json: process.capabilities.{name}: unknown "
                                 f"capability {unknown[0]!r}")
+        missing = [c for c in caps.get(name, []) if not held >> NUMBERS[c] & 1]
+        if missing:
+            raise InvalidConfig(f"config.json: process.capabilities.{name}: {missing[0]} "
+                                "is not held by the runtime, which cannot grant it")
     bounding = list(caps.get("bounding", []))
     for name in ("effective", "permitted"):
         extra = set(caps.get(name, [])) - set(bounding)
