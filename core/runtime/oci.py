@@ -2,7 +2,8 @@
 
 :func:`bundle_spec` reads a bundle's config into a :class:`ContainerSpec` plus what
 the runtime itself does around the container (hooks, the OOM score); a field that
-pinnace cannot apply is refused by its name (``InvalidConfig``), never dropped.
+pinnace cannot apply is refused by its name (``InvalidConfig``), never dropped, and a
+property the spec does not define is ignored with a warning (its extensibility rule).
 Values that ask for nothing (an empty list, a zero limit) are accepted whatever the
 field. :func:`config_from_spec` writes a spec back as a ``config.json``.
 
