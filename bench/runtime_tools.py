@@ -3,8 +3,10 @@
 Given a built checkout of opencontainers/runtime-tools (``make runtimetest
 validation-executables``; commit 260e151 builds with Debian's go 1.19 offline, with
 ``GOFLAGS=-mod=vendor``), run every ``validation/*/*.t`` with ``RUNTIME`` set to each
-runtime and count its TAP results: ok, not ok, skipped (``ok N # SKIP``); a program that
-ends without its plan counts as one more ``not ok``. As root:
+runtime and count its TAP results: ok, not ok, skipped (``ok N # SKIP``). A program that
+exits 0 printing no TAP at all passed by its own contract (the ``*_fail`` programs: the
+runtime refused what it must refuse) and counts as one ``ok``; one that ends otherwise
+without its plan counts as one more ``not ok``. As root:
 
     python bench/runtime_tools.py /tmp/runtime-tools [--runtime NAME=PATH ...] [--verbose]
 """
@@ -38,13 +40,16 @@ class Counts:
 def run_one(checkout: str, program: str, runtime: str, timeout: float) -> tuple[int, int, int]:
     """Run one validation program with ``runtime``; return (ok, not ok, skipped)."""
     env = dict(os.environ, RUNTIME=runtime)
+    status = None
     try:
         proc = subprocess.run([program], cwd=checkout, env=env, capture_output=True,
                               text=True, timeout=timeout, check=False)
-        out = proc.stdout
+        out, status = proc.stdout, proc.returncode
     except subprocess.TimeoutExpired as err:
         out = (err.stdout or b"").decode(errors="replace") if isinstance(err.stdout, bytes) \
             else (err.stdout or "")
+    if status == 0 and not out.strip():
+        return 1, 0, 0
     ok = not_ok = skipped = 0
     planned = False
     for line in out.splitlines():

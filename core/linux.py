@@ -58,7 +58,7 @@ _MOUNT_FLAGS = {
     "bind": MS_BIND,
     "rbind": MS_BIND | MS_REC,
 }
-_PROPAGATION = {
+PROPAGATION = {
     "private": MS_PRIVATE, "rprivate": MS_PRIVATE | MS_REC, "shared": MS_SHARED,
     "rshared": MS_SHARED | MS_REC, "slave": MS_SLAVE, "rslave": MS_SLAVE | MS_REC,
     "unbindable": MS_UNBINDABLE, "runbindable": MS_UNBINDABLE | MS_REC,
@@ -236,8 +236,8 @@ def mount_described(fstype: str, source: str, target: str, options: Iterable[str
     before it is attached (:func:`bind_propagated`), on other mounts once they are made."""
     flags, data, propagation = 0, [], 0
     for opt in options:
-        if opt in _PROPAGATION:
-            propagation = _PROPAGATION[opt]
+        if opt in PROPAGATION:
+            propagation = PROPAGATION[opt]
         elif opt in _MOUNT_FLAGS:
             flags |= _MOUNT_FLAGS[opt]
         else:

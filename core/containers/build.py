@@ -151,7 +151,7 @@ def runtime_spec(cid: str, opts: RunOptions, image_config: dict[str, Any], args:
         shm_size=shm_size(opts.shm_size),
         uid_map=list(mapping.uids) if mapping else [],
         gid_map=list(mapping.gids) if mapping else [],
-        rootfs_shifted=rootfs_shifted,
+        idmapped_rootfs=not rootfs_shifted,
     )
 
 

@@ -101,13 +101,14 @@ class Runtime:
                 "bundle": rec.bundle, "rootfs": rec.rootfs, "created": rec.created,
                 "owner": "", "annotations": rec.annotations}
 
-    def _hooks(self, rec: Record, kind: str) -> None:
+    def _hooks(self, rec: Record, kind: str, **state: Any) -> None:
+        """Run the ``kind`` hooks with the container's state (``state`` overriding it)."""
         items = rec.hooks.get(kind)
         if items:
             from pinnace.ociruntime.hooks import run_hooks
             from pinnace.runtime.oci import Hook
 
-            run_hooks(kind, [Hook(**h) for h in items], self.state(rec.id))
+            run_hooks(kind, [Hook(**h) for h in items], {**self.state(rec.id), **state})
 
     # ------------------------------------------------------------------ lifecycle
     def create(self, container_id: str, bundle: str, console_socket: str = "",
@@ -158,7 +159,8 @@ class Runtime:
 
     def start(self, container_id: str) -> None:
         """Release a created container's process; run startContainer before and the
-        poststart hooks after it."""
+        poststart hooks after it (with the state start made: running, the process's PID,
+        even when it has exited already)."""
         rec = self.record(container_id)
         status, pid = self.status(rec)
         if status != "created":
@@ -169,7 +171,7 @@ class Runtime:
         deadline = time.monotonic() + 5
         while self.status(rec)[0] == "created" and time.monotonic() < deadline:
             time.sleep(0.001)  # until it has exec'd (or exited): start is synchronous
-        self._hooks(rec, "poststart")
+        self._hooks(rec, "poststart", status="running", pid=pid)
 
     def wait(self, container_id: str) -> int:
         """The exit code of a container this process created (``run``)."""

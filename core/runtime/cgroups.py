@@ -88,8 +88,9 @@ class Cgroup:
             with open(os.path.join(d, "cgroup.procs"), "w") as f:
                 f.write(str(pid))
 
-    def pids(self) -> set[int]:
-        """Host PIDs of the processes in the cgroup."""
+    def pids(self, pid_namespace: int = 0) -> set[int]:
+        """Host PIDs of the processes in the cgroup (with ``pid_namespace``, those of the
+        PID namespace with that inode only)."""
         found: set[int] = set()
         for d in self.dirs:
             try:
@@ -97,16 +98,20 @@ class Cgroup:
                     found.update(int(x) for x in f.read().split())
             except OSError:
                 continue
+        if pid_namespace:
+            found = {p for p in found if _in_pid_namespace(p, pid_namespace)}
         return found
 
-    def kill_all(self, timeout: float = 5.0) -> None:
-        """SIGKILL every process in the cgroup and wait until it is empty (a frozen one
-        is thawed after the signals: frozen processes cannot die)."""
+    def kill_all(self, timeout: float = 5.0, pid_namespace: int = 0) -> None:
+        """SIGKILL every process in the cgroup (with ``pid_namespace``, an inode of
+        /proc/PID/ns/pid, those of that PID namespace only: the cgroup may be shared) and
+        wait until none is left (a frozen cgroup is thawed after the signals: frozen
+        processes cannot die)."""
         from pinnace.errors import Unavailable
 
         deadline = time.monotonic() + timeout
         thawed = False
-        while (pids := self.pids()) and time.monotonic() < deadline:
+        while (pids := self.pids(pid_namespace)) and time.monotonic() < deadline:
             for pid in pids:
                 try:
                     os.kill(pid, signal.SIGKILL)
@@ -166,6 +171,30 @@ class Cgroup:
                     os.rmdir(d)
                 except OSError:  # another container's cgroup is still in it
                     break
+
+
+NS_GET_PARENT = 0xB702
+
+
+def _in_pid_namespace(pid: int, inode: int) -> bool:
+    """True when ``pid`` is in the PID namespace with ``inode`` or one nested in it
+    (False once it is gone)."""
+    import fcntl
+
+    try:
+        fd = os.open(f"/proc/{pid}/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        while os.fstat(fd).st_ino != inode:
+            parent = fcntl.ioctl(fd, NS_GET_PARENT)  # EPERM past this process's own
+            os.close(fd)
+            fd = parent
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def container_cgroup(container_id: str) -> Cgroup:

@@ -43,15 +43,19 @@ def parse(text: str) -> tuple[Device, str]:
 
 
 def make(devices: list[Device]) -> None:
-    """mknod each device in the container (after pivot_root: plain paths are its own)."""
+    """mknod (mkfifo) each device in the container (after pivot_root: plain paths are its
+    own)."""
     old = os.umask(0)
     try:
         for d in devices:
             os.makedirs(os.path.dirname(d.path), exist_ok=True)
             if os.path.lexists(d.path):
                 os.unlink(d.path)
-            kind = stat.S_IFCHR if d.type == "c" else stat.S_IFBLK
-            os.mknod(d.path, kind | d.file_mode, os.makedev(d.major, d.minor))
+            if d.type == "p":
+                os.mkfifo(d.path, d.file_mode)
+            else:
+                kind = stat.S_IFCHR if d.type == "c" else stat.S_IFBLK
+                os.mknod(d.path, kind | d.file_mode, os.makedev(d.major, d.minor))
             os.chown(d.path, d.uid, d.gid)
     finally:
         os.umask(old)

@@ -130,20 +130,55 @@ def _v1_writes(res: Resources, devices: bool = True) -> list[tuple[str, str]]:
     if res.memory:
         writes += [("memory.limit_in_bytes", str(res.memory)),
                    ("memory.memsw.limit_in_bytes", str(res.memory_swap))]
+    if res.cpu_period:
+        writes.append(("cpu.cfs_period_us", str(res.cpu_period)))
     if res.cpu_quota:
-        writes += [("cpu.cfs_period_us", str(res.cpu_period)),
-                   ("cpu.cfs_quota_us", str(res.cpu_quota))]
+        writes.append(("cpu.cfs_quota_us", str(res.cpu_quota)))
     if res.cpu_shares:
         writes.append(("cpu.shares", str(res.cpu_shares)))
     if res.cpuset_cpus:
         writes.append(("cpuset.cpus", res.cpuset_cpus))
     if res.pids_limit:
         writes.append(("pids.max", str(res.pids_limit)))
-    return writes
+    further = (("memory.soft_limit_in_bytes", res.memory_reservation or None),
+               ("memory.kmem.limit_in_bytes", res.memory_kernel or None),
+               ("memory.kmem.tcp.limit_in_bytes", res.memory_kernel_tcp or None),
+               ("memory.swappiness", res.memory_swappiness),
+               ("memory.oom_control", 1 if res.oom_kill_disable else None),
+               ("cpuset.mems", res.cpuset_mems or None),
+               ("cpu.rt_period_us", res.cpu_rt_period or None),
+               ("cpu.rt_runtime_us", res.cpu_rt_runtime or None),
+               ("blkio.weight", res.blkio_weight or None),
+               ("blkio.leaf_weight", res.blkio_leaf_weight or None),
+               *res.blkio_devices,
+               *((f"hugetlb.{size}.limit_in_bytes", limit)
+                 for size, limit in res.hugepage_limits.items()),
+               ("net_cls.classid", res.net_classid or None),
+               *(("net_prio.ifpriomap", f"{name} {priority}")
+                 for name, priority in res.net_priorities.items()))
+    return writes + [(name, str(value)) for name, value in further if value is not None]
+
+
+V1_ONLY = {"memory_kernel": "memory.kmem.limit_in_bytes",
+           "memory_kernel_tcp": "memory.kmem.tcp.limit_in_bytes",
+           "memory_swappiness": "memory.swappiness", "oom_kill_disable": "memory.oom_control",
+           "cpu_rt_period": "cpu.rt_period_us", "cpu_rt_runtime": "cpu.rt_runtime_us",
+           "blkio_weight": "blkio.weight", "blkio_leaf_weight": "blkio.leaf_weight",
+           "blkio_devices": "blkio.*_device", "hugepage_limits": "hugetlb.*.limit_in_bytes",
+           "net_classid": "net_cls.classid", "net_priorities": "net_prio.ifpriomap"}
+"""Limits pinnace applies on cgroup v1 only, and their files."""
 
 
 def _v2_writes(res: Resources) -> list[tuple[str, str]]:
+    for name, file in V1_ONLY.items():
+        value = getattr(res, name)
+        if value or (name == "memory_swappiness" and value is not None):
+            raise InvalidConfig(f"{file} is a cgroup v1 limit: not available on cgroup v2")
     writes = []
+    if res.memory_reservation:
+        writes.append(("memory.low", str(res.memory_reservation)))
+    if res.cpuset_mems:
+        writes.append(("cpuset.mems", res.cpuset_mems))
     if res.memory:
         writes.append(("memory.max", str(res.memory)))
         swap = "max" if res.memory_swap < 0 else str(res.memory_swap - res.memory)

@@ -2,7 +2,8 @@
 
 :func:`bundle_spec` reads a bundle's config into a :class:`ContainerSpec` plus what
 the runtime itself does around the container (hooks, the OOM score); a field that
-pinnace cannot apply is refused by its name (``InvalidConfig``), never dropped.
+pinnace cannot apply is refused by its name (``InvalidConfig``), never dropped, and a
+property the spec does not define is ignored with a warning (its extensibility rule).
 Values that ask for nothing (an empty list, a zero limit) are accepted whatever the
 field. :func:`config_from_spec` writes a spec back as a ``config.json``.
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +25,7 @@ from pinnace.mounts import Mount
 from pinnace.runtime.spec import (
     DEFAULT_DEVICES,
     ContainerSpec,
+    Device,
     MountPoint,
     Process,
     Resources,
@@ -40,12 +43,16 @@ PLUGIN_MOUNTS = {"/proc": "proc", "/dev": "tmpfs", "/dev/pts": "devpts", "/dev/s
 PLUGIN_DEVICES = {"/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom",
                   "/dev/tty", "/dev/console", "/dev/ptmx"}
 NAMESPACES = {"pid": "pid", "mount": "mount", "uts": "uts", "ipc": "ipc", "cgroup": "cgroup"}
-JOINABLE = ("pid", "ipc", "uts")
-"""Namespaces a config may join by path, besides the network one."""
+JOINABLE = ("pid", "ipc", "uts", "mount")
+"""Namespaces a config may join by path, besides the network one (the rootfs and the
+bundle's paths must be reachable in a joined mount namespace, whose root the container's
+pivot_root changes, as runc's does)."""
 RLIMITS = ("RLIMIT_AS", "RLIMIT_CORE", "RLIMIT_CPU", "RLIMIT_DATA", "RLIMIT_FSIZE",
            "RLIMIT_LOCKS", "RLIMIT_MEMLOCK", "RLIMIT_MSGQUEUE", "RLIMIT_NICE", "RLIMIT_NOFILE",
            "RLIMIT_NPROC", "RLIMIT_RSS", "RLIMIT_RTPRIO", "RLIMIT_RTTIME", "RLIMIT_SIGPENDING",
            "RLIMIT_STACK")
+ROOTFS_PROPAGATION = ("", "private", "rprivate", "shared", "rshared", "slave", "rslave",
+                      "unbindable", "runbindable")
 DEFAULT_NAMESPACES = ("pid", "network", "ipc", "uts", "mount", "cgroup")
 
 
@@ -67,6 +74,52 @@ class BundleSpec:
     rootfs: str
     hooks: dict[str, list[Hook]] = field(default_factory=dict)
     oom_score_adj: int | None = None
+
+
+SPEC_PROPERTIES = {
+    "": "ociVersion process root hostname domainname mounts hooks annotations linux solaris "
+        "windows vm zos",
+    "root": "path readonly",
+    "process": "terminal consoleSize user args commandLine env cwd capabilities rlimits "
+               "noNewPrivileges apparmorProfile oomScoreAdj selinuxLabel ioPriority scheduler "
+               "execCPUAffinity",
+    "process.user": "uid gid umask additionalGids username",
+    "process.capabilities": "bounding effective inheritable permitted ambient",
+    "mounts[]": "destination type source options uidMappings gidMappings",
+    "hooks": " ".join(HOOK_KINDS),
+    "hooks.*[]": "path args env timeout",
+    "linux": "namespaces uidMappings gidMappings timeOffsets devices netDevices cgroupsPath "
+             "resources rootfsPropagation seccomp sysctl maskedPaths readonlyPaths mountLabel "
+             "intelRdt personality memoryPolicy",
+    "linux.devices[]": "type path major minor fileMode uid gid",
+    "linux.uidMappings[]": "containerID hostID size",
+    "linux.gidMappings[]": "containerID hostID size",
+    "linux.resources": "devices memory cpu blockIO hugepageLimits network pids rdma unified",
+    "linux.resources.memory": "limit reservation swap kernel kernelTCP swappiness "
+                              "disableOOMKiller useHierarchy checkBeforeUpdate",
+    "linux.resources.cpu": "shares quota burst period realtimeRuntime realtimePeriod cpus mems "
+                           "idle",
+    "linux.resources.pids": "limit",
+    "linux.resources.blockIO": "weight leafWeight weightDevice throttleReadBpsDevice "
+                               "throttleWriteBpsDevice throttleReadIOPSDevice "
+                               "throttleWriteIOPSDevice",
+    "linux.resources.network": "classID priorities",
+    "linux.seccomp": "defaultAction defaultErrnoRet architectures flags listenerPath "
+                     "listenerMetadata syscalls",
+    "linux.seccomp.syscalls[]": "names action errnoRet args",
+}
+"""The properties the OCI runtime spec defines, by object. The spec's extensibility rule:
+a property it does not define is ignored (with a warning); one it defines that pinnace
+cannot apply is refused."""
+
+
+def _spec_defines(where: str, key: str) -> bool:
+    """True when the spec defines property ``key`` of the object at ``where`` (an
+    object this table does not list counts as defining everything)."""
+    shape = re.sub(r"\[\d+\]", "[]", where)
+    shape = re.sub(r"^hooks\.\w+\[\]$", "hooks.*[]", shape)
+    names = SPEC_PROPERTIES.get(shape)
+    return names is None or key in names.split()
 
 
 class _Fields:
@@ -94,8 +147,13 @@ class _Fields:
         self.taken.update(names)
 
     def done(self) -> None:
+        import sys
+
         for key, value in self.data.items():
-            if key not in self.taken and not _asks_nothing(value):
+            if key not in self.taken and not _spec_defines(self.where, key):
+                sys.stderr.write(f"warning: config.json: {self.name(key)} is not a property "
+                                 "of the OCI runtime spec: ignored\n")
+            elif key not in self.taken and not _asks_nothing(value):
                 shown = json.dumps(value)
                 shown = shown if len(shown) <= 60 else shown[:57] + "..."
                 raise InvalidConfig(f"config.json: {self.name(key)} ({shown}) is not supported")
@@ -151,8 +209,8 @@ def _process(proc: _Fields) -> Process:
     owner = User(int(user.get("uid", 0)), int(user.get("gid", 0)),
                  [int(g) for g in user.get("additionalGids", [])])
     umask = user.get("umask")
-    if umask not in (None, 0o22):
-        raise InvalidConfig("config.json: process.user.umask is not supported (0022 only)")
+    if umask is not None and not (isinstance(umask, int) and 0 <= umask <= 0o777):
+        raise InvalidConfig(f"config.json: process.user.umask {umask!r} is not a mode")
     user.done()
     proc.ignore("consoleSize")  # the pty's size is the console socket holder's to set
     rlimits = []
@@ -162,11 +220,24 @@ def _process(proc: _Fields) -> Process:
         rlimits.append(Rlimit(type=item["type"], soft=int(item["soft"]),
                               hard=int(item["hard"])))
     return Process(args=list(args), env=list(proc.get("env", [])), cwd=proc.get("cwd", "/"),
-                   user=owner, terminal=bool(proc.get("terminal", False)), rlimits=rlimits)
+                   user=owner, terminal=bool(proc.get("terminal", False)), rlimits=rlimits,
+                   umask=umask)
 
 
 def _process_security(proc: _Fields) -> Security:
+    from pinnace.runtime.capabilities import NUMBERS, current
+
     caps = proc.sub("capabilities")
+    held = current("permitted")
+    for name in ("bounding", "effective", "permitted", "inheritable", "ambient"):
+        unknown = [c for c in caps.get(name, []) if c not in NUMBERS]
+        if unknown:
+            raise InvalidConfig(f"config.json: process.capabilities.{name}: unknown "
+                                f"capability {unknown[0]!r}")
+        missing = [c for c in caps.get(name, []) if not held >> NUMBERS[c] & 1]
+        if missing:
+            raise InvalidConfig(f"config.json: process.capabilities.{name}: {missing[0]} "
+                                "is not held by the runtime, which cannot grant it")
     bounding = list(caps.get("bounding", []))
     for name in ("effective", "permitted"):
         extra = set(caps.get(name, [])) - set(bounding)
@@ -215,6 +286,11 @@ def _linux(linux: _Fields, spec: ContainerSpec) -> None:
         if kind == "network":
             spec.netns = path or None
             continue
+        if kind == "user":
+            if path:
+                raise InvalidConfig(f"config.json: linux.namespaces[{index}].path (joining "
+                                    "a user namespace) is not supported")
+            continue
         if kind not in NAMESPACES:
             raise InvalidConfig(f"config.json: linux.namespaces[{index}]: a {kind} namespace "
                                 "is not supported")
@@ -226,9 +302,7 @@ def _linux(linux: _Fields, spec: ContainerSpec) -> None:
         spec.namespaces.append(NAMESPACES[kind])
     if not any(ns.get("type") == "network" for ns in linux.get("namespaces", [])):
         spec.netns = "/proc/self/ns/net"  # the runtime's own: opened before any unshare
-    for kind in ("pid", "mount"):
-        if kind not in spec.namespaces:
-            raise InvalidConfig(f"config.json: linux.namespaces needs a {kind} namespace")
+    _id_maps(linux, spec, any(ns.get("type") == "user" for ns in linux.get("namespaces", [])))
     spec.cgroup = linux.get("cgroupsPath", "") or f"pinnace-runtime/{spec.id}"
     if ":" in spec.cgroup:
         raise InvalidConfig(f"config.json: linux.cgroupsPath {spec.cgroup!r} is a systemd "
@@ -239,22 +313,75 @@ def _linux(linux: _Fields, spec: ContainerSpec) -> None:
     spec.security.readonly_paths = list(linux.get("readonlyPaths", []))
     seccomp = linux.get("seccomp")
     spec.security.seccomp = seccomp_profile(seccomp) if seccomp else "unconfined"
-    for index, dev in enumerate(linux.get("devices", [])):
-        if dev.get("path") not in PLUGIN_DEVICES:
-            raise InvalidConfig(f"config.json: linux.devices[{index}] ({dev.get('path')}) "
-                                "is not supported")
+    spec.devices = [d for d in (_device(dev, index)
+                                for index, dev in enumerate(linux.get("devices", [])))
+                    if d.path not in PLUGIN_DEVICES]
     spec.resources = _resources(linux.sub("resources"))
-    rootfs_propagation = linux.get("rootfsPropagation", "")
-    if rootfs_propagation not in ("", "private", "rprivate"):
-        raise InvalidConfig(f"config.json: linux.rootfsPropagation {rootfs_propagation!r} "
-                            "is not supported (private only)")
+    spec.rootfs_propagation = linux.get("rootfsPropagation", "")
+    if spec.rootfs_propagation not in ROOTFS_PROPAGATION:
+        raise InvalidConfig(f"config.json: linux.rootfsPropagation "
+                            f"{spec.rootfs_propagation!r} is not one of "
+                            f"{', '.join(ROOTFS_PROPAGATION[1:])}")
+    if spec.rootfs_propagation and "mount" not in spec.namespaces:
+        raise InvalidConfig("config.json: linux.rootfsPropagation needs a mount namespace "
+                            "(without one the rootfs is mounted in the runtime's)")
     if not _lsm_enabled("selinux"):
         linux.ignore("mountLabel")
 
 
+def _id_maps(linux: _Fields, spec: ContainerSpec, userns: bool) -> None:
+    """``linux.uidMappings`` and ``gidMappings`` of a user namespace: the container's ids
+    as host ids. The root filesystem is used as its ids are on disk (not idmapped)."""
+    from pinnace.runtime.userns import IdMap, check_disjoint
+
+    for name in ("uidMappings", "gidMappings"):
+        maps = []
+        for index, item in enumerate(linux.get(name, [])):
+            m = _Fields(item, f"linux.{name}[{index}]")
+            numbers = [m.get(k) for k in ("containerID", "hostID", "size")]
+            m.done()
+            if not all(isinstance(n, int) and n >= 0 for n in numbers) or numbers[2] < 1:
+                raise InvalidConfig(f"config.json: {m.where} needs containerID, hostID and "
+                                    "a size of at least 1")
+            maps.append(IdMap(*numbers))
+        if maps and not userns:
+            raise InvalidConfig(f"config.json: linux.{name} without a user namespace in "
+                                "linux.namespaces")
+        if userns and not maps:
+            raise InvalidConfig(f"config.json: a user namespace needs linux.{name}")
+        check_disjoint(maps, f"config.json: linux.{name}")
+        setattr(spec, "uid_map" if name == "uidMappings" else "gid_map", maps)
+    spec.idmapped_rootfs = False
+
+
+def _device(data: dict[str, Any], index: int) -> Device:
+    """One of ``linux.devices``: a character (``c``, ``u``), block (``b``) node or a fifo
+    (``p``) made in the container, mode 0666 and owned by 0:0 unless it says otherwise."""
+    d = _Fields(data, f"linux.devices[{index}]")
+    path = d.get("path", "")
+    if not path.startswith("/"):
+        raise InvalidConfig(f"config.json: {d.name('path')} must be absolute: {path!r}")
+    kind = {"c": "c", "u": "c", "b": "b", "p": "p"}.get(d.get("type"))
+    if kind is None:
+        raise InvalidConfig(f"config.json: {d.name('type')} {d.get('type')!r} is not "
+                            "c, u, b or p")
+    major, minor = d.get("major"), d.get("minor")
+    if kind != "p" and not (isinstance(major, int) and isinstance(minor, int)):
+        raise InvalidConfig(f"config.json: {d.name('major')} and minor are needed for a "
+                            f"{'character' if kind == 'c' else 'block'} device")
+    mode = d.get("fileMode", 0o666)
+    if not isinstance(mode, int) or not 0 <= mode <= 0o7777:
+        raise InvalidConfig(f"config.json: {d.name('fileMode')} {mode!r} is not a mode")
+    device = Device(os.path.normpath(path), kind, int(major or 0), int(minor or 0), mode,
+                    int(d.get("uid", 0)), int(d.get("gid", 0)))
+    d.done()
+    return device
+
+
 def _resources(res: _Fields) -> Resources:
-    out = Resources(devices=list(DEFAULT_DEVICES))  # always allowed, as runc does
-    for index, rule in enumerate(res.get("devices", [])):
+    out = Resources()
+    defaults, rules = list(DEFAULT_DEVICES), []  # the defaults always, after the config's
+    for index, rule in enumerate(res.get("devices", [])):  # rules (in their order), as runc
         kind = {"c": "c", "b": "b", "a": "a", None: "a", "": "a"}.get(rule.get("type"))
         if kind is None:
             raise InvalidConfig(f"config.json: linux.resources.devices[{index}].type "
@@ -263,34 +390,84 @@ def _resources(res: _Fields) -> Resources:
         minor = "*" if rule.get("minor") in (None, -1) else str(rule["minor"])
         entry = f"{kind} {major}:{minor} {rule.get('access') or 'rwm'}"
         if rule.get("allow"):
-            out.devices.append("a *:* rwm" if kind == "a" else entry)
+            rules.append("a *:* rwm" if kind == "a" else entry)
         elif kind == "a":
-            out.devices = list(DEFAULT_DEVICES)  # deny all: the allowlist starts again
-        elif entry in out.devices:
-            out.devices.remove(entry)
-        elif any(_covers(rule, kind, major, minor) for rule in out.devices):
+            rules, defaults = [], list(DEFAULT_DEVICES)  # deny all: the list starts again
+        elif entry in rules + defaults:
+            rules = [r for r in rules if r != entry]
+            defaults = [d for d in defaults if d != entry]
+        elif any(_covers(rule, kind, major, minor) for rule in rules + defaults):
             raise InvalidConfig(f"config.json: linux.resources.devices[{index}]: denying "
                                 f"{entry} inside an allowed range is not supported")
+    out.devices = [*dict.fromkeys(rules), *(d for d in defaults if d not in rules)]
     memory = res.sub("memory")
     out.memory = int(memory.get("limit", 0))
-    swap = int(memory.get("swap", 0))
-    out.memory_swap = swap
-    memory.get("disableOOMKiller")
-    if memory.data.get("disableOOMKiller"):
-        raise InvalidConfig("config.json: linux.resources.memory.disableOOMKiller "
-                            "is not supported")
+    out.memory_swap = int(memory.get("swap", 0))
+    out.memory_reservation = int(memory.get("reservation", 0))
+    out.memory_kernel = int(memory.get("kernel", 0))
+    out.memory_kernel_tcp = int(memory.get("kernelTCP", 0))
+    swappiness = memory.get("swappiness")
+    if swappiness is not None and not (isinstance(swappiness, int) and 0 <= swappiness <= 100):
+        raise InvalidConfig(f"config.json: linux.resources.memory.swappiness {swappiness!r} "
+                            "is not from 0 to 100")
+    out.memory_swappiness = swappiness
+    out.oom_kill_disable = bool(memory.get("disableOOMKiller", False))
     memory.done()
     cpu = res.sub("cpu")
     out.cpu_shares = int(cpu.get("shares", 0))
     out.cpu_quota = int(cpu.get("quota", 0))
     out.cpu_period = int(cpu.get("period", 0))
     out.cpuset_cpus = str(cpu.get("cpus", ""))
+    out.cpuset_mems = str(cpu.get("mems", ""))
+    out.cpu_rt_period = int(cpu.get("realtimePeriod", 0))
+    out.cpu_rt_runtime = int(cpu.get("realtimeRuntime", 0))
     cpu.done()
     pids = res.sub("pids")
     out.pids_limit = int(pids.get("limit", 0))
     pids.done()
+    _block_io(res.sub("blockIO"), out)
+    for index, item in enumerate(res.get("hugepageLimits", [])):
+        h = _Fields(item, f"linux.resources.hugepageLimits[{index}]")
+        size, limit = h.get("pageSize", ""), h.get("limit")
+        h.done()
+        if not re.fullmatch(r"\d+[KMG]B", size) or not isinstance(limit, int):
+            raise InvalidConfig(f"config.json: {h.where} needs a pageSize such as 2MB and "
+                                "a limit in bytes")
+        out.hugepage_limits[size] = limit
+    network = res.sub("network")
+    out.net_classid = int(network.get("classID", 0))
+    for index, item in enumerate(network.get("priorities", [])):
+        p = _Fields(item, f"linux.resources.network.priorities[{index}]")
+        out.net_priorities[str(p.get("name", ""))] = int(p.get("priority", 0))
+        p.done()
+    network.done()
     res.done()
     return out
+
+
+BLOCK_IO_DEVICES = {"weightDevice": "blkio.weight_device",
+                    "throttleReadBpsDevice": "blkio.throttle.read_bps_device",
+                    "throttleWriteBpsDevice": "blkio.throttle.write_bps_device",
+                    "throttleReadIOPSDevice": "blkio.throttle.read_iops_device",
+                    "throttleWriteIOPSDevice": "blkio.throttle.write_iops_device"}
+
+
+def _block_io(blkio: _Fields, out: Resources) -> None:
+    """``linux.resources.blockIO``: weights, per-device weights and throttles."""
+    out.blkio_weight = int(blkio.get("weight", 0))
+    out.blkio_leaf_weight = int(blkio.get("leafWeight", 0))
+    for key, file in BLOCK_IO_DEVICES.items():
+        for index, item in enumerate(blkio.get(key, [])):
+            d = _Fields(item, f"linux.resources.blockIO.{key}[{index}]")
+            device = f"{int(d.get('major', 0))}:{int(d.get('minor', 0))}"
+            if key == "weightDevice":
+                for name, target in (("weight", file), ("leafWeight", "blkio.leaf_weight_device")):
+                    if d.get(name) is not None:
+                        out.blkio_devices.append((target, f"{device} {int(d.get(name))}"))
+            else:
+                out.blkio_devices.append((file, f"{device} {int(d.get('rate', 0))}"))
+            d.done()
+    blkio.done()
 
 
 def _covers(rule: str, kind: str, major: str, minor: str) -> bool:
@@ -369,7 +546,13 @@ def config_from_spec(spec: ContainerSpec, rootfs: str = "rootfs") -> dict[str, A
         for n in spec.namespaces]
     if spec.netns != "/proc/self/ns/net":
         namespaces.append({"type": "network", **({"path": spec.netns} if spec.netns else {})})
-    linux: dict[str, Any] = {
+    linux: dict[str, Any] = {}
+    if spec.uid_map:
+        namespaces.append({"type": "user"})
+        linux["uidMappings"], linux["gidMappings"] = (
+            [{"containerID": m.container, "hostID": m.host, "size": m.size} for m in maps]
+            for maps in (spec.uid_map, spec.gid_map))
+    linux |= {
         "namespaces": namespaces,
         "maskedPaths": list(sec.masked_paths), "readonlyPaths": list(sec.readonly_paths),
         "resources": _resources_json(res),
@@ -378,6 +561,13 @@ def config_from_spec(spec: ContainerSpec, rootfs: str = "rootfs") -> dict[str, A
         linux["cgroupsPath"] = "/" + spec.cgroup
     if spec.sysctl:
         linux["sysctl"] = dict(spec.sysctl)
+    if spec.rootfs_propagation:
+        linux["rootfsPropagation"] = spec.rootfs_propagation
+    if spec.devices:
+        linux["devices"] = [{"path": d.path, "type": d.type, "fileMode": d.file_mode,
+                             "uid": d.uid, "gid": d.gid,
+                             **({} if d.type == "p" else {"major": d.major, "minor": d.minor})}
+                            for d in spec.devices]
     if sec.seccomp != "unconfined":
         from pinnace.runtime import seccomp
 
@@ -392,7 +582,8 @@ def config_from_spec(spec: ContainerSpec, rootfs: str = "rootfs") -> dict[str, A
         "process": {
             "terminal": p.terminal, "args": list(p.args), "env": list(p.env), "cwd": p.cwd,
             "user": {"uid": p.user.uid, "gid": p.user.gid,
-                     "additionalGids": list(p.user.additional_gids)},
+                     "additionalGids": list(p.user.additional_gids),
+                     **({} if p.umask is None else {"umask": p.umask})},
             "capabilities": {"bounding": caps, "effective": caps, "permitted": caps,
                              "inheritable": list(sec.inheritable), "ambient": list(sec.ambient)},
             "rlimits": [{"type": r.type, "hard": r.hard, "soft": r.soft} for r in p.rlimits],
@@ -438,13 +629,42 @@ def _resources_json(res: Resources) -> dict[str, Any]:
             entry["minor"] = int(minor)
         devices.append(entry)
     out: dict[str, Any] = {"devices": [{"allow": False, "access": "rwm"}, *devices]}
-    if res.memory or res.memory_swap:
-        out["memory"] = {k: v for k, v in (("limit", res.memory), ("swap", res.memory_swap))
-                         if v}
+    memory = {k: v for k, v in (("limit", res.memory), ("swap", res.memory_swap),
+                                ("reservation", res.memory_reservation),
+                                ("kernel", res.memory_kernel),
+                                ("kernelTCP", res.memory_kernel_tcp),
+                                ("disableOOMKiller", res.oom_kill_disable)) if v}
+    if res.memory_swappiness is not None:
+        memory["swappiness"] = res.memory_swappiness
+    if memory:
+        out["memory"] = memory
     cpu = {k: v for k, v in (("shares", res.cpu_shares), ("quota", res.cpu_quota),
-                             ("period", res.cpu_period), ("cpus", res.cpuset_cpus)) if v}
+                             ("period", res.cpu_period), ("cpus", res.cpuset_cpus),
+                             ("mems", res.cpuset_mems), ("realtimePeriod", res.cpu_rt_period),
+                             ("realtimeRuntime", res.cpu_rt_runtime)) if v}
     if cpu:
         out["cpu"] = cpu
     if res.pids_limit:
         out["pids"] = {"limit": res.pids_limit}
+    blkio: dict[str, Any] = {k: v for k, v in (("weight", res.blkio_weight),
+                                                ("leafWeight", res.blkio_leaf_weight)) if v}
+    keys = {file: key for key, file in BLOCK_IO_DEVICES.items()}
+    for file, rule in res.blkio_devices:
+        device, value = rule.split()
+        major, minor = (int(n) for n in device.split(":"))
+        entry = {"major": major, "minor": minor}
+        if file in ("blkio.weight_device", "blkio.leaf_weight_device"):
+            entry["weight" if file == "blkio.weight_device" else "leafWeight"] = int(value)
+            blkio.setdefault("weightDevice", []).append(entry)
+        else:
+            blkio.setdefault(keys[file], []).append({**entry, "rate": int(value)})
+    if blkio:
+        out["blockIO"] = blkio
+    if res.hugepage_limits:
+        out["hugepageLimits"] = [{"pageSize": size, "limit": limit}
+                                 for size, limit in res.hugepage_limits.items()]
+    if res.net_classid or res.net_priorities:
+        out["network"] = {"classID": res.net_classid,
+                          "priorities": [{"name": n, "priority": p}
+                                         for n, p in res.net_priorities.items()]}
     return out

@@ -39,7 +39,7 @@ class Device:
 
     path: str
     type: str
-    """``c`` (character) or ``b`` (block)."""
+    """``c`` (character), ``b`` (block) or ``p`` (a fifo, without major and minor)."""
     major: int
     minor: int
     file_mode: int = 0o666
@@ -61,6 +61,9 @@ class Process:
     console_socket: str = ""
     """With ``terminal``: a unix socket path to which the runtime sends the pty master
     (SCM_RIGHTS), allocated inside the container's own devpts; stdio is then the pty."""
+    umask: int | None = None
+    """The file mode creation mask set before exec (OCI ``process.user.umask``); None
+    keeps the creator's."""
 
 
 @dataclass
@@ -108,6 +111,29 @@ class Resources:
     pids_limit: int = 0
     devices: list[str] = field(default_factory=lambda: list(DEFAULT_DEVICES))
     """The device allowlist in cgroup v1 syntax (``c 1:3 rwm``)."""
+    memory_reservation: int = 0
+    """The soft limit (v1 ``memory.soft_limit_in_bytes``, v2 ``memory.low``)."""
+    memory_kernel: int = 0
+    memory_kernel_tcp: int = 0
+    """v1 only: kernel memory and TCP buffer limits (recent kernels take the first
+    without enforcing it)."""
+    memory_swappiness: int | None = None
+    oom_kill_disable: bool = False
+    cpuset_mems: str = ""
+    cpu_rt_period: int = 0
+    cpu_rt_runtime: int = 0
+    """v1 only: real-time scheduling budget (``cpu.rt_period_us``, ``cpu.rt_runtime_us``)."""
+    blkio_weight: int = 0
+    blkio_leaf_weight: int = 0
+    blkio_devices: list[tuple[str, str]] = field(default_factory=list)
+    """v1 only: per-device block I/O rules, (file, ``MAJOR:MINOR VALUE``) with the file
+    one of ``blkio.weight_device``, ``blkio.leaf_weight_device``,
+    ``blkio.throttle.{read,write}_{bps,iops}_device``."""
+    hugepage_limits: dict[str, int] = field(default_factory=dict)
+    """v1 only: bytes of huge pages by page size (``2MB``: ``hugetlb.2MB.limit_in_bytes``)."""
+    net_classid: int = 0
+    net_priorities: dict[str, int] = field(default_factory=dict)
+    """v1 only: the net_cls class id and net_prio priority by interface name."""
 
 
 DEFAULT_CAPABILITIES = (
@@ -164,8 +190,8 @@ class ContainerSpec:
     security: Security = field(default_factory=Security)
     resources: Resources = field(default_factory=Resources)
     namespace_paths: dict[str, str] = field(default_factory=dict)
-    """Namespaces of ``namespaces`` to join rather than make: ``pid``, ``ipc`` or ``uts``
-    to a ``/proc/PID/ns/...`` path (OCI ``linux.namespaces[].path``). A namespace
+    """Namespaces of ``namespaces`` to join rather than make: ``pid``, ``ipc``, ``uts`` or
+    ``mount`` to a ``/proc/PID/ns/...`` path (OCI ``linux.namespaces[].path``). A namespace
     missing from ``namespaces`` is the host's."""
     sysctl: dict[str, str] = field(default_factory=dict)
     """Namespaced kernel parameters written in the container (OCI ``linux.sysctl``)."""
@@ -175,9 +201,21 @@ class ContainerSpec:
     """The size of the container's ``/dev/shm`` tmpfs in bytes."""
     uid_map: list[IdMap] = field(default_factory=list)
     gid_map: list[IdMap] = field(default_factory=list)
-    rootfs_shifted: bool = False
-    """The rootfs's files are owned through the maps already (the storage shifted them,
-    chown-on-snapshot): it is mounted as it is, not idmapped."""
+    rootfs_propagation: str = ""
+    """The propagation of the container's root mount (OCI ``linux.rootfsPropagation``:
+    ``shared``, ``slave``, ``unbindable``, ``r...`` for its submounts too; "" private).
+    Mounts never propagate from the container to the host: a shared root is shared
+    within the container; a slave one receives the host's mounts."""
+    idmapped_rootfs: bool = True
+    """With ``uid_map``: the root filesystem is mounted idmapped (an image's files, owned
+    by 0 on disk, belong to container root); False uses it with the ids it has on disk
+    (the storage shifted its owners through the maps, chown-on-snapshot, or an OCI
+    bundle's rootfs prepared for the mapping by its caller)."""
+
+    @property
+    def rootfs_shifted(self) -> bool:
+        """The rootfs's files are stored with host ids through the maps (not idmapped)."""
+        return bool(self.uid_map) and not self.idmapped_rootfs
 
 
 def spec_from_dict(data: dict[str, Any]) -> ContainerSpec:

@@ -124,11 +124,21 @@ def _user_namespace(spec: ContainerSpec) -> int:
                                  f"{err.strerror or err}") from None
 
 
-BUNDLE_FILES = ("start.fifo", "pid", "security.json", "cgroup")
-"""What this plugin keeps in a container's bundle."""
+BUNDLE_FILES = ("start.fifo", "pid", "security.json", "cgroup", "host-mounts", "pidns")
+"""What this plugin keeps in a container's bundle (``host-mounts``: the container has no
+mount namespace of its own, and its rootfs is mounted in the creator's; ``pidns``: the
+inode of the PID namespace it made, whose processes alone delete kills in a cgroup
+another container may share)."""
 
 
 def _remove_files(bundle: Path) -> None:
+    """Unmount a rootfs left in this mount namespace, then remove the plugin's files."""
+    if (bundle / "host-mounts").exists():
+        from pinnace.plugin import linux
+
+        rootfs = str(bundle / "rootfs")
+        while linux.is_mountpoint(rootfs):  # each lazy unmount takes a mount and its tree
+            linux.umount(rootfs, detach=True)
     for name in BUNDLE_FILES:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(bundle / name)
@@ -179,6 +189,8 @@ class UnshareIsolation(Plugin):
             raise
         (bundle / "security.json").write_text(json.dumps(asdict(spec.security)))  # for exec
         (bundle / "cgroup").write_text(spec.cgroup)
+        if "mount" not in spec.namespaces:
+            (bundle / "host-mounts").write_text("")
         ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         gate_r, gate_w = os.pipe2(os.O_CLOEXEC)
@@ -218,6 +230,8 @@ class UnshareIsolation(Plugin):
             _remove_files(bundle)
             _raise_exec_error(message or "1\nunknown error", "container setup failed")
         (bundle / "pid").write_text(str(pid))
+        if "pid" in spec.namespaces and "pid" not in spec.namespace_paths:
+            (bundle / "pidns").write_text(str(os.stat(f"/proc/{pid}/ns/pid").st_ino))
         self._children[spec.id] = _Child(pid, err_r)
         return pid
 
@@ -280,6 +294,8 @@ class UnshareIsolation(Plugin):
                for ns in ("pid", "net", "ipc", "uts", "cgroup", "mnt")}
         if os.stat(f"/proc/{pid}/ns/user").st_ino != os.stat("/proc/self/ns/user").st_ino:
             fds["user"] = os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+        if (bundle / "host-mounts").exists():
+            fds["root"] = os.open(f"/proc/{pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         gate_r, gate_w = os.pipe2(os.O_CLOEXEC)
         cg = _cgroup(container_id, bundle)
@@ -374,11 +390,17 @@ class UnshareIsolation(Plugin):
 
     @hookimpl
     def pinnace_isolation_delete(self, container_id: str, bundle: Path) -> None:
-        """Kill what is left in the cgroup, reap our child, remove the cgroup; idempotent."""
+        """Kill what is left of the container in its cgroup (the processes of the PID
+        namespace it made, or everything), reap our child, remove the cgroup unless another
+        container's processes are in it; idempotent."""
         from pinnace.plugin import cgroups
 
         cg = _cgroup(container_id, bundle)
-        cg.kill_all()
+        try:
+            namespace = int((bundle / "pidns").read_text())
+        except (OSError, ValueError):
+            namespace = 0
+        cg.kill_all(pid_namespace=namespace)
         if not cgroups.hierarchies():  # no cgroup (rootless): its PID 1 takes the rest along
             pid = self._pid(container_id, bundle)
             if pid and container_id not in self._children:
@@ -393,7 +415,8 @@ class UnshareIsolation(Plugin):
                     if os.waitpid(child.pid, os.WNOHANG) == (0, 0):  # still ours, still there
                         os.kill(child.pid, signal.SIGKILL)
                         os.waitpid(child.pid, 0)
-        cg.remove()
+        if not (namespace and cg.pids()):  # else shared: the last container removes it
+            cg.remove()
         _remove_files(bundle)
 
     @hookimpl

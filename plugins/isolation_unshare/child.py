@@ -2,8 +2,9 @@
 
 Order (as runc does it): die with the parent, own session, join the network
 namespace, new mount/uts/ipc namespaces (or join those ``namespace_paths`` name;
-one left out of ``namespaces`` is the host's), mount the rootfs and the API
-filesystems, wait until the parent has moved this process into the container's
+one left out of ``namespaces`` is the host's: without a mount namespace the rootfs is
+mounted in the creator's and entered with chroot, and delete unmounts it), mount the
+rootfs and the API filesystems, wait until the parent has moved this process into the container's
 cgroup, a new cgroup namespace, pivot_root, devices, sysctls, masked and
 read-only paths, resource limits, drop to
 the user with the container's capabilities and seccomp filter
@@ -74,7 +75,8 @@ def setup(spec: ContainerSpec, bundle: str, gate: int, fifo: str,
     """Build the container around this process; return the fd of the start fifo.
 
     With ``userns`` (a user namespace's descriptor, for a spec with id maps) the rootfs
-    and the ``idmap`` mount points are mounted idmapped through it, and the process
+    (unless ``spec.idmapped_rootfs`` is off) and the ``idmap`` mount points are mounted
+    idmapped through it, and the process
     enters it last, after every mount: its other namespaces stay the host root's, so
     container root holds no capability over its mounts, hostname or network. Without
     ``die_with_creator`` the container outlives the process that created it."""
@@ -96,15 +98,19 @@ def setup(spec: ContainerSpec, bundle: str, gate: int, fifo: str,
     else:
         linux.unshare(linux.CLONE_NEWNET)
     flags = 0
-    for ns in spec.namespaces:
-        if ns in spec.namespace_paths and ns != "pid":  # pid: joined before the fork
+    for ns in sorted(spec.namespaces, key=lambda n: n == "mount"):  # the mount one last:
+        if ns in spec.namespace_paths and ns != "pid":  # it changes what the paths lead to
             fd = os.open(spec.namespace_paths[ns], os.O_RDONLY | os.O_CLOEXEC)
             linux.setns(fd, linux.NAMESPACE_FLAGS[ns])
             os.close(fd)
         elif ns not in ("pid", "cgroup"):
             flags |= linux.NAMESPACE_FLAGS[ns]
     linux.unshare(flags)
-    linux.mount("none", "/", None, linux.MS_REC | linux.MS_PRIVATE)
+    own_mounts = "mount" in spec.namespaces
+    slave = spec.rootfs_propagation in ("slave", "rslave")  # the host's mounts come in
+    if own_mounts:
+        linux.mount("none", "/", None,
+                    linux.MS_REC | (linux.MS_SLAVE if slave else linux.MS_PRIVATE))
     rootfs = os.path.join(bundle, "rootfs")
     os.makedirs(rootfs, exist_ok=True)
     mount_all(spec.rootfs, rootfs)
@@ -117,8 +123,8 @@ def setup(spec: ContainerSpec, bundle: str, gate: int, fifo: str,
             os.close(in_root.mkdir_in(root, spec.process.cwd or "/", owner=_made_by(spec)))
     finally:
         os.close(root)
-    if userns is not None and not spec.rootfs_shifted:  # the whole tree again, its top
-        # idmapped: made above by host root, now container root's
+    if userns is not None and spec.idmapped_rootfs:
+        # the whole tree again, its top idmapped: made above by host root, now container root's
         linux.bind_idmapped(rootfs, rootfs, userns, recursive=True)
     if spec.hostname and "uts" in spec.namespaces and "uts" not in spec.namespace_paths:
         linux.sethostname(spec.hostname)
@@ -128,9 +134,14 @@ def setup(spec: ContainerSpec, bundle: str, gate: int, fifo: str,
     if "cgroup" in spec.namespaces:  # its root is the cgroup this process is in now
         linux.unshare(linux.CLONE_NEWCGROUP)
     os.chdir(rootfs)
-    linux.pivot_root(".", ".")
-    linux.umount(".", detach=True)
+    if own_mounts:
+        linux.pivot_root(".", ".")
+        linux.umount(".", detach=True)
+    else:  # the creator's mount namespace, whose root stays everyone else's
+        os.chroot(".")
     os.chdir("/")
+    if spec.rootfs_propagation and not slave:  # in a peer group of the container's own
+        linux.mount("", "/", None, linux.PROPAGATION[spec.rootfs_propagation])
     if userns is None:
         os.makedirs(spec.process.cwd or "/", exist_ok=True)  # -w of a missing directory
     if spec.devices:
@@ -161,6 +172,9 @@ def join(process: Process, sec: Security, gate: int, fds: dict[str, int]) -> Non
         linux.setns(fds[ns], 0)
     terminal = _connect_console(process)
     linux.setns(fds["mnt"], linux.CLONE_NEWNS)
+    if "root" in fds:  # a container without a mount namespace: its root is a chroot
+        os.fchdir(fds["root"])
+        os.chroot(".")
     if "user" in fds:
         linux.setns(fds["user"], linux.CLONE_NEWUSER)
     os.setsid()
@@ -187,9 +201,12 @@ def _make_console(sock: object, process: Process) -> None:
 
 def _become(process: Process, lockdown: Lockdown) -> None:
     """Drop to the process's user, groups, capabilities and seccomp filter
-    (:meth:`pinnace.runtime.security.Lockdown.apply`); enter its working directory."""
+    (:meth:`pinnace.runtime.security.Lockdown.apply`); enter its working directory; set
+    its umask."""
     lockdown.apply(process.user)
     os.chdir(process.cwd or "/")
+    if process.umask is not None:
+        os.umask(process.umask)
 
 
 def _fd_path(fd: int) -> str:
@@ -206,7 +223,10 @@ def _spec_mounts(spec: ContainerSpec, root: int, userns: int | None) -> None:
         directory = m.type != "bind" or os.path.isdir(m.source)
         readonly_bind = m.type == "bind" and "ro" in m.options
         idmapped = m.type == "bind" and "idmap" in m.options and userns is not None
-        options = [o for o in m.options if o != "idmap" and not (readonly_bind and o == "ro")]
+        propagation = 0 if m.type == "bind" else next(
+            (linux.PROPAGATION[o] for o in reversed(m.options) if o in linux.PROPAGATION), 0)
+        options = [o for o in m.options if o != "idmap" and not (readonly_bind and o == "ro")
+                   and not (propagation and o in linux.PROPAGATION)]
         try:
             target = (in_root.mkdir_in if directory else in_root.create_in)(
                 root, m.destination, owner=_made_by(spec))
@@ -221,10 +241,14 @@ def _spec_mounts(spec: ContainerSpec, root: int, userns: int | None) -> None:
                 linux.mount_described(m.type, m.source, _fd_path(target), options)
         finally:
             os.close(target)
-        if readonly_bind:  # a fresh lookup reaches the new mount, not what it covers
-            mounted = in_root.open_in(root, m.destination, os.O_PATH)
+        if readonly_bind or propagation:  # a fresh lookup reaches the new mount, not what
+            mounted = in_root.open_in(root, m.destination, os.O_PATH)  # it covers
             try:
-                linux.remount_bind(_fd_path(mounted), [o for o in m.options if o != "idmap"])
+                if readonly_bind:
+                    linux.remount_bind(_fd_path(mounted),
+                                       [o for o in m.options if o != "idmap"])
+                if propagation:
+                    linux.mount("", _fd_path(mounted), None, propagation)
             finally:
                 os.close(mounted)
 
