@@ -23,6 +23,13 @@ if TYPE_CHECKING:
 
     from pinnace.engine import Engine
 
+PRELOADED = ("sqlite3", "pinnace.state", "pinnace.operations", "pinnace.containers.table",
+             "pinnace.images.store", "pinnace.images.snapshots", "pinnace.net.networks",
+             "pinnace.netns", "pinnace.runtime.cgroups", "pinnace.runtime.limits",
+             "pinnace.runtime.policy", "pinnace.runtime.proc", "pinnace.runtime.watch")
+"""What each monitor imports to start and finish a container, imported by the starter
+once (besides the engine and the selected plugins)."""
+
 _starters: dict[str, Starter] = {}
 _lock = threading.Lock()
 
@@ -78,11 +85,15 @@ def start_monitor(engine: Engine, cid: str, hold: float, report: int) -> None:
 
 def serve(settings: dict[str, str | None], sock: socket.socket) -> None:
     """In the starter: fork a monitor for each request until the socket closes."""
+    import importlib
+
     from pinnace.monitor.detached import fork_monitor, open_engine
 
     preload = open_engine(settings)
     for role in ("isolation", "storage", "network"):
         preload.plugins.load(role, preload.selected(role))
+    for module in PRELOADED:
+        importlib.import_module(module)
     while True:
         message, fds, _, _ = socket.recv_fds(sock, 4096, 1)
         if not message:
