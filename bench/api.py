@@ -2,7 +2,9 @@
 `docker run --rm busybox true`, `docker ps -a` with 100 containers, `docker exec`, and
 20 concurrent `docker run -d`. Every container runs with `--network none` (the host's
 network is never touched). A dockerd is not started here; one that answers on
-/var/run/docker.sock is left alone and not measured.
+/var/run/docker.sock is left alone and not measured. ``runc run`` of the same rootfs is
+the floor of ``run --rm``; the targets: pinnace serve within 2x of it and at most a third
+of podman service's time.
 
 Run as root: ``python bench/api.py [--rounds N]``. Prints tables and ratios. Not a
 test: these machines are noisy.
@@ -26,6 +28,13 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import busybox_root, podman_store, report, runner, time_runs
 
 DOCKER = "/usr/bin/docker"
+TIMEOUT = 120
+"""Seconds one docker command may take before its server counts as unable to do it."""
+PODMAN_CONF = """[containers]
+default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
+"""
+"""The service's containers.conf: podman asks runc for higher rlimits than a process
+without CAP_SYS_RESOURCE may set (as ``common.PODMAN_RUN`` says), so lower ones."""
 
 
 def wait_for_socket(path: Path, proc: subprocess.Popen[bytes]) -> None:
@@ -46,9 +55,11 @@ def wait_for_socket(path: Path, proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def server(argv: list[str], path: Path) -> Iterator[None]:
-    """Run an API server (``argv``) listening on ``path`` for the block."""
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def server(argv: list[str], path: Path, env: dict[str, str]) -> Iterator[None]:
+    """Run an API server (``argv``, with ``env`` added to ours) listening on ``path`` for
+    the block."""
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, **env})
     try:
         wait_for_socket(path, proc)
         yield
@@ -63,7 +74,7 @@ def docker(path: Path) -> Callable[..., Callable[[], None]]:
            "DOCKER_CONFIG": str(path.parent / "docker-config")}
 
     def make(*args: str) -> Callable[[], None]:
-        return runner([DOCKER, *args], env=env)
+        return runner([DOCKER, *args], env=env, timeout=TIMEOUT)
 
     return make
 
@@ -87,6 +98,36 @@ def remove_all(path: Path) -> None:
                          text=True).stdout.split()
     if ids:
         subprocess.run([DOCKER, "rm", "-f", *ids], env=env, capture_output=True)
+
+
+def runc_run(work: Path) -> Callable[[], None]:
+    """``runc run`` of a bundle of the same busybox rootfs running ``true``: the floor."""
+    from runtime import make_bundle
+
+    bundle = make_bundle(work)
+    names = iter(range(10**9))
+
+    def run() -> None:
+        runner(["runc", "--root", str(work / "runc-state"), "run", "--bundle", str(bundle),
+                f"bench-{next(names)}"])()
+    return run
+
+
+def targets(run_times: dict[str, list[float]]) -> None:
+    """Print how ``docker run --rm`` through pinnace serve compares with its targets."""
+    import statistics
+
+    med = {name: statistics.median(times) for name, times in run_times.items()}
+    pin = med.get("pinnace serve")
+    if pin is None:
+        return
+    if "runc run" in med:
+        print(f"target pinnace serve <= 2x runc run: {pin / med['runc run']:.2f}x "
+              f"{'OK' if pin <= 2 * med['runc run'] else 'MISSED'}")
+    if "podman system service" in med:
+        podman = med["podman system service"]
+        print(f"target pinnace serve <= 1/3 of podman system service: {pin / podman:.2f}x "
+              f"{'OK' if 3 * pin <= podman else 'MISSED'}")
 
 
 def measure(name: str, path: Path, rounds: int, *tables: dict[str, list[float]]) -> None:
@@ -115,33 +156,38 @@ def main() -> None:
         raise SystemExit(f"{DOCKER} is missing: apt-get install docker.io (the CLI is used)")
     with busybox_root() as (pinnace, root, work):
         sockets = Path(tempfile.mkdtemp(prefix="pn-bench-", dir="/tmp"))
-        servers: dict[str, tuple[list[str], Path]] = {
+        servers: dict[str, tuple[list[str], Path, dict[str, str]]] = {
             "pinnace serve": (pinnace + ["--root", str(root), "serve", "--socket",
                                          str(sockets / "pinnace.sock")],
-                              sockets / "pinnace.sock")}
+                              sockets / "pinnace.sock", {})}
         podman_cleanup = None
         if shutil.which("podman"):
             podman, podman_cleanup = podman_store(work)
             subprocess.run(podman + ["import", str(work / "busybox.tar"), "busybox"],
                            check=True, capture_output=True)
+            (work / "containers.conf").write_text(PODMAN_CONF)
             servers["podman system service"] = (
                 podman + ["system", "service", "--time=0", f"unix://{sockets / 'podman.sock'}"],
-                sockets / "podman.sock")
+                sockets / "podman.sock", {"CONTAINERS_CONF": str(work / "containers.conf")})
         try:
             run_times: dict[str, list[float]] = {}
             ps_times: dict[str, list[float]] = {}
             exec_times: dict[str, list[float]] = {}
             burst_times: dict[str, list[float]] = {}
-            for name, (argv, path) in servers.items():
-                with server(argv, path):
+            for name, (argv, path, env) in servers.items():
+                with server(argv, path, env):
                     try:
                         measure(name, path, args.rounds, run_times, exec_times, burst_times,
                                 ps_times)
-                    except SystemExit as failure:  # a peer that cannot do it here
-                        print(f"{name}: {failure}")
+                    except (SystemExit, subprocess.TimeoutExpired) as failure:
+                        print(f"{name}: {failure}")  # a peer that cannot do it here
                     remove_all(path)
+            if shutil.which("runc"):
+                run_times.update(time_runs({"runc run": runc_run(work)}, args.rounds))
             base = "pinnace serve"
-            report("docker run --rm busybox true", run_times, base)
+            report("docker run --rm busybox true (runc run: the same rootfs, no server)",
+                   run_times, "runc run" if "runc run" in run_times else base)
+            targets(run_times)
             report("docker exec (true) into a running container", exec_times, base)
             report("20 concurrent docker run -d (wall time)", burst_times, base)
             report("docker ps -a with 100 containers", ps_times, base)
