@@ -270,3 +270,14 @@ def test_a_short_run_is_logged_recorded_and_removed(pn: Pinnace, busybox: str, r
     until(lambda: pn("ps", "-aq").stdout.split() == [cid[:12]],
           what="the --rm container to be removed")
     assert host_leftovers(root) == []
+
+
+def test_the_watcher_is_handed_only_the_streams_still_open(pn: Pinnace, busybox: str) -> None:
+    """A container that closed its output within the monitor's first watch and runs on:
+    the watcher goes on without those streams, and records its exit."""
+    from pinnace.monitor.detached import FIRST_WATCH
+
+    cid = pn("run", "-d", busybox, "sh", "-c",
+             f"echo gone; exec >&- 2>&-; sleep {FIRST_WATCH + 0.5}; exit 5").stdout.strip()
+    assert pn("wait", cid).stdout.strip() == "5"
+    assert pn("logs", cid).stdout == "gone\n"

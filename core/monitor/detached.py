@@ -205,9 +205,6 @@ def _start_and_watch(engine: Engine, cid: str, report: int | None, hold: float) 
     if report is not None:
         os.write(report, b"ok")
         os.close(report)
-    fds = [*streams.outputs, *([streams.stdin] if streams.stdin is not None else [])]
-    for fd in fds:
-        os.set_inheritable(fd, True)
     finish = [sys.executable, "-m", "pinnace.monitor.detached", settings(engine), cid]
     args = {"pid": pid, "outputs": {str(fd): s for fd, s in streams.outputs.items()},
             "stdin": streams.stdin, "tty": run.tty,
@@ -215,14 +212,14 @@ def _start_and_watch(engine: Engine, cid: str, report: int | None, hold: float) 
             "max_files": run.log.max_files,
             "attach": str(engine.paths.bundle(cid) / "attach.sock"), "finish": finish,
             "health": health_timer(engine, cid, run.health), "hold": hold}
-    if run.health is None:  # health checks are the watcher's alone
-        session = watch.open_session(args)
-        code = watch.watch(args, session, time.monotonic() + FIRST_WATCH)
-        if code is not None:
-            if session.stdin is not None:  # the pty master, or the pipe nobody closed
-                os.close(session.stdin)
-            return code
-        args.update(handed=session.handover(), hold=0.0)
+    session = watch.open_session(args)
+    first = 0.0 if run.health else FIRST_WATCH  # health checks are the watcher's alone
+    code = watch.watch(args, session, time.monotonic() + first)
+    if code is not None:
+        if session.stdin is not None:  # the pty master, or the pipe nobody closed
+            os.close(session.stdin)
+        return code
+    args.update(session.handover(), hold=0.0)
     os.execv(sys.executable, [sys.executable, "-I", "-S", watch.__file__, json.dumps(args)])
 
 

@@ -213,18 +213,21 @@ class Session:
         return True
 
     def handover(self) -> dict:
-        """What another process needs to go on with this session after an exec (see
+        """The watcher's arguments that change for another process to go on with this
+        session after an exec: the outputs and stdin still open, and ``handed`` (see
         :meth:`adopt`): the attach listener and clients, their partial input, the log's
-        partial lines; their descriptors are made inheritable."""
-        fds = [c.fileno() for c in self.clients]
-        if self.listener is not None:
-            fds.append(self.listener.fileno())
-        for fd in fds:
+        partial lines. Every descriptor of the session is made inheritable."""
+        sockets = [*self.clients, *([self.listener] if self.listener is not None else [])]
+        for fd in [*self.outputs, *([self.stdin] if self.stdin is not None else []),
+                   *(s.fileno() for s in sockets)]:
             os.set_inheritable(fd, True)
-        return {"listener": self.listener.fileno() if self.listener is not None else None,
-                "clients": [c.fileno() for c in self.clients],
-                "buffers": {str(c.fileno()): b.hex() for c, b in self.buffers.items() if b},
-                "partial": {k: v.hex() for k, v in self.log.partial.items()} if self.log else {}}
+        handed = {
+            "listener": self.listener.fileno() if self.listener is not None else None,
+            "clients": [c.fileno() for c in self.clients],
+            "buffers": {str(c.fileno()): b.hex() for c, b in self.buffers.items() if b},
+            "partial": {k: v.hex() for k, v in self.log.partial.items()} if self.log else {}}
+        return {"outputs": {str(fd): s for fd, s in self.outputs.items()}, "stdin": self.stdin,
+                "handed": handed}
 
     def adopt(self, handed: dict) -> None:
         """Go on with the session another process handed over (:meth:`handover`)."""
