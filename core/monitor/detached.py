@@ -4,10 +4,12 @@ pinnace has no daemon. In the foreground the ``pinnace`` process itself is
 the monitor (:mod:`pinnace.monitor.foreground`). For ``run -d``, ``start``
 and restarts, :func:`start_detached` forks one: it starts the container
 with its streams on pipes (or a pty), tells the CLI it started (or why
-not), then execs :mod:`pinnace.runtime.watch` as a bare script to keep
-its memory small while it logs and waits. When the container exits, the
-watcher execs ``python -m pinnace.monitor.detached`` which records the exit,
-tears the runtime down and applies the restart policy, going round again.
+not) and watches it for :data:`FIRST_WATCH` seconds: a container done by
+then is finished right there. Otherwise it execs :mod:`pinnace.runtime.watch`
+as a bare script to keep its memory small while it logs and waits. When the
+container exits, the watcher execs ``python -m pinnace.monitor.detached``
+which records the exit, tears the runtime down and applies the restart
+policy, going round again.
 """
 
 from __future__ import annotations
@@ -98,10 +100,10 @@ def start_detached(engine: Engine, cid: str, hold: float = 0.0) -> None:
 
     The monitor is a grandchild (its parent exits at once), so a long-lived caller
     such as ``pinnace serve`` is left no child to reap. A caller with threads (the
-    server) has a fresh interpreter make it instead: a fork of a process with threads
-    may hold another thread's locks forever: it has a starter of its own make it
-    instead (:mod:`pinnace.monitor.starter`). With ``hold`` the monitor reads no
-    output until a first client attaches (or ``hold`` seconds pass)."""
+    server) has a starter process of its own fork it instead
+    (:mod:`pinnace.monitor.starter`): a fork of a process with threads may hold another
+    thread's locks forever. With ``hold`` the monitor reads no output until a first
+    client attaches (or ``hold`` seconds pass)."""
     import threading
 
     read_end, write_end = os.pipe2(os.O_CLOEXEC)
