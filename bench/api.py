@@ -4,7 +4,9 @@ side by side: `docker run --rm busybox true`, `docker ps -a` with 100 containers
 `--network none` (the host's network is never touched). The dockerd is one of the
 benchmark's own: its own data root, exec root, socket and pidfile, in a network
 namespace of its own without iptables rules or a bridge; a dockerd that answers on
-/var/run/docker.sock is left alone.
+/var/run/docker.sock is left alone. ``runc run`` of the same rootfs is the floor of
+``run --rm``; the targets: pinnace serve within 2x of it, at most half of dockerd's and a
+third of podman service's time.
 
 Run as root: ``python bench/api.py [--rounds N]``. Prints tables and ratios. Not a
 test: these machines are noisy.
@@ -28,6 +30,13 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import busybox_root, podman_store, report, runner, time_runs
 
 DOCKER = "/usr/bin/docker"
+TIMEOUT = 120
+"""Seconds one docker command may take before its server counts as unable to do it."""
+PODMAN_CONF = """[containers]
+default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
+"""
+"""The service's containers.conf: podman asks runc for higher rlimits than a process
+without CAP_SYS_RESOURCE may set (as ``common.PODMAN_RUN`` says), so lower ones."""
 
 
 def wait_for_socket(path: Path, proc: subprocess.Popen[bytes]) -> None:
@@ -105,7 +114,7 @@ def docker(path: Path) -> Callable[..., Callable[[], None]]:
            "DOCKER_CONFIG": str(path.parent / "docker-config")}
 
     def make(*args: str) -> Callable[[], None]:
-        return runner([DOCKER, *args], env=env)
+        return runner([DOCKER, *args], env=env, timeout=TIMEOUT)
 
     return make
 
@@ -129,6 +138,39 @@ def remove_all(path: Path) -> None:
                          text=True).stdout.split()
     if ids:
         subprocess.run([DOCKER, "rm", "-f", *ids], env=env, capture_output=True)
+
+
+def runc_run(work: Path) -> Callable[[], None]:
+    """``runc run`` of a bundle of the same busybox rootfs running ``true``: the floor."""
+    from runtime import make_bundle
+
+    bundle = make_bundle(work)
+    names = iter(range(10**9))
+
+    def run() -> None:
+        runner(["runc", "--root", str(work / "runc-state"), "run", "--bundle", str(bundle),
+                f"bench-{next(names)}"])()
+    return run
+
+
+def targets(run_times: dict[str, list[float]]) -> None:
+    """Print how ``docker run --rm`` through pinnace serve compares with its targets."""
+    import statistics
+
+    med = {name: statistics.median(times) for name, times in run_times.items()}
+    pin = med.get("pinnace serve")
+    if pin is None:
+        return
+    if "runc run" in med:
+        print(f"target pinnace serve <= 2x runc run: {pin / med['runc run']:.2f}x "
+              f"{'OK' if pin <= 2 * med['runc run'] else 'MISSED'}")
+    if "dockerd" in med:
+        print(f"target pinnace serve <= 1/2 of dockerd: {pin / med['dockerd']:.2f}x "
+              f"{'OK' if 2 * pin <= med['dockerd'] else 'MISSED'}")
+    if "podman system service" in med:
+        podman = med["podman system service"]
+        print(f"target pinnace serve <= 1/3 of podman system service: {pin / podman:.2f}x "
+              f"{'OK' if 3 * pin <= podman else 'MISSED'}")
 
 
 def measure(name: str, path: Path, rounds: int, *tables: dict[str, list[float]]) -> None:
@@ -168,9 +210,7 @@ def main() -> None:
             podman, podman_cleanup = podman_store(work)
             subprocess.run(podman + ["import", str(work / "busybox.tar"), "busybox"],
                            check=True, capture_output=True)
-            # the service's containers get the lower rlimits PODMAN_RUN asks for
-            (work / "containers.conf").write_text(
-                '[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]\n')
+            (work / "containers.conf").write_text(PODMAN_CONF)
             servers["podman system service"] = lambda: server(
                 podman + ["system", "service", "--time=0", f"unix://{sockets / 'podman.sock'}"],
                 sockets / "podman.sock", {"CONTAINERS_CONF": str(work / "containers.conf")})
@@ -187,10 +227,15 @@ def main() -> None:
                                     burst_times, ps_times)
                         finally:
                             remove_all(path)
-                except (SystemExit, subprocess.CalledProcessError) as failure:  # a peer
-                    print(f"{name}: {failure}")  # that cannot start or run here
+                except (SystemExit, subprocess.CalledProcessError,
+                        subprocess.TimeoutExpired) as failure:  # a peer that cannot
+                    print(f"{name}: {failure}")  # start or run here
+            if shutil.which("runc"):
+                run_times.update(time_runs({"runc run": runc_run(work)}, args.rounds))
             base = "pinnace serve"
-            report("docker run --rm busybox true", run_times, base)
+            report("docker run --rm busybox true (runc run: the same rootfs, no server)",
+                   run_times, "runc run" if "runc run" in run_times else base)
+            targets(run_times)
             report("docker exec (true) into a running container", exec_times, base)
             report("20 concurrent docker run -d (wall time)", burst_times, base)
             report("docker ps -a with 100 containers", ps_times, base)

@@ -173,6 +173,7 @@ class Client:
         import time
 
         from pinnace import events
+        from pinnace.polling import Pauses
 
         if condition not in WAIT_CONDITIONS:
             raise InvalidConfig(f"invalid wait condition {condition!r}: "
@@ -180,20 +181,26 @@ class Client:
         cid = self.engine.resolve(ref)
         deadline = None if timeout is None else time.monotonic() + timeout
         finished = self.engine.current(cid).finished
-        while True:
-            try:
-                record = self.engine.current(cid)
-            except NotFound:  # removed (--rm, rm -f): its last exit is in the events
-                code = events.last_exit_code(self.engine.state, cid)
-                return -1 if code is None else code
-            done = not record.active and (
-                condition == "not-running"
-                or (condition == "next-exit" and record.finished != finished))
-            if done:
-                return -1 if record.exit_code is None else record.exit_code
-            if deadline is not None and time.monotonic() >= deadline:
-                return None
-            time.sleep(0.02)
+        pauses = Pauses()
+        try:
+            while True:
+                try:
+                    record = self.engine.current(cid)
+                except NotFound:  # removed (--rm, rm -f): its last exit is in the events
+                    code = events.last_exit_code(self.engine.state, cid)
+                    return -1 if code is None else code
+                done = not record.active and (
+                    condition == "not-running"
+                    or (condition == "next-exit" and record.finished != finished))
+                if done:
+                    return -1 if record.exit_code is None else record.exit_code
+                if deadline is not None and time.monotonic() >= deadline:
+                    return None
+                if record.active:
+                    pauses.watch(record.monitor_pid)
+                pauses.sleep()
+        finally:
+            pauses.close()
 
     def stop(self, ref: str, timeout: float = 10.0) -> None:
         """SIGTERM, SIGKILL after ``timeout`` seconds; returns once it has exited."""

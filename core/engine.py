@@ -631,14 +631,21 @@ class Engine:
         (-1 when unknown), or None on timeout."""
         import time
 
+        from pinnace.polling import Pauses
+
         deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            record = self.current(cid)
-            if not record.active:
-                return -1 if record.exit_code is None else record.exit_code
-            if deadline is not None and time.monotonic() >= deadline:
-                return None
-            time.sleep(0.02)
+        pauses = Pauses()
+        try:
+            while True:
+                record = self.current(cid)
+                if not record.active:
+                    return -1 if record.exit_code is None else record.exit_code
+                if deadline is not None and time.monotonic() >= deadline:
+                    return None
+                pauses.watch(record.monitor_pid)
+                pauses.sleep()
+        finally:
+            pauses.close()
 
     def pause(self, cid: str) -> None:
         """Freeze every process of a running container."""

@@ -173,7 +173,8 @@ def test_kill_9_of_the_monitor_reports_unknown_exit_and_leaks_nothing(
     cid = pn("run", "-d", "--name", "orphan", busybox, "sleep", "60").stdout.strip()
     pid = inspect(pn, "orphan")["State"]["Pid"]
     monitor = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    assert "watch.py" in Path(f"/proc/{monitor}/cmdline").read_text()
+    until(lambda: "watch.py" in Path(f"/proc/{monitor}/cmdline").read_text(),
+          what="the monitor to exec the watcher after its first watch")
     os.kill(monitor, signal.SIGKILL)
     until(lambda: not os.path.exists(f"/proc/{pid}"), what="the container to die with its monitor")
     assert "Exited (unknown)" in pn("ps", "-a").stdout
@@ -235,3 +236,48 @@ def test_run_d_rm_removes_the_container_when_it_exits(pn: Pinnace, busybox: str,
     until(lambda: "brief" not in pn("ps", "-a").stdout, what="auto-removal")
     assert host_leftovers(root) == []
     assert not list((root / "containers").iterdir())  # its log went with it
+
+
+def test_the_watcher_goes_on_with_the_monitors_log_and_attached_clients(
+        pn: Pinnace, busybox: str) -> None:
+    """The monitor watches a container for its first second, then execs the slim watcher:
+    a line begun before, a client attached before and the exit after all carry over."""
+    from pinnace.client import Client
+    from pinnace.monitor.detached import FIRST_WATCH
+    from pinnace.runtime.watch import frames
+
+    script = f"printf be; sleep {FIRST_WATCH + 0.5}; echo fore; sleep 0.3; echo after; exit 3"
+    cid = pn("run", "-d", busybox, "sh", "-c", script).stdout.strip()
+    monitor = Client(root=pn.root).attach(cid)
+    received = b""
+    with monitor:
+        while chunk := monitor.recv(65536):
+            received += chunk
+    payload = b"".join(data for _, data in frames(received)[0])
+    assert payload.endswith(b"fore\nafter\n")
+    assert pn("wait", cid).stdout.strip() == "3"
+    assert pn("logs", cid).stdout == "before\nafter\n"
+
+
+def test_a_short_run_is_logged_recorded_and_removed(pn: Pinnace, busybox: str, root: Path) -> None:
+    """A container that exits within the first watch is finished, auto-removed and its
+    output logged by the monitor that started it."""
+    cid = pn("run", "-d", busybox, "sh", "-c", "echo quick; exit 4").stdout.strip()
+    assert pn("wait", cid).stdout.strip() == "4"
+    assert pn("logs", cid).stdout == "quick\n"
+    assert pn("inspect", "--format", "{{.State.Status}}", cid).stdout.strip() == "exited"
+    pn("run", "-d", "--rm", busybox, "true")
+    until(lambda: pn("ps", "-aq").stdout.split() == [cid[:12]],
+          what="the --rm container to be removed")
+    assert host_leftovers(root) == []
+
+
+def test_the_watcher_is_handed_only_the_streams_still_open(pn: Pinnace, busybox: str) -> None:
+    """A container that closed its output within the monitor's first watch and runs on:
+    the watcher goes on without those streams, and records its exit."""
+    from pinnace.monitor.detached import FIRST_WATCH
+
+    cid = pn("run", "-d", busybox, "sh", "-c",
+             f"echo gone; exec >&- 2>&-; sleep {FIRST_WATCH + 0.5}; exit 5").stdout.strip()
+    assert pn("wait", cid).stdout.strip() == "5"
+    assert pn("logs", cid).stdout == "gone\n"

@@ -117,6 +117,26 @@ def test_tcp_only_on_loopback(pn: Pinnace, busybox: str, tmp_path: Path) -> None
         proc.wait(30)
 
 
+def starters(root: Path) -> list[int]:
+    """The PIDs of the monitor starters serving ``root`` (the servers' children; the
+    monitors they fork have their command line too until they exec)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+            ours = b"pinnace.monitor.starter" in args and any(str(root).encode() in a
+                                                             for a in args)
+            if ours and b"serve" in Path(f"/proc/{parent(int(entry.name))}/cmdline").read_bytes():
+                found.append(int(entry.name))
+        except (OSError, ValueError):  # not a process, or gone
+            continue
+    return found
+
+
+def parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
 def test_containers_outlive_the_server_and_are_shared_with_the_cli(
         pn: Pinnace, busybox: str) -> None:
     with serving(pn) as path:
@@ -126,12 +146,20 @@ def test_containers_outlive_the_server_and_are_shared_with_the_cli(
         cid = json.loads(body)["Id"]
         assert call(path, "POST", f"/containers/{cid}/start")[0] == 204
         assert call(path, "POST", f"/containers/{cid}/start")[0] == 304
+        [starter] = starters(pn.root)  # the server's threads have one process fork monitors
+        pid = json.loads(call(path, "GET", f"/containers/{cid}/json")[2])["State"]["Pid"]
+        assert parent(parent(pid)) != starter  # the monitor is not the starter's child
         pn("run", "-d", "--name", "from-cli", "busybox", "sleep", "300")
         listed = json.loads(call(path, "GET", "/containers/json")[2])
         assert sorted(c["Names"][0] for c in listed) == ["/from-cli", "/kept"]
         filtered = json.loads(call(path, "GET", '/containers/json?filters={"name":["kept"]}')[2])
         assert [c["Id"] for c in filtered] == [cid]
-    # the server is gone; the container runs on, and pinnace's own CLI drives it
+    # the server is gone, and its starter with it; the container runs on, and pinnace's
+    # own CLI drives it
+    deadline = time.monotonic() + 20
+    while starters(pn.root) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert starters(pn.root) == []
     assert pn("inspect", "--format", "{{.State.Status}}", "kept").stdout.strip() == "running"
     assert pn("logs", "kept").stdout == "up\n"
     with serving(pn) as path:  # a new server finds it as it was

@@ -74,6 +74,7 @@ def connect(engine: Engine, cid: str, wait: float = 0.0) -> socket.socket:
     socket appears just after the start, so ``wait`` seconds are given for it."""
     import time
 
+    from pinnace.polling import Pauses
     from pinnace.runtime.watch import unix_socket
 
     c = engine.container(cid)
@@ -81,6 +82,7 @@ def connect(engine: Engine, cid: str, wait: float = 0.0) -> socket.socket:
         raise FailedPrecondition(f"container {c.name} is not running: start it first")
     path = engine.paths.bundle(cid) / "attach.sock"
     deadline = time.monotonic() + wait
+    pauses = Pauses()
     while True:
         try:
             return unix_socket(str(path), listen=False)
@@ -89,7 +91,7 @@ def connect(engine: Engine, cid: str, wait: float = 0.0) -> socket.socket:
                 raise FailedPrecondition(
                     f"container {c.name} runs in the foreground of another pinnace: nothing "
                     "to attach to") from None
-            time.sleep(0.01)
+            pauses.sleep()
 
 
 def attach(engine: Engine, cid: str, detach_keys: bytes, with_stdin: bool,

@@ -4,10 +4,12 @@ pinnace has no daemon. In the foreground the ``pinnace`` process itself is
 the monitor (:mod:`pinnace.monitor.foreground`). For ``run -d``, ``start``
 and restarts, :func:`start_detached` forks one: it starts the container
 with its streams on pipes (or a pty), tells the CLI it started (or why
-not), then execs :mod:`pinnace.runtime.watch` as a bare script to keep
-its memory small while it logs and waits. When the container exits, the
-watcher execs ``python -m pinnace.monitor.detached`` which records the exit,
-tears the runtime down and applies the restart policy, going round again.
+not) and watches it for :data:`FIRST_WATCH` seconds: a container done by
+then is finished right there. Otherwise it execs :mod:`pinnace.runtime.watch`
+as a bare script to keep its memory small while it logs and waits. When the
+container exits, the watcher execs ``python -m pinnace.monitor.detached``
+which records the exit, tears the runtime down and applies the restart
+policy, going round again.
 """
 
 from __future__ import annotations
@@ -20,6 +22,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NoReturn
 
 from pinnace.errors import NotFound, PinnaceError
+
+FIRST_WATCH = 1.0
+"""Seconds the monitor watches a container it started itself before it execs the slim
+watcher: a short run (``run --rm ... true``) is finished without two more interpreters."""
 
 if TYPE_CHECKING:
     from pinnace.engine import Engine
@@ -94,27 +100,26 @@ def start_detached(engine: Engine, cid: str, hold: float = 0.0) -> None:
 
     The monitor is a grandchild (its parent exits at once), so a long-lived caller
     such as ``pinnace serve`` is left no child to reap. A caller with threads (the
-    server) has a fresh interpreter make it instead: a fork of a process with threads
-    may hold another thread's locks forever. With ``hold`` the monitor reads no
-    output until a first client attaches (or ``hold`` seconds pass)."""
+    server) has a starter process of its own fork it instead
+    (:mod:`pinnace.monitor.starter`): a fork of a process with threads may hold another
+    thread's locks forever. With ``hold`` the monitor reads no output until a first
+    client attaches (or ``hold`` seconds pass)."""
     import threading
 
     read_end, write_end = os.pipe2(os.O_CLOEXEC)
     if threading.active_count() > 1:
-        import subprocess
+        from pinnace.monitor.starter import start_monitor
 
-        starter = subprocess.Popen(
-            [sys.executable, "-m", "pinnace.monitor.detached", "start",
-             settings(engine), cid, str(hold), str(write_end)],
-            pass_fds=(write_end,), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-        os.close(write_end)
-        starter.wait()
+        try:
+            start_monitor(engine, cid, hold, write_end)
+        finally:
+            os.close(write_end)
     else:
         pid = os.fork()
         if pid == 0:  # the monitor's parent, gone as soon as the monitor is forked
             try:
                 os.close(read_end)
-                _fork_monitor(engine, cid, write_end, hold)
+                fork_monitor(engine, cid, write_end, hold)
             finally:
                 os._exit(1)
         os.close(write_end)
@@ -128,14 +133,16 @@ def start_detached(engine: Engine, cid: str, hold: float = 0.0) -> None:
         _raise(report)
 
 
-def _fork_monitor(engine: Engine, cid: str, report: int, hold: float) -> None:
-    """In the monitor's parent: fork the monitor, which starts the container."""
+def fork_monitor(engine: Engine, cid: str, report: int, hold: float) -> None:
+    """In the monitor's parent: fork the monitor, which starts the container and reports
+    on ``report``."""
     if os.fork() == 0:
         _detach(engine, cid)
         serve(engine, cid, report, hold)
 
 
-def _engine(settings: dict[str, str | None]) -> Engine:
+def open_engine(settings: dict[str, str | None]) -> Engine:
+    """The engine of :func:`settings`' output."""
     from pinnace import config
     from pinnace.engine import Engine
 
@@ -159,7 +166,27 @@ def _detach(engine: Engine, cid: str) -> None:
 
 
 def serve(engine: Engine, cid: str, report: int | None, hold: float = 0.0) -> NoReturn:
-    """In the monitor: start the container, report on ``report``, exec the watcher."""
+    """In the monitor: start the container, report on ``report``, watch it; finish it
+    and start it again as its restart policy says. Only the watcher carries on past
+    :data:`FIRST_WATCH` seconds of a run (this process execs it)."""
+    try:
+        while True:
+            code = _start_and_watch(engine, cid, report, hold)
+            report, hold = None, 0.0
+            if not _finish(engine, cid, code):
+                break
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        os._exit(1)
+    os._exit(0)
+
+
+def _start_and_watch(engine: Engine, cid: str, report: int | None, hold: float) -> int:
+    """Start the container, report on ``report``, watch it for :data:`FIRST_WATCH`
+    seconds: its exit code when it ended by then; otherwise exec the watcher, which
+    goes on with the same session."""
     from pinnace.runtime import watch
 
     run = engine.containers.get(cid).config.run
@@ -179,9 +206,7 @@ def serve(engine: Engine, cid: str, report: int | None, hold: float = 0.0) -> No
     log.touch()  # before the start is reported: a client following the log opens it now
     if report is not None:
         os.write(report, b"ok")
-    fds = [*streams.outputs, *([streams.stdin] if streams.stdin is not None else [])]
-    for fd in fds:
-        os.set_inheritable(fd, True)
+        os.close(report)
     finish = [sys.executable, "-m", "pinnace.monitor.detached", settings(engine), cid]
     args = {"pid": pid, "outputs": {str(fd): s for fd, s in streams.outputs.items()},
             "stdin": streams.stdin, "tty": run.tty,
@@ -189,6 +214,14 @@ def serve(engine: Engine, cid: str, report: int | None, hold: float = 0.0) -> No
             "max_files": run.log.max_files,
             "attach": str(engine.paths.bundle(cid) / "attach.sock"), "finish": finish,
             "health": health_timer(engine, cid, run.health), "hold": hold}
+    session = watch.open_session(args)
+    first = 0.0 if run.health else FIRST_WATCH  # health checks are the watcher's alone
+    code = watch.watch(args, session, time.monotonic() + first)
+    if code is not None:
+        if session.stdin is not None:  # the pty master, or the pipe nobody closed
+            os.close(session.stdin)
+        return code
+    args.update(session.handover(), hold=0.0)
     os.execv(sys.executable, [sys.executable, "-I", "-S", watch.__file__, json.dumps(args)])
 
 
@@ -217,40 +250,30 @@ def _raise(report: bytes) -> NoReturn:
     raise err
 
 
-def finish_main(argv: list[str]) -> None:
-    """``python -m pinnace.monitor.detached SETTINGS CID CODE``: the watcher saw the
-    container exit; record it, tear down, and restart it when its policy says so."""
+def _finish(engine: Engine, cid: str, code: int) -> bool:
+    """The container exited with ``code`` (-1 unknown): record it and tear down; True
+    when its restart policy starts it again (after the policy's back-off)."""
     from pinnace.runtime.policy import backoff
 
-    settings, cid, code_text = json.loads(argv[0]), argv[1], argv[2]
-    engine = _engine(settings)
-    code = int(code_text)
     if not engine.finish(cid, None if code < 0 else code):
-        return
+        return False
     try:
         time.sleep(backoff(engine.containers.get(cid).restart_count - 1))
         record = engine.containers.get(cid)
     except NotFound:  # removed meanwhile
-        return
-    if record.stop_requested or record.status != "exited":
-        return
-    serve(engine, cid, None)
+        return False
+    return not record.stop_requested and record.status == "exited"
 
 
-def start_main(argv: list[str]) -> None:
-    """``python -m pinnace.monitor.detached start SETTINGS CID HOLD FD``: fork the monitor
-    of container CID, which reports on FD (for :func:`start_detached` in a process with
-    threads)."""
-    settings, cid, hold, report = json.loads(argv[0]), argv[1], float(argv[2]), int(argv[3])
-    os.set_inheritable(report, False)  # closed when the monitor execs its watcher: EOF
-    try:
-        _fork_monitor(_engine(settings), cid, report, hold)
-    finally:
-        os._exit(0)
+def finish_main(argv: list[str]) -> None:
+    """``python -m pinnace.monitor.detached SETTINGS CID CODE``: the watcher saw the
+    container exit; record it, tear down, and restart it when its policy says so."""
+    settings, cid, code_text = json.loads(argv[0]), argv[1], argv[2]
+    engine = open_engine(settings)
+    if _finish(engine, cid, int(code_text)):
+        serve(engine, cid, None)
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["start"]:
-        start_main(sys.argv[2:])
-    else:
-        finish_main(sys.argv[1:])
+    finish_main(sys.argv[1:])
+    os._exit(0)  # without the interpreter's teardown (a checkpoint of the state's WAL)

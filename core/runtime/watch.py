@@ -164,12 +164,17 @@ class Session:
         if attach:
             self.listener = unix_socket(attach, listen=True)
 
-    def run(self, pidfd: int | None = None, every: Timer | None = None) -> None:
+    def run(self, pidfd: int | None = None, every: Timer | None = None,
+            until: float | None = None) -> bool:
         """Pump until every output is closed (and, with ``pidfd``, the process exited);
-        call ``every``'s callback at its interval meanwhile, until the process exits."""
+        call ``every``'s callback at its interval meanwhile, until the process exits.
+        With ``until`` (a :func:`time.monotonic` time) stop then if not done before:
+        False then, True when done."""
         exited_at: float | None = None
         next_tick = time.monotonic() + every.interval if every else None
         while self.outputs or (pidfd is not None and exited_at is None):
+            if until is not None and time.monotonic() >= until:
+                return False
             readers: list = list(self.outputs) + self.clients
             if self.local_input is not None:
                 readers.append(self.local_input)
@@ -187,6 +192,9 @@ class Session:
                     every.callback()
                     next_tick = time.monotonic() + every.interval
                 timeout = max(0.0, next_tick - time.monotonic())
+            if until is not None:
+                left = max(0.0, until - time.monotonic())
+                timeout = left if timeout is None else min(timeout, left)
             ready, _, _ = select.select(readers, [], [], timeout)
             for r in ready:
                 if r is pidfd:
@@ -202,6 +210,38 @@ class Session:
                     self._output(r)
         if self.log:
             self.log.flush()
+        return True
+
+    def handover(self) -> dict:
+        """The watcher's arguments that change for another process to go on with this
+        session after an exec: the outputs and stdin still open, and ``handed`` (see
+        :meth:`adopt`): the attach listener and clients, their partial input, the log's
+        partial lines. Every descriptor of the session is made inheritable."""
+        sockets = [*self.clients, *([self.listener] if self.listener is not None else [])]
+        for fd in [*self.outputs, *([self.stdin] if self.stdin is not None else []),
+                   *(s.fileno() for s in sockets)]:
+            os.set_inheritable(fd, True)
+        handed = {
+            "listener": self.listener.fileno() if self.listener is not None else None,
+            "clients": [c.fileno() for c in self.clients],
+            "buffers": {str(c.fileno()): b.hex() for c, b in self.buffers.items() if b},
+            "partial": {k: v.hex() for k, v in self.log.partial.items()} if self.log else {}}
+        return {"outputs": {str(fd): s for fd, s in self.outputs.items()}, "stdin": self.stdin,
+                "handed": handed}
+
+    def adopt(self, handed: dict) -> None:
+        """Go on with the session another process handed over (:meth:`handover`)."""
+        import socket
+
+        if handed["listener"] is not None:
+            self.listener = socket.socket(fileno=handed["listener"])
+        self.clients = [socket.socket(fileno=fd) for fd in handed["clients"]]
+        by_fd = {c.fileno(): c for c in self.clients}
+        self.buffers = {by_fd[int(fd)]: bytes.fromhex(b) for fd, b in handed["buffers"].items()}
+        if self.log:
+            self.log.partial = {k: bytes.fromhex(v) for k, v in handed["partial"].items()}
+        for sock in [*self.clients, *([self.listener] if self.listener else [])]:
+            os.set_inheritable(sock.fileno(), False)
 
     def await_client(self, timeout: float) -> None:
         """Wait up to ``timeout`` seconds for a first attach client before any output is
@@ -344,26 +384,47 @@ def exit_code(status: int) -> int:
     return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
 
 
-def main(argv: list[str]) -> None:
-    """Monitor one detached container (its first process is our child), then
-    exec ``finish`` with the exit code appended."""
-    args = json.loads(argv[0])
-    pid = args["pid"]
+def open_session(args: dict) -> Session:
+    """The session of a detached container that ``args`` (the watcher's) describe: a
+    new one, or with ``handed`` the one another process began (:meth:`Session.handover`)."""
     outputs = {int(fd): stream for fd, stream in args["outputs"].items()}
     log = JsonLog(args["log"], args.get("max_size", 0), args.get("max_files", 1))
-    session = Session(outputs, stdin=args.get("stdin"), log=log, attach=args.get("attach"),
-                      tty=args.get("tty", False))
+    handed = args.get("handed")
+    session = Session(outputs, stdin=args.get("stdin"), log=log,
+                      attach=None if handed else args.get("attach"), tty=args.get("tty", False))
+    if handed:
+        session.attach = args.get("attach")
+        session.adopt(handed)
+    return session
+
+
+def watch(args: dict, session: Session, until: float | None = None) -> int | None:
+    """Pump ``session`` until the container's first process (``args["pid"]``, our
+    child) has exited and its output ended, then reap it: its exit code (-1 unknown).
+    With ``until``, None if that time came first (the session goes on, nothing reaped)."""
+    pid = args["pid"]
     pidfd = os.pidfd_open(pid)
-    private = [*outputs, *([args["stdin"]] if args.get("stdin") is not None else [])]
+    private = [*session.outputs, *([session.stdin] if session.stdin is not None else [])]
     checks = HealthChecks(args["health"]["command"], private) if args.get("health") else None
+    done = False
     try:
         if args.get("hold") and session.listener is not None:
             session.await_client(args["hold"])
-        session.run(pidfd, Timer(args["health"]["interval"], checks) if checks else None)
+        done = session.run(pidfd, Timer(args["health"]["interval"], checks) if checks
+                           else None, until)
     finally:
-        session.close()
+        os.close(pidfd)
+        if done or until is None:
+            session.close()
+    if not done:
+        return None
     if checks:
         checks.wait()
+    return reap(pid)
+
+
+def reap(pid: int) -> int:
+    """Reap ``pid`` (and any orphan reparented to us meanwhile): its exit code, -1 unknown."""
     code = -1
     while True:  # reap our first process, and any orphan that was reparented to us
         try:
@@ -373,6 +434,14 @@ def main(argv: list[str]) -> None:
         if child == pid:
             code = exit_code(status)
             break
+    return code
+
+
+def main(argv: list[str]) -> None:
+    """Monitor one detached container (its first process is our child), then
+    exec ``finish`` with the exit code appended."""
+    args = json.loads(argv[0])
+    code = watch(args, open_session(args))
     os.execv(args["finish"][0], args["finish"] + [str(code)])
 
 

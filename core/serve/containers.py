@@ -39,8 +39,9 @@ def start(req: Request) -> None:
     cid = client.engine.resolve(req.params["id"])
     if client.container(cid).active:
         raise NotModified("already running")
-    hold = HOLD if req.server.execs.attach_pending(cid) else 0.0
-    client.start(cid, hold=hold)
+    execs = req.server.execs
+    client.start(cid, hold=HOLD if execs.attach_pending(cid) else 0.0)
+    execs.started()
 
 
 def stop(req: Request) -> None:
@@ -133,6 +134,8 @@ def _monitor_when_started(req: Request, cid: str) -> socket.socket | None:
     when it ends or goes first."""
     import time
 
+    from pinnace.polling import LONGEST
+
     client = req.client
     deadline = time.monotonic() + 24 * 3600
     while time.monotonic() < deadline:
@@ -147,7 +150,7 @@ def _monitor_when_started(req: Request, cid: str) -> socket.socket | None:
                 return None
         if record.status == "exited" and record.started:
             return None
-        time.sleep(0.02)
+        req.server.execs.pause(LONGEST)  # started by another client or the CLI: polled
     return None
 
 

@@ -42,6 +42,7 @@ class ExecTable:
         self.lock = threading.Lock()
         self.entries: dict[str, ExecEntry] = {}
         self.waiting: dict[str, int] = {}
+        self.starts = threading.Condition(self.lock)
 
     def add(self, entry: ExecEntry) -> None:
         """Record a new exec."""
@@ -74,6 +75,16 @@ class ExecTable:
         """Whether an attach waits for ``cid`` to start."""
         with self.lock:
             return cid in self.waiting
+
+    def started(self) -> None:
+        """This server started a container: wake the attaches waiting in :meth:`pause`."""
+        with self.starts:
+            self.starts.notify_all()
+
+    def pause(self, seconds: float) -> None:
+        """Wait ``seconds`` for a container to start, less when this server starts one."""
+        with self.starts:
+            self.starts.wait(seconds)
 
 
 def create(req: Request) -> None:

@@ -55,8 +55,8 @@ def serve(config: Config, socket_path: str | None, tcp: str | None,
     print(f"pinnace serve: Docker API {API_VERSION} on "
           f"{where}", file=sys.stderr, flush=True)
     try:
-        while not stop.wait(3600):
-            pass
+        while not stop.wait(1):  # a signal the kernel gave another thread is handled
+            pass                 # when the main thread runs again: within a second
     finally:
         for listener in listeners:
             listener.shutdown()
