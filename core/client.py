@@ -143,7 +143,7 @@ class Client:
         output; return once it runs. With ``hold`` the monitor reads no output until a
         first :meth:`attach` (or ``hold`` seconds), so an attach made just before the
         start misses nothing."""
-        from pinnace.monitor.detached import start_detached
+        from pinnace.monitor.starter import start_detached
 
         cid = self.engine.resolve(ref)
         start_detached(self.engine, cid, hold)

@@ -145,7 +145,7 @@ def run(ctx: click.Context, detach: bool, image: str, command: tuple[str, ...],
     cid = _created(engine, image, command, kw)
     try:
         if detach:
-            from pinnace.monitor.detached import start_detached
+            from pinnace.monitor.starter import start_detached
 
             try:
                 start_detached(engine, cid)

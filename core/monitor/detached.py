@@ -2,7 +2,7 @@
 
 pinnace has no daemon. In the foreground the ``pinnace`` process itself is
 the monitor (:mod:`pinnace.monitor.foreground`). For ``run -d``, ``start``
-and restarts, :func:`start_detached` forks one: it starts the container
+and restarts, :func:`pinnace.monitor.starter.start_detached` forks one: it starts the container
 with its streams on pipes (or a pty), tells the CLI it started (or why
 not) and watches it for :data:`FIRST_WATCH` seconds: a container done by
 then is finished right there. Otherwise it execs :mod:`pinnace.runtime.watch`
@@ -93,44 +93,6 @@ def open_streams(bundle: str, tty: bool, interactive: bool, stdin: int | None = 
         theirs.append(stdin)
     return Streams((stdin, out_w, err_w), {out_r: "stdout", err_r: "stderr"}, mine_stdin,
                    interactive=interactive, directory=bundle, _theirs=theirs)
-
-
-def start_detached(engine: Engine, cid: str, hold: float = 0.0) -> None:
-    """Fork a monitor that starts the container; return once it runs, or raise why not.
-
-    The monitor is a grandchild (its parent exits at once), so a long-lived caller
-    such as ``pinnace serve`` is left no child to reap. A caller with threads (the
-    server) has a starter process of its own fork it instead
-    (:mod:`pinnace.monitor.starter`): a fork of a process with threads may hold another
-    thread's locks forever. With ``hold`` the monitor reads no output until a first
-    client attaches (or ``hold`` seconds pass)."""
-    import threading
-
-    read_end, write_end = os.pipe2(os.O_CLOEXEC)
-    if threading.active_count() > 1:
-        from pinnace.monitor.starter import start_monitor
-
-        try:
-            start_monitor(engine, cid, hold, write_end)
-        finally:
-            os.close(write_end)
-    else:
-        pid = os.fork()
-        if pid == 0:  # the monitor's parent, gone as soon as the monitor is forked
-            try:
-                os.close(read_end)
-                fork_monitor(engine, cid, write_end, hold)
-            finally:
-                os._exit(1)
-        os.close(write_end)
-        os.waitpid(pid, 0)
-    chunks = []
-    while chunk := os.read(read_end, 65536):
-        chunks.append(chunk)
-    os.close(read_end)
-    report = b"".join(chunks)
-    if report != b"ok":
-        _raise(report)
 
 
 def fork_monitor(engine: Engine, cid: str, report: int, hold: float) -> None:
@@ -238,16 +200,6 @@ def health_timer(engine: Engine, cid: str, health: HealthConfig | None) -> dict 
         return None
     return {"interval": health.interval,
             "command": [sys.executable, "-m", "pinnace.monitor.health", settings(engine), cid]}
-
-
-def _raise(report: bytes) -> NoReturn:
-    try:
-        info = json.loads(report)
-    except ValueError:
-        info = {"error": "the container's monitor died while starting it", "code": 125}
-    err = PinnaceError(info["error"])
-    err.exit_code = info["code"]
-    raise err
 
 
 def _finish(engine: Engine, cid: str, code: int) -> bool:

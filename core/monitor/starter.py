@@ -1,4 +1,5 @@
-"""Starting detached monitors from a process with threads (``pinnace serve``).
+"""Starting detached monitors: forked by the caller, or, from a process with threads
+(``pinnace serve``), by a starter.
 
 A fork of a process with threads may hold another thread's locks forever, so
 such a process does not fork monitors itself: it asks a starter, a process of
@@ -13,12 +14,12 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 if TYPE_CHECKING:
+    import socket
     import subprocess
 
     from pinnace.engine import Engine
@@ -38,6 +39,7 @@ class Starter:
     """The caller's side of one starter process (for one engine's settings)."""
 
     def __init__(self, settings: str) -> None:
+        import socket
         import subprocess
 
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -51,6 +53,8 @@ class Starter:
     def request(self, cid: str, hold: float, report: int) -> bool:
         """Ask for a monitor of ``cid`` that reports on ``report``; False when the
         starter is gone."""
+        import socket
+
         message = json.dumps({"cid": cid, "hold": hold}).encode()
         try:
             socket.send_fds(self.sock, [message], [report])
@@ -62,6 +66,40 @@ class Starter:
         """End the starter (it leaves when its socket closes) and reap it."""
         self.sock.close()
         self.process.wait()
+
+
+def start_detached(engine: Engine, cid: str, hold: float = 0.0) -> None:
+    """Fork a monitor that starts the container; return once it runs, or raise why not.
+
+    The monitor is a grandchild (its parent exits at once), so a long-lived caller
+    such as ``pinnace serve`` is left no child to reap. A caller with threads (the
+    server) has its starter fork it instead. With ``hold`` the monitor reads no output
+    until a first client attaches (or ``hold`` seconds pass)."""
+    from pinnace.monitor.detached import fork_monitor
+
+    read_end, write_end = os.pipe2(os.O_CLOEXEC)
+    if threading.active_count() > 1:
+        try:
+            start_monitor(engine, cid, hold, write_end)
+        finally:
+            os.close(write_end)
+    else:
+        pid = os.fork()
+        if pid == 0:  # the monitor's parent, gone as soon as the monitor is forked
+            try:
+                os.close(read_end)
+                fork_monitor(engine, cid, write_end, hold)
+            finally:
+                os._exit(1)
+        os.close(write_end)
+        os.waitpid(pid, 0)
+    chunks = []
+    while chunk := os.read(read_end, 65536):
+        chunks.append(chunk)
+    os.close(read_end)
+    report = b"".join(chunks)
+    if report != b"ok":
+        _raise(report)
 
 
 def start_monitor(engine: Engine, cid: str, hold: float, report: int) -> None:
@@ -86,6 +124,7 @@ def start_monitor(engine: Engine, cid: str, hold: float, report: int) -> None:
 def serve(settings: dict[str, str | None], sock: socket.socket) -> None:
     """In the starter: fork a monitor for each request until the socket closes."""
     import importlib
+    import socket
 
     from pinnace.monitor.detached import fork_monitor, open_engine
 
@@ -111,5 +150,21 @@ def serve(settings: dict[str, str | None], sock: socket.socket) -> None:
         os.waitpid(pid, 0)
 
 
+def _raise(report: bytes) -> NoReturn:
+    """The error a monitor reported while starting its container."""
+    from pinnace.errors import PinnaceError
+
+    try:
+        info = json.loads(report)
+    except ValueError:
+        info = {"error": "the container's monitor died while starting it", "code": 125}
+    err = PinnaceError(info["error"])
+    err.exit_code = info["code"]
+    raise err
+
+
 if __name__ == "__main__":
+    import socket
+
     serve(json.loads(sys.argv[1]), socket.socket(fileno=int(sys.argv[2])))
+
