@@ -204,11 +204,18 @@ class Engine:
                     self._discard(record, volumes=True)
         return found
 
-    def reopen(self) -> None:
-        """After fork: stop using the parent's state connection (SQLite ones must not
-        cross a fork); the next use opens a new one. The old one is kept, never closed."""
+    def release_state(self) -> None:
+        """Close the state's connection and forget the services over it; the next use
+        opens it again. Called before a fork whose child uses the state: SQLite keeps
+        per-process records of its open files, which a child would inherit without the
+        locks they stand for (another process could then reset the shared memory under
+        it)."""
         services = ("state", "containers", "images", "networks", "layers", "sources", "volumes")
-        self._forked_away = [self.__dict__.pop(name, None) for name in services]
+        state = self.__dict__.get("state")
+        for name in services:
+            self.__dict__.pop(name, None)
+        if state is not None:
+            state.close()
 
     def selected(self, role: str, override: str | None = None) -> str:
         """The plugin name for ``role``: the flag if given, else env, config file, default."""
@@ -366,7 +373,7 @@ class Engine:
 
     @_operation("start")
     def start(self, cid: str, stdio: tuple[int, int, int] | None = None,
-              console_socket: str = "") -> int:
+              console_socket: str = "", restart: bool = False) -> int:
         """Set up the network, create the container and start its process; return its PID.
 
         The calling process becomes the container's monitor: it is recorded
@@ -375,14 +382,17 @@ class Engine:
         own stdio, which nothing logs: to start one that logs, under a monitor of
         its own, use :meth:`pinnace.client.Client.start`. On failure everything
         set up here is undone and the container is marked exited (127/126 when
-        the command cannot be executed).
+        the command cannot be executed). A ``restart`` by the container's policy is
+        refused (``FailedPrecondition``) once a stop was asked for since it exited.
         """
         from pinnace import linux
         from pinnace.runtime.proc import start_time
 
         self.reconcile()  # what dead containers hold (leases, ports) is free again
         record = self.containers.get(cid)
-        if not self.containers.claim_start(cid, os.getpid(), start_time(os.getpid())):
+        if not self.containers.claim_start(cid, os.getpid(), start_time(os.getpid()), restart):
+            if restart and self.containers.get(cid).stop_requested:
+                raise FailedPrecondition(f"container {record.label} was stopped: no restart")
             raise FailedPrecondition(f"container {record.label} is already {record.status}")
         config = record.config
         spec = config.spec

@@ -158,13 +158,16 @@ class ContainerTable:
         except sqlite3.IntegrityError:
             raise self._name_taken(values.get("name", "")) from None
 
-    def claim_start(self, cid: str, monitor_pid: int, monitor_start: int) -> bool:
-        """Mark it ``starting`` with this monitor unless it already has one; whether it did."""
+    def claim_start(self, cid: str, monitor_pid: int, monitor_start: int,
+                    restart: bool = False) -> bool:
+        """Mark it ``starting`` with this monitor unless it already has one (for a
+        ``restart`` by its policy: or a stop was asked for meanwhile); whether it did."""
+        unless_stopped = " AND stop_requested = 0" if restart else ""
         with self.state.tx() as db:
             return db.execute(
                 "UPDATE containers SET status = 'starting', monitor_pid = ?, monitor_start = ?,"
-                f" stop_requested = 0 WHERE id = ? AND status NOT IN ({_ACTIVE_SQL})",
-                (monitor_pid, monitor_start, cid)).rowcount > 0
+                f" stop_requested = 0 WHERE id = ? AND status NOT IN ({_ACTIVE_SQL})"
+                f"{unless_stopped}", (monitor_pid, monitor_start, cid)).rowcount > 0
 
     def mark_running(self, cid: str, pid: int, pid_start: int, network_result: str) -> None:
         """Its first process runs as host PID ``pid``; ``network_result`` is JSON."""

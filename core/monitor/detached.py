@@ -115,7 +115,6 @@ def open_engine(settings: dict[str, str | None]) -> Engine:
 def _detach(engine: Engine, cid: str) -> None:
     """Leave the CLI's session and terminal; the monitor's own errors go to a file."""
     os.setsid()
-    engine.reopen()
     log_dir = engine.paths.log(cid).parent
     log_dir.mkdir(parents=True, exist_ok=True)
     null = os.open("/dev/null", os.O_RDWR)
@@ -154,7 +153,8 @@ def _start_and_watch(engine: Engine, cid: str, report: int | None, hold: float) 
     run = engine.containers.get(cid).config.run
     streams = open_streams(str(engine.paths.bundle(cid)), run.tty, run.interactive)
     try:
-        pid = engine.start(cid, stdio=streams.stdio, console_socket=streams.console_path)
+        pid = engine.start(cid, stdio=streams.stdio, console_socket=streams.console_path,
+                           restart=report is None)
         streams.started()
     except BaseException as err:
         streams.close()
@@ -162,6 +162,12 @@ def _start_and_watch(engine: Engine, cid: str, report: int | None, hold: float) 
             code = err.exit_code if isinstance(err, PinnaceError) else 125
             os.write(report, json.dumps({"error": str(err) or type(err).__name__,
                                          "code": code}).encode())
+        elif isinstance(err, PinnaceError):  # a restart: the monitor's log keeps why not
+            print(f"no restart: {err}", file=sys.stderr)
+        else:
+            import traceback
+
+            traceback.print_exc()
         os._exit(1)
     log = engine.paths.log(cid)
     log.parent.mkdir(parents=True, exist_ok=True)

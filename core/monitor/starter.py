@@ -84,6 +84,7 @@ def start_detached(engine: Engine, cid: str, hold: float = 0.0) -> None:
         finally:
             os.close(write_end)
     else:
+        engine.release_state()
         pid = os.fork()
         if pid == 0:  # the monitor's parent, gone as soon as the monitor is forked
             try:
