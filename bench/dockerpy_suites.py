@@ -11,7 +11,7 @@ file for both. The servers and pytest run inside a private network namespace wit
 containers get its ``bridge`` network there, as docker's do. As root:
 
     python bench/dockerpy_suites.py /tmp/docker-py [--timeout 120] [-k EXPR]
-        [--only pinnace|podman] [--failures] [--keep DIR]
+        [--file api_exec_test ...] [--only pinnace|podman] [--failures] [--keep DIR]
 
 Not a test: a count of what a reference client expects, to triage by.
 """
@@ -19,7 +19,6 @@ Not a test: a count of what a reference client expects, to triage by.
 from __future__ import annotations
 
 import argparse
-import glob
 import os
 import shutil
 import subprocess
@@ -82,9 +81,17 @@ def read_junit(path: Path) -> dict[str, Counts]:
     return results
 
 
-def run_suites(checkout: Path, socket_path: Path, netns: Path, junit: Path,
+def suite_files(checkout: Path) -> list[str]:
+    """The suite's test files, relative to the checkout."""
+    base = checkout / "tests" / "integration"
+    return sorted(str(p.relative_to(checkout)) for p in base.rglob("*_test.py"))
+
+
+def run_suites(checkout: Path, socket_path: Path, netns: Path, out: Path,
                args: argparse.Namespace) -> dict[str, Counts]:
-    """pytest over ``tests/integration`` against the server on ``socket_path``."""
+    """pytest over each file of ``tests/integration`` in turn (a test that changes the
+    process's environment cannot reach the next file) against the server on
+    ``socket_path``; junit XML and pytest's output in ``out``."""
     config = socket_path.parent / "docker-config"
     config.mkdir(exist_ok=True)
     env = {**os.environ, "DOCKER_HOST": f"unix://{socket_path}",
@@ -92,20 +99,27 @@ def run_suites(checkout: Path, socket_path: Path, netns: Path, junit: Path,
            "PYTHONDONTWRITEBYTECODE": "1"}
     env.pop("DOCKER_TLS_VERIFY", None)
     env.pop("DOCKER_CERT_PATH", None)
-    argv = ["nsenter", f"--net={netns}", "--", sys.executable, "-m", "pytest",
-            "tests/integration", "-p", "no:cacheprovider", "-q", "--tb=line",
-            f"--timeout={args.timeout}", f"--junitxml={junit}", "-o", "junit_family=xunit2"]
-    if args.k:
-        argv += ["-k", args.k]
-    log = junit.with_suffix(".log")
-    with open(log, "w") as out:
-        try:
-            subprocess.run(argv, cwd=checkout, env=env, stdout=out, stderr=subprocess.STDOUT,
-                           timeout=args.total_timeout, check=False)
-        except subprocess.TimeoutExpired:
-            print(f"pytest against {socket_path} ran past {args.total_timeout} s: stopped",
-                  file=sys.stderr)
-    return read_junit(junit)
+    out.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Counts] = {}
+    for test_file in suite_files(checkout):
+        if args.file and Path(test_file).stem not in args.file:
+            continue
+        junit = out / (Path(test_file).stem + ".xml")
+        argv = ["nsenter", f"--net={netns}", "--", sys.executable, "-m", "pytest", test_file,
+                "-p", "no:cacheprovider", "-q", "--tb=short", f"--timeout={args.timeout}",
+                f"--junitxml={junit}", "-o", "junit_family=xunit2"]
+        if args.k:
+            argv += ["-k", args.k]
+        with open(junit.with_suffix(".log"), "w") as log:
+            try:
+                subprocess.run(argv, cwd=checkout, env=env, stdout=log,
+                               stderr=subprocess.STDOUT, timeout=args.file_timeout,
+                               check=False)
+            except subprocess.TimeoutExpired:
+                print(f"{test_file} against {socket_path} ran past {args.file_timeout} s: "
+                      "stopped", file=sys.stderr)
+        results.update(read_junit(junit))
+    return results
 
 
 @contextmanager
@@ -128,7 +142,7 @@ def pinnace_results(pinnace: list[str], root: Path, sockets: Path, netns: Path,
     os.environ["PINNACE_NETWORK"] = "bridge"
     try:
         with server(argv, path):
-            return run_suites(args.checkout, path, netns, args.keep / "pinnace.xml", args)
+            return run_suites(args.checkout, path, netns, args.keep / "pinnace", args)
     finally:
         del os.environ["PINNACE_NETWORK"]
         left = subprocess.run(cli + ["ps", "-aq", "--no-trunc"], capture_output=True,
@@ -151,7 +165,7 @@ def podman_results(work: Path, sockets: Path, netns: Path,
         argv = ["nsenter", f"--net={netns}", "--", *podman, "system", "service", "--time=0",
                 f"unix://{path}"]
         with server(argv, path):
-            return run_suites(args.checkout, path, netns, args.keep / "podman.xml", args)
+            return run_suites(args.checkout, path, netns, args.keep / "podman", args)
     finally:
         cleanup()
 
@@ -187,8 +201,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("checkout", type=Path, help="a docker-py checkout (tests/integration)")
     parser.add_argument("--timeout", type=int, default=120, help="seconds per test")
-    parser.add_argument("--total-timeout", type=int, default=3600,
-                        help="seconds for a whole suite run against one server")
+    parser.add_argument("--file-timeout", type=int, default=1800,
+                        help="seconds for one file's tests against one server")
+    parser.add_argument("--file", action="append",
+                        help="only this file (such as api_exec_test); repeatable")
     parser.add_argument("-k", help="pytest's -k: only the tests it selects")
     parser.add_argument("--only", choices=("pinnace", "podman"), help="one server only")
     parser.add_argument("--failures", action="store_true", help="list the failing tests")
@@ -196,7 +212,7 @@ def main() -> None:
                         help="write the junit XML and pytest's output there (kept)")
     args = parser.parse_args()
     args.checkout = args.checkout.resolve()
-    if not glob.glob(str(args.checkout / "tests" / "integration" / "*_test.py")):
+    if not suite_files(args.checkout):
         raise SystemExit(f"{args.checkout}: no tests/integration/*_test.py")
     keep = args.keep
     args.keep = (keep or Path(tempfile.mkdtemp(prefix="dockerpy-"))).resolve()

@@ -78,14 +78,47 @@ def container(engine: Engine, cid: str) -> dict[str, Any]:
             **_process_flags(spec),
             "LogConfig": {"Type": "json-file", "Config": {
                 k: str(v) for k, v in (("max-size", run.log.max_size),
-                                       ("max-file", run.log.max_files)) if v}},
+                                       ("max-file", run.log.max_files)) if v
+                and (k, v) != ("max-file", 1)}},
         },
-        "Mounts": [],
+        "Mounts": mounts(engine, spec),
         "GraphDriver": {"Name": c.storage, "Data": {
             "RootfsMounts": [{"Type": m.type, "Source": m.source,
                               "Options": list(m.options)} for m in spec.rootfs]}},
         "NetworkSettings": engine.networks.settings(c),
     }
+
+
+PROPAGATIONS = ("shared", "slave", "private", "rshared", "rslave", "rprivate")
+ETC_FILES = ("/etc/hosts", "/etc/hostname", "/etc/resolv.conf")
+
+
+def mounts(engine: Engine, spec: ContainerSpec) -> list[dict[str, Any]]:
+    """The container's binds, volumes and tmpfs mounts as docker's ``Mounts`` lists them
+    (not the /etc files or the init binary pinnace adds)."""
+    from pinnace.containers.build import INIT_TARGET
+    from pinnace.errors import NotFound
+
+    out = []
+    for m in spec.mounts:
+        if m.destination in (*ETC_FILES, INIT_TARGET):
+            continue
+        writable = "ro" not in m.options
+        entry = {"Type": m.type, "Source": m.source, "Destination": m.destination,
+                 "Mode": "" if writable else "ro", "RW": writable, "Propagation": ""}
+        if m.type == "bind":
+            entry["Propagation"] = next((o for o in m.options if o in PROPAGATIONS),
+                                        "rprivate")
+        elif m.type == "volume":
+            try:
+                vol = engine.volumes.get(m.source)
+            except NotFound:  # removed by force since
+                continue
+            entry.update(Name=vol.name, Source=vol.mountpoint, Driver=vol.driver)
+        elif m.type == "tmpfs":
+            entry["Source"] = ""
+        out.append(entry)
+    return out
 
 
 def network(engine: Engine, net: Network) -> dict[str, Any]:

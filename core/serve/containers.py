@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -14,12 +15,12 @@ from pinnace.serve.http import NotImplementedEndpoint, NotModified
 from pinnace.serve.streams import content_type, frame, quietly, shutdown
 
 if TYPE_CHECKING:
-    import socket
-
     from pinnace.serve.http import Request
 
 HOLD = 10.0
 """Seconds a container started after an attach request waits for that attach."""
+KILL_WAIT = 10.0
+"""Seconds a SIGKILL's answer waits for the container to stop."""
 
 
 def create(req: Request) -> None:
@@ -53,14 +54,20 @@ def stop(req: Request) -> None:
 
 
 def kill(req: Request) -> None:
-    """``POST /containers/{id}/kill?signal=``."""
+    """``POST /containers/{id}/kill?signal=``: a SIGKILL (the default) answers once the
+    container has stopped, as docker's does."""
+    import signal
+
     from pinnace.runtime.policy import parse_signal
 
     client = req.client
     record = client.container(req.params["id"])
     if not record.active:
         raise FailedPrecondition(f"Container {record.id} is not running")
-    client.kill(record.id, parse_signal(req.arg("signal") or "KILL"))
+    number = parse_signal(req.arg("signal") or "KILL")
+    client.kill(record.id, number)
+    if number == signal.SIGKILL:
+        client.wait(record.id, timeout=KILL_WAIT)
 
 
 def restart(req: Request) -> None:
@@ -154,26 +161,44 @@ def _monitor_when_started(req: Request, cid: str) -> socket.socket | None:
 def _relay(req: Request, sock: socket.socket, monitor: socket.socket, tty: bool,
            wanted: set[str], stdin: bool) -> None:
     """Copy the monitor's output frames to the client and, with ``stdin``, the client's
-    bytes to the container's stdin, until the output ends."""
+    bytes to the container's stdin, until the output ends or, with a tty, the client
+    types the detach keys (``detachKeys``; the container runs on)."""
     from pinnace.runtime.watch import CLOSE_STDIN, FRAME, STDIN, STREAM_FRAMES, frames
+    from pinnace.serve.streams import DetachScanner, detach_sequence
 
     kinds = {v: k for k, v in STREAM_FRAMES.items()}
+    scanner = DetachScanner(detach_sequence(req.arg("detachKeys"))) if tty else None
 
     def forward_input() -> None:
         while data := req.read_hijacked():
-            monitor.sendall(FRAME.pack(STDIN, len(data)) + data)
+            detached = False
+            if scanner is not None:
+                data, detached = scanner.feed(data)
+            if data:
+                monitor.sendall(FRAME.pack(STDIN, len(data)) + data)
+            if detached:  # the output loop ends with the monitor's connection
+                monitor.shutdown(socket.SHUT_RDWR)
+                return
         monitor.sendall(FRAME.pack(CLOSE_STDIN, 0))
 
     if stdin:
         threading.Thread(target=quietly, args=(forward_input,), daemon=True).start()
     buf = b""
-    while chunk := monitor.recv(65536):
+    while chunk := _receive(monitor):
         complete, buf = frames(buf + chunk)
         out = b"".join(frame(kinds[kind], payload, tty) for kind, payload in complete
                        if kinds.get(kind) in wanted)
         if out:
             sock.sendall(out)
     shutdown(sock)
+
+
+def _receive(conn: socket.socket) -> bytes:
+    """What comes next from ``conn``; b"" at its end or once it was shut down."""
+    try:
+        return conn.recv(65536)
+    except OSError:
+        return b""
 
 
 def resize(req: Request) -> None:

@@ -55,7 +55,7 @@ def run_options(body: dict[str, Any], name: str | None) -> dict[str, Any]:
                                              and count else "")
     log = host.get("LogConfig") or {}
     if log.get("Type") not in (None, "", "json-file"):
-        raise InvalidConfig(f"log driver {log['Type']} is not supported: only json-file")
+        raise InvalidConfig(f"logger: no log driver named '{log['Type']}' is registered")
     opts["log_opts"] = [f"{k}={v}" for k, v in (log.get("Config") or {}).items()]
     opts["privileged"] = bool(host.get("Privileged"))
     opts["cap_add"] = list(host.get("CapAdd") or [])

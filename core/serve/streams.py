@@ -36,3 +36,51 @@ def shutdown(sock: socket.socket) -> None:
         sock.shutdown(socket.SHUT_WR)
     except OSError:
         pass
+
+
+DEFAULT_DETACH_KEYS = "ctrl-p,ctrl-q"
+_CONTROL = {"@": 0, "[": 27, "\\": 28, "]": 29, "^": 30, "_": 31}
+
+
+def detach_sequence(spec: str | None) -> bytes:
+    """Docker's detach keys (``ctrl-p,ctrl-q``: comma-separated, each ``ctrl-X`` or one
+    character) as the bytes a client types; the default for None or empty."""
+    from pinnace.errors import InvalidConfig
+
+    out = bytearray()
+    for key in (spec or DEFAULT_DETACH_KEYS).split(","):
+        if len(key) == 1:
+            out.append(ord(key))
+        elif key.startswith("ctrl-") and len(key) == 6:
+            char = key[5].lower()
+            if "a" <= char <= "z":
+                out.append(ord(char) - ord("a") + 1)
+            elif char in _CONTROL:
+                out.append(_CONTROL[char])
+            else:
+                raise InvalidConfig(f"invalid detach keys {spec!r}: unknown key {key!r}")
+        else:
+            raise InvalidConfig(f"invalid detach keys {spec!r}: unknown key {key!r}")
+    return bytes(out)
+
+
+class DetachScanner:
+    """Watches a client's input for the detach sequence: what to pass on, and whether
+    the client detached (a partial sequence is held back until it completes or breaks,
+    as docker does)."""
+
+    def __init__(self, sequence: bytes) -> None:
+        self.sequence = sequence
+        self.held = b""
+
+    def feed(self, data: bytes) -> tuple[bytes, bool]:
+        """The bytes of ``data`` to forward, and True once the sequence was typed."""
+        out = bytearray()
+        for byte in data:
+            self.held += bytes((byte,))
+            while self.held and not self.sequence.startswith(self.held):
+                out.append(self.held[0])
+                self.held = self.held[1:]
+            if self.held == self.sequence:
+                return bytes(out), True
+        return bytes(out), False
