@@ -413,10 +413,11 @@ class Client:
 
     def network_create(self, name: str, driver: str = "bridge", subnet: str = "",
                        gateway: str = "", internal: bool = False,
-                       options: dict[str, str] | None = None) -> Network:
+                       options: dict[str, str] | None = None,
+                       labels: dict[str, str] | None = None) -> Network:
         """Create a network of ``driver`` (a network plugin with named networks)."""
         return self.engine.networks.create(name, driver, subnet, gateway, internal,
-                                           options or {})
+                                           options or {}, labels or {})
 
     def network_remove(self, name: str) -> str:
         """Remove a network no container uses; its name."""

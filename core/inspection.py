@@ -125,7 +125,9 @@ def network(engine: Engine, net: Network) -> dict[str, Any]:
     """A network as ``network inspect`` shows it, with the names of the containers on it."""
     return {"Name": net.name, "Id": net.id, "Created": _time(net.created), "Scope": "local",
             "Driver": net.driver, "EnableIPv6": False, "Internal": net.internal,
-            "IPAM": {"Config": [{"Subnet": net.subnet, "Gateway": net.gateway}]},
+            "IPAM": {"Driver": "default", "Options": None,
+                     "Config": [{"Subnet": net.subnet, "Gateway": net.gateway}]},
+            "Attachable": False, "Ingress": False, "ConfigOnly": False,
             "Options": net.options, "Labels": net.labels,
             "Containers": engine.networks.users(net.name)}
 

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
 HOLD = 10.0
 """Seconds a container started after an attach request waits for that attach."""
+TMPFS_IMPLIED = ("noexec", "nosuid", "nodev")
+"""Options every ``--tmpfs`` mount gets, which docker's ``HostConfig.Tmpfs`` leaves out."""
 KILL_WAIT = 10.0
 """Seconds a SIGKILL's answer waits for the container to stop."""
 
@@ -271,6 +273,8 @@ def _labels(labels: dict[str, str]) -> list[str]:
 
 def inspect(req: Request) -> None:
     """``GET /containers/{id}/json``."""
+    from pinnace.serve.shapes import HOST_CONFIG_DEFAULTS
+
     details = req.client.inspect(req.params["id"])
     record = req.client.container(details["Id"])
     run = record.config.run
@@ -278,11 +282,18 @@ def inspect(req: Request) -> None:
                              AttachStderr=not run.interactive, StdinOnce=False,
                              Labels=record.config.labels, Entrypoint=None,
                              ExposedPorts={}, Volumes=None)
-    details["HostConfig"].setdefault("Binds", None)
+    host = details["HostConfig"]
+    binds = [f"{m['Source']}:{m['Destination']}" + (":ro" if not m["RW"] else "")
+             for m in details["Mounts"] if m["Type"] == "bind"]
+    tmpfs = {m.destination: ",".join(o for o in m.options if o not in TMPFS_IMPLIED)
+             for m in record.config.spec.mounts if m.type == "tmpfs"}
+    host.update(Binds=binds or None, Tmpfs=tmpfs or None, Runtime=record.isolation)
+    for key, value in HOST_CONFIG_DEFAULTS.items():
+        host.setdefault(key, value)
     graph = details["GraphDriver"]  # docker's Data maps names to strings
     graph["Data"] = {k: v if isinstance(v, str) else json.dumps(v)
                      for k, v in graph["Data"].items()}
-    details["State"]["Health"] = None
+    details["State"].setdefault("Health", None)
     req.reply(200, details)
 
 

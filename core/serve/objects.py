@@ -40,7 +40,8 @@ def networks(req: Request) -> None:
     out = []
     for net in req.client.networks():
         values = {"name": [net.name], "id": [net.id], "driver": [net.driver],
-                  "type": ["custom"], "label": [], "scope": ["local"], "dangling": []}
+                  "type": ["custom"], "scope": ["local"], "dangling": [],
+                  "label": [*net.labels, *(f"{k}={v}" for k, v in net.labels.items())]}
         if matches(values, filters):
             out.append(network_shape(req, net.name))
     req.reply(200, out)
@@ -62,7 +63,8 @@ def network_create(req: Request) -> None:
     gateway = config[0].get("Gateway", "") if config else ""
     driver = body.get("Driver") or "bridge"
     net = req.client.network_create(name, driver, subnet, gateway, bool(body.get("Internal")),
-                                    {k: str(v) for k, v in (body.get("Options") or {}).items()})
+                                    {k: str(v) for k, v in (body.get("Options") or {}).items()},
+                                    {k: str(v) for k, v in (body.get("Labels") or {}).items()})
     req.reply(201, {"Id": net.id, "Warning": ""})
 
 
