@@ -123,6 +123,21 @@ def run_suites(checkout: Path, socket_path: Path, netns: Path, out: Path,
 
 
 @contextmanager
+def environment(**values: str) -> Iterator[None]:
+    """These environment variables for the block (for the servers it starts)."""
+    before = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@contextmanager
 def in_netns(path: Path) -> Iterator[Path]:
     """A private network namespace with ``lo`` up."""
     from pinnace.testing.netns import private_netns
@@ -139,12 +154,10 @@ def pinnace_results(pinnace: list[str], root: Path, sockets: Path, netns: Path,
         subprocess.run(cli + ["tag", "busybox", tag], check=True, capture_output=True)
     path = sockets / "pinnace.sock"
     argv = ["nsenter", f"--net={netns}", "--", *cli, "serve", "--socket", str(path)]
-    os.environ["PINNACE_NETWORK"] = "bridge"
     try:
-        with server(argv, path):
+        with environment(PINNACE_NETWORK="bridge"), server(argv, path):
             return run_suites(args.checkout, path, netns, args.keep / "pinnace", args)
     finally:
-        del os.environ["PINNACE_NETWORK"]
         left = subprocess.run(cli + ["ps", "-aq", "--no-trunc"], capture_output=True,
                               text=True).stdout.split()
         if left:
@@ -164,7 +177,10 @@ def podman_results(work: Path, sockets: Path, netns: Path,
         path = sockets / "podman.sock"
         argv = ["nsenter", f"--net={netns}", "--", *podman, "system", "service", "--time=0",
                 f"unix://{path}"]
-        with server(argv, path):
+        conf = work / "containers.conf"  # rlimits a process without CAP_SYS_RESOURCE may set
+        conf.write_text('[containers]\ndefault_ulimits = ["nofile=1024:1024", '
+                        '"nproc=1024:1024"]\n')
+        with environment(CONTAINERS_CONF=str(conf)), server(argv, path):
             return run_suites(args.checkout, path, netns, args.keep / "podman", args)
     finally:
         cleanup()
