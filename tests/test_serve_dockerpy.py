@@ -281,3 +281,15 @@ def test_networks_as_docker_shows_them(api_socket_ns: Path) -> None:
     box.remove()
     network.remove()
     client.close()
+
+
+def test_disk_usage_volume_prune_and_load_errors(client: docker.DockerClient) -> None:
+    named = client.volumes.create("unused")
+    usage = client.df()
+    assert usage["LayersSize"] > 0
+    assert [i["RepoTags"] for i in usage["Images"]] == [["busybox:latest"]]
+    assert [(v["Name"], v["UsageData"]["RefCount"]) for v in usage["Volumes"]] == \
+        [("unused", 0)]
+    assert client.volumes.prune()["VolumesDeleted"] == [named.name]  # API 1.41: named too
+    with pytest.raises(docker.errors.ImageLoadError):  # the error comes in the stream
+        client.images.load(b"not an archive")

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from pinnace.serve.execs import ExecTable
 
 _VERSIONED = re.compile(r"^/v(\d+)\.(\d+)(/.*)$")
+API_TUPLE = (int(API_VERSION.split(".")[0]), int(API_VERSION.split(".")[1]))
 STATUS_OF = ((NotFound, 404), (AlreadyExists, 409), (FailedPrecondition, 409),
              (InvalidConfig, 400), (Unavailable, 503))
 
@@ -76,6 +77,8 @@ class Request:
     query: dict[str, list[str]]
     params: dict[str, str] = field(default_factory=dict)
     answered: bool = False
+    version: tuple[int, int] = API_TUPLE
+    """The API version the client asked for in the path (the newest without one)."""
 
     @property
     def client(self) -> Client:
@@ -340,7 +343,7 @@ class Connection(http.server.BaseHTTPRequestHandler):
                         f"API version is {MIN_API_VERSION}, please upgrade your client to a "
                         f"newer version")
                 path = versioned.group(3)
-                req.path = path
+                req.path, req.version = path, asked
             route, params = self.server.find(method, path)  # type: ignore[attr-defined]
             req.params = params
             route.handler(req)

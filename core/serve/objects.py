@@ -134,7 +134,7 @@ def volume_remove(req: Request) -> None:
 
 def volume_prune(req: Request) -> None:
     """``POST /volumes/prune``: anonymous unused volumes (named ones too with ``all=true``
-    in the filters)."""
-    every = req.filters().get("all", ["false"])[-1] in ("true", "1")
+    in the filters, or for a client of API 1.41 and older, as docker's)."""
+    every = req.filters().get("all", ["false"])[-1] in ("true", "1") or req.version < (1, 42)
     req.reply(200, {"VolumesDeleted": req.client.volume_prune(all_=every),
                     "SpaceReclaimed": 0})
