@@ -293,3 +293,18 @@ def test_disk_usage_volume_prune_and_load_errors(client: docker.DockerClient) ->
     assert client.volumes.prune()["VolumesDeleted"] == [named.name]  # API 1.41: named too
     with pytest.raises(docker.errors.ImageLoadError):  # the error comes in the stream
         client.images.load(b"not an archive")
+
+
+def test_attach_without_stream_gets_the_logs_and_prune_counts_space(
+        client: docker.DockerClient) -> None:
+    """The past output sent right after a hijack's headers reaches a client that reads
+    the headers through a buffer; a prune reports what the snapshots held."""
+    api = client.api
+    cid = api.create_container("busybox", ["sh", "-c", "echo hello; echo data > /f"])["Id"]
+    api.start(cid)
+    api.wait(cid)
+    for _ in range(5):
+        assert api.attach(cid, stream=False, logs=True) == b"hello\n"
+    pruned = api.prune_containers()
+    assert pruned["ContainersDeleted"] == [cid]
+    assert pruned["SpaceReclaimed"] > 0

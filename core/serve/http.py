@@ -25,6 +25,7 @@ from pinnace.errors import (
     Unavailable,
 )
 from pinnace.serve import API_VERSION, MIN_API_VERSION
+from pinnace.serve.streams import headers_read
 
 if TYPE_CHECKING:
     from pinnace.client import Client
@@ -206,8 +207,8 @@ class Request:
 
     def hijack(self, content_type: str = "application/vnd.docker.raw-stream") -> socket.socket:
         """Take over the connection for a raw stream both ways (``101 UPGRADED`` when the
-        client asked for an upgrade, else ``200``); its headers are sent at once. The
-        connection closes when the endpoint returns."""
+        client asked for an upgrade, else ``200``); its headers are sent, and read by the
+        client, before anything else. The connection closes when the endpoint returns."""
         upgrade = (self.header("Upgrade") or "").lower() == "tcp"
         if upgrade:
             self.conn.send_response(101, "UPGRADED")
@@ -220,6 +221,7 @@ class Request:
         self.conn.wfile.flush()
         self.conn.close_connection = True
         self.answered = True
+        headers_read(self.conn.connection)
         return self.conn.connection
 
     def read_hijacked(self) -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import array
 import socket
 import struct
 from collections.abc import Callable
@@ -28,6 +29,27 @@ def quietly(action: Callable[[], None]) -> None:
         action()
     except OSError:
         pass
+
+
+def headers_read(sock: socket.socket, timeout: float = 1.0) -> None:
+    """Wait (``timeout`` at most) until the peer has read what was sent on ``sock``: a
+    client that reads a hijacked reply's headers through a buffer (http.client's) would
+    otherwise swallow the stream's first bytes with them. Exact on a unix socket, whose
+    send queue holds what its peer has not read yet; on TCP, until it was acknowledged."""
+    import fcntl
+    import termios
+    import time
+
+    deadline = time.monotonic() + timeout
+    queued = array.array("i", [0])
+    while time.monotonic() < deadline:
+        try:
+            fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, queued)
+        except OSError:
+            return
+        if queued[0] == 0:
+            return
+        time.sleep(0.002)
 
 
 def shutdown(sock: socket.socket) -> None:
