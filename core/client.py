@@ -480,18 +480,14 @@ class Client:
 
     def stat(self, ref: str, path: str) -> PathStat:
         """What ``path`` is in the container (a final symlink not followed), looked up
-        inside its root filesystem."""
+        inside its root filesystem (or the volume or bind mounted there)."""
         import stat as stats
 
         from pinnace import rootfs
-        from pinnace.images import commit
 
-        engine = self.engine
-        record = engine.container(ref)
-        with commit.container_rootfs(engine.plugins, record, engine.paths.run_root) as top, \
-                rootfs.opened_root(top) as root:
+        with self.engine.container_path(ref, path) as (root, inner):
             try:
-                parent, name = rootfs.open_parent(root, path, False)
+                parent, name = rootfs.open_parent(root, inner, False)
             except FileNotFoundError:
                 raise NotFound(f"no such file or directory: {ref}:{path}") from None
             try:

@@ -308,3 +308,30 @@ def test_attach_without_stream_gets_the_logs_and_prune_counts_space(
     pruned = api.prune_containers()
     assert pruned["ContainersDeleted"] == [cid]
     assert pruned["SpaceReclaimed"] > 0
+
+
+def test_config_volumes_and_archives_in_them(client: docker.DockerClient) -> None:
+    """``Config.Volumes`` makes anonymous volumes; archives go into and come out of the
+    volume mounted at the path, as docker's ``cp`` does."""
+    import io
+    import tarfile
+
+    api = client.api
+    cid = api.create_container("busybox", "cat /vol1/in.txt", volumes=["/vol1"])["Id"]
+    (mount,) = api.inspect_container(cid)["Mounts"]
+    assert (mount["Type"], mount["Destination"]) == ("volume", "/vol1")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        entry = tarfile.TarInfo("in.txt")
+        entry.size = 5
+        tar.addfile(entry, io.BytesIO(b"given"))
+    assert api.put_archive(cid, "/vol1", buf.getvalue()) is True
+    api.start(cid)
+    api.wait(cid)
+    assert api.logs(cid) == b"given"
+    stream, stat = api.get_archive(cid, "/vol1/in.txt")
+    assert (stat["name"], stat["size"]) == ("in.txt", 5)
+    with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+        assert tar.extractfile("in.txt").read() == b"given"  # type: ignore[union-attr]
+    api.remove_container(cid, v=True)
+    assert client.volumes.list() == []

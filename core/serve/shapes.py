@@ -94,6 +94,9 @@ def run_options(body: dict[str, Any], name: str | None) -> dict[str, Any]:
         opts["pids_limit"] = int(host["PidsLimit"])
     opts.update(_process_options(body, host))
     opts["volumes"] = list(host.get("Binds") or [])
+    taken = {b.split(":")[1] for b in opts["volumes"] if ":" in b} | \
+        {m.get("Target") for m in host.get("Mounts") or []}
+    opts["volumes"] += [path for path in body.get("Volumes") or {} if path not in taken]
     opts["mounts"] = [_mount(m) for m in host.get("Mounts") or []]
     opts["tmpfs"] = [f"{path}:{options}" if options else path
                      for path, options in (host.get("Tmpfs") or {}).items()]
