@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from api import server
+from api import wait_for_socket
 from common import busybox_root, podman_store
 
 TAGS = ("alpine:3.10", "alpine:latest", "busybox:latest")
@@ -94,6 +94,7 @@ def run_suites(checkout: Path, socket_path: Path, netns: Path, out: Path,
     ``socket_path``; junit XML and pytest's output in ``out``."""
     config = socket_path.parent / "docker-config"
     config.mkdir(exist_ok=True)
+    (config / "config.json").write_text("{}\n")  # contexts go there too, not to the checkout
     env = {**os.environ, "DOCKER_HOST": f"unix://{socket_path}",
            "DOCKER_TEST_API_VERSION": API_VERSION, "DOCKER_CONFIG": str(config),
            "PYTHONDONTWRITEBYTECODE": "1"}
@@ -120,6 +121,21 @@ def run_suites(checkout: Path, socket_path: Path, netns: Path, out: Path,
                       "stopped", file=sys.stderr)
         results.update(read_junit(junit))
     return results
+
+
+@contextmanager
+def server(argv: list[str], path: Path, log: Path) -> Iterator[None]:
+    """Run an API server (``argv``) listening on ``path`` for the block; its output goes
+    to ``log``."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            wait_for_socket(path, proc)
+            yield
+        finally:
+            proc.terminate()
+            proc.wait(60)
 
 
 @contextmanager
@@ -153,9 +169,10 @@ def pinnace_results(pinnace: list[str], root: Path, sockets: Path, netns: Path,
     for tag in TAGS:
         subprocess.run(cli + ["tag", "busybox", tag], check=True, capture_output=True)
     path = sockets / "pinnace.sock"
-    argv = ["nsenter", f"--net={netns}", "--", *cli, "serve", "--socket", str(path)]
+    argv = ["nsenter", f"--net={netns}", "--", *cli, "serve", "--debug", "--socket", str(path)]
     try:
-        with environment(PINNACE_NETWORK="bridge"), server(argv, path):
+        with environment(PINNACE_NETWORK="bridge"), \
+                server(argv, path, args.keep / "pinnace" / "server.log"):
             return run_suites(args.checkout, path, netns, args.keep / "pinnace", args)
     finally:
         left = subprocess.run(cli + ["ps", "-aq", "--no-trunc"], capture_output=True,
@@ -180,7 +197,8 @@ def podman_results(work: Path, sockets: Path, netns: Path,
         conf = work / "containers.conf"  # rlimits a process without CAP_SYS_RESOURCE may set
         conf.write_text('[containers]\ndefault_ulimits = ["nofile=1024:1024", '
                         '"nproc=1024:1024"]\n')
-        with environment(CONTAINERS_CONF=str(conf)), server(argv, path):
+        with environment(CONTAINERS_CONF=str(conf)), \
+                server(argv, path, args.keep / "podman" / "server.log"):
             return run_suites(args.checkout, path, netns, args.keep / "podman", args)
     finally:
         cleanup()
