@@ -75,6 +75,12 @@ class Engine:
         self.paths = Paths(config.root, config.run_root)
         self._trace = trace
 
+    def close(self) -> None:
+        """Close the state's connection, if it was opened (the engine is done with)."""
+        state = self.__dict__.get("state")
+        if state is not None:
+            state.close()
+
     # ------------------------------------------------------------ components
     @cached_property
     def state(self) -> State:

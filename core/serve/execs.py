@@ -3,7 +3,6 @@ attaches waiting for their container to start."""
 
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -141,7 +140,6 @@ def start(req: Request) -> None:
         return
     done = threads.Event()
     if streams.stdin is not None:
-        stdin = streams.stdin
         scanner = DetachScanner(entry.detach_keys) if entry.tty else None
 
         def forward() -> None:
@@ -149,7 +147,8 @@ def start(req: Request) -> None:
                 detached = False
                 if scanner is not None:
                     data, detached = scanner.feed(data)
-                _write_all(stdin, data)
+                if not process.write_stdin(data):
+                    return
                 if detached:
                     done.set()
                     return
@@ -188,11 +187,6 @@ def _reap(entry: ExecEntry) -> None:
     assert entry.process is not None
     entry.exit_code = entry.process.wait()
     entry.running = False
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    while data:
-        data = data[os.write(fd, data):]
 
 
 def resize(req: Request) -> None:

@@ -189,12 +189,14 @@ class Request:
         failure: list[BaseException] = []
 
         def run() -> None:
+            client = Client(engine=Engine(config))
             try:
-                produce(Client(engine=Engine(config)), write_end)
+                produce(client, write_end)
             except BaseException as err:
                 failure.append(err)
             finally:
                 os.close(write_end)
+                client.close()
 
         threading.Thread(target=run, daemon=True).start()
         stream = self.stream(content_type)
@@ -283,6 +285,9 @@ class Connection(http.server.BaseHTTPRequestHandler):
             super().handle()
         except (ConnectionResetError, BrokenPipeError):  # the client left: nothing to answer
             pass
+        finally:
+            if self._client is not None:  # its state connection goes with the thread
+                self._client.close()
 
     def address_string(self) -> str:
         return self.client_address[0] if self.client_address else "unix"

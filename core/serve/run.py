@@ -28,7 +28,9 @@ def serve(config: Config, socket_path: str | None, tcp: str | None,
     from pinnace.serve.http import Server, tcp_listener, unix_listener
     from pinnace.serve.routes import routes
 
-    Engine(config).recover()
+    engine = Engine(config)
+    engine.recover()
+    engine.close()
     server = Server(config, routes(), debug)
     path = socket_path or default_socket(config)
     group = str(config.engine["api_group"].value) or None
