@@ -92,7 +92,7 @@ def run_suites(checkout: Path, socket_path: Path, netns: Path, out: Path,
     """pytest over each file of ``tests/integration`` in turn (a test that changes the
     process's environment cannot reach the next file) against the server on
     ``socket_path``; junit XML and pytest's output in ``out``."""
-    config = socket_path.parent / "docker-config"
+    config = socket_path.parent / f"docker-config-{socket_path.stem}"  # one per server
     config.mkdir(exist_ok=True)
     (config / "config.json").write_text("{}\n")  # contexts go there too, not to the checkout
     env = {**os.environ, "DOCKER_HOST": f"unix://{socket_path}",
