@@ -12,8 +12,9 @@ to one thread: its state connection is SQLite's. Make one per thread.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
@@ -45,6 +46,10 @@ class Exec:
     container: str
     pid: int
     streams: Streams
+    closing: threading.Lock = field(default_factory=threading.Lock, repr=False,
+                                    compare=False)
+    """Held while stdin is closed: a thread that forwards input and one that waits may
+    both close it, and a descriptor closed twice may by then be another one's."""
 
     def wait(self) -> int:
         """Wait for it to exit; its exit code (128 + N when killed by signal N)."""
@@ -56,11 +61,23 @@ class Exec:
         end_exec(self.streams)
         return exit_code(status)
 
+    def write_stdin(self, data: bytes) -> bool:
+        """Write ``data`` to its stdin; False when that is closed (it ended, or input was
+        closed): a number no longer ours is never written to."""
+        with self.closing:
+            fd = self.streams.stdin
+            if fd is None:
+                return False
+            while data:
+                data = data[os.write(fd, data):]
+            return True
+
     def close_stdin(self) -> None:
         """Close its stdin (its end of input; with a pty, the pty itself)."""
-        fd, self.streams.stdin = self.streams.stdin, None
-        if fd is not None:
-            os.close(fd)
+        with self.closing:
+            fd, self.streams.stdin = self.streams.stdin, None
+            if fd is not None:
+                os.close(fd)
 
     def read(self, handle: Callable[[str, bytes], None]) -> None:
         """Hand each piece of its output to ``handle(stream, data)`` until it ends (both
@@ -68,10 +85,12 @@ class Exec:
         import select
 
         outputs = dict(self.streams.outputs)
+        poller = select.poll()  # not select(): a server's descriptors may pass 1024
+        for fd in outputs:
+            poller.register(fd, select.POLLIN)
         try:
             while outputs:
-                ready, _, _ = select.select(list(outputs), [], [])
-                for fd in ready:
+                for fd, _ in poller.poll():
                     try:
                         data = os.read(fd, 65536)
                     except OSError:  # EIO: a pty whose last process ended
@@ -80,6 +99,7 @@ class Exec:
                         handle(outputs[fd], data)
                     else:
                         del outputs[fd]
+                        poller.unregister(fd)
         finally:
             for fd in self.streams.outputs:
                 if fd != self.streams.stdin:
@@ -121,6 +141,11 @@ class Client:
             overrides = {"root": str(root)} if root is not None else {}
             engine = Engine(config.load(str(config_file) if config_file else None, overrides))
         self.engine = engine
+
+    def close(self) -> None:
+        """Close the state's connection (a long-lived program making a client per thread
+        closes each when its thread is done)."""
+        self.engine.close()
 
     # ------------------------------------------------------------ containers
     def create(self, image: str, command: Sequence[str] = (), **options: Any) -> str:
@@ -474,10 +499,11 @@ class Client:
 
     def network_create(self, name: str, driver: str = "bridge", subnet: str = "",
                        gateway: str = "", internal: bool = False,
-                       options: dict[str, str] | None = None) -> Network:
+                       options: dict[str, str] | None = None,
+                       labels: dict[str, str] | None = None) -> Network:
         """Create a network of ``driver`` (a network plugin with named networks)."""
         return self.engine.networks.create(name, driver, subnet, gateway, internal,
-                                           options or {})
+                                           options or {}, labels or {})
 
     def network_remove(self, name: str) -> str:
         """Remove a network no container uses; its name."""
@@ -542,18 +568,14 @@ class Client:
 
     def stat(self, ref: str, path: str) -> PathStat:
         """What ``path`` is in the container (a final symlink not followed), looked up
-        inside its root filesystem."""
+        inside its root filesystem (or the volume or bind mounted there)."""
         import stat as stats
 
         from pinnace import rootfs
-        from pinnace.images import commit
 
-        engine = self.engine
-        record = engine.container(ref)
-        with commit.container_rootfs(engine.plugins, record, engine.paths.run_root) as top, \
-                rootfs.opened_root(top) as root:
+        with self.engine.container_path(ref, path) as (root, inner):
             try:
-                parent, name = rootfs.open_parent(root, path, False)
+                parent, name = rootfs.open_parent(root, inner, False)
             except FileNotFoundError:
                 raise NotFound(f"no such file or directory: {ref}:{path}") from None
             try:

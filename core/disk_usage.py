@@ -107,6 +107,15 @@ def tree_size(path: str) -> int:
     return total
 
 
+def container_size(engine: Engine, c: ContainerRecord) -> int:
+    """The bytes the container's own snapshot holds (its writes), as its storage plugin
+    measures them; 0 when the plugin no longer has it."""
+    try:
+        return engine.plugins.call("storage", c.storage, "usage", key=c.id).size
+    except PinnaceError:
+        return 0
+
+
 def disk_usage(engine: Engine) -> DiskUsage:
     """What the images, containers and volumes of ``engine`` use."""
     containers = engine.list(all_=True)
@@ -126,11 +135,8 @@ def disk_usage(engine: Engine) -> DiskUsage:
             mounted_by[cid] = mounted_by.get(cid, 0) + 1
     container_usage = []
     for c in containers:
-        try:
-            used = engine.plugins.call("storage", c.storage, "usage", key=c.id).size
-        except PinnaceError:  # a plugin that no longer has it: nothing to count
-            used = 0
-        container_usage.append(ContainerUsage(c, used, mounted_by.get(c.id, 0)))
+        container_usage.append(ContainerUsage(c, container_size(engine, c),
+                                              mounted_by.get(c.id, 0)))
     volume_usage = []
     for v in volumes:
         try:

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from pinnace.plugins import Plugins
     from pinnace.runtime.healthcheck import HealthConfig
     from pinnace.runtime.namespaces import Sharing
-    from pinnace.runtime.spec import Process
+    from pinnace.runtime.spec import MountPoint, Process
     from pinnace.runtime.userns import Mapping
     from pinnace.state import State
     from pinnace.storage_usage import StorageUsage
@@ -74,6 +74,12 @@ class Engine:
         self.config = config
         self.paths = Paths(config.root, config.run_root)
         self._trace = trace
+
+    def close(self) -> None:
+        """Close the state's connection, if it was opened (the engine is done with)."""
+        state = self.__dict__.get("state")
+        if state is not None:
+            state.close()
 
     # ------------------------------------------------------------ components
     @cached_property
@@ -933,17 +939,49 @@ class Engine:
     def _copy_end(self, ref: str | None, path: str) -> Iterator[Side]:
         """One end of ``cp``: a container's rootfs (open for the block) or the host's root."""
         from pinnace import rootfs
-        from pinnace.images import commit
         from pinnace.images.copy import Side
 
         if ref is None:
             with rootfs.opened_root("/") as root:
                 yield Side(root, path if path.startswith("/") else f"{os.getcwd()}/{path}", path)
             return
+        with self.container_path(ref, path) as (root, inner):
+            yield Side(root, inner, f"{ref}:{path}")
+
+    @contextlib.contextmanager
+    def container_path(self, ref: str, path: str) -> Iterator[tuple[int, str]]:
+        """Where ``path`` of container ``ref`` is, for the block: a descriptor of the root
+        its lookups stay in and the path under it. That root is the container's root
+        filesystem, or the host directory of the volume or bind mounted at or above
+        ``path`` (the deepest), as ``cp`` sees files in volumes."""
+        from pinnace import rootfs
+        from pinnace.images import commit
+
         record = self.container(ref)
+        normal = os.path.normpath("/" + path.lstrip("/"))
+        under = [m for m in record.config.spec.mounts
+                 if (m.type == "volume" or m.type == "bind" and os.path.isdir(m.source))
+                 and (normal == m.destination or normal.startswith(m.destination.rstrip("/")
+                                                                   + "/"))]
+        if under:
+            mount = max(under, key=lambda m: len(m.destination))
+            inner = "/" + normal[len(mount.destination):].lstrip("/")
+            if path.endswith("/") and inner != "/":
+                inner += "/"
+            with rootfs.opened_root(self._mount_source(mount)) as root:
+                yield root, inner
+            return
         with commit.container_rootfs(self.plugins, record, self.paths.run_root) as top, \
                 rootfs.opened_root(top) as root:
-            yield Side(root, path, f"{ref}:{path}")
+            yield root, path
+
+    def _mount_source(self, mount: MountPoint) -> str:
+        """The host directory of a bind or volume mount."""
+        if mount.type == "bind":
+            return mount.source
+        volume = self.volumes.get(mount.source)
+        info, _ = self.volumes.details(volume)
+        return info.mountpoint or volume.mountpoint
 
     @_operation("diff")  # a view of the image, which the collector must not take meanwhile
     def diff(self, ref: str) -> list[Change]:

@@ -78,9 +78,10 @@ def container(engine: Engine, cid: str) -> dict[str, Any]:
             **_process_flags(spec),
             "LogConfig": {"Type": "json-file", "Config": {
                 k: str(v) for k, v in (("max-size", run.log.max_size),
-                                       ("max-file", run.log.max_files)) if v}},
+                                       ("max-file", run.log.max_files)) if v
+                and (k, v) != ("max-file", 1)}},
         },
-        "Mounts": [],
+        "Mounts": mounts(engine, spec),
         "GraphDriver": {"Name": c.storage, "Data": {
             "RootfsMounts": [{"Type": m.type, "Source": m.source,
                               "Options": list(m.options)} for m in spec.rootfs]}},
@@ -88,11 +89,45 @@ def container(engine: Engine, cid: str) -> dict[str, Any]:
     }
 
 
+PROPAGATIONS = ("shared", "slave", "private", "rshared", "rslave", "rprivate")
+ETC_FILES = ("/etc/hosts", "/etc/hostname", "/etc/resolv.conf")
+
+
+def mounts(engine: Engine, spec: ContainerSpec) -> list[dict[str, Any]]:
+    """The container's binds, volumes and tmpfs mounts as docker's ``Mounts`` lists them
+    (not the /etc files or the init binary pinnace adds)."""
+    from pinnace.containers.build import INIT_TARGET
+    from pinnace.errors import NotFound
+
+    out = []
+    for m in spec.mounts:
+        if m.destination in (*ETC_FILES, INIT_TARGET):
+            continue
+        writable = "ro" not in m.options
+        entry = {"Type": m.type, "Source": m.source, "Destination": m.destination,
+                 "Mode": "" if writable else "ro", "RW": writable, "Propagation": ""}
+        if m.type == "bind":
+            entry["Propagation"] = next((o for o in m.options if o in PROPAGATIONS),
+                                        "rprivate")
+        elif m.type == "volume":
+            try:
+                vol = engine.volumes.get(m.source)
+            except NotFound:  # removed by force since
+                continue
+            entry.update(Name=vol.name, Source=vol.mountpoint, Driver=vol.driver)
+        elif m.type == "tmpfs":
+            entry["Source"] = ""
+        out.append(entry)
+    return out
+
+
 def network(engine: Engine, net: Network) -> dict[str, Any]:
     """A network as ``network inspect`` shows it, with the names of the containers on it."""
     return {"Name": net.name, "Id": net.id, "Created": _time(net.created), "Scope": "local",
             "Driver": net.driver, "EnableIPv6": False, "Internal": net.internal,
-            "IPAM": {"Config": [{"Subnet": net.subnet, "Gateway": net.gateway}]},
+            "IPAM": {"Driver": "default", "Options": None,
+                     "Config": [{"Subnet": net.subnet, "Gateway": net.gateway}]},
+            "Attachable": False, "Ingress": False, "ConfigOnly": False,
             "Options": net.options, "Labels": net.labels,
             "Containers": engine.networks.users(net.name)}
 

@@ -252,3 +252,25 @@ def test_many_concurrent_starts(api_socket: Path, pn: Pinnace) -> None:
     assert [c["Status"] for c in running if c["State"] != "running"] == []
     assert sorted(c["Names"][0] for c in running) == sorted(f"/c{n}" for n in range(20))
     assert len(pn("ps", "-q").stdout.split()) == 20
+
+
+def test_connections_leave_no_descriptors_behind(pn: Pinnace, busybox: str,
+                                                  tmp_path: Path) -> None:
+    """Each connection's state connection closes with it: a long-lived server does not
+    run out of descriptors (nor pass select()'s 1024)."""
+    path = tmp_path / "fd.sock"
+    proc = pn.popen("serve", "--socket", str(path), stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while not path.exists():
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        call(path, "GET", "/containers/json")
+        before = len(os.listdir(f"/proc/{proc.pid}/fd"))
+        for _ in range(100):
+            assert call(path, "GET", "/containers/json?all=1")[0] == 200
+        time.sleep(0.5)  # the last connection's thread finishes
+        assert len(os.listdir(f"/proc/{proc.pid}/fd")) <= before + 4
+    finally:
+        proc.terminate()
+        proc.wait(30)

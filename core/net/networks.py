@@ -519,15 +519,23 @@ class Networking:
         for ep in ipam.endpoints(self.state, record.id) if running else []:
             network = self.get(ep.network)
             iface = ipaddress.ip_interface(ep.address)
-            nets[network.name] = {"NetworkID": network.id, "IPAddress": str(iface.ip),
-                                  "IPPrefixLen": iface.network.prefixlen,
-                                  "Interface": ep.ifname,
-                                  "Aliases": aliases.get(network.name) or None,
-                                  "Gateway": "" if network.internal else network.gateway,
-                                  "MacAddress": macs.get(ep.ifname, "")}
+            nets[network.name] = endpoint_settings(
+                NetworkID=network.id, IPAddress=str(iface.ip),
+                IPPrefixLen=iface.network.prefixlen, Interface=ep.ifname,
+                Aliases=aliases.get(network.name) or None,
+                Gateway="" if network.internal else network.gateway,
+                MacAddress=macs.get(ep.ifname, ""))
+        net = record.config.net if record.config_json != "{}" else None  # half-created: none
+        for name in [] if running or net is None else net.networks:
+            try:  # a stopped container's networks, without addresses (docker shows them)
+                nets[name] = endpoint_settings(NetworkID=self.get(name).id)
+            except NotFound:
+                pass
         own = None if nets else _from_result(result)  # a driver that leases addresses itself
         if own:
-            nets[record.network] = own
+            nets[record.network] = endpoint_settings(**own)
+        if net is not None and net.ip and net.networks and net.networks[0] in nets:
+            nets[net.networks[0]]["IPAMConfig"] = {"IPv4Address": net.ip}
         ports: dict[str, Any] = {}
         for p in ipam.ports_of(self.state, record.id) if running else []:
             ports.setdefault(f"{p.container_port}/{p.protocol}", []).append(
@@ -570,6 +578,15 @@ def _mount_etc(spec: ContainerSpec, bundle: Path) -> None:
 
     for name in etcfiles.FILES:
         spec.mounts.append(MountPoint(destination=f"/etc/{name}", source=str(bundle / name)))
+
+
+def endpoint_settings(**fields: Any) -> dict[str, Any]:
+    """Docker's ``EndpointSettings`` of one network of a container: its zero values with
+    ``fields`` over them (pinnace adds ``Interface``)."""
+    return {"IPAMConfig": None, "Links": None, "Aliases": None, "NetworkID": "",
+            "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0,
+            "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+            "MacAddress": "", "DriverOpts": None, "Interface": "", **fields}
 
 
 def _from_result(result: dict[str, Any]) -> dict[str, Any] | None:

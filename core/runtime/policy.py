@@ -57,7 +57,8 @@ def backoff(restarts: int) -> float:
 
 
 def parse_log_opts(items: Iterable[str]) -> LogOptions:
-    """``--log-opt max-size=10m --log-opt max-file=3`` (json-file's options)."""
+    """``--log-opt max-size=10m --log-opt max-file=3`` (json-file's options; as docker's,
+    ``max-file`` alone is kept and changes nothing: without ``max-size`` no file rotates)."""
     max_size, max_files = 0, 1
     for item in items:
         key, sep, value = item.partition("=")
@@ -74,8 +75,6 @@ def parse_log_opts(items: Iterable[str]) -> LogOptions:
         else:
             raise InvalidConfig(
                 f"unknown log option {key!r}: json-file takes max-size and max-file")
-    if max_files > 1 and not max_size:
-        raise InvalidConfig("max-file needs max-size")
     return LogOptions(max_size, max_files)
 
 

@@ -206,7 +206,7 @@ class Session:
                     self._client_input(r)
                 elif r == self.local_input:
                     self._local_input()
-                else:
+                elif r in self.outputs:  # not a client dropped earlier in this round
                     self._output(r)
         if self.log:
             self.log.flush()

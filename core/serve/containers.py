@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -14,12 +15,14 @@ from pinnace.serve.http import NotModified
 from pinnace.serve.streams import content_type, frame, quietly, shutdown
 
 if TYPE_CHECKING:
-    import socket
-
     from pinnace.serve.http import Request
 
 HOLD = 10.0
 """Seconds a container started after an attach request waits for that attach."""
+TMPFS_IMPLIED = ("noexec", "nosuid", "nodev")
+"""Options every ``--tmpfs`` mount gets, which docker's ``HostConfig.Tmpfs`` leaves out."""
+KILL_WAIT = 10.0
+"""Seconds a SIGKILL's answer waits for the container to stop."""
 
 
 def create(req: Request) -> None:
@@ -54,14 +57,20 @@ def stop(req: Request) -> None:
 
 
 def kill(req: Request) -> None:
-    """``POST /containers/{id}/kill?signal=``."""
+    """``POST /containers/{id}/kill?signal=``: a SIGKILL (the default) answers once the
+    container has stopped, as docker's does."""
+    import signal
+
     from pinnace.runtime.policy import parse_signal
 
     client = req.client
     record = client.container(req.params["id"])
     if not record.active:
         raise FailedPrecondition(f"Container {record.id} is not running")
-    client.kill(record.id, parse_signal(req.arg("signal") or "KILL"))
+    number = parse_signal(req.arg("signal") or "KILL")
+    client.kill(record.id, number)
+    if number == signal.SIGKILL:
+        client.wait(record.id, timeout=KILL_WAIT)
 
 
 def restart(req: Request) -> None:
@@ -157,26 +166,44 @@ def _monitor_when_started(req: Request, cid: str) -> socket.socket | None:
 def _relay(req: Request, sock: socket.socket, monitor: socket.socket, tty: bool,
            wanted: set[str], stdin: bool) -> None:
     """Copy the monitor's output frames to the client and, with ``stdin``, the client's
-    bytes to the container's stdin, until the output ends."""
+    bytes to the container's stdin, until the output ends or, with a tty, the client
+    types the detach keys (``detachKeys``; the container runs on)."""
     from pinnace.runtime.watch import CLOSE_STDIN, FRAME, STDIN, STREAM_FRAMES, frames
+    from pinnace.serve.streams import DetachScanner, detach_sequence
 
     kinds = {v: k for k, v in STREAM_FRAMES.items()}
+    scanner = DetachScanner(detach_sequence(req.arg("detachKeys"))) if tty else None
 
     def forward_input() -> None:
         while data := req.read_hijacked():
-            monitor.sendall(FRAME.pack(STDIN, len(data)) + data)
+            detached = False
+            if scanner is not None:
+                data, detached = scanner.feed(data)
+            if data:
+                monitor.sendall(FRAME.pack(STDIN, len(data)) + data)
+            if detached:  # the output loop ends with the monitor's connection
+                monitor.shutdown(socket.SHUT_RDWR)
+                return
         monitor.sendall(FRAME.pack(CLOSE_STDIN, 0))
 
     if stdin:
         threading.Thread(target=quietly, args=(forward_input,), daemon=True).start()
     buf = b""
-    while chunk := monitor.recv(65536):
+    while chunk := _receive(monitor):
         complete, buf = frames(buf + chunk)
         out = b"".join(frame(kinds[kind], payload, tty) for kind, payload in complete
                        if kinds.get(kind) in wanted)
         if out:
             sock.sendall(out)
     shutdown(sock)
+
+
+def _receive(conn: socket.socket) -> bytes:
+    """What comes next from ``conn``; b"" at its end or once it was shut down."""
+    try:
+        return conn.recv(65536)
+    except OSError:
+        return b""
 
 
 def resize(req: Request) -> None:
@@ -249,6 +276,8 @@ def _labels(labels: dict[str, str]) -> list[str]:
 
 def inspect(req: Request) -> None:
     """``GET /containers/{id}/json``."""
+    from pinnace.serve.shapes import HOST_CONFIG_DEFAULTS
+
     details = req.client.inspect(req.params["id"])
     record = req.client.container(details["Id"])
     run = record.config.run
@@ -256,11 +285,18 @@ def inspect(req: Request) -> None:
                              AttachStderr=not run.interactive, StdinOnce=False,
                              Labels=record.config.labels, Entrypoint=None,
                              ExposedPorts={}, Volumes=None)
-    details["HostConfig"].setdefault("Binds", None)
+    host = details["HostConfig"]
+    binds = [f"{m['Source']}:{m['Destination']}" + (":ro" if not m["RW"] else "")
+             for m in details["Mounts"] if m["Type"] == "bind"]
+    tmpfs = {m.destination: ",".join(o for o in m.options if o not in TMPFS_IMPLIED)
+             for m in record.config.spec.mounts if m.type == "tmpfs"}
+    host.update(Binds=binds or None, Tmpfs=tmpfs or None, Runtime=record.isolation)
+    for key, value in HOST_CONFIG_DEFAULTS.items():
+        host.setdefault(key, value)
     graph = details["GraphDriver"]  # docker's Data maps names to strings
     graph["Data"] = {k: v if isinstance(v, str) else json.dumps(v)
                      for k, v in graph["Data"].items()}
-    details["State"]["Health"] = None
+    details["State"].setdefault("Health", None)
     req.reply(200, details)
 
 
@@ -457,9 +493,15 @@ def update(req: Request) -> None:
 
 
 def prune(req: Request) -> None:
-    """``POST /containers/prune``."""
-    gone = req.client.prune()
-    req.reply(200, {"ContainersDeleted": gone, "SpaceReclaimed": 0})
+    """``POST /containers/prune``: the space reclaimed is what their snapshots held."""
+    from pinnace.disk_usage import container_size
+
+    client = req.client
+    sizes = {c.id: container_size(client.engine, c) for c in client.containers(all_=True)
+             if not c.active}
+    gone = client.prune()
+    req.reply(200, {"ContainersDeleted": gone,
+                    "SpaceReclaimed": sum(sizes.get(cid, 0) for cid in gone)})
 
 
 def delete(req: Request) -> None:

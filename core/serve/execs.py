@@ -3,7 +3,6 @@ attaches waiting for their container to start."""
 
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -29,6 +28,7 @@ class ExecEntry:
     stdin: bool
     stdout: bool
     stderr: bool
+    detach_keys: bytes = b""
     running: bool = False
     exit_code: int | None = None
     pid: int = 0
@@ -91,6 +91,8 @@ def create(req: Request) -> None:
     """``POST /containers/{id}/exec``."""
     import secrets
 
+    from pinnace.serve.streams import detach_sequence
+
     body = req.json()
     record = req.client.container(req.params["id"])
     if record.status != "running":
@@ -103,20 +105,25 @@ def create(req: Request) -> None:
     entry = ExecEntry(secrets.token_hex(32), record.id, list(command), list(body.get("Env") or []),
                       body.get("WorkingDir") or None, body.get("User") or None,
                       bool(body.get("Tty")), bool(body.get("AttachStdin")),
-                      bool(body.get("AttachStdout")), bool(body.get("AttachStderr")))
+                      bool(body.get("AttachStdout")), bool(body.get("AttachStderr")),
+                      detach_sequence(body.get("DetachKeys") or body.get("detachKeys")))
     req.server.execs.add(entry)
     req.reply(201, {"Id": entry.id})
 
 
 def start(req: Request) -> None:
-    """``POST /exec/{id}/start``: hijacked (multiplexed frames without a tty), or detached."""
+    """``POST /exec/{id}/start``: hijacked, or detached. The output is raw when the
+    request says ``Tty`` (the exec's own setting when it says nothing), else in
+    multiplexed frames (a terminal's output as stdout), as docker frames it. With a
+    terminal, the detach keys typed on stdin leave the process running and close the
+    connection."""
     import threading as threads
 
-    from pinnace.serve.streams import content_type, frame, quietly, shutdown
+    from pinnace.serve.streams import DetachScanner, content_type, frame, quietly, shutdown
 
     entry = req.server.execs.get(req.params["id"])
     body = req.json()
-    tty = entry.tty
+    raw = bool(body.get("Tty", entry.tty))
     if entry.running or entry.exit_code is not None:
         raise FailedPrecondition(f"exec {entry.id} has already run")
     detach = bool(body.get("Detach"))
@@ -124,14 +131,15 @@ def start(req: Request) -> None:
     if record.status != "running":
         raise FailedPrecondition(f"Container {record.id} is not running")
     # the headers go first: a client that reads them buffered must not swallow output
-    sock = None if detach else req.hijack(content_type(tty))
+    sock = None if detach else req.hijack(content_type(raw))
     try:
         process = req.client.exec_start(entry.container, entry.command, entry.env,
-                                        entry.workdir, entry.user, tty, entry.stdin and not detach)
+                                        entry.workdir, entry.user, entry.tty,
+                                        entry.stdin and not detach)
     except PinnaceError as err:
         if sock is None:
             raise
-        sock.sendall(frame("stderr", f"{err}\n".encode(), tty))
+        sock.sendall(frame("stderr", f"{err}\n".encode(), raw))
         entry.exit_code = err.exit_code
         shutdown(sock)
         return
@@ -141,27 +149,43 @@ def start(req: Request) -> None:
         threads.Thread(target=_drain_and_reap, args=(entry,), daemon=True).start()
         req.reply(200)
         return
+    done = threads.Event()
     if streams.stdin is not None:
-        stdin = streams.stdin
+        scanner = DetachScanner(entry.detach_keys) if entry.tty else None
 
         def forward() -> None:
             while data := req.read_hijacked():
-                _write_all(stdin, data)
-            if not tty:
+                detached = False
+                if scanner is not None:
+                    data, detached = scanner.feed(data)
+                if not process.write_stdin(data):
+                    return
+                if detached:
+                    done.set()
+                    return
+            if not entry.tty:
                 process.close_stdin()
 
         threads.Thread(target=quietly, args=(forward,), daemon=True).start()
     wanted = {s for s, on in (("stdout", entry.stdout), ("stderr", entry.stderr)) if on}
 
     def send(stream: str, data: bytes) -> None:
-        if stream in wanted or tty:
-            sock.sendall(frame(stream, data, tty))
+        if (stream in wanted or entry.tty) and not done.is_set():
+            try:
+                sock.sendall(frame("stdout" if entry.tty else stream, data, raw))
+            except OSError:  # the client left: the output is dropped, the process runs on
+                done.set()
 
-    try:
-        process.read(send)
-    finally:
-        _reap(entry)
-        shutdown(sock)
+    def pump() -> None:
+        try:
+            process.read(send)
+        finally:
+            _reap(entry)
+            done.set()
+
+    threads.Thread(target=pump, daemon=True).start()
+    done.wait()
+    shutdown(sock)
 
 
 def _drain_and_reap(entry: ExecEntry) -> None:
@@ -174,11 +198,6 @@ def _reap(entry: ExecEntry) -> None:
     assert entry.process is not None
     entry.exit_code = entry.process.wait()
     entry.running = False
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    while data:
-        data = data[os.write(fd, data):]
 
 
 def resize(req: Request) -> None:

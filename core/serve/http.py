@@ -25,6 +25,7 @@ from pinnace.errors import (
     Unavailable,
 )
 from pinnace.serve import API_VERSION, MIN_API_VERSION
+from pinnace.serve.streams import headers_read
 
 if TYPE_CHECKING:
     from pinnace.client import Client
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from pinnace.serve.execs import ExecTable
 
 _VERSIONED = re.compile(r"^/v(\d+)\.(\d+)(/.*)$")
+API_TUPLE = (int(API_VERSION.split(".")[0]), int(API_VERSION.split(".")[1]))
 STATUS_OF = ((NotFound, 404), (AlreadyExists, 409), (FailedPrecondition, 409),
              (InvalidConfig, 400), (Unavailable, 503))
 
@@ -76,6 +78,8 @@ class Request:
     query: dict[str, list[str]]
     params: dict[str, str] = field(default_factory=dict)
     answered: bool = False
+    version: tuple[int, int] = API_TUPLE
+    """The API version the client asked for in the path (the newest without one)."""
 
     @property
     def client(self) -> Client:
@@ -185,12 +189,14 @@ class Request:
         failure: list[BaseException] = []
 
         def run() -> None:
+            client = Client(engine=Engine(config))
             try:
-                produce(Client(engine=Engine(config)), write_end)
+                produce(client, write_end)
             except BaseException as err:
                 failure.append(err)
             finally:
                 os.close(write_end)
+                client.close()
 
         threading.Thread(target=run, daemon=True).start()
         stream = self.stream(content_type)
@@ -203,8 +209,8 @@ class Request:
 
     def hijack(self, content_type: str = "application/vnd.docker.raw-stream") -> socket.socket:
         """Take over the connection for a raw stream both ways (``101 UPGRADED`` when the
-        client asked for an upgrade, else ``200``); its headers are sent at once. The
-        connection closes when the endpoint returns."""
+        client asked for an upgrade, else ``200``); its headers are sent, and read by the
+        client, before anything else. The connection closes when the endpoint returns."""
         upgrade = (self.header("Upgrade") or "").lower() == "tcp"
         if upgrade:
             self.conn.send_response(101, "UPGRADED")
@@ -217,6 +223,7 @@ class Request:
         self.conn.wfile.flush()
         self.conn.close_connection = True
         self.answered = True
+        headers_read(self.conn.connection)
         return self.conn.connection
 
     def read_hijacked(self) -> bytes:
@@ -283,6 +290,9 @@ class Connection(http.server.BaseHTTPRequestHandler):
             super().handle()
         except (ConnectionResetError, BrokenPipeError):  # the client left: nothing to answer
             pass
+        finally:
+            if self._client is not None:  # its state connection goes with the thread
+                self._client.close()
 
     def address_string(self) -> str:
         return self.client_address[0] if self.client_address else "unix"
@@ -345,7 +355,7 @@ class Connection(http.server.BaseHTTPRequestHandler):
                         f"API version is {MIN_API_VERSION}, please upgrade your client to a "
                         f"newer version")
                 path = versioned.group(3)
-                req.path = path
+                req.path, req.version = path, asked
             route, params = self.server.find(method, path)  # type: ignore[attr-defined]
             req.params = params
             route.handler(req)

@@ -208,10 +208,15 @@ def get(req: Request) -> None:
 
 
 def load(req: Request) -> None:
-    """``POST /images/load?quiet=``: the archive in the body."""
+    """``POST /images/load?quiet=``: the archive in the body; what it loaded, or why not,
+    in the stream (docker's clients read a bad archive's error there)."""
     with req.body_file() as archive:
-        loaded = req.client.load(archive, label="the request")
-    stream = req.stream()
+        stream = req.stream()
+        try:
+            loaded = req.client.load(archive, label="the request")
+        except PinnaceError as err:
+            _error(stream, err)
+            loaded = []
     for image in loaded:
         for name in image.tags or [image.id]:
             what = "Loaded image" if image.tags else "Loaded image ID"

@@ -40,7 +40,8 @@ def networks(req: Request) -> None:
     out = []
     for net in req.client.networks():
         values = {"name": [net.name], "id": [net.id], "driver": [net.driver],
-                  "type": ["custom"], "label": [], "scope": ["local"], "dangling": []}
+                  "type": ["custom"], "scope": ["local"], "dangling": [],
+                  "label": [*net.labels, *(f"{k}={v}" for k, v in net.labels.items())]}
         if matches(values, filters):
             out.append(network_shape(req, net.name))
     req.reply(200, out)
@@ -62,7 +63,8 @@ def network_create(req: Request) -> None:
     gateway = config[0].get("Gateway", "") if config else ""
     driver = body.get("Driver") or "bridge"
     net = req.client.network_create(name, driver, subnet, gateway, bool(body.get("Internal")),
-                                    {k: str(v) for k, v in (body.get("Options") or {}).items()})
+                                    {k: str(v) for k, v in (body.get("Options") or {}).items()},
+                                    {k: str(v) for k, v in (body.get("Labels") or {}).items()})
     req.reply(201, {"Id": net.id, "Warning": ""})
 
 
@@ -134,7 +136,7 @@ def volume_remove(req: Request) -> None:
 
 def volume_prune(req: Request) -> None:
     """``POST /volumes/prune``: anonymous unused volumes (named ones too with ``all=true``
-    in the filters)."""
-    every = req.filters().get("all", ["false"])[-1] in ("true", "1")
+    in the filters, or for a client of API 1.41 and older, as docker's)."""
+    every = req.filters().get("all", ["false"])[-1] in ("true", "1") or req.version < (1, 42)
     req.reply(200, {"VolumesDeleted": req.client.volume_prune(all_=every),
                     "SpaceReclaimed": 0})

@@ -17,6 +17,7 @@ _TABLE: list[tuple[str, str, Handler]] = [
     ("GET", "/info", system.info),
     ("GET", "/events", system.events),
     ("POST", "/auth", system.auth),
+    ("GET", "/system/df", system.disk_usage),
     ("GET", "/swarm", system.swarm),
     ("POST", "/swarm/leave", system.swarm),
     ("POST", "/containers/create", containers.create),

@@ -4,6 +4,7 @@ containers run on under their monitors."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -28,7 +29,9 @@ def serve(config: Config, socket_path: str | None, tcp: str | None,
     from pinnace.serve.http import Server, tcp_listener, unix_listener
     from pinnace.serve.routes import routes
 
-    Engine(config).recover()
+    engine = Engine(config)
+    engine.recover()
+    engine.close()
     server = Server(config, routes(), debug)
     path = socket_path or default_socket(config)
     group = str(config.engine["api_group"].value) or None
@@ -40,26 +43,53 @@ def serve(config: Config, socket_path: str | None, tcp: str | None,
         listeners[0].server_close()
         os.unlink(path)
         raise
-    stop = threading.Event()
-
-    def leave(_signum: int, _frame: object) -> None:
-        stop.set()
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, leave)
     threads = [threading.Thread(target=listener.serve_forever, daemon=True)
                for listener in listeners]
-    for thread in threads:
-        thread.start()
-    where = f"unix://{path}" + (f" and tcp://{tcp}" if tcp else "")
-    print(f"pinnace serve: Docker API {API_VERSION} on "
-          f"{where}", file=sys.stderr, flush=True)
     try:
-        while not stop.wait(1):  # a signal the kernel gave another thread is handled
-            pass                 # when the main thread runs again: within a second
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, _leave)
+        for thread in threads:
+            thread.start()
+        where = f"unix://{path}" + (f" and tcp://{tcp}" if tcp else "")
+        print(f"pinnace serve: Docker API {API_VERSION} on "
+              f"{where}", file=sys.stderr, flush=True)
+        _wait_for_signals()
+    except _Stop:
+        pass
     finally:
-        for listener in listeners:
-            listener.shutdown()
+        for listener, thread in zip(listeners, threads, strict=True):
+            if thread.ident is not None:  # started: its loop ends, then shutdown returns
+                listener.shutdown()
             listener.server_close()
         if os.path.exists(path):
             os.unlink(path)
+
+
+def _wait_for_signals() -> None:
+    """Sleep until a signal's handler raises: a signal that reaches another thread only
+    marks itself for the main one, so the main thread wakes on the wakeup fd."""
+    import select
+
+    read_end, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(write_end)
+    try:
+        while True:
+            select.select([read_end], [], [])
+            with contextlib.suppress(BlockingIOError):
+                os.read(read_end, 512)
+    finally:
+        signal.set_wakeup_fd(-1)
+        os.close(read_end)
+        os.close(write_end)
+
+
+class _Stop(Exception):
+    """SIGTERM or SIGINT: the server closes its listeners and leaves."""
+
+
+def _leave(_signum: int, _frame: object) -> None:
+    """The signal handler: raised in the main thread wherever it is (setting an Event
+    here could deadlock on the lock its own wait holds); later signals are ignored."""
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, signal.SIG_IGN)
+    raise _Stop

@@ -17,6 +17,24 @@ DEFAULT_MODES = ("", "default")
 MODES = ("none", "host", "bridge")
 
 
+HOST_CONFIG_DEFAULTS: dict[str, Any] = {
+    "Binds": None, "ContainerIDFile": "", "PortBindings": {}, "VolumeDriver": "",
+    "VolumesFrom": None, "CapAdd": None, "CapDrop": None, "CgroupnsMode": "private",
+    "Dns": [], "DnsOptions": [], "DnsSearch": [], "ExtraHosts": None, "GroupAdd": None,
+    "Cgroup": "", "Links": None, "OomScoreAdj": 0, "PublishAllPorts": False,
+    "UsernsMode": "", "ConsoleSize": [0, 0], "CgroupParent": "", "BlkioWeight": 0,
+    "BlkioWeightDevice": [], "BlkioDeviceReadBps": None, "BlkioDeviceWriteBps": None,
+    "BlkioDeviceReadIOps": None, "BlkioDeviceWriteIOps": None, "CpuPeriod": 0,
+    "CpuQuota": 0, "CpuRealtimePeriod": 0, "CpuRealtimeRuntime": 0, "CpusetMems": "",
+    "DeviceCgroupRules": None, "DeviceRequests": None, "KernelMemory": 0,
+    "KernelMemoryTCP": 0, "MemoryReservation": 0, "MemorySwappiness": None,
+    "OomKillDisable": False, "CpuCount": 0, "CpuPercent": 0, "IOMaximumIOps": 0,
+    "IOMaximumBandwidth": 0, "MaskedPaths": None, "ReadonlyPaths": None,
+}
+"""HostConfig fields docker always shows, at the value they have when not asked for
+(the cgroup namespace is private: pinnace gives every container one)."""
+
+
 def run_options(body: dict[str, Any], name: str | None) -> dict[str, Any]:
     """``POST /containers/create``'s body as :class:`~pinnace.containers.options.RunOptions`
     fields (what docker's fields have no counterpart for is refused, not ignored, when
@@ -53,7 +71,7 @@ def run_options(body: dict[str, Any], name: str | None) -> dict[str, Any]:
         opts["restart"] = restart
     log = host.get("LogConfig") or {}
     if log.get("Type") not in (None, "", "json-file"):
-        raise InvalidConfig(f"log driver {log['Type']} is not supported: only json-file")
+        raise InvalidConfig(f"logger: no log driver named '{log['Type']}' is registered")
     opts["log_opts"] = [f"{k}={v}" for k, v in (log.get("Config") or {}).items()]
     opts["privileged"] = bool(host.get("Privileged"))
     opts["cap_add"] = list(host.get("CapAdd") or [])
@@ -72,7 +90,11 @@ def run_options(body: dict[str, Any], name: str | None) -> dict[str, Any]:
         opts["cpuset_cpus"] = host["CpusetCpus"]
     if host.get("PidsLimit"):
         opts["pids_limit"] = int(host["PidsLimit"])
+    opts.update(_process_options(body, host))
     opts["volumes"] = list(host.get("Binds") or [])
+    taken = {b.split(":")[1] for b in opts["volumes"] if ":" in b} | \
+        {m.get("Target") for m in host.get("Mounts") or []}
+    opts["volumes"] += [path for path in body.get("Volumes") or {} if path not in taken]
     opts["mounts"] = [_mount(m) for m in host.get("Mounts") or []]
     opts["tmpfs"] = [f"{path}:{options}" if options else path
                      for path, options in (host.get("Tmpfs") or {}).items()]
@@ -88,6 +110,56 @@ def restart_policy(policy: dict[str, Any]) -> str | None:
         return None
     count = policy.get("MaximumRetryCount") or 0
     return policy["Name"] + (f":{count}" if policy["Name"] == "on-failure" and count else "")
+
+
+def _process_options(body: dict[str, Any], host: dict[str, Any]) -> dict[str, Any]:
+    """What docker's create body says of the process and its namespaces: init, groups,
+    ``--pid/--ipc/--uts``, stop signal and timeout, shm, sysctls, ulimits, devices and
+    the health check, as ``run``'s flags."""
+    out: dict[str, Any] = {"init": bool(host.get("Init")),
+                           "group_add": [str(g) for g in host.get("GroupAdd") or []]}
+    for field, key in (("pid", "PidMode"), ("ipc", "IpcMode"), ("uts", "UTSMode")):
+        if host.get(key):
+            out[field] = host[key]
+    if body.get("StopSignal"):
+        out["stop_signal"] = str(body["StopSignal"])
+    if body.get("StopTimeout") is not None:
+        out["stop_timeout"] = int(body["StopTimeout"])
+    if host.get("ShmSize"):
+        out["shm_size"] = str(host["ShmSize"])
+    out["sysctls"] = [f"{k}={v}" for k, v in (host.get("Sysctls") or {}).items()]
+    out["ulimits"] = [f"{u['Name']}={u['Soft']}:{u['Hard']}" for u in host.get("Ulimits") or []]
+    out["devices"] = [":".join((d.get("PathOnHost") or "", d.get("PathInContainer") or "",
+                                d.get("CgroupPermissions") or "rwm"))
+                      for d in host.get("Devices") or []]
+    out.update(_health_options(body.get("Healthcheck")))
+    return out
+
+
+def _health_options(check: dict[str, Any] | None) -> dict[str, Any]:
+    """A ``Healthcheck`` (``Test``, durations in nanoseconds) as ``--health-*`` flags; an
+    exec-form ``CMD`` test runs as the shell-quoted command line."""
+    import shlex
+
+    if not check:
+        return {}
+    test = list(check.get("Test") or [])
+    out: dict[str, Any] = {}
+    if test[:1] == ["NONE"]:
+        return {"no_healthcheck": True}
+    if test[:1] == ["CMD-SHELL"] and len(test) == 2:
+        out["health_cmd"] = test[1]
+    elif test[:1] == ["CMD"] and len(test) > 1:
+        out["health_cmd"] = shlex.join(test[1:])
+    elif test:
+        raise InvalidConfig(f"invalid health check test {test!r}")
+    for field, key in (("health_interval", "Interval"), ("health_timeout", "Timeout"),
+                       ("health_start_period", "StartPeriod")):
+        if check.get(key):
+            out[field] = f"{int(check[key])}ns"
+    if check.get("Retries"):
+        out["health_retries"] = int(check["Retries"])
+    return out
 
 
 def _network_options(body: dict[str, Any], host: dict[str, Any]) -> dict[str, Any]:
@@ -145,7 +217,8 @@ def container_summary(engine: Engine, c: ContainerRecord) -> dict[str, Any]:
     """A container as ``GET /containers/json`` lists it."""
     from pinnace import inspection
 
-    settings = engine.networks.settings(c) if c.active else {"Ports": {}, "Networks": {}}
+    settings = engine.networks.settings(c) if c.config_json != "{}" else \
+        {"Ports": {}, "Networks": {}}
     ports = []
     for target, mapped in settings["Ports"].items():
         number, _, proto = target.partition("/")

@@ -1,4 +1,5 @@
-"""System endpoints: ``/_ping``, ``/version``, ``/info``, ``/events``, ``/auth``."""
+"""System endpoints: ``/_ping``, ``/version``, ``/info``, ``/events``, ``/auth``,
+``/system/df``."""
 
 from __future__ import annotations
 
@@ -147,6 +148,26 @@ def _wanted(message: dict[str, Any], filters: dict[str, list[str]]) -> bool:
                                    for value in wanted):
             return False
     return True
+
+
+def disk_usage(req: Request) -> None:
+    """``GET /system/df``: images, containers and volumes with the space each uses."""
+    from pinnace.disk_usage import disk_usage as measure
+    from pinnace.serve.shapes import container_summary, image_summary
+
+    client = req.client
+    usage = measure(client.engine)
+    req.reply(200, {
+        "LayersSize": usage.summary()[0].size,
+        "Images": [dict(image_summary(u.image), SharedSize=u.shared, Containers=u.containers)
+                   for u in usage.images],
+        "Containers": [dict(container_summary(client.engine, u.container), SizeRw=u.size,
+                            SizeRootFs=0) for u in usage.containers],
+        "Volumes": [dict(client.volume_inspect(u.volume.name),
+                         UsageData={"Size": u.size, "RefCount": u.links})
+                    for u in usage.volumes],
+        "BuildCache": [],
+    })
 
 
 def swarm(req: Request) -> None:
