@@ -215,7 +215,7 @@ def load(req: Request) -> None:
         try:
             loaded = req.client.load(archive, label="the request")
         except PinnaceError as err:
-            _error(stream, err)
+            stream.error(err)
             loaded = []
     for image in loaded:
         for name in image.tags or [image.id]:
