@@ -104,9 +104,7 @@ def umount(target: str, detach: bool = False) -> None:
 
 def pivot_root(new_root: str, put_old: str) -> None:
     """pivot_root(2) (no libc wrapper: raw syscall 155 on x86_64, 41 on aarch64)."""
-    import platform
-
-    nr = {"x86_64": 155, "aarch64": 41}[platform.machine()]
+    nr = {"x86_64": 155, "aarch64": 41}[os.uname().machine]
     _check(_libc.syscall(ctypes.c_long(nr), new_root.encode(), put_old.encode()), "pivot_root")
 
 
@@ -116,10 +114,9 @@ def fork_in_new_pidns() -> int:
     where its later children go, and only host root may set that back). The raw system
     call holds the GIL and runs none of Python's fork handlers: call it with no other
     thread running. Returns 0 in the child, the child's PID in the parent."""
-    import platform
     import signal
 
-    nr = {"x86_64": 56, "aarch64": 220}[platform.machine()]
+    nr = {"x86_64": 56, "aarch64": 220}[os.uname().machine]
     call = ctypes.PyDLL(None, use_errno=True).syscall
     call.restype = ctypes.c_long
     return _check(call(ctypes.c_long(nr), ctypes.c_ulong(CLONE_NEWPID | signal.SIGCHLD),

@@ -13,8 +13,9 @@ hooks take and return (mounts, snapshots, network attachments and results,
 the runtime spec and container state, transfer options, volumes), the error classes,
 and helpers (``netns``, ``mounted``, ``remove_tree``, ``TreeStorage`` and its
 tree functions; ``mount_all``, ``unmount_all``, ``linux``, ``cgroups``, ``limits``,
-``Lockdown``, ``restrict_paths``, ``capabilities``, ``seccomp``, ``rootfs`` and
-``spec_from_dict`` for isolation; ``new_config`` and ``parse_changes`` for image sources;
+``Lockdown``, ``restrict_paths``, ``capabilities``, ``seccomp``, ``rootfs``,
+``spec_from_dict`` and ``config_from_spec``/``process_config`` (a spec as OCI
+``config.json``) for isolation; ``new_config`` and ``parse_changes`` for image sources;
 ``volume_users`` for volume drivers).
 See ``__all__``.
 """
@@ -45,6 +46,7 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(("ContainerState", "Status"), "pinnace.runtime.status"),
     "ContainerRecord": "pinnace.containers.record",
     **dict.fromkeys(("Lockdown", "restrict_paths"), "pinnace.runtime.security"),
+    **dict.fromkeys(("config_from_spec", "process_config"), "pinnace.runtime.oci"),
     **dict.fromkeys(("TransferOptions", "SearchResult"), "pinnace.images.sources"),
     **dict.fromkeys(("ImageStore", "new_config", "parse_changes"), "pinnace.images.store"),
     **dict.fromkeys(("Volume", "VolumeInfo", "VolumeCapabilities"), "pinnace.volumes"),

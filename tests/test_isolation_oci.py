@@ -14,7 +14,7 @@ import pytest
 from conftest import Pinnace, host_leftovers
 from test_limits import cgroup_file
 
-from pinnace.errors import Unavailable
+from pinnace.errors import InvalidConfig, Unavailable
 from pinnace.plugin import ContainerSpec, Mount, PluginContext, Process, Security
 from pinnace.runtime import cgroups
 from pinnace.testing.isolation import IsolationContract
@@ -121,14 +121,14 @@ def test_crun_refused_on_hybrid_cgroups(tmp_path: Path, rootfs: Path) -> None:
 
 
 def test_seccomp_is_the_resolved_profile_in_oci_form(rootfs: Path) -> None:
+    from pinnace.plugin import config_from_spec
     from pinnace.runtime import seccomp
-    from pinnace_plugins.isolation_oci.config import oci_config
 
     caps = ["CAP_CHOWN", "CAP_SYS_ADMIN"]
     spec = ContainerSpec(id="c" * 64, process=Process(args=["true"]),
                          rootfs=[Mount("bind", str(rootfs), ("rbind", "rw"))],
                          security=Security(capabilities=caps))
-    oci = oci_config(spec)["linux"]["seccomp"]
+    oci = config_from_spec(spec)["linux"]["seccomp"]
     resolved = seccomp.resolve(seccomp.default_profile(), caps, seccomp.native_arch())
     assert set(oci) <= {"defaultAction", "defaultErrnoRet", "architectures", "flags",
                         "syscalls"}
@@ -139,3 +139,15 @@ def test_seccomp_is_the_resolved_profile_in_oci_form(rootfs: Path) -> None:
     # CAP_SYS_ADMIN's rules are in (mount is allowed), a capability not held keeps its out
     allowed = {n for r in oci["syscalls"] if r["action"] == "SCMP_ACT_ALLOW" for n in r["names"]}
     assert "mount" in allowed and "reboot" not in allowed
+
+
+def test_a_field_no_config_carries_is_refused_before_anything_is_made(tmp_path: Path,
+                                                                       rootfs: Path) -> None:
+    plugin = oci_plugin(tmp_path)
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    spec = ContainerSpec(id="c" * 64, process=Process(args=["true"]),
+                         rootfs=[Mount("bind", str(rootfs), ("rbind", "rw"))], shm_size=MIB)
+    with pytest.raises(InvalidConfig, match=r"^an OCI config cannot carry shm_size$"):
+        plugin.pinnace_isolation_create(spec=spec, bundle=bundle)
+    assert list(bundle.iterdir()) == []

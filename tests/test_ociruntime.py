@@ -304,6 +304,45 @@ def test_systemd_cgroup_refused_and_version(rt: Runtime, bundle: Path) -> None:
     assert "createRuntime" in features["hooks"] and features["linux"]["cgroup"]["systemd"] is False
 
 
+def test_command_line_as_callers_write_it() -> None:
+    """runc's grammar: ``--flag value`` and ``--flag=value``, short aliases, repeated
+    flags, flags after the ID, exec's command taken as it stands after the ID."""
+    from pinnace.ociruntime.grammar import parse
+
+    args = parse(["--root=/r", "--log-format", "json", "create", "-b", "/b", "--pid-file=p",
+                  "--no-new-keyring", "c1"])
+    assert (args.root, args.log_format, args.command, args.bundle, args.pid_file, args.id) \
+        == ("/r", "json", "create", "/b", "p", "c1") and args.no_new_keyring
+    args = parse(["kill", "c1", "--all", "KILL"])
+    assert (args.id, args.signal, args.all) == ("c1", "KILL", True)
+    args = parse(["exec", "-e", "A=1", "--env=B=2", "-t", "c1", "sh", "-c", "echo -n x"])
+    assert (args.env, args.tty, args.args) == (["A=1", "B=2"], True, ["sh", "-c", "echo -n x"])
+    assert parse(["--isolation", "oci", "state", "c1"]).isolation == "oci"
+
+
+@pytest.mark.parametrize(("argv", "error"), [
+    (["create", "--bundle"], "flag --bundle needs a value"),
+    (["state"], "state needs a container ID"),
+    (["state", "a", "b"], "state: unexpected argument 'b'"),
+    (["start", "--bundle", "/b", "a"], "unknown flag --bundle for start"),
+    (["frobnicate", "a"], "unknown command 'frobnicate'"),
+    (["exec", "--preserve-fds", "two", "a"], "--preserve-fds takes a number, not 'two'"),
+    (["--log-format", "xml", "list"], "--log-format is one of text, json, not 'xml'"),
+    (["update", "a"], "update needs --resources"),
+])
+def test_bad_command_line_is_one_line(rt: Runtime, argv: list[str], error: str) -> None:
+    proc = rt(*argv, check=False)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == f"pinnace-runtime: {error} (see pinnace-runtime --help)\n"
+
+
+def test_help_lists_commands_and_flags(rt: Runtime) -> None:
+    assert "  features  print what this runtime supports" in rt("--help").stdout
+    usage = rt("create", "--help").stdout
+    assert usage.startswith("usage: pinnace-runtime create [--bundle|-b VALUE (.)]")
+    assert usage.splitlines()[0].endswith(" ID")
+
+
 def test_spec_maps_to_config_and_back(tmp_path: Path) -> None:
     """config_from_spec and bundle_spec are each other's reverse on what both carry."""
     from pinnace.mounts import Mount

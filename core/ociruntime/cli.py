@@ -7,13 +7,12 @@ reads back); the exit status is then 1.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, NoReturn
 
-DEFAULT_ROOT = "/run/pinnace-runtime"
 SPEC_VERSION = "1.0.2"
 
 
@@ -40,99 +39,6 @@ class Log:
         """A debug line, with ``--debug`` only."""
         if self.debug_on:
             self.write("debug", msg)
-
-
-COMMANDS = {
-    "create": "create a container", "run": "create, start and wait for a container",
-    "start": "start a created container", "state": "print a container's OCI state",
-    "kill": "signal a container's process", "delete": "delete a container",
-    "exec": "run a process in a container", "pause": "freeze a container",
-    "resume": "thaw a container", "ps": "list a container's processes",
-    "update": "change a container's resource limits", "list": "list containers",
-    "features": "print what this runtime supports", "spec": "write a default config.json",
-}
-GLOBAL_VALUES = ("--root", "--log", "--log-format", "--isolation")
-"""Global flags that take a value (the next argument unless given with ``=``)."""
-
-
-def command_of(argv: list[str]) -> str | None:
-    """The command word of ``argv`` (after the global flags), or None."""
-    words = iter(argv)
-    for word in words:
-        if word in GLOBAL_VALUES:
-            next(words, None)
-        elif not word.startswith("-"):
-            return word
-    return None
-
-
-def parser(only: str | None = None) -> argparse.ArgumentParser:
-    """runc's command line; with ``only``, that command's parser alone (each costs a few
-    milliseconds to build, and the runtime starts for every call)."""
-    p = argparse.ArgumentParser(prog="pinnace-runtime",
-                                description="An OCI runtime over pinnace's isolation plugins")
-    p.add_argument("--root", default=DEFAULT_ROOT, help="state directory of the containers")
-    p.add_argument("--log", default="", help="append errors (and debug lines) to this file")
-    p.add_argument("--log-format", default="text", choices=("text", "json"))
-    p.add_argument("--debug", action="store_true")
-    p.add_argument("--systemd-cgroup", action="store_true",
-                   help="refused where it applies: cgroups are managed through cgroupfs")
-    p.add_argument("--isolation", default=os.environ.get("PINNACE_RUNTIME_ISOLATION", "unshare"),
-                   help="the isolation plugin (PINNACE_RUNTIME_ISOLATION; default unshare)")
-    p.add_argument("--version", "-v", action="store_true")
-    sub = p.add_subparsers(dest="command")
-
-    def command(name: str, with_id: bool = True) -> argparse.ArgumentParser:
-        if only is not None and name != only:
-            return argparse.ArgumentParser(add_help=False)  # not this call's: never parsed
-        c = sub.add_parser(name, help=COMMANDS[name])
-        if with_id:
-            c.add_argument("id")
-        return c
-
-    for name in ("create", "run"):
-        c = command(name)
-        c.add_argument("--bundle", "-b", default=".")
-        c.add_argument("--pid-file", default="")
-        c.add_argument("--console-socket", default="")
-        c.add_argument("--no-pivot", action="store_true",
-                       help="accepted: pivot_root is always used")
-        c.add_argument("--no-new-keyring", action="store_true",
-                       help="accepted: no session keyring is ever made")
-        c.add_argument("--preserve-fds", type=int, default=0)
-        if name == "run":
-            c.add_argument("--detach", "-d", action="store_true")
-    command("start")
-    command("state")
-    c = command("kill")
-    c.add_argument("signal", nargs="?", default="SIGTERM")
-    c.add_argument("--all", "-a", action="store_true")
-    c = command("delete")
-    c.add_argument("--force", "-f", action="store_true")
-    c = command("exec")
-    c.add_argument("--process", "-p", default="")
-    c.add_argument("--detach", "-d", action="store_true")
-    c.add_argument("--pid-file", default="")
-    c.add_argument("--tty", "-t", action="store_true")
-    c.add_argument("--console-socket", default="")
-    c.add_argument("--cwd", default="")
-    c.add_argument("--env", "-e", action="append", default=[])
-    c.add_argument("--preserve-fds", type=int, default=0)
-    c.add_argument("args", nargs=argparse.REMAINDER)
-    command("pause")
-    command("resume")
-    c = command("ps")
-    c.add_argument("--format", "-f", default="table", choices=("table", "json"))
-    c = command("update")
-    c.add_argument("--resources", "-r", required=True, help="a JSON file, or - for stdin")
-    c = command("list", with_id=False)
-    c.add_argument("--format", "-f", default="table", choices=("table", "json"))
-    c.add_argument("--quiet", "-q", action="store_true")
-    command("features", with_id=False)
-    c = command("spec", with_id=False)
-    c.add_argument("--bundle", "-b", default=".")
-    c.add_argument("--rootless", action="store_true")
-    return p
 
 
 def signal_number(text: str) -> int:
@@ -165,7 +71,7 @@ def _preserve(count: int) -> None:
                 continue
 
 
-def run_command(args: argparse.Namespace) -> int:
+def run_command(args: SimpleNamespace) -> int:
     """Carry out one parsed command; return the exit status."""
     from pinnace.errors import InvalidConfig
     from pinnace.ociruntime.containers import Runtime
@@ -187,7 +93,7 @@ def run_command(args: argparse.Namespace) -> int:
     elif cmd == "state":
         print(json.dumps(rt.state(args.id), indent=2))
     elif cmd == "kill":
-        rt.kill(args.id, signal_number(args.signal), args.all)
+        rt.kill(args.id, signal_number(args.signal or "SIGTERM"), args.all)
     elif cmd == "delete":
         rt.delete(args.id, args.force)
     elif cmd == "exec":
@@ -216,7 +122,7 @@ def run_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(rt: Any, args: argparse.Namespace) -> int:
+def _run(rt: Any, args: SimpleNamespace) -> int:
     """``run``: start the created container; without --detach forward signals, wait and
     delete it, exiting with its status."""
     import signal
@@ -238,7 +144,7 @@ def _run(rt: Any, args: argparse.Namespace) -> int:
         rt.delete(args.id, force=True)
 
 
-def _exec(rt: Any, args: argparse.Namespace) -> int:
+def _exec(rt: Any, args: SimpleNamespace) -> int:
     from pinnace.errors import InvalidConfig
     from pinnace.ociruntime.containers import write_pid_file
     from pinnace.runtime.oci import process_from_json
@@ -265,7 +171,7 @@ def _exec(rt: Any, args: argparse.Namespace) -> int:
     return exit_code(status)
 
 
-def _list(rt: Any, args: argparse.Namespace) -> None:
+def _list(rt: Any, args: SimpleNamespace) -> None:
     states = [rt.state(i) for i in rt.ids()]
     if args.quiet:
         print("\n".join(s["id"] for s in states))
@@ -279,26 +185,43 @@ def _list(rt: Any, args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``pinnace-runtime``."""
-    argv = sys.argv[1:] if argv is None else argv
-    word = command_of(argv)
-    args = parser(word if word in COMMANDS else None).parse_args(argv)
+    from pinnace.errors import PinnaceError
+    from pinnace.ociruntime.grammar import parse, usage
+
+    try:
+        args = parse(sys.argv[1:] if argv is None else argv)
+    except PinnaceError as err:
+        sys.stderr.write(f"pinnace-runtime: {err} (see pinnace-runtime --help)\n")
+        _exit(2)
+    if args.help:
+        print(usage(args.command), end="")
+        _exit(0)
     if args.version:
         from pinnace import __version__
 
         print(f"pinnace-runtime version {__version__}\nspec: {SPEC_VERSION}")
-        return
+        _exit(0)
     if not args.command:
-        parser().print_help()
-        sys.exit(1)
+        sys.stderr.write(usage())
+        _exit(1)
     log = Log(args.log, args.log_format, args.debug)
-    log.debug(f"{args.command} {getattr(args, 'id', '')}")
-    from pinnace.errors import PinnaceError
-
+    log.debug(f"{args.command} {args.id}")
     try:
         code = run_command(args)
     except (PinnaceError, OSError) as err:
         message = str(err) if isinstance(err, PinnaceError) else f"{err.strerror}: {err}"
         log.write("error", message)
         sys.stderr.write(f"pinnace-runtime: {message}\n")
-        sys.exit(1)
-    sys.exit(code)
+        code = 1
+    _exit(code)
+
+
+def _exit(code: int) -> NoReturn:
+    """Flush stdout and stderr and leave at once: the interpreter's own exit, which tears
+    down every module, costs more than some whole commands."""
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except OSError:  # a reader that went away
+        code = code or 1
+    os._exit(code)

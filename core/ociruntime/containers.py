@@ -211,11 +211,11 @@ class Runtime:
         self._hooks_after(rec)
 
     def _hooks_after(self, rec: Record) -> None:
-        from pinnace.ociruntime.hooks import run_hooks
-        from pinnace.runtime.oci import Hook
-
         items = rec.hooks.get("poststop")
         if items:
+            from pinnace.ociruntime.hooks import run_hooks
+            from pinnace.runtime.oci import Hook
+
             state = {"ociVersion": "1.0.2", "id": rec.id, "status": "stopped", "pid": 0,
                      "bundle": rec.bundle, "annotations": rec.annotations}
             with contextlib.suppress(FailedPrecondition):  # poststop failures only warn
@@ -223,11 +223,11 @@ class Runtime:
 
     def _remove(self, rec: Record) -> None:
         """Everything of the container: its processes, cgroup and state directory."""
-        import shutil
+        from pinnace.files import remove_tree
 
         directory = self.directory(rec.id)
         self.plugin().pinnace_isolation_delete(container_id=rec.id, bundle=directory)
-        shutil.rmtree(directory, ignore_errors=True)
+        remove_tree(directory)
 
     def exec(self, container_id: str, process: Any, console_socket: str = "") -> int:
         """Start ``process`` in the running container; return its PID (a child of this process)."""
@@ -272,25 +272,43 @@ class Runtime:
 
 def _load_entry_point(group: str, name: str) -> Any:
     """The object entry point ``name`` of ``group`` names, found in the installed
-    distributions' ``entry_points.txt`` (importlib.metadata costs more than the rest of
-    a runtime command)."""
-    import configparser
-    import glob
+    distributions' ``entry_points.txt`` (importlib.metadata, or configparser and glob,
+    cost more than the rest of a runtime command)."""
     import importlib
 
     for directory in sys.path:
-        for path in sorted(glob.glob(os.path.join(directory or ".", "*.dist-info",
-                                                  "entry_points.txt"))):
-            parser = configparser.ConfigParser(delimiters=("=",), interpolation=None)
-            parser.optionxform = str  # type: ignore[assignment,method-assign]
-            parser.read(path)
-            if parser.has_option(group, name):
-                module, _, attr = parser.get(group, name).partition(":")
+        try:
+            entries = sorted(e for e in os.listdir(directory or ".") if e.endswith(".dist-info"))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                with open(os.path.join(directory or ".", entry, "entry_points.txt")) as f:
+                    target = _entry_point(f.read(), group, name)
+            except OSError:
+                continue
+            if target:
+                module, _, attr = target.partition(":")
                 obj = importlib.import_module(module.strip())
                 for part in attr.strip().split("."):
                     obj = getattr(obj, part)
                 return obj
     raise NotFound(f"isolation plugin {name!r} is not installed")
+
+
+def _entry_point(text: str, group: str, name: str) -> str:
+    """``module:attr`` of entry point ``name`` in section ``[group]`` of an
+    ``entry_points.txt`` (an INI file of ``name = module:attr`` lines), or ""."""
+    section = ""
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("["):
+            section = line.strip("[]").strip()
+        elif section == group and "=" in line:
+            key, _, value = line.partition("=")
+            if key.strip() == name:
+                return value.strip()
+    return ""
 
 
 def _now() -> str:

@@ -536,13 +536,45 @@ def process_from_json(data: dict[str, Any]) -> Process:
     return process
 
 
+MAPPED = {
+    ContainerSpec: {"id", "process", "rootfs", "hostname", "netns", "cgroup", "readonly_rootfs",
+                    "namespaces", "namespace_paths", "annotations", "mounts", "security",
+                    "resources", "sysctl", "devices", "uid_map", "gid_map",
+                    "rootfs_propagation", "idmapped_rootfs"},
+    Process: {"args", "env", "cwd", "user", "terminal", "console_socket", "rlimits", "umask"},
+    Security: {"privileged", "capabilities", "inheritable", "ambient", "no_new_privileges",
+               "seccomp", "masked_paths", "readonly_paths"},
+    Resources: {"memory", "memory_swap", "cpu_quota", "cpu_period", "cpu_shares",
+                "cpuset_cpus", "pids_limit", "devices", "memory_reservation", "memory_kernel",
+                "memory_kernel_tcp", "memory_swappiness", "oom_kill_disable", "cpuset_mems",
+                "cpu_rt_period", "cpu_rt_runtime", "blkio_weight", "blkio_leaf_weight",
+                "blkio_devices", "hugepage_limits", "net_classid", "net_priorities"},
+}
+"""The fields of each spec record :func:`config_from_spec` writes into a config (``id``,
+``rootfs`` and ``console_socket`` are the runtime's command line and the root path; an
+idmapped rootfs is refused apart, as a config's rootfs is used with its ids on disk)."""
+OCI_SECCOMP = ("defaultAction", "defaultErrnoRet", "architectures", "flags")
+OCI_SYSCALL = ("names", "action", "errnoRet", "args")
+"""The keys of OCI's ``linux.seccomp`` and of its rules (docker's others are dropped)."""
+
+
 def config_from_spec(spec: ContainerSpec, rootfs: str = "rootfs") -> dict[str, Any]:
     """``spec`` as an OCI ``config.json`` with its root at ``rootfs``: the reverse of
-    :func:`bundle_spec` (the mounts the isolation plugin makes itself included)."""
-    sec, res = spec.security, spec.resources
-    caps = list(sec.capabilities)
+    :func:`bundle_spec` (the mounts the isolation plugin makes itself included), for any
+    OCI runtime on this host (capabilities outside this process's bounding set are left
+    out, and a swap limit where the kernel does not account swap). InvalidConfig names
+    every field that differs from its default and that a config cannot carry."""
+    refused = [*_unmapped(spec, ""), *_unmapped(spec.process, "process."),
+               *_unmapped(spec.security, "security."), *_unmapped(spec.resources, "resources."),
+               *(f"namespaces[{n}]" for n in spec.namespaces if n not in NAMESPACES),
+               *(["an idmapped rootfs (uid_map)"] if spec.uid_map and spec.idmapped_rootfs
+                 else [])]
+    if refused:
+        raise InvalidConfig(f"an OCI config cannot carry {', '.join(refused)}")
+    sec = spec.security
     namespaces: list[dict[str, str]] = [
-        {"type": n, **({"path": spec.namespace_paths[n]} if n in spec.namespace_paths else {})}
+        {"type": NAMESPACES[n], **({"path": spec.namespace_paths[n]}
+                                   if n in spec.namespace_paths else {})}
         for n in spec.namespaces]
     if spec.netns != "/proc/self/ns/net":
         namespaces.append({"type": "network", **({"path": spec.netns} if spec.netns else {})})
@@ -555,10 +587,10 @@ def config_from_spec(spec: ContainerSpec, rootfs: str = "rootfs") -> dict[str, A
     linux |= {
         "namespaces": namespaces,
         "maskedPaths": list(sec.masked_paths), "readonlyPaths": list(sec.readonly_paths),
-        "resources": _resources_json(res),
+        "resources": _resources_json(spec.resources),
     }
     if spec.cgroup:
-        linux["cgroupsPath"] = "/" + spec.cgroup
+        linux["cgroupsPath"] = "/" + spec.cgroup.strip("/")  # from each hierarchy's root
     if spec.sysctl:
         linux["sysctl"] = dict(spec.sysctl)
     if spec.rootfs_propagation:
@@ -569,55 +601,104 @@ def config_from_spec(spec: ContainerSpec, rootfs: str = "rootfs") -> dict[str, A
                              **({} if d.type == "p" else {"major": d.major, "minor": d.minor})}
                             for d in spec.devices]
     if sec.seccomp != "unconfined":
-        from pinnace.runtime import seccomp
-
-        profile = seccomp.default_profile() if sec.seccomp == "default" else sec.seccomp
-        resolved = seccomp.resolve(profile, caps, seccomp.native_arch())  # type: ignore[arg-type]
-        linux["seccomp"] = {k: v for k, v in resolved.items()
-                            if k in ("defaultAction", "defaultErrnoRet", "architectures",
-                                     "syscalls")}
-    p = spec.process
+        linux["seccomp"] = _seccomp_json(sec)
     config: dict[str, Any] = {
         "ociVersion": OCI_VERSION,
-        "process": {
-            "terminal": p.terminal, "args": list(p.args), "env": list(p.env), "cwd": p.cwd,
-            "user": {"uid": p.user.uid, "gid": p.user.gid,
-                     "additionalGids": list(p.user.additional_gids),
-                     **({} if p.umask is None else {"umask": p.umask})},
-            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps,
-                             "inheritable": list(sec.inheritable), "ambient": list(sec.ambient)},
-            "rlimits": [{"type": r.type, "hard": r.hard, "soft": r.soft} for r in p.rlimits],
-            "noNewPrivileges": sec.no_new_privileges,
-        },
+        "process": process_config(spec.process, sec),
         "root": {"path": rootfs, "readonly": spec.readonly_rootfs},
-        "hostname": spec.hostname,
-        "mounts": [*_plugin_mounts_json(),
-                   *({"destination": m.destination, "type": m.type, "source": m.source,
-                      "options": list(m.options) if m.type != "bind"
-                      else [*m.options, *([] if "rbind" in m.options else ["rbind"])]}
-                     for m in spec.mounts)],
+        "mounts": [*({**m, "options": list(m["options"])} for m in PLUGIN_MOUNTS_JSON),
+                   *(_mount_json(m) for m in spec.mounts)],
         "linux": linux,
     }
+    if "uts" in spec.namespaces and "uts" not in spec.namespace_paths:
+        config["hostname"] = spec.hostname  # set only in a UTS namespace of its own
     if spec.annotations:
         config["annotations"] = dict(spec.annotations)
     return config
 
 
-def _plugin_mounts_json() -> list[dict[str, Any]]:
-    return [{"destination": "/proc", "type": "proc", "source": "proc"},
-            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
-             "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
-            {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
-             "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]},
-            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-             "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
-            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
-             "options": ["nosuid", "noexec", "nodev"]},
-            {"destination": "/sys", "type": "sysfs", "source": "sysfs",
-             "options": ["nosuid", "noexec", "nodev", "ro"]}]
+def _unmapped(record: Any, prefix: str) -> list[str]:
+    """Fields of ``record`` that :data:`MAPPED` lacks and that differ from their default."""
+    from dataclasses import MISSING, fields
+
+    found = []
+    for f in fields(record):
+        if f.name in MAPPED[type(record)]:
+            continue
+        default = f.default_factory() if f.default_factory is not MISSING else f.default
+        if getattr(record, f.name) != default:
+            found.append(f"{prefix}{f.name}")
+    return found
+
+
+def process_config(process: Process, security: Security) -> dict[str, Any]:
+    """The OCI ``process`` of a container's first process, or of an exec in it (``exec
+    --process``). Only capabilities this process holds are asked for (``--privileged``
+    names every one the kernel knows; a runtime refuses those outside its bounding set)."""
+    from pinnace.runtime import capabilities
+
+    with open("/proc/self/status") as f:
+        held = int(next(line.split()[1] for line in f if line.startswith("CapBnd:")), 16)
+    caps = [c for c in security.capabilities if capabilities.mask([c]) & held]
+    return {
+        "terminal": process.terminal,
+        "user": {"uid": process.user.uid, "gid": process.user.gid,
+                 "additionalGids": list(process.user.additional_gids),
+                 **({} if process.umask is None else {"umask": process.umask})},
+        "args": list(process.args),
+        "env": list(process.env),
+        "cwd": process.cwd or "/",
+        "capabilities": {"bounding": caps, "effective": caps, "permitted": caps,
+                         "inheritable": [c for c in security.inheritable if c in caps],
+                         "ambient": [c for c in security.ambient if c in caps]},
+        "rlimits": [{"type": r.type, "hard": r.hard, "soft": r.soft} for r in process.rlimits],
+        "noNewPrivileges": security.no_new_privileges,
+    }
+
+
+NOSUID_NOEXEC_NODEV = ["nosuid", "noexec", "nodev"]
+PLUGIN_MOUNTS_JSON = [
+    {"destination": "/proc", "type": "proc", "source": "proc", "options": NOSUID_NOEXEC_NODEV},
+    {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+     "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+    {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+     "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+    {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+     "options": [*NOSUID_NOEXEC_NODEV, "mode=1777", "size=65536k"]},
+    {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+     "options": NOSUID_NOEXEC_NODEV},
+    {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+     "options": [*NOSUID_NOEXEC_NODEV, "ro"]},
+]
+"""/proc, a minimal /dev and read-only /sys, as docker gives every container (and the
+isolation plugin makes them under pinnace-runtime)."""
+
+
+def _mount_json(m: MountPoint) -> dict[str, Any]:
+    """A ``spec.mounts`` entry; OCI runtimes bind-mount only with ``bind`` or ``rbind``
+    among the options."""
+    options = list(m.options)
+    if m.type == "bind" and not {"bind", "rbind"} & set(options):
+        options.append("rbind")
+    return {"destination": m.destination, "type": m.type, "source": m.source, "options": options}
+
+
+def _seccomp_json(security: Security) -> dict[str, Any]:
+    """The container's seccomp profile, resolved for its capabilities and this machine
+    (:func:`pinnace.runtime.seccomp.resolve`), in OCI ``linux.seccomp`` form."""
+    from pinnace.runtime import seccomp
+
+    profile = seccomp.default_profile() if security.seccomp == "default" else security.seccomp
+    assert isinstance(profile, dict)
+    resolved = seccomp.resolve(profile, list(security.capabilities), seccomp.native_arch())
+    out = {key: resolved[key] for key in OCI_SECCOMP if resolved.get(key) is not None}
+    out["syscalls"] = [{key: rule[key] for key in OCI_SYSCALL if rule.get(key) is not None}
+                       for rule in resolved["syscalls"]]
+    return out
 
 
 def _resources_json(res: Resources) -> dict[str, Any]:
+    """OCI ``linux.resources``: memory, CPU, pids and the device allowlist."""
     devices = []
     for rule in res.devices:
         kind, numbers, access = rule.split()
@@ -629,7 +710,7 @@ def _resources_json(res: Resources) -> dict[str, Any]:
             entry["minor"] = int(minor)
         devices.append(entry)
     out: dict[str, Any] = {"devices": [{"allow": False, "access": "rwm"}, *devices]}
-    memory = {k: v for k, v in (("limit", res.memory), ("swap", res.memory_swap),
+    memory = {k: v for k, v in (("limit", res.memory), ("swap", res.memory_swap if res.memory_swap and _swap_accounting() else 0),
                                 ("reservation", res.memory_reservation),
                                 ("kernel", res.memory_kernel),
                                 ("kernelTCP", res.memory_kernel_tcp),
@@ -668,3 +749,13 @@ def _resources_json(res: Resources) -> dict[str, Any]:
                           "priorities": [{"name": n, "priority": p}
                                          for n, p in res.net_priorities.items()]}
     return out
+
+
+def _swap_accounting() -> bool:
+    """Whether the kernel accounts swap (otherwise pinnace skips the swap limit, and so
+    must a runtime, which would fail on it)."""
+    from pinnace.runtime import cgroups
+
+    if cgroups.version() == "v2":
+        return True
+    return os.path.exists(f"{cgroups.CGROUP_ROOT}/memory/memory.memsw.limit_in_bytes")

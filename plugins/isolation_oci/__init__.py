@@ -1,9 +1,9 @@
 """The ``oci`` isolation: pinnace containers run by an OCI runtime binary (runc, youki, ...).
 
 ``create`` performs the storage plugin's mounts on ``rootfs`` in the bundle,
-writes ``config.json`` there (:mod:`pinnace_plugins.isolation_oci.config`) and
-runs the runtime's ``create``, which holds the container's process before exec
-until ``start``. The runtime forks that process as its own child; when
+writes ``config.json`` there (``config_from_spec``: the mapping ``pinnace-runtime``
+reads back) and runs the runtime's ``create``, which holds the container's process
+before exec until ``start``. The runtime forks that process as its own child; when
 ``create`` exits it is reparented to the caller, which pinnace has made a child
 subreaper, so the caller can ``waitpid`` it. ``exec`` runs ``exec --detach``
 for the same reason. The runtime keeps its state under ``<run dir>/<its name>``
@@ -112,11 +112,10 @@ class OciIsolation(Plugin):
     def pinnace_isolation_create(self, spec: ContainerSpec, bundle: Path,
                                  stdio: tuple[int, int, int] | None = None) -> int:
         """Mount the rootfs in the bundle, write config.json, the runtime's ``create``."""
-        from pinnace.plugin import mount_all
-        from pinnace_plugins.isolation_oci.config import oci_config
+        from pinnace.plugin import config_from_spec, mount_all
 
         self._check_host()
-        config = oci_config(spec)  # refuses what cannot be mapped before anything is made
+        config = config_from_spec(spec)  # refuses what cannot be mapped before anything is made
         rootfs = bundle / "rootfs"
         rootfs.mkdir(exist_ok=True)
         (bundle / "config.json").write_text(json.dumps(config))
@@ -175,8 +174,7 @@ class OciIsolation(Plugin):
                                stdio: tuple[int, int, int] | None = None) -> int:
         """``exec --detach`` with the container's capabilities. The caller is made a child
         subreaper first, so the process is reparented to it when the runtime exits."""
-        from pinnace.plugin import linux
-        from pinnace_plugins.isolation_oci.config import oci_process
+        from pinnace.plugin import linux, process_config
 
         linux.set_child_subreaper()
 
@@ -186,7 +184,7 @@ class OciIsolation(Plugin):
                             no_new_privileges=config["process"]["noNewPrivileges"])
         tag = os.urandom(6).hex()
         spec_file, pid_file = bundle / f"exec-{tag}.json", bundle / f"exec-{tag}.pid"
-        spec_file.write_text(json.dumps(oci_process(process, security)))
+        spec_file.write_text(json.dumps(process_config(process, security)))
         args = ["exec", "--detach", "--pid-file", str(pid_file), "--process", str(spec_file)]
         try:
             with _console(process) as (console, fds):
@@ -222,9 +220,10 @@ class OciIsolation(Plugin):
             with contextlib.suppress(ChildProcessError, FileNotFoundError):  # reaped already
                 os.waitpid(int((bundle / "pid").read_text()), 0)
         config = bundle / "config.json"
-        if config.exists():  # runtimes leave the empty parents of the container's cgroup
-            cgroups.Cgroup(json.loads(config.read_text())["linux"]["cgroupsPath"].lstrip("/")
-                           ).remove()
+        path = json.loads(config.read_text())["linux"].get("cgroupsPath") \
+            if config.exists() else None
+        if path:  # runtimes leave the empty parents of the container's cgroup
+            cgroups.Cgroup(path.lstrip("/")).remove()
         unmount_all(bundle / "rootfs")
         for name in ("rootfs", "config.json", "pid"):
             path = bundle / name

@@ -22,18 +22,14 @@ from typing import TYPE_CHECKING, Any
 from pinnace.plugin import (
     CommandNotExecutable,
     CommandNotFound,
-    ContainerSpec,
     FailedPrecondition,
     Option,
     Plugin,
-    Process,
     hookimpl,
 )
-from pinnace.runtime.watch import exit_code
-from pinnace_plugins.isolation_unshare import child as _setup
 
-if TYPE_CHECKING:
-    from pinnace.plugin import ContainerState
+if TYPE_CHECKING:  # the spec's records, and the set-up in the child, are for create and exec
+    from pinnace.plugin import ContainerSpec, ContainerState, Process
 
 
 class _Child:
@@ -55,6 +51,8 @@ def _read_all(fd: int) -> bytes:
 def _report_and_exit(run: Any, err_w: int) -> None:
     """In a forked child: ``run`` (which execs on success); any failure is written
     to ``err_w`` as "CODE\\nmessage" for the parent, then the child exits."""
+    from pinnace_plugins.isolation_unshare import child as _setup
+
     code = 1
     try:
         run()
@@ -239,7 +237,10 @@ class UnshareIsolation(Plugin):
     def _child(spec: ContainerSpec, bundle: str, gate: int, fifo: str, ready_w: int,
                err_w: int, stdio: tuple[int, int, int] | None, userns: int | None,
                die_with_creator: bool) -> None:
-        """The forked side: never returns."""
+        """The forked side: never returns. The set-up module is imported here, in the
+        child (while the parent moves it into its cgroup): the other hooks need none of it."""
+        from pinnace_plugins.isolation_unshare import child as _setup
+
         def run() -> None:
             _setup.redirect(stdio)
             start_fd = _setup.setup(spec, bundle, gate, fifo, userns, die_with_creator)
@@ -274,6 +275,8 @@ class UnshareIsolation(Plugin):
         os.close(child.errors)
         child.errors = -1
         if report:
+            from pinnace.runtime.watch import exit_code
+
             _, status = os.waitpid(child.pid, 0)
             child.exit_code = exit_code(status)
             _raise_exec_error(report, "container start failed")
@@ -329,6 +332,8 @@ class UnshareIsolation(Plugin):
     def _exec_child(process: Process, security: Any, gate: int, fds: dict[str, int],
                     err_w: int, stdio: tuple[int, int, int] | None) -> None:
         """The forked side of exec: never returns."""
+        from pinnace_plugins.isolation_unshare import child as _setup
+
         def run() -> None:
             _setup.redirect(stdio)
             _setup.join(process, security, gate, fds)
@@ -349,6 +354,8 @@ class UnshareIsolation(Plugin):
     @hookimpl
     def pinnace_isolation_wait(self, container_id: str, bundle: Path) -> int:
         """waitpid on the first process; 128+N when killed by signal N."""
+        from pinnace.runtime.watch import exit_code
+
         child = self._own_child(container_id)
         if child.exit_code is None:
             _, status = os.waitpid(child.pid, 0)
