@@ -345,6 +345,7 @@ def test_help_lists_commands_and_flags(rt: Runtime) -> None:
 
 def test_spec_maps_to_config_and_back(tmp_path: Path) -> None:
     """config_from_spec and bundle_spec are each other's reverse on what both carry."""
+    from pinnace.errors import InvalidConfig
     from pinnace.mounts import Mount
     from pinnace.runtime.oci import bundle_spec, config_from_spec
     from pinnace.runtime.spec import ContainerSpec, Device, MountPoint, Process, Rlimit, User
@@ -368,6 +369,9 @@ def test_spec_maps_to_config_and_back(tmp_path: Path) -> None:
     spec.resources.hugepage_limits = {"2MB": 4 << 20}
     spec.resources.net_priorities = {"lo": 3}
     spec.uid_map = spec.gid_map = [IdMap(0, 100000, 65536)]
+    with pytest.raises(InvalidConfig, match="an idmapped rootfs"):  # ids on disk, in OCI
+        config_from_spec(spec)
+    spec.idmapped_rootfs = False
     spec.devices = [Device("/dev/fuse", "c", 10, 229, 0o600, 0, 0), Device("/dev/f", "p", 0, 0)]
     back = bundle_spec("x", str(tmp_path), config_from_spec(spec)).spec
     assert back.process == spec.process

@@ -710,7 +710,8 @@ def _resources_json(res: Resources) -> dict[str, Any]:
             entry["minor"] = int(minor)
         devices.append(entry)
     out: dict[str, Any] = {"devices": [{"allow": False, "access": "rwm"}, *devices]}
-    memory = {k: v for k, v in (("limit", res.memory), ("swap", res.memory_swap if res.memory_swap and _swap_accounting() else 0),
+    swap = res.memory_swap if res.memory_swap and _swap_accounting() else 0
+    memory = {k: v for k, v in (("limit", res.memory), ("swap", swap),
                                 ("reservation", res.memory_reservation),
                                 ("kernel", res.memory_kernel),
                                 ("kernelTCP", res.memory_kernel_tcp),
