@@ -131,6 +131,13 @@ def test_the_tour_as_an_ordinary_user(rootless: User, pn: Pinnace, busybox: str,
     assert "started" in user("logs", cid).stdout
     user("commit", "--no-pause", cid, "made:1")
     assert user("run", "--rm", "made:1", "cat", "/made").stdout == "made\n"
+    context = user.home / "context"
+    context.mkdir()
+    (context / "Dockerfile").write_text("FROM made:1\nRUN id -u > /uid && cat /made > /copy\n"
+                                        'CMD ["cat", "/uid", "/copy"]\n')
+    shutil.chown(context, user.name)
+    user("build", "-t", "built:1", str(context))
+    assert user("run", "--rm", "built:1").stdout == "0\nmade\n"  # RUN as container root
     typed = run_in_pty(user.argv("run", "-it", "--rm", "busybox", "sh"),
                        b"tty; echo in-$((6*7))\nexit 3\n", user.home)
     assert b"/dev/pts/0" in typed and b"in-42" in typed, typed

@@ -216,9 +216,9 @@ class UnshareIsolation(Plugin):
             os.close(err_w)
             os.close(gate_r)
         unattached = _attach(cg, pid, gate_w)
-        ready = os.read(ready_r, 1)
+        ready = os.read(ready_r, 32)
         os.close(ready_r)
-        if ready != b"R":
+        if ready[:1] != b"R":
             message = (_read_all(err_r).decode(errors="replace")
                        or (unattached and f"1\n{unattached}"))
             os.close(err_r)
@@ -229,7 +229,7 @@ class UnshareIsolation(Plugin):
             _raise_exec_error(message or "1\nunknown error", "container setup failed")
         (bundle / "pid").write_text(str(pid))
         if "pid" in spec.namespaces and "pid" not in spec.namespace_paths:
-            (bundle / "pidns").write_text(str(os.stat(f"/proc/{pid}/ns/pid").st_ino))
+            (bundle / "pidns").write_text(ready[1:].decode())
         self._children[spec.id] = _Child(pid, err_r)
         return pid
 
@@ -242,9 +242,12 @@ class UnshareIsolation(Plugin):
         from pinnace_plugins.isolation_unshare import child as _setup
 
         def run() -> None:
+            # its PID namespace, sent with "ready": the parent may not look it up once the
+            # process has changed its ids, and the container may have no /proc
+            pidns = os.stat("/proc/self/ns/pid").st_ino
             _setup.redirect(stdio)
             start_fd = _setup.setup(spec, bundle, gate, fifo, userns, die_with_creator)
-            os.write(ready_w, b"R")
+            os.write(ready_w, b"R%d" % pidns)
             os.close(ready_w)
             if os.read(start_fd, 1) != b"S":
                 os._exit(1)
