@@ -465,26 +465,14 @@ def update(req: Request) -> None:
     ``CpuQuota``/``CpuPeriod``), CPU shares, cpuset, PIDs limit and restart policy;
     unset and zero fields are left as they are."""
     body = req.json()
-    from pinnace.serve.shapes import restart_policy
+    from pinnace.serve.shapes import limit_options, restart_policy
 
     refused = [key for key in UNSUPPORTED_UPDATES if body.get(key)]
     if refused:
         raise InvalidConfig(f"pinnace does not update {', '.join(refused)}")
-    changes: dict[str, Any] = {}
-    if body.get("Memory"):
-        changes["memory"] = str(body["Memory"])
-    if body.get("MemorySwap"):
-        changes["memory_swap"] = str(body["MemorySwap"])
-    if body.get("NanoCpus"):
-        changes["cpus"] = body["NanoCpus"] / 1e9
-    elif body.get("CpuQuota"):
-        changes["cpus"] = body["CpuQuota"] / (body.get("CpuPeriod") or 100000)
-    if body.get("CpuShares"):
-        changes["cpu_shares"] = int(body["CpuShares"])
-    if body.get("CpusetCpus"):
-        changes["cpuset_cpus"] = body["CpusetCpus"]
-    if body.get("PidsLimit") is not None:
-        changes["pids_limit"] = int(body["PidsLimit"]) or -1
+    changes = limit_options(body)
+    if body.get("PidsLimit") == 0:  # 0 lifts the limit
+        changes["pids_limit"] = -1
     restart = restart_policy(body.get("RestartPolicy") or {})
     if restart:
         changes["restart"] = restart

@@ -78,18 +78,7 @@ def run_options(body: dict[str, Any], name: str | None) -> dict[str, Any]:
     opts["cap_drop"] = list(host.get("CapDrop") or [])
     opts["security_opt"] = list(host.get("SecurityOpt") or [])
     opts["read_only"] = bool(host.get("ReadonlyRootfs"))
-    if host.get("Memory"):
-        opts["memory"] = str(host["Memory"])
-    if host.get("MemorySwap"):
-        opts["memory_swap"] = str(host["MemorySwap"])
-    if host.get("NanoCpus"):
-        opts["cpus"] = host["NanoCpus"] / 1e9
-    if host.get("CpuShares"):
-        opts["cpu_shares"] = int(host["CpuShares"])
-    if host.get("CpusetCpus"):
-        opts["cpuset_cpus"] = host["CpusetCpus"]
-    if host.get("PidsLimit"):
-        opts["pids_limit"] = int(host["PidsLimit"])
+    opts.update(limit_options(host))
     opts.update(_process_options(body, host))
     opts["volumes"] = list(host.get("Binds") or [])
     taken = {b.split(":")[1] for b in opts["volumes"] if ":" in b} | \
@@ -102,6 +91,28 @@ def run_options(body: dict[str, Any], name: str | None) -> dict[str, Any]:
     if host.get("VolumeDriver"):
         opts["volume_driver"] = host["VolumeDriver"]
     return opts
+
+
+def limit_options(fields: dict[str, Any]) -> dict[str, Any]:
+    """A ``HostConfig``'s (or an update's) memory, swap, CPU (``NanoCpus``, or
+    ``CpuQuota`` over ``CpuPeriod``), CPU shares, cpuset and PIDs limits as ``run``'s and
+    ``update``'s options; unset and zero fields are left out."""
+    out: dict[str, Any] = {}
+    if fields.get("Memory"):
+        out["memory"] = str(fields["Memory"])
+    if fields.get("MemorySwap"):
+        out["memory_swap"] = str(fields["MemorySwap"])
+    if fields.get("NanoCpus"):
+        out["cpus"] = fields["NanoCpus"] / 1e9
+    elif fields.get("CpuQuota"):
+        out["cpus"] = fields["CpuQuota"] / (fields.get("CpuPeriod") or 100000)
+    if fields.get("CpuShares"):
+        out["cpu_shares"] = int(fields["CpuShares"])
+    if fields.get("CpusetCpus"):
+        out["cpuset_cpus"] = fields["CpusetCpus"]
+    if fields.get("PidsLimit"):
+        out["pids_limit"] = int(fields["PidsLimit"])
+    return out
 
 
 def restart_policy(policy: dict[str, Any]) -> str | None:
