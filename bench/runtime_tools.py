@@ -69,6 +69,26 @@ def run_one(checkout: str, program: str, runtime: str, timeout: float) -> tuple[
     return ok, not_ok, skipped
 
 
+def leftover_mounts() -> list[str]:
+    """Mount points under the suite's bundles (``$TMPDIR/ocitest*``) still mounted,
+    deepest first."""
+    import tempfile
+
+    prefix = os.path.join(tempfile.gettempdir(), "ocitest")
+    with open("/proc/self/mountinfo", encoding="utf-8") as f:
+        points = [line.split()[4] for line in f]
+    return sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True)
+
+
+def unmount_leftovers(name: str) -> None:
+    """Unmount what a runtime left mounted in the suite's bundles, and say so."""
+    left = leftover_mounts()
+    for point in left:
+        subprocess.run(["umount", "-l", point], check=False)
+    if left:
+        print(f"{name} left {len(left)} mounts under the suite's bundles (unmounted)")
+
+
 def main() -> None:
     """Run the suite for each runtime and print the counts."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -103,6 +123,7 @@ def main() -> None:
                 print(f"{name:16} {os.path.basename(program):40} ok {ok:5} "
                       f"not ok {not_ok:4} skipped {skipped:4}")
         results[name] = counts
+        unmount_leftovers(name)
     print(f"{'runtime':16} {'ok':>6} {'not ok':>7} {'skipped':>8}")
     for name, c in results.items():
         print(f"{name:16} {c.ok:6} {c.not_ok:7} {c.skipped:8}")
