@@ -113,6 +113,10 @@ bench: bench-deps venv busybox-rootfs.tar
 	$(PY) bench/net_overhead.py
 	$(PY) bench/hardening_cost.py
 	$(PY) bench/build.py
+	$(PY) bench/volumes.py
+	$(PY) bench/rootless.py
+	$(PY) bench/api.py
+	$(PY) bench/runtime.py
 
 clean:
 	rm -rf $(VENV) busybox-rootfs.tar build *.egg-info
