@@ -7,7 +7,6 @@ can do neither is refused in one line."""
 
 from __future__ import annotations
 
-import io
 import json
 import subprocess
 import tarfile
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Pinnace, host_leftovers
-from test_userns import pinnace_ranges
+from test_userns import import_far_owned, pinnace_ranges
 
 
 @pytest.fixture
@@ -99,14 +98,7 @@ def test_a_plugin_that_declares_no_idmap_shifts_owners(
 
 def test_files_beyond_the_mapping_are_shifted_to_the_overflow_id(
         pn: Pinnace, busybox_tar: Path, tmp_path: Path, ramfs_dir: Path) -> None:
-    tar = tmp_path / "wide.tar"
-    with tarfile.open(busybox_tar) as src, tarfile.open(tar, "w") as dst:
-        for member in src.getmembers():
-            dst.addfile(member, src.extractfile(member) if member.isfile() else None)
-        far = tarfile.TarInfo("far")
-        far.uid = far.gid = 70000
-        dst.addfile(far, io.BytesIO(b""))
-    pn("import", "-c", 'CMD ["sh"]', str(tar), "wide:1")
+    import_far_owned(pn, busybox_tar, tmp_path)
     out = pn("run", "--rm", "--storage=dir", "--userns=auto", "wide:1", "sh", "-c",
              "exec 2>&1; stat -c %u:%g /far; echo x > /far; echo write=$?").stdout
     assert out.split()[0] == "65534:65534" and "write=1" in out, out

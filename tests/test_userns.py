@@ -150,8 +150,9 @@ def test_volumes_follow_the_mapping(pn: Pinnace, busybox: str) -> None:
     assert (path / "f").stat().st_uid == 0  # stored as root's file
 
 
-def test_files_beyond_the_mapping_appear_as_the_overflow_uid(
-        pn: Pinnace, busybox_tar: Path, tmp_path: Path) -> None:
+def import_far_owned(pn: Pinnace, busybox_tar: Path, tmp_path: Path) -> None:
+    """Import ``wide:1``: busybox and ``/far``, owned by uid and gid 70000 (beyond a
+    :data:`pinnace.runtime.userns.AUTO_SIZE` mapping)."""
     tar = tmp_path / "wide.tar"
     with tarfile.open(busybox_tar) as src, tarfile.open(tar, "w") as dst:
         for member in src.getmembers():
@@ -160,6 +161,11 @@ def test_files_beyond_the_mapping_appear_as_the_overflow_uid(
         far.uid = far.gid = 70000
         dst.addfile(far)
     pn("import", "-c", 'CMD ["sh"]', str(tar), "wide:1")
+
+
+def test_files_beyond_the_mapping_appear_as_the_overflow_uid(
+        pn: Pinnace, busybox_tar: Path, tmp_path: Path) -> None:
+    import_far_owned(pn, busybox_tar, tmp_path)
     squashed = pn("run", "--rm", "--userns=auto", "wide:1", "sh", "-c",
                   "exec 2>&1; stat -c %u:%g /far; echo x > /far; echo write=$?").stdout
     assert squashed.split()[0] == "65534:65534", squashed
