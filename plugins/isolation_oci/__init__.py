@@ -112,7 +112,7 @@ class OciIsolation(Plugin):
     def pinnace_isolation_create(self, spec: ContainerSpec, bundle: Path,
                                  stdio: tuple[int, int, int] | None = None) -> int:
         """Mount the rootfs in the bundle, write config.json, the runtime's ``create``."""
-        from pinnace.plugin import config_from_spec, mount_all
+        from pinnace.plugin import cgroups, config_from_spec, mount_all
 
         self._check_host()
         config = config_from_spec(spec)  # refuses what cannot be mapped before anything is made
@@ -121,6 +121,9 @@ class OciIsolation(Plugin):
         (bundle / "config.json").write_text(json.dumps(config))
         args = ["create", "--bundle", str(bundle), "--pid-file", str(bundle / "pid")]
         try:
+            if config["linux"].get("cgroupsPath"):  # made here, so a parent that another
+                # container's teardown removes meanwhile is made again (a runtime fails)
+                cgroups.create(config["linux"]["cgroupsPath"].lstrip("/"))
             mount_all(spec.rootfs, rootfs)
             with _console(spec.process) as (console, fds):
                 self._call(*args, *console, spec.id,
