@@ -160,10 +160,7 @@ def bind_propagated(source: str, target: str, recursive: bool, propagation: int)
     for it (open_tree, move_mount, mount_setattr), so ``target`` may be a descriptor's
     path that leads to what the mount covers."""
     syscall = _libc.syscall
-    fd = _check(syscall(ctypes.c_long(_OPEN_TREE), ctypes.c_int(_AT_FDCWD), source.encode(),
-                        ctypes.c_uint(_OPEN_TREE_CLONE | os.O_CLOEXEC
-                                      | (_AT_RECURSIVE if recursive else 0))),
-                f"open_tree {source}")
+    fd = _cloned_tree(source, recursive)
     try:
         _check(syscall(ctypes.c_long(_MOVE_MOUNT), ctypes.c_int(fd), b"",
                        ctypes.c_int(_AT_FDCWD), target.encode(),
@@ -182,13 +179,19 @@ def bind_propagated(source: str, target: str, recursive: bool, propagation: int)
 _MOUNT_ATTR_IDMAP = 0x00100000
 
 
+def _cloned_tree(source: str, recursive: bool) -> int:
+    """A detached bind of ``source`` (open_tree with OPEN_TREE_CLONE), as a descriptor."""
+    return _check(_libc.syscall(ctypes.c_long(_OPEN_TREE), ctypes.c_int(_AT_FDCWD),
+                                source.encode(),
+                                ctypes.c_uint(_OPEN_TREE_CLONE | os.O_CLOEXEC
+                                              | (_AT_RECURSIVE if recursive else 0))),
+                  f"open_tree {source}")
+
+
 def _idmapped_tree(source: str, userns_fd: int, recursive: bool) -> int:
     """A detached bind of ``source`` (open_tree), idmapped through ``userns_fd``."""
     syscall = _libc.syscall
-    fd = _check(syscall(ctypes.c_long(_OPEN_TREE), ctypes.c_int(_AT_FDCWD), source.encode(),
-                        ctypes.c_uint(_OPEN_TREE_CLONE | os.O_CLOEXEC
-                                      | (_AT_RECURSIVE if recursive else 0))),
-                f"open_tree {source}")
+    fd = _cloned_tree(source, recursive)
     try:
         attr = _MountAttr(_MOUNT_ATTR_IDMAP, 0, 0, userns_fd)
         _check(syscall(ctypes.c_long(_MOUNT_SETATTR), ctypes.c_int(fd), b"",

@@ -12,16 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Pinnace, host_leftovers
-
-
-def fails(pn: Pinnace, *args: str) -> str:
-    """The one-line error of a command that must fail with 125."""
-    proc = pn(*args, check=False)
-    assert proc.returncode == 125, proc
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), proc.stderr
-    return lines[0]
+from conftest import Pinnace, fails, host_leftovers
 
 
 def nothing_left(pn: Pinnace) -> None:
